@@ -1,0 +1,90 @@
+/// What Purser needs to know about a chat body, read once at submit: its size in tokens,
+/// the capabilities it uses, and whether it is well formed.
+struct ChatBodySummary {
+    var textBytes = 0
+    var messages = 0
+    var images = 0
+    var capabilities: Capabilities = []
+
+    var inputTokens: Int { TokenEstimator.inputTokens(textBytes: textBytes, messages: messages, images: images) }
+}
+
+enum ChatBody {
+    /// Reads an OpenAI chat-completions body or an Anthropic messages body.
+    /// Returns the problem as a sentence (naming the field) when it is not usable.
+    static func summarize(_ body: JSONObject, dialect: Provider.Dialect, fieldPrefix: String) -> Result<ChatBodySummary, Problem> {
+        var summary = ChatBodySummary()
+        guard let messagesValue = body["messages"] else { return .failure(Problem("missing \(fieldPrefix)messages")) }
+        guard let messages = messagesValue.arrayValue else {
+            return .failure(Problem("\(fieldPrefix)messages must be an array, found \(messagesValue.kindName)"))
+        }
+        guard !messages.isEmpty else { return .failure(Problem("\(fieldPrefix)messages is empty; give at least one message")) }
+        for (index, message) in messages.enumerated() {
+            let field = "\(fieldPrefix)messages[\(index)]"
+            guard let object = message.objectValue else { return .failure(Problem("\(field) must be an object")) }
+            guard let role = object["role"]?.stringValue else { return .failure(Problem("missing \(field).role")) }
+            let roles = dialect == .openai ? ["system", "developer", "user", "assistant", "tool"] : ["user", "assistant"]
+            guard roles.contains(role) else {
+                return .failure(Problem("\(field).role '\(role)' is not one of \(roles.joined(separator: ", "))"))
+            }
+            summary.messages += 1
+            switch object["content"] {
+            case nil, .null?:
+                // An assistant message may carry only tool calls.
+                guard role == "assistant", object["tool_calls"] != nil else { return .failure(Problem("missing \(field).content")) }
+                summary.textBytes += JSONWriter.string(object["tool_calls"]!).utf8.count
+            case .string(let text)?:
+                summary.textBytes += text.utf8.count
+            case .array(let parts)?:
+                for part in parts { addContentPart(part, to: &summary) }
+            case let other?:
+                return .failure(Problem("\(field).content must be a string or an array of parts, found \(other.kindName)"))
+            }
+        }
+        if let system = body["system"] {
+            switch system {
+            case .string(let text): summary.textBytes += text.utf8.count
+            case .array(let parts): for part in parts { addContentPart(part, to: &summary) }
+            default: return .failure(Problem("\(fieldPrefix)system must be a string or an array of text blocks"))
+            }
+        }
+        if let tools = body["tools"], case .array(let list) = tools, !list.isEmpty {
+            summary.capabilities.insert(.tools)
+            summary.textBytes += JSONWriter.string(tools).utf8.count
+        }
+        if let format = body["response_format"]?.objectValue, let type = format["type"]?.stringValue,
+            type == "json_object" || type == "json_schema"
+        {
+            summary.capabilities.insert(.jsonMode)
+        }
+        if body["output_format"] != nil { summary.capabilities.insert(.jsonMode) }
+        return .success(summary)
+    }
+
+    private static func addContentPart(_ part: JSONValue, to summary: inout ChatBodySummary) {
+        guard let object = part.objectValue else {
+            if let text = part.stringValue { summary.textBytes += text.utf8.count }
+            return
+        }
+        switch object["type"]?.stringValue {
+        case "image_url"?, "image"?, "input_image"?:
+            summary.images += 1
+            summary.capabilities.insert(.vision)
+        default:
+            if let text = object["text"]?.stringValue { summary.textBytes += text.utf8.count }
+            else if let content = object["content"] { summary.textBytes += JSONWriter.string(content).utf8.count }
+        }
+    }
+
+    /// `max_tokens` (or OpenAI's `max_completion_tokens`) when present.
+    static func maxTokens(_ body: JSONObject, fieldPrefix: String) -> Result<Int?, Problem> {
+        for key in ["max_completion_tokens", "max_tokens"] {
+            guard let value = body[key], !value.isNull else { continue }
+            guard let number = value.intValue, number > 0 else {
+                return .failure(Problem("\(fieldPrefix)\(key) must be a whole number above 0, found \(JSONWriter.string(value))"))
+            }
+            return .success(number)
+        }
+        return .success(nil)
+    }
+}

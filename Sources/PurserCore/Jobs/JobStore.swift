@@ -1,0 +1,117 @@
+import SQLiteStore
+
+/// Jobs and requests in the database. Every statement is prepared; nothing is built from input.
+public struct JobStore {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    // MARK: - Jobs
+
+    private static let jobColumns = "id, name, project, source, submitted_at, max_cost_pico, request_count, rejected_count"
+
+    private static func job(_ row: Row) -> Job {
+        Job(
+            id: row.int64(0), name: row.text(1), project: row.text(2), source: row.text(3), submittedAt: row.int64(4),
+            maxCost: row.optionalInt64(5).map { Money(picoUSD: $0) }, requestCount: row.int(6), rejectedCount: row.int(7))
+    }
+
+    func insertJob(name: String, project: String, source: String, fingerprint: String, submittedAt: Int64, maxCost: Money?) throws -> Int64 {
+        try database.statement("""
+            INSERT INTO jobs (name, project, source, fingerprint, submitted_at, max_cost_pico) VALUES (?, ?, ?, ?, ?, ?)
+            """).execute([.text(name), .text(project), .text(source), .text(fingerprint), .integer(submittedAt), .optionalInt64(maxCost?.picoUSD)])
+        return database.lastInsertRowID
+    }
+
+    func setCounts(job: Int64, requests: Int, rejected: Int) throws {
+        try database.statement("UPDATE jobs SET request_count = ?, rejected_count = ? WHERE id = ?")
+            .execute([.int(requests), .int(rejected), .integer(job)])
+    }
+
+    public func job(withFingerprint fingerprint: String) throws -> Job? {
+        try database.statement("SELECT \(JobStore.jobColumns) FROM jobs WHERE fingerprint = ? ORDER BY id LIMIT 1")
+            .firstRow([.text(fingerprint)], JobStore.job)
+    }
+
+    public func job(id: Int64) throws -> Job? {
+        try database.statement("SELECT \(JobStore.jobColumns) FROM jobs WHERE id = ?").firstRow([.integer(id)], JobStore.job)
+    }
+
+    public func jobs() throws -> [Job] {
+        try database.statement("SELECT \(JobStore.jobColumns) FROM jobs ORDER BY id").rows([], JobStore.job)
+    }
+
+    /// A job by its number or, failing that, its name (the newest job of that name).
+    public func job(reference: String) throws -> Job? {
+        if let id = Int64(reference), let job = try job(id: id) { return job }
+        return try database.statement("SELECT \(JobStore.jobColumns) FROM jobs WHERE name = ? ORDER BY id DESC LIMIT 1")
+            .firstRow([.text(reference)], JobStore.job)
+    }
+
+    // MARK: - Requests
+
+    /// Inserts one request and its body. Returns false, inserting nothing, when its `custom_id` is already in the job.
+    func insertRequest(_ draft: RequestDraft, job: Int64) throws -> Bool {
+        let insert = try database.statement("""
+            INSERT INTO requests (job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
+                deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags)
+            VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (job_id, custom_id) DO NOTHING
+            """)
+        try insert.bind([
+            .integer(job), .int(draft.lineNumber), .text(draft.customID), .text(draft.shape.rawValue), .optionalText(draft.referenceModel),
+            .int(draft.needs.qualityFloor), .text(draft.needs.qualityTier), .integer(draft.deadlineAt), .optionalInt64(draft.maxCost?.picoUSD),
+            .optionalText(draft.needs.pinnedModel), .int(draft.needs.capabilities.rawValue), .int(draft.needs.inputTokens),
+            .int(draft.needs.maxOutputTokens), .optionalText(draft.tags),
+        ])
+        while try insert.step() {}
+        guard database.changes == 1 else { return false }
+        try database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)")
+            .execute([.integer(database.lastInsertRowID), .text(draft.body)])
+        return true
+    }
+
+    func lineNumber(ofCustomID customID: String, job: Int64) throws -> Int? {
+        try database.statement("SELECT line_number FROM requests WHERE job_id = ? AND custom_id = ?")
+            .firstRow([.integer(job), .text(customID)]) { $0.int(0) }
+    }
+
+    func insertRejection(_ problem: LineProblem, job: Int64) throws {
+        try database.statement("INSERT INTO rejected_lines (job_id, line_number, custom_id, reason) VALUES (?, ?, ?, ?)")
+            .execute([.integer(job), .int(problem.lineNumber), .optionalText(problem.customID), .text(problem.message)])
+    }
+
+    public func rejections(job: Int64, limit: Int) throws -> [LineProblem] {
+        try database.statement("SELECT line_number, custom_id, reason FROM rejected_lines WHERE job_id = ? ORDER BY line_number LIMIT ?")
+            .rows([.integer(job), .int(limit)]) { LineProblem(lineNumber: $0.int(0), customID: $0.optionalText(1), message: $0.text(2)) }
+    }
+
+    /// Request counts by state for one job.
+    public func stateCounts(job: Int64) throws -> [RequestState: Int] {
+        var counts: [RequestState: Int] = [:]
+        try database.statement("SELECT state, count(*) FROM requests WHERE job_id = ? GROUP BY state").forEachRow([.integer(job)]) { row in
+            if let state = RequestState(rawValue: row.text(0)) { counts[state] = row.int(1) }
+        }
+        return counts
+    }
+
+    // MARK: - Output history
+
+    public func outputHistory() throws -> OutputHistory {
+        var history = OutputHistory()
+        try database.statement("SELECT model_id, quality_tier, samples, output_tokens, max_output_tokens FROM output_history").forEachRow { row in
+            history.byModelAndTier[OutputHistory.key(model: row.text(0), tier: row.text(1))] = OutputHistory.Sample(
+                samples: row.int(2), outputTokens: row.int(3), maxOutputTokens: row.int(4))
+        }
+        return history
+    }
+
+    /// Adds one result's output length to the history (called by dispatch when a result lands).
+    public func recordOutput(model: String, tier: String, outputTokens: Int, maxOutputTokens: Int) throws {
+        try database.statement("""
+            INSERT INTO output_history (model_id, quality_tier, samples, output_tokens, max_output_tokens) VALUES (?, ?, 1, ?, ?)
+            ON CONFLICT (model_id, quality_tier) DO UPDATE SET samples = samples + 1,
+                output_tokens = output_tokens + excluded.output_tokens, max_output_tokens = max_output_tokens + excluded.max_output_tokens
+            """).execute([.text(model), .text(tier), .int(outputTokens), .int(maxOutputTokens)])
+    }
+}

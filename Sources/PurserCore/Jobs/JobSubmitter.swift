@@ -1,0 +1,156 @@
+import SQLiteStore
+
+/// What `purser submit` was asked to do.
+public struct SubmitOptions: Sendable {
+    public var name: String?
+    public var project: String
+    public var quality: JSONValue?
+    public var deadline: String?
+    public var maxCost: Money?
+    public var skipInvalid: Bool
+    public var force: Bool
+    public var maximumLineBytes: Int
+    /// How many bad lines a rejection lists before it only counts.
+    public var listedProblemLimit: Int
+
+    public init(
+        name: String? = nil, project: String = "default", quality: JSONValue? = nil, deadline: String? = nil, maxCost: Money? = nil,
+        skipInvalid: Bool = false, force: Bool = false, maximumLineBytes: Int = 1 << 20, listedProblemLimit: Int = 20
+    ) {
+        self.name = name
+        self.project = project
+        self.quality = quality
+        self.deadline = deadline
+        self.maxCost = maxCost
+        self.skipInvalid = skipInvalid
+        self.force = force
+        self.maximumLineBytes = maximumLineBytes
+        self.listedProblemLimit = listedProblemLimit
+    }
+}
+
+/// One file's outcome.
+public struct SubmittedJob: Sendable {
+    public var job: Job
+    /// True when the same bytes had been submitted before and that job was returned instead.
+    public var alreadySubmitted: Bool
+    /// The first rejected lines (with `--skip-invalid`), up to the listing limit.
+    public var rejected: [LineProblem]
+}
+
+/// A file with bad lines, refused whole: nothing was stored.
+public struct SubmissionRejected: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    /// The first bad lines, up to the listing limit.
+    public var problems: [LineProblem]
+    public var totalBadLines: Int
+
+    public var description: String {
+        var lines = problems.map { "\(file):\($0)" }
+        if totalBadLines > problems.count { lines.append("… and \(totalBadLines - problems.count) more bad lines") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// A file that held no request at all.
+public struct EmptySubmission: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    public var description: String { "\(file) has no requests (every line is blank)" }
+}
+
+/// Reads job files and stores their requests: all files in one transaction, so a failed submit stores nothing.
+public struct JobSubmitter {
+    let database: Database
+    let catalog: PricingCatalog
+    let clock: WallClock
+
+    public init(database: Database, catalog: PricingCatalog, clock: WallClock = .system) {
+        self.database = database
+        self.catalog = catalog
+        self.clock = clock
+    }
+
+    public func submit(files: [String], options: SubmitOptions) throws -> [SubmittedJob] {
+        let store = JobStore(database: database)
+        let history = try store.outputHistory()
+        let submittedAt = clock.now()
+        return try database.writeTransaction {
+            try files.map { file in
+                try submit(file: file, options: options, store: store, history: history, submittedAt: submittedAt)
+            }
+        }
+    }
+
+    private func submit(file: String, options: SubmitOptions, store: JobStore, history: OutputHistory, submittedAt: Int64) throws -> SubmittedJob {
+        // A regular file is fingerprinted first, so a resubmission costs one fast read and no parsing.
+        if file != "-", !options.force {
+            let fingerprint = fingerprintKey(try JobFileReader.fingerprint(ofFile: file), options: options)
+            if let existing = try store.job(withFingerprint: fingerprint) {
+                return SubmittedJob(job: existing, alreadySubmitted: true, rejected: [])
+            }
+        }
+        let reader = try JobFileReader(path: file, maximumLineBytes: options.maximumLineBytes)
+        let name = options.name ?? JobSubmitter.defaultName(for: file)
+        let jobID = try store.insertJob(
+            name: name, project: options.project, source: file == "-" ? "stdin" : file, fingerprint: "pending", submittedAt: submittedAt,
+            maxCost: options.maxCost)
+        var parser = RequestLineParser(
+            catalog: catalog, defaults: .init(quality: options.quality, deadline: options.deadline), submittedAt: submittedAt, history: history)
+        var accepted = 0
+        var listed: [LineProblem] = []
+        var badLines = 0
+        func reject(_ problem: LineProblem) throws {
+            badLines += 1
+            if listed.count < options.listedProblemLimit { listed.append(problem) }
+            if options.skipInvalid { try store.insertRejection(problem, job: jobID) }
+        }
+        while let line = try reader.nextLine() {
+            switch line {
+            case .oversized(let lineNumber, let byteCount):
+                try reject(LineProblem(
+                    lineNumber: lineNumber, customID: nil,
+                    message: "line is \(byteCount) bytes, over the \(options.maximumLineBytes)-byte limit; shorten it or raise --max-line-bytes"))
+            case .text(let lineNumber, let bytes):
+                switch parser.parse(bytes, lineNumber: lineNumber) {
+                case .failure(let problem):
+                    try reject(problem)
+                case .success(let draft):
+                    if try store.insertRequest(draft, job: jobID) {
+                        accepted += 1
+                    } else {
+                        let first = try store.lineNumber(ofCustomID: draft.customID, job: jobID) ?? 0
+                        try reject(LineProblem(
+                            lineNumber: lineNumber, customID: draft.customID,
+                            message: "duplicate custom_id (first used on line \(first)); custom_id must be unique in a job"))
+                    }
+                }
+            }
+        }
+        if badLines > 0 && !options.skipInvalid {
+            throw SubmissionRejected(file: file, problems: listed, totalBadLines: badLines)
+        }
+        if accepted == 0 && badLines == 0 { throw EmptySubmission(file: file) }
+        let fingerprint = fingerprintKey(reader.fingerprint, options: options)
+        if file == "-", !options.force, let existing = try store.job(withFingerprint: fingerprint) {
+            // Standard input can be read only once, so its duplicate is found after the fact and undone.
+            try database.statement("DELETE FROM jobs WHERE id = ?").execute([.integer(jobID)])
+            return SubmittedJob(job: existing, alreadySubmitted: true, rejected: [])
+        }
+        try database.statement("UPDATE jobs SET fingerprint = ? WHERE id = ?").execute([.text(fingerprint), .integer(jobID)])
+        try store.setCounts(job: jobID, requests: accepted, rejected: badLines)
+        return SubmittedJob(job: try store.job(id: jobID)!, alreadySubmitted: false, rejected: listed)
+    }
+
+    /// The same bytes with the same routing options make the same job.
+    private func fingerprintKey(_ content: ContentFingerprint, options: SubmitOptions) -> String {
+        let quality = options.quality.map { JSONWriter.string($0) } ?? "-"
+        return [content.hex, options.project, quality, options.deadline ?? "-", options.maxCost?.exactUSD ?? "-", options.skipInvalid ? "skip" : "strict"]
+            .joined(separator: "|")
+    }
+
+    static func defaultName(for file: String) -> String {
+        guard file != "-" else { return "stdin" }
+        let base = file.split(separator: "/").last.map(String.init) ?? file
+        return base.hasSuffix(".jsonl") ? String(base.dropLast(6)) : base
+    }
+}

@@ -1,0 +1,40 @@
+/// How a line was written.
+public enum RequestShape: String, Sendable {
+    case openaiBatch = "openai"
+    case anthropicBatch = "anthropic"
+    case minimal
+
+    /// The dialect of the stored body: minimal lines are stored as OpenAI chat bodies.
+    public var bodyDialect: Provider.Dialect { self == .anthropicBatch ? .anthropic : .openai }
+}
+
+/// A request read from a job file and checked, ready to store.
+public struct RequestDraft: Sendable {
+    public var lineNumber: Int
+    public var customID: String
+    public var shape: RequestShape
+    /// The chat body as JSON text: the line's own `body`/`params` bytes, untouched.
+    public var body: String
+    public var referenceModel: String?
+    public var needs: RequestNeeds
+    public var deadlineAt: Int64
+    public var maxCost: Money?
+    public var tags: String?
+}
+
+/// Why one line of a job file was not accepted.
+public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
+    public var lineNumber: Int
+    public var customID: String?
+    public var message: String
+
+    public init(lineNumber: Int, customID: String?, message: String) {
+        self.lineNumber = lineNumber
+        self.customID = customID
+        self.message = message
+    }
+
+    public var description: String {
+        "line \(lineNumber)" + (customID.map { " (custom_id \(JSONWriter.quoted($0)))" } ?? "") + ": " + message
+    }
+}

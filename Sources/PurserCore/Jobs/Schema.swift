@@ -1,0 +1,82 @@
+import SQLiteStore
+
+/// Purser's tables. Money is stored in pico-USD and times in epoch milliseconds, all as integers.
+public enum Schema {
+    public static let migrator = Migrator([
+        Migration(version: 1, sql: """
+            CREATE TABLE jobs (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                project TEXT NOT NULL,
+                source TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                submitted_at INTEGER NOT NULL,
+                max_cost_pico INTEGER,
+                request_count INTEGER NOT NULL DEFAULT 0,
+                rejected_count INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE INDEX jobs_by_fingerprint ON jobs(fingerprint);
+
+            CREATE TABLE requests (
+                id INTEGER PRIMARY KEY,
+                job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                line_number INTEGER NOT NULL,
+                custom_id TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN
+                    ('queued', 'planned', 'held', 'waiting', 'running', 'succeeded', 'failed', 'cancelled', 'expired')),
+                shape TEXT NOT NULL,
+                reference_model TEXT,
+                quality_floor INTEGER NOT NULL,
+                quality_tier TEXT NOT NULL,
+                deadline_at INTEGER NOT NULL,
+                max_cost_pico INTEGER,
+                pinned_model TEXT,
+                capabilities INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                max_output_tokens INTEGER NOT NULL,
+                tags TEXT,
+                planned_model TEXT,
+                planned_mode TEXT,
+                planned_start_at INTEGER,
+                planned_cost_pico INTEGER,
+                baseline_cost_pico INTEGER,
+                UNIQUE (job_id, custom_id)
+            );
+            CREATE INDEX requests_by_job_state ON requests(job_id, state);
+
+            -- Bodies live apart so that planning scans small rows.
+            CREATE TABLE request_bodies (
+                request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                body TEXT NOT NULL
+            );
+
+            CREATE TABLE rejected_lines (
+                id INTEGER PRIMARY KEY,
+                job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                line_number INTEGER NOT NULL,
+                custom_id TEXT,
+                reason TEXT NOT NULL
+            );
+            CREATE INDEX rejected_lines_by_job ON rejected_lines(job_id);
+
+            -- Output lengths seen in results, per model and tier, to sharpen estimates.
+            CREATE TABLE output_history (
+                model_id TEXT NOT NULL,
+                quality_tier TEXT NOT NULL,
+                samples INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                max_output_tokens INTEGER NOT NULL,
+                PRIMARY KEY (model_id, quality_tier)
+            );
+            """),
+    ])
+}
+
+/// Opens the database file Purser works in, creating and migrating it as needed.
+public enum PurserDatabase {
+    public static func open(path: String) throws -> Database {
+        let database = try Database(path: path)
+        try Schema.migrator.migrate(database)
+        return database
+    }
+}

@@ -1,0 +1,86 @@
+/// An exact amount of US dollars, counted in pico-USD (10⁻¹² USD).
+///
+/// Prices per million tokens are kept in micro-USD, which is the same unit as pico-USD per token,
+/// so a cost is simply `tokens × price`. An `Int64` holds up to about 9.2 million USD.
+public struct Money: Sendable, Hashable, Comparable, AdditiveArithmetic, CustomStringConvertible {
+    public var picoUSD: Int64
+
+    public init(picoUSD: Int64) { self.picoUSD = picoUSD }
+
+    public static let zero = Money(picoUSD: 0)
+    public static let picoPerUSD: Int64 = 1_000_000_000_000
+
+    /// Parses a USD amount written in decimal (`"12.50"`, `"1e-3"`), exactly.
+    public init(usd text: String) throws(DecimalText.Failure) {
+        self.picoUSD = try DecimalText.scaled(text, decimals: 12)
+    }
+
+    public static func + (lhs: Money, rhs: Money) -> Money { Money(picoUSD: lhs.picoUSD + rhs.picoUSD) }
+    public static func - (lhs: Money, rhs: Money) -> Money { Money(picoUSD: lhs.picoUSD - rhs.picoUSD) }
+    public static func < (lhs: Money, rhs: Money) -> Bool { lhs.picoUSD < rhs.picoUSD }
+
+    /// The exact decimal value in USD, e.g. `0.000125`.
+    public var exactUSD: String { DecimalText.format(picoUSD, decimals: 12) }
+
+    /// Rounded for display: cents for amounts of a dollar or more, more digits for small amounts.
+    public var formatted: String {
+        let magnitude = picoUSD.magnitude
+        let digits: Int
+        switch magnitude {
+        case 1_000_000_000_000...: digits = 2
+        case 10_000_000_000...: digits = 4
+        default: digits = 6
+        }
+        return "$" + Money.rounded(picoUSD, toDecimals: digits)
+    }
+
+    public var description: String { formatted }
+
+    /// `value` pico-USD rounded half away from zero to `decimals` places of a dollar, with thousands separators.
+    static func rounded(_ value: Int64, toDecimals decimals: Int) -> String {
+        var unit: UInt64 = 1
+        for _ in 0..<(12 - decimals) { unit *= 10 }
+        let magnitude = value.magnitude
+        let units = (magnitude + unit / 2) / unit
+        var scale: UInt64 = 1
+        for _ in 0..<decimals { scale *= 10 }
+        let whole = String(units / scale)
+        var grouped = ""
+        for (index, character) in whole.enumerated() {
+            if index > 0 && (whole.count - index) % 3 == 0 { grouped.append(",") }
+            grouped.append(character)
+        }
+        var fraction = String(units % scale)
+        fraction = String(repeating: "0", count: decimals - fraction.count) + fraction
+        return (value < 0 && units > 0 ? "-" : "") + grouped + "." + fraction
+    }
+}
+
+/// A price in micro-USD per million tokens (equivalently pico-USD per token).
+public struct TokenPrice: Sendable, Hashable, Comparable {
+    public var microUSDPerMillion: Int64
+
+    public init(microUSDPerMillion: Int64) { self.microUSDPerMillion = microUSDPerMillion }
+
+    /// Parses a price written in USD per million tokens (`"0.15"`).
+    public init(usdPerMillion text: String) throws(DecimalText.Failure) {
+        self.microUSDPerMillion = try DecimalText.scaled(text, decimals: 6)
+    }
+
+    /// Parses a price written in USD per token (`"1.5e-07"`), as LiteLLM writes them.
+    public init(usdPerToken text: String) throws(DecimalText.Failure) {
+        self.microUSDPerMillion = try DecimalText.scaled(text, decimals: 12)
+    }
+
+    public func cost(tokens: Int) -> Money { Money(picoUSD: Int64(tokens) * microUSDPerMillion) }
+
+    /// This price times `basisPoints / 10 000`, rounded half up to a whole micro-USD.
+    public func scaled(basisPoints: Int64) -> TokenPrice {
+        TokenPrice(microUSDPerMillion: (microUSDPerMillion * basisPoints + 5_000) / 10_000)
+    }
+
+    /// USD per million tokens as exact decimal text, e.g. `"0.15"`.
+    public var usdPerMillionText: String { DecimalText.format(microUSDPerMillion, decimals: 6) }
+
+    public static func < (lhs: TokenPrice, rhs: TokenPrice) -> Bool { lhs.microUSDPerMillion < rhs.microUSDPerMillion }
+}

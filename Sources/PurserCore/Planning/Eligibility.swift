@@ -1,0 +1,78 @@
+/// What a request asks of a model, as stored at submit.
+public struct RequestNeeds: Sendable, Hashable {
+    public var qualityFloor: Int
+    public var qualityTier: String
+    public var inputTokens: Int
+    public var maxOutputTokens: Int
+    public var capabilities: Capabilities
+    /// Set when the request is pinned to exactly this model.
+    public var pinnedModel: String?
+
+    public init(qualityFloor: Int, qualityTier: String, inputTokens: Int, maxOutputTokens: Int, capabilities: Capabilities, pinnedModel: String?) {
+        self.qualityFloor = qualityFloor
+        self.qualityTier = qualityTier
+        self.inputTokens = inputTokens
+        self.maxOutputTokens = maxOutputTokens
+        self.capabilities = capabilities
+        self.pinnedModel = pinnedModel
+    }
+}
+
+/// Why a model cannot serve a request, in words a user can act on.
+public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
+    case pinnedElsewhere(String)
+    case quality(score: Int, floor: Int)
+    case context(needed: Int, window: Int)
+    case maxOutput(requested: Int, limit: Int)
+    case capabilities(missing: [String])
+    case noKey(provider: String, variable: String)
+    case unknownProvider(String)
+    case deadline(neededMilliseconds: Int64, leftMilliseconds: Int64)
+    case overCeiling(estimate: Money, ceiling: Money)
+
+    public var description: String {
+        switch self {
+        case .pinnedElsewhere(let model): "the request is pinned to \(model)"
+        case .quality(let score, let floor): "quality \(score) is below the floor \(floor)"
+        case .context(let needed, let window): "needs ~\(needed) tokens of context, the window is \(window)"
+        case .maxOutput(let requested, let limit): "max_tokens \(requested) is above the model's \(limit)"
+        case .capabilities(let missing): "lacks \(missing.joined(separator: ", "))"
+        case .noKey(let provider, let variable): "provider \(provider) has no key (set \(variable), or plan with --simulate)"
+        case .unknownProvider(let provider): "provider \(provider) is not in providers.json"
+        case .deadline(let needed, let left):
+            "cannot finish in time (needs \(DurationText.approximate(needed)), \(DurationText.approximate(left)) left)"
+        case .overCeiling(let estimate, let ceiling): "estimate \(estimate) is above max_cost_usd \(ceiling)"
+        }
+    }
+}
+
+public enum Eligibility {
+    /// The reasons that do not depend on time, keys or price: quality, context, output limit, capabilities, pin.
+    public static func staticExclusion(of model: Model, for needs: RequestNeeds) -> Exclusion? {
+        if let pinned = needs.pinnedModel, pinned != model.id { return .pinnedElsewhere(pinned) }
+        if needs.pinnedModel == nil, model.quality < needs.qualityFloor { return .quality(score: model.quality, floor: needs.qualityFloor) }
+        if needs.inputTokens + needs.maxOutputTokens > model.contextWindow {
+            return .context(needed: needs.inputTokens + needs.maxOutputTokens, window: model.contextWindow)
+        }
+        if needs.maxOutputTokens > model.maxOutputTokens { return .maxOutput(requested: needs.maxOutputTokens, limit: model.maxOutputTokens) }
+        let missing = needs.capabilities.subtracting(model.capabilities)
+        if !missing.isEmpty { return .capabilities(missing: missing.names) }
+        return nil
+    }
+
+    /// The lowest price at which `model` can serve a request in any sync mode
+    /// (list, flex, or the deepest discount window) — the best case the planner could find.
+    public static func cheapestSyncPrices(of model: Model) -> TokenPrices {
+        var best = model.prices
+        if let flex = model.flexPrices, flex.cost(inputTokens: 1_000, outputTokens: 1_000) < best.cost(inputTokens: 1_000, outputTokens: 1_000) {
+            best = flex
+        }
+        if let deepest = model.discountWindows.map(\.multiplierBasisPoints).min() {
+            let discounted = model.prices.scaled(basisPoints: deepest)
+            if discounted.cost(inputTokens: 1_000, outputTokens: 1_000) < best.cost(inputTokens: 1_000, outputTokens: 1_000) {
+                best = discounted
+            }
+        }
+        return best
+    }
+}

@@ -1,0 +1,114 @@
+/// One row of the pricing tables: a model as sold by one provider.
+public struct Model: Sendable, Identifiable {
+    /// Purser's name for the row, `provider/model`, unique across the tables.
+    public var id: String
+    public var provider: String
+    /// The name the provider's API expects in `model`.
+    public var providerModel: String
+    public var prices: TokenPrices
+    /// Prices through the provider's batch API, when it has one for this model.
+    public var batchPrices: TokenPrices?
+    /// Prices on OpenAI-style `service_tier: "flex"`: answered in the call, may be refused with 429.
+    public var flexPrices: TokenPrices?
+    /// Tokens of input plus output the model accepts in one call.
+    public var contextWindow: Int
+    public var maxOutputTokens: Int
+    /// 0–100, higher is better; `qualitySource` says where the number comes from.
+    public var quality: Int
+    public var qualitySource: String
+    public var capabilities: Capabilities
+    public var rateLimits: RateLimits
+    public var speed: Speed
+    public var discountWindows: [DiscountWindow]
+    /// The day the prices were read (YYYY-MM-DD) and the public page they were read from.
+    public var priceDate: String
+    public var priceSource: String
+
+    public init(
+        id: String, provider: String, providerModel: String, prices: TokenPrices, batchPrices: TokenPrices? = nil,
+        flexPrices: TokenPrices? = nil, contextWindow: Int, maxOutputTokens: Int, quality: Int, qualitySource: String,
+        capabilities: Capabilities = [], rateLimits: RateLimits, speed: Speed, discountWindows: [DiscountWindow] = [],
+        priceDate: String, priceSource: String
+    ) {
+        self.id = id
+        self.provider = provider
+        self.providerModel = providerModel
+        self.prices = prices
+        self.batchPrices = batchPrices
+        self.flexPrices = flexPrices
+        self.contextWindow = contextWindow
+        self.maxOutputTokens = maxOutputTokens
+        self.quality = quality
+        self.qualitySource = qualitySource
+        self.capabilities = capabilities
+        self.rateLimits = rateLimits
+        self.speed = speed
+        self.discountWindows = discountWindows
+        self.priceDate = priceDate
+        self.priceSource = priceSource
+    }
+}
+
+public struct TokenPrices: Sendable, Hashable {
+    public var input: TokenPrice
+    public var output: TokenPrice
+    public var cachedInput: TokenPrice
+
+    public init(input: TokenPrice, output: TokenPrice, cachedInput: TokenPrice) {
+        self.input = input
+        self.output = output
+        self.cachedInput = cachedInput
+    }
+
+    public func cost(inputTokens: Int, outputTokens: Int) -> Money {
+        input.cost(tokens: inputTokens) + output.cost(tokens: outputTokens)
+    }
+
+    public func scaled(basisPoints: Int64) -> TokenPrices {
+        TokenPrices(
+            input: input.scaled(basisPoints: basisPoints), output: output.scaled(basisPoints: basisPoints),
+            cachedInput: cachedInput.scaled(basisPoints: basisPoints))
+    }
+}
+
+/// What a request's body may use that not every model offers.
+public struct Capabilities: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    public static let tools = Capabilities(rawValue: 1 << 0)
+    public static let jsonMode = Capabilities(rawValue: 1 << 1)
+    public static let vision = Capabilities(rawValue: 1 << 2)
+
+    /// The names used in the pricing files, in a fixed order.
+    public static let named: [(name: String, capability: Capabilities)] = [
+        ("tools", .tools), ("json_mode", .jsonMode), ("vision", .vision),
+    ]
+
+    public var names: [String] { Capabilities.named.filter { contains($0.capability) }.map(\.name) }
+}
+
+public struct RateLimits: Sendable, Hashable {
+    public var requestsPerMinute: Int
+    public var tokensPerMinute: Int
+
+    public init(requestsPerMinute: Int, tokensPerMinute: Int) {
+        self.requestsPerMinute = requestsPerMinute
+        self.tokensPerMinute = tokensPerMinute
+    }
+}
+
+public struct Speed: Sendable, Hashable {
+    public var timeToFirstTokenMilliseconds: Int
+    public var outputTokensPerSecond: Int
+
+    public init(timeToFirstTokenMilliseconds: Int, outputTokensPerSecond: Int) {
+        self.timeToFirstTokenMilliseconds = timeToFirstTokenMilliseconds
+        self.outputTokensPerSecond = outputTokensPerSecond
+    }
+
+    /// How long one call producing `outputTokens` takes, in milliseconds.
+    public func callDuration(outputTokens: Int) -> Int64 {
+        Int64(timeToFirstTokenMilliseconds) + Int64(outputTokens) * 1000 / Int64(max(outputTokensPerSecond, 1))
+    }
+}

@@ -1,0 +1,335 @@
+import Foundation
+
+/// The pricing tables: models, providers and tiers, loaded from a folder of JSON files and validated whole.
+///
+/// The folder holds `providers.json`, `tiers.json`, and any number of model files (`openai.json`…),
+/// each `{"models": [...]}`.
+public struct PricingCatalog: Sendable {
+    public var models: [Model]
+    public var providers: [String: Provider]
+    public var tiers: Tiers
+
+    public init(models: [Model], providers: [String: Provider], tiers: Tiers) {
+        self.models = models
+        self.providers = providers
+        self.tiers = tiers
+    }
+
+    public func model(id: String) -> Model? { models.first { $0.id == id } }
+
+    /// The model a request body names: by Purser id, or by the provider's model name,
+    /// preferring a provider that speaks `dialect` and then the cheapest.
+    public func referenceModel(named name: String, preferring dialect: Provider.Dialect?) -> Model? {
+        if let exact = model(id: name) { return exact }
+        let matches = models.filter { $0.providerModel == name }
+        return matches.min { lhs, rhs in
+            let lhsPreferred = providers[lhs.provider]?.dialect == dialect
+            let rhsPreferred = providers[rhs.provider]?.dialect == dialect
+            if lhsPreferred != rhsPreferred { return lhsPreferred }
+            return (lhs.prices.input, lhs.id) < (rhs.prices.input, rhs.id)
+        }
+    }
+
+    /// Loads and validates every file in `directory`; throws every problem found at once.
+    public static func load(directory: String) throws -> PricingCatalog {
+        var problems: [PricingProblem] = []
+        let folder = URL(fileURLWithPath: directory)
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".json") }.sorted()
+        } catch {
+            throw PricingTablesInvalid(problems: [
+                PricingProblem(file: directory, key: "", message: "cannot read the pricing folder; pass --pricing DIR or set PURSER_PRICING")
+            ])
+        }
+        func document(_ name: String) -> (file: String, value: JSONValue)? {
+            let path = folder.appendingPathComponent(name).path
+            let file = "\(directory.hasSuffix("/") ? directory : directory + "/")\(name)"
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                problems.append(PricingProblem(file: file, key: "", message: "missing or unreadable"))
+                return nil
+            }
+            do {
+                return (file, try JSONParser.parse(Array(bytes)))
+            } catch {
+                let line = Array(bytes.prefix(error.column - 1)).filter { $0 == 0x0A }.count + 1
+                problems.append(PricingProblem(file: file, key: "", message: "invalid JSON at line \(line): \(error.reason)"))
+                return nil
+            }
+        }
+
+        var providers: [String: Provider] = [:]
+        if let (file, value) = document("providers.json") {
+            providers = readProviders(value, file: file, problems: &problems)
+        }
+        var tiers: Tiers?
+        if let (file, value) = document("tiers.json") {
+            tiers = readTiers(value, file: file, problems: &problems)
+        }
+        var models: [Model] = []
+        var firstDefinition: [String: String] = [:]
+        for name in names where name != "providers.json" && name != "tiers.json" {
+            guard let (file, value) = document(name) else { continue }
+            for (index, model) in readModels(value, file: file, problems: &problems) {
+                let key = "models[\(index)].id"
+                if let earlier = firstDefinition[model.id] {
+                    problems.append(PricingProblem(file: file, key: key, message: "duplicate id '\(model.id)', already defined in \(earlier)"))
+                    continue
+                }
+                firstDefinition[model.id] = file
+                if providers[model.provider] == nil, !providers.isEmpty {
+                    problems.append(PricingProblem(
+                        file: file, key: "models[\(index)].provider",
+                        message: "provider '\(model.provider)' is not in providers.json; add it there"))
+                }
+                models.append(model)
+            }
+        }
+        if models.isEmpty && problems.isEmpty {
+            problems.append(PricingProblem(file: directory, key: "", message: "no models: add a file such as openai.json with {\"models\": [...]}"))
+        }
+        if let tiers {
+            problems += checkTiersNameSomething(tiers, models: models, file: "\(directory.hasSuffix("/") ? directory : directory + "/")tiers.json")
+        }
+        guard problems.isEmpty, let tiers else {
+            throw PricingTablesInvalid(problems: problems)
+        }
+        return PricingCatalog(models: models, providers: providers, tiers: tiers)
+    }
+
+    // MARK: - Files
+
+    private static func readProviders(_ value: JSONValue, file: String, problems: inout [PricingProblem]) -> [String: Provider] {
+        guard var root = PricingFieldReader.object(value, file: file, path: "", problems: &problems) else { return [:] }
+        var result: [String: Provider] = [:]
+        if let list = root.value("providers", required: true) {
+            guard let entries = list.arrayValue else {
+                root.problem("providers", "expected an array, found \(list.kindName)")
+                root.finish(into: &problems)
+                return [:]
+            }
+            for (index, entry) in entries.enumerated() {
+                guard var reader = PricingFieldReader.object(entry, file: file, path: "providers[\(index)]", problems: &problems) else { continue }
+                let name = reader.string("name")
+                var dialect: Provider.Dialect?
+                if let text = reader.string("dialect") {
+                    dialect = Provider.Dialect(rawValue: text)
+                    if dialect == nil { reader.problem("dialect", "unknown dialect '\(text)'; use openai or anthropic") }
+                }
+                let baseURL = reader.string("base_url")
+                if let baseURL, URL(string: baseURL)?.scheme?.hasPrefix("http") != true {
+                    reader.problem("base_url", "'\(baseURL)' is not an http(s) URL")
+                }
+                let keyVariable = reader.string("api_key_env")
+                let batch = reader.bool("batch_api")
+                _ = reader.string("notes", required: false)
+                if let name, result[name] != nil { reader.problem("name", "duplicate provider '\(name)'") }
+                if let name, let dialect, let baseURL, let keyVariable, let batch {
+                    result[name] = Provider(
+                        name: name, dialect: dialect, baseURL: baseURL, apiKeyEnvironmentVariable: keyVariable, offersBatchAPI: batch)
+                }
+                reader.finish(into: &problems)
+            }
+        }
+        root.finish(into: &problems)
+        return result
+    }
+
+    private static func readTiers(_ value: JSONValue, file: String, problems: inout [PricingProblem]) -> Tiers? {
+        guard var root = PricingFieldReader.object(value, file: file, path: "", problems: &problems) else { return nil }
+        var quality: [String: Int] = [:]
+        var deadline: [String: Int64] = [:]
+        if var reader = root.child("quality") {
+            for member in reader.object.members {
+                if let score = reader.integer(member.key), score > 100 { reader.problem(member.key, "quality scores run 0–100, found \(score)") }
+                else if let score = member.value.intValue, score >= 0 { quality[member.key] = score }
+            }
+            root.absorb(&reader)
+        }
+        if var reader = root.child("deadline") {
+            for member in reader.object.members {
+                guard let text = reader.string(member.key) else { continue }
+                if let milliseconds = DurationText.milliseconds(text) { deadline[member.key] = milliseconds }
+                else { reader.problem(member.key, "'\(text)' is not a duration; write 15m, 6h, 3d…") }
+            }
+            root.absorb(&reader)
+        }
+        var defaultQuality = "", defaultDeadline = ""
+        if var reader = root.child("defaults") {
+            defaultQuality = reader.string("quality") ?? ""
+            defaultDeadline = reader.string("deadline") ?? ""
+            if !defaultQuality.isEmpty, quality[defaultQuality] == nil {
+                reader.problem("quality", "names no quality tier ('\(defaultQuality)'); tiers: \(quality.keys.sorted().joined(separator: ", "))")
+            }
+            if !defaultDeadline.isEmpty, deadline[defaultDeadline] == nil {
+                reader.problem("deadline", "names no deadline tier ('\(defaultDeadline)'); tiers: \(deadline.keys.sorted().joined(separator: ", "))")
+            }
+            root.absorb(&reader)
+        }
+        root.finish(into: &problems)
+        return Tiers(quality: quality, deadline: deadline, defaultQuality: defaultQuality, defaultDeadline: defaultDeadline)
+    }
+
+    /// A quality tier no model reaches would leave every request of that tier unplannable.
+    private static func checkTiersNameSomething(_ tiers: Tiers, models: [Model], file: String) -> [PricingProblem] {
+        guard !models.isEmpty else { return [] }
+        let best = models.map(\.quality).max() ?? 0
+        return tiers.quality.sorted { $0.key < $1.key }.compactMap { name, score in
+            score > best
+                ? PricingProblem(file: file, key: "quality.\(name)", message: "floor \(score) is met by no model (the best scores \(best))")
+                : nil
+        }
+    }
+
+    private static func readModels(_ value: JSONValue, file: String, problems: inout [PricingProblem]) -> [(Int, Model)] {
+        guard var root = PricingFieldReader.object(value, file: file, path: "", problems: &problems) else { return [] }
+        var result: [(Int, Model)] = []
+        if let list = root.value("models", required: true) {
+            if let entries = list.arrayValue {
+                for (index, entry) in entries.enumerated() {
+                    if let model = readModel(entry, file: file, path: "models[\(index)]", problems: &problems) {
+                        result.append((index, model))
+                    }
+                }
+            } else {
+                root.problem("models", "expected an array, found \(list.kindName)")
+            }
+        }
+        root.finish(into: &problems)
+        return result
+    }
+
+    static func readModel(_ value: JSONValue, file: String, path: String, problems: inout [PricingProblem]) -> Model? {
+        guard var reader = PricingFieldReader.object(value, file: file, path: path, problems: &problems) else { return nil }
+        let id = reader.string("id")
+        let provider = reader.string("provider")
+        let providerModel = reader.string("model")
+        let prices = readPrices(&reader, key: "prices", required: true)
+        let batchPrices = readPrices(&reader, key: "batch_prices", required: false)
+        let flexPrices = readPrices(&reader, key: "flex_prices", required: false)
+        let contextWindow = reader.integer("context_window", minimum: 1)
+        let maxOutput = reader.integer("max_output_tokens", minimum: 1)
+        var quality: Int?, qualitySource: String?
+        if var child = reader.child("quality") {
+            quality = child.integer("score")
+            if let score = quality, score > 100 { child.problem("score", "quality scores run 0–100, found \(score)"); quality = nil }
+            qualitySource = child.string("source")
+            reader.absorb(&child)
+        }
+        var capabilities: Capabilities = []
+        if let list = reader.value("capabilities", required: false) {
+            if let names = list.arrayValue {
+                for name in names {
+                    if let match = Capabilities.named.first(where: { $0.name == name.stringValue }) { capabilities.insert(match.capability) }
+                    else { reader.problem("capabilities", "unknown capability \(JSONWriter.string(name)); use tools, json_mode, vision") }
+                }
+            } else {
+                reader.problem("capabilities", "expected an array of names")
+            }
+        }
+        var rateLimits: RateLimits?
+        if var child = reader.child("rate_limits") {
+            if let requests = child.integer("requests_per_minute", minimum: 1), let tokens = child.integer("tokens_per_minute", minimum: 1) {
+                rateLimits = RateLimits(requestsPerMinute: requests, tokensPerMinute: tokens)
+            }
+            reader.absorb(&child)
+        }
+        var speed: Speed?
+        if var child = reader.child("speed") {
+            if let ttft = child.integer("time_to_first_token_ms"), let rate = child.integer("output_tokens_per_second", minimum: 1) {
+                speed = Speed(timeToFirstTokenMilliseconds: ttft, outputTokensPerSecond: rate)
+            }
+            reader.absorb(&child)
+        }
+        var windows: [DiscountWindow] = []
+        if let list = reader.value("discount_windows", required: false) {
+            if let entries = list.arrayValue {
+                for (index, entry) in entries.enumerated() {
+                    if let window = readDiscountWindow(entry, file: file, path: reader.keyPath("discount_windows[\(index)]"), problems: &reader.problems) {
+                        windows.append(window)
+                    }
+                }
+            } else {
+                reader.problem("discount_windows", "expected an array")
+            }
+        }
+        let priceDate = reader.string("price_date")
+        if let priceDate, !isISODate(priceDate) { reader.problem("price_date", "'\(priceDate)' is not a date; write YYYY-MM-DD") }
+        let priceSource = reader.string("price_source")
+        if let priceSource, !priceSource.hasPrefix("https://") && !priceSource.hasPrefix("http://") {
+            reader.problem("price_source", "'\(priceSource)' is not a URL; cite the public page the price was read from")
+        }
+        _ = reader.string("notes", required: false)
+        if let contextWindow, let maxOutput, maxOutput > contextWindow {
+            reader.problem("max_output_tokens", "\(maxOutput) is more than the context window (\(contextWindow))")
+        }
+        reader.finish(into: &problems)
+        guard let id, let provider, let providerModel, let prices, let contextWindow, let maxOutput, let quality, let qualitySource,
+            let rateLimits, let speed, let priceDate, let priceSource
+        else { return nil }
+        return Model(
+            id: id, provider: provider, providerModel: providerModel, prices: prices, batchPrices: batchPrices, flexPrices: flexPrices,
+            contextWindow: contextWindow, maxOutputTokens: maxOutput, quality: quality, qualitySource: qualitySource,
+            capabilities: capabilities, rateLimits: rateLimits, speed: speed, discountWindows: windows, priceDate: priceDate,
+            priceSource: priceSource)
+    }
+
+    private static func readPrices(_ reader: inout PricingFieldReader, key: String, required: Bool) -> TokenPrices? {
+        guard var child = reader.child(key, required: required) else { return nil }
+        let input = child.price("input")
+        let output = child.price("output")
+        let cached = child.price("cached_input", required: false)
+        reader.absorb(&child)
+        guard let input, let output else { return nil }
+        return TokenPrices(input: input, output: output, cachedInput: cached ?? input)
+    }
+
+    private static func readDiscountWindow(_ value: JSONValue, file: String, path: String, problems: inout [PricingProblem]) -> DiscountWindow? {
+        guard var reader = PricingFieldReader.object(value, file: file, path: path, problems: &problems) else { return nil }
+        var weekdays: Set<Int> = []
+        if let list = reader.value("days", required: true) {
+            for day in list.arrayValue ?? [] {
+                if let index = DiscountWindow.weekdayNames.firstIndex(of: day.stringValue ?? "") { weekdays.insert(index + 1) }
+                else { reader.problem("days", "unknown day \(JSONWriter.string(day)); use \(DiscountWindow.weekdayNames.joined(separator: ", "))") }
+            }
+            if list.arrayValue == nil { reader.problem("days", "expected an array of day names") }
+        }
+        let start = reader.string("start").flatMap { clockMinutes($0, reader: &reader, key: "start") }
+        let end = reader.string("end").flatMap { clockMinutes($0, reader: &reader, key: "end") }
+        let zone = reader.string("time_zone")
+        if let zone, TimeZone(identifier: zone) == nil { reader.problem("time_zone", "unknown time zone '\(zone)'; use an IANA name such as Asia/Shanghai") }
+        var multiplier: Int64?
+        if let text = reader.decimalText("multiplier") {
+            do {
+                let basisPoints = try DecimalText.scaled(text, decimals: 4)
+                if basisPoints <= 0 || basisPoints > 10_000 { reader.problem("multiplier", "must be above 0 and at most 1, found \(text)") }
+                else { multiplier = basisPoints }
+            } catch {
+                reader.problem("multiplier", "\(error)")
+            }
+        }
+        if let start, let end, start >= end { reader.problem("end", "must be after start (windows past midnight are written as two windows)") }
+        reader.finish(into: &problems)
+        guard let start, let end, let zone, let multiplier, !weekdays.isEmpty, TimeZone(identifier: zone) != nil else { return nil }
+        return DiscountWindow(weekdays: weekdays, startMinute: start, endMinute: end, timeZoneIdentifier: zone, multiplierBasisPoints: multiplier)
+    }
+
+    private static func clockMinutes(_ text: String, reader: inout PricingFieldReader, key: String) -> Int? {
+        let parts = text.split(separator: ":")
+        if parts.count == 2, let hours = Int(parts[0]), let minutes = Int(parts[1]), (0...24).contains(hours), (0..<60).contains(minutes),
+            hours * 60 + minutes <= 1440
+        {
+            return hours * 60 + minutes
+        }
+        reader.problem(key, "'\(text)' is not a time of day; write HH:MM (24:00 for the end of the day)")
+        return nil
+    }
+
+    private static func isISODate(_ text: String) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+            let month = Int(parts[1]), let day = Int(parts[2]), Int(parts[0]) != nil
+        else { return false }
+        return (1...12).contains(month) && (1...31).contains(day)
+    }
+}

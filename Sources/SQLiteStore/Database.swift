@@ -1,0 +1,128 @@
+import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One connection to a SQLite file: WAL mode, a busy timeout, foreign keys on,
+/// a cache of prepared statements, and `BEGIN IMMEDIATE` write transactions.
+public final class Database {
+    let sqliteConnection: OpaquePointer
+    public let path: String
+    private var statementCache: [String: Statement] = [:]
+    private var transactionDepth = 0
+
+    /// Opens (creating with mode 0600 if needed) the database at `path`.
+    public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
+        self.path = path
+        try Database.createPrivately(path)
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let code = sqlite3_open_v2(path, &handle, flags, nil)
+        guard code == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let handle { sqlite3_close_v2(handle) }
+            throw SQLiteError(code: code, message: "\(message) (\(path))")
+        }
+        self.sqliteConnection = handle
+        sqlite3_extended_result_codes(handle, 1)
+        sqlite3_busy_timeout(handle, busyTimeoutMilliseconds)
+        do {
+            let journalMode = try scalarText("PRAGMA journal_mode = WAL")
+            guard journalMode?.lowercased() == "wal" else {
+                throw SQLiteError(code: SQLITE_ERROR, message: "journal_mode answered \(journalMode ?? "nothing"), not wal", sql: "PRAGMA journal_mode = WAL")
+            }
+            try execute("PRAGMA foreign_keys = ON")
+            try execute("PRAGMA synchronous = NORMAL")
+        } catch {
+            statementCache.removeAll()
+            sqlite3_close_v2(handle)
+            throw error
+        }
+    }
+
+    deinit {
+        statementCache.removeAll()
+        sqlite3_close_v2(sqliteConnection)
+    }
+
+    /// SQLite creates new files with the process umask; Purser's file holds spend data, so it is private.
+    private static func createPrivately(_ path: String) throws {
+        guard path != ":memory:", !path.isEmpty else { return }
+        let descriptor = open(path, O_RDWR | O_CREAT, 0o600)
+        guard descriptor >= 0 else {
+            throw SQLiteError(code: SQLITE_CANTOPEN, message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        close(descriptor)
+    }
+
+    // MARK: - Statements
+
+    /// Runs constant SQL (one or several statements, no parameters).
+    public func execute(_ sql: String) throws {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let code = sqlite3_exec(sqliteConnection, sql, nil, nil, &errorMessage)
+        guard code == SQLITE_OK else {
+            let message = errorMessage.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(sqliteConnection))
+            sqlite3_free(errorMessage)
+            throw SQLiteError(code: code, message: message, sql: sql)
+        }
+    }
+
+    /// A prepared statement for `sql`, reused across calls.
+    public func statement(_ sql: String) throws -> Statement {
+        if let cached = statementCache[sql] { return cached }
+        let statement = try Statement(database: self, sql: sql)
+        statementCache[sql] = statement
+        return statement
+    }
+
+    public func scalarInt(_ sql: String, _ values: [SQLiteValue] = []) throws -> Int64? {
+        try statement(sql).firstRow(values) { $0.optionalInt64(0) } ?? nil
+    }
+
+    public func scalarText(_ sql: String, _ values: [SQLiteValue] = []) throws -> String? {
+        try statement(sql).firstRow(values) { $0.optionalText(0) } ?? nil
+    }
+
+    public var changes: Int { Int(sqlite3_changes(sqliteConnection)) }
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(sqliteConnection) }
+
+    // MARK: - Transactions
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns, rolled back if it throws.
+    /// Nested calls join the outer transaction.
+    public func writeTransaction<T>(_ body: () throws -> T) throws -> T {
+        try transaction(begin: "BEGIN IMMEDIATE", body)
+    }
+
+    /// Runs `body` in a deferred (read) transaction, so that several reads see one snapshot.
+    public func readTransaction<T>(_ body: () throws -> T) throws -> T {
+        try transaction(begin: "BEGIN DEFERRED", body)
+    }
+
+    private func transaction<T>(begin: String, _ body: () throws -> T) throws -> T {
+        if transactionDepth > 0 {
+            transactionDepth += 1
+            defer { transactionDepth -= 1 }
+            return try body()
+        }
+        try execute(begin)
+        transactionDepth = 1
+        defer { transactionDepth = 0 }
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    func error(code: Int32, sql: String?) -> SQLiteError {
+        SQLiteError(code: code, message: String(cString: sqlite3_errmsg(sqliteConnection)), sql: sql)
+    }
+}
+
+@available(*, unavailable)
+extension Database: Sendable {}

@@ -1,0 +1,144 @@
+import CSQLite
+
+/// A prepared statement. Bound to the connection (and thread) that prepared it.
+public final class Statement {
+    let sqliteStatement: OpaquePointer
+    public let sql: String
+    private unowned let database: Database
+
+    init(database: Database, sql: String) throws {
+        var handle: OpaquePointer?
+        let code = sqlite3_prepare_v3(database.sqliteConnection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
+        guard code == SQLITE_OK, let handle else {
+            throw database.error(code: code, sql: sql)
+        }
+        self.sqliteStatement = handle
+        self.sql = sql
+        self.database = database
+    }
+
+    deinit { sqlite3_finalize(sqliteStatement) }
+
+    // MARK: - Binding (1-based, as SQLite counts)
+
+    public func bind(_ values: [SQLiteValue]) throws {
+        sqlite3_reset(sqliteStatement)
+        sqlite3_clear_bindings(sqliteStatement)
+        for (offset, value) in values.enumerated() {
+            try bind(value, at: Int32(offset + 1))
+        }
+    }
+
+    public func bind(_ value: SQLiteValue, at index: Int32) throws {
+        let code: Int32
+        switch value {
+        case .null:
+            code = sqlite3_bind_null(sqliteStatement, index)
+        case .integer(let integer):
+            code = sqlite3_bind_int64(sqliteStatement, index, integer)
+        case .text(let text):
+            code = sqlite3_bind_text(sqliteStatement, index, text, -1, sqliteTransient)
+        case .blob(let bytes):
+            code = bytes.withUnsafeBytes { buffer in
+                sqlite3_bind_blob(sqliteStatement, index, buffer.baseAddress, Int32(buffer.count), sqliteTransient)
+            }
+        }
+        guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
+    }
+
+    /// Binds UTF-8 bytes as TEXT without building a `String` first (the ingest hot path).
+    public func bindText(_ bytes: UnsafeRawBufferPointer, at index: Int32) throws {
+        let code = sqlite3_bind_text(
+            sqliteStatement, index, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
+        guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
+    }
+
+    // MARK: - Stepping
+
+    /// Runs the statement to completion, for statements that return no rows.
+    public func execute(_ values: [SQLiteValue] = []) throws {
+        try bind(values)
+        while try step() {}
+    }
+
+    /// Advances one row: `true` when a row is available, `false` when done.
+    public func step() throws -> Bool {
+        switch sqlite3_step(sqliteStatement) {
+        case SQLITE_ROW:
+            return true
+        case SQLITE_DONE:
+            sqlite3_reset(sqliteStatement)
+            return false
+        case let code:
+            sqlite3_reset(sqliteStatement)
+            throw database.error(code: code, sql: sql)
+        }
+    }
+
+    /// Runs the query and maps every row.
+    public func rows<T>(_ values: [SQLiteValue] = [], _ transform: (Row) throws -> T) throws -> [T] {
+        try bind(values)
+        var result: [T] = []
+        while try step() { result.append(try transform(Row(statement: self))) }
+        return result
+    }
+
+    /// Runs the query and maps the first row, if any.
+    public func firstRow<T>(_ values: [SQLiteValue] = [], _ transform: (Row) throws -> T) throws -> T? {
+        try bind(values)
+        guard try step() else { return nil }
+        let value = try transform(Row(statement: self))
+        sqlite3_reset(sqliteStatement)
+        return value
+    }
+
+    /// Iterates rows without collecting them, for large scans.
+    public func forEachRow(_ values: [SQLiteValue] = [], _ body: (Row) throws -> Void) throws {
+        try bind(values)
+        while try step() { try body(Row(statement: self)) }
+    }
+}
+
+@available(*, unavailable)
+extension Statement: Sendable {}
+
+/// SQLite copies bound values when given this destructor.
+let sqliteTransient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
+
+/// A value to bind to a statement parameter.
+public enum SQLiteValue: Sendable, Equatable {
+    case null
+    case integer(Int64)
+    case text(String)
+    case blob([UInt8])
+
+    public static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
+    public static func optionalText(_ value: String?) -> SQLiteValue { value.map { .text($0) } ?? .null }
+    public static func optionalInt(_ value: Int?) -> SQLiteValue { value.map { .integer(Int64($0)) } ?? .null }
+    public static func optionalInt64(_ value: Int64?) -> SQLiteValue { value.map { .integer($0) } ?? .null }
+}
+
+/// The current row of a stepping statement. Valid only until the next step.
+public struct Row {
+    let statement: Statement
+
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(statement.sqliteStatement, column) }
+    public func int(_ column: Int32) -> Int { Int(int64(column)) }
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement.sqliteStatement, column) == SQLITE_NULL }
+    public func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
+    public func optionalInt(_ column: Int32) -> Int? { isNull(column) ? nil : int(column) }
+
+    public func text(_ column: Int32) -> String {
+        guard let pointer = sqlite3_column_text(statement.sqliteStatement, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(statement.sqliteStatement, column))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    public func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+
+    public func blob(_ column: Int32) -> [UInt8] {
+        guard let pointer = sqlite3_column_blob(statement.sqliteStatement, column) else { return [] }
+        let count = Int(sqlite3_column_bytes(statement.sqliteStatement, column))
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}
