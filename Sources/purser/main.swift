@@ -1,1 +1,5 @@
-print("placeholder")
+import Foundation
+import PurserCLI
+
+let code = Purser.run(Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment, console: .standard())
+exit(code)

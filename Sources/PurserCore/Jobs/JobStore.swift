@@ -95,6 +95,12 @@ public struct JobStore {
         return counts
     }
 
+    /// The estimated and baseline cost of the job's planned requests.
+    public func planTotals(job: Int64) throws -> (estimated: Money, baseline: Money) {
+        let sql = "SELECT coalesce(sum(planned_cost_pico), 0), coalesce(sum(baseline_cost_pico), 0) FROM requests WHERE job_id = ? AND planned_cost_pico IS NOT NULL"
+        return try database.statement(sql).firstRow([.integer(job)]) { (Money(picoUSD: $0.int64(0)), Money(picoUSD: $0.int64(1))) } ?? (.zero, .zero)
+    }
+
     // MARK: - Output history
 
     public func outputHistory() throws -> OutputHistory {

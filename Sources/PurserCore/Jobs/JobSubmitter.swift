@@ -46,7 +46,7 @@ public struct SubmissionRejected: Error, Sendable, CustomStringConvertible {
     public var totalBadLines: Int
 
     public var description: String {
-        var lines = problems.map { "\(file):\($0)" }
+        var lines = problems.map { $0.located(in: file) }
         if totalBadLines > problems.count { lines.append("… and \(totalBadLines - problems.count) more bad lines") }
         return lines.joined(separator: "\n")
     }

@@ -37,4 +37,9 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         "line \(lineNumber)" + (customID.map { " (custom_id \(JSONWriter.quoted($0)))" } ?? "") + ": " + message
     }
+
+    /// `FILE:LINE: custom_id "x": message`, the way compilers point at a line.
+    public func located(in file: String) -> String {
+        "\(file):\(lineNumber): " + (customID.map { "custom_id \(JSONWriter.quoted($0)): " } ?? "") + message
+    }
 }

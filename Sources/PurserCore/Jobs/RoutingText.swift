@@ -28,7 +28,7 @@ public enum RoutingText {
     public static func deadline(_ text: String, submittedAt: Int64, tiers: Tiers) -> Result<Int64, Problem> {
         if let tier = tiers.deadline[text] { return .success(submittedAt + tier) }
         if let duration = DurationText.milliseconds(text) { return .success(submittedAt + duration) }
-        if let date = rfc3339(text) {
+        if let date = rfc3339Date(text) {
             let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
             guard milliseconds > submittedAt else { return .failure(Problem("deadline \(text) is already past")) }
             return .success(milliseconds)
@@ -37,7 +37,7 @@ public enum RoutingText {
         return .failure(Problem("deadline '\(text)' is not a duration (15m, 6h, 3d), an RFC 3339 time or a tier (\(names))"))
     }
 
-    static func rfc3339(_ text: String) -> Date? {
+    public static func rfc3339Date(_ text: String) -> Date? {
         guard text.count >= 20, text.contains("T") || text.contains("t") else { return nil }
         if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return date }
         return try? Date(text, strategy: Date.ISO8601FormatStyle())

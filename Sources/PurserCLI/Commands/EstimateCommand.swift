@@ -1,0 +1,31 @@
+import PurserCore
+
+/// `purser estimate FILE`: plans a file without storing anything.
+enum EstimateCommand {
+    static let spec = CommandSpec(
+        name: "estimate",
+        overview: "Plan a job file without submitting it: the mix, the estimated cost and the saving.",
+        arguments: [.init(name: "file", help: "A job file; - reads standard input.")],
+        options: [
+            .init(name: "quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100."),
+            .init(name: "deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier."),
+            CommandContext.simulateOption, CommandContext.pricingOption, CommandContext.jsonOption,
+        ])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let catalog = try context.loadCatalog(arguments)
+        let now = context.clock.now()
+        let options = try SubmitCommand.options(arguments, catalog: catalog, now: now)
+        let file = arguments.positionals[0]
+        let scan = try JobFileScan.read(
+            file: file, catalog: catalog, defaults: .init(quality: options.quality, deadline: options.deadline), submittedAt: now,
+            history: OutputHistory())
+        for problem in scan.problems { context.console.error(problem.located(in: file)) }
+        if scan.badLines > 0 {
+            context.console.error("warning: \(count(scan.badLines, "bad line")) left out of the estimate; submit would reject the file unless --skip-invalid")
+        }
+        let planner = Planner(context: try PlanCommand.planningContext(catalog: catalog, store: nil, arguments: arguments, context: context))
+        PlanOutput.summary(planner.plan(scan.requests), title: file, catalog: catalog, arguments: arguments, context: context)
+        return 0
+    }
+}

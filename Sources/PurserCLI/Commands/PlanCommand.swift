@@ -1,0 +1,118 @@
+import PurserCore
+
+/// `purser plan JOB`: chooses a model and mode for every request and shows the mix and the saving.
+enum PlanCommand {
+    static let spec = CommandSpec(
+        name: "plan",
+        overview: "Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.",
+        arguments: [.init(name: "job", help: "The job's number or name.")],
+        options: [
+            .init(name: "explain", value: "custom-id", help: "Show every candidate model for one request, with its cost or why it was excluded."),
+            CommandContext.simulateOption, CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
+        ])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let catalog = try context.loadCatalog(arguments)
+        let database = try context.openExistingDatabase(arguments)
+        let store = JobStore(database: database)
+        let job = try context.job(arguments.positionals[0], store: store)
+        let planStore = PlanStore(database: database)
+        let requests = try planStore.plannableRequests(job: job.id)
+        let planner = Planner(context: try planningContext(catalog: catalog, store: store, arguments: arguments, context: context))
+        let plan = planner.plan(requests)
+        if let customID = arguments.value("explain") {
+            guard let index = requests.firstIndex(where: { $0.customID == customID }) else {
+                throw Problem("job \(job.id) has no plannable request with custom_id \(JSONWriter.quoted(customID)) (finished requests are not planned)")
+            }
+            PlanOutput.explanation(planner.explain(requests, index: index, plan: plan), context: context, json: arguments.flag("json"))
+            return 0
+        }
+        try planStore.save(plan)
+        PlanOutput.summary(plan, title: "job \(job.id) \"\(job.name)\"", catalog: catalog, arguments: arguments, context: context)
+        return 0
+    }
+
+    static func planningContext(catalog: PricingCatalog, store: JobStore?, arguments: ParsedArguments, context: CommandContext) throws -> PlanningContext {
+        PlanningContext(
+            catalog: catalog, now: context.clock.now(),
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")),
+            history: try store?.outputHistory() ?? OutputHistory())
+    }
+}
+
+/// How plans are shown, shared by `plan` and `estimate`.
+enum PlanOutput {
+    static func summary(_ plan: Plan, title: String, catalog: PricingCatalog, arguments: ParsedArguments, context: CommandContext) {
+        let requests = plan.entries.count
+        if arguments.flag("json") {
+            context.printJSON(.object(JSONObject([
+                "requests": .number(String(requests)), "planned": .number(String(requests - plan.unplaced)),
+                "unplaced": .number(String(plan.unplaced)),
+                "mix": .array(plan.mix.map { line in
+                    .object(JSONObject([
+                        "model": .string(line.model), "mode": .string(line.mode.rawValue), "requests": .number(String(line.requests)),
+                        "estimated_cost_usd": line.estimatedCost.jsonUSD,
+                    ]))
+                }),
+                "estimated_cost_usd": plan.estimatedCost.jsonUSD, "baseline_cost_usd": plan.baselineCost.jsonUSD,
+                "saving_usd": plan.saving.jsonUSD, "proven_optimal": .bool(plan.provenOptimal),
+            ])))
+            return
+        }
+        let console = context.console
+        console.print("Plan for \(title): \(count(requests, "request"))")
+        console.print()
+        var table = TextTable(headers: ["model", "mode", "requests", "est. cost"], rightAligned: [2, 3])
+        for line in plan.mix { table.rows.append([line.model, line.mode.rawValue, String(line.requests), line.estimatedCost.formatted]) }
+        table.rows.append(["total", "", String(requests - plan.unplaced), plan.estimatedCost.formatted])
+        console.print(table.render())
+        console.print()
+        console.print("baseline (each request on its reference model, sync): \(plan.baselineCost.formatted)")
+        console.print("saving: \(plan.saving.formatted) (\(percent(plan.savingBasisPoints)))")
+        console.print(plan.provenOptimal
+            ? "optimality: proven optimal for these requests under the models' rate limits before each deadline"
+            : "optimality: not proven (the improvement step ran out of time); the plan is feasible")
+        if plan.unplaced > 0 {
+            console.print("\(count(plan.unplaced, "request")) cannot be placed: no eligible model has room before the deadline; they stay queued. 'purser plan JOB --explain CUSTOM_ID' shows why.")
+        }
+        let missing = catalog.providers.values.filter { !$0.hasKey(in: context.environment) }.map(\.name).sorted()
+        if !arguments.flag("simulate"), !missing.isEmpty {
+            console.print("not considered (no key set): \(missing.joined(separator: ", ")); set their keys or pass --simulate")
+        }
+    }
+
+    static func explanation(_ explanation: PlanExplanation, context: CommandContext, json: Bool) {
+        let request = explanation.request
+        if json {
+            context.printJSON(.object(JSONObject([
+                "custom_id": .string(request.customID), "quality_floor": .number(String(request.needs.qualityFloor)),
+                "input_tokens": .number(String(request.needs.inputTokens)), "max_output_tokens": .number(String(request.needs.maxOutputTokens)),
+                "baseline_cost_usd": explanation.baselineCost.jsonUSD,
+                "candidates": .array(explanation.candidates.map { candidate in
+                    var object = JSONObject(["model": .string(candidate.model), "quality": .number(String(candidate.quality))])
+                    if let cost = candidate.bestCost { object["cost_usd"] = cost.jsonUSD }
+                    if let mode = candidate.bestMode { object["mode"] = .string(mode.rawValue) }
+                    if let exclusion = candidate.exclusion { object["excluded"] = .string(exclusion.description) }
+                    object["chosen"] = .bool(candidate.chosen)
+                    return .object(object)
+                }),
+            ])))
+            return
+        }
+        let console = context.console
+        console.print("Request \(JSONWriter.quoted(request.customID)): quality floor \(request.needs.qualityFloor) (\(request.needs.qualityTier)), ~\(request.needs.inputTokens) input tokens, max_tokens \(request.needs.maxOutputTokens)"
+            + (request.referenceModel.map { ", reference \($0)" } ?? ""))
+        console.print()
+        var table = TextTable(headers: ["", "model", "quality", "est. cost", "mode", "why not"], rightAligned: [2, 3])
+        for candidate in explanation.candidates {
+            table.rows.append([
+                candidate.chosen ? "*" : "", candidate.model, String(candidate.quality), candidate.bestCost?.formatted ?? "-",
+                candidate.bestMode?.rawValue ?? "-",
+                candidate.exclusion?.description ?? (candidate.chosen ? "chosen" : candidate.bestCost == nil ? "" : "costs more, or no room left"),
+            ])
+        }
+        console.print(table.render())
+        console.print()
+        console.print("baseline: \(explanation.baselineCost.formatted)")
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import PurserCore
+
+/// `purser pricing list | validate | import-litellm FILE`.
+enum PricingCommand {
+    static let spec = CommandSpec(
+        name: "pricing",
+        overview: "List, check or import the pricing tables.",
+        arguments: [
+            .init(name: "action", help: "list, validate, or import-litellm."),
+            .init(name: "file", help: "For import-litellm: LiteLLM's model_prices_and_context_window.json.", optional: true),
+        ],
+        options: [
+            .init(name: "output", value: "file", help: "import-litellm: write the models file here (default: standard output)."),
+            .init(name: "providers", value: "names", help: "import-litellm: only these providers, comma-separated (e.g. openai,anthropic)."),
+            .init(name: "price-date", value: "date", help: "import-litellm: the date the prices were read (default: today, UTC)."),
+            .init(name: "list-skipped", value: nil, help: "import-litellm: list every skipped entry with its reason."),
+            CommandContext.pricingOption, CommandContext.jsonOption,
+        ])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        switch arguments.positionals[0] {
+        case "list": return try list(arguments, context: context)
+        case "validate": return try validate(arguments, context: context)
+        case "import-litellm": return try importLiteLLM(arguments, context: context)
+        case let other:
+            throw UsageError(message: "Unknown action '\(other)'; use list, validate or import-litellm.", spec: spec)
+        }
+    }
+
+    static func list(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let catalog = try context.loadCatalog(arguments)
+        let models = catalog.models.sorted { ($0.quality, $1.id) > ($1.quality, $0.id) }
+        if arguments.flag("json") {
+            context.printJSON(PricingFileWriter.modelsDocument(models))
+            return 0
+        }
+        var table = TextTable(
+            headers: ["model", "quality", "input $/M", "output $/M", "cached $/M", "modes", "context", "key"], rightAligned: [1, 2, 3, 4, 6])
+        for model in models {
+            var modes = ["sync"]
+            if model.flexPrices != nil { modes.append("flex") }
+            if !model.discountWindows.isEmpty { modes.append("offpeak") }
+            if model.batchPrices != nil { modes.append("batch") }
+            let provider = catalog.providers[model.provider]
+            table.rows.append([
+                model.id, String(model.quality), model.prices.input.usdPerMillionText, model.prices.output.usdPerMillionText,
+                model.prices.cachedInput.usdPerMillionText, modes.joined(separator: ","), String(model.contextWindow),
+                provider.map { $0.hasKey(in: context.environment) ? "set" : "no \($0.apiKeyEnvironmentVariable)" } ?? "?",
+            ])
+        }
+        context.console.print(table.render())
+        let dates = Set(catalog.models.map(\.priceDate)).sorted()
+        context.console.print()
+        context.console.print("\(count(catalog.models.count, "model")) from \(count(Set(catalog.models.map(\.provider)).count, "provider")); prices read \(dates.joined(separator: ", ")); batch mode is priced but used once batch dispatch exists")
+        return 0
+    }
+
+    static func validate(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let catalog = try context.loadCatalog(arguments)
+        context.console.print(
+            "ok: \(count(catalog.models.count, "model")) from \(count(catalog.providers.count, "provider")), "
+                + "\(count(catalog.tiers.quality.count, "quality tier")), \(count(catalog.tiers.deadline.count, "deadline tier"))")
+        return 0
+    }
+
+    static func importLiteLLM(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        guard arguments.positionals.count == 2 else {
+            throw UsageError(message: "Missing expected argument '<file>' (LiteLLM's model_prices_and_context_window.json).", spec: spec)
+        }
+        let path = arguments.positionals[1]
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw Problem("cannot read \(path)") }
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(Array(bytes))
+        } catch {
+            throw Problem("\(path): invalid JSON at byte \(error.column): \(error.reason)")
+        }
+        let existing = (try? context.loadCatalog(arguments).models) ?? []
+        let priceDate = arguments.value("price-date") ?? Date().formatted(.iso8601.year().month().day())
+        let providers = arguments.value("providers").map { Set($0.split(separator: ",").map { String($0) }) }
+        let result: LiteLLMImport.Result
+        do {
+            result = try LiteLLMImport.convert(document, existing: existing, priceDate: priceDate, onlyProviders: providers)
+        } catch let problem as Problem {
+            throw Problem("\(path): \(problem.message)")
+        }
+        let text = JSONWriter.string(PricingFileWriter.modelsDocument(result.models), pretty: true) + "\n"
+        if let output = arguments.value("output") {
+            guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8)) else { throw Problem("cannot write \(output)") }
+        } else {
+            context.console.print(text.trimmingTrailingNewline())
+        }
+        let console = context.console
+        let rated = result.models.filter { $0.quality > 0 }.count
+        console.error("imported \(count(result.models.count, "chat model")) from \(path) (\(rated) with quality kept from the current tables, \(result.models.count - rated) unrated)")
+        var reasons: [String: Int] = [:]
+        for skipped in result.skipped { reasons[LiteLLMImportSummary.category(skipped.reason), default: 0] += 1 }
+        console.error("skipped \(count(result.skipped.count, "entry")):" + (arguments.flag("list-skipped") ? "" : " (--list-skipped lists each)"))
+        for (reason, number) in reasons.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { console.error("  \(number)  \(reason)") }
+        if arguments.flag("list-skipped") {
+            for skipped in result.skipped { console.error("  \(skipped.entry): \(skipped.reason)") }
+        }
+        return 0
+    }
+}
+
+enum LiteLLMImportSummary {
+    /// Groups reasons such as "mode is embedding, not chat" under "mode is not chat".
+    static func category(_ reason: String) -> String {
+        if reason.hasPrefix("mode is ") { return "not a chat model (mode is not chat)" }
+        if reason.hasPrefix("provider ") && reason.hasSuffix("not selected") { return "provider not selected" }
+        if reason.hasPrefix("duplicate of ") { return "duplicate of an entry already imported" }
+        return reason
+    }
+}

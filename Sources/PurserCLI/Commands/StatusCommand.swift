@@ -1,0 +1,64 @@
+import Foundation
+import PurserCore
+
+/// `purser status [JOB]`: per job, requests by state and the plan's cost.
+enum StatusCommand {
+    static let spec = CommandSpec(
+        name: "status",
+        overview: "Show jobs: requests by state, and the estimated cost of what is planned.",
+        arguments: [.init(name: "job", help: "One job's number or name (default: every job).", optional: true)],
+        options: [CommandContext.databaseOption, CommandContext.jsonOption])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let database = try context.openExistingDatabase(arguments)
+        let store = JobStore(database: database)
+        let jobs = try arguments.positionals.first.map { [try context.job($0, store: store)] } ?? store.jobs()
+        var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money)] = []
+        for job in jobs {
+            let totals = try store.planTotals(job: job.id)
+            rows.append((job, try store.stateCounts(job: job.id), totals.estimated, totals.baseline))
+        }
+        if arguments.flag("json") {
+            context.printJSON(.array(rows.map { row in
+                .object(JSONObject([
+                    "job": .number(String(row.job.id)), "name": .string(row.job.name), "project": .string(row.job.project),
+                    "submitted_at": .string(timestamp(row.job.submittedAt)), "requests": .number(String(row.job.requestCount)),
+                    "rejected": .number(String(row.job.rejectedCount)),
+                    "states": .object(JSONObject(RequestState.allCases.compactMap { state in
+                        row.counts[state].map { JSONObject.Member(key: state.rawValue, value: .number(String($0))) }
+                    })),
+                    "estimated_cost_usd": row.estimated.jsonUSD, "baseline_cost_usd": row.baseline.jsonUSD,
+                    "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
+                ]))
+            }))
+            return 0
+        }
+        guard !rows.isEmpty else {
+            context.console.print("No jobs yet. Submit one with: purser submit jobs/quickstart.jsonl")
+            return 0
+        }
+        var table = TextTable(headers: ["job", "name", "project", "requests", "states", "est. cost", "baseline"], rightAligned: [0, 3, 5, 6])
+        for row in rows {
+            let states = RequestState.allCases.compactMap { state in row.counts[state].map { "\(state.rawValue) \($0)" } }.joined(separator: ", ")
+            table.rows.append([
+                String(row.job.id), row.job.name, row.job.project, String(row.job.requestCount), states,
+                row.estimated.formatted, row.baseline.formatted,
+            ])
+        }
+        context.console.print(table.render())
+        if let only = rows.first, rows.count == 1 {
+            context.console.print()
+            context.console.print("submitted \(timestamp(only.job.submittedAt)) from \(only.job.source)"
+                + (only.job.maxCost.map { "; capped at \($0.formatted)" } ?? ""))
+            if only.job.rejectedCount > 0 {
+                context.console.print("\(count(only.job.rejectedCount, "line")) rejected at submit:")
+                for problem in try store.rejections(job: only.job.id, limit: 20) { context.console.print("  \(problem)") }
+            }
+        }
+        return 0
+    }
+
+    static func timestamp(_ milliseconds: Int64) -> String {
+        Date(timeIntervalSince1970: Double(milliseconds / 1000)).formatted(.iso8601)
+    }
+}

@@ -1,0 +1,92 @@
+import PurserCore
+
+/// `purser submit FILE...`: stores job files, all or nothing.
+enum SubmitCommand {
+    static let spec = CommandSpec(
+        name: "submit",
+        overview: "Store JSONL job files as jobs (each file is one job).",
+        arguments: [.init(name: "files", help: "Job files in OpenAI batch, Anthropic batch or minimal lines; - reads standard input.", repeating: true)],
+        options: [
+            .init(name: "name", value: "name", help: "The job's name (default: the file name)."),
+            .init(name: "project", value: "project", help: "The project whose budget the job uses (default: default)."),
+            .init(name: "quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100."),
+            .init(name: "deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier."),
+            .init(name: "max-cost", value: "usd", help: "A spending cap for the job, in US dollars."),
+            .init(name: "skip-invalid", value: nil, help: "Store the good lines and keep the bad ones, with reasons, on the job."),
+            .init(name: "force", value: nil, help: "Submit again even if the same bytes were submitted before."),
+            .init(name: "max-line-bytes", value: "bytes", help: "The longest line accepted (default: 1048576)."),
+            CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
+        ])
+
+    static func options(_ arguments: ParsedArguments, catalog: PricingCatalog, now: Int64) throws -> SubmitOptions {
+        var options = SubmitOptions()
+        options.name = arguments.value("name")
+        options.project = arguments.value("project") ?? "default"
+        options.skipInvalid = arguments.flag("skip-invalid")
+        options.force = arguments.flag("force")
+        if let text = arguments.value("quality") {
+            let value: JSONValue = Int(text).map { .number(String($0)) } ?? .string(text)
+            if case .failure(let problem) = RoutingText.quality(value, tiers: catalog.tiers) {
+                throw UsageError(message: "--quality: \(problem.message).", spec: spec)
+            }
+            options.quality = value
+        }
+        if let text = arguments.value("deadline") {
+            if case .failure(let problem) = RoutingText.deadline(text, submittedAt: now, tiers: catalog.tiers) {
+                throw UsageError(message: "--deadline: \(problem.message).", spec: spec)
+            }
+            options.deadline = text
+        }
+        if let text = arguments.value("max-cost") {
+            guard case .success(let money) = RoutingText.usd(.string(text), field: "--max-cost"), money > .zero else {
+                throw UsageError(message: "--max-cost: '\(text)' is not an amount of US dollars above zero, such as 25 or 7.50.", spec: spec)
+            }
+            options.maxCost = money
+        }
+        if let text = arguments.value("max-line-bytes") {
+            guard let bytes = Int(text), bytes >= 64 else {
+                throw UsageError(message: "--max-line-bytes: '\(text)' is not a whole number of bytes (64 or more).", spec: spec)
+            }
+            options.maximumLineBytes = bytes
+        }
+        return options
+    }
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let catalog = try context.loadCatalog(arguments)
+        let options = try options(arguments, catalog: catalog, now: context.clock.now())
+        let database = try context.openDatabase(arguments)
+        let submitted = try JobSubmitter(database: database, catalog: catalog, clock: context.clock)
+            .submit(files: arguments.positionals, options: options)
+        if arguments.flag("json") {
+            context.printJSON(.array(submitted.map { item in
+                .object(JSONObject([
+                    "job": .number(String(item.job.id)), "name": .string(item.job.name), "project": .string(item.job.project),
+                    "source": .string(item.job.source), "requests": .number(String(item.job.requestCount)),
+                    "rejected": .number(String(item.job.rejectedCount)), "already_submitted": .bool(item.alreadySubmitted),
+                ]))
+            }))
+            return 0
+        }
+        let console = context.console
+        for item in submitted {
+            let job = item.job
+            if item.alreadySubmitted {
+                console.print("job \(job.id) \"\(job.name)\" already holds these bytes (\(count(job.requestCount, "request"))); nothing new was stored. Pass --force to submit again.")
+                continue
+            }
+            console.print("job \(job.id) \"\(job.name)\" (project \(job.project)): \(count(job.requestCount, "request")) stored from \(job.source)")
+            if job.rejectedCount > 0 {
+                console.print("  \(count(job.rejectedCount, "line")) rejected and kept on the job:")
+                for problem in item.rejected { console.print("    \(problem)") }
+                if job.rejectedCount > item.rejected.count { console.print("    … and \(job.rejectedCount - item.rejected.count) more") }
+            }
+        }
+        if let last = submitted.last {
+            let simulateHint = PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: false).isEmpty
+                ? " --simulate" : ""
+            console.print("next: purser plan \(last.job.id)\(simulateHint)")
+        }
+        return 0
+    }
+}

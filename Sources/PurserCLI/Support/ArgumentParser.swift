@@ -1,0 +1,145 @@
+/// A command's declared interface: what `--help` prints and what the parser accepts.
+struct CommandSpec {
+    struct Argument {
+        var name: String
+        var help: String
+        var repeating = false
+        var optional = false
+    }
+
+    struct Option {
+        var name: String
+        /// Nil for a flag.
+        var value: String?
+        var help: String
+    }
+
+    var name: String
+    var overview: String
+    var arguments: [Argument] = []
+    var options: [Option] = []
+    var subcommands: [(name: String, overview: String)] = []
+    var discussion: String?
+
+    static let help = Option(name: "help", value: nil, help: "Show help information.")
+
+    var usage: String {
+        var parts = ["purser", name].filter { !$0.isEmpty }
+        if !subcommands.isEmpty { parts.append("<subcommand>") }
+        for argument in arguments {
+            var text = "<\(argument.name)>"
+            if argument.repeating { text += " ..." }
+            parts.append(argument.optional ? "[\(text)]" : text)
+        }
+        for option in options { parts.append("[--\(option.name)\(option.value.map { " <\($0)>" } ?? "")]") }
+        return parts.joined(separator: " ")
+    }
+
+    var helpText: String {
+        var lines = ["OVERVIEW: \(overview)", "", "USAGE: \(usage)", ""]
+        if let discussion { lines += [discussion, ""] }
+        func row(_ left: String, _ right: String) -> String {
+            left.count >= 26 ? "  \(left)\n" + String(repeating: " ", count: 28) + right : "  " + left.padding(toLength: 26, withPad: " ", startingAt: 0) + right
+        }
+        if !arguments.isEmpty {
+            lines.append("ARGUMENTS:")
+            for argument in arguments { lines.append(row("<\(argument.name)>", argument.help)) }
+            lines.append("")
+        }
+        lines.append("OPTIONS:")
+        for option in options { lines.append(row("--\(option.name)\(option.value.map { " <\($0)>" } ?? "")", option.help)) }
+        lines.append(row("-h, --help", CommandSpec.help.help))
+        if !subcommands.isEmpty {
+            lines += ["", "SUBCOMMANDS:"]
+            for subcommand in subcommands { lines.append(row(subcommand.name, subcommand.overview)) }
+            lines += ["", "  See 'purser \(name.isEmpty ? "" : name + " ")help <subcommand>' for detailed help."]
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// A mistake in how the command was called: printed with the usage, exit code 64.
+struct UsageError: Error {
+    var message: String
+    var spec: CommandSpec
+}
+
+/// Arguments parsed against a `CommandSpec`.
+struct ParsedArguments {
+    var positionals: [String] = []
+    var values: [String: [String]] = [:]
+    var flags: Set<String> = []
+    var wantsHelp = false
+    let spec: CommandSpec
+
+    func value(_ name: String) -> String? { values[name]?.last }
+    func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    init(_ arguments: [String], spec: CommandSpec) throws {
+        self.spec = spec
+        var index = 0
+        var onlyPositionals = false
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            if onlyPositionals || !argument.hasPrefix("-") || argument == "-" {
+                positionals.append(argument)
+                continue
+            }
+            if argument == "--" { onlyPositionals = true; continue }
+            if argument == "-h" || argument == "--help" { wantsHelp = true; continue }
+            guard argument.hasPrefix("--") else {
+                throw UsageError(message: "Unknown option '\(argument)'.", spec: spec)
+            }
+            var name = String(argument.dropFirst(2))
+            var inlineValue: String?
+            if let equals = name.firstIndex(of: "=") {
+                inlineValue = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            guard let option = spec.options.first(where: { $0.name == name }) else {
+                let suggestion = ParsedArguments.closest(to: name, among: spec.options.map(\.name))
+                throw UsageError(
+                    message: "Unknown option '--\(name)'." + (suggestion.map { " Did you mean '--\($0)'?" } ?? ""), spec: spec)
+            }
+            if let valueName = option.value {
+                let value: String
+                if let inlineValue {
+                    value = inlineValue
+                } else if index < arguments.count, !arguments[index].hasPrefix("--") {
+                    value = arguments[index]
+                    index += 1
+                } else {
+                    throw UsageError(message: "Missing value for '--\(name) <\(valueName)>'.", spec: spec)
+                }
+                values[name, default: []].append(value)
+            } else {
+                guard inlineValue == nil else { throw UsageError(message: "'--\(name)' takes no value.", spec: spec) }
+                flags.insert(name)
+            }
+        }
+        guard !wantsHelp else { return }
+        let required = spec.arguments.filter { !$0.optional }
+        if positionals.count < required.count {
+            throw UsageError(message: "Missing expected argument '<\(required[positionals.count].name)>'.", spec: spec)
+        }
+        let repeats = spec.arguments.contains { $0.repeating }
+        if !repeats, spec.subcommands.isEmpty, positionals.count > spec.arguments.count {
+            throw UsageError(message: "Unexpected argument '\(positionals[spec.arguments.count])'.", spec: spec)
+        }
+    }
+
+    /// The known name within edit distance 2, for "Did you mean…?".
+    static func closest(to name: String, among names: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var previous = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var current = [i + 1]
+                for (j, y) in b.enumerated() { current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))) }
+                previous = current
+            }
+            return previous[b.count]
+        }
+        return names.map { ($0, distance(Array(name), Array($0))) }.filter { $0.1 <= 2 }.min { $0.1 < $1.1 }?.0
+    }
+}

@@ -1,0 +1,151 @@
+/// Converts LiteLLM's `model_prices_and_context_window.json` (per-token USD prices) into Purser's
+/// model tables, so prices can be refreshed from the file that community maintains.
+///
+/// Quality scores, rate limits and speeds are not in LiteLLM's file: they are kept from `existing`
+/// when the model is already in the tables, and otherwise set to quality 0 ("unrated", so the model is
+/// only chosen for requests that ask for nothing better) and conservative defaults.
+public struct LiteLLMImport {
+    public struct Skipped: Sendable, Hashable {
+        public var entry: String
+        public var reason: String
+    }
+
+    public struct Result: Sendable {
+        public var models: [Model]
+        public var skipped: [Skipped]
+    }
+
+    /// LiteLLM provider names that differ from Purser's.
+    public static let providerNames = ["gemini": "google", "together_ai": "together", "fireworks_ai": "fireworks"]
+
+    public static let unratedSource = "unrated: imported from LiteLLM, which carries no quality score; set one from your evals"
+
+    public static func convert(
+        _ document: JSONValue, existing: [Model], priceDate: String, onlyProviders: Set<String>? = nil
+    ) throws -> Result {
+        guard let entries = document.objectValue else {
+            throw Problem("expected a JSON object of model entries, found \(document.kindName)")
+        }
+        var models: [Model] = []
+        var skipped: [Skipped] = []
+        var seen: Set<String> = []
+        func skip(_ entry: String, _ reason: String) { skipped.append(Skipped(entry: entry, reason: reason)) }
+        for member in entries.members {
+            let name = member.key
+            guard name != "sample_spec" else { skip(name, "documentation entry, not a model"); continue }
+            guard let entry = member.value.objectValue else { skip(name, "not an object"); continue }
+            let mode = entry["mode"]?.stringValue ?? "unknown"
+            guard mode == "chat" else { skip(name, "mode is \(mode), not chat"); continue }
+            guard let litellmProvider = entry["litellm_provider"]?.stringValue else { skip(name, "no litellm_provider"); continue }
+            let provider = providerNames[litellmProvider] ?? litellmProvider
+            if let onlyProviders, !onlyProviders.contains(provider) { skip(name, "provider \(provider) not selected"); continue }
+            guard let inputText = entry["input_cost_per_token"]?.numberText, let outputText = entry["output_cost_per_token"]?.numberText else {
+                skip(name, "lacks input_cost_per_token or output_cost_per_token")
+                continue
+            }
+            let prices: TokenPrices
+            do {
+                prices = try tokenPrices(input: inputText, output: outputText, cached: entry["cache_read_input_token_cost"]?.numberText)
+            } catch {
+                skip(name, "price not representable: \(error)")
+                continue
+            }
+            guard prices.input.microUSDPerMillion >= 0, prices.output.microUSDPerMillion >= 0 else { skip(name, "negative price"); continue }
+            guard let context = entry["max_input_tokens"]?.intValue ?? entry["max_tokens"]?.intValue, context > 0 else {
+                skip(name, "lacks max_input_tokens")
+                continue
+            }
+            let providerModel = name.hasPrefix(litellmProvider + "/") ? String(name.dropFirst(litellmProvider.count + 1)) : name
+            let id = "\(provider)/\(providerModel)"
+            guard !seen.contains(id) else { skip(name, "duplicate of \(id)"); continue }
+            seen.insert(id)
+            var batch: TokenPrices?
+            if let batchInput = entry["input_cost_per_token_batches"]?.numberText, let batchOutput = entry["output_cost_per_token_batches"]?.numberText {
+                batch = try? tokenPrices(input: batchInput, output: batchOutput, cached: entry["cache_read_input_token_cost_batches"]?.numberText)
+            }
+            var flex: TokenPrices?
+            if provider == "openai", let flexInput = entry["input_cost_per_token_flex"]?.numberText,
+                let flexOutput = entry["output_cost_per_token_flex"]?.numberText
+            {
+                flex = try? tokenPrices(input: flexInput, output: flexOutput, cached: entry["cache_read_input_token_cost_flex"]?.numberText)
+            }
+            let maxOutput = min(entry["max_output_tokens"]?.intValue ?? 4096, context)
+            var capabilities: Capabilities = []
+            if entry["supports_function_calling"]?.boolValue == true { capabilities.insert(.tools) }
+            if entry["supports_response_schema"]?.boolValue == true { capabilities.insert(.jsonMode) }
+            if entry["supports_vision"]?.boolValue == true { capabilities.insert(.vision) }
+            let known = existing.first { $0.id == id }
+            let source = entry["source"]?.stringValue.flatMap { $0.hasPrefix("http") ? $0 : nil }
+                ?? known?.priceSource
+                ?? "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json"
+            models.append(Model(
+                id: id, provider: provider, providerModel: providerModel, prices: prices, batchPrices: batch ?? known?.batchPrices,
+                flexPrices: flex ?? known?.flexPrices, contextWindow: context, maxOutputTokens: maxOutput, quality: known?.quality ?? 0,
+                qualitySource: known?.qualitySource ?? unratedSource, capabilities: capabilities,
+                rateLimits: known?.rateLimits ?? RateLimits(
+                    requestsPerMinute: entry["rpm"]?.intValue ?? 60, tokensPerMinute: entry["tpm"]?.intValue ?? 100_000),
+                speed: known?.speed ?? Speed(timeToFirstTokenMilliseconds: 1_000, outputTokensPerSecond: 50),
+                discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source))
+        }
+        return Result(models: models, skipped: skipped)
+    }
+
+    private static func tokenPrices(input: String, output: String, cached: String?) throws(DecimalText.Failure) -> TokenPrices {
+        let inputPrice = try TokenPrice(usdPerToken: input)
+        return TokenPrices(
+            input: inputPrice, output: try TokenPrice(usdPerToken: output), cachedInput: try cached.map { text throws(DecimalText.Failure) in try TokenPrice(usdPerToken: text) } ?? inputPrice)
+    }
+}
+
+/// Writes models in the pricing files' format (the inverse of `PricingCatalog`'s reader).
+public enum PricingFileWriter {
+    public static func modelsDocument(_ models: [Model]) -> JSONValue {
+        .object(JSONObject(["models": .array(models.map(modelValue))]))
+    }
+
+    static func pricesValue(_ prices: TokenPrices) -> JSONValue {
+        .object(JSONObject([
+            "input": .string(prices.input.usdPerMillionText), "output": .string(prices.output.usdPerMillionText),
+            "cached_input": .string(prices.cachedInput.usdPerMillionText),
+        ]))
+    }
+
+    static func modelValue(_ model: Model) -> JSONValue {
+        var object = JSONObject([
+            "id": .string(model.id), "provider": .string(model.provider), "model": .string(model.providerModel),
+            "prices": pricesValue(model.prices),
+        ])
+        if let batch = model.batchPrices { object["batch_prices"] = pricesValue(batch) }
+        if let flex = model.flexPrices { object["flex_prices"] = pricesValue(flex) }
+        object["context_window"] = .number(String(model.contextWindow))
+        object["max_output_tokens"] = .number(String(model.maxOutputTokens))
+        object["quality"] = .object(JSONObject(["score": .number(String(model.quality)), "source": .string(model.qualitySource)]))
+        object["capabilities"] = .array(model.capabilities.names.map { .string($0) })
+        object["rate_limits"] = .object(JSONObject([
+            "requests_per_minute": .number(String(model.rateLimits.requestsPerMinute)),
+            "tokens_per_minute": .number(String(model.rateLimits.tokensPerMinute)),
+        ]))
+        object["speed"] = .object(JSONObject([
+            "time_to_first_token_ms": .number(String(model.speed.timeToFirstTokenMilliseconds)),
+            "output_tokens_per_second": .number(String(model.speed.outputTokensPerSecond)),
+        ]))
+        if !model.discountWindows.isEmpty {
+            object["discount_windows"] = .array(model.discountWindows.map { window in
+                .object(JSONObject([
+                    "days": .array(window.weekdays.sorted().map { .string(DiscountWindow.weekdayNames[$0 - 1]) }),
+                    "start": .string(clock(window.startMinute)), "end": .string(clock(window.endMinute)),
+                    "time_zone": .string(window.timeZoneIdentifier),
+                    "multiplier": .string(DecimalText.format(window.multiplierBasisPoints, decimals: 4)),
+                ]))
+            })
+        }
+        object["price_date"] = .string(model.priceDate)
+        object["price_source"] = .string(model.priceSource)
+        return .object(object)
+    }
+
+    private static func clock(_ minutes: Int) -> String {
+        let hours = minutes / 60, rest = minutes % 60
+        return (hours < 10 ? "0" : "") + String(hours) + ":" + (rest < 10 ? "0" : "") + String(rest)
+    }
+}
