@@ -27,7 +27,7 @@ public struct JobFileScan: Sendable {
                     reject(problem)
                 case .success(let draft):
                     if let first = firstLineOfCustomID[draft.customID] {
-                        reject(LineProblem(lineNumber: lineNumber, customID: draft.customID, message: "duplicate custom_id (first used on line \(first))"))
+                        reject(.duplicate(customID: draft.customID, lineNumber: lineNumber, firstLine: first))
                         continue
                     }
                     firstLineOfCustomID[draft.customID] = lineNumber

@@ -119,9 +119,7 @@ public struct JobSubmitter {
                         accepted += 1
                     } else {
                         let first = try store.lineNumber(ofCustomID: draft.customID, job: jobID) ?? 0
-                        try reject(LineProblem(
-                            lineNumber: lineNumber, customID: draft.customID,
-                            message: "duplicate custom_id (first used on line \(first)); custom_id must be unique in a job"))
+                        try reject(.duplicate(customID: draft.customID, lineNumber: lineNumber, firstLine: first))
                     }
                 }
             }

@@ -38,6 +38,12 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
         "line \(lineNumber)" + (customID.map { " (custom_id \(JSONWriter.quoted($0)))" } ?? "") + ": " + message
     }
 
+    static func duplicate(customID: String, lineNumber: Int, firstLine: Int) -> LineProblem {
+        LineProblem(
+            lineNumber: lineNumber, customID: customID,
+            message: "duplicate custom_id (first used on line \(firstLine)); custom_id must be unique in a job")
+    }
+
     /// `FILE:LINE: custom_id "x": message`, the way compilers point at a line.
     public func located(in file: String) -> String {
         "\(file):\(lineNumber): " + (customID.map { "custom_id \(JSONWriter.quoted($0)): " } ?? "") + message

@@ -70,13 +70,16 @@ public struct PricingCatalog: Sendable {
         var firstDefinition: [String: String] = [:]
         for name in names where name != "providers.json" && name != "tiers.json" {
             guard let (file, value) = document(name) else { continue }
-            for (index, model) in readModels(value, file: file, problems: &problems) {
-                let key = "models[\(index)].id"
-                if let earlier = firstDefinition[model.id] {
-                    problems.append(PricingProblem(file: file, key: key, message: "duplicate id '\(model.id)', already defined in \(earlier)"))
-                    continue
+            for (index, id, model) in readModels(value, file: file, problems: &problems) {
+                // Duplicates are found from the ids as written, even in entries with other problems.
+                if let id {
+                    if let earlier = firstDefinition[id] {
+                        problems.append(PricingProblem(file: file, key: "models[\(index)].id", message: "duplicate id '\(id)', already defined in \(earlier)"))
+                        continue
+                    }
+                    firstDefinition[id] = file
                 }
-                firstDefinition[model.id] = file
+                guard let model else { continue }
                 if providers[model.provider] == nil, !providers.isEmpty {
                     problems.append(PricingProblem(
                         file: file, key: "models[\(index)].provider",
@@ -181,15 +184,14 @@ public struct PricingCatalog: Sendable {
         }
     }
 
-    private static func readModels(_ value: JSONValue, file: String, problems: inout [PricingProblem]) -> [(Int, Model)] {
+    private static func readModels(_ value: JSONValue, file: String, problems: inout [PricingProblem]) -> [(Int, String?, Model?)] {
         guard var root = PricingFieldReader.object(value, file: file, path: "", problems: &problems) else { return [] }
-        var result: [(Int, Model)] = []
+        var result: [(Int, String?, Model?)] = []
         if let list = root.value("models", required: true) {
             if let entries = list.arrayValue {
                 for (index, entry) in entries.enumerated() {
-                    if let model = readModel(entry, file: file, path: "models[\(index)]", problems: &problems) {
-                        result.append((index, model))
-                    }
+                    let model = readModel(entry, file: file, path: "models[\(index)]", problems: &problems)
+                    result.append((index, entry.objectValue?["id"]?.stringValue, model))
                 }
             } else {
                 root.problem("models", "expected an array, found \(list.kindName)")
