@@ -116,7 +116,7 @@ public struct AssignmentSolver {
                     if from >= 0 { loads[from] -= 1 }
                     resource[move.request] = Int32(move.to)
                     cost[move.request] = move.cost
-                    loads[move.to] += 1
+                    if move.to >= 0 { loads[move.to] += 1 }
                 }
             }
         }
@@ -148,22 +148,32 @@ public struct AssignmentSolver {
         // Cheapest single move between each pair of nodes.
         var edgeCost = [Int64](repeating: .max, count: nodes * nodes)
         var edgeMove = [Move?](repeating: nil, count: nodes * nodes)
+        func offer(from: Int, to: Int, delta: Int64, move: Move) {
+            let index = from * nodes + to
+            if delta < edgeCost[index] {
+                edgeCost[index] = delta
+                edgeMove[index] = move
+            }
+        }
         for request in 0..<problem.requestCount {
             let from = resource[request] >= 0 ? Int(resource[request]) : unplacedNode
             for option in problem.options(for: request) where option.resource != from {
-                let delta = option.cost - cost[request]
-                let index = from * nodes + option.resource
-                if delta < edgeCost[index] {
-                    edgeCost[index] = delta
-                    edgeMove[index] = Move(request: request, to: option.resource, cost: option.cost)
-                }
+                offer(from: from, to: option.resource, delta: option.cost - cost[request], move: Move(request: request, to: option.resource, cost: option.cost))
+            }
+            // A placed request may give its place up, so that another can take it.
+            if from != unplacedNode {
+                offer(
+                    from: from, to: unplacedNode, delta: AssignmentSolver.unplacedCost - cost[request],
+                    move: Move(request: request, to: Int(Assignment.unplacedResource), cost: AssignmentSolver.unplacedCost))
             }
         }
         for node in 0..<resources {
             if loads[node] < capacities[node] { edgeCost[node * nodes + slack] = 0 }
             if loads[node] > 0 { edgeCost[slack * nodes + node] = 0 }
         }
-        edgeCost[slack * nodes + unplacedNode] = 0  // the unplaced pool can always give a request up
+        // The unplaced pool can always give a request up or take one in.
+        edgeCost[slack * nodes + unplacedNode] = 0
+        edgeCost[unplacedNode * nodes + slack] = 0
         let edges = (0..<(nodes * nodes)).filter { edgeCost[$0] != .max }
 
         var distance = [Int64](repeating: 0, count: nodes)

@@ -110,7 +110,7 @@ public final class PlanningProblem: AssignmentProblem {
 
     private func buildSlots() {
         let now = context.now
-        let distinct = Set(requests.lazy.map { ($0.deadlineAt / 60_000) * 60_000 }.filter { $0 > now }).sorted()
+        let distinct = Set(requests.lazy.map(\.deadlineAt).filter { $0 > now }).sorted()
         var ends = distinct
         if distinct.count > context.maximumDeadlineClasses {
             let classes = context.maximumDeadlineClasses
