@@ -55,7 +55,7 @@ enum Fixtures {
         pinned: String? = nil, capabilities: Capabilities = [], maxCost: Money? = nil
     ) -> PlannableRequest {
         PlannableRequest(
-            id: id, customID: "r\(id)",
+            id: id,
             needs: RequestNeeds(
                 qualityFloor: floor, qualityTier: "standard", inputTokens: input, maxOutputTokens: output, capabilities: capabilities,
                 pinnedModel: pinned),

@@ -21,13 +21,14 @@ enum PlanCommand {
         let planner = Planner(context: try planningContext(catalog: catalog, store: store, arguments: arguments, context: context))
         let plan = planner.plan(requests)
         if let customID = arguments.value("explain") {
-            guard let index = requests.firstIndex(where: { $0.customID == customID }) else {
-                throw Problem("job \(job.id) has no plannable request with custom_id \(JSONWriter.quoted(customID)) (finished requests are not planned)")
+            guard let id = try planStore.queuedRequestID(job: job.id, customID: customID), let index = requests.firstIndex(where: { $0.id == id }) else {
+                throw Problem("job \(job.id) has no queued request with custom_id \(JSONWriter.quoted(customID)) (running and finished requests are not planned)")
             }
-            PlanOutput.explanation(planner.explain(requests, index: index, plan: plan), context: context, json: arguments.flag("json"))
+            PlanOutput.explanation(
+                planner.explain(requests, index: index, plan: plan), customID: customID, context: context, json: arguments.flag("json"))
             return 0
         }
-        try planStore.save(plan)
+        try planStore.save(plan, job: job.id)
         PlanOutput.summary(plan, title: "job \(job.id) \"\(job.name)\"", catalog: catalog, arguments: arguments, context: context)
         return 0
     }
@@ -81,11 +82,11 @@ enum PlanOutput {
         }
     }
 
-    static func explanation(_ explanation: PlanExplanation, context: CommandContext, json: Bool) {
+    static func explanation(_ explanation: PlanExplanation, customID: String, context: CommandContext, json: Bool) {
         let request = explanation.request
         if json {
             context.printJSON(.object(JSONObject([
-                "custom_id": .string(request.customID), "quality_floor": .number(String(request.needs.qualityFloor)),
+                "custom_id": .string(customID), "quality_floor": .number(String(request.needs.qualityFloor)),
                 "input_tokens": .number(String(request.needs.inputTokens)), "max_output_tokens": .number(String(request.needs.maxOutputTokens)),
                 "baseline_cost_usd": explanation.baselineCost.jsonUSD,
                 "candidates": .array(explanation.candidates.map { candidate in
@@ -100,7 +101,7 @@ enum PlanOutput {
             return
         }
         let console = context.console
-        console.print("Request \(JSONWriter.quoted(request.customID)): quality floor \(request.needs.qualityFloor) (\(request.needs.qualityTier)), ~\(request.needs.inputTokens) input tokens, max_tokens \(request.needs.maxOutputTokens)"
+        console.print("Request \(JSONWriter.quoted(customID)): quality floor \(request.needs.qualityFloor) (\(request.needs.qualityTier)), ~\(request.needs.inputTokens) input tokens, max_tokens \(request.needs.maxOutputTokens)"
             + (request.referenceModel.map { ", reference \($0)" } ?? ""))
         console.print()
         var table = TextTable(headers: ["", "model", "quality", "est. cost", "mode", "why not"], rightAligned: [2, 3])

@@ -32,7 +32,7 @@ public struct JobFileScan: Sendable {
                     }
                     firstLineOfCustomID[draft.customID] = lineNumber
                     scan.requests.append(PlannableRequest(
-                        id: Int64(lineNumber), customID: draft.customID, needs: draft.needs, referenceModel: draft.referenceModel,
+                        id: Int64(lineNumber), needs: draft.needs, referenceModel: draft.referenceModel,
                         deadlineAt: draft.deadlineAt, maxCost: draft.maxCost))
                 }
             }

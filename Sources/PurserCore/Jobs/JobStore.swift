@@ -58,16 +58,21 @@ public struct JobStore {
             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (job_id, custom_id) DO NOTHING
             """)
-        try insert.bind([
+        // Bound one by one: this runs once per line of every submitted file.
+        let values: [SQLiteValue] = [
             .integer(job), .int(draft.lineNumber), .text(draft.customID), .text(draft.shape.rawValue), .optionalText(draft.referenceModel),
             .int(draft.needs.qualityFloor), .text(draft.needs.qualityTier), .integer(draft.deadlineAt), .optionalInt64(draft.maxCost?.picoUSD),
             .optionalText(draft.needs.pinnedModel), .int(draft.needs.capabilities.rawValue), .int(draft.needs.inputTokens),
             .int(draft.needs.maxOutputTokens), .optionalText(draft.tags),
-        ])
+        ]
+        try insert.bind(values)
         while try insert.step() {}
         guard database.changes == 1 else { return false }
-        try database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)")
-            .execute([.integer(database.lastInsertRowID), .text(draft.body)])
+        let body = try database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)")
+        try body.bind([.integer(database.lastInsertRowID)])
+        var text = draft.body
+        try text.withUTF8 { try body.bindText(UnsafeRawBufferPointer($0), at: 2) }
+        while try body.step() {}
         return true
     }
 
@@ -89,7 +94,12 @@ public struct JobStore {
     /// Request counts by state for one job.
     public func stateCounts(job: Int64) throws -> [RequestState: Int] {
         var counts: [RequestState: Int] = [:]
-        try database.statement("SELECT state, count(*) FROM requests WHERE job_id = ? GROUP BY state").forEachRow([.integer(job)]) { row in
+        try database.statement("""
+            SELECT CASE WHEN requests.state = 'queued' AND request_plans.request_id IS NOT NULL THEN 'planned' ELSE requests.state END AS shown,
+                count(*)
+            FROM requests LEFT JOIN request_plans ON request_plans.request_id = requests.id
+            WHERE requests.job_id = ? GROUP BY shown
+            """).forEachRow([.integer(job)]) { row in
             if let state = RequestState(rawValue: row.text(0)) { counts[state] = row.int(1) }
         }
         return counts
@@ -97,7 +107,10 @@ public struct JobStore {
 
     /// The estimated and baseline cost of the job's planned requests.
     public func planTotals(job: Int64) throws -> (estimated: Money, baseline: Money) {
-        let sql = "SELECT coalesce(sum(planned_cost_pico), 0), coalesce(sum(baseline_cost_pico), 0) FROM requests WHERE job_id = ? AND planned_cost_pico IS NOT NULL"
+        let sql = """
+            SELECT coalesce(sum(cost_pico), 0), coalesce(sum(baseline_pico), 0)
+            FROM request_plans JOIN requests ON requests.id = request_plans.request_id WHERE requests.job_id = ?
+            """
         return try database.statement(sql).firstRow([.integer(job)]) { (Money(picoUSD: $0.int64(0)), Money(picoUSD: $0.int64(1))) } ?? (.zero, .zero)
     }
 

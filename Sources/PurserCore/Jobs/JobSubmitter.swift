@@ -89,13 +89,17 @@ public struct JobSubmitter {
                 return SubmittedJob(job: existing, alreadySubmitted: true, rejected: [])
             }
         }
-        let reader = try JobFileReader(path: file, maximumLineBytes: options.maximumLineBytes)
+        let catalog = catalog
+        let defaults = RequestLineParser.Defaults(quality: options.quality, deadline: options.deadline)
+        let stream = try ParsedLineStream(file: file, maximumLineBytes: options.maximumLineBytes) {
+            RequestLineParser(catalog: catalog, defaults: defaults, submittedAt: submittedAt, history: history)
+        }
+        var finished = false
+        defer { if !finished { stream.cancel() } }
         let name = options.name ?? JobSubmitter.defaultName(for: file)
         let jobID = try store.insertJob(
             name: name, project: options.project, source: file == "-" ? "stdin" : file, fingerprint: "pending", submittedAt: submittedAt,
             maxCost: options.maxCost)
-        var parser = RequestLineParser(
-            catalog: catalog, defaults: .init(quality: options.quality, deadline: options.deadline), submittedAt: submittedAt, history: history)
         var accepted = 0
         var listed: [LineProblem] = []
         var badLines = 0
@@ -104,31 +108,37 @@ public struct JobSubmitter {
             if listed.count < options.listedProblemLimit { listed.append(problem) }
             if options.skipInvalid { try store.insertRejection(problem, job: jobID) }
         }
-        while let line = try reader.nextLine() {
-            switch line {
-            case .oversized(let lineNumber, let byteCount):
-                try reject(LineProblem(
-                    lineNumber: lineNumber, customID: nil,
-                    message: "line is \(byteCount) bytes, over the \(options.maximumLineBytes)-byte limit; shorten it or raise --max-line-bytes"))
-            case .text(let lineNumber, let bytes):
-                switch parser.parse(bytes, lineNumber: lineNumber) {
-                case .failure(let problem):
-                    try reject(problem)
-                case .success(let draft):
-                    if try store.insertRequest(draft, job: jobID) {
-                        accepted += 1
-                    } else {
-                        let first = try store.lineNumber(ofCustomID: draft.customID, job: jobID) ?? 0
-                        try reject(.duplicate(customID: draft.customID, lineNumber: lineNumber, firstLine: first))
+        var content = ContentFingerprint()
+        reading: while true {
+            switch stream.next() {
+            case .batch(let items):
+                for item in items {
+                    switch item {
+                    case .problem(let problem):
+                        try reject(problem)
+                    case .request(let draft):
+                        if try store.insertRequest(draft, job: jobID) {
+                            accepted += 1
+                        } else {
+                            let first = try store.lineNumber(ofCustomID: draft.customID, job: jobID) ?? 0
+                            try reject(.duplicate(customID: draft.customID, lineNumber: draft.lineNumber, firstLine: first))
+                        }
                     }
                 }
+            case .finished(let fingerprint):
+                content = fingerprint
+                finished = true
+                break reading
+            case .failed(let message):
+                finished = true
+                throw Problem(message)
             }
         }
         if badLines > 0 && !options.skipInvalid {
             throw SubmissionRejected(file: file, problems: listed, totalBadLines: badLines)
         }
         if accepted == 0 && badLines == 0 { throw EmptySubmission(file: file) }
-        let fingerprint = fingerprintKey(reader.fingerprint, options: options)
+        let fingerprint = fingerprintKey(content, options: options)
         if file == "-", !options.force, let existing = try store.job(withFingerprint: fingerprint) {
             // Standard input can be read only once, so its duplicate is found after the fact and undone.
             try database.statement("DELETE FROM jobs WHERE id = ?").execute([.integer(jobID)])

@@ -21,7 +21,10 @@ public struct RequestLineParser {
     let defaults: Defaults
     let submittedAt: Int64
     let history: OutputHistory
+    private let historyByTier: OutputHistoryByTier
+    private let cheapestSyncPrices: [TokenPrices]
     private var deadlineCache: [String: Result<Int64, Problem>] = [:]
+    private var referenceCache: [String: Model?] = [:]
     private let defaultDeadline: Result<Int64, Problem>
     private let defaultQuality: Result<(floor: Int, tier: String), Problem>?
 
@@ -30,6 +33,8 @@ public struct RequestLineParser {
         self.defaults = defaults
         self.submittedAt = submittedAt
         self.history = history
+        self.historyByTier = history.byTier(models: catalog.models)
+        self.cheapestSyncPrices = catalog.models.map(Eligibility.cheapestSyncPrices(of:))
         self.defaultDeadline = RoutingText.deadline(
             defaults.deadline ?? catalog.tiers.defaultDeadline, submittedAt: submittedAt, tiers: catalog.tiers)
         self.defaultQuality = defaults.quality.map { RoutingText.quality($0, tiers: catalog.tiers) }
@@ -140,7 +145,10 @@ public struct RequestLineParser {
         var reference: Model?
         if let modelValue = body["model"] {
             guard let name = modelValue.stringValue, !name.isEmpty else { return problem("\(fieldPrefix)model must be a string") }
-            guard let model = catalog.referenceModel(named: name, preferring: shape.bodyDialect) else {
+            let cacheKey = shape.rawValue + "|" + name
+            let cached = referenceCache[cacheKey] ?? catalog.referenceModel(named: name, preferring: shape.bodyDialect)
+            referenceCache[cacheKey] = cached
+            guard let model = cached else {
                 return problem("unknown model \(JSONWriter.quoted(name)) in \(fieldPrefix)model; add it to the pricing tables or remove it and set \"quality\"")
             }
             reference = model
@@ -215,13 +223,14 @@ public struct RequestLineParser {
     private func checkSomeModelFits(_ needs: RequestNeeds, maxCost: Money?) -> String? {
         var cheapest: Money?
         var exclusions: [Exclusion] = []
-        for model in catalog.models {
+        let samples = historyByTier.samples(tier: needs.qualityTier)
+        for (index, model) in catalog.models.enumerated() {
             if let exclusion = Eligibility.staticExclusion(of: model, for: needs) {
                 exclusions.append(exclusion)
                 continue
             }
-            let output = history.expectedOutputTokens(model: model.id, tier: needs.qualityTier, maxOutputTokens: needs.maxOutputTokens)
-            let cost = Eligibility.cheapestSyncPrices(of: model).cost(inputTokens: needs.inputTokens, outputTokens: output)
+            let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: needs.maxOutputTokens)
+            let cost = cheapestSyncPrices[index].cost(inputTokens: needs.inputTokens, outputTokens: output)
             if cheapest == nil || cost < cheapest! { cheapest = cost }
         }
         guard let cheapest else {

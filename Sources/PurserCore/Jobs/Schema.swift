@@ -22,8 +22,9 @@ public enum Schema {
                 job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
                 line_number INTEGER NOT NULL,
                 custom_id TEXT NOT NULL,
+                -- 'planned' is not stored: a queued request with a row in request_plans is planned.
                 state TEXT NOT NULL CHECK (state IN
-                    ('queued', 'planned', 'held', 'waiting', 'running', 'succeeded', 'failed', 'cancelled', 'expired')),
+                    ('queued', 'held', 'waiting', 'running', 'succeeded', 'failed', 'cancelled', 'expired')),
                 shape TEXT NOT NULL,
                 reference_model TEXT,
                 quality_floor INTEGER NOT NULL,
@@ -35,14 +36,18 @@ public enum Schema {
                 input_tokens INTEGER NOT NULL,
                 max_output_tokens INTEGER NOT NULL,
                 tags TEXT,
-                planned_model TEXT,
-                planned_mode TEXT,
-                planned_start_at INTEGER,
-                planned_cost_pico INTEGER,
-                baseline_cost_pico INTEGER,
                 UNIQUE (job_id, custom_id)
             );
-            CREATE INDEX requests_by_job_state ON requests(job_id, state);
+
+            -- The planner's choice for each queued request it could place, written in request order.
+            CREATE TABLE request_plans (
+                request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                model TEXT NOT NULL,
+                mode TEXT NOT NULL CHECK (mode IN ('sync', 'flex', 'offpeak', 'batch')),
+                start_at INTEGER NOT NULL,
+                cost_pico INTEGER NOT NULL,
+                baseline_pico INTEGER NOT NULL
+            );
 
             -- Bodies live apart so that planning scans small rows.
             CREATE TABLE request_bodies (
@@ -76,6 +81,8 @@ public enum Schema {
 public enum PurserDatabase {
     public static func open(path: String) throws -> Database {
         let database = try Database(path: path)
+        // A 64 MiB page cache keeps the (job, custom_id) index in memory while a large file is stored.
+        try database.execute("PRAGMA cache_size = -65536")
         try Schema.migrator.migrate(database)
         return database
     }

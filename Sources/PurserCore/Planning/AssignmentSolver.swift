@@ -21,6 +21,12 @@ public protocol AssignmentProblem {
     var capacities: [Int] { get }
     /// The request's options, cheapest (then most preferred) first.
     func options(for request: Int) -> [AssignmentOption]
+    /// The first of `options(for:)`; problems may answer it without building the list.
+    func cheapestOption(for request: Int) -> AssignmentOption?
+}
+
+extension AssignmentProblem {
+    public func cheapestOption(for request: Int) -> AssignmentOption? { options(for: request).first }
 }
 
 /// The solver's answer: a resource per request (nil when no option had room) and whether it is proven optimal.
@@ -59,7 +65,7 @@ public struct AssignmentSolver {
 
         // 1. Everyone on their cheapest option.
         for request in 0..<count {
-            if let best = problem.options(for: request).first {
+            if let best = problem.cheapestOption(for: request) {
                 resource[request] = Int32(best.resource)
                 cost[request] = best.cost
                 loads[best.resource] += 1

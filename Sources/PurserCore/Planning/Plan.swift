@@ -34,17 +34,6 @@ public struct Plan: Sendable {
     public var savingBasisPoints: Int64 {
         baselineCost.picoUSD > 0 ? saving.picoUSD * 10_000 / baselineCost.picoUSD : 0
     }
-
-    static func mix(of entries: [Entry]) -> [MixLine] {
-        var lines: [String: MixLine] = [:]
-        for entry in entries {
-            guard let model = entry.model, let mode = entry.mode else { continue }
-            let key = model + " " + mode.rawValue
-            lines[key, default: MixLine(model: model, mode: mode, requests: 0, estimatedCost: .zero)].requests += 1
-            lines[key]!.estimatedCost += entry.estimatedCost
-        }
-        return lines.values.sorted { ($0.estimatedCost, $0.model, $0.mode.rawValue) > ($1.estimatedCost, $1.model, $1.mode.rawValue) }
-    }
 }
 
 /// Every candidate for one request, for `purser plan --explain`.

@@ -6,38 +6,46 @@ public struct PlanStore {
 
     public init(database: Database) { self.database = database }
 
-    /// The job's requests that are not yet running or finished, in line order.
+    /// The job's queued requests (planned or not yet), in line order.
     public func plannableRequests(job: Int64) throws -> [PlannableRequest] {
+        var requests: [PlannableRequest] = []
         try database.readTransaction {
             try database.statement("""
-                SELECT id, custom_id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
+                SELECT id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
                     reference_model, deadline_at, max_cost_pico
-                FROM requests WHERE job_id = ? AND state IN ('queued', 'planned') ORDER BY id
-                """).rows([.integer(job)]) { row in
-                PlannableRequest(
-                    id: row.int64(0), customID: row.text(1),
+                FROM requests WHERE job_id = ? AND state = 'queued' ORDER BY id
+                """).forEachRow([.integer(job)]) { row in
+                requests.append(PlannableRequest(
+                    id: row.int64(0),
                     needs: RequestNeeds(
-                        qualityFloor: row.int(2), qualityTier: row.text(3), inputTokens: row.int(4), maxOutputTokens: row.int(5),
-                        capabilities: Capabilities(rawValue: row.int(6)), pinnedModel: row.optionalText(7)),
-                    referenceModel: row.optionalText(8), deadlineAt: row.int64(9), maxCost: row.optionalInt64(10).map { Money(picoUSD: $0) })
+                        qualityFloor: row.int(1), qualityTier: row.text(2), inputTokens: row.int(3), maxOutputTokens: row.int(4),
+                        capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6)),
+                    referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) }))
             }
         }
+        return requests
     }
 
-    /// Stores the plan: placed requests become `planned`; unplaced ones stay (or return to) `queued`.
-    public func save(_ plan: Plan) throws {
+    /// The request of `job` with this `custom_id`, if it is still queued.
+    public func queuedRequestID(job: Int64, customID: String) throws -> Int64? {
+        try database.statement("SELECT id FROM requests WHERE job_id = ? AND custom_id = ? AND state = 'queued'")
+            .firstRow([.integer(job), .text(customID)]) { $0.int64(0) }
+    }
+
+    /// Replaces the job's plan: placed requests get a plan row; unplaced ones have none and stay queued.
+    public func save(_ plan: Plan, job: Int64) throws {
         try database.writeTransaction {
-            let update = try database.statement("""
-                UPDATE requests SET state = ?, planned_model = ?, planned_mode = ?, planned_start_at = ?, planned_cost_pico = ?,
-                    baseline_cost_pico = ?
-                WHERE id = ? AND state IN ('queued', 'planned')
+            try database.statement("""
+                DELETE FROM request_plans WHERE request_id IN (SELECT id FROM requests WHERE job_id = ? AND state = 'queued')
+                """).execute([.integer(job)])
+            let insert = try database.statement("""
+                INSERT INTO request_plans (request_id, model, mode, start_at, cost_pico, baseline_pico) VALUES (?, ?, ?, ?, ?, ?)
                 """)
             for entry in plan.entries {
-                try update.execute([
-                    .text(entry.model == nil ? RequestState.queued.rawValue : RequestState.planned.rawValue), .optionalText(entry.model),
-                    .optionalText(entry.mode?.rawValue), .optionalInt64(entry.startAt),
-                    entry.model == nil ? .null : .integer(entry.estimatedCost.picoUSD), .integer(entry.baselineCost.picoUSD),
-                    .integer(entry.requestID),
+                guard let model = entry.model, let mode = entry.mode, let startAt = entry.startAt else { continue }
+                try insert.execute([
+                    .integer(entry.requestID), .text(model), .text(mode.rawValue), .integer(startAt), .integer(entry.estimatedCost.picoUSD),
+                    .integer(entry.baselineCost.picoUSD),
                 ])
             }
         }

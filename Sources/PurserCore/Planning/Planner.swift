@@ -12,12 +12,17 @@ public struct Planner {
     public func plan(_ requests: [PlannableRequest]) -> Plan {
         let problem = PlanningProblem(requests: requests, context: context)
         let assignment = solver.solve(problem)
+        let baseline = BaselinePricer(context: context)
+        let models = context.catalog.models
         var entries: [Plan.Entry] = []
         entries.reserveCapacity(requests.count)
-        var estimated = Money.zero, baseline = Money.zero
+        var estimated = Money.zero, baselineTotal = Money.zero
+        // The mix, by model index and mode, summed as entries are made.
+        var mixRequests = [[Int]](repeating: [Int](repeating: 0, count: DispatchMode.allCases.count), count: models.count)
+        var mixCost = [[Money]](repeating: [Money](repeating: .zero, count: DispatchMode.allCases.count), count: models.count)
         for (index, request) in requests.enumerated() {
-            let baselineCost = baselineCost(of: request)
-            baseline += baselineCost
+            let baselineCost = baseline.cost(of: request)
+            baselineTotal += baselineCost
             let resource = Int(assignment.resourceOfRequest[index])
             guard resource >= 0 else {
                 entries.append(Plan.Entry(requestID: request.id, model: nil, mode: nil, startAt: nil, estimatedCost: .zero, baselineCost: baselineCost))
@@ -26,28 +31,26 @@ public struct Planner {
             let (model, mode, startAt) = problem.describe(resource: resource, request: index)
             let cost = Money(picoUSD: assignment.costOfRequest[index])
             estimated += cost
-            entries.append(Plan.Entry(requestID: request.id, model: model.id, mode: mode, startAt: startAt, estimatedCost: cost, baselineCost: baselineCost))
+            let modeIndex = DispatchMode.allCases.firstIndex(of: mode)!
+            mixRequests[model][modeIndex] += 1
+            mixCost[model][modeIndex] += cost
+            entries.append(Plan.Entry(
+                requestID: request.id, model: models[model].id, mode: mode, startAt: startAt, estimatedCost: cost, baselineCost: baselineCost))
         }
+        var mix: [Plan.MixLine] = []
+        for (model, counts) in mixRequests.enumerated() {
+            for (modeIndex, count) in counts.enumerated() where count > 0 {
+                mix.append(Plan.MixLine(
+                    model: models[model].id, mode: DispatchMode.allCases[modeIndex], requests: count, estimatedCost: mixCost[model][modeIndex]))
+            }
+        }
+        mix.sort { ($0.estimatedCost, $0.model, $0.mode.rawValue) > ($1.estimatedCost, $1.model, $1.mode.rawValue) }
         return Plan(
-            entries: entries, estimatedCost: estimated, baselineCost: baseline, mix: Plan.mix(of: entries), unplaced: assignment.unplaced,
+            entries: entries, estimatedCost: estimated, baselineCost: baselineTotal, mix: mix, unplaced: assignment.unplaced,
             provenOptimal: assignment.provenOptimal)
     }
 
-    /// What the request would cost on its reference model, sync, at list price. A request that names
-    /// no model is measured against the cheapest model meeting its needs at list price, which is what
-    /// a router choosing one request at a time would pay.
-    public func baselineCost(of request: PlannableRequest) -> Money {
-        let catalog = context.catalog
-        if let reference = request.referenceModel.flatMap(catalog.model(id:)) {
-            let output = context.history.expectedOutputTokens(
-                model: reference.id, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens)
-            return reference.prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-        }
-        return catalog.models.filter { Eligibility.staticExclusion(of: $0, for: request.needs) == nil }.map { model in
-            let output = context.history.expectedOutputTokens(model: model.id, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens)
-            return model.prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-        }.min() ?? .zero
-    }
+    public func baselineCost(of request: PlannableRequest) -> Money { BaselinePricer(context: context).cost(of: request) }
 
     /// Every model's standing for the request at `index` within the whole plan of `requests`.
     public func explain(_ requests: [PlannableRequest], index: Int, plan: Plan) -> PlanExplanation {
@@ -75,5 +78,30 @@ public struct Planner {
             }
         }
         return PlanExplanation(request: requests[index], candidates: candidates, baselineCost: plan.entries[index].baselineCost)
+    }
+}
+
+/// What a request would cost on its reference model, sync, at list price. A request that names no
+/// model is measured against the cheapest model meeting its needs at list price, which is what a
+/// router choosing one request at a time would pay.
+struct BaselinePricer {
+    let models: [Model]
+    let indexByID: [String: Int]
+    let history: OutputHistoryByTier
+
+    init(context: PlanningContext) {
+        models = context.catalog.models
+        indexByID = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1.id, $0) })
+        history = context.history.byTier(models: models)
+    }
+
+    func cost(of request: PlannableRequest) -> Money {
+        let samples = history.samples(tier: request.needs.qualityTier)
+        func listCost(_ index: Int) -> Money {
+            let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: request.needs.maxOutputTokens)
+            return models[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
+        }
+        if let reference = request.referenceModel, let index = indexByID[reference] { return listCost(index) }
+        return models.indices.filter { Eligibility.staticExclusion(of: models[$0], for: request.needs) == nil }.map(listCost).min() ?? .zero
     }
 }

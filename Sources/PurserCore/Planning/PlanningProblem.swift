@@ -1,15 +1,13 @@
 /// A request as the planner sees it.
 public struct PlannableRequest: Sendable {
     public var id: Int64
-    public var customID: String
     public var needs: RequestNeeds
     public var referenceModel: String?
     public var deadlineAt: Int64
     public var maxCost: Money?
 
-    public init(id: Int64, customID: String, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?) {
+    public init(id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?) {
         self.id = id
-        self.customID = customID
         self.needs = needs
         self.referenceModel = referenceModel
         self.deadlineAt = deadlineAt
@@ -92,6 +90,10 @@ public final class PlanningProblem: AssignmentProblem {
     /// resources of model m in slot s: `resourcesByModelSlot[m * slots + s]`.
     private var resourcesByModelSlot: [[Int]] = []
     private var modelRankByID: [Int] = []
+    private let historyByTier: OutputHistoryByTier
+    /// Per model: its provider (nil when providers.json lacks it) and whether it can be called.
+    private let providerOfModel: [Provider?]
+    private let modelIsUsable: [Bool]
     /// The batch-API resource of each model, when batch dispatch is available.
     private var batchResourceOfModel: [Int: Int] = [:]
     /// A provider's batch API answers within this window.
@@ -101,6 +103,9 @@ public final class PlanningProblem: AssignmentProblem {
         self.context = context
         self.requests = requests
         self.models = context.catalog.models
+        self.historyByTier = context.history.byTier(models: context.catalog.models)
+        self.providerOfModel = context.catalog.models.map { context.catalog.providers[$0.provider] }
+        self.modelIsUsable = context.catalog.models.map { context.usableProviders.contains($0.provider) }
         let byID = models.indices.sorted { models[$0].id < models[$1].id }
         modelRankByID = [Int](repeating: 0, count: models.count)
         for (rank, index) in byID.enumerated() { modelRankByID[index] = rank }
@@ -198,24 +203,30 @@ public final class PlanningProblem: AssignmentProblem {
         return result
     }
 
-    /// The mode and start time an option stands for.
-    public func describe(resource: Int, request: Int) -> (model: Model, mode: DispatchMode, startAt: Int64) {
-        let chosen = resources[resource]
-        let model = models[chosen.model]
-        var mode = chosen.mode
-        if mode == .sync, flexIsCheaper(model, for: requests[request]) { mode = .flex }
-        return (model, mode, max(chosen.earliestStart, context.now))
+    public func cheapestOption(for request: Int) -> AssignmentOption? {
+        var best: AssignmentOption?
+        enumerateOptions(for: request) { option, _ in
+            if best == nil || (option.cost, option.preference) < (best!.cost, best!.preference) { best = option }
+        }
+        return best
     }
 
-    private func flexIsCheaper(_ model: Model, for request: PlannableRequest) -> Bool {
+    /// The mode and start time an option stands for.
+    public func describe(resource: Int, request: Int) -> (model: Int, mode: DispatchMode, startAt: Int64) {
+        let chosen = resources[resource]
+        var mode = chosen.mode
+        if mode == .sync, flexIsCheaper(chosen.model, for: requests[request]) { mode = .flex }
+        return (chosen.model, mode, max(chosen.earliestStart, context.now))
+    }
+
+    private func flexIsCheaper(_ modelIndex: Int, for request: PlannableRequest) -> Bool {
+        let model = models[modelIndex]
         guard let flex = model.flexPrices, request.deadlineAt - context.now >= context.flexMinimumLeadMilliseconds else { return false }
-        let output = expectedOutput(model, request)
+        let output = OutputHistoryByTier.expectedOutputTokens(
+            historyByTier.samples(tier: request.needs.qualityTier), model: modelIndex,
+            maxOutputTokens: request.needs.maxOutputTokens)
         return flex.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
             < model.prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-    }
-
-    func expectedOutput(_ model: Model, _ request: PlannableRequest) -> Int {
-        context.history.expectedOutputTokens(model: model.id, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens)
     }
 
     /// Calls `body` with every option, or with the reason each model is excluded when `exclusions` is given.
@@ -223,20 +234,21 @@ public final class PlanningProblem: AssignmentProblem {
         let request = requests[index]
         let slots = slotEnds.count
         let slotLimit = Int(slotLimitOfRequest[index])
+        let samples = historyByTier.samples(tier: request.needs.qualityTier)
         for (modelIndex, model) in models.enumerated() {
             if let exclusion = Eligibility.staticExclusion(of: model, for: request.needs) {
                 exclusions?(model, exclusion)
                 continue
             }
-            guard let provider = context.catalog.providers[model.provider] else {
+            guard let provider = providerOfModel[modelIndex] else {
                 exclusions?(model, .unknownProvider(model.provider))
                 continue
             }
-            guard context.usableProviders.contains(model.provider) else {
+            guard modelIsUsable[modelIndex] else {
                 exclusions?(model, .noKey(provider: provider.name, variable: provider.apiKeyEnvironmentVariable))
                 continue
             }
-            let output = expectedOutput(model, request)
+            let output = OutputHistoryByTier.expectedOutputTokens(samples, model: modelIndex, maxOutputTokens: request.needs.maxOutputTokens)
             let duration = model.speed.callDuration(outputTokens: output)
             let listCost = model.prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
             var syncCost = listCost
@@ -261,7 +273,7 @@ public final class PlanningProblem: AssignmentProblem {
                     body(AssignmentOption(resource: resourceIndex, cost: cost.picoUSD, preference: preference | Int64(min(slot, 255))), resource)
                 }
             }
-            if let resourceIndex = batchResourceOfModel[modelIndex], let batchPrices = model.batchPrices,
+            if !batchResourceOfModel.isEmpty, let resourceIndex = batchResourceOfModel[modelIndex], let batchPrices = model.batchPrices,
                 request.deadlineAt - context.now >= PlanningProblem.batchWindowMilliseconds
             {
                 let cost = batchPrices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)

@@ -44,10 +44,37 @@ public struct OutputHistory: Sendable {
     /// Expected output tokens for a request allowing `maxOutputTokens`: the observed share of
     /// `max_tokens` actually used (never below 1 token, never above `max_tokens`).
     public func expectedOutputTokens(model: String, tier: String, maxOutputTokens: Int) -> Int {
-        guard let sample = byModelAndTier[OutputHistory.key(model: model, tier: tier)],
-            sample.samples >= OutputHistory.minimumSamples, sample.maxOutputTokens > 0
-        else { return maxOutputTokens }
+        OutputHistory.expectedOutputTokens(byModelAndTier[OutputHistory.key(model: model, tier: tier)], maxOutputTokens: maxOutputTokens)
+    }
+
+    public static func expectedOutputTokens(_ sample: Sample?, maxOutputTokens: Int) -> Int {
+        guard let sample, sample.samples >= minimumSamples, sample.maxOutputTokens > 0 else { return maxOutputTokens }
         let scaled = (maxOutputTokens * sample.outputTokens + sample.maxOutputTokens - 1) / sample.maxOutputTokens
         return min(max(scaled, 1), maxOutputTokens)
+    }
+
+    /// The history arranged by tier and model index, so hot loops look a tier up once per request.
+    public func byTier(models: [Model]) -> OutputHistoryByTier {
+        var byTier: [String: [Sample?]] = [:]
+        let index = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1.id, $0) })
+        for (key, sample) in byModelAndTier {
+            let parts = key.split(separator: "\u{1F}", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let modelIndex = index[parts[0]] else { continue }
+            byTier[parts[1], default: [Sample?](repeating: nil, count: models.count)][modelIndex] = sample
+        }
+        return OutputHistoryByTier(byTier: byTier)
+    }
+}
+
+/// `OutputHistory` by tier, then by model index.
+public struct OutputHistoryByTier: Sendable {
+    let byTier: [String: [OutputHistory.Sample?]]
+
+    /// The samples of one tier (indexed like the catalog's models), or nil when the tier has none.
+    public func samples(tier: String) -> [OutputHistory.Sample?]? { byTier.isEmpty ? nil : byTier[tier] }
+
+    public static func expectedOutputTokens(_ samples: [OutputHistory.Sample?]?, model: Int, maxOutputTokens: Int) -> Int {
+        guard let samples else { return maxOutputTokens }
+        return OutputHistory.expectedOutputTokens(samples[model], maxOutputTokens: maxOutputTokens)
     }
 }

@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+@testable import PurserCLI
+import PurserCore
+
+private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs `purser` in-process and captures what it printed.
+private struct Run {
+    var code: Int32
+    var out: String
+    var error: String
+}
+
+private final class Capture: @unchecked Sendable {
+    var out = ""
+    var error = ""
+}
+
+private func purser(_ arguments: [String], environment: [String: String] = [:], database: String? = nil) -> Run {
+    let capture = Capture()
+    let console = Console(out: { capture.out += $0 }, error: { capture.error += $0 })
+    var environment = environment
+    environment["PURSER_PRICING"] = repository.appendingPathComponent("pricing").path
+    if let database { environment["PURSER_DB"] = database }
+    let code = Purser.run(arguments, environment: environment, console: console, clock: .fixed(1_795_478_400_000))
+    return Run(code: code, out: capture.out, error: capture.error)
+}
+
+private func temporaryDatabase() -> String {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-cli-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory.appendingPathComponent("purser.db").path
+}
+
+@Test func rootHelpListsTheSubcommands() {
+    let run = purser(["--help"])
+    #expect(run.code == 0)
+    #expect(run.out == """
+        OVERVIEW: Purser schedules batches of LLM prompts on the cheapest models that meet their quality and deadline.
+
+        USAGE: purser <subcommand> [--version]
+
+        OPTIONS:
+          --version                 Show the version.
+          -h, --help                Show help information.
+
+        SUBCOMMANDS:
+          submit                    Store JSONL job files as jobs (each file is one job).
+          estimate                  Plan a job file without submitting it: the mix, the estimated cost and the saving.
+          plan                      Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.
+          status                    Show jobs: requests by state, and the estimated cost of what is planned.
+          pricing                   List, check or import the pricing tables.
+
+          See 'purser help <subcommand>' for detailed help.
+
+        """)
+    #expect(purser([]).code == 64)
+}
+
+@Test func subcommandHelpShowsArgumentsAndOptions() {
+    let run = purser(["help", "plan"])
+    #expect(run.code == 0)
+    #expect(run.out == """
+        OVERVIEW: Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.
+
+        USAGE: purser plan <job> [--explain <custom-id>] [--simulate] [--db <path>] [--pricing <dir>] [--json]
+
+        ARGUMENTS:
+          <job>                     The job's number or name.
+
+        OPTIONS:
+          --explain <custom-id>     Show every candidate model for one request, with its cost or why it was excluded.
+          --simulate                Plan as if every provider were usable (the built-in simulator needs no keys).
+          --db <path>               The SQLite file (default: $PURSER_DB or ./purser.db).
+          --pricing <dir>           The pricing tables folder (default: $PURSER_PRICING or ./pricing).
+          --json                    Print machine-readable JSON.
+          -h, --help                Show help information.
+
+        """)
+    #expect(purser(["plan", "--help"]).out == run.out)
+}
+
+@Test func usageErrorsSayWhatToDoAndExit64() {
+    let unknown = purser(["submit", "x.jsonl", "--projcet", "p"])
+    #expect(unknown.code == 64)
+    #expect(unknown.out.isEmpty)
+    #expect(unknown.error.hasPrefix("""
+        Error: Unknown option '--projcet'. Did you mean '--project'?
+        Usage: purser submit <files> ...
+        """))
+    #expect(unknown.error.hasSuffix("  See 'purser submit --help' for more information.\n"))
+
+    let missing = purser(["plan"])
+    #expect(missing.code == 64)
+    #expect(missing.error.hasPrefix("Error: Missing expected argument '<job>'.\n"))
+
+    let subcommand = purser(["sumbit"])
+    #expect(subcommand.code == 64)
+    #expect(subcommand.error.hasPrefix("Error: Unknown subcommand 'sumbit'. Did you mean 'submit'?\n"))
+
+    let badQuality = purser(["submit", "x.jsonl", "--quality", "ultra"])
+    #expect(badQuality.code == 64)
+    #expect(badQuality.error.hasPrefix("Error: --quality: unknown quality tier 'ultra'; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100.\n"))
+
+    let badDeadline = purser(["estimate", "x.jsonl", "--deadline", "yesterday"])
+    #expect(badDeadline.code == 64)
+    #expect(badDeadline.error.hasPrefix("Error: --deadline: deadline 'yesterday' is not a duration"))
+
+    let valueMissing = purser(["submit", "x.jsonl", "--name"])
+    #expect(valueMissing.error.hasPrefix("Error: Missing value for '--name <name>'.\n"))
+}
+
+@Test func submitPlanAndStatusWorkEndToEnd() throws {
+    let database = temporaryDatabase()
+    let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
+    let submitted = purser(["submit", quickstart], database: database)
+    #expect(submitted.code == 0)
+    #expect(submitted.out.hasPrefix("job 1 \"quickstart\" (project default): "))
+    #expect(submitted.out.hasSuffix("next: purser plan 1 --simulate\n"))
+
+    let again = purser(["submit", quickstart], database: database)
+    #expect(again.out.hasPrefix("job 1 \"quickstart\" already holds these bytes"))
+
+    let plan = purser(["plan", "quickstart", "--simulate", "--json"], database: database)
+    #expect(plan.code == 0)
+    let json = try JSONParser.parse(plan.out).objectValue!
+    let requests = json["requests"]!.intValue!
+    #expect(json["planned"]!.intValue! == requests)
+    let estimated = try Money(usd: json["estimated_cost_usd"]!.stringValue!)
+    let baseline = try Money(usd: json["baseline_cost_usd"]!.stringValue!)
+    #expect(estimated < baseline)
+    // The mix adds up to the total exactly.
+    let mix = json["mix"]!.arrayValue!.map { $0.objectValue! }
+    #expect(mix.reduce(0) { $0 + $1["requests"]!.intValue! } == requests)
+    #expect(try mix.reduce(Money.zero) { $0 + (try Money(usd: $1["estimated_cost_usd"]!.stringValue!)) } == estimated)
+
+    let status = purser(["status", "1", "--json"], database: database)
+    let job = try JSONParser.parse(status.out).arrayValue![0].objectValue!
+    #expect(job["states"]! == .object(JSONObject(["planned": .number(String(requests))])))
+    #expect(job["estimated_cost_usd"]!.stringValue == estimated.exactUSD)
+
+    let explain = purser(["plan", "1", "--simulate", "--explain", "req-1"], database: database)
+    #expect(explain.code == 0)
+    #expect(explain.out.hasPrefix("Request \"req-1\": quality floor "))
+    #expect(explain.out.contains("quality 24 is below the floor"))
+}
+
+@Test func withoutKeysOrSimulateNothingIsPlannedAndThePlanSaysWhy() {
+    let database = temporaryDatabase()
+    _ = purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
+    let plan = purser(["plan", "1"], database: database)
+    #expect(plan.code == 0)
+    #expect(plan.out.contains("requests cannot be placed"))
+    #expect(plan.out.contains("not considered (no key set): anthropic, deepseek, google, groq, mistral, openai; set their keys or pass --simulate"))
+    let keyed = purser(["plan", "1"], environment: ["GROQ_API_KEY": "x"], database: database)
+    #expect(keyed.out.contains("groq/openai/gpt-oss"))
+    #expect(!keyed.out.contains("x\n"))
+}
+
+@Test func rejectedSubmitExitsOneAndStoresNothing() {
+    let database = temporaryDatabase()
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).jsonl").path
+    FileManager.default.createFile(atPath: file, contents: Data("{\"prompt\": \"ok\"}\n{oops\n".utf8))
+    let run = purser(["submit", file], database: database)
+    #expect(run.code == 1)
+    #expect(run.error == """
+        \(file):2: invalid JSON at column 2: expected a quoted member name
+        Error: \(file) has 1 bad line; nothing was stored. Fix it, or pass --skip-invalid to store the good lines and keep the rejects on the job.
+
+        """)
+    #expect(purser(["status"], database: database).out == "No jobs yet. Submit one with: purser submit jobs/quickstart.jsonl\n")
+}
+
+@Test func statusWithoutADatabaseDoesNotCreateOne() {
+    let database = temporaryDatabase()
+    let run = purser(["status"], database: database)
+    #expect(run.code == 1)
+    #expect(run.error == "Error: no database at \(database); submit a job first, or pass --db PATH\n")
+    #expect(!FileManager.default.fileExists(atPath: database))
+}
+
+@Test func pricingValidateAndListReadTheBundledTables() {
+    let validate = purser(["pricing", "validate"])
+    #expect(validate.code == 0)
+    #expect(validate.out == "ok: 20 models from 6 providers, 4 quality tiers, 5 deadline tiers\n")
+    let list = purser(["pricing", "list"])
+    #expect(list.out.hasPrefix("model "))
+    #expect(list.out.contains("deepseek/deepseek-flash"))
+    #expect(list.out.contains("sync,offpeak"))
+}
