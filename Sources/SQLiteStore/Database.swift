@@ -11,8 +11,9 @@ public final class Database {
     private var statementCache: [String: Statement] = [:]
     private var transactionDepth = 0
 
-    /// Opens (creating with mode 0600 if needed) the database at `path`.
-    public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
+    /// Opens (creating with mode 0600 if needed) the database at `path`. `pageSize` applies only to a
+    /// new file (SQLite fixes it when the file is first written).
+    public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, pageSize: Int? = nil) throws {
         self.path = path
         try Database.createPrivately(path)
         var handle: OpaquePointer?
@@ -27,6 +28,10 @@ public final class Database {
         sqlite3_extended_result_codes(handle, 1)
         sqlite3_busy_timeout(handle, busyTimeoutMilliseconds)
         do {
+            if let pageSize {
+                // A whole number from the caller, not user input: PRAGMA takes no parameters.
+                try execute("PRAGMA page_size = \(pageSize)")
+            }
             let journalMode = try scalarText("PRAGMA journal_mode = WAL")
             guard journalMode?.lowercased() == "wal" else {
                 throw SQLiteError(code: SQLITE_ERROR, message: "journal_mode answered \(journalMode ?? "nothing"), not wal", sql: "PRAGMA journal_mode = WAL")
@@ -88,6 +93,15 @@ public final class Database {
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(sqliteConnection) }
 
     // MARK: - Transactions
+
+    /// Runs `body` with foreign-key enforcement off, for bulk writes whose references hold by
+    /// construction (checking each one costs a lookup per row). Must be called outside a transaction.
+    public func withoutForeignKeyChecks<T>(_ body: () throws -> T) throws -> T {
+        precondition(transactionDepth == 0, "foreign_keys cannot change inside a transaction")
+        try execute("PRAGMA foreign_keys = OFF")
+        defer { try? execute("PRAGMA foreign_keys = ON") }
+        return try body()
+    }
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns, rolled back if it throws.
     /// Nested calls join the outer transaction.

@@ -46,6 +46,20 @@ public final class Statement {
         guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
     }
 
+    public func bind(_ integer: Int64, at index: Int32) throws {
+        let code = sqlite3_bind_int64(sqliteStatement, index, integer)
+        guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
+    }
+
+    public func bind(_ text: String?, at index: Int32) throws {
+        guard var text else {
+            let code = sqlite3_bind_null(sqliteStatement, index)
+            guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
+            return
+        }
+        try text.withUTF8 { try bindText(UnsafeRawBufferPointer($0), at: index) }
+    }
+
     /// Binds UTF-8 bytes as TEXT without building a `String` first (the ingest hot path).
     public func bindText(_ bytes: UnsafeRawBufferPointer, at index: Int32) throws {
         let code = sqlite3_bind_text(
@@ -54,6 +68,12 @@ public final class Statement {
     }
 
     // MARK: - Stepping
+
+    /// Runs the statement to completion with the values already bound one by one.
+    public func executeBound() throws {
+        while try step() {}
+        sqlite3_clear_bindings(sqliteStatement)
+    }
 
     /// Runs the statement to completion, for statements that return no rows.
     public func execute(_ values: [SQLiteValue] = []) throws {

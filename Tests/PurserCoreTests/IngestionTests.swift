@@ -226,3 +226,22 @@ private struct Workspace {
     #expect(history.expectedOutputTokens(model: "m", tier: "basic", maxOutputTokens: 1_000) == 250)
     #expect(history.expectedOutputTokens(model: "m", tier: "premium", maxOutputTokens: 1_000) == 1_000)
 }
+
+@Test func standardInputResubmittedIsRecognisedAndUndone() throws {
+    // Standard input cannot be fingerprinted beforehand; the duplicate is found after reading and rolled back.
+    let workspace = try Workspace()
+    let path = workspace.file([#"{"prompt": "from a pipe"}"#])
+    let first = try #require(try workspace.submit([path]).first)
+    let database = try PurserDatabase.open(path: workspace.databasePath)
+    let requestsBefore = try database.scalarInt("SELECT count(*) FROM requests")
+    // "-" reads standard input: point descriptor 0 at the same bytes for the duration of the call.
+    let handle = try #require(FileHandle(forReadingAtPath: path))
+    let saved = dup(0)
+    dup2(handle.fileDescriptor, 0)
+    defer { dup2(saved, 0); close(saved) }
+    let again = try #require(try JobSubmitter(database: database, catalog: workspace.catalog, clock: .fixed(submitTime)).submit(files: ["-"], options: SubmitOptions()).first)
+    #expect(again.alreadySubmitted)
+    #expect(again.job.id == first.job.id)
+    #expect(try database.scalarInt("SELECT count(*) FROM requests") == requestsBefore)
+    #expect(try database.scalarInt("SELECT count(*) FROM jobs") == 2)
+}

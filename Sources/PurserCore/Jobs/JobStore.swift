@@ -50,30 +50,16 @@ public struct JobStore {
 
     // MARK: - Requests
 
-    /// Inserts one request and its body. Returns false, inserting nothing, when its `custom_id` is already in the job.
-    func insertRequest(_ draft: RequestDraft, job: Int64) throws -> Bool {
-        let insert = try database.statement("""
-            INSERT INTO requests (job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
-                deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags)
-            VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (job_id, custom_id) DO NOTHING
-            """)
-        // Bound one by one: this runs once per line of every submitted file.
-        let values: [SQLiteValue] = [
-            .integer(job), .int(draft.lineNumber), .text(draft.customID), .text(draft.shape.rawValue), .optionalText(draft.referenceModel),
-            .int(draft.needs.qualityFloor), .text(draft.needs.qualityTier), .integer(draft.deadlineAt), .optionalInt64(draft.maxCost?.picoUSD),
-            .optionalText(draft.needs.pinnedModel), .int(draft.needs.capabilities.rawValue), .int(draft.needs.inputTokens),
-            .int(draft.needs.maxOutputTokens), .optionalText(draft.tags),
-        ]
-        try insert.bind(values)
-        while try insert.step() {}
-        guard database.changes == 1 else { return false }
-        let body = try database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)")
-        try body.bind([.integer(database.lastInsertRowID)])
-        var text = draft.body
-        try text.withUTF8 { try body.bindText(UnsafeRawBufferPointer($0), at: 2) }
-        while try body.step() {}
-        return true
+    /// Statements for storing a file's requests, prepared once per file.
+    func requestInserter() throws -> RequestInserter {
+        try RequestInserter(
+            request: database.statement("""
+                INSERT INTO requests (job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
+                    deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags)
+                VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (job_id, custom_id) DO NOTHING
+                """),
+            body: database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)"), database: database)
     }
 
     func lineNumber(ofCustomID customID: String, job: Int64) throws -> Int? {
@@ -132,5 +118,36 @@ public struct JobStore {
             ON CONFLICT (model_id, quality_tier) DO UPDATE SET samples = samples + 1,
                 output_tokens = output_tokens + excluded.output_tokens, max_output_tokens = max_output_tokens + excluded.max_output_tokens
             """).execute([.text(model), .text(tier), .int(outputTokens), .int(maxOutputTokens)])
+    }
+}
+
+/// Stores requests with statements prepared once: this runs for every line of every submitted file.
+struct RequestInserter {
+    let request: Statement
+    let body: Statement
+    let database: Database
+
+    /// Inserts one request and its body. Returns false, inserting nothing, when its `custom_id` is already in the job.
+    func insert(_ draft: RequestDraft, job: Int64) throws -> Bool {
+        try request.bind(job, at: 1)
+        try request.bind(Int64(draft.lineNumber), at: 2)
+        try request.bind(draft.customID, at: 3)
+        try request.bind(draft.shape.rawValue, at: 4)
+        try request.bind(draft.referenceModel, at: 5)
+        try request.bind(Int64(draft.needs.qualityFloor), at: 6)
+        try request.bind(draft.needs.qualityTier, at: 7)
+        try request.bind(draft.deadlineAt, at: 8)
+        try request.bind(draft.maxCost.map { .integer($0.picoUSD) } ?? .null, at: 9)
+        try request.bind(draft.needs.pinnedModel, at: 10)
+        try request.bind(Int64(draft.needs.capabilities.rawValue), at: 11)
+        try request.bind(Int64(draft.needs.inputTokens), at: 12)
+        try request.bind(Int64(draft.needs.maxOutputTokens), at: 13)
+        try request.bind(draft.tags, at: 14)
+        try request.executeBound()
+        guard database.changes == 1 else { return false }
+        try body.bind(database.lastInsertRowID, at: 1)
+        try body.bind(draft.body, at: 2)
+        try body.executeBound()
+        return true
     }
 }

@@ -74,9 +74,13 @@ public struct JobSubmitter {
         let store = JobStore(database: database)
         let history = try store.outputHistory()
         let submittedAt = clock.now()
-        return try database.writeTransaction {
-            try files.map { file in
-                try submit(file: file, options: options, store: store, history: history, submittedAt: submittedAt)
+        // Every reference written here is to a row written just before in the same transaction,
+        // so the per-row foreign-key lookups are skipped.
+        return try database.withoutForeignKeyChecks {
+            try database.writeTransaction {
+                try files.map { file in
+                    try submit(file: file, options: options, store: store, history: history, submittedAt: submittedAt)
+                }
             }
         }
     }
@@ -97,9 +101,12 @@ public struct JobSubmitter {
         var finished = false
         defer { if !finished { stream.cancel() } }
         let name = options.name ?? JobSubmitter.defaultName(for: file)
+        // A savepoint per file, so a file found to duplicate an earlier job can be undone alone.
+        try database.execute("SAVEPOINT submit_file")
         let jobID = try store.insertJob(
             name: name, project: options.project, source: file == "-" ? "stdin" : file, fingerprint: "pending", submittedAt: submittedAt,
             maxCost: options.maxCost)
+        let inserter = try store.requestInserter()
         var accepted = 0
         var listed: [LineProblem] = []
         var badLines = 0
@@ -117,7 +124,7 @@ public struct JobSubmitter {
                     case .problem(let problem):
                         try reject(problem)
                     case .request(let draft):
-                        if try store.insertRequest(draft, job: jobID) {
+                        if try inserter.insert(draft, job: jobID) {
                             accepted += 1
                         } else {
                             let first = try store.lineNumber(ofCustomID: draft.customID, job: jobID) ?? 0
@@ -141,9 +148,10 @@ public struct JobSubmitter {
         let fingerprint = fingerprintKey(content, options: options)
         if file == "-", !options.force, let existing = try store.job(withFingerprint: fingerprint) {
             // Standard input can be read only once, so its duplicate is found after the fact and undone.
-            try database.statement("DELETE FROM jobs WHERE id = ?").execute([.integer(jobID)])
+            try database.execute("ROLLBACK TO submit_file; RELEASE submit_file")
             return SubmittedJob(job: existing, alreadySubmitted: true, rejected: [])
         }
+        try database.execute("RELEASE submit_file")
         try database.statement("UPDATE jobs SET fingerprint = ? WHERE id = ?").execute([.text(fingerprint), .integer(jobID)])
         try store.setCounts(job: jobID, requests: accepted, rejected: badLines)
         return SubmittedJob(job: try store.job(id: jobID)!, alreadySubmitted: false, rejected: listed)

@@ -34,6 +34,12 @@ public struct PlanStore {
 
     /// Replaces the job's plan: placed requests get a plan row; unplaced ones have none and stay queued.
     public func save(_ plan: Plan, job: Int64) throws {
+        // Requests are never deleted once stored, so the plan rows' references to them cannot dangle;
+        // checking each costs a lookup in a table of millions of rows.
+        try database.withoutForeignKeyChecks { try write(plan, job: job) }
+    }
+
+    private func write(_ plan: Plan, job: Int64) throws {
         try database.writeTransaction {
             try database.statement("""
                 DELETE FROM request_plans WHERE request_id IN (SELECT id FROM requests WHERE job_id = ? AND state = 'queued')
@@ -43,10 +49,13 @@ public struct PlanStore {
                 """)
             for entry in plan.entries {
                 guard let model = entry.model, let mode = entry.mode, let startAt = entry.startAt else { continue }
-                try insert.execute([
-                    .integer(entry.requestID), .text(model), .text(mode.rawValue), .integer(startAt), .integer(entry.estimatedCost.picoUSD),
-                    .integer(entry.baselineCost.picoUSD),
-                ])
+                try insert.bind(entry.requestID, at: 1)
+                try insert.bind(model, at: 2)
+                try insert.bind(mode.rawValue, at: 3)
+                try insert.bind(startAt, at: 4)
+                try insert.bind(entry.estimatedCost.picoUSD, at: 5)
+                try insert.bind(entry.baselineCost.picoUSD, at: 6)
+                try insert.executeBound()
             }
         }
     }
