@@ -69,10 +69,19 @@ public final class Statement {
 
     // MARK: - Stepping
 
-    /// Runs the statement to completion with the values already bound one by one.
+    /// Runs the statement to completion with the values already bound one by one
+    /// (the caller binds every parameter before each run).
     public func executeBound() throws {
         while try step() {}
-        sqlite3_clear_bindings(sqliteStatement)
+    }
+
+    /// Binds UTF-8 bytes as TEXT without SQLite copying them: the bytes must stay valid and unchanged
+    /// until the statement has been stepped, so call `executeBound` inside the same scope.
+    public func bindBorrowedText(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int32) throws {
+        let code = bytes.withMemoryRebound(to: CChar.self) { characters in
+            sqlite3_bind_text(sqliteStatement, index, characters.baseAddress, Int32(characters.count), nil)
+        }
+        guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
     }
 
     /// Runs the statement to completion, for statements that return no rows.

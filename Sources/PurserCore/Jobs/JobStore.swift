@@ -129,25 +129,35 @@ struct RequestInserter {
 
     /// Inserts one request and its body. Returns false, inserting nothing, when its `custom_id` is already in the job.
     func insert(_ draft: RequestDraft, job: Int64) throws -> Bool {
-        try request.bind(job, at: 1)
-        try request.bind(Int64(draft.lineNumber), at: 2)
-        try request.bind(draft.customID, at: 3)
-        try request.bind(draft.shape.rawValue, at: 4)
-        try request.bind(draft.referenceModel, at: 5)
-        try request.bind(Int64(draft.needs.qualityFloor), at: 6)
-        try request.bind(draft.needs.qualityTier, at: 7)
-        try request.bind(draft.deadlineAt, at: 8)
-        try request.bind(draft.maxCost.map { .integer($0.picoUSD) } ?? .null, at: 9)
-        try request.bind(draft.needs.pinnedModel, at: 10)
-        try request.bind(Int64(draft.needs.capabilities.rawValue), at: 11)
-        try request.bind(Int64(draft.needs.inputTokens), at: 12)
-        try request.bind(Int64(draft.needs.maxOutputTokens), at: 13)
-        try request.bind(draft.tags, at: 14)
-        try request.executeBound()
-        guard database.changes == 1 else { return false }
+        // Texts are bound in place (SQLite copies nothing) while the draft's strings are borrowed.
+        var customID = draft.customID, tier = draft.needs.qualityTier
+        let inserted = try customID.withUTF8 { customID in
+            try tier.withUTF8 { tier in
+                try request.bind(job, at: 1)
+                try request.bind(Int64(draft.lineNumber), at: 2)
+                try request.bindBorrowedText(customID, at: 3)
+                try request.bind(draft.shape.rawValue, at: 4)
+                try request.bind(draft.referenceModel, at: 5)
+                try request.bind(Int64(draft.needs.qualityFloor), at: 6)
+                try request.bindBorrowedText(tier, at: 7)
+                try request.bind(draft.deadlineAt, at: 8)
+                try request.bind(draft.maxCost.map { .integer($0.picoUSD) } ?? .null, at: 9)
+                try request.bind(draft.needs.pinnedModel, at: 10)
+                try request.bind(Int64(draft.needs.capabilities.rawValue), at: 11)
+                try request.bind(Int64(draft.needs.inputTokens), at: 12)
+                try request.bind(Int64(draft.needs.maxOutputTokens), at: 13)
+                try request.bind(draft.tags, at: 14)
+                try request.executeBound()
+                return database.changes == 1
+            }
+        }
+        guard inserted else { return false }
         try body.bind(database.lastInsertRowID, at: 1)
-        try body.bind(draft.body, at: 2)
-        try body.executeBound()
+        var text = draft.body
+        try text.withUTF8 { bytes in
+            try body.bindBorrowedText(bytes, at: 2)
+            try body.executeBound()
+        }
         return true
     }
 }

@@ -23,6 +23,7 @@ public struct RequestLineParser {
     let history: OutputHistory
     private let historyByTier: OutputHistoryByTier
     private let cheapestSyncPrices: [TokenPrices]
+    private let facts: [ModelFacts]
     private var deadlineCache: [String: Result<Int64, Problem>] = [:]
     private var referenceCache: [String: Model?] = [:]
     private let defaultDeadline: Result<Int64, Problem>
@@ -35,6 +36,7 @@ public struct RequestLineParser {
         self.history = history
         self.historyByTier = history.byTier(models: catalog.models)
         self.cheapestSyncPrices = catalog.models.map(Eligibility.cheapestSyncPrices(of:))
+        self.facts = catalog.models.map(ModelFacts.init)
         self.defaultDeadline = RoutingText.deadline(
             defaults.deadline ?? catalog.tiers.defaultDeadline, submittedAt: submittedAt, tiers: catalog.tiers)
         self.defaultQuality = defaults.quality.map { RoutingText.quality($0, tiers: catalog.tiers) }
@@ -224,8 +226,9 @@ public struct RequestLineParser {
         var cheapest: Money?
         var exclusions: [Exclusion] = []
         let samples = historyByTier.samples(tier: needs.qualityTier)
-        for (index, model) in catalog.models.enumerated() {
-            if let exclusion = Eligibility.staticExclusion(of: model, for: needs) {
+        for index in facts.indices {
+            let isPinned = needs.pinnedModel != nil && needs.pinnedModel == catalog.models[index].id
+            if let exclusion = Eligibility.staticExclusion(of: facts[index], isPinnedModel: isPinned, for: needs) {
                 exclusions.append(exclusion)
                 continue
             }

@@ -46,10 +46,39 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// The numbers a model is judged and priced on, copied out of `Model` once so that loops over
+/// millions of requests copy no strings.
+public struct ModelFacts: Sendable {
+    public var quality: Int
+    public var contextWindow: Int
+    public var maxOutputTokens: Int
+    public var capabilities: Capabilities
+    public var prices: TokenPrices
+    public var flexPrices: TokenPrices?
+    public var batchPrices: TokenPrices?
+    public var speed: Speed
+
+    public init(_ model: Model) {
+        quality = model.quality
+        contextWindow = model.contextWindow
+        maxOutputTokens = model.maxOutputTokens
+        capabilities = model.capabilities
+        prices = model.prices
+        flexPrices = model.flexPrices
+        batchPrices = model.batchPrices
+        speed = model.speed
+    }
+}
+
 public enum Eligibility {
     /// The reasons that do not depend on time, keys or price: quality, context, output limit, capabilities, pin.
     public static func staticExclusion(of model: Model, for needs: RequestNeeds) -> Exclusion? {
-        if let pinned = needs.pinnedModel, pinned != model.id { return .pinnedElsewhere(pinned) }
+        staticExclusion(of: ModelFacts(model), isPinnedModel: needs.pinnedModel == model.id, for: needs)
+    }
+
+    /// As above; `isPinnedModel` says whether this is the model the request is pinned to.
+    public static func staticExclusion(of model: ModelFacts, isPinnedModel: Bool, for needs: RequestNeeds) -> Exclusion? {
+        if let pinned = needs.pinnedModel, !isPinnedModel { return .pinnedElsewhere(pinned) }
         if needs.pinnedModel == nil, model.quality < needs.qualityFloor { return .quality(score: model.quality, floor: needs.qualityFloor) }
         if needs.inputTokens + needs.maxOutputTokens > model.contextWindow {
             return .context(needed: needs.inputTokens + needs.maxOutputTokens, window: model.contextWindow)

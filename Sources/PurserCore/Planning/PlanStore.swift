@@ -41,9 +41,15 @@ public struct PlanStore {
 
     private func write(_ plan: Plan, job: Int64) throws {
         try database.writeTransaction {
-            try database.statement("""
-                DELETE FROM request_plans WHERE request_id IN (SELECT id FROM requests WHERE job_id = ? AND state = 'queued')
-                """).execute([.integer(job)])
+            // Every queued request of the job is in `plan`, so its old plan rows lie between the lowest and
+            // highest id; each row in that range is checked, instead of listing every queued request first.
+            let ids = plan.entries.map(\.requestID)
+            if let first = ids.min(), let last = ids.max() {
+                try database.statement("""
+                    DELETE FROM request_plans WHERE request_id BETWEEN ? AND ? AND EXISTS (
+                        SELECT 1 FROM requests WHERE requests.id = request_plans.request_id AND job_id = ? AND state = 'queued')
+                    """).execute([.integer(first), .integer(last), .integer(job)])
+            }
             let insert = try database.statement("""
                 INSERT INTO request_plans (request_id, model, mode, start_at, cost_pico, baseline_pico) VALUES (?, ?, ?, ?, ?, ?)
                 """)

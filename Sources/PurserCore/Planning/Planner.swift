@@ -86,11 +86,13 @@ public struct Planner {
 /// router choosing one request at a time would pay.
 struct BaselinePricer {
     let models: [Model]
+    let facts: [ModelFacts]
     let indexByID: [String: Int]
     let history: OutputHistoryByTier
 
     init(context: PlanningContext) {
         models = context.catalog.models
+        facts = models.map(ModelFacts.init)
         indexByID = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1.id, $0) })
         history = context.history.byTier(models: models)
     }
@@ -99,9 +101,15 @@ struct BaselinePricer {
         let samples = history.samples(tier: request.needs.qualityTier)
         func listCost(_ index: Int) -> Money {
             let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: request.needs.maxOutputTokens)
-            return models[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
+            return facts[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
         }
         if let reference = request.referenceModel, let index = indexByID[reference] { return listCost(index) }
-        return models.indices.filter { Eligibility.staticExclusion(of: models[$0], for: request.needs) == nil }.map(listCost).min() ?? .zero
+        var cheapest: Money?
+        for index in facts.indices
+        where Eligibility.staticExclusion(of: facts[index], isPinnedModel: request.needs.pinnedModel == models[index].id, for: request.needs) == nil {
+            let cost = listCost(index)
+            if cheapest == nil || cost < cheapest! { cheapest = cost }
+        }
+        return cheapest ?? .zero
     }
 }

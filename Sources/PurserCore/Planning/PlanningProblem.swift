@@ -94,6 +94,8 @@ public final class PlanningProblem: AssignmentProblem {
     /// Per model: its provider (nil when providers.json lacks it) and whether it can be called.
     private let providerOfModel: [Provider?]
     private let modelIsUsable: [Bool]
+    private let facts: [ModelFacts]
+    private let modelIndexByID: [String: Int]
     /// The batch-API resource of each model, when batch dispatch is available.
     private var batchResourceOfModel: [Int: Int] = [:]
     /// A provider's batch API answers within this window.
@@ -106,6 +108,8 @@ public final class PlanningProblem: AssignmentProblem {
         self.historyByTier = context.history.byTier(models: context.catalog.models)
         self.providerOfModel = context.catalog.models.map { context.catalog.providers[$0.provider] }
         self.modelIsUsable = context.catalog.models.map { context.usableProviders.contains($0.provider) }
+        self.facts = context.catalog.models.map(ModelFacts.init)
+        self.modelIndexByID = Dictionary(context.catalog.models.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
         let byID = models.indices.sorted { models[$0].id < models[$1].id }
         modelRankByID = [Int](repeating: 0, count: models.count)
         for (rank, index) in byID.enumerated() { modelRankByID[index] = rank }
@@ -220,7 +224,7 @@ public final class PlanningProblem: AssignmentProblem {
     }
 
     private func flexIsCheaper(_ modelIndex: Int, for request: PlannableRequest) -> Bool {
-        let model = models[modelIndex]
+        let model = facts[modelIndex]
         guard let flex = model.flexPrices, request.deadlineAt - context.now >= context.flexMinimumLeadMilliseconds else { return false }
         let output = OutputHistoryByTier.expectedOutputTokens(
             historyByTier.samples(tier: request.needs.qualityTier), model: modelIndex,
@@ -235,17 +239,19 @@ public final class PlanningProblem: AssignmentProblem {
         let slots = slotEnds.count
         let slotLimit = Int(slotLimitOfRequest[index])
         let samples = historyByTier.samples(tier: request.needs.qualityTier)
-        for (modelIndex, model) in models.enumerated() {
-            if let exclusion = Eligibility.staticExclusion(of: model, for: request.needs) {
-                exclusions?(model, exclusion)
+        let pinnedIndex = request.needs.pinnedModel.flatMap { modelIndexByID[$0] }
+        for modelIndex in facts.indices {
+            let model = facts[modelIndex]
+            if let exclusion = Eligibility.staticExclusion(of: model, isPinnedModel: pinnedIndex == modelIndex, for: request.needs) {
+                exclusions?(models[modelIndex], exclusion)
                 continue
             }
             guard let provider = providerOfModel[modelIndex] else {
-                exclusions?(model, .unknownProvider(model.provider))
+                exclusions?(models[modelIndex], .unknownProvider(models[modelIndex].provider))
                 continue
             }
             guard modelIsUsable[modelIndex] else {
-                exclusions?(model, .noKey(provider: provider.name, variable: provider.apiKeyEnvironmentVariable))
+                exclusions?(models[modelIndex], .noKey(provider: provider.name, variable: provider.apiKeyEnvironmentVariable))
                 continue
             }
             let output = OutputHistoryByTier.expectedOutputTokens(samples, model: modelIndex, maxOutputTokens: request.needs.maxOutputTokens)
@@ -284,9 +290,9 @@ public final class PlanningProblem: AssignmentProblem {
             }
             if !found, let exclusions {
                 if let rejected = cheapestRejectedByCeiling, let ceiling = request.maxCost {
-                    exclusions(model, .overCeiling(estimate: rejected, ceiling: ceiling))
+                    exclusions(models[modelIndex], .overCeiling(estimate: rejected, ceiling: ceiling))
                 } else {
-                    exclusions(model, .deadline(neededMilliseconds: duration, leftMilliseconds: request.deadlineAt - context.now))
+                    exclusions(models[modelIndex], .deadline(neededMilliseconds: duration, leftMilliseconds: request.deadlineAt - context.now))
                 }
             }
         }
