@@ -169,7 +169,7 @@ private func temporaryDatabase() -> String {
         Error: \(file) has 1 bad line; nothing was stored. Fix it, or pass --skip-invalid to store the good lines and keep the rejects on the job.
 
         """)
-    #expect(purser(["status"], database: database).out == "No jobs yet. Submit one with: purser submit jobs/quickstart.jsonl\n")
+    #expect(!FileManager.default.fileExists(atPath: database), "a failed first submit must not leave a database behind")
 }
 
 @Test func statusWithoutADatabaseDoesNotCreateOne() {

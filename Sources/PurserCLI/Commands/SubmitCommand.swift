@@ -1,3 +1,4 @@
+import Foundation
 import PurserCore
 
 /// `purser submit FILE...`: stores job files, all or nothing.
@@ -55,9 +56,18 @@ enum SubmitCommand {
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let options = try options(arguments, catalog: catalog, now: context.clock.now())
-        let database = try context.openDatabase(arguments)
-        let submitted = try JobSubmitter(database: database, catalog: catalog, clock: context.clock)
-            .submit(files: arguments.positionals, options: options)
+        let path = context.databasePath(arguments)
+        let existed = FileManager.default.fileExists(atPath: path)
+        let submitted: [SubmittedJob]
+        do {
+            let database = try context.openDatabase(arguments)
+            submitted = try JobSubmitter(database: database, catalog: catalog, clock: context.clock)
+                .submit(files: arguments.positionals, options: options)
+        } catch {
+            // A failed submit leaves no trace: not even a database file it created itself.
+            if !existed { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+            throw error
+        }
         if arguments.flag("json") {
             context.printJSON(.array(submitted.map { item in
                 .object(JSONObject([
