@@ -147,8 +147,10 @@ extension Money {
     var jsonUSD: JSONValue { .string(exactUSD) }
 }
 
-/// "6 requests", "1 request".
-func count(_ number: Int, _ noun: String) -> String { "\(number) \(noun)\(number == 1 ? "" : "s")" }
+/// "6 requests", "1 request"; irregular plurals are given ("entry", plural: "entries").
+func count(_ number: Int, _ noun: String, plural: String? = nil) -> String {
+    "\(number) \(number == 1 ? noun : plural ?? noun + "s")"
+}
 
 /// A share in basis points as "12.3%".
 func percent(_ basisPoints: Int64) -> String { "\(basisPoints / 100).\(abs(basisPoints % 100) / 10)%" }

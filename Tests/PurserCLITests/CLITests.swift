@@ -189,3 +189,18 @@ private func temporaryDatabase() -> String {
     #expect(list.out.contains("deepseek/deepseek-flash"))
     #expect(list.out.contains("sync,offpeak"))
 }
+
+@Test func importLiteLLMWritesValidTablesAndCountsWhatItSkipped() throws {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("import-\(UUID().uuidString).json").path
+    let litellm = repository.deletingLastPathComponent().appendingPathComponent("shared/data/litellm-model-prices.json").path
+    let run = purser(["pricing", "import-litellm", litellm, "--providers", "openai,anthropic", "--output", output, "--price-date", "2026-11-24"])
+    #expect(run.code == 0)
+    #expect(run.out.isEmpty)
+    #expect(run.error.contains("(10 with quality kept from the current tables,"))
+    #expect(run.error.contains(" entries (--list-skipped lists each):\n"))
+    #expect(run.error.contains("  1  documentation entry, not a model\n"))
+    let document = try JSONParser.parse(Array(try #require(FileManager.default.contents(atPath: output))))
+    let ids = document.objectValue!["models"]!.arrayValue!.compactMap { $0.objectValue!["id"]!.stringValue }
+    #expect(ids.contains("openai/gpt-4o-mini"))
+    #expect(ids.allSatisfy { $0.hasPrefix("openai/") || $0.hasPrefix("anthropic/") })
+}

@@ -96,7 +96,7 @@ enum PricingCommand {
         console.error("imported \(count(result.models.count, "chat model")) from \(path) (\(rated) with quality kept from the current tables, \(result.models.count - rated) unrated)")
         var reasons: [String: Int] = [:]
         for skipped in result.skipped { reasons[LiteLLMImportSummary.category(skipped.reason), default: 0] += 1 }
-        console.error("skipped \(count(result.skipped.count, "entry")):" + (arguments.flag("list-skipped") ? "" : " (--list-skipped lists each)"))
+        console.error("skipped \(count(result.skipped.count, "entry", plural: "entries"))" + (arguments.flag("list-skipped") ? ":" : " (--list-skipped lists each):"))
         for (reason, number) in reasons.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { console.error("  \(number)  \(reason)") }
         if arguments.flag("list-skipped") {
             for skipped in result.skipped { console.error("  \(skipped.entry): \(skipped.reason)") }
