@@ -6,7 +6,11 @@ import SQLiteStore
 enum Fixtures {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let pricingDirectory = repository.appendingPathComponent("pricing").path
+    /// LiteLLM's whole price file, present beside the repository on developers' machines and in CI.
     static let litellmFile = repository.deletingLastPathComponent().appendingPathComponent("shared/data/litellm-model-prices.json").path
+    static var hasLiteLLMFile: Bool { FileManager.default.fileExists(atPath: litellmFile) }
+    /// A committed excerpt of that file (see Tests/Fixtures/README.md).
+    static let litellmExcerpt = repository.appendingPathComponent("Tests/Fixtures/litellm-excerpt.json").path
 
     static func temporaryDirectory() -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("purser-test-\(UUID().uuidString)")
