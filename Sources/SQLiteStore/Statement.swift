@@ -38,10 +38,6 @@ public final class Statement {
             code = sqlite3_bind_int64(sqliteStatement, index, integer)
         case .text(let text):
             code = sqlite3_bind_text(sqliteStatement, index, text, -1, sqliteTransient)
-        case .blob(let bytes):
-            code = bytes.withUnsafeBytes { buffer in
-                sqlite3_bind_blob(sqliteStatement, index, buffer.baseAddress, Int32(buffer.count), sqliteTransient)
-            }
         }
         guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
     }
@@ -139,11 +135,9 @@ public enum SQLiteValue: Sendable, Equatable {
     case null
     case integer(Int64)
     case text(String)
-    case blob([UInt8])
 
     public static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
     public static func optionalText(_ value: String?) -> SQLiteValue { value.map { .text($0) } ?? .null }
-    public static func optionalInt(_ value: Int?) -> SQLiteValue { value.map { .integer(Int64($0)) } ?? .null }
     public static func optionalInt64(_ value: Int64?) -> SQLiteValue { value.map { .integer($0) } ?? .null }
 }
 
@@ -155,7 +149,6 @@ public struct Row {
     public func int(_ column: Int32) -> Int { Int(int64(column)) }
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement.sqliteStatement, column) == SQLITE_NULL }
     public func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
-    public func optionalInt(_ column: Int32) -> Int? { isNull(column) ? nil : int(column) }
 
     public func text(_ column: Int32) -> String {
         guard let pointer = sqlite3_column_text(statement.sqliteStatement, column) else { return "" }
@@ -164,10 +157,4 @@ public struct Row {
     }
 
     public func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
-
-    public func blob(_ column: Int32) -> [UInt8] {
-        guard let pointer = sqlite3_column_blob(statement.sqliteStatement, column) else { return [] }
-        let count = Int(sqlite3_column_bytes(statement.sqliteStatement, column))
-        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
-    }
 }

@@ -245,3 +245,18 @@ private struct Workspace {
     #expect(try database.scalarInt("SELECT count(*) FROM requests") == requestsBefore)
     #expect(try database.scalarInt("SELECT count(*) FROM jobs") == 2)
 }
+
+@Test func recordedOutputsSharpenTheNextEstimates() throws {
+    let workspace = try Workspace()
+    let database = try PurserDatabase.open(path: workspace.databasePath)
+    let store = JobStore(database: database)
+    for _ in 0..<OutputHistory.minimumSamples {
+        try store.recordOutput(model: "openai/gpt-5-nano", tier: "basic", outputTokens: 30, maxOutputTokens: 120)
+    }
+    let history = try store.outputHistory()
+    #expect(history.byModelAndTier[OutputHistory.key(model: "openai/gpt-5-nano", tier: "basic")]
+        == OutputHistory.Sample(samples: 20, outputTokens: 600, maxOutputTokens: 2_400))
+    // A quarter of max_tokens was used, so a request allowing 400 is now expected to use 100.
+    #expect(history.expectedOutputTokens(model: "openai/gpt-5-nano", tier: "basic", maxOutputTokens: 400) == 100)
+    #expect(history.byTier(models: workspace.catalog.models).samples(tier: "basic") != nil)
+}

@@ -47,9 +47,7 @@ final class ParsedLineStream: Sendable {
             while let line = try reader.nextLine() {
                 switch line {
                 case .oversized(let lineNumber, let byteCount):
-                    batch.append(.problem(LineProblem(
-                        lineNumber: lineNumber, customID: nil,
-                        message: "line is \(byteCount) bytes, over the \(maximumLineBytes)-byte limit; shorten it or raise --max-line-bytes")))
+                    batch.append(.problem(.oversized(lineNumber: lineNumber, byteCount: byteCount, limit: maximumLineBytes)))
                 case .text(let lineNumber, let bytes):
                     switch parser.parse(bytes, lineNumber: lineNumber) {
                     case .success(let draft): batch.append(.request(draft))

@@ -38,6 +38,12 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
         "line \(lineNumber)" + (customID.map { " (custom_id \(JSONWriter.quoted($0)))" } ?? "") + ": " + message
     }
 
+    static func oversized(lineNumber: Int, byteCount: Int, limit: Int) -> LineProblem {
+        LineProblem(
+            lineNumber: lineNumber, customID: nil,
+            message: "line is \(byteCount) bytes, over the \(limit)-byte limit; shorten it or raise --max-line-bytes")
+    }
+
     static func duplicate(customID: String, lineNumber: Int, firstLine: Int) -> LineProblem {
         LineProblem(
             lineNumber: lineNumber, customID: customID,
