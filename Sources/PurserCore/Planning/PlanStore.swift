@@ -43,8 +43,7 @@ public struct PlanStore {
         try database.writeTransaction {
             // Every queued request of the job is in `plan`, so its old plan rows lie between the lowest and
             // highest id; each row in that range is checked, instead of listing every queued request first.
-            let ids = plan.entries.map(\.requestID)
-            if let first = ids.min(), let last = ids.max() {
+            if let first = plan.entries.lazy.map(\.requestID).min(), let last = plan.entries.lazy.map(\.requestID).max() {
                 try database.statement("""
                     DELETE FROM request_plans WHERE request_id BETWEEN ? AND ? AND EXISTS (
                         SELECT 1 FROM requests WHERE requests.id = request_plans.request_id AND job_id = ? AND state = 'queued')
@@ -54,14 +53,20 @@ public struct PlanStore {
                 INSERT INTO request_plans (request_id, model, mode, start_at, cost_pico, baseline_pico) VALUES (?, ?, ?, ?, ?, ?)
                 """)
             for entry in plan.entries {
-                guard let model = entry.model, let mode = entry.mode, let startAt = entry.startAt else { continue }
+                guard var model = entry.model, let mode = entry.mode, let startAt = entry.startAt else { continue }
+                var modeName = mode.rawValue
                 try insert.bind(entry.requestID, at: 1)
-                try insert.bind(model, at: 2)
-                try insert.bind(mode.rawValue, at: 3)
                 try insert.bind(startAt, at: 4)
                 try insert.bind(entry.estimatedCost.picoUSD, at: 5)
                 try insert.bind(entry.baselineCost.picoUSD, at: 6)
-                try insert.executeBound()
+                // Both texts are read in place, sparing SQLite an allocation and a copy of each per row.
+                try model.withUTF8 { model in
+                    try modeName.withUTF8 { modeName in
+                        try insert.bindBorrowedText(model, at: 2)
+                        try insert.bindBorrowedText(modeName, at: 3)
+                        try insert.executeBound()
+                    }
+                }
             }
         }
     }
