@@ -12,6 +12,7 @@ public enum Purser {
             Subcommand(spec: SubmitCommand.spec, run: SubmitCommand.run),
             Subcommand(spec: EstimateCommand.spec, run: EstimateCommand.run),
             Subcommand(spec: PlanCommand.spec, run: PlanCommand.run),
+            Subcommand(spec: RunCommand.spec, run: RunCommand.run),
             Subcommand(spec: StatusCommand.spec, run: StatusCommand.run),
             Subcommand(spec: PricingCommand.spec, run: PricingCommand.run),
         ]

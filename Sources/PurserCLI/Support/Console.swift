@@ -22,6 +22,8 @@ public final class Console: @unchecked Sendable {
 
     func print(_ text: String = "") { writeOut(text + "\n") }
     func error(_ text: String) { writeError(text + "\n") }
+    /// Writes to standard error without a newline, for a live line redrawn with `\r`.
+    func errorInline(_ text: String) { writeError(text) }
 }
 
 /// Columns of text, padded; numbers right-aligned.

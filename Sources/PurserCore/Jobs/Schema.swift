@@ -74,6 +74,56 @@ public enum Schema {
                 PRIMARY KEY (model_id, quality_tier)
             );
             """),
+        Migration(version: 2, sql: """
+            -- Dispatch: attempts count at claim; a running request holds a lease until it expires.
+            ALTER TABLE requests ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE requests ADD COLUMN lease_owner TEXT;
+            ALTER TABLE requests ADD COLUMN lease_expires_at INTEGER;
+            ALTER TABLE requests ADD COLUMN next_attempt_at INTEGER;
+            ALTER TABLE requests ADD COLUMN last_error TEXT;
+            -- Only dispatchable requests are in this index, so claims never scan finished ones.
+            CREATE INDEX requests_dispatchable ON requests(id) WHERE state IN ('queued', 'waiting');
+            CREATE INDEX requests_running ON requests(lease_expires_at) WHERE state = 'running';
+
+            -- Every call made, successful or not.
+            CREATE TABLE attempts (
+                id INTEGER PRIMARY KEY,
+                request_id INTEGER NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+                worker TEXT NOT NULL,
+                model TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                mode TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                latency_ms INTEGER NOT NULL,
+                status INTEGER,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                input_tokens INTEGER,
+                cached_input_tokens INTEGER,
+                output_tokens INTEGER,
+                simulated INTEGER NOT NULL
+            );
+            CREATE INDEX attempts_by_request ON attempts(request_id);
+
+            -- At most one result per request (the primary key), written with its cost in one transaction.
+            CREATE TABLE results (
+                request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                model TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                dialect TEXT NOT NULL,
+                mode TEXT NOT NULL,
+                status_code INTEGER NOT NULL,
+                provider_request_id TEXT,
+                body TEXT NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                cached_input_tokens INTEGER NOT NULL,
+                cache_write_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL,
+                cost_pico INTEGER NOT NULL,
+                simulated INTEGER NOT NULL,
+                finished_at INTEGER NOT NULL
+            );
+            """),
     ])
 }
 

@@ -1,0 +1,155 @@
+import Foundation
+import PurserCore
+
+/// `purser run`: serves what is due and exits (or keeps serving with --watch).
+enum RunCommand {
+    static let spec = CommandSpec(
+        name: "run",
+        overview: "Serve planned requests: call the chosen models with retries, fallbacks and rate limits, and store every result.",
+        options: [
+            .init(name: "job", value: "job", help: "Only this job (number or name)."),
+            .init(name: "concurrency", value: "n", help: "Calls in flight at once (default: 16)."),
+            .init(name: "simulate", value: nil, help: "Answer every call with the built-in simulator: no network, no keys, results marked simulated."),
+            .init(name: "speedup", value: "factor", help: "With --simulate: divide the modelled latency by this (default: 1)."),
+            .init(name: "watch", value: nil, help: "Keep serving as new jobs arrive, until interrupted."),
+            .init(name: "grace", value: "seconds", help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10)."),
+            .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
+            .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),
+            .init(name: "rpm", value: "n", help: "Requests per minute for every model, instead of the tables' figures."),
+            .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
+            .init(name: "max-in-flight-per-model", value: "n", help: "Calls in flight to one model at once."),
+            .init(name: "max-in-flight-per-provider", value: "n", help: "Calls in flight to one provider at once."),
+            .init(name: "allow-late", value: nil, help: "Serve requests whose deadline has passed instead of expiring them."),
+            CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
+        ])
+
+    static func positive(_ arguments: ParsedArguments, _ name: String) throws -> Double? {
+        guard let text = arguments.value(name) else { return nil }
+        guard let value = Double(text), value > 0 else {
+            throw UsageError(message: "--\(name): '\(text)' is not a number above zero.", spec: spec)
+        }
+        return value
+    }
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let catalog = try context.loadCatalog(arguments)
+        var options = RunOptions(worker: "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        options.simulate = arguments.flag("simulate")
+        options.watch = arguments.flag("watch")
+        options.allowLate = arguments.flag("allow-late")
+        if let value = try positive(arguments, "concurrency") { options.concurrency = Int(value) }
+        if let value = try positive(arguments, "speedup") { options.simulationSpeedup = value }
+        if let value = try positive(arguments, "grace") { options.graceSeconds = value }
+        if let value = try positive(arguments, "timeout") { options.timeoutSeconds = value }
+        if let value = try positive(arguments, "lease") { options.leaseSeconds = value }
+        options.limits = RateLimiter.Limits(
+            requestsPerMinuteOverride: try positive(arguments, "rpm").map { Int($0) }, tokensPerMinuteOverride: try positive(arguments, "tpm").map { Int($0) },
+            inFlightPerModel: try positive(arguments, "max-in-flight-per-model").map { Int($0) },
+            inFlightPerProvider: try positive(arguments, "max-in-flight-per-provider").map { Int($0) })
+        let path = context.databasePath(arguments)
+        if let reference = arguments.value("job") {
+            let store = JobStore(database: try context.openExistingDatabase(arguments))
+            options.job = try context.job(reference, store: store).id
+        } else {
+            _ = try context.openExistingDatabase(arguments)
+        }
+        let store = try DispatchStore(path: path, owner: options.worker)
+        let caller: any ModelCaller = options.simulate
+            ? Simulator(speedup: options.simulationSpeedup)
+            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, environment: context.environment)
+        let reporter = RunReporter(console: context.console, json: arguments.flag("json"), simulated: options.simulate)
+        let dispatcher = Dispatcher(
+            store: store, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
+            onEvent: reporter.report)
+        let signals = SignalWatcher { Task { await dispatcher.stop() } }
+        defer { signals.cancel() }
+        let summary = try waitFor { try await dispatcher.run() }
+        return summary.failed > 0 ? 1 : 0
+    }
+}
+
+/// Stops the run on SIGINT or SIGTERM instead of killing the process.
+final class SignalWatcher {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ handler: @escaping @Sendable () -> Void) {
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}
+
+/// Shows a run: one live line on a terminal, a log line every few seconds otherwise, JSON events with --json.
+final class RunReporter: Sendable {
+    let console: Console
+    let json: Bool
+    let simulated: Bool
+
+    init(console: Console, json: Bool, simulated: Bool) {
+        self.console = console
+        self.json = json
+        self.simulated = simulated
+    }
+
+    func report(_ event: RunEvent) {
+        switch event {
+        case .started(let total, let open):
+            if json {
+                emit(["event": .string("started"), "requests": .number(String(total)), "open": .number(String(open)), "simulated": .bool(simulated)])
+            } else {
+                console.error(log("info", "run started", "requests.open=\(open) requests.total=\(total)\(simulated ? " simulated=true" : "")"))
+            }
+        case .progress(let progress):
+            let done = progress.succeeded + progress.failed + progress.expired
+            let seconds = max(Double(progress.elapsedMilliseconds) / 1000, 0.001)
+            let rate = Double(done) / seconds
+            let eta = rate > 0 ? Int64(Double(max(progress.remaining, 0)) / rate * 1000) : nil
+            if json {
+                emit([
+                    "event": .string("progress"), "succeeded": .number(String(progress.succeeded)), "failed": .number(String(progress.failed)),
+                    "expired": .number(String(progress.expired)), "in_flight": .number(String(progress.inFlight)),
+                    "remaining": .number(String(max(progress.remaining, 0))), "spend_usd": .string(progress.spend.exactUSD),
+                ])
+            } else {
+                let line = "done \(done)/\(done + max(progress.remaining, 0))  \(String(format: "%.1f", rate))/s  in flight \(progress.inFlight)  spend \(progress.spend.formatted)\(simulated ? " (simulated)" : "")  eta \(eta.map(DurationText.approximate) ?? "-")"
+                if console.isTerminal { console.errorInline("\r\u{1B}[2K" + line) } else { console.error(log("info", "progress", line)) }
+            }
+        case .notice(let message):
+            if json { emit(["event": .string("notice"), "message": .string(message)]) } else {
+                if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
+                console.error(log("warning", message, ""))
+            }
+        case .finished(let summary):
+            if json {
+                emit([
+                    "event": .string("finished"), "succeeded": .number(String(summary.succeeded)), "failed": .number(String(summary.failed)),
+                    "expired": .number(String(summary.expired)), "retries": .number(String(summary.retried)),
+                    "fallbacks": .number(String(summary.fellBack)), "spend_usd": .string(summary.spend.exactUSD), "simulated": .bool(summary.simulated),
+                    "elapsed_ms": .number(String(summary.elapsedMilliseconds)), "left_queued": .array(summary.leftQueued.map { .string($0) }),
+                ])
+                return
+            }
+            if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
+            console.print("run finished in \(DurationText.approximate(summary.elapsedMilliseconds))\(summary.simulated ? " (simulated)" : ""): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.expired) expired; \(count(summary.retried, "retry", plural: "retries")), \(count(summary.fellBack, "fallback"))")
+            console.print("spend: \(summary.spend.formatted)\(summary.simulated ? " (simulated: no provider was called or charged)" : "")")
+            for line in summary.leftQueued { console.print("note: \(line)") }
+        }
+    }
+
+    private func emit(_ members: KeyValuePairs<String, JSONValue>) { console.print(JSONWriter.string(.object(JSONObject(members)))) }
+
+    /// `2026-11-24T10:00:00Z info purser.run: message key=value`, as swift-log would print it.
+    private func log(_ level: String, _ message: String, _ metadata: String) -> String {
+        "\(Date().formatted(.iso8601)) \(level) purser.run: \(message)\(metadata.isEmpty ? "" : " " + metadata)"
+    }
+}

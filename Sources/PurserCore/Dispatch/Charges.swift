@@ -1,0 +1,28 @@
+/// What a call costs from its reported usage, at the prices of the mode it ran in.
+public enum Charges {
+    /// Anthropic bills 5-minute cache writes at 1.25× the input price
+    /// (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing).
+    static let cacheWriteBasisPoints: Int64 = 12_500
+
+    /// The prices in force for `model` in `mode` at `moment` (epoch ms): flex prices on flex; otherwise list
+    /// prices, discounted when the call falls inside one of the model's discount windows (providers bill
+    /// by the time of the call, whatever was planned).
+    public static func prices(of model: Model, mode: DispatchMode, at moment: Int64) -> TokenPrices {
+        switch mode {
+        case .flex: return model.flexPrices ?? model.prices
+        case .batch: return model.batchPrices ?? model.prices
+        case .sync, .offpeak:
+            for window in model.discountWindows where !window.intervals(from: moment, to: moment + 1).isEmpty {
+                return model.prices.scaled(basisPoints: window.multiplierBasisPoints)
+            }
+            return model.prices
+        }
+    }
+
+    public static func cost(of usage: Usage, prices: TokenPrices) -> Money {
+        prices.input.cost(tokens: usage.inputTokens)
+            + prices.cachedInput.cost(tokens: usage.cachedInputTokens)
+            + prices.input.scaled(basisPoints: cacheWriteBasisPoints).cost(tokens: usage.cacheWriteTokens)
+            + prices.output.cost(tokens: usage.outputTokens)
+    }
+}

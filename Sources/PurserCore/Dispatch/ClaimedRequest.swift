@@ -1,0 +1,34 @@
+/// A request this worker holds a lease on, with everything needed to call for it.
+public struct ClaimedRequest: Sendable {
+    public var id: Int64
+    public var jobID: Int64
+    public var customID: String
+    public var shape: RequestShape
+    public var needs: RequestNeeds
+    public var referenceModel: String?
+    public var deadlineAt: Int64
+    public var maxCost: Money?
+    /// Tries so far, this one included (counted at claim).
+    public var attempts: Int
+    public var plannedModel: String
+    public var plannedMode: DispatchMode
+    public var body: String
+
+    var plannable: PlannableRequest {
+        PlannableRequest(id: id, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)
+    }
+}
+
+/// One call as recorded in `attempts`.
+struct AttemptRecord: Sendable {
+    var model: String
+    var provider: String
+    var mode: DispatchMode
+    var startedAt: Int64
+    var latencyMilliseconds: Int64
+    var status: Int?
+    var outcome: String
+    var error: String?
+    var usage: Usage?
+    var simulated: Bool
+}

@@ -1,0 +1,255 @@
+import SQLiteStore
+
+/// The dispatch side of the database, owned by one actor so that a process uses one connection.
+/// Every finishing update is guarded by the lease (`WHERE id = ? AND state = 'running' AND lease_owner = ?`),
+/// and a result is written with its cost in the same transaction, so a request never has two results.
+public actor DispatchStore {
+    private let database: Database
+    private let owner: String
+
+    public init(path: String, owner: String) throws {
+        database = try PurserDatabase.open(path: path)
+        self.owner = owner
+    }
+
+    // MARK: - Claiming
+
+    /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), skipping
+    /// those planned on `excludedModels`. Attempts are counted here.
+    func claim(limit: Int, now: Int64, leaseUntil: Int64, job: Int64?, excludedModels: [String]) throws -> [ClaimedRequest] {
+        let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
+        let ids = try database.writeTransaction {
+            try database.statement("""
+                UPDATE requests SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1,
+                    next_attempt_at = NULL
+                WHERE id IN (
+                    SELECT requests.id FROM requests JOIN request_plans ON request_plans.request_id = requests.id
+                    WHERE requests.state IN ('queued', 'waiting') AND coalesce(requests.next_attempt_at, 0) <= ?3
+                        AND (?4 IS NULL OR requests.job_id = ?4)
+                        AND request_plans.model NOT IN (SELECT value FROM json_each(?5))
+                    ORDER BY requests.id LIMIT ?6)
+                RETURNING id
+                """).rows([.text(owner), .integer(leaseUntil), .integer(now), .optionalInt64(job), .text(excluded), .int(limit)]) { $0.int64(0) }
+        }
+        let details = try database.statement("""
+            SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
+                r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, p.model, p.mode, b.body
+            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN request_bodies b ON b.request_id = r.id
+            WHERE r.id = ?
+            """)
+        return try ids.sorted().compactMap { id in
+            try details.firstRow([.integer(id)]) { row in
+                ClaimedRequest(
+                    id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
+                    needs: RequestNeeds(
+                        qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
+                        capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9)),
+                    referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
+                    attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16))
+            }
+        }
+    }
+
+    /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted.
+    func rescueExpiredLeases(now: Int64) throws -> Int {
+        try database.writeTransaction {
+            try database.statement("""
+                UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    last_error = 'its worker stopped before finishing (lease expired)'
+                WHERE state = 'running' AND lease_expires_at < ?
+                """).execute([.integer(now)])
+            return database.changes
+        }
+    }
+
+    /// Keeps this worker's leases alive while its calls run.
+    func extendLeases(until: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE requests SET lease_expires_at = ? WHERE state = 'running' AND lease_owner = ?")
+                .execute([.integer(until), .text(owner)])
+        }
+    }
+
+    /// Requests whose deadline passed while they waited end `expired`.
+    func expireOverdue(now: Int64, job: Int64?) throws -> Int {
+        try database.writeTransaction {
+            try database.statement("""
+                UPDATE requests SET state = 'expired', last_error = 'the deadline passed before it could be served'
+                WHERE state IN ('queued', 'waiting') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2)
+                """).execute([.integer(now), .optionalInt64(job)])
+            return database.changes
+        }
+    }
+
+    // MARK: - Finishing (each guarded by the lease)
+
+    /// Writes the result, its cost and the attempt in one transaction. False when the lease was lost
+    /// (another worker took the request over), in which case nothing is written.
+    func recordSuccess(
+        _ request: ClaimedRequest, response: ProviderResponse, model: Model, provider: Provider, mode: DispatchMode, cost: Money,
+        attempt: AttemptRecord, now: Int64
+    ) throws -> Bool {
+        try database.writeTransaction {
+            guard try finish(request.id, state: .succeeded, error: nil) else { return false }
+            try database.statement("""
+                INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
+                    cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute([
+                .integer(request.id), .text(model.id), .text(provider.name), .text(provider.dialect.rawValue), .text(mode.rawValue),
+                .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body), .int(response.usage.inputTokens),
+                .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens), .int(response.usage.outputTokens),
+                .integer(cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(now),
+            ])
+            try insertAttempt(attempt, request: request.id)
+            try JobStore(database: database).recordOutput(
+                model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens,
+                maxOutputTokens: request.needs.maxOutputTokens)
+            return true
+        }
+    }
+
+    /// Schedules another try at `at`.
+    func recordRetry(_ request: ClaimedRequest, at: Int64, attempt: AttemptRecord) throws {
+        try database.writeTransaction {
+            guard try finish(request.id, state: .waiting, error: attempt.error, nextAttemptAt: at) else { return }
+            try insertAttempt(attempt, request: request.id)
+        }
+    }
+
+    func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws {
+        try database.writeTransaction {
+            guard try finish(request.id, state: .failed, error: error) else { return }
+            if let attempt { try insertAttempt(attempt, request: request.id) }
+        }
+    }
+
+    func recordExpiry(_ request: ClaimedRequest) throws {
+        try database.writeTransaction {
+            _ = try finish(request.id, state: .expired, error: "the deadline passed before it could be served")
+        }
+    }
+
+    /// Puts a request back in the queue. `countAttempt: false` undoes the count made at claim
+    /// (the call never happened, or failed for a reason that is not the request's).
+    func release(_ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?) throws {
+        try database.writeTransaction {
+            try database.statement("""
+                UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - ?,
+                    last_error = coalesce(?, last_error)
+                WHERE id = ? AND state = 'running' AND lease_owner = ?
+                """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .integer(request.id), .text(owner)])
+            if database.changes == 1, let attempt { try insertAttempt(attempt, request: request.id) }
+        }
+    }
+
+    /// Moves a request's plan to another model (fallback).
+    func replan(_ request: ClaimedRequest, model: String, mode: DispatchMode, cost: Money) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE request_plans SET model = ?, mode = ?, cost_pico = ? WHERE request_id = ?")
+                .execute([.text(model), .text(mode.rawValue), .integer(cost.picoUSD), .integer(request.id)])
+        }
+    }
+
+    /// Models this request should not be tried on again: any that refused it, and any that failed it `threshold` times.
+    func exhaustedModels(for request: Int64, threshold: Int) throws -> Set<String> {
+        Set(try database.statement("""
+            SELECT model FROM attempts WHERE request_id = ? AND outcome IN ('retryable', 'model_refused')
+            GROUP BY model HAVING sum(outcome = 'model_refused') > 0 OR count(*) >= ?
+            """).rows([.integer(request), .int(threshold)]) { $0.text(0) })
+    }
+
+    /// Retryable failures of this request on this model so far.
+    func failures(on model: String, request: Int64) throws -> Int {
+        Int(try database.scalarInt(
+            "SELECT count(*) FROM attempts WHERE request_id = ? AND model = ? AND outcome = 'retryable'", [.integer(request), .text(model)]) ?? 0)
+    }
+
+    private func finish(_ id: Int64, state: RequestState, error: String?, nextAttemptAt: Int64? = nil) throws -> Bool {
+        try database.statement("""
+            UPDATE requests SET state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = ?, next_attempt_at = ?
+            WHERE id = ? AND state = 'running' AND lease_owner = ?
+            """).execute([.text(state.rawValue), .optionalText(error), .optionalInt64(nextAttemptAt), .integer(id), .text(owner)])
+        return database.changes == 1
+    }
+
+    private func insertAttempt(_ attempt: AttemptRecord, request: Int64) throws {
+        try database.statement("""
+            INSERT INTO attempts (request_id, worker, model, provider, mode, started_at, latency_ms, status, outcome, error, input_tokens,
+                cached_input_tokens, output_tokens, simulated)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute([
+            .integer(request), .text(owner), .text(attempt.model), .text(attempt.provider), .text(attempt.mode.rawValue),
+            .integer(attempt.startedAt), .integer(attempt.latencyMilliseconds), attempt.status.map { .int($0) } ?? .null, .text(attempt.outcome),
+            .optionalText(attempt.error), attempt.usage.map { .int($0.inputTokens) } ?? .null,
+            attempt.usage.map { .int($0.cachedInputTokens) } ?? .null, attempt.usage.map { .int($0.outputTokens) } ?? .null,
+            .int(attempt.simulated ? 1 : 0),
+        ])
+    }
+
+    // MARK: - What is left
+
+    /// Work in scope that is not claimable right now: waiting for a retry time, running elsewhere, or stuck.
+    struct Remaining: Sendable {
+        /// Queued or waiting requests whose plan is on a usable model.
+        var dispatchable: Int
+        /// The soonest moment something becomes claimable (a retry time or a lease expiry).
+        var soonest: Int64?
+        /// Requests running under any lease.
+        var running: Int
+        /// Queued requests planned on models that cannot be used now (providers disabled or paused).
+        var blocked: Int
+        /// Queued requests with no plan (no eligible model had room before the deadline).
+        var unplanned: Int
+    }
+
+    func remaining(job: Int64?, excludedModels: [String]) throws -> Remaining {
+        let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
+        let counts = try database.statement("""
+            SELECT
+                sum(p.request_id IS NOT NULL AND p.model NOT IN (SELECT value FROM json_each(?2))),
+                min(CASE WHEN p.request_id IS NOT NULL THEN r.next_attempt_at END),
+                sum(p.request_id IS NOT NULL AND p.model IN (SELECT value FROM json_each(?2))),
+                sum(p.request_id IS NULL)
+            FROM requests r LEFT JOIN request_plans p ON p.request_id = r.id
+            WHERE r.state IN ('queued', 'waiting') AND (?1 IS NULL OR r.job_id = ?1)
+            """).firstRow([.optionalInt64(job), .text(excluded)]) { ($0.optionalInt64(0) ?? 0, $0.optionalInt64(1), $0.optionalInt64(2) ?? 0, $0.optionalInt64(3) ?? 0) }
+        let running = try database.statement("""
+            SELECT count(*), min(lease_expires_at) FROM requests WHERE state = 'running' AND (?1 IS NULL OR job_id = ?1)
+            """).firstRow([.optionalInt64(job)]) { ($0.int(0), $0.optionalInt64(1)) }
+        let soonest = [counts?.1, running?.1].compactMap { $0 }.min()
+        return Remaining(
+            dispatchable: Int(counts?.0 ?? 0), soonest: soonest, running: running?.0 ?? 0, blocked: Int(counts?.2 ?? 0),
+            unplanned: Int(counts?.3 ?? 0))
+    }
+
+    /// Jobs in scope with queued requests that have no plan yet.
+    func jobsNeedingPlans(job: Int64?) throws -> [Int64] {
+        try database.statement("""
+            SELECT DISTINCT r.job_id FROM requests r LEFT JOIN request_plans p ON p.request_id = r.id
+            WHERE r.state = 'queued' AND p.request_id IS NULL AND (?1 IS NULL OR r.job_id = ?1) ORDER BY r.job_id
+            """).rows([.optionalInt64(job)]) { $0.int64(0) }
+    }
+
+    /// Plans those jobs' queued requests (all of them, so capacity is shared within each job).
+    func planJobs(_ jobs: [Int64], planner: Planner) throws -> Int {
+        let store = PlanStore(database: database)
+        var placed = 0
+        for job in jobs {
+            let plan = planner.plan(try store.plannableRequests(job: job))
+            try store.save(plan, job: job)
+            placed += plan.entries.count - plan.unplaced
+        }
+        return placed
+    }
+
+    /// Requests in scope by state, for the start and end of a run.
+    func stateCounts(job: Int64?) throws -> [RequestState: Int] {
+        var counts: [RequestState: Int] = [:]
+        try database.statement("SELECT state, count(*) FROM requests WHERE (?1 IS NULL OR job_id = ?1) GROUP BY state")
+            .forEachRow([.optionalInt64(job)]) { row in
+                if let state = RequestState(rawValue: row.text(0)) { counts[state] = row.int(1) }
+            }
+        return counts
+    }
+}

@@ -1,0 +1,366 @@
+import Foundation
+
+/// Serves due requests: claims them under a lease, waits for rate limits, calls the planned model,
+/// and records the result with its cost, a retry, a fallback to the next model, or a failure.
+/// A fixed pool of workers runs in a task group; a stop request ends claiming and lets calls in
+/// flight finish within the grace period.
+public final class Dispatcher: Sendable {
+    let store: DispatchStore
+    let caller: any ModelCaller
+    let catalog: PricingCatalog
+    let environment: [String: String]
+    let options: RunOptions
+    let clock: WallClock
+    let onEvent: @Sendable (RunEvent) -> Void
+    let limiter: RateLimiter
+    let health: ProviderHealth
+    private let state = RunState()
+
+    public init(
+        store: DispatchStore, caller: any ModelCaller, catalog: PricingCatalog, environment: [String: String], options: RunOptions,
+        clock: WallClock = .system, onEvent: @escaping @Sendable (RunEvent) -> Void
+    ) {
+        self.store = store
+        self.caller = caller
+        self.catalog = catalog
+        self.environment = environment
+        self.options = options
+        self.clock = clock
+        self.onEvent = onEvent
+        limiter = RateLimiter(limits: options.limits, clock: clock)
+        health = ProviderHealth(failuresBeforeCooldown: options.failuresBeforeCooldown, cooldownMilliseconds: Int64(options.cooldownSeconds * 1000))
+    }
+
+    /// Stops claiming; calls in flight get `graceSeconds` to finish before they are cancelled and released.
+    public func stop() async { await state.requestStop() }
+
+    public func run() async throws -> RunSummary {
+        let started = clock.now()
+        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
+        if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
+        let needingPlans = try await store.jobsNeedingPlans(job: options.job)
+        if !needingPlans.isEmpty {
+            let history = OutputHistory()
+            _ = try await store.planJobs(needingPlans, planner: Planner(context: PlanningContext(
+                catalog: catalog, now: started, usableProviders: usable, history: history)))
+        }
+        let counts = try await store.stateCounts(job: options.job)
+        let total = counts.values.reduce(0, +)
+        let open = (counts[.queued] ?? 0) + (counts[.waiting] ?? 0) + (counts[.running] ?? 0)
+        onEvent(.started(total: total, planned: open))
+        await state.setRemaining(open)
+
+        let workers = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<max(options.concurrency, 1) { group.addTask { await self.workerLoop() } }
+            }
+        }
+        let heartbeat = Task { await self.heartbeat() }
+        let progress = Task { await self.progressReports(started: started) }
+        let graceWatcher = Task {
+            await state.waitForStopRequest()
+            try? await Task.sleep(nanoseconds: UInt64(options.graceSeconds * 1e9))
+            workers.cancel()
+        }
+        await workers.value
+        for task in [heartbeat, progress, graceWatcher] { task.cancel() }
+        for request in await state.drainClaimed() {
+            try? await store.release(request, countAttempt: false, attempt: nil, reason: nil)
+        }
+        return try await summary(started: started)
+    }
+
+    private func summary(started: Int64) async throws -> RunSummary {
+        let totals = await state.totals
+        var leftQueued: [String] = []
+        let excluded = await excludedModels(now: clock.now())
+        let remaining = try await store.remaining(job: options.job, excludedModels: excluded)
+        for (provider, reason) in await health.disabledProviders.sorted(by: { $0.key < $1.key }) {
+            leftQueued.append("provider \(provider) is disabled for this run: \(reason)")
+        }
+        if remaining.blocked > 0 { leftQueued.append("\(remaining.blocked) requests stay queued on providers that cannot be used now") }
+        if remaining.unplanned > 0 {
+            leftQueued.append("\(remaining.unplanned) requests have no plan: no usable model has room before their deadline")
+        }
+        if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
+        let summary = RunSummary(
+            succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, retried: totals.retried, fellBack: totals.fellBack,
+            spend: totals.spend, simulated: options.simulate, elapsedMilliseconds: clock.now() - started, leftQueued: leftQueued)
+        onEvent(.finished(summary))
+        return summary
+    }
+
+    // MARK: - Workers
+
+    private func workerLoop() async {
+        while !Task.isCancelled {
+            guard let request = await nextRequest() else { return }
+            await serve(request)
+            await state.finishedOne()
+        }
+    }
+
+    /// The next request to serve: from this run's claimed batch, claiming more when it runs dry;
+    /// nil when nothing in scope is left (or a stop was requested).
+    private func nextRequest() async -> ClaimedRequest? {
+        while !Task.isCancelled {
+            if await state.stopRequested { return nil }
+            if let request = await state.takeClaimed() { return request }
+            let now = clock.now()
+            do {
+                _ = try await store.rescueExpiredLeases(now: now)
+                let claimed = try await store.claim(
+                    limit: max(1, options.concurrency / 4), now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
+                    excludedModels: await excludedModels(now: now))
+                if !claimed.isEmpty {
+                    await state.addClaimed(claimed)
+                    continue
+                }
+                let remaining = try await store.remaining(job: options.job, excludedModels: await excludedModels(now: now))
+                let inFlight = await state.inFlight
+                if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && inFlight == 0 { return nil }
+                if !options.watch && remaining.dispatchable == 0 && remaining.running == inFlight && inFlight > 0 {
+                    // Only this run's own calls are left: wait for them to finish or come back as retries.
+                    try await Task.sleep(nanoseconds: 50_000_000)
+                    continue
+                }
+                if options.watch, remaining.dispatchable == 0 {
+                    let needingPlans = try await store.jobsNeedingPlans(job: options.job)
+                    if !needingPlans.isEmpty {
+                        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
+                        _ = try await store.planJobs(needingPlans, planner: Planner(context: PlanningContext(
+                            catalog: catalog, now: now, usableProviders: usable)))
+                        continue
+                    }
+                }
+                let wait = min(max((remaining.soonest ?? now + 250) - now, 10), 1_000)
+                try await Task.sleep(nanoseconds: UInt64(wait) * 1_000_000)
+            } catch {
+                if Task.isCancelled { return nil }
+                onEvent(.notice("database: \(error)"))
+                try? await Task.sleep(nanoseconds: 200_000_000)
+            }
+        }
+        return nil
+    }
+
+    /// Models whose provider cannot be called now (disabled for the run, cooling down, or keyless).
+    private func excludedModels(now: Int64) async -> [String] {
+        let unavailable = await health.unavailableProviders(now: now)
+        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
+        return catalog.models.filter { unavailable.contains($0.provider) || !usable.contains($0.provider) }.map(\.id)
+    }
+
+    private func heartbeat() async {
+        let interval = UInt64(options.leaseSeconds / 3 * 1e9)
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: interval)
+            if Task.isCancelled { return }
+            try? await store.extendLeases(until: clock.now() + Int64(options.leaseSeconds * 1000))
+        }
+    }
+
+    private func progressReports(started: Int64) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: 1_000_000_000)
+            if Task.isCancelled { return }
+            let totals = await state.totals
+            onEvent(.progress(RunProgress(
+                succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
+                remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
+        }
+    }
+
+    // MARK: - One request
+
+    private func serve(_ request: ClaimedRequest) async {
+        let now = clock.now()
+        if !options.allowLate && request.deadlineAt < now {
+            try? await store.recordExpiry(request)
+            await state.count(.expired)
+            return
+        }
+        guard var model = catalog.model(id: request.plannedModel), var provider = catalog.providers[model.provider] else {
+            await fail(request, "its planned model \(request.plannedModel) is no longer in the pricing tables", attempt: nil)
+            return
+        }
+        var mode = request.plannedMode
+        if await health.availability(provider.name, now: now) != .available {
+            guard let alternative = await alternative(for: request, excluding: [model.id]) else {
+                try? await store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) cannot be used now")
+                return
+            }
+            (model, provider, mode) = alternative
+        }
+        do {
+            try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
+        } catch {
+            try? await store.release(request, countAttempt: false, attempt: nil, reason: nil)
+            return
+        }
+        let body = DialectTranslation.requestBody(
+            stored: (try? JSONParser.parse(request.body).objectValue) ?? JSONObject(), storedDialect: request.shape.bodyDialect, model: model,
+            provider: provider, mode: mode)
+        let call = ProviderCall(
+            requestID: request.id, customID: request.customID, model: model, provider: provider, mode: mode, body: body,
+            timeoutSeconds: options.timeoutSeconds)
+        let callStarted = clock.now()
+        let outcome = await caller.call(call)
+        await limiter.release(model)
+        let finished = clock.now()
+        if Task.isCancelled {
+            // Stopped after the grace period: the answer, if any, arrived too late to keep.
+            try? await store.release(request, countAttempt: false, attempt: nil, reason: "the run stopped before the call finished")
+            return
+        }
+        func attempt(_ outcome: String, status: Int?, error: String?, usage: Usage?, simulated: Bool) -> AttemptRecord {
+            AttemptRecord(
+                model: model.id, provider: provider.name, mode: mode, startedAt: callStarted, latencyMilliseconds: finished - callStarted,
+                status: status, outcome: outcome, error: error, usage: usage, simulated: simulated)
+        }
+        switch outcome {
+        case .success(let response):
+            await health.recordSuccess(provider.name)
+            let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: callStarted))
+            let kept = (try? await store.recordSuccess(
+                request, response: response, model: model, provider: provider, mode: mode, cost: cost,
+                attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
+                now: finished)) ?? false
+            if kept { await state.succeeded(cost: cost) }
+        case .failure(let failure):
+            let record = attempt(failure.kind.rawValue, status: failure.status, error: failure.message, usage: nil, simulated: false)
+            await handle(failure, of: request, model: model, provider: provider, attempt: record)
+        }
+    }
+
+    private func handle(_ failure: CallFailure, of request: ClaimedRequest, model: Model, provider: Provider, attempt: AttemptRecord) async {
+        let now = clock.now()
+        switch failure.kind {
+        case .auth, .quota:
+            if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
+                onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
+            }
+            try? await store.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")
+        case .permanent:
+            await fail(request, failure.message, attempt: attempt)
+        case .modelRefused, .retryable:
+            if failure.kind == .retryable, await health.recordFailure(provider.name, now: now) {
+                onEvent(.notice("provider \(provider.name) failed \(options.failuresBeforeCooldown) times in a row; paused for \(Int(options.cooldownSeconds))s"))
+            }
+            if request.attempts >= options.retry.maximumAttempts {
+                await fail(request, "gave up after \(request.attempts) attempts; last: \(failure.message)", attempt: attempt)
+                return
+            }
+            let onThisModel = (try? await store.exhaustedModels(for: request.id, threshold: options.retry.attemptsPerModel)) ?? []
+            // This failure is not recorded yet, so it is added to the ones before it.
+            let failuresHere = ((try? await store.failures(on: model.id, request: request.id)) ?? 0) + 1
+            let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel
+            var delay = await state.delay(options.retry, afterAttempt: request.attempts, retryAfterMilliseconds: failure.retryAfterMilliseconds)
+            if modelIsDone {
+                guard let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) else {
+                    await fail(request, "no other model can serve it; last: \(failure.message)", attempt: attempt)
+                    return
+                }
+                let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
+                    inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
+                try? await store.replan(request, model: next.id, mode: nextMode, cost: cost)
+                await state.count(.fellBack)
+                onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
+                // A new model owes nothing to the old one's backoff, only to what a provider asked for.
+                delay = failure.kind == .modelRefused ? 0 : delay
+            }
+            await state.count(.retried)
+            try? await store.recordRetry(request, at: now + delay, attempt: attempt)
+        }
+    }
+
+    private func fail(_ request: ClaimedRequest, _ message: String, attempt: AttemptRecord?) async {
+        try? await store.recordFailure(request, error: message, attempt: attempt)
+        await state.count(.failed)
+    }
+
+    /// The cheapest model, other than `excluding`, that can still serve the request now.
+    private func alternative(for request: ClaimedRequest, excluding: Set<String>) async -> (Model, Provider, DispatchMode)? {
+        let now = clock.now()
+        let unavailable = await health.unavailableProviders(now: now)
+        var narrowed = catalog
+        narrowed.models.removeAll { excluding.contains($0.id) || unavailable.contains($0.provider) }
+        let usable = PlanningContext.usableProviders(catalog: narrowed, environment: environment, simulate: options.simulate)
+        let problem = PlanningProblem(requests: [request.plannable], context: PlanningContext(catalog: narrowed, now: now, usableProviders: usable))
+        guard let option = problem.cheapestOption(for: 0) else { return nil }
+        let (modelIndex, mode, _) = problem.describe(resource: option.resource, request: 0)
+        let model = narrowed.models[modelIndex]
+        guard let provider = narrowed.providers[model.provider] else { return nil }
+        return (model, provider, mode == .offpeak ? .sync : mode)
+    }
+}
+
+/// The run's own bookkeeping: claimed requests not yet started, counts, and the stop flag.
+actor RunState {
+    enum Counter { case expired, failed, retried, fellBack }
+
+    struct Totals: Sendable {
+        var succeeded = 0
+        var failed = 0
+        var expired = 0
+        var retried = 0
+        var fellBack = 0
+        var spend = Money.zero
+    }
+
+    private var claimed: [ClaimedRequest] = []
+    private(set) var totals = Totals()
+    private(set) var inFlight = 0
+    private(set) var remaining = 0
+    private(set) var stopRequested = false
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    private var random = SystemRandomNumberGenerator()
+
+    func setRemaining(_ count: Int) { remaining = count }
+
+    func addClaimed(_ requests: [ClaimedRequest]) { claimed.append(contentsOf: requests) }
+
+    func takeClaimed() -> ClaimedRequest? {
+        guard !claimed.isEmpty else { return nil }
+        inFlight += 1
+        return claimed.removeFirst()
+    }
+
+    func finishedOne() { inFlight -= 1 }
+
+    func succeeded(cost: Money) {
+        totals.succeeded += 1
+        totals.spend += cost
+        remaining -= 1
+    }
+
+    func count(_ counter: Counter) {
+        switch counter {
+        case .expired: totals.expired += 1; remaining -= 1
+        case .failed: totals.failed += 1; remaining -= 1
+        case .retried: totals.retried += 1
+        case .fellBack: totals.fellBack += 1
+        }
+    }
+
+    func delay(_ policy: RetryPolicy, afterAttempt attempt: Int, retryAfterMilliseconds: Int64?) -> Int64 {
+        policy.delay(afterAttempt: attempt, retryAfterMilliseconds: retryAfterMilliseconds, random: &random)
+    }
+
+    func requestStop() {
+        stopRequested = true
+        for waiter in stopWaiters { waiter.resume() }
+        stopWaiters.removeAll()
+    }
+
+    func waitForStopRequest() async {
+        if stopRequested { return }
+        await withCheckedContinuation { stopWaiters.append($0) }
+    }
+
+    /// Requests claimed but never started, handed back when the run stops.
+    func drainClaimed() -> [ClaimedRequest] {
+        defer { claimed.removeAll() }
+        return claimed
+    }
+}

@@ -1,0 +1,70 @@
+/// One call to make: a body already in the provider's dialect, and where to send it.
+public struct ProviderCall: Sendable {
+    public var requestID: Int64
+    public var customID: String
+    public var model: Model
+    public var provider: Provider
+    public var mode: DispatchMode
+    /// The JSON body to POST, in `provider.dialect`.
+    public var body: JSONObject
+    public var timeoutSeconds: Double
+}
+
+/// Tokens as the provider reported them, normalised: `inputTokens` excludes cached and cache-write tokens.
+public struct Usage: Sendable, Hashable {
+    public var inputTokens: Int
+    public var cachedInputTokens: Int
+    public var cacheWriteTokens: Int
+    public var outputTokens: Int
+
+    public init(inputTokens: Int, cachedInputTokens: Int = 0, cacheWriteTokens: Int = 0, outputTokens: Int) {
+        self.inputTokens = inputTokens
+        self.cachedInputTokens = cachedInputTokens
+        self.cacheWriteTokens = cacheWriteTokens
+        self.outputTokens = outputTokens
+    }
+}
+
+/// A successful answer.
+public struct ProviderResponse: Sendable {
+    public var statusCode: Int
+    public var providerRequestID: String?
+    /// The response body as the provider sent it.
+    public var body: String
+    public var usage: Usage
+    public var simulated: Bool
+}
+
+/// Why a call did not produce an answer, sorted by what Purser should do next.
+public struct CallFailure: Error, Sendable, Hashable {
+    public enum Kind: String, Sendable {
+        /// 408, 409, 429, 5xx, 529, timeouts, dropped connections, malformed bodies: try again later.
+        case retryable
+        /// This model cannot serve this request (context too long, unsupported parameter): try another model.
+        case modelRefused = "model_refused"
+        /// 401/403: the provider is unusable for this run; its requests stay queued.
+        case auth
+        /// Out of quota or over the account's spend limit: pause the provider like an auth error.
+        case quota
+        /// Any other 4xx: the request itself is wrong; it fails.
+        case permanent
+    }
+
+    public var kind: Kind
+    public var status: Int?
+    public var message: String
+    /// How long the provider asked us to wait (Retry-After, retry-after-ms, rate-limit reset headers).
+    public var retryAfterMilliseconds: Int64?
+
+    public init(kind: Kind, status: Int?, message: String, retryAfterMilliseconds: Int64? = nil) {
+        self.kind = kind
+        self.status = status
+        self.message = message
+        self.retryAfterMilliseconds = retryAfterMilliseconds
+    }
+}
+
+/// Something that answers calls: an HTTP client per dialect, or the simulator.
+public protocol ModelCaller: Sendable {
+    func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure>
+}
