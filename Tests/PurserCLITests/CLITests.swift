@@ -49,6 +49,7 @@ private func temporaryDatabase() -> String {
           submit                    Store JSONL job files as jobs (each file is one job).
           estimate                  Plan a job file without submitting it: the mix, the estimated cost and the saving.
           plan                      Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.
+          run                       Serve planned requests: call the chosen models with retries, fallbacks and rate limits, and store every result.
           status                    Show jobs: requests by state, and the estimated cost of what is planned.
           pricing                   List, check or import the pricing tables.
 
