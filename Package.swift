@@ -18,9 +18,10 @@ let package = Package(
         .executableTarget(name: "purser", dependencies: ["PurserCLI"]),
         .executableTarget(name: "purser-bench", dependencies: ["PurserCore", "SQLiteStore"]),
         .executableTarget(name: "purser-jobgen", dependencies: ["PurserCore"]),
+        .executableTarget(name: "purser-fake-provider"),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
         .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "SQLiteStore"]),
-        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore"]),
+        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "purser", "purser-fake-provider"]),
     ],
     swiftLanguageModes: [.v6]
 )

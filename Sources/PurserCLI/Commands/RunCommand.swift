@@ -56,7 +56,7 @@ enum RunCommand {
         let store = try DispatchStore(path: path, owner: options.worker)
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup)
-            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, environment: context.environment)
+            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
         let reporter = RunReporter(console: context.console, json: arguments.flag("json"), simulated: options.simulate)
         let dispatcher = Dispatcher(
             store: store, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,

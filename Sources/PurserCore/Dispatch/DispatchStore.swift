@@ -132,13 +132,13 @@ public actor DispatchStore {
 
     /// Puts a request back in the queue. `countAttempt: false` undoes the count made at claim
     /// (the call never happened, or failed for a reason that is not the request's).
-    func release(_ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?) throws {
+    func release(_ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?, notBefore: Int64? = nil) throws {
         try database.writeTransaction {
             try database.statement("""
                 UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - ?,
-                    last_error = coalesce(?, last_error)
+                    last_error = coalesce(?, last_error), next_attempt_at = ?
                 WHERE id = ? AND state = 'running' AND lease_owner = ?
-                """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .integer(request.id), .text(owner)])
+                """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .optionalInt64(notBefore), .integer(request.id), .text(owner)])
             if database.changes == 1, let attempt { try insertAttempt(attempt, request: request.id) }
         }
     }
@@ -231,9 +231,12 @@ public actor DispatchStore {
             """).rows([.optionalInt64(job)]) { $0.int64(0) }
     }
 
-    /// Plans those jobs' queued requests (all of them, so capacity is shared within each job).
-    func planJobs(_ jobs: [Int64], planner: Planner) throws -> Int {
+    /// Plans those jobs' queued requests (all of them, so capacity is shared within each job), using
+    /// what past results showed about output lengths.
+    func planJobs(_ jobs: [Int64], catalog: PricingCatalog, now: Int64, usableProviders: Set<String>) throws -> Int {
         let store = PlanStore(database: database)
+        let planner = Planner(context: PlanningContext(
+            catalog: catalog, now: now, usableProviders: usableProviders, history: try JobStore(database: database).outputHistory()))
         var placed = 0
         for job in jobs {
             let plan = planner.plan(try store.plannableRequests(job: job))

@@ -36,14 +36,8 @@ public final class Dispatcher: Sendable {
 
     public func run() async throws -> RunSummary {
         let started = clock.now()
-        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
-        let needingPlans = try await store.jobsNeedingPlans(job: options.job)
-        if !needingPlans.isEmpty {
-            let history = OutputHistory()
-            _ = try await store.planJobs(needingPlans, planner: Planner(context: PlanningContext(
-                catalog: catalog, now: started, usableProviders: usable, history: history)))
-        }
+        _ = try await planNewJobs(now: started)
         let counts = try await store.stateCounts(job: options.job)
         let total = counts.values.reduce(0, +)
         let open = (counts[.queued] ?? 0) + (counts[.waiting] ?? 0) + (counts[.running] ?? 0)
@@ -101,52 +95,67 @@ public final class Dispatcher: Sendable {
     }
 
     /// The next request to serve: from this run's claimed batch, claiming more when it runs dry;
-    /// nil when nothing in scope is left (or a stop was requested).
+    /// nil when nothing in scope is left (or a stop was requested). One worker at a time polls the
+    /// database; the others wait for what it claims.
     private func nextRequest() async -> ClaimedRequest? {
         while !Task.isCancelled {
             if await state.stopRequested { return nil }
+            if await state.exhausted { return nil }
             if let request = await state.takeClaimed() { return request }
-            let now = clock.now()
-            do {
-                _ = try await store.rescueExpiredLeases(now: now)
-                let claimed = try await store.claim(
-                    limit: max(1, options.concurrency / 4), now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
-                    excludedModels: await excludedModels(now: now))
-                if !claimed.isEmpty {
-                    await state.addClaimed(claimed)
-                    continue
-                }
-                let remaining = try await store.remaining(job: options.job, excludedModels: await excludedModels(now: now))
-                let inFlight = await state.inFlight
-                if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && inFlight == 0 { return nil }
-                if !options.watch && remaining.dispatchable == 0 && remaining.running == inFlight && inFlight > 0 {
-                    // Only this run's own calls are left: wait for them to finish or come back as retries.
-                    try await Task.sleep(nanoseconds: 50_000_000)
-                    continue
-                }
-                if options.watch, remaining.dispatchable == 0 {
-                    let needingPlans = try await store.jobsNeedingPlans(job: options.job)
-                    if !needingPlans.isEmpty {
-                        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
-                        _ = try await store.planJobs(needingPlans, planner: Planner(context: PlanningContext(
-                            catalog: catalog, now: now, usableProviders: usable)))
-                        continue
-                    }
-                }
-                let wait = min(max((remaining.soonest ?? now + 250) - now, 10), 1_000)
-                try await Task.sleep(nanoseconds: UInt64(wait) * 1_000_000)
-            } catch {
-                if Task.isCancelled { return nil }
-                onEvent(.notice("database: \(error)"))
-                try? await Task.sleep(nanoseconds: 200_000_000)
+            guard await state.beginPolling() else {
+                try? await Task.sleep(nanoseconds: 10_000_000)
+                continue
             }
+            let wait = await poll()
+            await state.endPolling()
+            if let wait { try? await Task.sleep(nanoseconds: UInt64(wait) * 1_000_000) }
         }
         return nil
     }
 
-    /// Models whose provider cannot be called now (disabled for the run, cooling down, or keyless).
+    /// Claims due requests into the batch. Returns how long to wait before polling again when nothing
+    /// was due, or nil to look at the batch at once (and marks the run exhausted when nothing is left).
+    private func poll() async -> Int64? {
+        let now = clock.now()
+        do {
+            _ = try await store.rescueExpiredLeases(now: now)
+            let excluded = await excludedModels(now: now)
+            let claimed = try await store.claim(
+                limit: max(1, options.concurrency), now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
+                excludedModels: excluded)
+            if !claimed.isEmpty {
+                await state.addClaimed(claimed)
+                return nil
+            }
+            if options.watch, try await planNewJobs(now: now) { return nil }
+            let remaining = try await store.remaining(job: options.job, excludedModels: excluded)
+            let inFlight = await state.inFlight
+            if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && inFlight == 0 {
+                await state.markExhausted()
+                return nil
+            }
+            // Something is due later (a retry time, a lease held elsewhere) or this run's own calls are
+            // still out and may come back as retries.
+            return min(max((remaining.soonest ?? now + 250) - now, 50), 1_000)
+        } catch {
+            onEvent(.notice("database: \(error)"))
+            return 200
+        }
+    }
+
+    /// Plans jobs with queued requests that have no plan yet (at the start, and with --watch as jobs arrive);
+    /// true when it placed any.
+    private func planNewJobs(now: Int64) async throws -> Bool {
+        let needingPlans = try await store.jobsNeedingPlans(job: options.job)
+        guard !needingPlans.isEmpty else { return false }
+        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
+        return try await store.planJobs(needingPlans, catalog: catalog, now: now, usableProviders: usable) > 0
+    }
+
+    /// Models whose provider cannot be called in this run (disabled, or keyless). Paused providers are
+    /// not excluded: their requests are claimed and routed around.
     private func excludedModels(now: Int64) async -> [String] {
-        let unavailable = await health.unavailableProviders(now: now)
+        let unavailable = Set(await health.disabledProviders.keys)
         let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
         return catalog.models.filter { unavailable.contains($0.provider) || !usable.contains($0.provider) }.map(\.id)
     }
@@ -185,12 +194,15 @@ public final class Dispatcher: Sendable {
             return
         }
         var mode = request.plannedMode
-        if await health.availability(provider.name, now: now) != .available {
+        if case .paused(let until) = await health.availability(provider.name, now: now) {
+            // Routed around the paused provider when another model can serve it; otherwise it waits.
             guard let alternative = await alternative(for: request, excluding: [model.id]) else {
-                try? await store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) cannot be used now")
+                try? await store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is cooling down", notBefore: until)
                 return
             }
             (model, provider, mode) = alternative
+            try? await store.replan(request, model: model.id, mode: mode, cost: Charges.prices(of: model, mode: mode, at: now).cost(
+                inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens))
         }
         do {
             try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
@@ -313,10 +325,23 @@ actor RunState {
     private(set) var inFlight = 0
     private(set) var remaining = 0
     private(set) var stopRequested = false
+    /// Set when the polling worker found nothing left: every worker then stops.
+    private(set) var exhausted = false
+    private var polling = false
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     private var random = SystemRandomNumberGenerator()
 
     func setRemaining(_ count: Int) { remaining = count }
+
+    /// True for the one worker that may poll the database now.
+    func beginPolling() -> Bool {
+        guard !polling else { return false }
+        polling = true
+        return true
+    }
+
+    func endPolling() { polling = false }
+    func markExhausted() { exhausted = true }
 
     func addClaimed(_ requests: [ClaimedRequest]) { claimed.append(contentsOf: requests) }
 

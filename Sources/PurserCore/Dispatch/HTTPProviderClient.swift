@@ -11,9 +11,11 @@ public final class HTTPProviderClient: ModelCaller {
     private let environment: [String: String]
     public static let anthropicVersion = "2023-06-01"
 
-    public init(maximumConnectionsPerHost: Int, environment: [String: String]) {
+    public init(maximumConnectionsPerHost: Int, timeoutSeconds: Double, environment: [String: String]) {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = maximumConnectionsPerHost
+        configuration.timeoutIntervalForRequest = timeoutSeconds
+        configuration.timeoutIntervalForResource = timeoutSeconds
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         configuration.urlCache = nil
         configuration.httpCookieStorage = nil
@@ -45,9 +47,12 @@ public final class HTTPProviderClient: ModelCaller {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: request)
+            let prepared = request
+            (data, response) = try await withDeadline(seconds: call.timeoutSeconds) { [session] in try await session.data(for: prepared) }
+        } catch is DeadlinePassed {
+            return .failure(CallFailure(kind: .retryable, status: nil, message: "timed out after \(call.timeoutSeconds)s"))
         } catch {
-            let kind = (error as? URLError)?.code == .timedOut ? "timed out after \(Int(call.timeoutSeconds))s" : "connection failed"
+            let kind = (error as? URLError)?.code == .timedOut ? "timed out after \(call.timeoutSeconds)s" : "connection failed"
             return .failure(CallFailure(kind: .retryable, status: nil, message: "\(kind): \(error.localizedDescription)"))
         }
         guard let http = response as? HTTPURLResponse else {
@@ -65,6 +70,22 @@ public final class HTTPProviderClient: ModelCaller {
         let requestID = http.value(forHTTPHeaderField: "x-request-id") ?? http.value(forHTTPHeaderField: "request-id")
             ?? parsed.objectValue?["id"]?.stringValue
         return .success(ProviderResponse(statusCode: http.statusCode, providerRequestID: requestID, body: body, usage: usage, simulated: false))
+    }
+}
+
+struct DeadlinePassed: Error {}
+
+/// Runs `work`, cancelling it if it has not finished within `seconds` (URLSession on Linux does not
+/// always honour its own timeouts).
+func withDeadline<T: Sendable>(seconds: Double, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await work() }
+        group.addTask {
+            try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+            throw DeadlinePassed()
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
     }
 }
 

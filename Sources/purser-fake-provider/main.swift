@@ -1,0 +1,271 @@
+import Foundation
+import Synchronization
+
+// purser-fake-provider: a local stand-in for OpenAI- and Anthropic-dialect endpoints, bound to 127.0.0.1,
+// for Purser's integration tests and benchmark. Faults are injected at chosen rates, decided per call
+// from a seed so runs repeat. It stops by itself after --max-seconds or --max-requests.
+//
+//   POST /v1/chat/completions, /chat/completions   openai dialect
+//   POST /v1/messages                              anthropic dialect
+//   GET  /stats                                    calls in all and per X-Purser-Request id, early retries
+//
+// Prints "listening on 127.0.0.1:PORT" once ready.
+
+struct Settings: Sendable {
+    var port: UInt16 = 0
+    var latencyMilliseconds = 0
+    var fail5xx = 0.0, fail429 = 0.0, fail529 = 0.0, hang = 0.0, drop = 0.0, malformed = 0.0
+    var retryAfterSeconds = 1
+    var hangSeconds = 30
+    var authFail = false, quotaFail = false
+    var refuseModel: String?
+    var seed: UInt64 = 1
+    var maxRequests = 1_000_000
+    var maxSeconds = 300
+
+    init(_ arguments: [String]) {
+        var index = 0
+        func next() -> String { index += 1; return index < arguments.count ? arguments[index] : "" }
+        while index < arguments.count {
+            switch arguments[index] {
+            case "--port": port = UInt16(next()) ?? 0
+            case "--latency-ms": latencyMilliseconds = Int(next()) ?? 0
+            case "--fail-5xx": fail5xx = Double(next()) ?? 0
+            case "--fail-429": fail429 = Double(next()) ?? 0
+            case "--fail-529": fail529 = Double(next()) ?? 0
+            case "--hang": hang = Double(next()) ?? 0
+            case "--drop": drop = Double(next()) ?? 0
+            case "--malformed": malformed = Double(next()) ?? 0
+            case "--retry-after": retryAfterSeconds = Int(next()) ?? 1
+            case "--hang-seconds": hangSeconds = Int(next()) ?? 30
+            case "--auth-fail": authFail = true
+            case "--quota-fail": quotaFail = true
+            case "--refuse-model": refuseModel = next()
+            case "--seed": seed = UInt64(next()) ?? 1
+            case "--max-requests": maxRequests = Int(next()) ?? maxRequests
+            case "--max-seconds": maxSeconds = Int(next()) ?? maxSeconds
+            default:
+                FileHandle.standardError.write(Data("purser-fake-provider: unknown option \(arguments[index])\n".utf8))
+                exit(64)
+            }
+            index += 1
+        }
+    }
+}
+
+/// Counts shared by the connection threads.
+final class Ledger: Sendable {
+    struct State {
+        var calls = 0
+        var byRequest: [String: Int] = [:]
+        var successes: [String: Int] = [:]
+        var notBefore: [String: Date] = [:]
+        var earlyRetries = 0
+    }
+
+    let state = Mutex(State())
+
+    /// Records a call; returns its number for this request id (1 for the first).
+    func record(_ request: String) -> (total: Int, forRequest: Int) {
+        state.withLock { state in
+            state.calls += 1
+            state.byRequest[request, default: 0] += 1
+            if let notBefore = state.notBefore[request], Date() < notBefore.addingTimeInterval(-0.05) { state.earlyRetries += 1 }
+            state.notBefore[request] = nil
+            return (state.calls, state.byRequest[request]!)
+        }
+    }
+
+    func retryNotBefore(_ request: String, seconds: Int) {
+        state.withLock { $0.notBefore[request] = Date().addingTimeInterval(Double(seconds)) }
+    }
+
+    func succeeded(_ request: String) { state.withLock { $0.successes[request, default: 0] += 1 } }
+
+    var statsJSON: String {
+        state.withLock { state in
+            func object(_ counts: [String: Int]) -> String {
+                "{" + counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+            }
+            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes))}"
+        }
+    }
+}
+
+/// Answers calls on accepted connections; one thread per connection.
+final class Server: Sendable {
+    let settings: Settings
+    let ledger = Ledger()
+
+    init(settings: Settings) { self.settings = settings }
+
+    /// A seeded draw in [0, 1) for one call of one request, so the same run injects the same faults.
+    func draw(_ request: String, _ call: Int, _ salt: UInt64) -> Double {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ settings.seed ^ (salt &* 0x9E37_79B9_7F4A_7C15)
+        for byte in request.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        hash = (hash ^ UInt64(call)) &* 0x0000_0100_0000_01B3
+        hash ^= hash >> 29
+        hash = hash &* 0xBF58_476D_1CE4_E5B9
+        hash ^= hash >> 32
+        return Double(hash % 1_000_000) / 1_000_000
+    }
+
+    func send(_ descriptor: Int32, status: Int, reason: String, body: String, headers: [String] = []) {
+        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: keep-alive\r\n"
+        for header in headers { text += header + "\r\n" }
+        text += "\r\n" + body
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if count <= 0 { return }
+            written += count
+        }
+    }
+
+    func answer(path: String, headers: [String: String], body: [UInt8], descriptor: Int32) -> Bool {
+        if path == "/stats" {
+            send(descriptor, status: 200, reason: "OK", body: ledger.statsJSON)
+            return true
+        }
+        let anthropic = path.hasSuffix("/messages")
+        guard anthropic || path.hasSuffix("/chat/completions") else {
+            send(descriptor, status: 404, reason: "Not Found", body: "{\"error\":{\"message\":\"no route \(path)\"}}")
+            return true
+        }
+        let request = headers["x-purser-request"] ?? "unknown"
+        let (total, call) = ledger.record(request)
+        if total >= settings.maxRequests { exit(0) }
+        if settings.latencyMilliseconds > 0 { usleep(useconds_t(settings.latencyMilliseconds * 1000)) }
+        if settings.authFail {
+            send(descriptor, status: 401, reason: "Unauthorized", body: "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"invalid_request_error\"}}")
+            return true
+        }
+        if settings.quotaFail {
+            send(descriptor, status: 429, reason: "Too Many Requests", body: "{\"error\":{\"message\":\"You exceeded your current quota\",\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\"}}")
+            return true
+        }
+        let text = String(decoding: body, as: UTF8.self)
+        if let refused = settings.refuseModel, text.contains("\"model\":\"\(refused)\"") {
+            send(descriptor, status: 400, reason: "Bad Request", body: "{\"error\":{\"message\":\"This model's maximum context length is 8192 tokens\",\"code\":\"context_length_exceeded\"}}")
+            return true
+        }
+        // One fault at most per call, tried in a fixed order with independent draws.
+        if draw(request, call, 1) < settings.hang {
+            sleep(UInt32(settings.hangSeconds))
+            return false
+        }
+        if draw(request, call, 2) < settings.drop { return false }
+        if draw(request, call, 3) < settings.fail5xx {
+            send(descriptor, status: 500, reason: "Internal Server Error", body: "{\"error\":{\"message\":\"fake server error\",\"type\":\"server_error\"}}")
+            return true
+        }
+        if draw(request, call, 4) < settings.fail429 {
+            ledger.retryNotBefore(request, seconds: settings.retryAfterSeconds)
+            send(descriptor, status: 429, reason: "Too Many Requests", body: "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_error\"}}",
+                headers: ["Retry-After: \(settings.retryAfterSeconds)"])
+            return true
+        }
+        if draw(request, call, 5) < settings.fail529 {
+            send(descriptor, status: 529, reason: "Overloaded", body: "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}")
+            return true
+        }
+        if draw(request, call, 6) < settings.malformed {
+            send(descriptor, status: 200, reason: "OK", body: "{\"id\": \"truncated")
+            return true
+        }
+        let input = max(1, body.count / 4)
+        let maxTokens = text.range(of: #""max(_completion)?_tokens":(\d+)"#, options: .regularExpression)
+            .flatMap { Int(text[$0].split(separator: ":").last ?? "") } ?? 16
+        let output = min(maxTokens, 16)
+        let model = text.range(of: #""model":"[^"]*""#, options: .regularExpression).map { String(text[$0].dropFirst(9).dropLast()) } ?? "fake"
+        ledger.succeeded(request)
+        if anthropic {
+            send(descriptor, status: 200, reason: "OK", body: """
+                {"id":"msg_fake_\(total)","type":"message","role":"assistant","model":"\(model)","content":[{"type":"text","text":"fake answer \(call)"}],\
+                "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":\(input),"output_tokens":\(output),"cache_read_input_tokens":0,\
+                "cache_creation_input_tokens":0}}
+                """, headers: ["request-id: req_fake_\(total)"])
+        } else {
+            send(descriptor, status: 200, reason: "OK", body: """
+                {"id":"chatcmpl-fake-\(total)","object":"chat.completion","model":"\(model)","choices":[{"index":0,"message":{"role":"assistant",\
+                "content":"fake answer \(call)"},"finish_reason":"stop"}],"usage":{"prompt_tokens":\(input),"completion_tokens":\(output),\
+                "total_tokens":\(input + output),"prompt_tokens_details":{"cached_tokens":0}}}
+                """, headers: ["x-request-id: req_fake_\(total)"])
+        }
+        return true
+    }
+
+    /// Serves one connection's requests until it closes.
+    func serve(_ descriptor: Int32) {
+        defer { close(descriptor) }
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            // Headers end at the first blank line.
+            var headerEnd: Int?
+            while headerEnd == nil {
+                if let found = buffer.indices.dropLast(3).first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 && buffer[$0 + 2] == 13 && buffer[$0 + 3] == 10 }) {
+                    headerEnd = found
+                    break
+                }
+                let count = read(descriptor, &chunk, chunk.count)
+                if count <= 0 { return }
+                buffer.append(contentsOf: chunk[0..<count])
+            }
+            let head = String(decoding: buffer[0..<headerEnd!], as: UTF8.self).split(separator: "\r\n")
+            let requestLine = head.first?.split(separator: " ") ?? []
+            let path = requestLine.count > 1 ? String(requestLine[1]) : "/"
+            var headers: [String: String] = [:]
+            for line in head.dropFirst() {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            let length = Int(headers["content-length"] ?? "0") ?? 0
+            let bodyStart = headerEnd! + 4
+            while buffer.count < bodyStart + length {
+                let count = read(descriptor, &chunk, chunk.count)
+                if count <= 0 { return }
+                buffer.append(contentsOf: chunk[0..<count])
+            }
+            let body = Array(buffer[bodyStart..<bodyStart + length])
+            buffer.removeFirst(bodyStart + length)
+            if !answer(path: path, headers: headers, body: body, descriptor: descriptor) { return }
+        }
+    }
+}
+
+let settings = Settings(Array(CommandLine.arguments.dropFirst()))
+let server = Server(settings: settings)
+signal(SIGPIPE, SIG_IGN)
+
+let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+var yes: Int32 = 1
+setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+var address = sockaddr_in()
+address.sin_family = sa_family_t(AF_INET)
+address.sin_port = settings.port.bigEndian
+address.sin_addr.s_addr = inet_addr("127.0.0.1")
+let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+guard bound == 0, listen(listener, 1024) == 0 else {
+    FileHandle.standardError.write(Data("purser-fake-provider: cannot listen on 127.0.0.1:\(settings.port)\n".utf8))
+    exit(1)
+}
+var actual = sockaddr_in()
+var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+_ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+FileHandle.standardOutput.write(Data("listening on 127.0.0.1:\(UInt16(bigEndian: actual.sin_port))\n".utf8))
+
+// Bounded in time whatever happens.
+Thread.detachNewThread {
+    Thread.sleep(forTimeInterval: Double(settings.maxSeconds))
+    exit(0)
+}
+
+while true {
+    let connection = accept(listener, nil, nil)
+    if connection < 0 { continue }
+    let thread = Thread { server.serve(connection) }
+    thread.stackSize = 256 << 10
+    thread.start()
+}
