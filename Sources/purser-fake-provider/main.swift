@@ -111,7 +111,8 @@ final class Server: Sendable {
     }
 
     func send(_ descriptor: Int32, status: Int, reason: String, body: String, headers: [String] = []) {
-        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: keep-alive\r\n"
+        let connection = headers.contains { $0.hasPrefix("Connection:") } ? "" : "Connection: keep-alive\r\n"
+        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\(connection)"
         for header in headers { text += header + "\r\n" }
         text += "\r\n" + body
         let bytes = Array(text.utf8)
@@ -125,8 +126,8 @@ final class Server: Sendable {
 
     func answer(path: String, headers: [String: String], body: [UInt8], descriptor: Int32) -> Bool {
         if path == "/stats" {
-            send(descriptor, status: 200, reason: "OK", body: ledger.statsJSON)
-            return true
+            send(descriptor, status: 200, reason: "OK", body: ledger.statsJSON, headers: ["Connection: close"])
+            return false
         }
         let anthropic = path.hasSuffix("/messages")
         guard anthropic || path.hasSuffix("/chat/completions") else {

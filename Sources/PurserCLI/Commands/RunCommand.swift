@@ -14,6 +14,7 @@ enum RunCommand {
             .init(name: "watch", value: nil, help: "Keep serving as new jobs arrive, until interrupted."),
             .init(name: "grace", value: "seconds", help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10)."),
             .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
+            .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 500)."),
             .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),
             .init(name: "rpm", value: "n", help: "Requests per minute for every model, instead of the tables' figures."),
             .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
@@ -42,6 +43,7 @@ enum RunCommand {
         if let value = try positive(arguments, "grace") { options.graceSeconds = value }
         if let value = try positive(arguments, "timeout") { options.timeoutSeconds = value }
         if let value = try positive(arguments, "lease") { options.leaseSeconds = value }
+        if let value = try positive(arguments, "backoff-ms") { options.retry.baseDelayMilliseconds = Int64(value) }
         options.limits = RateLimiter.Limits(
             requestsPerMinuteOverride: try positive(arguments, "rpm").map { Int($0) }, tokensPerMinuteOverride: try positive(arguments, "tpm").map { Int($0) },
             inFlightPerModel: try positive(arguments, "max-in-flight-per-model").map { Int($0) },
@@ -73,6 +75,12 @@ final class SignalWatcher {
     private let sources: [any DispatchSourceSignal]
 
     init(_ handler: @escaping @Sendable () -> Void) {
+        // A parent may have left these blocked; a blocked signal never reaches the source.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        sigprocmask(SIG_UNBLOCK, &unblock, nil)
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())

@@ -268,11 +268,7 @@ public final class Dispatcher: Sendable {
             let failuresHere = ((try? await store.failures(on: model.id, request: request.id)) ?? 0) + 1
             let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel
             var delay = await state.delay(options.retry, afterAttempt: request.attempts, retryAfterMilliseconds: failure.retryAfterMilliseconds)
-            if modelIsDone {
-                guard let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) else {
-                    await fail(request, "no other model can serve it; last: \(failure.message)", attempt: attempt)
-                    return
-                }
+            if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) {
                 let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
                     inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
                 try? await store.replan(request, model: next.id, mode: nextMode, cost: cost)
@@ -280,7 +276,11 @@ public final class Dispatcher: Sendable {
                 onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
                 // A new model owes nothing to the old one's backoff, only to what a provider asked for.
                 delay = failure.kind == .modelRefused ? 0 : delay
+            } else if failure.kind == .modelRefused {
+                await fail(request, "no other model can serve it; \(model.id) refused: \(failure.message)", attempt: attempt)
+                return
             }
+            // With no other model (a pinned request, say), it keeps trying this one up to the overall limit.
             await state.count(.retried)
             try? await store.recordRetry(request, at: now + delay, attempt: attempt)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -25,6 +26,34 @@ public final class HTTPProviderClient: ModelCaller {
 
     deinit { session.invalidateAndCancel() }
 
+    enum Exchange: Sendable {
+        case answered(Data, URLResponse)
+        case timedOut
+        case cancelled
+        case failed(any Error)
+    }
+
+    /// One HTTP exchange that ends at the first of: the answer, the deadline, or cancellation of the
+    /// calling task. URLSession's task is cancelled from a Dispatch queue, never from Swift's
+    /// cooperative pool: on Linux that cancel can block, and blocked pool threads stall every worker.
+    private func send(_ request: URLRequest, timeoutSeconds: Double) async -> Exchange {
+        let pending = PendingExchange()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Exchange, Never>) in
+                pending.attach(continuation)
+                let task = session.dataTask(with: request) { data, response, error in
+                    if let data, let response { pending.finish(.answered(data, response)) }
+                    else { pending.finish(.failed(error ?? URLError(.badServerResponse))) }
+                }
+                pending.attach(task)
+                task.resume()
+                DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds) { pending.finish(.timedOut, cancellingTask: true) }
+            }
+        } onCancel: {
+            pending.finish(.cancelled, cancellingTask: true)
+        }
+    }
+
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
         let base = call.provider.baseURL.hasSuffix("/") ? String(call.provider.baseURL.dropLast()) : call.provider.baseURL
         let path = call.provider.dialect == .openai ? "/chat/completions" : "/v1/messages"
@@ -46,14 +75,15 @@ public final class HTTPProviderClient: ModelCaller {
         request.httpBody = Data(JSONWriter.string(.object(call.body)).utf8)
         let data: Data
         let response: URLResponse
-        do {
-            let prepared = request
-            (data, response) = try await withDeadline(seconds: call.timeoutSeconds) { [session] in try await session.data(for: prepared) }
-        } catch is DeadlinePassed {
+        switch await send(request, timeoutSeconds: call.timeoutSeconds) {
+        case .answered(let answerData, let answer):
+            (data, response) = (answerData, answer)
+        case .timedOut:
             return .failure(CallFailure(kind: .retryable, status: nil, message: "timed out after \(call.timeoutSeconds)s"))
-        } catch {
-            let kind = (error as? URLError)?.code == .timedOut ? "timed out after \(call.timeoutSeconds)s" : "connection failed"
-            return .failure(CallFailure(kind: .retryable, status: nil, message: "\(kind): \(error.localizedDescription)"))
+        case .cancelled:
+            return .failure(CallFailure(kind: .retryable, status: nil, message: "cancelled (the run is stopping)"))
+        case .failed(let error):
+            return .failure(CallFailure(kind: .retryable, status: nil, message: "connection failed: \(error.localizedDescription)"))
         }
         guard let http = response as? HTTPURLResponse else {
             return .failure(CallFailure(kind: .retryable, status: nil, message: "not an HTTP response"))
@@ -70,22 +100,6 @@ public final class HTTPProviderClient: ModelCaller {
         let requestID = http.value(forHTTPHeaderField: "x-request-id") ?? http.value(forHTTPHeaderField: "request-id")
             ?? parsed.objectValue?["id"]?.stringValue
         return .success(ProviderResponse(statusCode: http.statusCode, providerRequestID: requestID, body: body, usage: usage, simulated: false))
-    }
-}
-
-struct DeadlinePassed: Error {}
-
-/// Runs `work`, cancelling it if it has not finished within `seconds` (URLSession on Linux does not
-/// always honour its own timeouts).
-func withDeadline<T: Sendable>(seconds: Double, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await work() }
-        group.addTask {
-            try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
-            throw DeadlinePassed()
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
     }
 }
 
@@ -145,5 +159,47 @@ public enum RetryAfter {
         }
         guard sawUnit, number.isEmpty else { return nil }
         return Int64(total.rounded(.up))
+    }
+}
+
+/// The state of one exchange: the first of answer, deadline or cancellation resumes the caller, once.
+final class PendingExchange: Sendable {
+    private struct State {
+        var ended = false
+        var endedWith: HTTPProviderClient.Exchange?
+        var continuation: CheckedContinuation<HTTPProviderClient.Exchange, Never>?
+        var task: UncheckedBox<URLSessionDataTask>?
+    }
+
+    private let state = Mutex(State())
+
+    func attach(_ continuation: CheckedContinuation<HTTPProviderClient.Exchange, Never>) {
+        // Cancelled before it started: answer at once.
+        let early = state.withLock { state -> HTTPProviderClient.Exchange? in
+            if state.ended { return state.endedWith }
+            state.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(returning: early) }
+    }
+
+    func attach(_ task: URLSessionDataTask) {
+        let cancelNow = state.withLock { state -> Bool in
+            state.task = UncheckedBox(task)
+            return state.ended
+        }
+        if cancelNow { let box = UncheckedBox(task); DispatchQueue.global().async { box.value.cancel() } }
+    }
+
+    func finish(_ exchange: HTTPProviderClient.Exchange, cancellingTask: Bool = false) {
+        let (continuation, task) = state.withLock { state -> (CheckedContinuation<HTTPProviderClient.Exchange, Never>?, UncheckedBox<URLSessionDataTask>?) in
+            guard !state.ended else { return (nil, nil) }
+            state.ended = true
+            state.endedWith = exchange
+            defer { state.continuation = nil }
+            return (state.continuation, state.task)
+        }
+        continuation?.resume(returning: exchange)
+        if cancellingTask, let task { DispatchQueue.global().async { task.value.cancel() } }
     }
 }

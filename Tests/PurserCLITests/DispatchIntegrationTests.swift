@@ -1,0 +1,208 @@
+import Foundation
+import Testing
+import PurserCore
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Where `swift build` put the executables (beside the test runner).
+private let products: URL = {
+    let runner = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+    var directory = runner.deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("purser").path), directory.path != "/" {
+        directory = directory.deletingLastPathComponent()
+    }
+    return directory
+}()
+
+/// The fake provider as a child process on 127.0.0.1, stopped when the test ends.
+final class FakeProviderProcess {
+    let process = Process()
+    let port: Int
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = products.appendingPathComponent("purser-fake-provider")
+        process.arguments = ["--max-seconds", "120"] + arguments
+        // A file, not a pipe: pipes leak into other tests' children and then never reach end of file.
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("fake-provider-\(UUID().uuidString).txt")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        try process.run()
+        var line = ""
+        for _ in 0..<200 where !line.contains("\n") {
+            Thread.sleep(forTimeInterval: 0.01)
+            line = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        }
+        guard let port = Int(line.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last ?? "") else {
+            process.terminate()
+            throw Problem("fake provider did not start: \(line)")
+        }
+        self.port = port
+    }
+
+    deinit { stop() }
+
+    /// SIGKILL: a child may inherit an ignored SIGTERM from the test runner.
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// `/stats`: calls in all and per request, and retries made before their Retry-After.
+    func stats() throws -> JSONObject {
+        let data = try Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/stats")!)
+        return try #require(try JSONParser.parse(Array(data)).objectValue)
+    }
+}
+
+/// A pricing folder whose two providers (one per dialect) point at the fake server.
+private func fakePricing(port: Int) throws -> String {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-fake-pricing-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let tiers = try String(contentsOf: products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("pricing/tiers.json"), encoding: .utf8)
+    try tiers.write(to: directory.appendingPathComponent("tiers.json"), atomically: true, encoding: .utf8)
+    try """
+        {"providers": [
+         {"name": "fakeopenai", "dialect": "openai", "base_url": "http://127.0.0.1:\(port)/v1", "api_key_env": "FAKE_KEY", "batch_api": false},
+         {"name": "fakeanthropic", "dialect": "anthropic", "base_url": "http://127.0.0.1:\(port)", "api_key_env": "FAKE_KEY", "batch_api": false}
+        ]}
+        """.write(to: directory.appendingPathComponent("providers.json"), atomically: true, encoding: .utf8)
+    func model(_ provider: String, _ name: String, _ input: String, _ output: String) -> String {
+        """
+        {"id": "\(provider)/\(name)", "provider": "\(provider)", "model": "\(name)", "prices": {"input": "\(input)", "output": "\(output)"},
+         "context_window": 100000, "max_output_tokens": 8000, "quality": {"score": 70, "source": "test"}, "capabilities": ["tools", "json_mode", "vision"],
+         "rate_limits": {"requests_per_minute": 1000000, "tokens_per_minute": 1000000000}, "speed": {"time_to_first_token_ms": 50, "output_tokens_per_second": 1000},
+         "price_date": "2026-11-24", "price_source": "https://example.com/prices"}
+        """
+    }
+    try """
+        {"models": [\(model("fakeopenai", "small", "0.1", "0.4")), \(model("fakeanthropic", "medium", "1", "5"))]}
+        """.write(to: directory.appendingPathComponent("models.json"), atomically: true, encoding: .utf8)
+    return directory.path
+}
+
+/// Runs the real `purser` executable and waits for it.
+@discardableResult
+private func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key") throws -> (code: Int32, out: String, error: String) {
+    let process = Process()
+    process.executableURL = products.appendingPathComponent("purser")
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["PURSER_DB"] = database
+    environment["PURSER_PRICING"] = pricing
+    environment["FAKE_KEY"] = key
+    process.environment = environment
+    // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
+    let directory = FileManager.default.temporaryDirectory
+    let out = directory.appendingPathComponent("purser-out-\(UUID().uuidString)"), error = directory.appendingPathComponent("purser-err-\(UUID().uuidString)")
+    FileManager.default.createFile(atPath: out.path, contents: nil)
+    FileManager.default.createFile(atPath: error.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: error)
+    try process.run()
+    process.waitUntilExit()
+    let outData = try Data(contentsOf: out), errorData = try Data(contentsOf: error)
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+}
+
+/// A job of `count` lines, split between the two dialects, each naming a fake model.
+private func jobFile(_ count: Int, model: (Int) -> String = { $0 % 3 == 0 ? "medium" : "small" }) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-job-\(UUID().uuidString).jsonl").path
+    var text = ""
+    for index in 0..<count {
+        let name = model(index)
+        if index % 2 == 0 {
+            text += #"{"custom_id": "r\#(index)", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "\#(name)", "messages": [{"role": "user", "content": "Question \#(index)"}], "max_tokens": 20}, "pin": true}"# + "\n"
+        } else {
+            text += #"{"custom_id": "r\#(index)", "params": {"model": "\#(name)", "max_tokens": 20, "messages": [{"role": "user", "content": "Question \#(index)"}]}, "pin": true}"# + "\n"
+        }
+    }
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+private func temporaryDatabase() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("purser-dispatch-\(UUID().uuidString).db").path
+}
+
+/// Rows of a query against the test's database, through the same SQLite the product uses.
+private func query(_ database: String, _ sql: String) throws -> [[String]] {
+    let connection = try PurserDatabase.open(path: database)
+    return try connection.statement(sql).rows { row in (0..<8).map { row.optionalText(Int32($0)) ?? "" } }
+}
+
+@Suite(.serialized)
+struct DispatchIntegrationTests {
+    @Test func everyFaultIsRetriedUntilEachRequestSucceedsExactlyOnce() throws {
+        let server = try FakeProviderProcess([
+            "--fail-5xx", "0.10", "--fail-429", "0.05", "--retry-after", "1", "--hang", "0.02", "--hang-seconds", "3", "--malformed", "0.01",
+            "--fail-529", "0.02", "--drop", "0.01", "--seed", "7",
+        ])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(300)], database: database, pricing: pricing)
+        let run = try purser(["run", "--timeout", "1", "--concurrency", "32", "--backoff-ms", "50"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.out.hasPrefix("run finished in "))
+        #expect(run.out.contains(": 300 succeeded, 0 failed, 0 expired; "))
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 300"])
+        #expect(try query(database, "SELECT count(*), count(DISTINCT request_id) FROM results")[0][0...1] == ["300", "300"])
+        let stats = try server.stats()
+        #expect(stats["early_retries"]?.intValue == 0, "a call came before its Retry-After")
+        // Every call the server saw is an attempt Purser recorded, and the faults really happened.
+        let attempts = try query(database, "SELECT count(*), sum(outcome = 'retryable') FROM attempts")[0]
+        #expect(Int(attempts[0]) == stats["calls"]?.intValue)
+        #expect(Int(attempts[1])! >= 30)
+        // Each request got exactly one successful answer from the server.
+        #expect(stats["successes"]?.objectValue?.members.allSatisfy { $0.value.intValue == 1 } == true)
+        #expect(stats["successes"]?.objectValue?.members.count == 300)
+    }
+
+    @Test func anAuthErrorDisablesTheProviderAndItsRequestsStayQueued() throws {
+        let server = try FakeProviderProcess(["--auth-fail"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(20, model: { _ in "small" })], database: database, pricing: pricing)
+        let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing, key: "wrong-key")
+        #expect(run.code == 0)
+        #expect(run.error.contains("provider fakeopenai disabled for this run (check FAKE_KEY): Incorrect API key provided"))
+        #expect(run.out.contains("note: provider fakeopenai is disabled for this run: HTTP 401: Incorrect API key provided"))
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["queued 20"])
+        #expect(!run.out.contains("wrong-key") && !run.error.contains("wrong-key"), "the key must never be printed")
+        #expect(try query(database, "SELECT count(*) FROM attempts WHERE error LIKE '%wrong-key%'")[0][0] == "0")
+    }
+
+    @Test func exhaustedQuotaPausesTheProviderLikeAnAuthError() throws {
+        let server = try FakeProviderProcess(["--quota-fail"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(10, model: { _ in "small" })], database: database, pricing: pricing)
+        let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing)
+        #expect(run.error.contains("provider fakeopenai disabled for this run (quota or spend limit)"))
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["queued 10"])
+        #expect(try server.stats()["calls"]?.intValue ?? 0 <= 12, "a disabled provider is not called again")
+    }
+
+    @Test func aModelThatRefusesTheRequestFallsBackToTheNext() throws {
+        let server = try FakeProviderProcess(["--refuse-model", "small"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        // Not pinned this time, so the planner may move them.
+        let file = try jobFile(10, model: { _ in "small" })
+        let unpinned = try String(contentsOfFile: file, encoding: .utf8).replacingOccurrences(of: #", "pin": true"#, with: "")
+        try unpinned.write(toFile: file, atomically: true, encoding: .utf8)
+        try purser(["submit", file], database: database, pricing: pricing)
+        let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing)
+        #expect(run.out.contains(": 10 succeeded, 0 failed"), "\(run.out)\(run.error)")
+        #expect(run.out.contains("10 fallbacks"))
+        #expect(try query(database, "SELECT model, count(*) FROM results GROUP BY model").map { $0[0] + " " + $0[1] } == ["fakeanthropic/medium 10"])
+        #expect(try query(database, "SELECT count(*) FROM attempts WHERE outcome = 'model_refused' AND model = 'fakeopenai/small'")[0][0] == "10")
+    }
+}
