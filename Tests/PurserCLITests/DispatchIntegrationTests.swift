@@ -108,6 +108,22 @@ private func purser(_ arguments: [String], database: String, pricing: String, ke
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
 
+/// Starts the real `purser` executable without waiting for it.
+private func startPurser(_ arguments: [String], database: String, pricing: String) throws -> Process {
+    let process = Process()
+    process.executableURL = products.appendingPathComponent("purser")
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["PURSER_DB"] = database
+    environment["PURSER_PRICING"] = pricing
+    environment["FAKE_KEY"] = "test-key"
+    process.environment = environment
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
 /// A job of `count` lines, split between the two dialects, each naming a fake model.
 private func jobFile(_ count: Int, model: (Int) -> String = { $0 % 3 == 0 ? "medium" : "small" }) throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-job-\(UUID().uuidString).jsonl").path
@@ -145,7 +161,7 @@ struct DispatchIntegrationTests {
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
         try purser(["submit", try jobFile(300)], database: database, pricing: pricing)
-        let run = try purser(["run", "--timeout", "1", "--concurrency", "32", "--backoff-ms", "50"], database: database, pricing: pricing)
+        let run = try purser(["run", "--timeout", "1", "--concurrency", "32", "--backoff-ms", "50", "--cooldown", "1"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         #expect(run.out.hasPrefix("run finished in "))
         #expect(run.out.contains(": 300 succeeded, 0 failed, 0 expired; "))
@@ -205,4 +221,66 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT model, count(*) FROM results GROUP BY model").map { $0[0] + " " + $0[1] } == ["fakeanthropic/medium 10"])
         #expect(try query(database, "SELECT count(*) FROM attempts WHERE outcome = 'model_refused' AND model = 'fakeopenai/small'")[0][0] == "10")
     }
+
+    @Test func workersKilledMidJobLoseNothingAndDuplicateNothing() throws {
+        let server = try FakeProviderProcess(["--latency-ms", "150"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(400)], database: database, pricing: pricing)
+        var random = SplitMix64(seed: 20_261_124)
+        for _ in 0..<4 {
+            let worker = try startPurser(["run", "--lease", "1", "--concurrency", "24", "--timeout", "5"], database: database, pricing: pricing)
+            Thread.sleep(forTimeInterval: 0.2 + Double(random.below(600)) / 1000)
+            kill(worker.processIdentifier, SIGKILL)
+            worker.waitUntilExit()
+        }
+        let finished = try query(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'")[0][0]
+        #expect(Int(finished)! < 400, "the kills came too late to test anything")
+        let run = try purser(["run", "--lease", "1", "--concurrency", "24", "--timeout", "5"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 400"])
+        // One result per request, and the job's charges are exactly the results' costs.
+        #expect(try query(database, "SELECT count(*), count(DISTINCT request_id) FROM results")[0][0...1] == ["400", "400"])
+        let attempts = try query(database, "SELECT count(*) FROM attempts WHERE outcome = 'succeeded'")[0][0]
+        #expect(attempts == "400", "a success was recorded twice")
+        // Requests whose worker died were counted and retried.
+        #expect(Int(try query(database, "SELECT count(*) FROM requests WHERE attempts > 1")[0][0])! > 0)
+    }
+
+    @Test func twoProcessesOnOneDatabaseNeverCallTwiceForOneRequest() throws {
+        let server = try FakeProviderProcess(["--latency-ms", "20"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(300)], database: database, pricing: pricing)
+        let first = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        let second = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        first.waitUntilExit()
+        second.waitUntilExit()
+        #expect(first.terminationStatus == 0 && second.terminationStatus == 0)
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 300"])
+        let calls = try #require(try server.stats()["by_request"]?.objectValue)
+        #expect(calls.members.count == 300)
+        #expect(calls.members.allSatisfy { $0.value.intValue == 1 }, "a request was called by both processes")
+        // Both processes did part of the work.
+        #expect(try query(database, "SELECT count(DISTINCT worker) FROM attempts")[0][0] == "2")
+    }
+
+    @Test func sigtermLetsCallsInFlightFinishAndReleasesTheRest() throws {
+        let server = try FakeProviderProcess(["--latency-ms", "1500"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(40)], database: database, pricing: pricing)
+        let worker = try startPurser(["run", "--concurrency", "10", "--grace", "10"], database: database, pricing: pricing)
+        Thread.sleep(forTimeInterval: 0.7)
+        kill(worker.processIdentifier, SIGTERM)
+        worker.waitUntilExit()
+        #expect(worker.terminationStatus == 0)
+        let states = try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] }
+        #expect(states == ["queued 30", "succeeded 10"], "the ten calls in flight finish; nothing stays running")
+        #expect(try query(database, "SELECT count(*) FROM requests WHERE attempts > 0 AND state = 'queued'")[0][0] == "0", "released requests are not counted as tried")
+    }
 }
+

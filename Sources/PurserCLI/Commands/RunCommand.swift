@@ -15,6 +15,7 @@ enum RunCommand {
             .init(name: "grace", value: "seconds", help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10)."),
             .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
             .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 500)."),
+            .init(name: "cooldown", value: "seconds", help: "Pause a provider this long after 5 failures in a row (default: 30)."),
             .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),
             .init(name: "rpm", value: "n", help: "Requests per minute for every model, instead of the tables' figures."),
             .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
@@ -43,6 +44,7 @@ enum RunCommand {
         if let value = try positive(arguments, "grace") { options.graceSeconds = value }
         if let value = try positive(arguments, "timeout") { options.timeoutSeconds = value }
         if let value = try positive(arguments, "lease") { options.leaseSeconds = value }
+        if let value = try positive(arguments, "cooldown") { options.cooldownSeconds = value }
         if let value = try positive(arguments, "backoff-ms") { options.retry.baseDelayMilliseconds = Int64(value) }
         options.limits = RateLimiter.Limits(
             requestsPerMinuteOverride: try positive(arguments, "rpm").map { Int($0) }, tokensPerMinuteOverride: try positive(arguments, "tpm").map { Int($0) },
