@@ -50,7 +50,10 @@ private func temporaryDatabase() -> String {
           estimate                  Plan a job file without submitting it: the mix, the estimated cost and the saving.
           plan                      Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.
           run                       Serve planned requests: call the chosen models with retries, fallbacks and rate limits, and store every result.
-          status                    Show jobs: requests by state, and the estimated cost of what is planned.
+          status                    Show jobs: requests by state, what they spent, and the estimate and baseline of their plans.
+          results                   Write a job's results: OpenAI batch output (line for line), Anthropic batch results, JSON lines or CSV.
+          cancel                    Cancel a job's requests that have not started; running ones finish.
+          retry                     Queue a job's failed, expired and cancelled requests again, with fresh attempts.
           pricing                   List, check or import the pricing tables.
 
           See 'purser help <subcommand>' for detailed help.

@@ -282,5 +282,54 @@ struct DispatchIntegrationTests {
         #expect(states == ["queued 30", "succeeded 10"], "the ten calls in flight finish; nothing stays running")
         #expect(try query(database, "SELECT count(*) FROM requests WHERE attempts > 0 AND state = 'queued'")[0][0] == "0", "released requests are not counted as tried")
     }
+
+    @Test func resultsReadLikeTheProvidersBatchOutputAndAddUpExactly() throws {
+        let server = try FakeProviderProcess(["--fail-5xx", "0.2", "--seed", "3"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(30)], database: database, pricing: pricing)
+        try purser(["run", "--backoff-ms", "20", "--cooldown", "1"], database: database, pricing: pricing)
+        let openai = try purser(["results", "1"], database: database, pricing: pricing)
+        #expect(openai.error == "30 results written\n")
+        let lines = openai.out.split(separator: "\n").map { try! JSONParser.parse(String($0)).objectValue! }
+        #expect(lines.count == 30)
+        for line in lines {
+            #expect(line.keys == ["id", "custom_id", "response", "error", "purser"])
+            let response = try #require(line["response"]?.objectValue)
+            #expect(response.keys == ["status_code", "request_id", "body"])
+            #expect(response["body"]?.objectValue?["choices"]?.arrayValue?.count == 1, "Anthropic answers are shown as chat completions")
+        }
+        let anthropic = try purser(["results", "1", "--format", "anthropic"], database: database, pricing: pricing)
+        let first = try JSONParser.parse(String(anthropic.out.split(separator: "\n")[0])).objectValue!
+        #expect(first["result"]?.objectValue?["type"]?.stringValue == "succeeded")
+        #expect(first["result"]?.objectValue?["message"]?.objectValue?["type"]?.stringValue == "message")
+        // The sum of the lines' costs is the job's spend, to the last pico-dollar, in every format.
+        let status = try JSONParser.parse(try purser(["status", "1", "--json"], database: database, pricing: pricing).out).arrayValue![0].objectValue!
+        let spent = try Money(usd: status["spent_usd"]!.stringValue!)
+        #expect(spent > .zero)
+        let jsonl = try purser(["results", "1", "--format", "jsonl"], database: database, pricing: pricing).out
+        let jsonlTotal = try jsonl.split(separator: "\n").reduce(Money.zero) { $0 + (try Money(usd: try JSONParser.parse(String($1)).objectValue!["cost_usd"]!.stringValue!)) }
+        #expect(jsonlTotal == spent)
+        let csv = try purser(["results", "1", "--format", "csv"], database: database, pricing: pricing).out.split(separator: "\n")
+        #expect(csv[0] == Substring(ResultFormat.csvHeader))
+        let csvTotal = try csv.dropFirst().reduce(Money.zero) { $0 + (try Money(usd: String($1.split(separator: ",")[8]))) }
+        #expect(csvTotal == spent)
+    }
+
+    @Test func cancelStopsWhatHasNotStartedAndRetryQueuesItAgain() throws {
+        let server = try FakeProviderProcess([])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(12)], database: database, pricing: pricing)
+        #expect(try purser(["cancel", "1"], database: database, pricing: pricing).out == "job 1 \"purser-job\": 12 requests cancelled\n".replacingOccurrences(
+            of: "purser-job", with: try query(database, "SELECT name FROM jobs")[0][0]))
+        let idle = try purser(["run"], database: database, pricing: pricing)
+        #expect(idle.out.contains(": 0 succeeded"))
+        #expect(try purser(["retry", "1"], database: database, pricing: pricing).out.contains(": 12 requests queued again"))
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.out.contains(": 12 succeeded, 0 failed"))
+    }
 }
 

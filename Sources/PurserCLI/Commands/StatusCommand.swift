@@ -5,7 +5,7 @@ import PurserCore
 enum StatusCommand {
     static let spec = CommandSpec(
         name: "status",
-        overview: "Show jobs: requests by state, and the estimated cost of what is planned.",
+        overview: "Show jobs: requests by state, what they spent, and the estimate and baseline of their plans.",
         arguments: [.init(name: "job", help: "One job's number or name (default: every job).", optional: true)],
         options: [CommandContext.databaseOption, CommandContext.jsonOption])
 
@@ -13,10 +13,12 @@ enum StatusCommand {
         let database = try context.openExistingDatabase(arguments)
         let store = JobStore(database: database)
         let jobs = try arguments.positionals.first.map { [try context.job($0, store: store)] } ?? store.jobs()
-        var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money)] = []
+        let results = ResultStore(database: database)
+        var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money, spent: Money, simulated: Int)] = []
         for job in jobs {
             let totals = try store.planTotals(job: job.id)
-            rows.append((job, try store.stateCounts(job: job.id), totals.estimated, totals.baseline))
+            let spend = try results.spend(job: job.id)
+            rows.append((job, try store.stateCounts(job: job.id), totals.estimated, totals.baseline, spend.cost, spend.simulated))
         }
         if arguments.flag("json") {
             context.printJSON(.array(rows.map { row in
@@ -27,7 +29,8 @@ enum StatusCommand {
                     "states": .object(JSONObject(RequestState.allCases.compactMap { state in
                         row.counts[state].map { JSONObject.Member(key: state.rawValue, value: .number(String($0))) }
                     })),
-                    "estimated_cost_usd": row.estimated.jsonUSD, "baseline_cost_usd": row.baseline.jsonUSD,
+                    "estimated_cost_usd": row.estimated.jsonUSD, "baseline_cost_usd": row.baseline.jsonUSD, "spent_usd": row.spent.jsonUSD,
+                    "simulated_results": .number(String(row.simulated)),
                     "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
                 ]))
             }))
@@ -37,12 +40,12 @@ enum StatusCommand {
             context.console.print("No jobs yet. Submit one with: purser submit jobs/quickstart.jsonl")
             return 0
         }
-        var table = TextTable(headers: ["job", "name", "project", "requests", "states", "est. cost", "baseline"], rightAligned: [0, 3, 5, 6])
+        var table = TextTable(headers: ["job", "name", "project", "requests", "states", "spent", "est. cost", "baseline"], rightAligned: [0, 3, 5, 6, 7])
         for row in rows {
             let states = RequestState.allCases.compactMap { state in row.counts[state].map { "\(state.rawValue) \($0)" } }.joined(separator: ", ")
             table.rows.append([
                 String(row.job.id), row.job.name, row.job.project, String(row.job.requestCount), states,
-                row.estimated.formatted, row.baseline.formatted,
+                row.spent.formatted + (row.simulated > 0 ? " (simulated)" : ""), row.estimated.formatted, row.baseline.formatted,
             ])
         }
         context.console.print(table.render())

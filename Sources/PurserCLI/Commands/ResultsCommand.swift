@@ -1,0 +1,109 @@
+import Foundation
+import PurserCore
+
+/// `purser results JOB`: every finished request, in the chosen format.
+enum ResultsCommand {
+    static let spec = CommandSpec(
+        name: "results",
+        overview: "Write a job's results: OpenAI batch output (line for line), Anthropic batch results, JSON lines or CSV.",
+        arguments: [.init(name: "job", help: "The job's number or name.")],
+        options: [
+            .init(name: "format", value: "format", help: "openai (default), anthropic, jsonl or csv."),
+            .init(name: "output", value: "file", help: "Write here instead of standard output."),
+            .init(name: "only", value: "state", help: "Only succeeded, or only failed, requests."),
+            CommandContext.databaseOption,
+        ])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let formatName = arguments.value("format") ?? "openai"
+        guard let format = ResultFormat(rawValue: formatName) else {
+            throw UsageError(message: "--format: '\(formatName)' is not one of openai, anthropic, jsonl, csv.", spec: spec)
+        }
+        var only: RequestState?
+        if let text = arguments.value("only") {
+            guard let state = RequestState(rawValue: text), state == .succeeded || state == .failed else {
+                throw UsageError(message: "--only: '\(text)' is not succeeded or failed.", spec: spec)
+            }
+            only = state
+        }
+        let database = try context.openExistingDatabase(arguments)
+        let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
+        let writer = try arguments.value("output").map(LineWriter.init(path:))
+        let write: (String) -> Void = { line in if let writer { writer.write(line) } else { context.console.print(line) } }
+        if format == .csv { write(ResultFormat.csvHeader) }
+        var written = 0, simulated = 0
+        try ResultStore(database: database).forEachFinished(job: job.id, only: only) { row in
+            write(format.line(row))
+            written += 1
+            if row.answer?.simulated == true { simulated += 1 }
+        }
+        try writer?.close()
+        let open = try JobStore(database: database).stateCounts(job: job.id)
+            .filter { !$0.key.isFinished }.values.reduce(0, +)
+        var note = "\(count(written, "result")) written"
+        if simulated > 0 { note += "; \(simulated) simulated (no provider was called)" }
+        if open > 0 { note += "; \(count(open, "request")) not finished yet" }
+        context.console.error(note)
+        return 0
+    }
+}
+
+/// Writes lines to a file in large chunks, so memory stays small however many results there are.
+final class LineWriter {
+    private let handle: FileHandle
+    private var buffer = ""
+
+    init(path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw Problem("cannot write \(path)")
+        }
+        self.handle = handle
+    }
+
+    func write(_ line: String) {
+        buffer += line + "\n"
+        if buffer.utf8.count > 1 << 20 { flush() }
+    }
+
+    func close() throws {
+        flush()
+        try handle.close()
+    }
+
+    private func flush() {
+        handle.write(Data(buffer.utf8))
+        buffer = ""
+    }
+}
+
+/// `purser cancel JOB`: stops what has not started.
+enum CancelCommand {
+    static let spec = CommandSpec(
+        name: "cancel", overview: "Cancel a job's requests that have not started; running ones finish.",
+        arguments: [.init(name: "job", help: "The job's number or name.")], options: [CommandContext.databaseOption])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let database = try context.openExistingDatabase(arguments)
+        let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
+        let (cancelled, running) = try ResultStore(database: database).cancel(job: job.id)
+        context.console.print("job \(job.id) \"\(job.name)\": \(count(cancelled, "request")) cancelled"
+            + (running > 0 ? "; \(running) running will finish" : ""))
+        return 0
+    }
+}
+
+/// `purser retry JOB`: queues failed (and expired, cancelled) requests again.
+enum RetryCommand {
+    static let spec = CommandSpec(
+        name: "retry", overview: "Queue a job's failed, expired and cancelled requests again, with fresh attempts.",
+        arguments: [.init(name: "job", help: "The job's number or name.")],
+        options: [.init(name: "failed", value: nil, help: "Only failed requests."), CommandContext.databaseOption])
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let database = try context.openExistingDatabase(arguments)
+        let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
+        let queued = try ResultStore(database: database).retry(job: job.id, onlyFailed: arguments.flag("failed"))
+        context.console.print("job \(job.id) \"\(job.name)\": \(count(queued, "request")) queued again; 'purser run' plans and serves them")
+        return 0
+    }
+}

@@ -1,0 +1,93 @@
+import SQLiteStore
+
+/// One request of a job as results show it: its outcome and, when it succeeded, the answer.
+public struct ResultRow: Sendable {
+    public var requestID: Int64
+    public var customID: String
+    public var state: RequestState
+    public var lastError: String?
+    public var attempts: Int
+    public var answer: Answer?
+
+    public struct Answer: Sendable {
+        public var model: String
+        public var provider: String
+        public var dialect: Provider.Dialect
+        public var mode: String
+        public var statusCode: Int
+        public var providerRequestID: String?
+        public var body: String
+        public var usage: Usage
+        public var cost: Money
+        public var simulated: Bool
+    }
+}
+
+/// Reads results and changes what is left of a job (cancel, retry).
+public struct ResultStore {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// Streams the job's finished requests in line order (`only`: one state).
+    public func forEachFinished(job: Int64, only: RequestState?, _ body: (ResultRow) throws -> Void) throws {
+        try database.readTransaction {
+            try database.statement("""
+                SELECT r.id, r.custom_id, r.state, r.last_error, r.attempts, s.model, s.provider, s.dialect, s.mode, s.status_code,
+                    s.provider_request_id, s.body, s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, s.output_tokens, s.cost_pico, s.simulated
+                FROM requests r LEFT JOIN results s ON s.request_id = r.id
+                WHERE r.job_id = ?1 AND r.state IN ('succeeded', 'failed', 'expired', 'cancelled') AND (?2 IS NULL OR r.state = ?2)
+                ORDER BY r.id
+                """).forEachRow([.integer(job), .optionalText(only?.rawValue)]) { row in
+                var answer: ResultRow.Answer?
+                if !row.isNull(5) {
+                    answer = ResultRow.Answer(
+                        model: row.text(5), provider: row.text(6), dialect: Provider.Dialect(rawValue: row.text(7)) ?? .openai, mode: row.text(8),
+                        statusCode: row.int(9), providerRequestID: row.optionalText(10), body: row.text(11),
+                        usage: Usage(inputTokens: row.int(12), cachedInputTokens: row.int(13), cacheWriteTokens: row.int(14), outputTokens: row.int(15)),
+                        cost: Money(picoUSD: row.int64(16)), simulated: row.int(17) == 1)
+                }
+                try body(ResultRow(
+                    requestID: row.int64(0), customID: row.text(1), state: RequestState(rawValue: row.text(2)) ?? .failed,
+                    lastError: row.optionalText(3), attempts: row.int(4), answer: answer))
+            }
+        }
+    }
+
+    /// What the job has spent: the sum of its results' costs, and whether any were simulated.
+    public func spend(job: Int64) throws -> (cost: Money, simulated: Int) {
+        try database.statement("""
+            SELECT coalesce(sum(s.cost_pico), 0), coalesce(sum(s.simulated), 0) FROM results s JOIN requests r ON r.id = s.request_id WHERE r.job_id = ?
+            """).firstRow([.integer(job)]) { (Money(picoUSD: $0.int64(0)), $0.int(1)) } ?? (.zero, 0)
+    }
+
+    /// Cancels what has not started; running requests finish. Returns how many were cancelled.
+    public func cancel(job: Int64) throws -> (cancelled: Int, running: Int) {
+        try database.writeTransaction {
+            try database.statement("""
+                UPDATE requests SET state = 'cancelled', last_error = 'cancelled by the user', next_attempt_at = NULL
+                WHERE job_id = ? AND state IN ('queued', 'waiting', 'held')
+                """).execute([.integer(job)])
+            let cancelled = database.changes
+            let running = Int(try database.scalarInt("SELECT count(*) FROM requests WHERE job_id = ? AND state = 'running'", [.integer(job)]) ?? 0)
+            return (cancelled, running)
+        }
+    }
+
+    /// Queues finished-but-unsuccessful requests again, with fresh attempts and no plan (the next run
+    /// plans them anew, so a model that failed them is not simply tried again).
+    public func retry(job: Int64, onlyFailed: Bool) throws -> Int {
+        try database.writeTransaction {
+            let states = onlyFailed ? "[\"failed\"]" : "[\"failed\", \"expired\", \"cancelled\"]"
+            try database.statement("""
+                DELETE FROM request_plans WHERE request_id IN (
+                    SELECT id FROM requests WHERE job_id = ? AND state IN (SELECT value FROM json_each(?)))
+                """).execute([.integer(job), .text(states)])
+            try database.statement("""
+                UPDATE requests SET state = 'queued', attempts = 0, next_attempt_at = NULL, last_error = NULL
+                WHERE job_id = ? AND state IN (SELECT value FROM json_each(?))
+                """).execute([.integer(job), .text(states)])
+            return database.changes
+        }
+    }
+}
