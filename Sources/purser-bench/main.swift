@@ -10,8 +10,9 @@ struct Bench {
     var lines = 1_000_000
     var pricing = "pricing"
     var work = FileManager.default.temporaryDirectory.appendingPathComponent("purser-bench").path
-    /// `all`, or `plan` to time planning alone against the database the last full run stored.
+    /// `all`; `plan` to time planning alone against the database the last full run stored; `dispatch` for the dispatch figures alone.
     var phase = "all"
+    var dispatchCalls = 5_000
 
     init(arguments: [String]) {
         var index = 0
@@ -21,6 +22,7 @@ struct Bench {
             case "--pricing": pricing = arguments[index + 1]
             case "--work": work = arguments[index + 1]
             case "--phase": phase = arguments[index + 1]
+            case "--dispatch-calls": dispatchCalls = Int(arguments[index + 1]) ?? dispatchCalls
             default: break
             }
             index += 2
@@ -49,7 +51,7 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 }
 
 func row(_ name: String, _ figure: String, _ comparison: String) {
-    print(name.padding(toLength: 34, withPad: " ", startingAt: 0) + figure.padding(toLength: 22, withPad: " ", startingAt: 0) + comparison)
+    print(name.padding(toLength: 38, withPad: " ", startingAt: 0) + figure.padding(toLength: 22, withPad: " ", startingAt: 0) + comparison)
 }
 
 func rate(_ count: Int, _ time: Double) -> String { "\(Int(Double(count) / time).formatted()) lines/s" }
@@ -65,7 +67,7 @@ func generate(_ count: Int, name: String) throws -> String {
     {
         return path
     }
-    FileManager.default.createFile(atPath: path, contents: nil)
+    _ = FileManager.default.createFile(atPath: path, contents: nil)
     let handle = FileHandle(forWritingAtPath: path)!
     var generator = JobFileGenerator(seed: 42, shapes: .openai)
     var chunk = ""
@@ -76,7 +78,7 @@ func generate(_ count: Int, name: String) throws -> String {
     }
     handle.write(Data(chunk.utf8))
     try handle.close()
-    FileManager.default.createFile(atPath: path + ".\(count)", contents: nil)
+    _ = FileManager.default.createFile(atPath: path + ".\(count)", contents: nil)
     return path
 }
 
@@ -86,6 +88,7 @@ func freshDatabase(_ name: String) throws -> Database {
     return try PurserDatabase.open(path: path)
 }
 
+if bench.phase != "dispatch" {
 let file = try generate(bench.lines, name: "openai-\(bench.lines).jsonl")
 let fileBytes = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
 print("Purser benchmark: \(bench.lines.formatted()) OpenAI-batch lines, \(fileBytes / 1_000_000) MB, \(ProcessInfo.processInfo.activeProcessorCount) cores")
@@ -168,4 +171,46 @@ row("plan peak memory", "\(planPeak) MiB", "-")
 if let plan {
     print()
     print("plan: \(plan.mix.count) model/mode lines, estimated \(plan.estimatedCost.formatted) against a baseline of \(plan.baselineCost.formatted); unplaced \(plan.unplaced); proven optimal: \(plan.provenOptimal)")
+}
+}
+
+// Dispatch: against the fake provider at zero latency, alternating with raw URLSession so both see the
+// same machine; then 1,000 calls in flight at 1 s latency, again beside raw URLSession.
+if bench.phase == "all" || bench.phase == "dispatch" {
+    print()
+    let calls = bench.dispatchCalls
+    let fast = try DispatchBench.FakeServer(latencyMilliseconds: 0)
+    let fastCatalog = DispatchBench.catalog(port: fast.port, tiers: catalog.tiers)
+    _ = DispatchBench.rawSeconds(port: fast.port, calls: 500, concurrency: 64)
+    var rawRates: [Double] = [], purserRates: [Double] = []
+    var stored = 0, failed = 0
+    for _ in 0..<5 {
+        rawRates.append(Double(calls) / DispatchBench.rawSeconds(port: fast.port, calls: calls, concurrency: 64))
+        let run = try await DispatchBench.purserRun(port: fast.port, calls: calls, concurrency: 64, work: bench.work, catalog: fastCatalog)
+        purserRates.append(Double(run.stored) / run.seconds)
+        stored += run.stored
+        failed += run.failed
+    }
+    fast.stop()
+    let raw = DispatchBench.median(rawRates), purser = DispatchBench.median(purserRates)
+    // Each round's ratio compares runs seconds apart; the median of those is steadier than a ratio of medians.
+    let ratio = DispatchBench.median(zip(purserRates, rawRates).map { $0 / $1 })
+    let rounds = zip(purserRates, rawRates).map { "\(Int($0))/\(Int($1))" }.joined(separator: ", ")
+    row("raw URLSession, 0 ms, 64 at once", "\(Int(raw).formatted()) calls/s", "median of 5 rounds of \(calls.formatted()) calls")
+    row("purser run, 0 ms, 64 workers", "\(Int(purser).formatted()) calls/s",
+        "bar ≥ 80% of raw: median round \(Int(100 * ratio))% (purser/raw: \(rounds)); \(stored) results stored, \(failed) failed")
+
+    let wave = 1_000, slowCalls = 3_000
+    let rawServer = try DispatchBench.FakeServer(latencyMilliseconds: 1_000)
+    let rawSlow = DispatchBench.rawSeconds(port: rawServer.port, calls: slowCalls, concurrency: wave)
+    let rawPeak = rawServer.peakInFlight()
+    rawServer.stop()
+    let slow = try DispatchBench.FakeServer(latencyMilliseconds: 1_000)
+    let slowRun = try await DispatchBench.purserRun(
+        port: slow.port, calls: slowCalls, concurrency: wave, work: bench.work, catalog: DispatchBench.catalog(port: slow.port, tiers: catalog.tiers))
+    let purserPeak = slow.peakInFlight()
+    slow.stop()
+    row("raw URLSession, 1 s, 1,000 at once", String(format: "%.2f s", rawSlow), "\(slowCalls.formatted()) calls; at most \(rawPeak) in flight; ideal 3.00 s")
+    row("purser run, 1 s, 1,000 workers", String(format: "%.2f s", slowRun.seconds),
+        "\(slowCalls.formatted()) calls; at most \(purserPeak) in flight; \(slowRun.stored) results stored, \(slowRun.failed) failed")
 }

@@ -7,7 +7,7 @@ import Synchronization
 //
 //   POST /v1/chat/completions, /chat/completions   openai dialect
 //   POST /v1/messages                              anthropic dialect
-//   GET  /stats                                    calls in all and per X-Purser-Request id, early retries
+//   GET  /stats                                    calls in all and per X-Purser-Request id, early retries, most calls at once
 //
 // Prints "listening on 127.0.0.1:PORT" once ready.
 
@@ -61,6 +61,8 @@ final class Ledger: Sendable {
         var successes: [String: Int] = [:]
         var notBefore: [String: Date] = [:]
         var earlyRetries = 0
+        var inFlight = 0
+        var peakInFlight = 0
     }
 
     let state = Mutex(State())
@@ -82,12 +84,22 @@ final class Ledger: Sendable {
 
     func succeeded(_ request: String) { state.withLock { $0.successes[request, default: 0] += 1 } }
 
+    /// Counts a call being answered, for the most calls ever answered at once.
+    func began() {
+        state.withLock { state in
+            state.inFlight += 1
+            state.peakInFlight = max(state.peakInFlight, state.inFlight)
+        }
+    }
+
+    func ended() { state.withLock { $0.inFlight -= 1 } }
+
     var statsJSON: String {
         state.withLock { state in
             func object(_ counts: [String: Int]) -> String {
                 "{" + counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
             }
-            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes))}"
+            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"peak_in_flight\":\(state.peakInFlight),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes))}"
         }
     }
 }
@@ -136,6 +148,8 @@ final class Server: Sendable {
         }
         let request = headers["x-purser-request"] ?? "unknown"
         let (total, call) = ledger.record(request)
+        ledger.began()
+        defer { ledger.ended() }
         if total >= settings.maxRequests { exit(0) }
         if settings.latencyMilliseconds > 0 { usleep(useconds_t(settings.latencyMilliseconds * 1000)) }
         if settings.authFail {

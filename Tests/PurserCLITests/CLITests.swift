@@ -165,7 +165,7 @@ private func temporaryDatabase() -> String {
 @Test func rejectedSubmitExitsOneAndStoresNothing() {
     let database = temporaryDatabase()
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).jsonl").path
-    FileManager.default.createFile(atPath: file, contents: Data("{\"prompt\": \"ok\"}\n{oops\n".utf8))
+    _ = FileManager.default.createFile(atPath: file, contents: Data("{\"prompt\": \"ok\"}\n{oops\n".utf8))
     let run = purser(["submit", file], database: database)
     #expect(run.code == 1)
     #expect(run.error == """
@@ -207,4 +207,22 @@ private func temporaryDatabase() -> String {
     let ids = document.objectValue!["models"]!.arrayValue!.compactMap { $0.objectValue!["id"]!.stringValue }
     #expect(ids.contains("openai/gpt-4o-mini"))
     #expect(ids.allSatisfy { $0.hasPrefix("openai/") || $0.hasPrefix("anthropic/") })
+}
+
+@Test func aPlanSavedLateKeepsThePlansOfRequestsClaimedMeanwhile() throws {
+    // Two `purser run` processes can plan the same job at once; the second must not fail on requests the
+    // first has already claimed, nor change the plan they are being served on.
+    let path = temporaryDatabase()
+    #expect(purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: path).code == 0)
+    let database = try PurserDatabase.open(path: path)
+    let store = PlanStore(database: database)
+    let catalog = try PricingCatalog.load(directory: repository.appendingPathComponent("pricing").path)
+    let planner = Planner(context: PlanningContext(catalog: catalog, now: 1_795_478_400_000, usableProviders: Set(catalog.providers.keys)))
+    let plan = planner.plan(try store.plannableRequests(job: 1))
+    try store.save(plan, job: 1)
+    try database.execute("UPDATE requests SET state = 'running' WHERE id IN (1, 2)")
+    try database.execute("UPDATE request_plans SET model = 'claimed/elsewhere' WHERE request_id IN (1, 2)")
+    try store.save(plan, job: 1)
+    #expect(try database.scalarInt("SELECT count(*) FROM request_plans WHERE model = 'claimed/elsewhere'") == 2)
+    #expect(try database.scalarInt("SELECT count(*) FROM request_plans") == Int64(plan.entries.count - plan.unplaced))
 }

@@ -25,7 +25,7 @@ final class FakeProviderProcess {
         process.arguments = ["--max-seconds", "120"] + arguments
         // A file, not a pipe: pipes leak into other tests' children and then never reach end of file.
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("fake-provider-\(UUID().uuidString).txt")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: output)
         try process.run()
         var line = ""
@@ -98,8 +98,8 @@ private func purser(_ arguments: [String], database: String, pricing: String, ke
     // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
     let directory = FileManager.default.temporaryDirectory
     let out = directory.appendingPathComponent("purser-out-\(UUID().uuidString)"), error = directory.appendingPathComponent("purser-err-\(UUID().uuidString)")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: error.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: error.path, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: out)
     process.standardError = try FileHandle(forWritingTo: error)
     try process.run()
@@ -108,8 +108,8 @@ private func purser(_ arguments: [String], database: String, pricing: String, ke
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
 
-/// Starts the real `purser` executable without waiting for it.
-private func startPurser(_ arguments: [String], database: String, pricing: String) throws -> Process {
+/// Starts the real `purser` executable without waiting for it; its error output goes to `errorLog` when given.
+private func startPurser(_ arguments: [String], database: String, pricing: String, errorLog: URL? = nil) throws -> Process {
     let process = Process()
     process.executableURL = products.appendingPathComponent("purser")
     process.arguments = arguments
@@ -119,7 +119,12 @@ private func startPurser(_ arguments: [String], database: String, pricing: Strin
     environment["FAKE_KEY"] = "test-key"
     process.environment = environment
     process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
+    if let errorLog {
+        _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errorLog)
+    } else {
+        process.standardError = FileHandle.nullDevice
+    }
     try process.run()
     return process
 }
@@ -254,11 +259,13 @@ struct DispatchIntegrationTests {
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
         try purser(["submit", try jobFile(300)], database: database, pricing: pricing)
-        let first = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing)
-        let second = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        let logs = (0..<2).map { FileManager.default.temporaryDirectory.appendingPathComponent("purser-two-\($0)-\(UUID().uuidString).txt") }
+        let first = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing, errorLog: logs[0])
+        let second = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing, errorLog: logs[1])
         first.waitUntilExit()
         second.waitUntilExit()
-        #expect(first.terminationStatus == 0 && second.terminationStatus == 0)
+        let errors = logs.map { (try? String(contentsOf: $0, encoding: .utf8)) ?? "" }
+        #expect(first.terminationStatus == 0 && second.terminationStatus == 0, "\(errors)")
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 300"])
         let calls = try #require(try server.stats()["by_request"]?.objectValue)
         #expect(calls.members.count == 300)

@@ -60,7 +60,7 @@ private struct Workspace {
     var bytes = Data((goodLine + "\n").utf8)
     bytes.append(contentsOf: Array(#"{"prompt": "caf"#.utf8) + [0xE9] + Array("\"}\n".utf8))
     let path = directory.appendingPathComponent("latin1.jsonl").path
-    FileManager.default.createFile(atPath: path, contents: bytes)
+    _ = FileManager.default.createFile(atPath: path, contents: bytes)
     #expect(throws: SubmissionRejected.self) { _ = try workspace.submit([path]) }
     do { _ = try workspace.submit([path]) } catch let rejected as SubmissionRejected {
         #expect(rejected.problems.map(\.description) == ["line 2: invalid UTF-8 at column 16: invalid UTF-8 (byte 0xE9 not followed by a continuation byte)"])

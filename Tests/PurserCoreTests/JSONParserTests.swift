@@ -35,3 +35,12 @@ import Testing
     #expect(try JSONParser.parse(JSONWriter.string(value)) == value)
     #expect(JSONWriter.string(value) == #"{"k":"quote \" backslash \\ tab \t bell \u0007"}"#)
 }
+
+@Test func writerKeepsCombiningMarksAndEmojiBesideEscapes() throws {
+    // A combining accent right after an escaped quote or newline starts a run in the middle of a character.
+    let text = "\"\u{301}é\n\u{301}😀\\\u{1F3FD}end"
+    let value = JSONValue.string(text)
+    // Bytes, not String ==, which would forgive a lost scalar that changes nothing canonically.
+    #expect(Array(JSONWriter.string(value).utf8) == Array("\"\\\"\u{301}é\\n\u{301}😀\\\\\u{1F3FD}end\"".utf8))
+    #expect(try Array(JSONParser.parse(JSONWriter.string(value)).stringValue?.utf8 ?? "".utf8) == Array(text.utf8))
+}

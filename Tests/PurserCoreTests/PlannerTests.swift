@@ -57,6 +57,15 @@ private func planner(_ models: [Model], now: Int64 = 0, usable: Set<String>? = n
     #expect(plan.unplaced == 1)
 }
 
+@Test func rateLimitsTooLargeToMultiplyCountAsUnlimited() {
+    // A week of a model allowing Int.max / 1000 requests per minute overflows Int64 when multiplied out.
+    var model = Fixtures.model("vast", input: 100_000, output: 100_000, quality: 50, requestsPerMinute: Int.max / 1_000)
+    model.rateLimits.tokensPerMinute = Int.max / 1_000
+    let plan = planner([model]).plan([Fixtures.request(1, deadlineAt: 7 * 86_400_000), Fixtures.request(2, deadlineAt: 7 * 86_400_000)])
+    #expect(plan.entries.compactMap(\.model) == ["p/vast", "p/vast"])
+    #expect(plan.unplaced == 0)
+}
+
 @Test func aModelTooSlowForTheDeadlineIsExcluded() {
     // 500 output tokens at 10 tokens/s take 50 s: too slow for a 30 s deadline.
     let slowCheap = Fixtures.model("slow-cheap", input: 10_000, output: 10_000, quality: 50, ttft: 1_000, tokensPerSecond: 10)

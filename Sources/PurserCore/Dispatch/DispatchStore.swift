@@ -83,30 +83,73 @@ public actor DispatchStore {
 
     // MARK: - Finishing (each guarded by the lease)
 
-    /// Writes the result, its cost and the attempt in one transaction. False when the lease was lost
-    /// (another worker took the request over), in which case nothing is written.
+    /// A success waiting for the next group commit.
+    private struct PendingSuccess {
+        var request: ClaimedRequest
+        var response: ProviderResponse
+        var model: Model
+        var provider: Provider
+        var mode: DispatchMode
+        var cost: Money
+        var attempt: AttemptRecord
+        var now: Int64
+        var continuation: CheckedContinuation<Bool, any Error>
+    }
+
+    private var pendingSuccesses: [PendingSuccess] = []
+    private var commitScheduled = false
+
+    /// Writes the result, its cost and the attempt, and returns once they are committed. False when
+    /// the lease was lost (another worker took the request over), in which case nothing is written.
+    /// Successes that arrive while a commit is being written share the next transaction (group
+    /// commit), so a burst of answers costs one commit rather than one each.
     func recordSuccess(
         _ request: ClaimedRequest, response: ProviderResponse, model: Model, provider: Provider, mode: DispatchMode, cost: Money,
         attempt: AttemptRecord, now: Int64
-    ) throws -> Bool {
-        try database.writeTransaction {
-            guard try finish(request.id, state: .succeeded, error: nil) else { return false }
-            try database.statement("""
-                INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
-                    cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute([
-                .integer(request.id), .text(model.id), .text(provider.name), .text(provider.dialect.rawValue), .text(mode.rawValue),
-                .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body), .int(response.usage.inputTokens),
-                .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens), .int(response.usage.outputTokens),
-                .integer(cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(now),
-            ])
-            try insertAttempt(attempt, request: request.id)
-            try JobStore(database: database).recordOutput(
-                model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens,
-                maxOutputTokens: request.needs.maxOutputTokens)
-            return true
+    ) async throws -> Bool {
+        try await withCheckedThrowingContinuation { continuation in
+            pendingSuccesses.append(PendingSuccess(
+                request: request, response: response, model: model, provider: provider, mode: mode, cost: cost, attempt: attempt, now: now,
+                continuation: continuation))
+            if !commitScheduled {
+                commitScheduled = true
+                Task { self.commitSuccesses() }
+            }
         }
+    }
+
+    private func commitSuccesses() {
+        let batch = pendingSuccesses
+        pendingSuccesses = []
+        commitScheduled = false
+        do {
+            let kept = try database.writeTransaction { try batch.map(writeSuccess) }
+            for (success, wasKept) in zip(batch, kept) { success.continuation.resume(returning: wasKept) }
+        } catch {
+            // One bad write must not sink the others: each gets a transaction of its own.
+            for success in batch {
+                success.continuation.resume(with: Result { try database.writeTransaction { try writeSuccess(success) } })
+            }
+        }
+    }
+
+    private func writeSuccess(_ success: PendingSuccess) throws -> Bool {
+        let (request, response, model) = (success.request, success.response, success.model)
+        guard try finish(request.id, state: .succeeded, error: nil) else { return false }
+        try database.statement("""
+            INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
+                cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute([
+            .integer(request.id), .text(model.id), .text(success.provider.name), .text(success.provider.dialect.rawValue),
+            .text(success.mode.rawValue), .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body),
+            .int(response.usage.inputTokens), .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens),
+            .int(response.usage.outputTokens), .integer(success.cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(success.now),
+        ])
+        try insertAttempt(success.attempt, request: request.id)
+        try JobStore(database: database).recordOutput(
+            model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: request.needs.maxOutputTokens)
+        return true
     }
 
     /// Schedules another try at `at`.

@@ -96,19 +96,29 @@ public final class Dispatcher: Sendable {
 
     /// The next request to serve: from this run's claimed batch, claiming more when it runs dry;
     /// nil when nothing in scope is left (or a stop was requested). One worker at a time polls the
-    /// database; the others wait for what it claims.
+    /// database, sleeping in that role when nothing is due yet; the others wait for what it claims.
     private func nextRequest() async -> ClaimedRequest? {
         while !Task.isCancelled {
-            if await state.stopRequested { return nil }
-            if await state.exhausted { return nil }
-            if let request = await state.takeClaimed() { return request }
-            guard await state.beginPolling() else {
-                try? await Task.sleep(nanoseconds: 10_000_000)
-                continue
+            switch await state.nextStep(refillBelow: max(1, options.concurrency / 2)) {
+            case .stop:
+                return nil
+            case .serve(let request):
+                return request
+            case .refillThenServe(let request):
+                // The batch is running low: top it up now, so the other workers do not wait for the next claim.
+                _ = await poll()
+                await state.endPolling()
+                return request
+            case .wait(let seen):
+                await withTaskCancellationHandler {
+                    await state.waitForChange(after: seen)
+                } onCancel: {
+                    Task { await self.state.wakeWaiters() }
+                }
+            case .poll:
+                if let wait = await poll() { await state.pollerSleep(milliseconds: wait) }
+                await state.endPolling()
             }
-            let wait = await poll()
-            await state.endPolling()
-            if let wait { try? await Task.sleep(nanoseconds: UInt64(wait) * 1_000_000) }
         }
         return nil
     }
@@ -320,6 +330,7 @@ actor RunState {
         var spend = Money.zero
     }
 
+    /// Claimed requests not yet started, the next one last.
     private var claimed: [ClaimedRequest] = []
     private(set) var totals = Totals()
     private(set) var inFlight = 0
@@ -329,29 +340,82 @@ actor RunState {
     private(set) var exhausted = false
     private var polling = false
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Workers with nothing to do, waiting for a claim, the end of a poll, or the end of the run.
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Counts wake-ups, so a worker that decided to wait notices one that came before its wait began.
+    private var changes = 0
+    private var pollerPause: Task<Void, Never>?
     private var random = SystemRandomNumberGenerator()
 
     func setRemaining(_ count: Int) { remaining = count }
 
-    /// True for the one worker that may poll the database now.
-    func beginPolling() -> Bool {
-        guard !polling else { return false }
-        polling = true
-        return true
+    enum NextStep {
+        case serve(ClaimedRequest)
+        /// Serve this one after claiming more: the batch fell below the refill mark and no one was polling.
+        case refillThenServe(ClaimedRequest)
+        /// This worker is now the one that polls the database.
+        case poll
+        /// Nothing to do until the state changes from the given count of changes.
+        case wait(Int)
+        case stop
     }
 
-    func endPolling() { polling = false }
-    func markExhausted() { exhausted = true }
-
-    func addClaimed(_ requests: [ClaimedRequest]) { claimed.append(contentsOf: requests) }
-
-    func takeClaimed() -> ClaimedRequest? {
-        guard !claimed.isEmpty else { return nil }
-        inFlight += 1
-        return claimed.removeFirst()
+    /// What an idle worker does next, decided in one step so that no wake-up can fall between a check and the wait.
+    func nextStep(refillBelow mark: Int) -> NextStep {
+        if stopRequested || exhausted { return .stop }
+        if let next = claimed.popLast() {
+            inFlight += 1
+            guard claimed.count < mark, !polling else { return .serve(next) }
+            polling = true
+            return .refillThenServe(next)
+        }
+        if !polling {
+            polling = true
+            return .poll
+        }
+        return .wait(changes)
     }
 
-    func finishedOne() { inFlight -= 1 }
+    func endPolling() {
+        polling = false
+        wakeWaiters()
+    }
+
+    func markExhausted() {
+        exhausted = true
+        wakeWaiters()
+    }
+
+    func addClaimed(_ requests: [ClaimedRequest]) {
+        claimed.insert(contentsOf: requests.reversed(), at: 0)
+        wakeWaiters()
+    }
+
+    /// Returns when the state changed after `seen` (or at once if it already has, or the task is cancelled).
+    func waitForChange(after seen: Int) async {
+        if Task.isCancelled || changes != seen { return }
+        await withCheckedContinuation { idleWaiters.append($0) }
+    }
+
+    func wakeWaiters() {
+        changes += 1
+        for waiter in idleWaiters { waiter.resume() }
+        idleWaiters.removeAll()
+    }
+
+    /// The poller's pause when nothing is due; cut short when the last call in flight ends, since the
+    /// run may then be over.
+    func pollerSleep(milliseconds: Int64) async {
+        let sleep = Task { _ = try? await Task.sleep(nanoseconds: UInt64(milliseconds) * 1_000_000) }
+        pollerPause = sleep
+        await withTaskCancellationHandler { await sleep.value } onCancel: { sleep.cancel() }
+        pollerPause = nil
+    }
+
+    func finishedOne() {
+        inFlight -= 1
+        if inFlight == 0 { pollerPause?.cancel() }
+    }
 
     func succeeded(cost: Money) {
         totals.succeeded += 1
@@ -376,6 +440,7 @@ actor RunState {
         stopRequested = true
         for waiter in stopWaiters { waiter.resume() }
         stopWaiters.removeAll()
+        wakeWaiters()
     }
 
     func waitForStopRequest() async {

@@ -10,6 +10,7 @@ import FoundationNetworking
 public final class HTTPProviderClient: ModelCaller {
     private let session: URLSession
     private let environment: [String: String]
+    private let deadlines = ExchangeDeadlines()
     public static let anthropicVersion = "2023-06-01"
 
     public init(maximumConnectionsPerHost: Int, timeoutSeconds: Double, environment: [String: String]) {
@@ -24,7 +25,10 @@ public final class HTTPProviderClient: ModelCaller {
         self.environment = environment
     }
 
-    deinit { session.invalidateAndCancel() }
+    deinit {
+        deadlines.stop()
+        session.invalidateAndCancel()
+    }
 
     enum Exchange: Sendable {
         case answered(Data, URLResponse)
@@ -41,13 +45,18 @@ public final class HTTPProviderClient: ModelCaller {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Exchange, Never>) in
                 pending.attach(continuation)
-                let task = session.dataTask(with: request) { data, response, error in
-                    if let data, let response { pending.finish(.answered(data, response)) }
-                    else { pending.finish(.failed(error ?? URLError(.badServerResponse))) }
+                deadlines.watch(pending, until: .now() + timeoutSeconds)
+                // Creating and starting a URLSession task waits on the session's own queue; that wait
+                // happens on a Dispatch thread so that it never holds one of the few cooperative threads.
+                let session = session
+                DispatchQueue.global().async {
+                    let task = session.dataTask(with: request) { data, response, error in
+                        if let data, let response { pending.finish(.answered(data, response)) }
+                        else { pending.finish(.failed(error ?? URLError(.badServerResponse))) }
+                    }
+                    pending.attach(task)
+                    task.resume()
                 }
-                pending.attach(task)
-                task.resume()
-                DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds) { pending.finish(.timedOut, cancellingTask: true) }
             }
         } onCancel: {
             pending.finish(.cancelled, cancellingTask: true)
@@ -162,6 +171,39 @@ public enum RetryAfter {
     }
 }
 
+/// Ends exchanges that pass their deadline, from one timer that looks every 100 ms (a timer per call
+/// costs Dispatch far more once thousands of calls are out).
+final class ExchangeDeadlines: Sendable {
+    private let watched = Mutex<[ObjectIdentifier: (deadline: DispatchTime, exchange: PendingExchange)]>([:])
+    /// Set up once in `init`; afterwards only cancelled, which Dispatch allows from any thread.
+    private let timer: UncheckedBox<any DispatchSourceTimer>
+
+    init() {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "purser.exchange-deadlines"))
+        timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
+        self.timer = UncheckedBox(timer)
+        timer.setEventHandler { [weak self] in self?.endOverdue() }
+        timer.resume()
+    }
+
+    private func endOverdue() {
+        let now = DispatchTime.now()
+        let overdue = watched.withLock { watched -> [PendingExchange] in
+            watched = watched.filter { !$0.value.exchange.isEnded }
+            let overdue = watched.filter { $0.value.deadline <= now }
+            for key in overdue.keys { watched[key] = nil }
+            return overdue.values.map(\.exchange)
+        }
+        for exchange in overdue { exchange.finish(.timedOut, cancellingTask: true) }
+    }
+
+    func watch(_ exchange: PendingExchange, until deadline: DispatchTime) {
+        watched.withLock { $0[ObjectIdentifier(exchange)] = (deadline, exchange) }
+    }
+
+    func stop() { timer.value.cancel() }
+}
+
 /// The state of one exchange: the first of answer, deadline or cancellation resumes the caller, once.
 final class PendingExchange: Sendable {
     private struct State {
@@ -172,6 +214,8 @@ final class PendingExchange: Sendable {
     }
 
     private let state = Mutex(State())
+
+    var isEnded: Bool { state.withLock { $0.ended } }
 
     func attach(_ continuation: CheckedContinuation<HTTPProviderClient.Exchange, Never>) {
         // Cancelled before it started: answer at once.

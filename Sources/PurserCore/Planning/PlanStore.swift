@@ -43,6 +43,7 @@ public struct PlanStore {
         try database.writeTransaction {
             // Every queued request of the job is in `plan`, so its old plan rows lie between the lowest and
             // highest id; each row in that range is checked, instead of listing every queued request first.
+            // A request another process claimed since `plan` was made keeps the plan it is being served on.
             if let first = plan.entries.lazy.map(\.requestID).min(), let last = plan.entries.lazy.map(\.requestID).max() {
                 try database.statement("""
                     DELETE FROM request_plans WHERE request_id BETWEEN ? AND ? AND EXISTS (
@@ -51,6 +52,7 @@ public struct PlanStore {
             }
             let insert = try database.statement("""
                 INSERT INTO request_plans (request_id, model, mode, start_at, cost_pico, baseline_pico) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (request_id) DO NOTHING
                 """)
             for entry in plan.entries {
                 guard var model = entry.model, let mode = entry.mode, let startAt = entry.startAt else { continue }

@@ -192,9 +192,15 @@ public final class PlanningProblem: AssignmentProblem {
         return min(moment, end)
     }
 
+    /// How many requests a model's rate limits admit in `milliseconds`; limits so large that the
+    /// product overflows count as unlimited (`Int32.max`).
     private func capacityOf(_ model: Model, milliseconds: Int64, averageTokens: Int) -> Int {
-        let byRequests = Int64(model.rateLimits.requestsPerMinute) * milliseconds / 60_000
-        let byTokens = Int64(model.rateLimits.tokensPerMinute) * milliseconds / 60_000 / Int64(averageTokens)
+        func perWindow(_ perMinute: Int) -> Int64 {
+            let (product, overflow) = Int64(perMinute).multipliedReportingOverflow(by: milliseconds)
+            return overflow ? Int64.max : product / 60_000
+        }
+        let byRequests = perWindow(model.rateLimits.requestsPerMinute)
+        let byTokens = perWindow(model.rateLimits.tokensPerMinute) / Int64(averageTokens)
         return Int(min(byRequests, byTokens, Int64(Int32.max)))
     }
 

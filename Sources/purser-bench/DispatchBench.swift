@@ -1,0 +1,132 @@
+import Foundation
+import PurserCore
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The dispatch figures: Purser serving requests from its database against the fake provider, beside
+/// plain URLSession calls to the same kind of server in the same run.
+enum DispatchBench {
+    /// A `purser-fake-provider` process (built beside this benchmark), killed by `stop()`.
+    struct FakeServer {
+        let process: Process
+        let port: Int
+
+        init(latencyMilliseconds: Int) throws {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+                .appendingPathComponent("purser-fake-provider")
+            process.arguments = ["--max-seconds", "600", "--latency-ms", String(latencyMilliseconds)]
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-fake-\(UUID().uuidString).txt")
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+            defer { try? FileManager.default.removeItem(at: output) }
+            process.standardOutput = try FileHandle(forWritingTo: output)
+            try process.run()
+            for _ in 0..<500 {
+                if let text = try? String(contentsOf: output, encoding: .utf8), text.hasSuffix("\n"),
+                    let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last ?? "")
+                {
+                    self.port = port
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            kill(process.processIdentifier, SIGKILL)
+            throw Problem("the fake provider did not start; build it with swift build -c release")
+        }
+
+        /// The most calls the server was answering at one moment.
+        func peakInFlight() -> Int {
+            guard let data = try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/stats")!),
+                let stats = try? JSONParser.parse(String(decoding: data, as: UTF8.self)).objectValue,
+                case .number(let peak)? = stats["peak_in_flight"]
+            else { return -1 }
+            return Int(peak) ?? -1
+        }
+
+        func stop() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// One OpenAI-dialect model on the fake server, with limits far above what the benchmark asks.
+    static func catalog(port: Int, tiers: Tiers) -> PricingCatalog {
+        let prices = TokenPrices(
+            input: TokenPrice(microUSDPerMillion: 150_000), output: TokenPrice(microUSDPerMillion: 600_000),
+            cachedInput: TokenPrice(microUSDPerMillion: 75_000))
+        let model = Model(
+            id: "fake/small", provider: "fake", providerModel: "small", prices: prices, contextWindow: 100_000, maxOutputTokens: 8_000,
+            quality: 90, qualitySource: "benchmark", capabilities: [.tools, .jsonMode, .vision],
+            rateLimits: RateLimits(requestsPerMinute: 100_000_000, tokensPerMinute: 1_000_000_000_000),
+            speed: Speed(timeToFirstTokenMilliseconds: 1, outputTokensPerSecond: 100_000), priceDate: "2026-11-24",
+            priceSource: "https://example.com")
+        let provider = Provider(
+            name: "fake", dialect: .openai, baseURL: "http://127.0.0.1:\(port)/v1", apiKeyEnvironmentVariable: "FAKE_KEY", offersBatchAPI: false)
+        return PricingCatalog(models: [model], providers: ["fake": provider], tiers: tiers)
+    }
+
+    /// Plain URLSession POSTs of a body like Purser's, `concurrency` at a time, each waiting for its answer; seconds taken.
+    static func rawSeconds(port: Int, calls: Int, concurrency: Int) -> Double {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = concurrency
+        configuration.timeoutIntervalForRequest = 60
+        let session = URLSession(configuration: configuration)
+        let slots = DispatchSemaphore(value: concurrency)
+        let group = DispatchGroup()
+        let started = DispatchTime.now().uptimeNanoseconds
+        for index in 0..<calls {
+            slots.wait()
+            group.enter()
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/chat/completions")!)
+            request.httpMethod = "POST"
+            request.httpBody = Data(#"{"model":"small","messages":[{"role":"user","content":"hello \#(index)"}],"max_tokens":16}"#.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.setValue("Bearer bench", forHTTPHeaderField: "Authorization")
+            request.setValue("raw-\(index)", forHTTPHeaderField: "X-Purser-Request")
+            session.dataTask(with: request) { _, _, _ in
+                slots.signal()
+                group.leave()
+            }.resume()
+        }
+        group.wait()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        session.finishTasksAndInvalidate()
+        return seconds
+    }
+
+    struct RunFigures {
+        var seconds: Double
+        var stored: Int
+        var failed: Int
+    }
+
+    /// Submits `calls` requests for the fake model to a fresh database and serves them all with `purser run`'s dispatcher.
+    static func purserRun(port: Int, calls: Int, concurrency: Int, work: String, catalog: PricingCatalog) async throws -> RunFigures {
+        let path = work + "/dispatch.db"
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        let jobFile = work + "/dispatch-job.jsonl"
+        var text = ""
+        for index in 0..<calls {
+            text += #"{"custom_id": "c\#(index)", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "small", "messages": [{"role": "user", "content": "hello \#(index)"}], "max_tokens": 16}, "deadline": "week"}"#
+            text += "\n"
+        }
+        try text.write(toFile: jobFile, atomically: true, encoding: .utf8)
+        _ = try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog).submit(files: [jobFile], options: SubmitOptions(force: true))
+        var options = RunOptions(worker: "bench")
+        options.concurrency = concurrency
+        options.timeoutSeconds = 60
+        let environment = ["FAKE_KEY": "bench"]
+        let dispatcher = Dispatcher(
+            store: try DispatchStore(path: path, owner: "bench"),
+            caller: HTTPProviderClient(maximumConnectionsPerHost: concurrency, timeoutSeconds: 60, environment: environment),
+            catalog: catalog, environment: environment, options: options, onEvent: { _ in })
+        let started = DispatchTime.now().uptimeNanoseconds
+        let summary = try await dispatcher.run()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let stored = Int(try PurserDatabase.open(path: path).scalarInt("SELECT count(*) FROM results") ?? 0)
+        return RunFigures(seconds: seconds, stored: stored, failed: summary.failed)
+    }
+
+    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+}
