@@ -121,7 +121,7 @@ private func temporaryDatabase() -> String {
     let submitted = purser(["submit", quickstart], database: database)
     #expect(submitted.code == 0)
     #expect(submitted.out.hasPrefix("job 1 \"quickstart\" (project default): "))
-    #expect(submitted.out.hasSuffix("next: purser plan 1 --simulate\n"))
+    #expect(submitted.out.hasSuffix("next: purser plan 1 --simulate to see the plan, or purser run --job 1 --simulate to serve it\n"))
 
     let again = purser(["submit", quickstart], database: database)
     #expect(again.out.hasPrefix("job 1 \"quickstart\" already holds these bytes"))

@@ -324,6 +324,29 @@ struct DispatchIntegrationTests {
         #expect(csvTotal == spent)
     }
 
+    @Test func watchServesJobsSubmittedWhileItRuns() throws {
+        let server = try FakeProviderProcess(["--latency-ms", "20"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(5)], database: database, pricing: pricing)
+        let watcher = try startPurser(["run", "--watch", "--concurrency", "4"], database: database, pricing: pricing)
+        defer { if watcher.isRunning { kill(watcher.processIdentifier, SIGKILL) } }
+        func succeeded() throws -> Int { Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'")[0][0])! }
+        func waitFor(_ count: Int) throws -> Bool {
+            for _ in 0..<200 where try succeeded() < count { Thread.sleep(forTimeInterval: 0.05) }
+            return try succeeded() == count
+        }
+        #expect(try waitFor(5), "the first job is served")
+        #expect(watcher.isRunning, "--watch keeps running when the queue is empty")
+        try purser(["submit", try jobFile(7)], database: database, pricing: pricing)
+        #expect(try waitFor(12), "a job submitted later is planned and served by the same run")
+        kill(watcher.processIdentifier, SIGTERM)
+        watcher.waitUntilExit()
+        #expect(watcher.terminationStatus == 0)
+        #expect(try query(database, "SELECT count(DISTINCT worker) FROM attempts")[0][0] == "1")
+    }
+
     @Test func cancelStopsWhatHasNotStartedAndRetryQueuesItAgain() throws {
         let server = try FakeProviderProcess([])
         defer { server.stop() }

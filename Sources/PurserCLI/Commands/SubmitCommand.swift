@@ -95,7 +95,7 @@ enum SubmitCommand {
         if let last = submitted.last {
             let simulateHint = PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: false).isEmpty
                 ? " --simulate" : ""
-            console.print("next: purser plan \(last.job.id)\(simulateHint)")
+            console.print("next: purser plan \(last.job.id)\(simulateHint) to see the plan, or purser run --job \(last.job.id)\(simulateHint) to serve it")
         }
         return 0
     }
