@@ -17,10 +17,10 @@ import Testing
     #expect(deepseek.discountWindows.map(\.multiplierBasisPoints) == [5_000, 5_000, 5_000, 5_000])
 }
 
-/// Copies the bundled tables and lets a test damage one file.
+/// Copies the bundled tables (the JSON files, not the opt-in `local/` folder) and lets a test damage one file.
 private func damagedTables(_ file: String, _ edit: (String) -> String) -> String {
     let directory = Fixtures.temporaryDirectory()
-    for name in try! FileManager.default.contentsOfDirectory(atPath: Fixtures.pricingDirectory) {
+    for name in try! FileManager.default.contentsOfDirectory(atPath: Fixtures.pricingDirectory) where name.hasSuffix(".json") {
         let text = try! String(contentsOfFile: Fixtures.pricingDirectory + "/" + name, encoding: .utf8)
         _ = Fixtures.write(name == file ? edit(text) : text, to: name, in: directory)
     }
