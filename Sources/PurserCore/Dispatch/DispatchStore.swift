@@ -31,22 +31,23 @@ public actor DispatchStore {
                 RETURNING id
                 """).rows([.text(owner), .integer(leaseUntil), .integer(now), .optionalInt64(job), .text(excluded), .int(limit)]) { $0.int64(0) }
         }
-        let details = try database.statement("""
+        guard !ids.isEmpty else { return [] }
+        // One read for the whole claim, in id order.
+        let claimedIDs = JSONWriter.string(.array(ids.map { .number(String($0)) }))
+        return try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
                 r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, p.model, p.mode, b.body
             FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN request_bodies b ON b.request_id = r.id
-            WHERE r.id = ?
-            """)
-        return try ids.sorted().compactMap { id in
-            try details.firstRow([.integer(id)]) { row in
-                ClaimedRequest(
-                    id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
-                    needs: RequestNeeds(
-                        qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
-                        capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9)),
-                    referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
-                    attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16))
-            }
+            WHERE r.id IN (SELECT value FROM json_each(?))
+            ORDER BY r.id
+            """).rows([.text(claimedIDs)]) { row in
+            ClaimedRequest(
+                id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
+                needs: RequestNeeds(
+                    qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
+                    capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9)),
+                referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
+                attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16))
         }
     }
 
