@@ -188,11 +188,15 @@ final class ExchangeDeadlines: Sendable {
 
     private func endOverdue() {
         let now = DispatchTime.now()
+        // One pass drops exchanges that ended by themselves and takes out the overdue ones.
         let overdue = watched.withLock { watched -> [PendingExchange] in
-            watched = watched.filter { !$0.value.exchange.isEnded }
-            let overdue = watched.filter { $0.value.deadline <= now }
-            for key in overdue.keys { watched[key] = nil }
-            return overdue.values.map(\.exchange)
+            var overdue: [PendingExchange] = []
+            watched = watched.filter { _, entry in
+                if entry.exchange.isEnded { return false }
+                if entry.deadline <= now { overdue.append(entry.exchange); return false }
+                return true
+            }
+            return overdue
         }
         for exchange in overdue { exchange.finish(.timedOut, cancellingTask: true) }
     }

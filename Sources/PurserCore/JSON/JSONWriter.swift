@@ -56,7 +56,7 @@ public enum JSONWriter {
                 utf8.formIndex(after: &index)
                 continue
             }
-            // Every byte escaped is ASCII, so both ends of each run are character boundaries.
+            // Every byte escaped is ASCII, so both ends of each run are Unicode scalar boundaries.
             output += text[runStart..<index]
             switch byte {
             case UInt8(ascii: "\""): output += "\\\""
