@@ -156,5 +156,3 @@ func count(_ number: Int, _ noun: String, plural: String? = nil) -> String {
     "\(number) \(number == 1 ? noun : plural ?? noun + "s")"
 }
 
-/// A share in basis points as "12.3%".
-func percent(_ basisPoints: Int64) -> String { "\(basisPoints / 100).\(abs(basisPoints % 100) / 10)%" }

@@ -69,7 +69,7 @@ enum PlanOutput {
         console.print(table.render())
         console.print()
         console.print("baseline (each request on its reference model, sync): \(plan.baselineCost.formatted)")
-        console.print("saving: \(plan.saving.formatted) (\(percent(plan.savingBasisPoints)))")
+        console.print("saving: \(plan.saving.formatted) (\(percentText(plan.savingBasisPoints)))")
         console.print(plan.provenOptimal
             ? "optimality: proven optimal for these requests under the models' rate limits before each deadline"
             : "optimality: not proven (the improvement step ran out of time); the plan is feasible")

@@ -19,6 +19,26 @@ public enum Charges {
         }
     }
 
+    /// Input tokens are estimated at about four bytes each; a tokenizer can produce at most one token per
+    /// byte, so four times the estimate bounds what a provider can report.
+    static let inputBoundFactor = 4
+
+    /// The most a call can cost: the input bound at the highest input rate (cache writes), plus
+    /// `maxOutputTokens` at the output rate, at the mode's prices and the highest of any discount window.
+    /// This is what is reserved before the call, so a charge never exceeds its reservation.
+    public static func worstCase(model: Model, mode: DispatchMode, inputTokens: Int, maxOutputTokens: Int) -> Money {
+        var candidates: [TokenPrices]
+        switch mode {
+        case .flex: candidates = [model.flexPrices ?? model.prices]
+        case .batch: candidates = [model.batchPrices ?? model.prices]
+        case .sync, .offpeak: candidates = [model.prices] + model.discountWindows.map { model.prices.scaled(basisPoints: $0.multiplierBasisPoints) }
+        }
+        return candidates.map { prices in
+            max(prices.input.scaled(basisPoints: cacheWriteBasisPoints), prices.cachedInput).cost(tokens: inputTokens * inputBoundFactor)
+                + prices.output.cost(tokens: maxOutputTokens)
+        }.max() ?? .zero
+    }
+
     public static func cost(of usage: Usage, prices: TokenPrices) -> Money {
         prices.input.cost(tokens: usage.inputTokens)
             + prices.cachedInput.cost(tokens: usage.cachedInputTokens)

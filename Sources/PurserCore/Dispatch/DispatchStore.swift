@@ -14,27 +14,81 @@ public actor DispatchStore {
 
     // MARK: - Claiming
 
+    /// What one claim did: the requests it leased, with their money reserved, and what budgets said.
+    struct Claim: Sendable {
+        var requests: [ClaimedRequest] = []
+        /// Requests held because their worst case does not fit under a cap, and why (one reason per cap).
+        var held = 0
+        /// The latest reason given, per cap that held something.
+        var holdReasons: [String: String] = [:]
+        /// Requests left queued until calls in flight settle and free their reservations.
+        var waitingForBudget = 0
+        /// The caps this claim looked at, with its reservations added.
+        var capUses: [CapUse] = []
+    }
+
     /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), skipping
-    /// those planned on `excludedModels`. Attempts are counted here.
-    func claim(limit: Int, now: Int64, leaseUntil: Int64, job: Int64?, excludedModels: [String]) throws -> [ClaimedRequest] {
+    /// those planned on `excludedModels`, and reserves each one's worst case under its caps in the same
+    /// transaction; requests that do not fit are held or left for later (`Admission`). Held requests whose
+    /// month has ended are released first. Attempts are counted here.
+    func claim(
+        limit: Int, now: Int64, leaseUntil: Int64, job: Int64?, excludedModels: [String], simulated: Bool, catalog: PricingCatalog
+    ) throws -> Claim {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
-        let ids = try database.writeTransaction {
-            try database.statement("""
-                UPDATE requests SET state = 'running', lease_owner = ?1, lease_expires_at = ?2, attempts = attempts + 1,
-                    next_attempt_at = NULL
-                WHERE id IN (
-                    SELECT requests.id FROM requests JOIN request_plans ON request_plans.request_id = requests.id
-                    WHERE requests.state IN ('queued', 'waiting') AND coalesce(requests.next_attempt_at, 0) <= ?3
-                        AND (?4 IS NULL OR requests.job_id = ?4)
-                        AND request_plans.model NOT IN (SELECT value FROM json_each(?5))
-                    ORDER BY requests.id LIMIT ?6)
-                RETURNING id
-                """).rows([.text(owner), .integer(leaseUntil), .integer(now), .optionalInt64(job), .text(excluded), .int(limit)]) { $0.int64(0) }
+        var claim = Claim()
+        let ids: [Int64] = try database.writeTransaction {
+            try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND next_attempt_at <= ?")
+                .execute([.integer(now)])
+            let candidates = try database.statement("""
+                SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, p.model, p.mode
+                FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN jobs j ON j.id = r.job_id
+                WHERE r.state IN ('queued', 'waiting') AND coalesce(r.next_attempt_at, 0) <= ?1 AND (?2 IS NULL OR r.job_id = ?2)
+                    AND p.model NOT IN (SELECT value FROM json_each(?3))
+                ORDER BY r.id LIMIT ?4
+                """).rows([.integer(now), .optionalInt64(job), .text(excluded), .int(limit)]) { row in
+                (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),
+                    mode: DispatchMode(rawValue: row.text(6)) ?? .sync)
+            }
+            let month = BudgetMonth(containing: now)
+            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            let reserve = try database.statement("""
+                INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            let hold = try database.statement("UPDATE requests SET state = 'held', next_attempt_at = ?, last_error = ? WHERE id = ?")
+            let lease = try database.statement("""
+                UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
+                WHERE id = ?
+                """)
+            var leased: [Int64] = []
+            for candidate in candidates {
+                // A model gone from the tables reserves nothing; serving it fails the request with that reason.
+                let amount = catalog.model(id: candidate.model).map {
+                    Charges.worstCase(model: $0, mode: candidate.mode, inputTokens: candidate.input, maxOutputTokens: candidate.output)
+                } ?? .zero
+                switch try admission.decide(amount: amount, job: candidate.job, project: candidate.project) {
+                case .reserve:
+                    try lease.execute([.text(owner), .integer(leaseUntil), .integer(candidate.id)])
+                    try reserve.execute([
+                        .integer(candidate.id), .text(owner), .integer(candidate.job), .text(candidate.project), .text(month.description),
+                        .int(simulated ? 1 : 0), .integer(amount.picoUSD), .integer(now),
+                    ])
+                    leased.append(candidate.id)
+                case .wait:
+                    claim.waitingForBudget += 1
+                case .hold(let cap, let reason, let until):
+                    try hold.execute([.optionalInt64(until), .text(reason), .integer(candidate.id)])
+                    claim.held += 1
+                    claim.holdReasons[cap] = reason
+                }
+            }
+            claim.capUses = admission.uses
+            return leased
         }
-        guard !ids.isEmpty else { return [] }
+        guard !ids.isEmpty else { return claim }
         // One read for the whole claim, in id order.
         let claimedIDs = JSONWriter.string(.array(ids.map { .number(String($0)) }))
-        return try database.statement("""
+        claim.requests = try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
                 r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, p.model, p.mode, b.body
             FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN request_bodies b ON b.request_id = r.id
@@ -49,11 +103,16 @@ public actor DispatchStore {
                 referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
                 attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16))
         }
+        return claim
     }
 
     /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted.
     func rescueExpiredLeases(now: Int64) throws -> Int {
         try database.writeTransaction {
+            // The dead worker's reservations go with its leases: nothing will be charged against them.
+            try database.statement("""
+                DELETE FROM reservations WHERE request_id IN (SELECT id FROM requests WHERE state = 'running' AND lease_expires_at < ?)
+                """).execute([.integer(now)])
             try database.statement("""
                 UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                     last_error = 'its worker stopped before finishing (lease expired)'
@@ -76,7 +135,7 @@ public actor DispatchStore {
         try database.writeTransaction {
             try database.statement("""
                 UPDATE requests SET state = 'expired', last_error = 'the deadline passed before it could be served'
-                WHERE state IN ('queued', 'waiting') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2)
+                WHERE state IN ('queued', 'waiting', 'held') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2)
                 """).execute([.integer(now), .optionalInt64(job)])
             return database.changes
         }
@@ -92,6 +151,7 @@ public actor DispatchStore {
         var provider: Provider
         var mode: DispatchMode
         var cost: Money
+        var baseline: Money
         var attempt: AttemptRecord
         var now: Int64
         var continuation: CheckedContinuation<Bool, any Error>
@@ -100,17 +160,19 @@ public actor DispatchStore {
     private var pendingSuccesses: [PendingSuccess] = []
     private var commitScheduled = false
 
-    /// Writes the result, its cost and the attempt, and returns once they are committed. False when
+    /// Writes the result, its cost and the attempt, and turns the request's reservation into its charge
+    /// (the result is billed to the month it was reserved in); returns once they are committed. False when
     /// the lease was lost (another worker took the request over), in which case nothing is written.
     /// Successes that arrive while a commit is being written share the next transaction (group
     /// commit), so a burst of answers costs one commit rather than one each.
     func recordSuccess(
         _ request: ClaimedRequest, response: ProviderResponse, model: Model, provider: Provider, mode: DispatchMode, cost: Money,
-        attempt: AttemptRecord, now: Int64
+        baseline: Money, attempt: AttemptRecord, now: Int64
     ) async throws -> Bool {
         try await withCheckedThrowingContinuation { continuation in
             pendingSuccesses.append(PendingSuccess(
-                request: request, response: response, model: model, provider: provider, mode: mode, cost: cost, attempt: attempt, now: now,
+                request: request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baseline,
+                attempt: attempt, now: now,
                 continuation: continuation))
             if !commitScheduled {
                 commitScheduled = true
@@ -136,16 +198,23 @@ public actor DispatchStore {
 
     private func writeSuccess(_ success: PendingSuccess) throws -> Bool {
         let (request, response, model) = (success.request, success.response, success.model)
+        let reservation = try dropReservation(request.id)
         guard try finish(request.id, state: .succeeded, error: nil) else { return false }
+        let billedAt = reservation?.reservedAt ?? success.now
+        let project = try reservation?.project
+            ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(request.jobID)]) ?? "default"
+        try Ledger(database: database).addCharge(
+            success.cost, job: request.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
         try database.statement("""
             INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
-                cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at, billed_at, baseline_pico)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute([
             .integer(request.id), .text(model.id), .text(success.provider.name), .text(success.provider.dialect.rawValue),
             .text(success.mode.rawValue), .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body),
             .int(response.usage.inputTokens), .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens),
             .int(response.usage.outputTokens), .integer(success.cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(success.now),
+            .integer(billedAt), .integer(success.baseline.picoUSD),
         ])
         try insertAttempt(success.attempt, request: request.id)
         try JobStore(database: database).recordOutput(
@@ -178,12 +247,35 @@ public actor DispatchStore {
     /// (the call never happened, or failed for a reason that is not the request's).
     func release(_ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?, notBefore: Int64? = nil) throws {
         try database.writeTransaction {
+            _ = try dropReservation(request.id)
             try database.statement("""
                 UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - ?,
                     last_error = coalesce(?, last_error), next_attempt_at = ?
                 WHERE id = ? AND state = 'running' AND lease_owner = ?
                 """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .optionalInt64(notBefore), .integer(request.id), .text(owner)])
             if database.changes == 1, let attempt { try insertAttempt(attempt, request: request.id) }
+        }
+    }
+
+    /// Replaces this worker's reservation for a request with `amount` (its call moved to another model), if
+    /// that fits under its caps. False when it does not; the request then holds no reservation and must be released.
+    func moveReservation(_ request: ClaimedRequest, to amount: Money, now: Int64, simulated: Bool) throws -> Bool {
+        try database.writeTransaction {
+            guard let old = try database.statement(
+                "DELETE FROM reservations WHERE request_id = ? AND owner = ? RETURNING project, month, reserved_at")
+                .firstRow([.integer(request.id), .text(owner)], { (project: $0.text(0), month: $0.text(1), reservedAt: $0.int64(2)) }),
+                let month = BudgetMonth(old.month)
+            else { return false }
+            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            guard case .reserve = try admission.decide(amount: amount, job: request.jobID, project: old.project) else { return false }
+            try database.statement("""
+                INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute([
+                .integer(request.id), .text(owner), .integer(request.jobID), .text(old.project), .text(old.month), .int(simulated ? 1 : 0),
+                .integer(amount.picoUSD), .integer(old.reservedAt),
+            ])
+            return true
         }
     }
 
@@ -209,12 +301,21 @@ public actor DispatchStore {
             "SELECT count(*) FROM attempts WHERE request_id = ? AND model = ? AND outcome = 'retryable'", [.integer(request), .text(model)]) ?? 0)
     }
 
+    /// Ends this worker's lease on a request, dropping its reservation whether or not the lease was still held
+    /// (a request cancelled while its call ran keeps no reservation behind).
     private func finish(_ id: Int64, state: RequestState, error: String?, nextAttemptAt: Int64? = nil) throws -> Bool {
+        _ = try dropReservation(id)
         try database.statement("""
             UPDATE requests SET state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = ?, next_attempt_at = ?
             WHERE id = ? AND state = 'running' AND lease_owner = ?
             """).execute([.text(state.rawValue), .optionalText(error), .optionalInt64(nextAttemptAt), .integer(id), .text(owner)])
         return database.changes == 1
+    }
+
+    /// Deletes this worker's reservation for a request, returning when and under which project it was made.
+    private func dropReservation(_ id: Int64) throws -> (reservedAt: Int64, project: String)? {
+        try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ? RETURNING reserved_at, project")
+            .firstRow([.integer(id), .text(owner)]) { ($0.int64(0), $0.text(1)) }
     }
 
     private func insertAttempt(_ attempt: AttemptRecord, request: Int64) throws {
@@ -245,6 +346,8 @@ public actor DispatchStore {
         var blocked: Int
         /// Queued requests with no plan (no eligible model had room before the deadline).
         var unplanned: Int
+        /// Requests held by a budget cap.
+        var held: Int
     }
 
     func remaining(job: Int64?, excludedModels: [String]) throws -> Remaining {
@@ -261,10 +364,11 @@ public actor DispatchStore {
         let running = try database.statement("""
             SELECT count(*), min(lease_expires_at) FROM requests WHERE state = 'running' AND (?1 IS NULL OR job_id = ?1)
             """).firstRow([.optionalInt64(job)]) { ($0.int(0), $0.optionalInt64(1)) }
+        let held = try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'held' AND (?1 IS NULL OR job_id = ?1)", [.optionalInt64(job)])
         let soonest = [counts?.1, running?.1].compactMap { $0 }.min()
         return Remaining(
             dispatchable: Int(counts?.0 ?? 0), soonest: soonest, running: running?.0 ?? 0, blocked: Int(counts?.2 ?? 0),
-            unplanned: Int(counts?.3 ?? 0))
+            unplanned: Int(counts?.3 ?? 0), held: Int(held ?? 0))
     }
 
     /// Jobs in scope with queued requests that have no plan yet.

@@ -14,6 +14,7 @@ public final class Dispatcher: Sendable {
     let onEvent: @Sendable (RunEvent) -> Void
     let limiter: RateLimiter
     let health: ProviderHealth
+    let baseline: BaselinePricer
     private let state = RunState()
 
     public init(
@@ -29,6 +30,7 @@ public final class Dispatcher: Sendable {
         self.onEvent = onEvent
         limiter = RateLimiter(limits: options.limits, clock: clock)
         health = ProviderHealth(failuresBeforeCooldown: options.failuresBeforeCooldown, cooldownMilliseconds: Int64(options.cooldownSeconds * 1000))
+        baseline = BaselinePricer(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys)))
     }
 
     /// Stops claiming; calls in flight get `graceSeconds` to finish before they are cancelled and released.
@@ -76,10 +78,13 @@ public final class Dispatcher: Sendable {
         if remaining.unplanned > 0 {
             leftQueued.append("\(remaining.unplanned) requests have no plan: no usable model has room before their deadline")
         }
+        if remaining.held > 0 {
+            leftQueued.append("\(remaining.held) requests are held by a budget cap (see 'purser budget show'); raising the cap with 'purser budget set' or the start of the next month releases them")
+        }
         if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
         let summary = RunSummary(
             succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, retried: totals.retried, fellBack: totals.fellBack,
-            spend: totals.spend, simulated: options.simulate, elapsedMilliseconds: clock.now() - started, leftQueued: leftQueued)
+            held: remaining.held, spend: totals.spend, simulated: options.simulate, elapsedMilliseconds: clock.now() - started, leftQueued: leftQueued)
         onEvent(.finished(summary))
         return summary
     }
@@ -130,13 +135,16 @@ public final class Dispatcher: Sendable {
         do {
             _ = try await store.rescueExpiredLeases(now: now)
             let excluded = await excludedModels(now: now)
-            let claimed = try await store.claim(
+            let claim = try await store.claim(
                 limit: max(1, options.concurrency), now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
-                excludedModels: excluded)
-            if !claimed.isEmpty {
-                await state.addClaimed(claimed)
+                excludedModels: excluded, simulated: options.simulate, catalog: catalog)
+            await reportBudget(claim)
+            if !claim.requests.isEmpty {
+                await state.addClaimed(claim.requests)
                 return nil
             }
+            // Held requests left the queue: look again at once for others that fit.
+            if claim.held > 0 { return nil }
             if options.watch, try await planNewJobs(now: now) { return nil }
             let remaining = try await store.remaining(job: options.job, excludedModels: excluded)
             let inFlight = await state.inFlight
@@ -150,6 +158,19 @@ public final class Dispatcher: Sendable {
         } catch {
             onEvent(.notice("database: \(error)"))
             return 200
+        }
+    }
+
+    /// Tells the user, once per cap and run, when a cap holds requests or passes its warning share.
+    private func reportBudget(_ claim: DispatchStore.Claim) async {
+        if claim.held > 0 { await state.countHeld(claim.held) }
+        for (cap, reason) in claim.holdReasons.sorted(by: { $0.key < $1.key }) where await state.firstNotice("hold \(cap)") {
+            onEvent(.notice(reason))
+        }
+        for use in claim.capUses where use.isPastWarning && use.cap.picoUSD > 0 {
+            if await state.firstNotice("warn \(use.scopeText)") {
+                onEvent(.notice("\(use.scopeText) is \(percentText(use.usedBasisPoints)) used: \(use.charged.formatted) charged and \(use.reserved.formatted) reserved of \(use.cap.formatted)\(options.simulate ? " (simulated)" : "")"))
+            }
         }
     }
 
@@ -211,6 +232,12 @@ public final class Dispatcher: Sendable {
                 return
             }
             (model, provider, mode) = alternative
+            // The reservation was made for the planned model; the new one must fit under the caps too.
+            let worstCase = Charges.worstCase(model: model, mode: mode, inputTokens: request.needs.inputTokens, maxOutputTokens: request.needs.maxOutputTokens)
+            guard (try? await store.moveReservation(request, to: worstCase, now: now, simulated: options.simulate)) == true else {
+                try? await store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is cooling down", notBefore: until)
+                return
+            }
             try? await store.replan(request, model: model.id, mode: mode, cost: Charges.prices(of: model, mode: mode, at: now).cost(
                 inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens))
         }
@@ -244,8 +271,10 @@ public final class Dispatcher: Sendable {
         case .success(let response):
             await health.recordSuccess(provider.name)
             let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: callStarted))
+            // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
+            let baselineCost = baseline.baselineModel(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
             let kept = (try? await store.recordSuccess(
-                request, response: response, model: model, provider: provider, mode: mode, cost: cost,
+                request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baselineCost,
                 attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
                 now: finished)) ?? false
             if kept { await state.succeeded(cost: cost) }
@@ -327,6 +356,8 @@ actor RunState {
         var expired = 0
         var retried = 0
         var fellBack = 0
+        /// Requests this run held because their worst case did not fit under a cap.
+        var held = 0
         var spend = Money.zero
     }
 
@@ -348,6 +379,15 @@ actor RunState {
     private var random = SystemRandomNumberGenerator()
 
     func setRemaining(_ count: Int) { remaining = count }
+
+    /// True the first time a notice with this key is asked for, so a run says each thing once.
+    private var noticesGiven: Set<String> = []
+    func firstNotice(_ key: String) -> Bool { noticesGiven.insert(key).inserted }
+
+    func countHeld(_ count: Int) {
+        totals.held += count
+        remaining -= count
+    }
 
     enum NextStep {
         case serve(ClaimedRequest)

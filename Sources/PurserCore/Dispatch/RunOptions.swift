@@ -46,6 +46,8 @@ public struct RunSummary: Sendable {
     public var expired: Int
     public var retried: Int
     public var fellBack: Int
+    /// Requests in scope held by a budget cap when the run ended.
+    public var held: Int
     public var spend: Money
     public var simulated: Bool
     public var elapsedMilliseconds: Int64

@@ -124,6 +124,66 @@ public enum Schema {
                 finished_at INTEGER NOT NULL
             );
             """),
+        Migration(version: 3, sql: """
+            -- Budgets: a cap per project for one calendar month (UTC), or with month '*' for every month that has none of its own.
+            CREATE TABLE budgets (
+                project TEXT NOT NULL,
+                month TEXT NOT NULL,
+                cap_pico INTEGER NOT NULL CHECK (cap_pico >= 0),
+                warn_percent INTEGER NOT NULL CHECK (warn_percent BETWEEN 1 AND 100),
+                set_at INTEGER NOT NULL,
+                PRIMARY KEY (project, month)
+            );
+            ALTER TABLE jobs ADD COLUMN warn_percent INTEGER NOT NULL DEFAULT 80;
+
+            -- Money held for a call before it is made: its worst case, counted against every cap it falls under
+            -- (its project's month, its job), in the real or the simulated ledger. One per running request; the
+            -- transaction that ends the lease deletes it.
+            CREATE TABLE reservations (
+                request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                owner TEXT NOT NULL,
+                job_id INTEGER NOT NULL,
+                project TEXT NOT NULL,
+                month TEXT NOT NULL,
+                simulated INTEGER NOT NULL,
+                amount_pico INTEGER NOT NULL,
+                reserved_at INTEGER NOT NULL
+            );
+            CREATE INDEX reservations_by_month ON reservations(project, month, simulated);
+            CREATE INDEX reservations_by_job ON reservations(job_id, simulated);
+
+            -- A result is billed when its money was reserved (so a call that straddles midnight at the end of a month
+            -- is charged to the month whose cap admitted it), and carries what its reference model would have cost.
+            ALTER TABLE results ADD COLUMN billed_at INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE results ADD COLUMN baseline_pico INTEGER NOT NULL DEFAULT 0;
+            UPDATE results SET billed_at = finished_at,
+                baseline_pico = coalesce((SELECT baseline_pico FROM request_plans WHERE request_id = results.request_id), cost_pico);
+            CREATE INDEX results_by_billed_at ON results(billed_at);
+
+            -- Running totals of charges, kept in the transaction that writes each result, so a cap check reads a row
+            -- instead of summing results.
+            CREATE TABLE monthly_charges (
+                project TEXT NOT NULL,
+                month TEXT NOT NULL,
+                simulated INTEGER NOT NULL,
+                charged_pico INTEGER NOT NULL,
+                PRIMARY KEY (project, month, simulated)
+            ) WITHOUT ROWID;
+            CREATE TABLE job_charges (
+                job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                simulated INTEGER NOT NULL,
+                charged_pico INTEGER NOT NULL,
+                PRIMARY KEY (job_id, simulated)
+            ) WITHOUT ROWID;
+            INSERT INTO monthly_charges (project, month, simulated, charged_pico)
+                SELECT j.project, strftime('%Y-%m', s.billed_at / 1000, 'unixepoch'), s.simulated, sum(s.cost_pico)
+                FROM results s JOIN requests r ON r.id = s.request_id JOIN jobs j ON j.id = r.job_id GROUP BY 1, 2, 3;
+            INSERT INTO job_charges (job_id, simulated, charged_pico)
+                SELECT r.job_id, s.simulated, sum(s.cost_pico) FROM results s JOIN requests r ON r.id = s.request_id GROUP BY 1, 2;
+
+            -- Held requests wait for a cap to be raised, or (next_attempt_at) for the month whose cap held them to end.
+            CREATE INDEX requests_held ON requests(next_attempt_at) WHERE state = 'held';
+            """),
     ])
 }
 

@@ -84,3 +84,8 @@ public struct TokenPrice: Sendable, Hashable, Comparable {
 
     public static func < (lhs: TokenPrice, rhs: TokenPrice) -> Bool { lhs.microUSDPerMillion < rhs.microUSDPerMillion }
 }
+
+/// A share in basis points as "12.3%" (rounded down to a tenth of a percent).
+public func percentText(_ basisPoints: Int64) -> String {
+    (basisPoints < 0 ? "-" : "") + "\(abs(basisPoints) / 100).\(abs(basisPoints) % 100 / 10)%"
+}

@@ -98,18 +98,27 @@ struct BaselinePricer {
     }
 
     func cost(of request: PlannableRequest) -> Money {
+        guard let index = baselineModelIndex(for: request) else { return .zero }
+        return listCost(index, request, samples: history.samples(tier: request.needs.qualityTier))
+    }
+
+    /// The model the baseline prices the request on: its reference model, or the cheapest that meets its needs at list price.
+    func baselineModel(for request: PlannableRequest) -> Model? { baselineModelIndex(for: request).map { models[$0] } }
+
+    private func listCost(_ index: Int, _ request: PlannableRequest, samples: [OutputHistory.Sample?]?) -> Money {
+        let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: request.needs.maxOutputTokens)
+        return facts[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
+    }
+
+    private func baselineModelIndex(for request: PlannableRequest) -> Int? {
+        if let reference = request.referenceModel, let index = indexByID[reference] { return index }
         let samples = history.samples(tier: request.needs.qualityTier)
-        func listCost(_ index: Int) -> Money {
-            let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: request.needs.maxOutputTokens)
-            return facts[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-        }
-        if let reference = request.referenceModel, let index = indexByID[reference] { return listCost(index) }
-        var cheapest: Money?
+        var cheapest: (index: Int, cost: Money)?
         for index in facts.indices
         where Eligibility.staticExclusion(of: facts[index], isPinnedModel: request.needs.pinnedModel == models[index].id, for: request.needs) == nil {
-            let cost = listCost(index)
-            if cheapest == nil || cost < cheapest! { cheapest = cost }
+            let cost = listCost(index, request, samples: samples)
+            if cheapest == nil || cost < cheapest!.cost { cheapest = (index, cost) }
         }
-        return cheapest ?? .zero
+        return cheapest?.index
     }
 }

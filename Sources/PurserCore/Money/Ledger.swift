@@ -1,0 +1,175 @@
+import SQLiteStore
+
+/// A project's cap for one month, or for every month that has no cap of its own (`month == nil`).
+public struct Budget: Sendable, Hashable {
+    public var project: String
+    public var month: BudgetMonth?
+    public var cap: Money
+    /// Warn once charges and reservations reach this share of the cap.
+    public var warnPercent: Int
+    public var setAt: Int64
+
+    public var periodText: String { month?.description ?? "every month" }
+}
+
+/// One cap and what counts against it right now.
+public struct CapUse: Sendable, Hashable {
+    public enum Scope: Sendable, Hashable {
+        case project(String, BudgetMonth)
+        case job(Int64, name: String)
+    }
+
+    public var scope: Scope
+    public var cap: Money
+    public var warnPercent: Int
+    public var charged: Money
+    public var reserved: Money
+
+    public var used: Money { charged + reserved }
+    public var left: Money { cap - used }
+    /// Charges and reservations as a share of the cap, in basis points (a zero cap counts as full).
+    public var usedBasisPoints: Int64 { cap.picoUSD > 0 ? used.picoUSD * 10_000 / cap.picoUSD : 10_000 }
+    public var isPastWarning: Bool { usedBasisPoints >= Int64(warnPercent) * 100 }
+
+    public var scopeText: String {
+        switch scope {
+        case .project(let project, let month): "project \(project)'s budget for \(month)"
+        case .job(let id, let name): "job \(id) (\(name))'s cap"
+        }
+    }
+}
+
+/// The budgets and the ledger against them: caps per project and month and per job, the
+/// reservations held for calls in flight, and the running totals of charges.
+///
+/// Real and simulated money are kept apart: a rehearsal with `--simulate` is checked against the
+/// same caps, so it shows where they would bite, without spending the real budget.
+public struct Ledger {
+    public static let defaultWarnPercent = 80
+    static let everyMonth = "*"
+
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    // MARK: - Budgets
+
+    /// Sets a project's cap for `month` (nil: every month) and releases the project's held requests,
+    /// so that the next run looks at them again. Returns how many were released.
+    public func setBudget(_ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int, now: Int64) throws -> Int {
+        try database.writeTransaction {
+            try database.statement("""
+                INSERT INTO budgets (project, month, cap_pico, warn_percent, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                ON CONFLICT (project, month) DO UPDATE SET cap_pico = ?3, warn_percent = ?4, set_at = ?5
+                """).execute([.text(project), .text(month?.description ?? Ledger.everyMonth), .integer(cap.picoUSD), .int(warnPercent), .integer(now)])
+            return try releaseHeld(project: project)
+        }
+    }
+
+    /// Removes a project's cap for `month` (nil: the every-month cap). Returns whether there was one and how many held requests were released.
+    public func clearBudget(project: String, month: BudgetMonth?) throws -> (removed: Bool, released: Int) {
+        try database.writeTransaction {
+            try database.statement("DELETE FROM budgets WHERE project = ? AND month = ?")
+                .execute([.text(project), .text(month?.description ?? Ledger.everyMonth)])
+            let removed = database.changes == 1
+            return (removed, removed ? try releaseHeld(project: project) : 0)
+        }
+    }
+
+    /// Sets or removes (`cap == nil`) a job's cap, releasing its held requests.
+    public func setJobCap(_ cap: Money?, job: Int64, warnPercent: Int?) throws -> Int {
+        try database.writeTransaction {
+            try database.statement("UPDATE jobs SET max_cost_pico = ?, warn_percent = coalesce(?, warn_percent) WHERE id = ?")
+                .execute([.optionalInt64(cap?.picoUSD), warnPercent.map { .int($0) } ?? .null, .integer(job)])
+            try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND job_id = ?")
+                .execute([.integer(job)])
+            return database.changes
+        }
+    }
+
+    private func releaseHeld(project: String) throws -> Int {
+        try database.statement("""
+            UPDATE requests SET state = 'queued', next_attempt_at = NULL
+            WHERE state = 'held' AND job_id IN (SELECT id FROM jobs WHERE project = ?)
+            """).execute([.text(project)])
+        return database.changes
+    }
+
+    /// Every budget, by project, the every-month cap first, then by month.
+    public func budgets() throws -> [Budget] {
+        try database.statement("""
+            SELECT project, month, cap_pico, warn_percent, set_at FROM budgets ORDER BY project, month = '*' DESC, month
+            """).rows { row in
+            Budget(
+                project: row.text(0), month: BudgetMonth(row.text(1)), cap: Money(picoUSD: row.int64(2)), warnPercent: row.int(3),
+                setAt: row.int64(4))
+        }
+    }
+
+    /// The cap in force for `project` in `month`: that month's own, else the every-month cap, else none.
+    public func budget(project: String, month: BudgetMonth) throws -> Budget? {
+        try database.statement("""
+            SELECT project, month, cap_pico, warn_percent, set_at FROM budgets WHERE project = ? AND month IN (?, '*')
+            ORDER BY month = '*' LIMIT 1
+            """).firstRow([.text(project), .text(month.description)]) { row in
+            Budget(
+                project: row.text(0), month: BudgetMonth(row.text(1)), cap: Money(picoUSD: row.int64(2)), warnPercent: row.int(3),
+                setAt: row.int64(4))
+        }
+    }
+
+    // MARK: - What counts against a cap
+
+    /// Charges and reservations of `project` in `month`, in the real or the simulated ledger.
+    public func spending(project: String, month: BudgetMonth, simulated: Bool) throws -> (charged: Money, reserved: Money) {
+        let charged = try database.scalarInt(
+            "SELECT charged_pico FROM monthly_charges WHERE project = ? AND month = ? AND simulated = ?",
+            [.text(project), .text(month.description), .int(simulated ? 1 : 0)]) ?? 0
+        let reserved = try database.scalarInt(
+            "SELECT coalesce(sum(amount_pico), 0) FROM reservations WHERE project = ? AND month = ? AND simulated = ?",
+            [.text(project), .text(month.description), .int(simulated ? 1 : 0)]) ?? 0
+        return (Money(picoUSD: charged), Money(picoUSD: reserved))
+    }
+
+    /// Charges and reservations of one job, in the real or the simulated ledger.
+    public func spending(job: Int64, simulated: Bool) throws -> (charged: Money, reserved: Money) {
+        let charged = try database.scalarInt(
+            "SELECT charged_pico FROM job_charges WHERE job_id = ? AND simulated = ?", [.integer(job), .int(simulated ? 1 : 0)]) ?? 0
+        let reserved = try database.scalarInt(
+            "SELECT coalesce(sum(amount_pico), 0) FROM reservations WHERE job_id = ? AND simulated = ?", [.integer(job), .int(simulated ? 1 : 0)]) ?? 0
+        return (Money(picoUSD: charged), Money(picoUSD: reserved))
+    }
+
+    /// The project's cap for `month` with what counts against it, or nil when it has none.
+    public func use(project: String, month: BudgetMonth, simulated: Bool) throws -> CapUse? {
+        guard let budget = try budget(project: project, month: month) else { return nil }
+        let spending = try spending(project: project, month: month, simulated: simulated)
+        return CapUse(
+            scope: .project(project, month), cap: budget.cap, warnPercent: budget.warnPercent, charged: spending.charged, reserved: spending.reserved)
+    }
+
+    /// The job's cap with what counts against it, or nil when it has none.
+    public func use(job: Int64, simulated: Bool) throws -> CapUse? {
+        guard let (name, cap, warnPercent) = try database.statement("SELECT name, max_cost_pico, warn_percent FROM jobs WHERE id = ? AND max_cost_pico IS NOT NULL")
+            .firstRow([.integer(job)], { ($0.text(0), $0.int64(1), $0.int(2)) })
+        else { return nil }
+        let spending = try spending(job: job, simulated: simulated)
+        return CapUse(
+            scope: .job(job, name: name), cap: Money(picoUSD: cap), warnPercent: warnPercent, charged: spending.charged, reserved: spending.reserved)
+    }
+
+    // MARK: - Charges
+
+    /// Adds a result's cost to the running totals of its project's month and its job. Called in the
+    /// transaction that writes the result.
+    func addCharge(_ cost: Money, job: Int64, project: String, month: BudgetMonth, simulated: Bool) throws {
+        try database.statement("""
+            INSERT INTO monthly_charges (project, month, simulated, charged_pico) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT (project, month, simulated) DO UPDATE SET charged_pico = charged_pico + ?4
+            """).execute([.text(project), .text(month.description), .int(simulated ? 1 : 0), .integer(cost.picoUSD)])
+        try database.statement("""
+            INSERT INTO job_charges (job_id, simulated, charged_pico) VALUES (?1, ?2, ?3)
+            ON CONFLICT (job_id, simulated) DO UPDATE SET charged_pico = charged_pico + ?3
+            """).execute([.integer(job), .int(simulated ? 1 : 0), .integer(cost.picoUSD)])
+    }
+}
