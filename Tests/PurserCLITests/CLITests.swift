@@ -3,36 +3,6 @@ import Testing
 @testable import PurserCLI
 import PurserCore
 
-private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-/// Runs `purser` in-process and captures what it printed.
-private struct Run {
-    var code: Int32
-    var out: String
-    var error: String
-}
-
-private final class Capture: @unchecked Sendable {
-    var out = ""
-    var error = ""
-}
-
-private func purser(_ arguments: [String], environment: [String: String] = [:], database: String? = nil) -> Run {
-    let capture = Capture()
-    let console = Console(out: { capture.out += $0 }, error: { capture.error += $0 })
-    var environment = environment
-    environment["PURSER_PRICING"] = repository.appendingPathComponent("pricing").path
-    if let database { environment["PURSER_DB"] = database }
-    let code = Purser.run(arguments, environment: environment, console: console, clock: .fixed(1_795_478_400_000))
-    return Run(code: code, out: capture.out, error: capture.error)
-}
-
-private func temporaryDatabase() -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-cli-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    return directory.appendingPathComponent("purser.db").path
-}
-
 @Test func rootHelpListsTheSubcommands() {
     let run = purser(["--help"])
     #expect(run.code == 0)
@@ -50,8 +20,9 @@ private func temporaryDatabase() -> String {
           estimate                  Plan a job file without submitting it: the mix, the estimated cost and the saving.
           plan                      Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.
           run                       Serve planned requests: call the chosen models with retries, fallbacks and rate limits, and store every result.
-          status                    Show jobs: requests by state, what they spent, and the estimate and baseline of their plans.
+          status                    Show jobs: requests by state, what they spent, the estimate and baseline of their plans, and the budgets' use.
           results                   Write a job's results: OpenAI batch output (line for line), Anthropic batch results, JSON lines or CSV.
+          budget                    Set, show or clear spending caps: per project for every month or one month (UTC), or per job.
           cancel                    Cancel a job's requests that have not started; running ones finish.
           retry                     Queue a job's failed, expired and cancelled requests again, with fresh attempts.
           pricing                   List, check or import the pricing tables.
@@ -116,7 +87,7 @@ private func temporaryDatabase() -> String {
 }
 
 @Test func submitPlanAndStatusWorkEndToEnd() throws {
-    let database = temporaryDatabase()
+    let database = temporaryDatabasePath()
     let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
     let submitted = purser(["submit", quickstart], database: database)
     #expect(submitted.code == 0)
@@ -151,7 +122,7 @@ private func temporaryDatabase() -> String {
 }
 
 @Test func withoutKeysOrSimulateNothingIsPlannedAndThePlanSaysWhy() {
-    let database = temporaryDatabase()
+    let database = temporaryDatabasePath()
     _ = purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
     let plan = purser(["plan", "1"], database: database)
     #expect(plan.code == 0)
@@ -163,7 +134,7 @@ private func temporaryDatabase() -> String {
 }
 
 @Test func rejectedSubmitExitsOneAndStoresNothing() {
-    let database = temporaryDatabase()
+    let database = temporaryDatabasePath()
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).jsonl").path
     _ = FileManager.default.createFile(atPath: file, contents: Data("{\"prompt\": \"ok\"}\n{oops\n".utf8))
     let run = purser(["submit", file], database: database)
@@ -177,7 +148,7 @@ private func temporaryDatabase() -> String {
 }
 
 @Test func statusWithoutADatabaseDoesNotCreateOne() {
-    let database = temporaryDatabase()
+    let database = temporaryDatabasePath()
     let run = purser(["status"], database: database)
     #expect(run.code == 1)
     #expect(run.error == "Error: no database at \(database); submit a job first, or pass --db PATH\n")
@@ -212,7 +183,7 @@ private func temporaryDatabase() -> String {
 @Test func aPlanSavedLateKeepsThePlansOfRequestsClaimedMeanwhile() throws {
     // Two `purser run` processes can plan the same job at once; the second must not fail on requests the
     // first has already claimed, nor change the plan they are being served on.
-    let path = temporaryDatabase()
+    let path = temporaryDatabasePath()
     #expect(purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: path).code == 0)
     let database = try PurserDatabase.open(path: path)
     let store = PlanStore(database: database)

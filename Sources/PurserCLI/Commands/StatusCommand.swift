@@ -5,7 +5,7 @@ import PurserCore
 enum StatusCommand {
     static let spec = CommandSpec(
         name: "status",
-        overview: "Show jobs: requests by state, what they spent, and the estimate and baseline of their plans.",
+        overview: "Show jobs: requests by state, what they spent, the estimate and baseline of their plans, and the budgets' use.",
         arguments: [.init(name: "job", help: "One job's number or name (default: every job).", optional: true)],
         options: [CommandContext.databaseOption, CommandContext.jsonOption])
 
@@ -14,6 +14,11 @@ enum StatusCommand {
         let store = JobStore(database: database)
         let jobs = try arguments.positionals.first.map { [try context.job($0, store: store)] } ?? store.jobs()
         let results = ResultStore(database: database)
+        let ledger = Ledger(database: database)
+        let month = BudgetMonth(containing: context.clock.now())
+        let caps = try ledger.capsInForce(month: month, simulated: false).filter { use in jobs.contains { use.applies(to: $0) } }
+        let rehearsals = try ledger.hasSimulatedSpending()
+            ? try ledger.capsInForce(month: month, simulated: true).filter { use in use.used > .zero && jobs.contains { use.applies(to: $0) } } : []
         var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money, spent: Money, simulated: Int)] = []
         for job in jobs {
             let totals = try store.planTotals(job: job.id)
@@ -32,6 +37,7 @@ enum StatusCommand {
                     "estimated_cost_usd": row.estimated.jsonUSD, "baseline_cost_usd": row.baseline.jsonUSD, "spent_usd": row.spent.jsonUSD,
                     "simulated_results": .number(String(row.simulated)),
                     "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
+                    "caps": .array(caps.filter { $0.applies(to: row.job) }.map { .object(JSONObject(BudgetCommand.capUseJSON($0))) }),
                 ]))
             }))
             return 0
@@ -49,6 +55,11 @@ enum StatusCommand {
             ])
         }
         context.console.print(table.render())
+        if !caps.isEmpty {
+            context.console.print()
+            for use in caps { context.console.print(BudgetCommand.line(use, simulated: false)) }
+            for use in rehearsals { context.console.print(BudgetCommand.line(use, simulated: true)) }
+        }
         if let only = rows.first, rows.count == 1 {
             context.console.print()
             context.console.print("submitted \(timestamp(only.job.submittedAt)) from \(only.job.source)"

@@ -78,6 +78,11 @@ public struct JobStore {
     }
 
     /// Request counts by state for one job.
+    /// Requests held by a budget cap, in every job.
+    public func heldCount() throws -> Int {
+        Int(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'held'") ?? 0)
+    }
+
     public func stateCounts(job: Int64) throws -> [RequestState: Int] {
         var counts: [RequestState: Int] = [:]
         try database.statement("""

@@ -17,6 +17,8 @@ public struct CapUse: Sendable, Hashable {
     public enum Scope: Sendable, Hashable {
         case project(String, BudgetMonth)
         case job(Int64, name: String)
+
+        public var isProject: Bool { if case .project = self { true } else { false } }
     }
 
     public var scope: Scope
@@ -30,6 +32,14 @@ public struct CapUse: Sendable, Hashable {
     /// Charges and reservations as a share of the cap, in basis points (a zero cap counts as full).
     public var usedBasisPoints: Int64 { cap.picoUSD > 0 ? used.picoUSD * 10_000 / cap.picoUSD : 10_000 }
     public var isPastWarning: Bool { usedBasisPoints >= Int64(warnPercent) * 100 }
+
+    /// Whether this cap counts the job's spending.
+    public func applies(to job: Job) -> Bool {
+        switch scope {
+        case .project(let project, _): project == job.project
+        case .job(let id, _): id == job.id
+        }
+    }
 
     public var scopeText: String {
         switch scope {
@@ -156,6 +166,19 @@ public struct Ledger {
         let spending = try spending(job: job, simulated: simulated)
         return CapUse(
             scope: .job(job, name: name), cap: Money(picoUSD: cap), warnPercent: warnPercent, charged: spending.charged, reserved: spending.reserved)
+    }
+
+    /// Every cap in force in `month` with what counts against it: each project's budget, then each job cap.
+    public func capsInForce(month: BudgetMonth, simulated: Bool) throws -> [CapUse] {
+        let projects = try database.statement("SELECT DISTINCT project FROM budgets ORDER BY project").rows { $0.text(0) }
+        let jobs = try database.statement("SELECT id FROM jobs WHERE max_cost_pico IS NOT NULL ORDER BY id").rows { $0.int64(0) }
+        return try projects.compactMap { try use(project: $0, month: month, simulated: simulated) }
+            + jobs.compactMap { try use(job: $0, simulated: simulated) }
+    }
+
+    /// Whether any simulated money was charged or reserved, so displays can show the rehearsal ledger beside the real one.
+    public func hasSimulatedSpending() throws -> Bool {
+        try database.scalarInt("SELECT EXISTS (SELECT 1 FROM job_charges WHERE simulated = 1) OR EXISTS (SELECT 1 FROM reservations WHERE simulated = 1)") == 1
     }
 
     // MARK: - Charges

@@ -1,0 +1,183 @@
+import Foundation
+import PurserCore
+
+/// `purser budget set USD | show | clear`: monthly caps per project, and job caps.
+enum BudgetCommand {
+    static let spec = CommandSpec(
+        name: "budget",
+        overview: "Set, show or clear spending caps: per project for every month or one month (UTC), or per job.",
+        arguments: [
+            .init(name: "action", help: "set, show, or clear."),
+            .init(name: "usd", help: "For set: the cap in US dollars, such as 250 or 12.50.", optional: true),
+        ],
+        options: [
+            .init(name: "project", value: "name", help: "The project the cap applies to (default: default)."),
+            .init(name: "month", value: "yyyy-mm", help: "set/clear: only this month (default: every month); show: the month to show (default: this one)."),
+            .init(name: "job", value: "job", help: "set/clear: cap one job (number or name) instead of a project."),
+            .init(name: "warn-at", value: "percent", help: "set: warn when charges and reservations reach this share of the cap (default: 80)."),
+            CommandContext.databaseOption, CommandContext.jsonOption,
+        ],
+        discussion: """
+            Before each call Purser reserves its worst case under every cap it falls under; a request whose
+            worst case does not fit is held, never failed, until the cap is raised or the month ends.
+            A month's own cap replaces the every-month cap for that month. Simulated runs are checked
+            against the same caps in a ledger of their own.
+            """)
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        switch arguments.positionals[0] {
+        case "set": return try set(arguments, context: context)
+        case "show": return try show(arguments, context: context)
+        case "clear": return try clear(arguments, context: context)
+        case let other: throw UsageError(message: "Unknown action '\(other)'; use set, show or clear.", spec: spec)
+        }
+    }
+
+    static func set(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        guard arguments.positionals.count == 2 else {
+            throw UsageError(message: "Missing the cap: 'purser budget set USD', such as 'purser budget set 250'.", spec: spec)
+        }
+        let text = arguments.positionals[1]
+        guard case .success(let cap) = RoutingText.usd(.string(text), field: "<usd>") else {
+            throw UsageError(message: "<usd>: '\(text)' is not an amount of US dollars, such as 250 or 12.50.", spec: spec)
+        }
+        let month = try self.month(arguments)
+        var warnPercent = Ledger.defaultWarnPercent
+        if let text = arguments.value("warn-at") {
+            guard let value = Int(text.hasSuffix("%") ? String(text.dropLast()) : text), (1...100).contains(value) else {
+                throw UsageError(message: "--warn-at: '\(text)' is not a whole percentage from 1 to 100.", spec: spec)
+            }
+            warnPercent = value
+        }
+        let database = try context.openDatabase(arguments)
+        let ledger = Ledger(database: database)
+        if let reference = arguments.value("job") {
+            try rejectProjectScope(arguments)
+            let job = try context.job(reference, store: JobStore(database: database))
+            let released = try ledger.setJobCap(cap, job: job.id, warnPercent: arguments.value("warn-at") == nil ? nil : warnPercent)
+            context.console.print("job \(job.id) (\(job.name)) is capped at \(cap.formatted)\(released > 0 ? "; \(count(released, "held request")) released" : "")")
+            return 0
+        }
+        let project = arguments.value("project") ?? "default"
+        let released = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
+        context.console.print(
+            "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(warnPercent)%"
+                + (released > 0 ? "; \(count(released, "held request")) released for the next run" : ""))
+        if let use = try ledger.use(project: project, month: month ?? BudgetMonth(containing: context.clock.now()), simulated: false),
+            use.used > use.cap
+        {
+            context.console.print("warning: \(use.scopeText) is already passed: \(use.charged.formatted) charged and \(use.reserved.formatted) reserved; new calls will be held")
+        }
+        return 0
+    }
+
+    static func clear(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget clear' takes no amount.", spec: spec) }
+        let database = try context.openExistingDatabase(arguments)
+        let ledger = Ledger(database: database)
+        if let reference = arguments.value("job") {
+            try rejectProjectScope(arguments)
+            let job = try context.job(reference, store: JobStore(database: database))
+            let released = try ledger.setJobCap(nil, job: job.id, warnPercent: nil)
+            context.console.print("job \(job.id) (\(job.name)) has no cap\(released > 0 ? "; \(count(released, "held request")) released" : "")")
+            return 0
+        }
+        let project = arguments.value("project") ?? "default"
+        let month = try self.month(arguments)
+        let period = month.map { "\($0)" } ?? "every month"
+        let (removed, released) = try ledger.clearBudget(project: project, month: month)
+        guard removed else {
+            throw Problem("project \(project) has no budget for \(period); 'purser budget show' lists the budgets")
+        }
+        context.console.print("project \(project): the cap for \(period) is cleared\(released > 0 ? "; \(count(released, "held request")) released" : "")")
+        return 0
+    }
+
+    static func show(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget show' takes no amount.", spec: spec) }
+        if arguments.value("job") != nil { throw UsageError(message: "--job is for set and clear; 'budget show' lists every cap.", spec: spec) }
+        let month = try self.month(arguments) ?? BudgetMonth(containing: context.clock.now())
+        let database = try context.openExistingDatabase(arguments)
+        let ledger = Ledger(database: database)
+        var uses = try ledger.capsInForce(month: month, simulated: false)
+        if let project = arguments.value("project") {
+            uses = uses.filter { if case .project(project, _) = $0.scope { true } else { false } }
+        }
+        let rehearsals = try ledger.hasSimulatedSpending() ? try ledger.capsInForce(month: month, simulated: true) : []
+        let budgets = try ledger.budgets().filter { arguments.value("project") == nil || $0.project == arguments.value("project") }
+        if arguments.flag("json") {
+            context.printJSON(.object(JSONObject([
+                "month": .string(month.description),
+                "caps": .array(uses.map { use in
+                    var members = capUseJSON(use)
+                    if let rehearsal = rehearsals.first(where: { $0.scope == use.scope }) {
+                        members.append(.init(key: "simulated", value: .object(JSONObject(capUseJSON(rehearsal)))))
+                    }
+                    return .object(JSONObject(members))
+                }),
+                "budgets": .array(budgets.map { budget in
+                    .object(JSONObject([
+                        "project": .string(budget.project), "month": budget.month.map { .string($0.description) } ?? .null,
+                        "cap_usd": budget.cap.jsonUSD, "warn_percent": .number(String(budget.warnPercent)),
+                    ]))
+                }),
+            ])))
+            return 0
+        }
+        guard !uses.isEmpty || !budgets.isEmpty else {
+            context.console.print("No budgets. Set one with: purser budget set 100 (USD, every month, project default)")
+            return 0
+        }
+        context.console.print("caps in force for \(month) (UTC):")
+        var table = TextTable(headers: ["cap", "limit", "charged", "reserved", "left", "used", ""], rightAligned: [1, 2, 3, 4, 5])
+        for use in uses {
+            table.rows.append([
+                use.scopeText.replacingOccurrences(of: "'s budget for \(month)", with: "").replacingOccurrences(of: "'s cap", with: ""),
+                use.cap.formatted, use.charged.formatted, use.reserved.formatted, use.left.formatted, percentText(use.usedBasisPoints),
+                use.used > use.cap ? "over" : use.isPastWarning ? "past \(use.warnPercent)% warning" : "",
+            ])
+        }
+        context.console.print(table.render())
+        for rehearsal in rehearsals where rehearsal.used > .zero { context.console.print(line(rehearsal, simulated: true)) }
+        let held = try JobStore(database: database).heldCount()
+        if held > 0 { context.console.print("\(count(held, "request")) held by caps; raise a cap with 'purser budget set' to release them") }
+        context.console.print()
+        context.console.print("budgets:")
+        for budget in budgets {
+            context.console.print("  project \(budget.project): \(budget.cap.formatted) for \(budget.periodText), warning at \(budget.warnPercent)%")
+        }
+        return 0
+    }
+
+    /// "project default's budget for 2026-11 (UTC): 12.5% used, $1.20 charged + $0.05 reserved of $10.00, $8.75 left".
+    static func line(_ use: CapUse, simulated: Bool) -> String {
+        "\(use.scopeText)\(use.scope.isProject ? " (UTC)" : "")\(simulated ? ", simulated runs" : ""): \(percentText(use.usedBasisPoints)) used, "
+            + "\(use.charged.formatted) charged + \(use.reserved.formatted) reserved of \(use.cap.formatted), \(use.left.formatted) left"
+            + (use.used > use.cap ? " (over)" : use.isPastWarning ? " (past the \(use.warnPercent)% warning)" : "")
+    }
+
+    static func capUseJSON(_ use: CapUse) -> [JSONObject.Member] {
+        var scope: [JSONObject.Member]
+        switch use.scope {
+        case .project(let project, let month): scope = [.init(key: "project", value: .string(project)), .init(key: "month", value: .string(month.description))]
+        case .job(let id, let name): scope = [.init(key: "job", value: .number(String(id))), .init(key: "name", value: .string(name))]
+        }
+        return scope + [
+            .init(key: "cap_usd", value: use.cap.jsonUSD), .init(key: "charged_usd", value: use.charged.jsonUSD),
+            .init(key: "reserved_usd", value: use.reserved.jsonUSD), .init(key: "left_usd", value: use.left.jsonUSD),
+            .init(key: "used_basis_points", value: .number(String(use.usedBasisPoints))), .init(key: "warn_percent", value: .number(String(use.warnPercent))),
+        ]
+    }
+
+    static func month(_ arguments: ParsedArguments) throws -> BudgetMonth? {
+        guard let text = arguments.value("month") else { return nil }
+        guard let month = BudgetMonth(text) else { throw UsageError(message: "--month: '\(text)' is not a month written YYYY-MM, such as 2026-11.", spec: spec) }
+        return month
+    }
+
+    static func rejectProjectScope(_ arguments: ParsedArguments) throws {
+        if arguments.value("project") != nil || arguments.value("month") != nil {
+            throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: spec)
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import Testing
+@testable import PurserCore
+
+@Test func monthsAreCalendarMonthsInUTC() throws {
+    let formatter = ISO8601DateFormatter()
+    func milliseconds(_ text: String) -> Int64 { Int64(formatter.date(from: text)!.timeIntervalSince1970 * 1000) }
+    #expect(BudgetMonth(containing: milliseconds("2026-11-30T23:59:59Z") + 999).description == "2026-11")
+    #expect(BudgetMonth(containing: milliseconds("2026-12-01T00:00:00Z")).description == "2026-12")
+    #expect(BudgetMonth(containing: milliseconds("2028-02-29T12:00:00Z")).description == "2028-02")
+    #expect(BudgetMonth(containing: milliseconds("1969-12-31T23:59:59Z")).description == "1969-12")
+    #expect(BudgetMonth("2026-12")!.start == milliseconds("2026-12-01T00:00:00Z"))
+    #expect(BudgetMonth("2026-12")!.end == milliseconds("2027-01-01T00:00:00Z"))
+    #expect(BudgetMonth("2028-02")!.days == 29)
+    #expect(BudgetMonth("2100-02")!.days == 28)
+    #expect(BudgetMonth.dayText(milliseconds("2027-03-09T23:00:00Z")) == "2027-03-09")
+    for text in ["2026-13", "2026-00", "2026-1", "26-11", "2026/11", "2026-11-01", ""] { #expect(BudgetMonth(text) == nil, "\(text)") }
+    // Every day of four years, against Foundation's Gregorian calendar.
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(identifier: "UTC")!
+    for day in 0..<1461 {
+        let moment = milliseconds("2026-01-01T12:00:00Z") + Int64(day) * 86_400_000
+        let parts = calendar.dateComponents([.year, .month], from: Date(timeIntervalSince1970: Double(moment) / 1000))
+        #expect(BudgetMonth(containing: moment) == BudgetMonth(year: parts.year!, month: parts.month!))
+    }
+}
+
+@Test func theWorstCaseBoundsWhatAnyReportedUsageCanCost() {
+    let model = Fixtures.model("m", input: 3_000_000, output: 15_000_000, quality: 80)
+    let worst = Charges.worstCase(model: model, mode: .sync, inputTokens: 100, maxOutputTokens: 50)
+    // 400 input tokens at the cache-write rate (3.75 $/M) and 50 output tokens at 15 $/M.
+    #expect(worst == Money(picoUSD: 400 * 3_750_000 + 50 * 15_000_000))
+    let heaviest = Usage(inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 400, outputTokens: 50)
+    #expect(Charges.cost(of: heaviest, prices: model.prices) <= worst)
+}
