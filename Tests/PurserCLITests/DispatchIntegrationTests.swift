@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import PurserCore
 #if canImport(FoundationNetworking)
@@ -155,8 +156,96 @@ private func query(_ database: String, _ sql: String) throws -> [[String]] {
     return try connection.statement(sql).rows { row in (0..<8).map { row.optionalText(Int32($0)) ?? "" } }
 }
 
+/// Reads the ledger from a connection of its own, as often as it can, while runs write to it: the most
+/// that charges plus reservations ever came to, and the most reservations seen at once.
+final class LedgerSampler: Sendable {
+    struct Findings: Sendable {
+        var samples = 0
+        var highest: Int64 = 0
+        var mostReservations = 0
+    }
+
+    private let findings = Mutex(Findings())
+    private let stopped = Mutex(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(database: String) {
+        Thread.detachNewThread { [self] in
+            defer { finished.signal() }
+            guard let connection = try? PurserDatabase.open(path: database) else { return }
+            while !stopped.withLock({ $0 }) {
+                // One read transaction: charges and reservations as of the same instant.
+                let sample = try? connection.readTransaction {
+                    try connection.statement("""
+                        SELECT (SELECT coalesce(sum(cost_pico), 0) FROM results) + (SELECT coalesce(sum(amount_pico), 0) FROM reservations),
+                            (SELECT count(*) FROM reservations)
+                        """).firstRow { ($0.int64(0), $0.int(1)) }
+                }
+                if let (total, reservations) = sample ?? nil {
+                    findings.withLock { findings in
+                        findings.samples += 1
+                        findings.highest = max(findings.highest, total)
+                        findings.mostReservations = max(findings.mostReservations, reservations)
+                    }
+                }
+            }
+        }
+    }
+
+    func stop() -> Findings {
+        stopped.withLock { $0 = true }
+        finished.wait()
+        return findings.withLock { $0 }
+    }
+}
+
 @Suite(.serialized)
 struct DispatchIntegrationTests {
+    @Test func aCapAtHalfTheNeededSpendIsNeverPassedWith500CallsInFlight() throws {
+        let job = try jobFile(2_000, model: { _ in "small" })
+        // What the job costs with no cap, measured in a database and against a server of their own.
+        let needed: Int64
+        do {
+            let server = try FakeProviderProcess(["--latency-ms", "300"])
+            defer { server.stop() }
+            let pricing = try fakePricing(port: server.port)
+            let database = temporaryDatabase()
+            try purser(["submit", job], database: database, pricing: pricing)
+            #expect(try purser(["run", "--concurrency", "500"], database: database, pricing: pricing).code == 0)
+            needed = Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])!
+        }
+        let server = try FakeProviderProcess(["--latency-ms", "300"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", job], database: database, pricing: pricing)
+        let cap = needed / 2
+        try purser(["budget", "set", Money(picoUSD: cap).exactUSD], database: database, pricing: pricing)
+
+        // Two processes share the cap, 250 calls in flight each.
+        let sampler = LedgerSampler(database: database)
+        let runs = try (0..<2).map { _ in try startPurser(["run", "--concurrency", "250"], database: database, pricing: pricing) }
+        for run in runs { run.waitUntilExit() }
+        let findings = sampler.stop()
+        #expect(findings.samples > 20)
+        #expect(findings.highest <= cap, "charges + reservations reached \(findings.highest) against a cap of \(cap)")
+        #expect(findings.mostReservations >= 400)
+        #expect(Int(try server.stats()["peak_in_flight"]?.intValue ?? 0) >= 400)
+        let charged = Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])!
+        #expect(charged <= cap && charged * 10 >= cap * 9, "the cap held, and was used: \(charged) of \(cap)")
+        let held = Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'held'")[0][0])!
+        let served = Int(try query(database, "SELECT count(*) FROM results")[0][0])!
+        #expect(held > 0 && held + served == 2_000)
+        #expect(try query(database, "SELECT count(*) FROM reservations")[0][0] == "0")
+
+        // Raising the cap releases the held requests, and the next run finishes them.
+        try purser(["budget", "set", Money(picoUSD: needed * 2).exactUSD], database: database, pricing: pricing)
+        #expect(try purser(["run", "--concurrency", "500"], database: database, pricing: pricing).code == 0)
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 2000"])
+        #expect(Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])! == needed)
+        #expect(Int64(try query(database, "SELECT sum(charged_pico) FROM monthly_charges")[0][0])! == needed)
+    }
+
     @Test func everyFaultIsRetriedUntilEachRequestSucceedsExactlyOnce() throws {
         let server = try FakeProviderProcess([
             "--fail-5xx", "0.10", "--fail-429", "0.05", "--retry-after", "1", "--hang", "0.02", "--hang-seconds", "3", "--malformed", "0.01",
@@ -233,6 +322,7 @@ struct DispatchIntegrationTests {
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
         try purser(["submit", try jobFile(400)], database: database, pricing: pricing)
+        try purser(["budget", "set", "100"], database: database, pricing: pricing)
         var random = SplitMix64(seed: 20_261_124)
         for _ in 0..<4 {
             let worker = try startPurser(["run", "--lease", "1", "--concurrency", "24", "--timeout", "5"], database: database, pricing: pricing)
@@ -249,6 +339,9 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT count(*), count(DISTINCT request_id) FROM results")[0][0...1] == ["400", "400"])
         let attempts = try query(database, "SELECT count(*) FROM attempts WHERE outcome = 'succeeded'")[0][0]
         #expect(attempts == "400", "a success was recorded twice")
+        // The killed workers' reservations went with their leases, and the ledger's totals are the results' costs.
+        #expect(try query(database, "SELECT count(*) FROM reservations")[0][0] == "0")
+        #expect(try query(database, "SELECT (SELECT sum(charged_pico) FROM monthly_charges) = (SELECT sum(cost_pico) FROM results)")[0][0] == "1")
         // Requests whose worker died were counted and retried.
         #expect(Int(try query(database, "SELECT count(*) FROM requests WHERE attempts > 1")[0][0])! > 0)
     }
