@@ -15,6 +15,7 @@ public enum Purser {
             Subcommand(spec: RunCommand.spec, run: RunCommand.run),
             Subcommand(spec: StatusCommand.spec, run: StatusCommand.run),
             Subcommand(spec: ResultsCommand.spec, run: ResultsCommand.run),
+            Subcommand(spec: ReportCommand.spec, run: ReportCommand.run),
             Subcommand(spec: BudgetCommand.spec, run: BudgetCommand.run),
             Subcommand(spec: CancelCommand.spec, run: CancelCommand.run),
             Subcommand(spec: RetryCommand.spec, run: RetryCommand.run),

@@ -33,3 +33,32 @@ import Testing
     let heaviest = Usage(inputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 400, outputTokens: 50)
     #expect(Charges.cost(of: heaviest, prices: model.prices) <= worst)
 }
+
+@Test func theForecastCarriesTheMonthsPaceToItsEnd() throws {
+    let november = try #require(BudgetMonth("2026-11"))
+    let tenDaysIn = november.start + 10 * 86_400_000
+    let forecast = try #require(ReportStore.forecast(spent: Money(picoUSD: 1_000_000_000_000), month: november, now: tenDaysIn))
+    #expect(forecast.atMonthEnd == Money(picoUSD: 3_000_000_000_000))
+    #expect(forecast.elapsedBasisPoints == 3_333)
+    // A month that is over forecasts what it spent; one not begun has no forecast.
+    #expect(ReportStore.forecast(spent: Money(picoUSD: 5), month: november, now: november.end + 1)?.atMonthEnd == Money(picoUSD: 5))
+    #expect(ReportStore.forecast(spent: .zero, month: november.next, now: tenDaysIn) == nil)
+    // Millions of dollars times a month of milliseconds does not overflow.
+    let large = ReportStore.forecast(spent: Money(picoUSD: 2_000_000 * Money.picoPerUSD), month: november, now: november.start + (november.end - november.start) / 2)
+    #expect(large?.atMonthEnd == Money(picoUSD: 4_000_000 * Money.picoPerUSD))
+}
+
+@Test func roundedPartsStillAddUpToTheRoundedWhole() {
+    // Three equal thirds of 100% round to 33.3% each; one of them takes the missing tenth.
+    #expect(Apportion.largestRemainder([1, 1, 1].map { Int128($0) * 1000 }, unit: 3) == [334, 333, 333])
+    #expect(Apportion.largestRemainder([149, 149, 2], unit: 100) == [2, 1, 0])
+    #expect(Apportion.largestRemainder([-150, 250, 49], unit: 100) == [-1, 2, 0].map { Int128($0) })
+    var random = SplitMix64(seed: 7)
+    for _ in 0..<200 {
+        let values = (0..<Int(random.below(8) + 1)).map { _ in Int128(random.below(2_000_000)) - 500_000 }
+        let parts = Apportion.largestRemainder(values, unit: 1_000)
+        let whole = values.reduce(0, +)
+        #expect(parts.reduce(0, +) == (whole >= -500 ? (whole + 500) / 1_000 : -((-whole - 500 + 999) / 1_000)))
+        for (part, value) in zip(parts, values) { #expect(abs(part * 1_000 - value) < 1_000) }
+    }
+}

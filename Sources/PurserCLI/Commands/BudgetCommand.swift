@@ -109,9 +109,9 @@ enum BudgetCommand {
             context.printJSON(.object(JSONObject([
                 "month": .string(month.description),
                 "caps": .array(uses.map { use in
-                    var members = capUseJSON(use)
+                    var members = use.jsonMembers
                     if let rehearsal = rehearsals.first(where: { $0.scope == use.scope }) {
-                        members.append(.init(key: "simulated", value: .object(JSONObject(capUseJSON(rehearsal)))))
+                        members.append(.init(key: "simulated", value: .object(JSONObject(rehearsal.jsonMembers))))
                     }
                     return .object(JSONObject(members))
                 }),
@@ -154,19 +154,6 @@ enum BudgetCommand {
         "\(use.scopeText)\(use.scope.isProject ? " (UTC)" : "")\(simulated ? ", simulated runs" : ""): \(percentText(use.usedBasisPoints)) used, "
             + "\(use.charged.formatted) charged + \(use.reserved.formatted) reserved of \(use.cap.formatted), \(use.left.formatted) left"
             + (use.used > use.cap ? " (over)" : use.isPastWarning ? " (past the \(use.warnPercent)% warning)" : "")
-    }
-
-    static func capUseJSON(_ use: CapUse) -> [JSONObject.Member] {
-        var scope: [JSONObject.Member]
-        switch use.scope {
-        case .project(let project, let month): scope = [.init(key: "project", value: .string(project)), .init(key: "month", value: .string(month.description))]
-        case .job(let id, let name): scope = [.init(key: "job", value: .number(String(id))), .init(key: "name", value: .string(name))]
-        }
-        return scope + [
-            .init(key: "cap_usd", value: use.cap.jsonUSD), .init(key: "charged_usd", value: use.charged.jsonUSD),
-            .init(key: "reserved_usd", value: use.reserved.jsonUSD), .init(key: "left_usd", value: use.left.jsonUSD),
-            .init(key: "used_basis_points", value: .number(String(use.usedBasisPoints))), .init(key: "warn_percent", value: .number(String(use.warnPercent))),
-        ]
     }
 
     static func month(_ arguments: ParsedArguments) throws -> BudgetMonth? {

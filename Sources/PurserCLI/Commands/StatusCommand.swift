@@ -37,7 +37,7 @@ enum StatusCommand {
                     "estimated_cost_usd": row.estimated.jsonUSD, "baseline_cost_usd": row.baseline.jsonUSD, "spent_usd": row.spent.jsonUSD,
                     "simulated_results": .number(String(row.simulated)),
                     "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
-                    "caps": .array(caps.filter { $0.applies(to: row.job) }.map { .object(JSONObject(BudgetCommand.capUseJSON($0))) }),
+                    "caps": .array(caps.filter { $0.applies(to: row.job) }.map { .object(JSONObject($0.jsonMembers)) }),
                 ]))
             }))
             return 0

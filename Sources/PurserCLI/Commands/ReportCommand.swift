@@ -1,0 +1,111 @@
+import Foundation
+import PurserCore
+
+/// `purser report`: where the money went, what the routing saved, and what is left of the budgets.
+enum ReportCommand {
+    static let spec = CommandSpec(
+        name: "report",
+        overview: "Report spending: requests, tokens, cost, share and savings by model, provider, project, job, day or tier, with budgets and a forecast.",
+        options: [
+            .init(name: "month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job, all time)."),
+            .init(name: "project", value: "name", help: "Only this project."),
+            .init(name: "job", value: "job", help: "Only this job (number or name)."),
+            .init(name: "by", value: "grouping", help: "model (default), provider, project, job, day or tier."),
+            .init(name: "format", value: "format", help: "table (default), json, csv, or html (one self-contained page with charts)."),
+            .init(name: "output", value: "file", help: "Write the report here instead of standard output."),
+            .init(name: "simulated", value: nil, help: "Report the simulated runs (rehearsals) instead of real spending."),
+            CommandContext.databaseOption, CommandContext.jsonOption,
+        ])
+
+    enum Format: String { case table, json, csv, html }
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+        let formatName = arguments.flag("json") ? "json" : arguments.value("format") ?? "table"
+        guard let format = Format(rawValue: formatName) else {
+            throw UsageError(message: "--format: '\(formatName)' is not one of table, json, csv, html.", spec: spec)
+        }
+        let groupingName = arguments.value("by") ?? "model"
+        guard let grouping = ReportQuery.Grouping(rawValue: groupingName) else {
+            throw UsageError(message: "--by: '\(groupingName)' is not one of model, provider, project, job, day, tier.", spec: spec)
+        }
+        let now = context.clock.now()
+        var month: BudgetMonth? = arguments.value("job") == nil ? BudgetMonth(containing: now) : nil
+        if let text = arguments.value("month") {
+            if text == "all" {
+                month = nil
+            } else {
+                guard let parsed = BudgetMonth(text) else {
+                    throw UsageError(message: "--month: '\(text)' is not a month written YYYY-MM, such as 2026-11, or 'all'.", spec: spec)
+                }
+                month = parsed
+            }
+        }
+        let database = try context.openExistingDatabase(arguments)
+        let job = try arguments.value("job").map { try context.job($0, store: JobStore(database: database)).id }
+        let query = ReportQuery(month: month, project: arguments.value("project"), job: job, grouping: grouping, simulated: arguments.flag("simulated"))
+        let report = try ReportStore(database: database).report(query, now: now)
+        let text: String
+        switch format {
+        case .table: text = table(report)
+        case .json: text = JSONWriter.string(report.json(), pretty: true) + "\n"
+        case .csv: text = report.csv()
+        case .html: text = HTMLReport.page(report)
+        }
+        if let path = arguments.value("output") {
+            guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
+                throw Problem("--output: cannot write \(path); check that its folder exists and is writable")
+            }
+            context.console.error("report written to \(path) (\(count(report.lines.count, "line")), total \(report.total.cost.formatted)\(query.simulated ? ", simulated" : ""))")
+        } else {
+            context.console.print(text.trimmingTrailingNewline())
+        }
+        return 0
+    }
+
+    static func table(_ report: SpendReport) -> String {
+        let query = report.query
+        var scope = [query.project.map { "project \($0)" }, query.job.map { "job \($0)" }].compactMap { $0 }.joined(separator: ", ")
+        if scope.isEmpty { scope = "every project" }
+        var out = "spend report: \(report.periodText), \(scope), by \(query.grouping.rawValue)"
+            + (query.simulated ? " (simulated runs: no provider was called or charged)" : "") + "\n\n"
+        if report.lines.isEmpty {
+            out += "Nothing was \(query.simulated ? "spent in simulated runs" : "billed") in this period."
+            if report.otherLedgerResults > 0 {
+                out += " \(count(Int(report.otherLedgerResults), "\(query.simulated ? "real" : "simulated") result")) are: "
+                    + (query.simulated ? "drop --simulated to see them." : "add --simulated to see them.")
+            }
+            out += "\n"
+        } else {
+            let display = ReportDisplay(report)
+            var table = TextTable(
+                headers: [query.grouping.rawValue, "requests", "input tokens", "cached", "output tokens", "cost", "share", "baseline", "savings"],
+                rightAligned: Set(1...8))
+            for row in display.rows + [display.total] {
+                table.rows.append([row.key, row.requests, row.inputTokens, row.cachedTokens, row.outputTokens, row.cost, row.share, row.baseline, row.savings])
+            }
+            out += table.render() + "\n"
+            out += "\namounts rounded to \(display.decimals) places so that lines add up to the total; --format json or csv gives them exactly\n"
+            if report.total.baseline.picoUSD > 0 {
+                out += "saved \(report.total.savings.formatted) (\(percentText(report.total.savings.picoUSD * 10_000 / report.total.baseline.picoUSD))) against every request on its reference model at list price\n"
+            }
+        }
+        if !report.caps.isEmpty || report.forecast != nil { out += "\n" }
+        for cap in report.caps { out += BudgetCommand.line(cap, simulated: query.simulated) + "\n" }
+        if let forecast = report.forecast, let month = query.month {
+            out += forecast.elapsedBasisPoints >= 10_000
+                ? "\(month) is over: \(forecast.atMonthEnd.formatted) spent\n"
+                : "forecast: \(forecast.atMonthEnd.formatted) by the end of \(month) at the pace so far (\(percentText(forecast.elapsedBasisPoints)) of the month gone)"
+                    + forecastAgainstCaps(report) + "\n"
+        }
+        return out
+    }
+
+    /// " — within every cap", or which project budget the forecast passes.
+    static func forecastAgainstCaps(_ report: SpendReport) -> String {
+        guard let forecast = report.forecast else { return "" }
+        let projectCaps = report.caps.filter(\.scope.isProject)
+        guard !projectCaps.isEmpty, report.query.project != nil || projectCaps.count == 1 else { return "" }
+        let cap = projectCaps[0]
+        return forecast.atMonthEnd > cap.cap ? "; that passes the \(cap.cap.formatted) cap, so requests will be held before the month ends" : "; within the \(cap.cap.formatted) cap"
+    }
+}

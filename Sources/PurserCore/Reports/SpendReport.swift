@@ -1,0 +1,167 @@
+import SQLiteStore
+
+/// What a report covers and how it groups its lines.
+public struct ReportQuery: Sendable {
+    public enum Grouping: String, Sendable, CaseIterable {
+        case model, provider, project, job, day, tier
+    }
+
+    /// The month whose charges it counts; nil for all time (a job's whole life).
+    public var month: BudgetMonth?
+    public var project: String?
+    public var job: Int64?
+    public var grouping: Grouping = .model
+    /// Rehearsals on the simulator instead of real spending; the two ledgers never mix.
+    public var simulated = false
+
+    public init(month: BudgetMonth?, project: String? = nil, job: Int64? = nil, grouping: Grouping = .model, simulated: Bool = false) {
+        self.month = month
+        self.project = project
+        self.job = job
+        self.grouping = grouping
+        self.simulated = simulated
+    }
+}
+
+/// Where the money went: one line per group, their exact total, the budgets in force and a forecast.
+/// Every amount is exact (pico-USD); the total is the sum of the lines, computed here rather than in SQL.
+public struct SpendReport: Sendable {
+    public struct Line: Sendable, Hashable {
+        public var key: String
+        public var requests: Int64
+        /// Input tokens billed at the input rate (cache writes included).
+        public var inputTokens: Int64
+        public var cachedTokens: Int64
+        public var outputTokens: Int64
+        public var cost: Money
+        /// What the same usage would have cost on each request's reference model, sync, at list price.
+        public var baseline: Money
+
+        public var savings: Money { baseline - cost }
+
+        static func + (lhs: Line, rhs: Line) -> Line {
+            Line(
+                key: lhs.key, requests: lhs.requests + rhs.requests, inputTokens: lhs.inputTokens + rhs.inputTokens,
+                cachedTokens: lhs.cachedTokens + rhs.cachedTokens, outputTokens: lhs.outputTokens + rhs.outputTokens, cost: lhs.cost + rhs.cost,
+                baseline: lhs.baseline + rhs.baseline)
+        }
+    }
+
+    /// Where spending is heading by the end of the month, at the pace so far.
+    public struct Forecast: Sendable, Hashable {
+        public var spentSoFar: Money
+        public var atMonthEnd: Money
+        /// The fraction of the month gone, in basis points.
+        public var elapsedBasisPoints: Int64
+    }
+
+    public var query: ReportQuery
+    public var generatedAt: Int64
+    public var lines: [Line]
+    public var total: Line
+    /// The same spending by model, for the chart (the lines themselves when grouped by model).
+    public var byModel: [Line]
+    /// Spending per UTC day of the period, for the chart (every day of the month, zero where nothing was spent).
+    public var daily: [(day: String, cost: Money)]
+    /// Caps in force for the month in the report's scope, with what counts against them.
+    public var caps: [CapUse]
+    public var forecast: Forecast?
+    /// Results of the other ledger in the same scope, so an empty report can say where the spending is.
+    public var otherLedgerResults: Int64
+
+    /// Each line's share of the total cost, in basis points, apportioned so that they add up to exactly 100%.
+    public var shares: [Int64] {
+        guard total.cost.picoUSD > 0 else { return lines.map { _ in 0 } }
+        return Apportion.largestRemainder(lines.map { Int128($0.cost.picoUSD) * 10_000 }, unit: Int128(total.cost.picoUSD)).map { Int64($0) }
+    }
+}
+
+/// Builds reports from the results table and the ledger.
+public struct ReportStore {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    public func report(_ query: ReportQuery, now: Int64) throws -> SpendReport {
+        try database.readTransaction {
+            let lines = try groupedLines(query, grouping: query.grouping)
+            let total = lines.reduce(SpendReport.Line(key: "total", requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, cost: .zero, baseline: .zero), +)
+            let daily = try dailySpend(query)
+            let byModel = query.grouping == .model ? lines : try groupedLines(query, grouping: .model)
+            var caps: [CapUse] = []
+            var forecast: SpendReport.Forecast?
+            if let month = query.month {
+                let ledger = Ledger(database: database)
+                let jobProject = try query.job.flatMap { try database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer($0)]) }
+                caps = try ledger.capsInForce(month: month, simulated: query.simulated).filter { use in
+                    switch use.scope {
+                    case .project(let project, _): (query.project ?? jobProject).map { $0 == project } ?? true
+                    case .job(let id, _): query.job.map { $0 == id } ?? (query.project == nil)
+                    }
+                }
+                forecast = Self.forecast(spent: total.cost, month: month, now: now)
+            }
+            var otherQuery = query
+            otherQuery.simulated.toggle()
+            let other = try groupedLines(otherQuery, grouping: .project).reduce(0) { $0 + $1.requests }
+            return SpendReport(
+                query: query, generatedAt: now, lines: lines, total: total, byModel: byModel, daily: daily, caps: caps, forecast: forecast, otherLedgerResults: other)
+        }
+    }
+
+    /// The month's spending so far carried on at the same pace to its end. Nil for a month that has not begun.
+    static func forecast(spent: Money, month: BudgetMonth, now: Int64) -> SpendReport.Forecast? {
+        guard now >= month.start else { return nil }
+        let length = month.end - month.start
+        let elapsed = min(now - month.start, length)
+        guard elapsed > 0 else { return SpendReport.Forecast(spentSoFar: spent, atMonthEnd: spent, elapsedBasisPoints: 0) }
+        // 128-bit: pico-USD times milliseconds overflows 64 bits from a few thousandths of a dollar.
+        let projected = Int128(spent.picoUSD) * Int128(length) / Int128(elapsed)
+        return SpendReport.Forecast(
+            spentSoFar: spent, atMonthEnd: Money(picoUSD: Int64(clamping: projected)), elapsedBasisPoints: elapsed * 10_000 / length)
+    }
+
+    private func groupedLines(_ query: ReportQuery, grouping: ReportQuery.Grouping) throws -> [SpendReport.Line] {
+        // The grouping picks one of these fixed expressions; nothing from the user is spliced into SQL.
+        let key = switch grouping {
+        case .model: "s.model"
+        case .provider: "s.provider"
+        case .project: "j.project"
+        case .job: "j.id || ' ' || j.name"
+        case .day: "strftime('%Y-%m-%d', s.billed_at / 1000, 'unixepoch')"
+        case .tier: "r.quality_tier"
+        }
+        return try database.statement("""
+            SELECT \(key), count(*), sum(s.input_tokens + s.cache_write_tokens), sum(s.cached_input_tokens), sum(s.output_tokens),
+                sum(s.cost_pico), sum(s.baseline_pico)
+            FROM results s JOIN requests r ON r.id = s.request_id JOIN jobs j ON j.id = r.job_id
+            WHERE s.simulated = ?1 AND s.billed_at >= ?2 AND s.billed_at < ?3 AND (?4 IS NULL OR j.project = ?4) AND (?5 IS NULL OR j.id = ?5)
+            GROUP BY 1 ORDER BY \(grouping == .day ? "1" : "6 DESC, 1")
+            """).rows(bindings(query)) { row in
+            SpendReport.Line(
+                key: row.text(0), requests: row.int64(1), inputTokens: row.int64(2), cachedTokens: row.int64(3), outputTokens: row.int64(4),
+                cost: Money(picoUSD: row.int64(5)), baseline: Money(picoUSD: row.int64(6)))
+        }
+    }
+
+    private func dailySpend(_ query: ReportQuery) throws -> [(day: String, cost: Money)] {
+        let spent = Dictionary(uniqueKeysWithValues: try database.statement("""
+            SELECT strftime('%Y-%m-%d', s.billed_at / 1000, 'unixepoch'), sum(s.cost_pico)
+            FROM results s JOIN requests r ON r.id = s.request_id JOIN jobs j ON j.id = r.job_id
+            WHERE s.simulated = ?1 AND s.billed_at >= ?2 AND s.billed_at < ?3 AND (?4 IS NULL OR j.project = ?4) AND (?5 IS NULL OR j.id = ?5)
+            GROUP BY 1 ORDER BY 1
+            """).rows(bindings(query)) { ($0.text(0), Money(picoUSD: $0.int64(1))) })
+        guard let month = query.month else { return spent.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+        return (0..<month.days).map { day in
+            let text = BudgetMonth.dayText(month.start + Int64(day) * BudgetMonth.millisecondsPerDay)
+            return (text, spent[text] ?? .zero)
+        }
+    }
+
+    private func bindings(_ query: ReportQuery) -> [SQLiteValue] {
+        [
+            .int(query.simulated ? 1 : 0), .integer(query.month?.start ?? Int64.min), .integer(query.month?.end ?? Int64.max),
+            .optionalText(query.project), .optionalInt64(query.job),
+        ]
+    }
+}

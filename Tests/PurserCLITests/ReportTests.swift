@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import PurserCore
+
+/// Reports over the quickstart job served on the simulator: 50 results on several models.
+@Suite struct ReportTests {
+    let database = temporaryDatabasePath()
+
+    init() async throws {
+        #expect(purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database).code == 0)
+        #expect(purser(["budget", "set", "0.01"], database: database).code == 0)
+        #expect(await purserOnOwnThread(["run", "--simulate", "--speedup", "1000"], database: database).code == 0)
+    }
+
+    func report(_ arguments: [String]) throws -> String {
+        let run = purser(["report", "--simulated"] + arguments, database: database)
+        #expect(run.code == 0, "\(arguments): \(run.error)")
+        return run.out
+    }
+
+    /// "$1,234.5678" or "-$0.000001" as pico-USD.
+    func amount(_ text: String) throws -> Int64 {
+        let negative = text.hasPrefix("-")
+        let digits = text.replacingOccurrences(of: "-", with: "").replacingOccurrences(of: "$", with: "").replacingOccurrences(of: ",", with: "")
+        let value = try Money(usd: digits).picoUSD
+        return negative ? -value : value
+    }
+
+    func integer(_ text: String) -> Int64 { Int64(text.replacingOccurrences(of: ",", with: ""))! }
+
+    /// Checks that each column of `rows` adds up to the matching column of `total`.
+    func expectColumnsAddUp(_ rows: [[String]], total: [String], amountColumns: [Int], integerColumns: [Int], context: String) throws {
+        #expect(!rows.isEmpty, "\(context)")
+        for column in amountColumns {
+            #expect(try rows.map { try amount($0[column]) }.reduce(0, +) == (try amount(total[column])), "\(context) column \(column)")
+        }
+        for column in integerColumns {
+            #expect(rows.map { integer($0[column]) }.reduce(0, +) == integer(total[column]), "\(context) column \(column)")
+        }
+    }
+
+    @Test func theTotalIsTheSumOfTheLinesInEveryFormatAndGrouping() throws {
+        let spent = try #require(try PurserDatabase.open(path: database).scalarInt("SELECT sum(cost_pico) FROM results"))
+        for grouping in ReportQuery.Grouping.allCases {
+            let by = ["--by", grouping.rawValue]
+            // JSON and CSV: exact amounts, to the pico-dollar.
+            let json = try #require(try JSONParser.parse(try report(by + ["--format", "json"])).objectValue)
+            let lines = try #require(json["lines"]?.arrayValue).compactMap(\.objectValue)
+            let total = try #require(json["total"]?.objectValue)
+            for key in ["cost_usd", "baseline_usd", "savings_usd"] {
+                let sum = try lines.map { try Money(usd: try #require($0[key]?.stringValue)).picoUSD }.reduce(0, +)
+                #expect(sum == (try Money(usd: try #require(total[key]?.stringValue)).picoUSD), "json \(grouping) \(key)")
+            }
+            for key in ["requests", "input_tokens", "cached_tokens", "output_tokens", "share_basis_points"] {
+                #expect(lines.map { $0[key]?.intValue ?? -1 }.reduce(0, +) == total[key]?.intValue, "json \(grouping) \(key)")
+            }
+            #expect(try Money(usd: try #require(total["cost_usd"]?.stringValue)).picoUSD == spent)
+            #expect(total["share_basis_points"]?.intValue == 10_000)
+
+            let csv = try report(by + ["--format", "csv"]).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            #expect(csv.first == [grouping.rawValue] + SpendReport.csvColumns)
+            try expectColumnsAddUp(Array(csv.dropFirst().dropLast()), total: try #require(csv.last), amountColumns: [5, 7, 8], integerColumns: [1, 2, 3, 4], context: "csv \(grouping)")
+            #expect(try amount(csv.last![5]) == spent)
+
+            // Table and HTML: rounded once, and apportioned so the shown lines still add up to the shown total.
+            let table = try report(by).split(separator: "\n").map(String.init)
+            let header = try #require(table.firstIndex { $0.hasPrefix(grouping.rawValue) })
+            let totalIndex = try #require(table.firstIndex { $0.hasPrefix("total ") })
+            func cells(_ line: String) -> [String] { Array(line.split(separator: " ").map(String.init).suffix(8)) }
+            try expectColumnsAddUp(
+                table[(header + 1)..<totalIndex].map(cells), total: cells(table[totalIndex]), amountColumns: [4, 6, 7], integerColumns: [0, 1, 2, 3],
+                context: "table \(grouping)")
+            #expect(table[(header + 1)..<totalIndex].map { Int64(cells($0)[5].replacingOccurrences(of: ".", with: "").dropLast())! }.reduce(0, +) == 1000)
+
+            let html = try report(by + ["--format", "html"])
+            let rows = html.components(separatedBy: "<tr").dropFirst(2).map { row in
+                row.components(separatedBy: "<td class=\"n\">").dropFirst().map { $0.components(separatedBy: "</td>")[0] }
+            }
+            try expectColumnsAddUp(Array(rows.dropLast()), total: try #require(rows.last), amountColumns: [4, 6, 7], integerColumns: [0, 1, 2, 3], context: "html \(grouping)")
+        }
+    }
+
+    @Test func theHTMLPageStandsAloneWithBothCharts() throws {
+        let html = try report(["--format", "html"])
+        #expect(html.hasPrefix("<!DOCTYPE html>"))
+        #expect(html.contains("aria-label=\"Daily spend against the budget\""))
+        #expect(html.contains("aria-label=\"Spend by model\""))
+        #expect(html.contains(">budget $0.0100</text>"))
+        #expect(html.contains("Simulated runs: no provider was called or charged."))
+        // Nothing to fetch: no scripts, stylesheets, images or fonts from anywhere.
+        for outside in ["<script", "src=", "<link", "@import", "url("] { #expect(!html.contains(outside), "\(outside)") }
+    }
+
+    @Test func realAndSimulatedSpendingAreReportedApart() throws {
+        let run = purser(["report"], database: database)
+        #expect(run.out.contains("Nothing was billed in this period. 50 simulated results are: add --simulated to see them."))
+        let json = try #require(try JSONParser.parse(try report(["--json"])).objectValue)
+        #expect(json["simulated"] == .bool(true))
+        let budgets = try #require(json["budgets"]?.arrayValue)
+        #expect(budgets.count == 1)
+        #expect(budgets[0].objectValue?["cap_usd"] == .string("0.01"))
+    }
+
+    @Test func otherMonthsAndOtherProjectsAreOutOfScope() throws {
+        #expect(try report(["--month", "2026-10"]).contains("Nothing was spent in simulated runs in this period."))
+        #expect(try report(["--project", "research"]).contains("Nothing was spent in simulated runs in this period."))
+        #expect(try report(["--month", "all"]).contains("spend report: all time, every project, by model"))
+        #expect(try report(["--job", "1"]).contains("spend report: all time, job 1, by model"))
+    }
+
+    @Test func badReportOptionsSayWhatToDo() {
+        let cases: [([String], String)] = [
+            (["--by", "colour"], "Error: --by: 'colour' is not one of model, provider, project, job, day, tier."),
+            (["--format", "pdf"], "Error: --format: 'pdf' is not one of table, json, csv, html."),
+            (["--month", "November"], "Error: --month: 'November' is not a month written YYYY-MM, such as 2026-11, or 'all'."),
+        ]
+        for (arguments, message) in cases {
+            let run = purser(["report"] + arguments, database: database)
+            #expect(run.code == 64)
+            #expect(run.error.hasPrefix(message), "\(run.error)")
+        }
+    }
+}
