@@ -42,7 +42,7 @@ enum BudgetCommand {
             throw UsageError(message: "<usd>: '\(text)' is not an amount of US dollars, such as 250 or 12.50.", spec: spec)
         }
         let month = try self.month(arguments)
-        var warnPercent = Ledger.defaultWarnPercent
+        var warnPercent: Int?
         if let text = arguments.value("warn-at") {
             guard let value = Int(text.hasSuffix("%") ? String(text.dropLast()) : text), (1...100).contains(value) else {
                 throw UsageError(message: "--warn-at: '\(text)' is not a whole percentage from 1 to 100.", spec: spec)
@@ -54,14 +54,15 @@ enum BudgetCommand {
         if let reference = arguments.value("job") {
             try rejectProjectScope(arguments)
             let job = try context.job(reference, store: JobStore(database: database))
-            let released = try ledger.setJobCap(cap, job: job.id, warnPercent: arguments.value("warn-at") == nil ? nil : warnPercent)
+            let released = try ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
             context.console.print("job \(job.id) (\(job.name)) is capped at \(cap.formatted)\(released > 0 ? "; \(count(released, "held request")) released" : "")")
             return 0
         }
         let project = arguments.value("project") ?? "default"
         let released = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
+        let budget = try ledger.budgets().first { $0.project == project && $0.month == month }
         context.console.print(
-            "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(warnPercent)%"
+            "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(budget?.warnPercent ?? Ledger.defaultWarnPercent)%"
                 + (released > 0 ? "; \(count(released, "held request")) released for the next run" : ""))
         if let use = try ledger.use(project: project, month: month ?? BudgetMonth(containing: context.clock.now()), simulated: false),
             use.used > use.cap

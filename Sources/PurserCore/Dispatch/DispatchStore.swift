@@ -56,10 +56,6 @@ public actor DispatchStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             let hold = try database.statement("UPDATE requests SET state = 'held', next_attempt_at = ?, last_error = ? WHERE id = ?")
-            let lease = try database.statement("""
-                UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
-                WHERE id = ?
-                """)
             var leased: [Int64] = []
             for candidate in candidates {
                 // A model gone from the tables reserves nothing; serving it fails the request with that reason.
@@ -68,7 +64,6 @@ public actor DispatchStore {
                 } ?? .zero
                 switch try admission.decide(amount: amount, job: candidate.job, project: candidate.project) {
                 case .reserve:
-                    try lease.execute([.text(owner), .integer(leaseUntil), .integer(candidate.id)])
                     try reserve.execute([
                         .integer(candidate.id), .text(owner), .integer(candidate.job), .text(candidate.project), .text(month.description),
                         .int(simulated ? 1 : 0), .integer(amount.picoUSD), .integer(now),
@@ -83,6 +78,10 @@ public actor DispatchStore {
                 }
             }
             claim.capUses = admission.uses
+            try database.statement("""
+                UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
+                WHERE id IN (SELECT value FROM json_each(?))
+                """).execute([.text(owner), .integer(leaseUntil), .text(JSONWriter.string(.array(leased.map { .number(String($0)) })))])
             return leased
         }
         guard !ids.isEmpty else { return claim }
@@ -186,25 +185,38 @@ public actor DispatchStore {
         pendingSuccesses = []
         commitScheduled = false
         do {
-            let kept = try database.writeTransaction { try batch.map(writeSuccess) }
+            let kept = try database.writeTransaction {
+                var charges = ChargeTotals()
+                let kept = try batch.map { try writeSuccess($0, charges: &charges) }
+                try Ledger(database: database).add(charges)
+                return kept
+            }
             for (success, wasKept) in zip(batch, kept) { success.continuation.resume(returning: wasKept) }
         } catch {
             // One bad write must not sink the others: each gets a transaction of its own.
             for success in batch {
-                success.continuation.resume(with: Result { try database.writeTransaction { try writeSuccess(success) } })
+                success.continuation.resume(with: Result {
+                    try database.writeTransaction {
+                        var charges = ChargeTotals()
+                        let kept = try writeSuccess(success, charges: &charges)
+                        try Ledger(database: database).add(charges)
+                        return kept
+                    }
+                })
             }
         }
     }
 
-    private func writeSuccess(_ success: PendingSuccess) throws -> Bool {
+    /// Writes one result and adds its cost to `charges`, which the caller adds to the ledger's running
+    /// totals in the same transaction (once per batch rather than once per result).
+    private func writeSuccess(_ success: PendingSuccess, charges: inout ChargeTotals) throws -> Bool {
         let (request, response, model) = (success.request, success.response, success.model)
         let reservation = try dropReservation(request.id)
-        guard try finish(request.id, state: .succeeded, error: nil) else { return false }
+        guard try endLease(request.id, state: .succeeded, error: nil) else { return false }
         let billedAt = reservation?.reservedAt ?? success.now
         let project = try reservation?.project
             ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(request.jobID)]) ?? "default"
-        try Ledger(database: database).addCharge(
-            success.cost, job: request.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
+        charges.add(success.cost, job: request.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
         try database.statement("""
             INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
                 cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at, billed_at, baseline_pico)
@@ -305,6 +317,10 @@ public actor DispatchStore {
     /// (a request cancelled while its call ran keeps no reservation behind).
     private func finish(_ id: Int64, state: RequestState, error: String?, nextAttemptAt: Int64? = nil) throws -> Bool {
         _ = try dropReservation(id)
+        return try endLease(id, state: state, error: error, nextAttemptAt: nextAttemptAt)
+    }
+
+    private func endLease(_ id: Int64, state: RequestState, error: String?, nextAttemptAt: Int64? = nil) throws -> Bool {
         try database.statement("""
             UPDATE requests SET state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = ?, next_attempt_at = ?
             WHERE id = ? AND state = 'running' AND lease_owner = ?

@@ -149,8 +149,8 @@ public enum Schema {
                 amount_pico INTEGER NOT NULL,
                 reserved_at INTEGER NOT NULL
             );
-            CREATE INDEX reservations_by_month ON reservations(project, month, simulated);
-            CREATE INDEX reservations_by_job ON reservations(job_id, simulated);
+            -- No secondary indexes: the table holds only the calls in flight, so summing it is a short scan, and every
+            -- index would cost a write per call.
 
             -- A result is billed when its money was reserved (so a call that straddles midnight at the end of a month
             -- is charged to the month whose cap admitted it), and carries what its reference model would have cost.

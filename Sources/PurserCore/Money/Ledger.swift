@@ -66,12 +66,16 @@ public struct Ledger {
 
     /// Sets a project's cap for `month` (nil: every month) and releases the project's held requests,
     /// so that the next run looks at them again. Returns how many were released.
-    public func setBudget(_ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int, now: Int64) throws -> Int {
+    /// A budget set again keeps its warning share unless `warnPercent` gives a new one.
+    public func setBudget(_ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int?, now: Int64) throws -> Int {
         try database.writeTransaction {
             try database.statement("""
-                INSERT INTO budgets (project, month, cap_pico, warn_percent, set_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                ON CONFLICT (project, month) DO UPDATE SET cap_pico = ?3, warn_percent = ?4, set_at = ?5
-                """).execute([.text(project), .text(month?.description ?? Ledger.everyMonth), .integer(cap.picoUSD), .int(warnPercent), .integer(now)])
+                INSERT INTO budgets (project, month, cap_pico, warn_percent, set_at) VALUES (?1, ?2, ?3, coalesce(?4, ?6), ?5)
+                ON CONFLICT (project, month) DO UPDATE SET cap_pico = ?3, warn_percent = coalesce(?4, warn_percent), set_at = ?5
+                """).execute([
+                .text(project), .text(month?.description ?? Ledger.everyMonth), .integer(cap.picoUSD), warnPercent.map { .int($0) } ?? .null,
+                .integer(now), .int(Ledger.defaultWarnPercent),
+            ])
             return try releaseHeld(project: project)
         }
     }
@@ -183,16 +187,44 @@ public struct Ledger {
 
     // MARK: - Charges
 
-    /// Adds a result's cost to the running totals of its project's month and its job. Called in the
-    /// transaction that writes the result.
-    func addCharge(_ cost: Money, job: Int64, project: String, month: BudgetMonth, simulated: Bool) throws {
-        try database.statement("""
+    /// Adds results' costs to the running totals of their projects' months and their jobs. Called in the
+    /// transaction that writes the results.
+    func add(_ charges: ChargeTotals) throws {
+        let monthly = try database.statement("""
             INSERT INTO monthly_charges (project, month, simulated, charged_pico) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (project, month, simulated) DO UPDATE SET charged_pico = charged_pico + ?4
-            """).execute([.text(project), .text(month.description), .int(simulated ? 1 : 0), .integer(cost.picoUSD)])
-        try database.statement("""
+            """)
+        for (key, amount) in charges.byProjectMonth {
+            try monthly.execute([.text(key.project), .text(key.month.description), .int(key.simulated ? 1 : 0), .integer(amount.picoUSD)])
+        }
+        let byJob = try database.statement("""
             INSERT INTO job_charges (job_id, simulated, charged_pico) VALUES (?1, ?2, ?3)
             ON CONFLICT (job_id, simulated) DO UPDATE SET charged_pico = charged_pico + ?3
-            """).execute([.integer(job), .int(simulated ? 1 : 0), .integer(cost.picoUSD)])
+            """)
+        for (key, amount) in charges.byJob {
+            try byJob.execute([.integer(key.job), .int(key.simulated ? 1 : 0), .integer(amount.picoUSD)])
+        }
+    }
+}
+
+/// Charges gathered from a batch of results, to be added to the ledger's running totals at once.
+struct ChargeTotals {
+    struct ProjectMonth: Hashable {
+        var project: String
+        var month: BudgetMonth
+        var simulated: Bool
+    }
+
+    struct JobKey: Hashable {
+        var job: Int64
+        var simulated: Bool
+    }
+
+    var byProjectMonth: [ProjectMonth: Money] = [:]
+    var byJob: [JobKey: Money] = [:]
+
+    mutating func add(_ cost: Money, job: Int64, project: String, month: BudgetMonth, simulated: Bool) {
+        byProjectMonth[ProjectMonth(project: project, month: month, simulated: simulated), default: .zero] += cost
+        byJob[JobKey(job: job, simulated: simulated), default: .zero] += cost
     }
 }
