@@ -30,7 +30,23 @@ enum PlanCommand {
         }
         try planStore.save(plan, job: job.id)
         PlanOutput.summary(plan, title: "job \(job.id) \"\(job.name)\"", catalog: catalog, arguments: arguments, context: context)
+        if !arguments.flag("json") {
+            let ledger = Ledger(database: database)
+            let simulated = arguments.flag("simulate")
+            let caps = [try ledger.use(project: job.project, month: BudgetMonth(containing: context.clock.now()), simulated: simulated),
+                        try ledger.use(job: job.id, simulated: simulated)].compactMap { $0 }
+            for cap in caps { context.console.print(budgetFit(plan.estimatedCost, cap: cap, simulated: simulated)) }
+        }
         return 0
+    }
+
+    /// Whether the plan's estimate fits in what a cap has left; requests past it would be held.
+    static func budgetFit(_ estimate: Money, cap: CapUse, simulated: Bool) -> String {
+        let ledger = simulated ? " (simulated ledger)" : ""
+        return estimate <= cap.left
+            ? "budget: \(cap.scopeText)\(ledger) has \(cap.left.formatted) left of \(cap.cap.formatted); the estimate fits"
+            : "budget: \(cap.scopeText)\(ledger) has \(cap.left.formatted) left of \(cap.cap.formatted), less than the estimate: requests past it will be held until the cap is raised"
+                + (cap.scope.isProject ? " or the month ends" : "")
     }
 
     static func planningContext(catalog: PricingCatalog, store: JobStore?, arguments: ParsedArguments, context: CommandContext) throws -> PlanningContext {

@@ -144,7 +144,8 @@ final class RunReporter: Sendable {
                 emit([
                     "event": .string("finished"), "succeeded": .number(String(summary.succeeded)), "failed": .number(String(summary.failed)),
                     "expired": .number(String(summary.expired)), "retries": .number(String(summary.retried)),
-                    "fallbacks": .number(String(summary.fellBack)), "spend_usd": .string(summary.spend.exactUSD), "simulated": .bool(summary.simulated),
+                    "fallbacks": .number(String(summary.fellBack)), "held": .number(String(summary.held)), "spend_usd": .string(summary.spend.exactUSD),
+                    "simulated": .bool(summary.simulated),
                     "elapsed_ms": .number(String(summary.elapsedMilliseconds)), "left_queued": .array(summary.leftQueued.map { .string($0) }),
                 ])
                 return
