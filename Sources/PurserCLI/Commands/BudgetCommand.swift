@@ -52,11 +52,7 @@ enum BudgetCommand {
         let database = try context.openDatabase(arguments)
         let ledger = Ledger(database: database)
         if let reference = arguments.value("job") {
-            try rejectProjectScope(arguments)
-            let job = try context.job(reference, store: JobStore(database: database))
-            let released = try ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
-            context.console.print("job \(job.id) (\(job.name)) is capped at \(cap.formatted)\(released > 0 ? "; \(count(released, "held request")) released" : "")")
-            return 0
+            return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, ledger: ledger, context: context)
         }
         let project = arguments.value("project") ?? "default"
         let released = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
@@ -77,11 +73,7 @@ enum BudgetCommand {
         let database = try context.openExistingDatabase(arguments)
         let ledger = Ledger(database: database)
         if let reference = arguments.value("job") {
-            try rejectProjectScope(arguments)
-            let job = try context.job(reference, store: JobStore(database: database))
-            let released = try ledger.setJobCap(nil, job: job.id, warnPercent: nil)
-            context.console.print("job \(job.id) (\(job.name)) has no cap\(released > 0 ? "; \(count(released, "held request")) released" : "")")
-            return 0
+            return try capJob(reference, at: nil, warnPercent: nil, arguments: arguments, ledger: ledger, context: context)
         }
         let project = arguments.value("project") ?? "default"
         let month = try self.month(arguments)
@@ -163,9 +155,18 @@ enum BudgetCommand {
         return month
     }
 
-    static func rejectProjectScope(_ arguments: ParsedArguments) throws {
+    /// `--job`: caps one job over its whole life, or removes its cap (`cap == nil`), releasing what it held.
+    static func capJob(
+        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, ledger: Ledger, context: CommandContext
+    ) throws -> Int32 {
         if arguments.value("project") != nil || arguments.value("month") != nil {
             throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: spec)
         }
+        let job = try context.job(reference, store: JobStore(database: ledger.database))
+        let released = try ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
+        context.console.print(
+            "job \(job.id) (\(job.name)) " + (cap.map { "is capped at \($0.formatted)" } ?? "has no cap")
+                + (released > 0 ? "; \(count(released, "held request")) released" : ""))
+        return 0
     }
 }

@@ -58,7 +58,7 @@ public struct Ledger {
     public static let defaultWarnPercent = 80
     static let everyMonth = "*"
 
-    let database: Database
+    public let database: Database
 
     public init(database: Database) { self.database = database }
 

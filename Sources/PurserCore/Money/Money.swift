@@ -44,15 +44,10 @@ public struct Money: Sendable, Hashable, Comparable, AdditiveArithmetic, CustomS
         let units = (magnitude + unit / 2) / unit
         var scale: UInt64 = 1
         for _ in 0..<decimals { scale *= 10 }
-        let whole = String(units / scale)
-        var grouped = ""
-        for (index, character) in whole.enumerated() {
-            if index > 0 && (whole.count - index) % 3 == 0 { grouped.append(",") }
-            grouped.append(character)
-        }
+        let whole = PurserCore.grouped(Int64(clamping: units / scale))
         var fraction = String(units % scale)
         fraction = String(repeating: "0", count: decimals - fraction.count) + fraction
-        return (value < 0 && units > 0 ? "-" : "") + grouped + "." + fraction
+        return (value < 0 && units > 0 ? "-" : "") + whole + "." + fraction
     }
 }
 
