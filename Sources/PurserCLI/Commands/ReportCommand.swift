@@ -91,6 +91,9 @@ enum ReportCommand {
         }
         if !report.caps.isEmpty || report.forecast != nil { out += "\n" }
         for cap in report.caps { out += BudgetCommand.line(cap, simulated: query.simulated) + "\n" }
+        if report.caps.isEmpty, let month = query.month {
+            out += "budget: none in force for \(query.project.map { "project \($0)" } ?? "any project") in \(month); 'purser budget set USD' sets one\n"
+        }
         if let forecast = report.forecast, let month = query.month {
             out += forecast.elapsedBasisPoints >= 10_000
                 ? "\(month) is over: \(forecast.atMonthEnd.formatted) spent\n"
