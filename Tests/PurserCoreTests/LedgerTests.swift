@@ -1,0 +1,100 @@
+import Foundation
+import SQLiteStore
+import Testing
+@testable import PurserCore
+
+/// One job of identical requests, planned, in a database of its own, with a dispatch store on it.
+private struct LedgerWorkspace {
+    let directory = Fixtures.temporaryDirectory()
+    let catalog = try! Fixtures.bundledCatalog()
+    let store: DispatchStore
+    var path: String { directory.appendingPathComponent("purser.db").path }
+
+    init(requests: Int) async throws {
+        let lines = (1...requests).map { #"{"custom_id": "r\#($0)", "prompt": "Name three rivers.", "max_tokens": 100, "deadline": "30d"}"# }
+        let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "job.jsonl", in: directory)
+        _ = try JobSubmitter(database: try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path), catalog: catalog, clock: .fixed(submitTime))
+            .submit(files: [file], options: SubmitOptions())
+        store = try DispatchStore(path: directory.appendingPathComponent("purser.db").path, owner: "worker-1")
+        _ = try await store.planJobs([1], catalog: catalog, now: submitTime, usableProviders: Set(catalog.providers.keys))
+    }
+
+    var ledger: Ledger { Ledger(database: try! PurserDatabase.open(path: path)) }
+
+    func claim(_ limit: Int, at now: Int64) async throws -> DispatchStore.Claim {
+        try await store.claim(limit: limit, now: now, leaseUntil: now + 60_000, job: nil, excludedModels: [], simulated: false, catalog: catalog)
+    }
+
+    func worstCase(of request: ClaimedRequest) throws -> Money {
+        Charges.worstCase(
+            model: try #require(catalog.model(id: request.plannedModel)), mode: request.plannedMode, inputTokens: request.needs.inputTokens,
+            maxOutputTokens: request.needs.maxOutputTokens)
+    }
+}
+
+@Test func aCallIsBilledToTheMonthItsMoneyWasReservedIn() async throws {
+    let workspace = try await LedgerWorkspace(requests: 1)
+    let december = BudgetMonth(year: 2026, month: 12).start
+    let request = try #require(try await workspace.claim(1, at: december - 1_000).requests.first)
+    let november = try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 11), simulated: false)
+    #expect(november.reserved == (try workspace.worstCase(of: request)))
+
+    let model = try #require(workspace.catalog.model(id: request.plannedModel))
+    let provider = try #require(workspace.catalog.providers[model.provider])
+    let usage = Usage(inputTokens: request.needs.inputTokens, outputTokens: 40)
+    let cost = Charges.cost(of: usage, prices: model.prices)
+    let kept = try await workspace.store.recordSuccess(
+        request, response: ProviderResponse(statusCode: 200, providerRequestID: "x", body: "{}", usage: usage, simulated: false), model: model,
+        provider: provider, mode: request.plannedMode, cost: cost, baseline: cost,
+        attempt: AttemptRecord(
+            model: model.id, provider: provider.name, mode: request.plannedMode, startedAt: december - 900, latencyMilliseconds: 2_000, status: 200,
+            outcome: "succeeded", error: nil, usage: usage, simulated: false),
+        now: december + 1_100)
+    #expect(kept)
+    // Finished in December, charged to November, whose cap admitted it; the reservation became the charge.
+    let after = try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 11), simulated: false)
+    #expect(after.charged == cost && after.reserved == .zero)
+    #expect(try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 12), simulated: false).charged == .zero)
+    #expect(cost <= november.reserved)
+}
+
+@Test func aCallMovedToAnotherModelMustFitUnderTheCapAgain() async throws {
+    let workspace = try await LedgerWorkspace(requests: 1)
+    let now = submitTime + 1_000
+    let probe = try #require(try await workspace.claim(1, at: now).requests.first)
+    let worstCase = try workspace.worstCase(of: probe)
+    try await workspace.store.release(probe, countAttempt: false, attempt: nil, reason: nil)
+    _ = try workspace.ledger.setBudget(worstCase + worstCase, project: "default", month: nil, warnPercent: nil, now: now)
+
+    let request = try #require(try await workspace.claim(1, at: now).requests.first)
+    #expect(try await workspace.store.moveReservation(request, to: worstCase + worstCase, now: now, simulated: false))
+    #expect(try workspace.ledger.spending(project: "default", month: BudgetMonth(containing: now), simulated: false).reserved == worstCase + worstCase)
+    // Three times the first worst case does not fit under a cap of two: nothing stays reserved, and the caller releases it.
+    #expect(!(try await workspace.store.moveReservation(request, to: worstCase + worstCase + worstCase, now: now, simulated: false)))
+    #expect(try workspace.ledger.spending(project: "default", month: BudgetMonth(containing: now), simulated: false).reserved == .zero)
+}
+
+@Test func requestsThatFitOnceCallsSettleWaitAndOnesThatNeverFitAreHeld() async throws {
+    let workspace = try await LedgerWorkspace(requests: 3)
+    let now = submitTime + 1_000
+    let probe = try await workspace.claim(3, at: now).requests
+    let worstCase = try workspace.worstCase(of: try #require(probe.first))
+    for request in probe { try await workspace.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
+
+    // Room for one call in flight at a time.
+    _ = try workspace.ledger.setBudget(worstCase, project: "default", month: nil, warnPercent: 50, now: now)
+    let first = try await workspace.claim(3, at: now)
+    #expect(first.requests.count == 1 && first.waitingForBudget == 2 && first.held == 0)
+    #expect(first.capUses.first?.isPastWarning == true)
+    // Nothing more fits until that call settles.
+    #expect(try await workspace.claim(3, at: now).requests.isEmpty)
+
+    // With the cap spent by charges (not reservations), the rest are held until the month ends.
+    try await workspace.store.release(first.requests[0], countAttempt: false, attempt: nil, reason: nil)
+    _ = try workspace.ledger.setBudget(Money(picoUSD: worstCase.picoUSD - 1), project: "default", month: nil, warnPercent: nil, now: now)
+    let second = try await workspace.claim(3, at: now)
+    #expect(second.requests.isEmpty && second.held == 3)
+    #expect(second.holdReasons.keys.sorted() == ["project default's budget for 2026-11"])
+    let database = try PurserDatabase.open(path: workspace.path)
+    #expect(try database.scalarInt("SELECT min(next_attempt_at) FROM requests WHERE state = 'held'") == BudgetMonth(containing: now).end)
+}
