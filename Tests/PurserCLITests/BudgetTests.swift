@@ -90,6 +90,18 @@ import PurserCore
         #expect(try count("held") == 20)
         #expect(try charged("2026-11") == 0)
 
+        let json = try #require(try JSONParser.parse(purser(["budget", "show", "--json"], database: database, at: december - 3_600_000).out).objectValue)
+        #expect(json["month"] == .string("2026-11"))
+        let caps = try #require(json["caps"]?.arrayValue)
+        #expect(caps.count == 1)
+        #expect(caps[0].objectValue?["cap_usd"] == .string("0") && caps[0].objectValue?["project"] == .string("default"))
+        // Every request was held, so the rehearsal ledger has nothing to show beside the real one.
+        #expect(caps[0].objectValue?["simulated"] == nil)
+        #expect(try #require(json["budgets"]?.arrayValue).compactMap { $0.objectValue?["month"] } == [.null, .string("2026-11")])
+        let status = try #require(try JSONParser.parse(purser(["status", "--json"], database: database, at: december - 3_600_000).out).arrayValue)
+        #expect(status.first?.objectValue?["caps"]?.arrayValue?.count == 1)
+        #expect(status.first?.objectValue?["states"]?.objectValue?["held"] == .number("20"))
+
         let shown = purser(["budget", "show"], database: database, at: december - 3_600_000)
         #expect(shown.out.contains("project default: $1,000.00 for every month, warning at 80%"))
         #expect(shown.out.contains("project default: $0.000000 for 2026-11, warning at 80%"))
