@@ -55,10 +55,9 @@ enum BudgetCommand {
             return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, ledger: ledger, context: context)
         }
         let project = arguments.value("project") ?? "default"
-        let released = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
-        let budget = try ledger.budgets().first { $0.project == project && $0.month == month }
+        let (warningAt, released) = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
         context.console.print(
-            "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(budget?.warnPercent ?? Ledger.defaultWarnPercent)%"
+            "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(warningAt)%"
                 + (released > 0 ? "; \(count(released, "held request")) released for the next run" : ""))
         if let use = try ledger.use(project: project, month: month ?? BudgetMonth(containing: context.clock.now()), simulated: false),
             use.used > use.cap
@@ -125,7 +124,7 @@ enum BudgetCommand {
         var table = TextTable(headers: ["cap", "limit", "charged", "reserved", "left", "used", ""], rightAligned: [1, 2, 3, 4, 5])
         for use in uses {
             table.rows.append([
-                use.scopeText.replacingOccurrences(of: "'s budget for \(month)", with: "").replacingOccurrences(of: "'s cap", with: ""),
+                use.scopeName,
                 use.cap.formatted, use.charged.formatted, use.reserved.formatted, use.left.formatted, percentText(use.usedBasisPoints),
                 use.used > use.cap ? "over" : use.isPastWarning ? "past \(use.warnPercent)% warning" : "",
             ])

@@ -51,10 +51,6 @@ public actor DispatchStore {
             }
             let month = BudgetMonth(containing: now)
             var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
-            let reserve = try database.statement("""
-                INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """)
             let hold = try database.statement("UPDATE requests SET state = 'held', next_attempt_at = ?, last_error = ? WHERE id = ?")
             var leased: [Int64] = []
             for candidate in candidates {
@@ -64,10 +60,8 @@ public actor DispatchStore {
                 } ?? .zero
                 switch try admission.decide(amount: amount, job: candidate.job, project: candidate.project) {
                 case .reserve:
-                    try reserve.execute([
-                        .integer(candidate.id), .text(owner), .integer(candidate.job), .text(candidate.project), .text(month.description),
-                        .int(simulated ? 1 : 0), .integer(amount.picoUSD), .integer(now),
-                    ])
+                    try insertReservation(
+                        candidate.id, job: candidate.job, project: candidate.project, month: month, simulated: simulated, amount: amount, at: now)
                     leased.append(candidate.id)
                 case .wait:
                     claim.waitingForBudget += 1
@@ -78,6 +72,7 @@ public actor DispatchStore {
                 }
             }
             claim.capUses = admission.uses
+            guard !leased.isEmpty else { return [] }
             try database.statement("""
                 UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
                 WHERE id IN (SELECT value FROM json_each(?))
@@ -273,20 +268,11 @@ public actor DispatchStore {
     /// that fits under its caps. False when it does not; the request then holds no reservation and must be released.
     func moveReservation(_ request: ClaimedRequest, to amount: Money, now: Int64, simulated: Bool) throws -> Bool {
         try database.writeTransaction {
-            guard let old = try database.statement(
-                "DELETE FROM reservations WHERE request_id = ? AND owner = ? RETURNING project, month, reserved_at")
-                .firstRow([.integer(request.id), .text(owner)], { (project: $0.text(0), month: $0.text(1), reservedAt: $0.int64(2)) }),
-                let month = BudgetMonth(old.month)
-            else { return false }
+            guard let old = try dropReservation(request.id) else { return false }
+            let month = BudgetMonth(containing: old.reservedAt)
             var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
             guard case .reserve = try admission.decide(amount: amount, job: request.jobID, project: old.project) else { return false }
-            try database.statement("""
-                INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute([
-                .integer(request.id), .text(owner), .integer(request.jobID), .text(old.project), .text(old.month), .int(simulated ? 1 : 0),
-                .integer(amount.picoUSD), .integer(old.reservedAt),
-            ])
+            try insertReservation(request.id, job: request.jobID, project: old.project, month: month, simulated: simulated, amount: amount, at: old.reservedAt)
             return true
         }
     }
@@ -326,6 +312,18 @@ public actor DispatchStore {
             WHERE id = ? AND state = 'running' AND lease_owner = ?
             """).execute([.text(state.rawValue), .optionalText(error), .optionalInt64(nextAttemptAt), .integer(id), .text(owner)])
         return database.changes == 1
+    }
+
+    private func insertReservation(
+        _ request: Int64, job: Int64, project: String, month: BudgetMonth, simulated: Bool, amount: Money, at reservedAt: Int64
+    ) throws {
+        try database.statement("""
+            INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute([
+            .integer(request), .text(owner), .integer(job), .text(project), .text(month.description), .int(simulated ? 1 : 0),
+            .integer(amount.picoUSD), .integer(reservedAt),
+        ])
     }
 
     /// Deletes this worker's reservation for a request, returning when and under which project it was made.

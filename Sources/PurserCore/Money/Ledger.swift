@@ -41,10 +41,19 @@ public struct CapUse: Sendable, Hashable {
         }
     }
 
+    /// "project default", "job 3 (quickstart)".
+    public var scopeName: String {
+        switch scope {
+        case .project(let project, _): "project \(project)"
+        case .job(let id, let name): "job \(id) (\(name))"
+        }
+    }
+
+    /// "project default's budget for 2026-11", "job 3 (quickstart)'s cap".
     public var scopeText: String {
         switch scope {
-        case .project(let project, let month): "project \(project)'s budget for \(month)"
-        case .job(let id, let name): "job \(id) (\(name))'s cap"
+        case .project(_, let month): "\(scopeName)'s budget for \(month)"
+        case .job: "\(scopeName)'s cap"
         }
     }
 }
@@ -65,18 +74,19 @@ public struct Ledger {
     // MARK: - Budgets
 
     /// Sets a project's cap for `month` (nil: every month) and releases the project's held requests,
-    /// so that the next run looks at them again. Returns how many were released.
+    /// so that the next run looks at them again. Returns the warning share in force and how many were released.
     /// A budget set again keeps its warning share unless `warnPercent` gives a new one.
-    public func setBudget(_ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int?, now: Int64) throws -> Int {
+    public func setBudget(_ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int?, now: Int64) throws -> (warnPercent: Int, released: Int) {
         try database.writeTransaction {
-            try database.statement("""
+            let inForce = try database.statement("""
                 INSERT INTO budgets (project, month, cap_pico, warn_percent, set_at) VALUES (?1, ?2, ?3, coalesce(?4, ?6), ?5)
                 ON CONFLICT (project, month) DO UPDATE SET cap_pico = ?3, warn_percent = coalesce(?4, warn_percent), set_at = ?5
-                """).execute([
+                RETURNING warn_percent
+                """).firstRow([
                 .text(project), .text(month?.description ?? Ledger.everyMonth), .integer(cap.picoUSD), warnPercent.map { .int($0) } ?? .null,
                 .integer(now), .int(Ledger.defaultWarnPercent),
-            ])
-            return try releaseHeld(project: project)
+            ]) { $0.int(0) }
+            return (inForce ?? Ledger.defaultWarnPercent, try releaseHeld(project: project))
         }
     }
 
@@ -113,11 +123,7 @@ public struct Ledger {
     public func budgets() throws -> [Budget] {
         try database.statement("""
             SELECT project, month, cap_pico, warn_percent, set_at FROM budgets ORDER BY project, month = '*' DESC, month
-            """).rows { row in
-            Budget(
-                project: row.text(0), month: BudgetMonth(row.text(1)), cap: Money(picoUSD: row.int64(2)), warnPercent: row.int(3),
-                setAt: row.int64(4))
-        }
+            """).rows([], Ledger.budget(from:))
     }
 
     /// The cap in force for `project` in `month`: that month's own, else the every-month cap, else none.
@@ -125,11 +131,13 @@ public struct Ledger {
         try database.statement("""
             SELECT project, month, cap_pico, warn_percent, set_at FROM budgets WHERE project = ? AND month IN (?, '*')
             ORDER BY month = '*' LIMIT 1
-            """).firstRow([.text(project), .text(month.description)]) { row in
-            Budget(
-                project: row.text(0), month: BudgetMonth(row.text(1)), cap: Money(picoUSD: row.int64(2)), warnPercent: row.int(3),
-                setAt: row.int64(4))
-        }
+            """).firstRow([.text(project), .text(month.description)], Ledger.budget(from:))
+    }
+
+    /// A `budgets` row read as `project, month, cap_pico, warn_percent, set_at`.
+    private static func budget(from row: Row) -> Budget {
+        Budget(
+            project: row.text(0), month: BudgetMonth(row.text(1)), cap: Money(picoUSD: row.int64(2)), warnPercent: row.int(3), setAt: row.int64(4))
     }
 
     // MARK: - What counts against a cap

@@ -86,7 +86,7 @@ public struct ReportStore {
         try database.readTransaction {
             let lines = try groupedLines(query, grouping: query.grouping)
             let total = lines.reduce(SpendReport.Line(key: "total", requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, cost: .zero, baseline: .zero), +)
-            let daily = try dailySpend(query)
+            let daily = dailySpend(query, byDay: query.grouping == .day ? lines : try groupedLines(query, grouping: .day))
             let byModel = query.grouping == .model ? lines : try groupedLines(query, grouping: .model)
             var caps: [CapUse] = []
             var forecast: SpendReport.Forecast?
@@ -144,14 +144,10 @@ public struct ReportStore {
         }
     }
 
-    private func dailySpend(_ query: ReportQuery) throws -> [(day: String, cost: Money)] {
-        let spent = Dictionary(uniqueKeysWithValues: try database.statement("""
-            SELECT strftime('%Y-%m-%d', s.billed_at / 1000, 'unixepoch'), sum(s.cost_pico)
-            FROM results s JOIN requests r ON r.id = s.request_id JOIN jobs j ON j.id = r.job_id
-            WHERE s.simulated = ?1 AND s.billed_at >= ?2 AND s.billed_at < ?3 AND (?4 IS NULL OR j.project = ?4) AND (?5 IS NULL OR j.id = ?5)
-            GROUP BY 1 ORDER BY 1
-            """).rows(bindings(query)) { ($0.text(0), Money(picoUSD: $0.int64(1))) })
-        guard let month = query.month else { return spent.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    /// Every day of the month with what it spent (zero where nothing was), or for all time the days that spent.
+    private func dailySpend(_ query: ReportQuery, byDay: [SpendReport.Line]) -> [(day: String, cost: Money)] {
+        guard let month = query.month else { return byDay.map { ($0.key, $0.cost) } }
+        let spent = Dictionary(uniqueKeysWithValues: byDay.map { ($0.key, $0.cost) })
         return (0..<month.days).map { day in
             let text = BudgetMonth.dayText(month.start + Int64(day) * BudgetMonth.millisecondsPerDay)
             return (text, spent[text] ?? .zero)
