@@ -2,14 +2,20 @@
 public struct Migration: Sendable {
     public let version: Int
     public let sql: String
+    /// A step that rebuilds a table others refer to runs with foreign-key enforcement off (dropping the old
+    /// table would otherwise cascade to its children), then checks every reference before committing.
+    public let rebuildsTables: Bool
 
-    public init(version: Int, sql: String) {
+    public init(version: Int, sql: String, rebuildsTables: Bool = false) {
         self.version = version
         self.sql = sql
+        self.rebuildsTables = rebuildsTables
     }
 }
 
-/// Applies pending migrations, each in its own write transaction.
+/// Applies pending migrations, each in its own write transaction. The version is read inside that
+/// transaction, so several processes opening a new file at once apply each step exactly once: the others
+/// wait on the lock, then find it done.
 public struct Migrator: Sendable {
     public let migrations: [Migration]
 
@@ -19,18 +25,40 @@ public struct Migrator: Sendable {
     }
 
     public func migrate(_ database: Database) throws {
+        // A quick look first, so an up-to-date file costs no write lock.
+        if try version(of: database) == migrations.count { return }
+        for migration in migrations {
+            guard migration.rebuildsTables else {
+                try apply(migration, to: database)
+                continue
+            }
+            try database.execute("PRAGMA foreign_keys = OFF")
+            var failure: (any Error)?
+            do { try apply(migration, to: database) } catch { failure = error }
+            try database.execute("PRAGMA foreign_keys = ON")
+            if let failure { throw failure }
+        }
+    }
+
+    private func apply(_ migration: Migration, to database: Database) throws {
+        try database.writeTransaction {
+            guard try version(of: database) < migration.version else { return }
+            try database.execute(migration.sql)
+            if migration.rebuildsTables, try database.scalarInt("SELECT count(*) FROM pragma_foreign_key_check") != 0 {
+                throw SQLiteError(code: 19, message: "migration \(migration.version) would break a reference between tables; nothing was changed")
+            }
+            // user_version takes no parameters; the value is a constant from this file.
+            try database.execute("PRAGMA user_version = \(migration.version)")
+        }
+    }
+
+    private func version(of database: Database) throws -> Int {
         let current = Int(try database.scalarInt("PRAGMA user_version") ?? 0)
         guard current <= migrations.count else {
             throw SQLiteError(
                 code: 1,
                 message: "\(database.path) has schema version \(current), newer than this purser knows (\(migrations.count)); upgrade purser")
         }
-        for migration in migrations where migration.version > current {
-            try database.writeTransaction {
-                try database.execute(migration.sql)
-                // user_version takes no parameters; the value is a constant from this file.
-                try database.execute("PRAGMA user_version = \(migration.version)")
-            }
-        }
+        return current
     }
 }

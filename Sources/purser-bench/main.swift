@@ -150,9 +150,9 @@ let planStore = PlanStore(database: ingestDatabase)
 let context = PlanningContext(
     catalog: catalog, now: Int64(Date().timeIntervalSince1970 * 1000), usableProviders: Set(catalog.providers.keys))
 var requests: [PlannableRequest] = []
-loadTime = try seconds { requests = try planStore.plannableRequests(job: 1) }
+loadTime = try seconds { requests = try planStore.plannableRequests(jobs: [1]) }
 solveTime = seconds { plan = Planner(context: context).plan(requests) }
-saveTime = try seconds { try planStore.save(plan!, job: 1) }
+saveTime = try seconds { try planStore.save(plan!, jobs: [1], now: context.now) }
 let planPeak = peakMemoryMiB()
 let planTime = loadTime + solveTime + saveTime
 
@@ -170,7 +170,7 @@ row("plan \(requests.count.formatted()) requests", String(format: "%.2f s", plan
 row("plan peak memory", "\(planPeak) MiB", "-")
 if let plan {
     print()
-    print("plan: \(plan.mix.count) model/mode lines, estimated \(plan.estimatedCost.formatted) against a baseline of \(plan.baselineCost.formatted); unplaced \(plan.unplaced); proven optimal: \(plan.provenOptimal)")
+    print("plan: \(plan.mix.count) model/mode lines, estimated \(plan.estimatedCost.formatted) against a baseline of \(plan.baselineCost.formatted); unplaced \(plan.unplaced); lower bound \(plan.lowerBound.formatted), optimal: \(plan.isOptimal)")
 }
 }
 

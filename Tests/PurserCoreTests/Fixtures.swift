@@ -33,8 +33,8 @@ enum Fixtures {
     /// A model with round numbers; prices in micro-USD per million tokens.
     static func model(
         _ name: String, provider: String = "p", input: Int64, output: Int64, quality: Int, requestsPerMinute: Int = 1_000,
-        ttft: Int = 500, tokensPerSecond: Int = 100, context: Int = 100_000, capabilities: Capabilities = [.tools, .jsonMode, .vision],
-        flex: TokenPrices? = nil, windows: [DiscountWindow] = []
+        tokensPerMinute: Int = 100_000_000, ttft: Int = 500, tokensPerSecond: Int = 100, context: Int = 100_000,
+        capabilities: Capabilities = [.tools, .jsonMode, .vision], flex: TokenPrices? = nil, windows: [DiscountWindow] = []
     ) -> Model {
         let prices = TokenPrices(
             input: TokenPrice(microUSDPerMillion: input), output: TokenPrice(microUSDPerMillion: output),
@@ -42,7 +42,7 @@ enum Fixtures {
         return Model(
             id: "\(provider)/\(name)", provider: provider, providerModel: name, prices: prices, flexPrices: flex, contextWindow: context,
             maxOutputTokens: min(16_000, context), quality: quality, qualitySource: "test", capabilities: capabilities,
-            rateLimits: RateLimits(requestsPerMinute: requestsPerMinute, tokensPerMinute: 100_000_000),
+            rateLimits: RateLimits(requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute),
             speed: Speed(timeToFirstTokenMilliseconds: ttft, outputTokensPerSecond: tokensPerSecond), discountWindows: windows,
             priceDate: "2026-11-24", priceSource: "https://example.com/prices")
     }

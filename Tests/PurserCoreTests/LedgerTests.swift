@@ -16,7 +16,7 @@ private struct LedgerWorkspace {
         _ = try JobSubmitter(database: try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path), catalog: catalog, clock: .fixed(submitTime))
             .submit(files: [file], options: SubmitOptions())
         store = try DispatchStore(path: directory.appendingPathComponent("purser.db").path, owner: "worker-1")
-        _ = try await store.planJobs([1], catalog: catalog, now: submitTime, usableProviders: Set(catalog.providers.keys))
+        _ = try await store.planJobs(JobPlanning.Request(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: submitTime))
     }
 
     var ledger: Ledger { Ledger(database: try! PurserDatabase.open(path: path)) }

@@ -24,7 +24,7 @@ enum EstimateCommand {
         if scan.badLines > 0 {
             context.console.error("warning: \(count(scan.badLines, "bad line")) left out of the estimate; submit would reject the file unless --skip-invalid")
         }
-        let planner = Planner(context: try PlanCommand.planningContext(catalog: catalog, store: nil, arguments: arguments, context: context))
+        let planner = Planner(context: PlanCommand.planningContext(catalog: catalog, arguments: arguments, context: context))
         PlanOutput.summary(planner.plan(scan.requests), title: file, catalog: catalog, arguments: arguments, context: context)
         return 0
     }

@@ -16,26 +16,34 @@ enum PlanCommand {
         let database = try context.openExistingDatabase(arguments)
         let store = JobStore(database: database)
         let job = try context.job(arguments.positionals[0], store: store)
-        let planStore = PlanStore(database: database)
-        let requests = try planStore.plannableRequests(job: job.id)
-        let planner = Planner(context: try planningContext(catalog: catalog, store: store, arguments: arguments, context: context))
-        let plan = planner.plan(requests)
-        if let customID = arguments.value("explain") {
-            guard let id = try planStore.queuedRequestID(job: job.id, customID: customID), let index = requests.firstIndex(where: { $0.id == id }) else {
-                throw Problem("job \(job.id) has no queued request with custom_id \(JSONWriter.quoted(customID)) (running and finished requests are not planned)")
+        let explained = arguments.value("explain")
+        var request = JobPlanning.Request(
+            jobs: [job.id], catalog: catalog,
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")),
+            now: context.clock.now())
+        request.save = explained == nil
+        let outcome = try JobPlanning(database: database).plan(request)
+        if let customID = explained {
+            guard let id = try PlanStore(database: database).plannableRequestID(job: job.id, customID: customID),
+                let index = outcome.requests.firstIndex(where: { $0.id == id })
+            else {
+                throw Problem("job \(job.id) has no request with custom_id \(JSONWriter.quoted(customID)) waiting to be served (running and finished requests are not planned)")
             }
             PlanOutput.explanation(
-                planner.explain(requests, index: index, plan: plan), customID: customID, context: context, json: arguments.flag("json"))
+                Planner(context: outcome.context).explain(outcome.requests, index: index, plan: outcome.plan), customID: customID, context: context,
+                json: arguments.flag("json"))
             return 0
         }
-        try planStore.save(plan, job: job.id)
-        PlanOutput.summary(plan, title: "job \(job.id) \"\(job.name)\"", catalog: catalog, arguments: arguments, context: context)
+        let others = outcome.jobs.filter { $0 != job.id }
+        PlanOutput.summary(
+            outcome.plan, title: "job \(job.id) \"\(job.name)\"" + (others.isEmpty ? "" : " and jobs \(others.map(String.init).joined(separator: ", ")), whose plans no longer fitted"),
+            catalog: catalog, arguments: arguments, context: context)
         if !arguments.flag("json") {
             let ledger = Ledger(database: database)
             let simulated = arguments.flag("simulate")
             let caps = [try ledger.use(project: job.project, month: BudgetMonth(containing: context.clock.now()), simulated: simulated),
                         try ledger.use(job: job.id, simulated: simulated)].compactMap { $0 }
-            for cap in caps { context.console.print(budgetFit(plan.estimatedCost, cap: cap, simulated: simulated)) }
+            for cap in caps { context.console.print(budgetFit(outcome.plan.estimatedCost, cap: cap, simulated: simulated)) }
         }
         return 0
     }
@@ -49,18 +57,17 @@ enum PlanCommand {
                 + (cap.scope.isProject ? " or the month ends" : "")
     }
 
-    static func planningContext(catalog: PricingCatalog, store: JobStore?, arguments: ParsedArguments, context: CommandContext) throws -> PlanningContext {
+    static func planningContext(catalog: PricingCatalog, arguments: ParsedArguments, context: CommandContext) -> PlanningContext {
         PlanningContext(
             catalog: catalog, now: context.clock.now(),
-            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")),
-            history: try store?.outputHistory() ?? OutputHistory())
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")))
     }
 }
 
 /// How plans are shown, shared by `plan` and `estimate`.
 enum PlanOutput {
     static func summary(_ plan: Plan, title: String, catalog: PricingCatalog, arguments: ParsedArguments, context: CommandContext) {
-        let requests = plan.entries.count
+        let requests = plan.count
         if arguments.flag("json") {
             context.printJSON(.object(JSONObject([
                 "requests": .number(String(requests)), "planned": .number(String(requests - plan.unplaced)),
@@ -71,8 +78,16 @@ enum PlanOutput {
                         "estimated_cost_usd": line.estimatedCost.jsonUSD,
                     ]))
                 }),
-                "estimated_cost_usd": plan.estimatedCost.jsonUSD, "baseline_cost_usd": plan.baselineCost.jsonUSD,
-                "saving_usd": plan.saving.jsonUSD, "proven_optimal": .bool(plan.provenOptimal),
+                "estimated_cost_usd": plan.estimatedCost.jsonUSD, "lower_bound_usd": plan.lowerBound.jsonUSD,
+                "gap_percent": plan.gapBasisPoints.map { .string(DecimalText.format($0, decimals: 2)) } ?? .null,
+                "optimal": .bool(plan.isOptimal), "baseline_cost_usd": plan.baselineCost.jsonUSD,
+                "baseline_feasible": .bool(plan.baseline.isFeasible), "baseline_requests_over": .number(String(plan.baseline.requestsOver)),
+                "saving_usd": plan.baseline.isFeasible ? plan.saving.jsonUSD : .null,
+                "solver": .object(JSONObject([
+                    "request_rows": .number(String(plan.solver.requestRows)), "token_rows": .number(String(plan.solver.tokenRows)),
+                    "contested_classes": .number(String(plan.solver.contestedClasses)), "iterations": .number(String(plan.solver.iterations)),
+                    "finished": .bool(plan.solver.linearProgramOptimal), "exhaustive": .bool(plan.solver.exhaustive),
+                ])),
             ])))
             return
         }
@@ -84,11 +99,7 @@ enum PlanOutput {
         table.rows.append(["total", "", String(requests - plan.unplaced), plan.estimatedCost.formatted])
         console.print(table.render())
         console.print()
-        console.print("baseline (each request on its reference model, sync): \(plan.baselineCost.formatted)")
-        console.print("saving: \(plan.saving.formatted) (\(percentText(plan.savingBasisPoints)))")
-        console.print(plan.provenOptimal
-            ? "optimality: proven optimal for these requests under the models' rate limits before each deadline"
-            : "optimality: not proven (the improvement step ran out of time); the plan is feasible")
+        for line in summaryLines(plan) { console.print(line) }
         if plan.unplaced > 0 {
             console.print("\(count(plan.unplaced, "request")) cannot be placed: no eligible model has room before the deadline; they stay queued. 'purser plan JOB --explain CUSTOM_ID' shows why.")
         }
@@ -96,6 +107,30 @@ enum PlanOutput {
         if !arguments.flag("simulate"), !missing.isEmpty {
             console.print("not considered (no key set): \(missing.joined(separator: ", ")); set their keys or pass --simulate")
         }
+    }
+
+    /// The baseline, the saving, the lower bound and the gap, in words.
+    static func summaryLines(_ plan: Plan) -> [String] {
+        var lines: [String] = []
+        if plan.baseline.isFeasible {
+            lines.append("baseline (each request on its reference model, sync, within the same limits): \(plan.baselineCost.formatted)")
+            lines.append("saving: \(plan.saving.formatted) (\(percentText(plan.savingBasisPoints)))")
+        } else {
+            lines.append("baseline (each request on its reference model, sync): \(plan.baselineCost.formatted), but not achievable: "
+                + "\(count(plan.baseline.requestsOver, "request")) could not start on \(plan.baseline.requestsOver == 1 ? "its" : "their") reference model before \(plan.baseline.requestsOver == 1 ? "its" : "their") deadline within its rate limits, so no saving is claimed")
+        }
+        let bound = "lower bound: \(plan.lowerBound.formatted) (no plan within these limits that places as many requests costs less)"
+        if plan.isOptimal {
+            lines.append(bound + "; this plan costs exactly that: optimal")
+        } else if let gap = plan.gapBasisPoints {
+            lines.append(bound + "; gap \(DecimalText.format(gap, decimals: 2))%")
+        } else {
+            lines.append(bound + "; no useful bound, so the gap is unknown")
+        }
+        if !plan.solver.linearProgramOptimal {
+            lines.append("note: the solver stopped at its time budget before proving its prices; the plan is feasible and the gap above is honest")
+        }
+        return lines
     }
 
     static func explanation(_ explanation: PlanExplanation, customID: String, context: CommandContext, json: Bool) {

@@ -13,6 +13,8 @@ public struct ClaimedRequest: Sendable {
     public var plannedModel: String
     public var plannedMode: DispatchMode
     public var body: String
+    /// The latest moment the call may start and still finish by the deadline, as planned.
+    public var latestStart: Int64
 
     var plannable: PlannableRequest {
         PlannableRequest(id: id, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)

@@ -37,15 +37,15 @@ public actor DispatchStore {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         var claim = Claim()
         let ids: [Int64] = try database.writeTransaction {
-            try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND next_attempt_at <= ?")
+            // Requests waiting (a retry's backoff, a discount window) whose moment has come are ready.
+            try database.statement("UPDATE requests SET state = 'planned', next_attempt_at = NULL WHERE state = 'waiting' AND next_attempt_at <= ?")
                 .execute([.integer(now)])
             let candidates = try database.statement("""
-                SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, p.model, p.mode
-                FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN jobs j ON j.id = r.job_id
-                WHERE r.state IN ('queued', 'waiting') AND coalesce(r.next_attempt_at, 0) <= ?1 AND (?2 IS NULL OR r.job_id = ?2)
-                    AND p.model NOT IN (SELECT value FROM json_each(?3))
-                ORDER BY r.id LIMIT ?4
-                """).rows([.integer(now), .optionalInt64(job), .text(excluded), .int(limit)]) { row in
+                SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode
+                FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
+                WHERE r.state = 'planned' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
+                ORDER BY r.deadline_at, r.id LIMIT ?3
+                """).rows([.optionalInt64(job), .text(excluded), .int(limit)]) { row in
                 (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),
                     mode: DispatchMode(rawValue: row.text(6)) ?? .sync)
             }
@@ -84,10 +84,12 @@ public actor DispatchStore {
         let claimedIDs = JSONWriter.string(.array(ids.map { .number(String($0)) }))
         claim.requests = try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
-                r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, p.model, p.mode, b.body
-            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN request_bodies b ON b.request_id = r.id
+                r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, l.model, l.mode, b.body,
+                l.latest_start
+            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
+                JOIN request_bodies b ON b.request_id = r.id
             WHERE r.id IN (SELECT value FROM json_each(?))
-            ORDER BY r.id
+            ORDER BY r.deadline_at, r.id
             """).rows([.text(claimedIDs)]) { row in
             ClaimedRequest(
                 id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
@@ -95,9 +97,19 @@ public actor DispatchStore {
                     qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
                     capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9)),
                 referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
-                attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16))
+                attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16),
+                latestStart: row.int64(17))
         }
         return claim
+    }
+
+    /// Requests held by a month's cap that has ended go back to the queue, to be planned again. Returns how many.
+    func releaseEndedHolds(now: Int64) throws -> Int {
+        try database.writeTransaction {
+            try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND next_attempt_at <= ?")
+                .execute([.integer(now)])
+            return database.changes
+        }
     }
 
     /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted.
@@ -108,7 +120,7 @@ public actor DispatchStore {
                 DELETE FROM reservations WHERE request_id IN (SELECT id FROM requests WHERE state = 'running' AND lease_expires_at < ?)
                 """).execute([.integer(now)])
             try database.statement("""
-                UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                UPDATE requests SET state = 'planned', lease_owner = NULL, lease_expires_at = NULL,
                     last_error = 'its worker stopped before finishing (lease expired)'
                 WHERE state = 'running' AND lease_expires_at < ?
                 """).execute([.integer(now)])
@@ -129,7 +141,7 @@ public actor DispatchStore {
         try database.writeTransaction {
             try database.statement("""
                 UPDATE requests SET state = 'expired', last_error = 'the deadline passed before it could be served'
-                WHERE state IN ('queued', 'waiting', 'held') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2)
+                WHERE state IN ('queued', 'planned', 'waiting', 'held') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2)
                 """).execute([.integer(now), .optionalInt64(job)])
             return database.changes
         }
@@ -256,9 +268,9 @@ public actor DispatchStore {
         try database.writeTransaction {
             _ = try dropReservation(request.id)
             try database.statement("""
-                UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - ?,
-                    last_error = coalesce(?, last_error), next_attempt_at = ?
-                WHERE id = ? AND state = 'running' AND lease_owner = ?
+                UPDATE requests SET state = CASE WHEN ?3 IS NULL THEN 'planned' ELSE 'waiting' END, lease_owner = NULL, lease_expires_at = NULL,
+                    attempts = attempts - ?1, last_error = coalesce(?2, last_error), next_attempt_at = ?3
+                WHERE id = ?4 AND state = 'running' AND lease_owner = ?5
                 """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .optionalInt64(notBefore), .integer(request.id), .text(owner)])
             if database.changes == 1, let attempt { try insertAttempt(attempt, request: request.id) }
         }
@@ -280,8 +292,14 @@ public actor DispatchStore {
     /// Moves a request's plan to another model (fallback).
     func replan(_ request: ClaimedRequest, model: String, mode: DispatchMode, cost: Money) throws {
         try database.writeTransaction {
-            try database.statement("UPDATE request_plans SET model = ?, mode = ?, cost_pico = ? WHERE request_id = ?")
-                .execute([.text(model), .text(mode.rawValue), .integer(cost.picoUSD), .integer(request.id)])
+            let values: [SQLiteValue] = [.text(model), .text(mode.rawValue), .integer(request.latestStart)]
+            var line = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?").firstRow(values) { $0.int64(0) }
+            if line == nil {
+                try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)").execute(values)
+                line = database.lastInsertRowID
+            }
+            try database.statement("UPDATE request_plans SET line = ?, cost_pico = ? WHERE request_id = ?")
+                .execute([.optionalInt64(line), .integer(cost.picoUSD), .integer(request.id)])
         }
     }
 
@@ -368,12 +386,12 @@ public actor DispatchStore {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         let counts = try database.statement("""
             SELECT
-                sum(p.request_id IS NOT NULL AND p.model NOT IN (SELECT value FROM json_each(?2))),
-                min(CASE WHEN p.request_id IS NOT NULL THEN r.next_attempt_at END),
-                sum(p.request_id IS NOT NULL AND p.model IN (SELECT value FROM json_each(?2))),
-                sum(p.request_id IS NULL)
-            FROM requests r LEFT JOIN request_plans p ON p.request_id = r.id
-            WHERE r.state IN ('queued', 'waiting') AND (?1 IS NULL OR r.job_id = ?1)
+                sum(r.state IN ('planned', 'waiting') AND l.model NOT IN (SELECT value FROM json_each(?2))),
+                min(CASE WHEN r.state = 'waiting' THEN r.next_attempt_at END),
+                sum(r.state IN ('planned', 'waiting') AND l.model IN (SELECT value FROM json_each(?2))),
+                sum(r.state = 'queued')
+            FROM requests r LEFT JOIN request_plans p ON p.request_id = r.id LEFT JOIN plan_lines l ON l.id = p.line
+            WHERE r.state IN ('queued', 'planned', 'waiting') AND (?1 IS NULL OR r.job_id = ?1)
             """).firstRow([.optionalInt64(job), .text(excluded)]) { ($0.optionalInt64(0) ?? 0, $0.optionalInt64(1), $0.optionalInt64(2) ?? 0, $0.optionalInt64(3) ?? 0) }
         let running = try database.statement("""
             SELECT count(*), min(lease_expires_at) FROM requests WHERE state = 'running' AND (?1 IS NULL OR job_id = ?1)
@@ -385,27 +403,24 @@ public actor DispatchStore {
             unplanned: Int(counts?.3 ?? 0), held: Int(held ?? 0))
     }
 
-    /// Jobs in scope with queued requests that have no plan yet.
+    /// Jobs in scope with queued requests (no plan yet).
     func jobsNeedingPlans(job: Int64?) throws -> [Int64] {
+        try database.statement("SELECT DISTINCT job_id FROM requests WHERE state = 'queued' AND (?1 IS NULL OR job_id = ?1) ORDER BY job_id")
+            .rows([.optionalInt64(job)]) { $0.int64(0) }
+    }
+
+    /// Jobs in scope with requests that have not started, planned or not.
+    func jobsNotStarted(job: Int64?) throws -> [Int64] {
         try database.statement("""
-            SELECT DISTINCT r.job_id FROM requests r LEFT JOIN request_plans p ON p.request_id = r.id
-            WHERE r.state = 'queued' AND p.request_id IS NULL AND (?1 IS NULL OR r.job_id = ?1) ORDER BY r.job_id
+            SELECT DISTINCT job_id FROM requests WHERE \(PlanStore.notStarted) AND (?1 IS NULL OR job_id = ?1) ORDER BY job_id
             """).rows([.optionalInt64(job)]) { $0.int64(0) }
     }
 
-    /// Plans those jobs' queued requests (all of them, so capacity is shared within each job), using
-    /// what past results showed about output lengths.
-    func planJobs(_ jobs: [Int64], catalog: PricingCatalog, now: Int64, usableProviders: Set<String>) throws -> Int {
-        let store = PlanStore(database: database)
-        let planner = Planner(context: PlanningContext(
-            catalog: catalog, now: now, usableProviders: usableProviders, history: try JobStore(database: database).outputHistory()))
-        var placed = 0
-        for job in jobs {
-            let plan = planner.plan(try store.plannableRequests(job: job))
-            try store.save(plan, job: job)
-            placed += plan.entries.count - plan.unplaced
-        }
-        return placed
+    /// Plans those jobs' requests that have not started, together, beside what other jobs' plans hold.
+    /// Returns how many requests were placed.
+    func planJobs(_ request: JobPlanning.Request) throws -> Int {
+        let outcome = try JobPlanning(database: database).plan(request)
+        return outcome.plan.count - outcome.plan.unplaced
     }
 
     /// Requests in scope by state, for the start and end of a run.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Serves due requests: claims them under a lease, waits for rate limits, calls the planned model,
 /// and records the result with its cost, a retry, a fallback to the next model, or a failure.
@@ -14,7 +15,7 @@ public final class Dispatcher: Sendable {
     let onEvent: @Sendable (RunEvent) -> Void
     let limiter: RateLimiter
     let health: ProviderHealth
-    let baseline: BaselinePricer
+    let baseline: Baseline
     private let state = RunState()
 
     public init(
@@ -30,7 +31,7 @@ public final class Dispatcher: Sendable {
         self.onEvent = onEvent
         limiter = RateLimiter(limits: options.limits, clock: clock)
         health = ProviderHealth(failuresBeforeCooldown: options.failuresBeforeCooldown, cooldownMilliseconds: Int64(options.cooldownSeconds * 1000))
-        baseline = BaselinePricer(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys)))
+        baseline = Baseline(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys)))
     }
 
     /// Stops claiming; calls in flight get `graceSeconds` to finish before they are cancelled and released.
@@ -42,7 +43,7 @@ public final class Dispatcher: Sendable {
         _ = try await planNewJobs(now: started)
         let counts = try await store.stateCounts(job: options.job)
         let total = counts.values.reduce(0, +)
-        let open = (counts[.queued] ?? 0) + (counts[.waiting] ?? 0) + (counts[.running] ?? 0)
+        let open = [RequestState.queued, .planned, .waiting, .running].reduce(0) { $0 + (counts[$1] ?? 0) }
         onEvent(.started(total: total, planned: open))
         await state.setRemaining(open)
 
@@ -134,6 +135,8 @@ public final class Dispatcher: Sendable {
         let now = clock.now()
         do {
             _ = try await store.rescueExpiredLeases(now: now)
+            _ = try await store.releaseEndedHolds(now: now)
+            _ = try await planNewJobs(now: now)
             let excluded = await excludedModels(now: now)
             let claim = try await store.claim(
                 limit: max(1, options.concurrency), now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
@@ -145,7 +148,6 @@ public final class Dispatcher: Sendable {
             }
             // Held requests left the queue: look again at once for others that fit.
             if claim.held > 0 { return nil }
-            if options.watch, try await planNewJobs(now: now) { return nil }
             let remaining = try await store.remaining(job: options.job, excludedModels: excluded)
             let inFlight = await state.inFlight
             if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && inFlight == 0 {
@@ -175,12 +177,18 @@ public final class Dispatcher: Sendable {
     }
 
     /// Plans jobs with queued requests that have no plan yet (at the start, and with --watch as jobs arrive);
-    /// true when it placed any.
+    /// with --watch every request not yet started is planned again with them, so the new job and the old ones
+    /// share the models' capacity. True when it placed any.
     private func planNewJobs(now: Int64) async throws -> Bool {
         let needingPlans = try await store.jobsNeedingPlans(job: options.job)
         guard !needingPlans.isEmpty else { return false }
-        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
-        return try await store.planJobs(needingPlans, catalog: catalog, now: now, usableProviders: usable) > 0
+        let jobs = options.watch ? try await store.jobsNotStarted(job: options.job) : needingPlans
+        var request = JobPlanning.Request(
+            jobs: jobs, catalog: catalog,
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate), now: now)
+        let state = self.state
+        request.shouldStop = { state.stopWasRequested }
+        return try await store.planJobs(request) > 0
     }
 
     /// Models whose provider cannot be called in this run (disabled, or keyless). Paused providers are
@@ -241,6 +249,13 @@ public final class Dispatcher: Sendable {
             try? await store.replan(request, model: model.id, mode: mode, cost: Charges.prices(of: model, mode: mode, at: now).cost(
                 inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens))
         }
+        if mode == .offpeak, let opening = Dispatcher.nextWindowOpening(model, after: now), opening > now,
+            opening + model.speed.callDuration(outputTokens: request.needs.maxOutputTokens) <= request.deadlineAt
+        {
+            // Planned for a discount window that is not open: wait for it, since it still leaves time.
+            try? await store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
+            return
+        }
         do {
             try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
         } catch {
@@ -272,7 +287,7 @@ public final class Dispatcher: Sendable {
             await health.recordSuccess(provider.name)
             let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: callStarted))
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
-            let baselineCost = baseline.baselineModel(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
+            let baselineCost = baseline.model(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
             let kept = (try? await store.recordSuccess(
                 request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baselineCost,
                 attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
@@ -337,12 +352,14 @@ public final class Dispatcher: Sendable {
         var narrowed = catalog
         narrowed.models.removeAll { excluding.contains($0.id) || unavailable.contains($0.provider) }
         let usable = PlanningContext.usableProviders(catalog: narrowed, environment: environment, simulate: options.simulate)
-        let problem = PlanningProblem(requests: [request.plannable], context: PlanningContext(catalog: narrowed, now: now, usableProviders: usable))
-        guard let option = problem.cheapestOption(for: 0) else { return nil }
-        let (modelIndex, mode, _) = problem.describe(resource: option.resource, request: 0)
-        let model = narrowed.models[modelIndex]
-        guard let provider = narrowed.providers[model.provider] else { return nil }
-        return (model, provider, mode == .offpeak ? .sync : mode)
+        let planner = Planner(context: PlanningContext(catalog: narrowed, now: now, usableProviders: usable))
+        guard let best = planner.cheapestOption(for: request.plannable), let provider = narrowed.providers[best.model.provider] else { return nil }
+        return (best.model, provider, best.mode == .offpeak ? .sync : best.mode)
+    }
+
+    /// When the model's next discount window opens after `moment` (the moment itself when one is open), if within a year.
+    static func nextWindowOpening(_ model: Model, after moment: Int64) -> Int64? {
+        model.discountWindows.compactMap { $0.intervals(from: moment, to: moment + 8 * 86_400_000).first?.lowerBound }.min()
     }
 }
 
@@ -367,6 +384,9 @@ actor RunState {
     private(set) var inFlight = 0
     private(set) var remaining = 0
     private(set) var stopRequested = false
+    /// Read without waiting on the actor, by the planner's stop check.
+    nonisolated let stopFlag = StopFlag()
+    nonisolated var stopWasRequested: Bool { stopFlag.isSet }
     /// Set when the polling worker found nothing left: every worker then stops.
     private(set) var exhausted = false
     private var polling = false
@@ -478,6 +498,7 @@ actor RunState {
 
     func requestStop() {
         stopRequested = true
+        stopFlag.set()
         for waiter in stopWaiters { waiter.resume() }
         stopWaiters.removeAll()
         wakeWaiters()
@@ -493,4 +514,11 @@ actor RunState {
         defer { claimed.removeAll() }
         return claimed
     }
+}
+
+/// A flag set once, readable from any thread.
+final class StopFlag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }

@@ -184,6 +184,71 @@ public enum Schema {
             -- Held requests wait for a cap to be raised, or (next_attempt_at) for the month whose cap held them to end.
             CREATE INDEX requests_held ON requests(next_attempt_at) WHERE state = 'held';
             """),
+        Migration(version: 4, sql: """
+            -- 'planned' becomes a stored state: a request with a plan, ready to be claimed in deadline order. The table is
+            -- rebuilt because SQLite cannot change a CHECK constraint in place.
+            CREATE TABLE requests_new (
+                id INTEGER PRIMARY KEY,
+                job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+                line_number INTEGER NOT NULL,
+                custom_id TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN
+                    ('queued', 'planned', 'held', 'waiting', 'running', 'succeeded', 'failed', 'cancelled', 'expired')),
+                shape TEXT NOT NULL,
+                reference_model TEXT,
+                quality_floor INTEGER NOT NULL,
+                quality_tier TEXT NOT NULL,
+                deadline_at INTEGER NOT NULL,
+                max_cost_pico INTEGER,
+                pinned_model TEXT,
+                capabilities INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL,
+                max_output_tokens INTEGER NOT NULL,
+                tags TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                lease_owner TEXT,
+                lease_expires_at INTEGER,
+                next_attempt_at INTEGER,
+                last_error TEXT,
+                UNIQUE (job_id, custom_id)
+            );
+            INSERT INTO requests_new (id, job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
+                deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags, attempts, lease_owner,
+                lease_expires_at, next_attempt_at, last_error)
+            SELECT id, job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
+                deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags, attempts, lease_owner,
+                lease_expires_at, next_attempt_at, last_error FROM requests;
+            DROP TABLE requests;
+            ALTER TABLE requests_new RENAME TO requests;
+
+            -- Plans made by an earlier purser are dropped; the next run plans those requests again, under the new limits.
+            DROP TABLE request_plans;
+            UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'waiting' AND attempts = 0;
+
+            -- What a plan puts a request on: a model, a mode, and the latest moment the call may start and still finish by
+            -- its deadline. Requests share lines, so a plan row is three integers.
+            CREATE TABLE plan_lines (
+                id INTEGER PRIMARY KEY,
+                model TEXT NOT NULL,
+                mode TEXT NOT NULL CHECK (mode IN ('sync', 'flex', 'offpeak', 'batch')),
+                latest_start INTEGER NOT NULL,
+                UNIQUE (model, mode, latest_start)
+            );
+            CREATE TABLE request_plans (
+                request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                line INTEGER NOT NULL REFERENCES plan_lines(id),
+                cost_pico INTEGER NOT NULL,
+                baseline_pico INTEGER NOT NULL
+            );
+
+            -- The queue: planned requests in deadline order; waiting ones (retry backoff, a discount window) by when they are
+            -- due; queued ones (no plan yet) by job; running ones by lease; held ones by when their month ends.
+            CREATE INDEX requests_planned ON requests(deadline_at, id) WHERE state = 'planned';
+            CREATE INDEX requests_waiting ON requests(next_attempt_at) WHERE state = 'waiting';
+            CREATE INDEX requests_queued ON requests(job_id) WHERE state = 'queued';
+            CREATE INDEX requests_running ON requests(lease_expires_at) WHERE state = 'running';
+            CREATE INDEX requests_held ON requests(next_attempt_at) WHERE state = 'held';
+            """, rebuildsTables: true),
     ])
 }
 

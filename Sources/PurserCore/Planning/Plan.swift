@@ -1,13 +1,17 @@
-/// The planner's answer for a set of requests: a model, mode and estimated cost for each, and the sums.
+/// The planner's answer for a set of requests: a model, mode and estimated cost for each, the sums, a lower
+/// bound on what any plan could cost, and the baseline to compare with.
 public struct Plan: Sendable {
+    /// One request's plan, assembled from the plan's columns.
     public struct Entry: Sendable {
         public var requestID: Int64
         /// Nil when no eligible model has room before the deadline.
         public var model: String?
         public var mode: DispatchMode?
+        /// When the call may start (a discount window's opening for offpeak), and the latest it may start and still finish in time.
         public var startAt: Int64?
+        public var latestStart: Int64?
         public var estimatedCost: Money
-        /// Every request on its reference model, sync, at list price.
+        /// The request on its reference model, sync, at list price.
         public var baselineCost: Money
     }
 
@@ -19,21 +23,75 @@ public struct Plan: Sendable {
         public var estimatedCost: Money
     }
 
-    public var entries: [Entry]
+    /// Whether every request could have been served on its reference model within the same limits.
+    public struct BaselineCheck: Sendable, Hashable {
+        /// Requests that do not fit when every request is on its reference model (0: the baseline is feasible).
+        public var requestsOver: Int
+        public var isFeasible: Bool { requestsOver == 0 }
+    }
+
+    /// How the solver went, for the benchmark and for `plan --json`.
+    public struct SolverFigures: Sendable, Hashable {
+        public var requestRows: Int
+        public var tokenRows: Int
+        public var contestedClasses: Int
+        public var iterations: Int
+        public var linearProgramOptimal: Bool
+        public var exhaustive: Bool
+    }
+
+    public var requestIDs: [Int64]
+    /// Catalog model index per request, -1 when unplaced.
+    public var modelOfRequest: [Int32]
+    public var modeOfRequest: [DispatchMode]
+    public var startOfRequest: [Int64]
+    public var latestStartOfRequest: [Int64]
+    public var costOfRequest: [Int64]
+    public var baselineOfRequest: [Int64]
+    /// The catalog's model ids, indexed like `modelOfRequest`.
+    public var modelIDs: [String]
     public var estimatedCost: Money
     public var baselineCost: Money
+    /// No plan placing as many requests, within the same limits and beside the same held plans, costs less.
+    public var lowerBound: Money
     public var mix: [MixLine]
     /// Requests no eligible model can take before their deadline; they stay queued.
     public var unplaced: Int
-    /// True when the solver proved no cheaper assignment exists under the same capacities.
-    public var provenOptimal: Bool
+    /// Other jobs' plans that no longer fit in the time left: they must be planned again.
+    public var unfitHeld: [HeldCapacity]
+    public var baseline: BaselineCheck
+    public var solver: SolverFigures
 
     public var saving: Money { baselineCost - estimatedCost }
 
     /// The saving as a share of the baseline, in basis points (exact integer division, rounded down).
     public var savingBasisPoints: Int64 {
-        baselineCost.picoUSD > 0 ? saving.picoUSD * 10_000 / baselineCost.picoUSD : 0
+        baselineCost.picoUSD > 0 ? Int64(Int128(saving.picoUSD) * 10_000 / Int128(baselineCost.picoUSD)) : 0
     }
+
+    /// How far the plan's cost may be above the cheapest possible, in basis points of the lower bound
+    /// (rounded up, so a printed 0.00% means none); nil when the bound is zero and the plan is not.
+    public var gapBasisPoints: Int64? {
+        let gap = Int128(estimatedCost.picoUSD - lowerBound.picoUSD)
+        guard gap > 0 else { return 0 }
+        guard lowerBound.picoUSD > 0 else { return nil }
+        return Int64(clamping: (gap * 10_000 + Int128(lowerBound.picoUSD) - 1) / Int128(lowerBound.picoUSD))
+    }
+
+    /// True only when the plan costs exactly its lower bound.
+    public var isOptimal: Bool { estimatedCost <= lowerBound }
+
+    public var count: Int { requestIDs.count }
+
+    public func entry(_ index: Int) -> Entry {
+        let model = modelOfRequest[index]
+        return Entry(
+            requestID: requestIDs[index], model: model >= 0 ? modelIDs[Int(model)] : nil, mode: model >= 0 ? modeOfRequest[index] : nil,
+            startAt: model >= 0 ? startOfRequest[index] : nil, latestStart: model >= 0 ? latestStartOfRequest[index] : nil,
+            estimatedCost: Money(picoUSD: costOfRequest[index]), baselineCost: Money(picoUSD: baselineOfRequest[index]))
+    }
+
+    public var entries: [Entry] { requestIDs.indices.map(entry) }
 }
 
 /// Every candidate for one request, for `purser plan --explain`.

@@ -1,75 +1,139 @@
 import SQLiteStore
 
-/// Reads requests to plan and writes plans back.
+/// Reads the requests to plan and what other plans hold, and writes plans back.
 public struct PlanStore {
     let database: Database
 
     public init(database: Database) { self.database = database }
 
-    /// The job's queued requests (planned or not yet), in line order.
-    public func plannableRequests(job: Int64) throws -> [PlannableRequest] {
+    /// Requests that have not started: queued, planned, or waiting for a discount window (never tried).
+    /// Requests waiting to retry keep the plan they are being served on.
+    static let notStarted = "(state IN ('queued', 'planned') OR (state = 'waiting' AND attempts = 0))"
+
+    /// The requests of these jobs that have not started, in id order.
+    public func plannableRequests(jobs: [Int64]) throws -> [PlannableRequest] {
         var requests: [PlannableRequest] = []
         try database.readTransaction {
-            try database.statement("""
-                SELECT id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
-                    reference_model, deadline_at, max_cost_pico
-                FROM requests WHERE job_id = ? AND state = 'queued' ORDER BY id
-                """).forEachRow([.integer(job)]) { row in
-                requests.append(PlannableRequest(
-                    id: row.int64(0),
-                    needs: RequestNeeds(
-                        qualityFloor: row.int(1), qualityTier: row.text(2), inputTokens: row.int(3), maxOutputTokens: row.int(4),
-                        capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6)),
-                    referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) }))
+            for job in jobs.sorted() {
+                try database.statement("""
+                    SELECT id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
+                        reference_model, deadline_at, max_cost_pico
+                    FROM requests WHERE job_id = ? AND \(PlanStore.notStarted) ORDER BY id
+                    """).forEachRow([.integer(job)]) { row in
+                    requests.append(PlannableRequest(
+                        id: row.int64(0),
+                        needs: RequestNeeds(
+                            qualityFloor: row.int(1), qualityTier: row.text(2), inputTokens: row.int(3), maxOutputTokens: row.int(4),
+                            capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6)),
+                        referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) }))
+                }
             }
         }
         return requests
     }
 
-    /// The request of `job` with this `custom_id`, if it is still queued.
-    public func queuedRequestID(job: Int64, customID: String) throws -> Int64? {
-        try database.statement("SELECT id FROM requests WHERE job_id = ? AND custom_id = ? AND state = 'queued'")
+    public func plannableRequests(job: Int64) throws -> [PlannableRequest] { try plannableRequests(jobs: [job]) }
+
+    /// What the plans of every other job hold: their planned and waiting requests, grouped by plan line.
+    public func heldCapacity(excludingJobs jobs: [Int64]) throws -> [HeldCapacity] {
+        let excluded = JSONWriter.string(.array(jobs.map { .number(String($0)) }))
+        return try database.statement("""
+            SELECT r.job_id, l.model, l.mode, l.latest_start, count(*), sum(r.input_tokens + r.max_output_tokens),
+                max(r.input_tokens + r.max_output_tokens)
+            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
+            WHERE r.state IN ('planned', 'waiting') AND r.job_id NOT IN (SELECT value FROM json_each(?))
+            GROUP BY r.job_id, p.line ORDER BY l.latest_start
+            """).rows([.text(excluded)]) { row in
+            HeldCapacity(
+                job: row.int64(0), model: row.text(1), mode: DispatchMode(rawValue: row.text(2)) ?? .sync, latestStart: row.int64(3),
+                requests: row.int(4), tokens: row.int64(5), largestRequestTokens: row.int64(6))
+        }
+    }
+
+    /// The request of `job` with this `custom_id`, if it has not started.
+    public func plannableRequestID(job: Int64, customID: String) throws -> Int64? {
+        try database.statement("SELECT id FROM requests WHERE job_id = ? AND custom_id = ? AND \(PlanStore.notStarted)")
             .firstRow([.integer(job), .text(customID)]) { $0.int64(0) }
     }
 
-    /// Replaces the job's plan: placed requests get a plan row; unplaced ones have none and stay queued.
-    public func save(_ plan: Plan, job: Int64) throws {
+    /// Replaces the plans of `jobs`' requests that have not started (the plan's requests): a placed request
+    /// gets a plan row and becomes planned (or waits for its discount window to open); an unplaced one is
+    /// queued with none. A request another process claimed since the plan was made keeps the plan it is
+    /// being served on.
+    public func save(_ plan: Plan, jobs: [Int64], now: Int64) throws {
         // Requests are never deleted once stored, so the plan rows' references to them cannot dangle;
         // checking each costs a lookup in a table of millions of rows.
-        try database.withoutForeignKeyChecks { try write(plan, job: job) }
+        try database.withoutForeignKeyChecks { try write(plan, jobs: jobs, now: now) }
     }
 
-    private func write(_ plan: Plan, job: Int64) throws {
+    private func write(_ plan: Plan, jobs: [Int64], now: Int64) throws {
+        guard let first = plan.requestIDs.min(), let last = plan.requestIDs.max() else { return }
+        let jobList = PlanStore.idList(jobs)
         try database.writeTransaction {
-            // Every queued request of the job is in `plan`, so its old plan rows lie between the lowest and
-            // highest id; each row in that range is checked, instead of listing every queued request first.
-            // A request another process claimed since `plan` was made keeps the plan it is being served on.
-            if let first = plan.entries.lazy.map(\.requestID).min(), let last = plan.entries.lazy.map(\.requestID).max() {
-                try database.statement("""
-                    DELETE FROM request_plans WHERE request_id BETWEEN ? AND ? AND EXISTS (
-                        SELECT 1 FROM requests WHERE requests.id = request_plans.request_id AND job_id = ? AND state = 'queued')
-                    """).execute([.integer(first), .integer(last), .integer(job)])
+            try database.statement("""
+                DELETE FROM request_plans WHERE request_id BETWEEN ? AND ? AND EXISTS (
+                    SELECT 1 FROM requests WHERE requests.id = request_plans.request_id AND job_id IN (SELECT value FROM json_each(?))
+                        AND \(PlanStore.notStarted))
+                """).execute([.integer(first), .integer(last), .text(jobList)])
+            var lines: [LineKey: Int64] = [:]
+            let findLine = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?")
+            let insertLine = try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)")
+            func line(_ key: LineKey) throws -> Int64 {
+                if let known = lines[key] { return known }
+                let values: [SQLiteValue] = [.text(plan.modelIDs[Int(key.model)]), .text(key.mode.rawValue), .integer(key.latestStart)]
+                let id: Int64
+                if let existing = try findLine.firstRow(values, { $0.int64(0) }) {
+                    id = existing
+                } else {
+                    try insertLine.execute(values)
+                    id = database.lastInsertRowID
+                }
+                lines[key] = id
+                return id
             }
             let insert = try database.statement("""
-                INSERT INTO request_plans (request_id, model, mode, start_at, cost_pico, baseline_pico) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (request_id) DO NOTHING
+                INSERT INTO request_plans (request_id, line, cost_pico, baseline_pico) VALUES (?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING
                 """)
-            for entry in plan.entries {
-                guard var model = entry.model, let mode = entry.mode, let startAt = entry.startAt else { continue }
-                var modeName = mode.rawValue
-                try insert.bind(entry.requestID, at: 1)
-                try insert.bind(startAt, at: 4)
-                try insert.bind(entry.estimatedCost.picoUSD, at: 5)
-                try insert.bind(entry.baselineCost.picoUSD, at: 6)
-                // Both texts are read in place, sparing SQLite an allocation and a copy of each per row.
-                try model.withUTF8 { model in
-                    try modeName.withUTF8 { modeName in
-                        try insert.bindBorrowedText(model, at: 2)
-                        try insert.bindBorrowedText(modeName, at: 3)
-                        try insert.executeBound()
-                    }
-                }
+            let wait = try database.statement("""
+                UPDATE requests SET state = 'waiting', next_attempt_at = ? WHERE id = ? AND \(PlanStore.notStarted)
+                """)
+            var later: [(id: Int64, start: Int64)] = []
+            for index in 0..<plan.count {
+                let model = plan.modelOfRequest[index]
+                guard model >= 0 else { continue }
+                let id = try line(LineKey(model: model, mode: plan.modeOfRequest[index], latestStart: plan.latestStartOfRequest[index]))
+                try insert.bind(plan.requestIDs[index], at: 1)
+                try insert.bind(id, at: 2)
+                try insert.bind(plan.costOfRequest[index], at: 3)
+                try insert.bind(plan.baselineOfRequest[index], at: 4)
+                try insert.executeBound()
+                if plan.startOfRequest[index] > now { later.append((plan.requestIDs[index], plan.startOfRequest[index])) }
             }
+            // Every not-started request in range is planned if it has a plan row now, queued if not; then those
+            // that start later wait for their moment.
+            try database.statement("""
+                UPDATE requests SET state = CASE WHEN EXISTS (SELECT 1 FROM request_plans WHERE request_id = requests.id)
+                    THEN 'planned' ELSE 'queued' END, next_attempt_at = NULL
+                WHERE job_id IN (SELECT value FROM json_each(?)) AND \(PlanStore.notStarted)
+                """).execute([.text(jobList)])
+            for item in later { try wait.execute([.integer(item.start), .integer(item.id)]) }
         }
+    }
+
+    /// Request ids as a JSON array, for `json_each` (one bound value instead of a statement per id).
+    static func idList(_ ids: [Int64]) -> String {
+        var text = "["
+        text.reserveCapacity(ids.count * 8 + 2)
+        for (index, id) in ids.enumerated() {
+            if index > 0 { text += "," }
+            text += String(id)
+        }
+        return text + "]"
+    }
+
+    private struct LineKey: Hashable {
+        var model: Int32
+        var mode: DispatchMode
+        var latestStart: Int64
     }
 }

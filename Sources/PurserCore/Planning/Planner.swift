@@ -1,74 +1,110 @@
+import Foundation
+
 /// Picks, for every request, the cheapest model and dispatch mode that meets its quality and deadline,
-/// within the models' capacity before each deadline.
+/// within every model's requests/min and tokens/min before each deadline, beside what other plans hold.
 public struct Planner {
     public let context: PlanningContext
-    public var solver: AssignmentSolver
+    /// How long the linear program may run before the plan is taken as it stands (its gap is then printed as is).
+    public var timeBudgetSeconds: Double
+    /// Asked while solving; true stops early (a signal arrived).
+    public var shouldStop: @Sendable () -> Bool
 
-    public init(context: PlanningContext, solver: AssignmentSolver = AssignmentSolver()) {
+    public init(context: PlanningContext, timeBudgetSeconds: Double = 10, shouldStop: @escaping @Sendable () -> Bool = { false }) {
         self.context = context
-        self.solver = solver
+        self.timeBudgetSeconds = timeBudgetSeconds
+        self.shouldStop = shouldStop
     }
 
-    public func plan(_ requests: [PlannableRequest]) -> Plan {
-        let problem = PlanningProblem(requests: requests, context: context)
-        let assignment = solver.solve(problem)
-        let baseline = BaselinePricer(context: context)
+    public func plan(_ requests: [PlannableRequest], held: [HeldCapacity] = []) -> Plan {
+        let problem = PlanningProblem(requests: requests, held: held, context: context)
+        let outcome = PlanSolver(problem: problem, limits: .init(timeBudgetSeconds: timeBudgetSeconds, shouldStop: shouldStop)).solve()
+        let count = requests.count
+        var modelOfRequest = [Int32](repeating: -1, count: count)
+        var modeOfRequest = [DispatchMode](repeating: .sync, count: count)
+        var startOfRequest = [Int64](repeating: 0, count: count)
+        var latestStartOfRequest = [Int64](repeating: 0, count: count)
+        var openings: [Int: [Range<Int64>]] = [:]
         let models = context.catalog.models
-        var entries: [Plan.Entry] = []
-        entries.reserveCapacity(requests.count)
-        var estimated = Money.zero, baselineTotal = Money.zero
-        // The mix, by model index and mode, summed as entries are made.
         var mixRequests = [[Int]](repeating: [Int](repeating: 0, count: DispatchMode.allCases.count), count: models.count)
-        var mixCost = [[Money]](repeating: [Money](repeating: .zero, count: DispatchMode.allCases.count), count: models.count)
-        for (index, request) in requests.enumerated() {
-            let baselineCost = baseline.cost(of: request)
-            baselineTotal += baselineCost
-            let resource = Int(assignment.resourceOfRequest[index])
-            guard resource >= 0 else {
-                entries.append(Plan.Entry(requestID: request.id, model: nil, mode: nil, startAt: nil, estimatedCost: .zero, baselineCost: baselineCost))
-                continue
+        var mixCost = [[Int64]](repeating: [Int64](repeating: 0, count: DispatchMode.allCases.count), count: models.count)
+        var estimated: Int64 = 0
+        for request in 0..<count {
+            let optionIndex = outcome.optionOfRequest[request]
+            guard optionIndex >= 0 else { continue }
+            let option = problem.signatures[Int(problem.signatureOfRequest[request])].options[Int(optionIndex)]
+            let mode = option.cost(input: requests[request].needs.inputTokens).mode
+            let latest = problem.latestStart(option)
+            var start = context.now
+            if mode == .offpeak {
+                let family = Int(option.family)
+                if openings[family] == nil {
+                    if case .window(let basisPoints) = problem.families[family].kind {
+                        openings[family] = problem.mergedWindows(models[Int(option.model)], basisPoints: basisPoints)
+                    }
+                }
+                start = problem.windowOpening(openings[family] ?? [], atOrAfter: context.now) ?? context.now
             }
-            let (model, mode, startAt) = problem.describe(resource: resource, request: index)
-            let cost = Money(picoUSD: assignment.costOfRequest[index])
-            estimated += cost
+            modelOfRequest[request] = option.model
+            modeOfRequest[request] = mode
+            startOfRequest[request] = min(start, latest)
+            latestStartOfRequest[request] = latest
             let modeIndex = DispatchMode.allCases.firstIndex(of: mode)!
-            mixRequests[model][modeIndex] += 1
-            mixCost[model][modeIndex] += cost
-            entries.append(Plan.Entry(
-                requestID: request.id, model: models[model].id, mode: mode, startAt: startAt, estimatedCost: cost, baselineCost: baselineCost))
+            mixRequests[Int(option.model)][modeIndex] += 1
+            mixCost[Int(option.model)][modeIndex] &+= outcome.costOfRequest[request]
+            estimated &+= outcome.costOfRequest[request]
         }
         var mix: [Plan.MixLine] = []
         for (model, counts) in mixRequests.enumerated() {
-            for (modeIndex, count) in counts.enumerated() where count > 0 {
+            for (modeIndex, requestCount) in counts.enumerated() where requestCount > 0 {
                 mix.append(Plan.MixLine(
-                    model: models[model].id, mode: DispatchMode.allCases[modeIndex], requests: count, estimatedCost: mixCost[model][modeIndex]))
+                    model: models[model].id, mode: DispatchMode.allCases[modeIndex], requests: requestCount,
+                    estimatedCost: Money(picoUSD: mixCost[model][modeIndex])))
             }
         }
         mix.sort { ($0.estimatedCost, $0.model, $0.mode.rawValue) > ($1.estimatedCost, $1.model, $1.mode.rawValue) }
+        let baseline = Baseline(context: context)
+        let baselineOfRequest = requests.map { baseline.cost(of: $0).picoUSD }
         return Plan(
-            entries: entries, estimatedCost: estimated, baselineCost: baselineTotal, mix: mix, unplaced: assignment.unplaced,
-            provenOptimal: assignment.provenOptimal)
+            requestIDs: requests.map(\.id), modelOfRequest: modelOfRequest, modeOfRequest: modeOfRequest, startOfRequest: startOfRequest,
+            latestStartOfRequest: latestStartOfRequest, costOfRequest: outcome.costOfRequest, baselineOfRequest: baselineOfRequest,
+            modelIDs: models.map(\.id), estimatedCost: Money(picoUSD: estimated),
+            baselineCost: Money(picoUSD: baselineOfRequest.reduce(0, &+)), lowerBound: Money(picoUSD: outcome.lowerBound), mix: mix,
+            unplaced: outcome.unplaced, unfitHeld: outcome.unfitHeld.map { held[$0] },
+            baseline: baseline.check(requests, held: held),
+            solver: Plan.SolverFigures(
+                requestRows: outcome.requestRows, tokenRows: outcome.tokenRows, contestedClasses: outcome.contestedClasses,
+                iterations: outcome.iterations, linearProgramOptimal: outcome.linearProgramOptimal, exhaustive: outcome.exhaustive))
     }
 
-    public func baselineCost(of request: PlannableRequest) -> Money { BaselinePricer(context: context).cost(of: request) }
+    public func baselineCost(of request: PlannableRequest) -> Money { Baseline(context: context).cost(of: request) }
 
-    /// Every model's standing for the request at `index` within the whole plan of `requests`.
+    /// Every model's standing for the request at `index`: its cheapest way to serve it, or why it cannot.
     public func explain(_ requests: [PlannableRequest], index: Int, plan: Plan) -> PlanExplanation {
-        let problem = PlanningProblem(requests: requests, context: context)
-        var best: [String: (cost: Money, mode: DispatchMode)] = [:]
-        var exclusions: [String: Exclusion] = [:]
-        problem.enumerateOptions(for: index, exclusions: { model, exclusion in exclusions[model.id] = exclusion }) { option, resource in
-            let model = problem.models[resource.model]
-            let cost = Money(picoUSD: option.cost)
-            if best[model.id] == nil || cost < best[model.id]!.cost {
-                best[model.id] = (cost, problem.describe(resource: option.resource, request: index).mode)
+        let request = requests[index]
+        let single = PlanningProblem(requests: [request], context: context, pruneDominated: false)
+        let options = single.signatures.first?.options ?? []
+        let models = context.catalog.models
+        let chosen = plan.entry(index).model
+        let candidates = models.enumerated().map { modelIndex, model -> PlanExplanation.Candidate in
+            var candidate = PlanExplanation.Candidate(
+                model: model.id, quality: model.quality, bestCost: nil, bestMode: nil, exclusion: nil, chosen: model.id == chosen)
+            if let exclusion = Eligibility.staticExclusion(of: model, for: request.needs) {
+                candidate.exclusion = exclusion
+            } else if let provider = context.catalog.providers[model.provider] {
+                if !context.usableProviders.contains(provider.name) {
+                    candidate.exclusion = .noKey(provider: provider.name, variable: provider.apiKeyEnvironmentVariable)
+                } else if let best = options.filter({ Int($0.model) == modelIndex })
+                    .map({ $0.cost(input: request.needs.inputTokens) }).min(by: { $0.cost < $1.cost })
+                {
+                    candidate.bestCost = Money(picoUSD: best.cost)
+                    candidate.bestMode = best.mode
+                } else {
+                    candidate.exclusion = single.whyNoOption(model: modelIndex, request: request)
+                }
+            } else {
+                candidate.exclusion = .unknownProvider(model.provider)
             }
-        }
-        let chosen = plan.entries[index].model
-        let candidates = context.catalog.models.map { model in
-            PlanExplanation.Candidate(
-                model: model.id, quality: model.quality, bestCost: best[model.id]?.cost, bestMode: best[model.id]?.mode,
-                exclusion: exclusions[model.id], chosen: model.id == chosen)
+            return candidate
         }.sorted { lhs, rhs in
             switch (lhs.bestCost, rhs.bestCost) {
             case let (l?, r?): return (l, rhs.quality, lhs.model) < (r, lhs.quality, rhs.model)
@@ -77,48 +113,19 @@ public struct Planner {
             case (nil, nil): return lhs.model < rhs.model
             }
         }
-        return PlanExplanation(request: requests[index], candidates: candidates, baselineCost: plan.entries[index].baselineCost)
-    }
-}
-
-/// What a request would cost on its reference model, sync, at list price. A request that names no
-/// model is measured against the cheapest model meeting its needs at list price, which is what a
-/// router choosing one request at a time would pay.
-struct BaselinePricer {
-    let models: [Model]
-    let facts: [ModelFacts]
-    let indexByID: [String: Int]
-    let history: OutputHistoryByTier
-
-    init(context: PlanningContext) {
-        models = context.catalog.models
-        facts = models.map(ModelFacts.init)
-        indexByID = Dictionary(uniqueKeysWithValues: models.enumerated().map { ($1.id, $0) })
-        history = context.history.byTier(models: models)
+        return PlanExplanation(request: request, candidates: candidates, baselineCost: plan.entry(index).estimatedCost == .zero && chosen == nil
+            ? Baseline(context: context).cost(of: request) : Money(picoUSD: plan.baselineOfRequest[index]))
     }
 
-    func cost(of request: PlannableRequest) -> Money {
-        guard let index = baselineModelIndex(for: request) else { return .zero }
-        return listCost(index, request, samples: history.samples(tier: request.needs.qualityTier))
-    }
-
-    /// The model the baseline prices the request on: its reference model, or the cheapest that meets its needs at list price.
-    func baselineModel(for request: PlannableRequest) -> Model? { baselineModelIndex(for: request).map { models[$0] } }
-
-    private func listCost(_ index: Int, _ request: PlannableRequest, samples: [OutputHistory.Sample?]?) -> Money {
-        let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: request.needs.maxOutputTokens)
-        return facts[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-    }
-
-    private func baselineModelIndex(for request: PlannableRequest) -> Int? {
-        if let reference = request.referenceModel, let index = indexByID[reference] { return index }
-        let samples = history.samples(tier: request.needs.qualityTier)
-        var cheapest: (index: Int, cost: Money)?
-        for index in facts.indices
-        where Eligibility.staticExclusion(of: facts[index], isPinnedModel: request.needs.pinnedModel == models[index].id, for: request.needs) == nil {
-            let cost = listCost(index, request, samples: samples)
-            if cheapest == nil || cost < cheapest!.cost { cheapest = (index, cost) }
-        }
-        return cheapest?.index
+    /// The cheapest model and mode that can serve `request` now (for a fallback at dispatch), ignoring capacity.
+    public func cheapestOption(for request: PlannableRequest) -> (model: Model, mode: DispatchMode, cost: Money)? {
+        let single = PlanningProblem(requests: [request], context: context)
+        guard let signature = single.signatures.first else { return nil }
+        let input = request.needs.inputTokens
+        guard let best = signature.options.filter({ $0.mode != .batch })
+            .min(by: { ($0.cost(input: input).cost, $0.preference) < ($1.cost(input: input).cost, $1.preference) })
+        else { return nil }
+        let priced = best.cost(input: input)
+        return (context.catalog.models[Int(best.model)], priced.mode, Money(picoUSD: priced.cost))
     }
 }

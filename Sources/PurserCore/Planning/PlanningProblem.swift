@@ -1,3 +1,5 @@
+import Foundation
+
 /// A request as the planner sees it.
 public struct PlannableRequest: Sendable {
     public var id: Int64
@@ -13,6 +15,9 @@ public struct PlannableRequest: Sendable {
         self.deadlineAt = deadlineAt
         self.maxCost = maxCost
     }
+
+    /// What the request counts against a model's tokens/min: its input and all the output it may ask for.
+    public var rateLimitTokens: Int { needs.inputTokens + needs.maxOutputTokens }
 }
 
 /// How a planned request will be sent.
@@ -38,12 +43,15 @@ public struct PlanningContext: Sendable {
     public var batchDispatchAvailable: Bool
     /// Flex calls may be refused with 429; only requests with at least this much time left use them.
     public var flexMinimumLeadMilliseconds: Int64
-    /// At most this many deadline classes split time into slots; more distinct deadlines are rounded down.
-    public var maximumDeadlineClasses: Int
+    /// Deadlines further away are planned as if they fell here, which bounds the planner's work.
+    public var horizonMilliseconds: Int64
+
+    public static let defaultHorizonMilliseconds: Int64 = 366 * 86_400_000
 
     public init(
         catalog: PricingCatalog, now: Int64, usableProviders: Set<String>, history: OutputHistory = OutputHistory(),
-        batchDispatchAvailable: Bool = false, flexMinimumLeadMilliseconds: Int64 = 3_600_000, maximumDeadlineClasses: Int = 8
+        batchDispatchAvailable: Bool = false, flexMinimumLeadMilliseconds: Int64 = 3_600_000,
+        horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds
     ) {
         self.catalog = catalog
         self.now = now
@@ -51,7 +59,7 @@ public struct PlanningContext: Sendable {
         self.history = history
         self.batchDispatchAvailable = batchDispatchAvailable
         self.flexMinimumLeadMilliseconds = flexMinimumLeadMilliseconds
-        self.maximumDeadlineClasses = maximumDeadlineClasses
+        self.horizonMilliseconds = horizonMilliseconds
     }
 
     /// Providers usable from the environment's keys, or all of them when simulating.
@@ -60,121 +68,457 @@ public struct PlanningContext: Sendable {
     }
 }
 
-/// The capacity-constrained assignment behind a plan.
+/// Capacity another job's plan already counts on: requests planned on a model and mode that must start by
+/// `latestStart`. A new plan treats them as placed first.
+public struct HeldCapacity: Sendable, Hashable {
+    public var job: Int64
+    public var model: String
+    public var mode: DispatchMode
+    public var latestStart: Int64
+    public var requests: Int
+    public var tokens: Int64
+    public var largestRequestTokens: Int64
+
+    public init(job: Int64, model: String, mode: DispatchMode, latestStart: Int64, requests: Int, tokens: Int64, largestRequestTokens: Int64) {
+        self.job = job
+        self.model = model
+        self.mode = mode
+        self.latestStart = latestStart
+        self.requests = requests
+        self.tokens = tokens
+        self.largestRequestTokens = largestRequestTokens
+    }
+}
+
+/// The capacity-constrained assignment behind a plan, as the solver sees it.
 ///
-/// Time from now to the latest deadline is cut into slots at the requests' deadlines. Each model has
-/// a resource per slot for list-price time and, where it has discount windows, one for the windows'
-/// time; a resource takes as many requests as the model's rate limits allow in that time
-/// (requests/min × minutes, and tokens/min × minutes ÷ the average request's tokens). A request may use
-/// any resource of an eligible model in a slot that ends by its deadline and leaves time for the call.
-public final class PlanningProblem: AssignmentProblem {
-    public struct Resource: Sendable {
-        public var model: Int
-        public var slot: Int
-        public var mode: DispatchMode
-        /// The earliest moment this resource's time is available.
-        public var earliestStart: Int64
-        public var capacity: Int
-        public var basisPoints: Int64
+/// Each usable model has *families* of capacity: its list-price time (sync, or flex where sold), its
+/// discount-window time (offpeak, one family per price multiplier), and its batch API. A request may start
+/// on a family any time up to its latest start there, its deadline less the call's modelled duration. For
+/// a family, requests can all be started in deadline order under both rate limits exactly when, at each
+/// latest start, those due by then fit what requests/min and tokens/min allow from now to then, each counted
+/// with its own tokens. Latest starts are rounded down to a grid of 1/256 of the time left (at least a
+/// second), so the program has few boundaries; the rounding only ever makes a plan earlier.
+///
+/// Requests alike in everything but input size form a *signature*; signatures whose cheapest option can
+/// never run out of room are planned whole, the others are split into classes by input size for the linear
+/// program. Other jobs' plans are *held* classes with one option each, placed before anything new.
+final class PlanningProblem {
+    struct Family {
+        enum Kind: Hashable {
+            case list
+            case window(basisPoints: Int64)
+            case batch
+        }
+
+        var model: Int
+        var kind: Kind
+        /// Latest-start moments, ascending.
+        var boundaries: [Int64] = []
+        /// Requests, and tokens, that may start by each boundary (cumulative from now).
+        var requestCapacity: [Int64] = []
+        var tokenCapacity: [Int64] = []
+        /// Whether each boundary's request row, and token row, can bind: demand could pass capacity there.
+        var requestRowBinds: [Bool] = []
+        var tokenRowBinds: [Bool] = []
+
+        var boundsNothing: Bool { !requestRowBinds.contains(true) && !tokenRowBinds.contains(true) }
+
+        /// True when no row at or after `boundary` can bind: the family has room for everything there.
+        func isUnlimited(from boundary: Int) -> Bool {
+            !requestRowBinds[boundary...].contains(true) && !tokenRowBinds[boundary...].contains(true)
+        }
     }
 
-    public let context: PlanningContext
-    public let requests: [PlannableRequest]
-    public let models: [Model]
-    public private(set) var resources: [Resource] = []
-    public var capacities: [Int] { resources.map(\.capacity) }
-    public var requestCount: Int { requests.count }
-    /// Slot boundaries: slot k runs from `slotEnds[k-1]` (or now) to `slotEnds[k]`.
-    public private(set) var slotEnds: [Int64] = []
-    private var slotLimitOfRequest: [Int32] = []
-    /// resources of model m in slot s: `resourcesByModelSlot[m * slots + s]`.
-    private var resourcesByModelSlot: [[Int]] = []
-    private var modelRankByID: [Int] = []
-    private let historyByTier: OutputHistoryByTier
-    /// Per model: its provider (nil when providers.json lacks it) and whether it can be called.
-    private let providerOfModel: [Provider?]
-    private let modelIsUsable: [Bool]
-    private let facts: [ModelFacts]
-    private let modelIndexByID: [String: Int]
-    /// The batch-API resource of each model, when batch dispatch is available.
-    private var batchResourceOfModel: [Int: Int] = [:]
-    /// A provider's batch API answers within this window.
-    public static let batchWindowMilliseconds: Int64 = 86_400_000
+    /// One way to serve a signature's requests.
+    struct Option {
+        var family: Int32
+        var boundary: Int32
+        var model: Int32
+        var expectedOutput: Int32
+        var mode: DispatchMode
+        /// pico-USD per token.
+        var inputPrice: Int64
+        var outputPrice: Int64
+        /// Flex prices when the request may use flex, else -1.
+        var flexInputPrice: Int64 = -1
+        var flexOutputPrice: Int64 = -1
+        /// Orders options of equal cost: lower is preferred (higher quality, then faster, then name, then mode).
+        var preference: Int64
 
-    public init(requests: [PlannableRequest], context: PlanningContext) {
+        /// The exact cost of a request with `input` tokens, and the mode it is sent in.
+        @inline(__always)
+        func cost(input: Int) -> (cost: Int64, mode: DispatchMode) {
+            let list = Int64(input) &* inputPrice &+ Int64(expectedOutput) &* outputPrice
+            guard flexInputPrice >= 0 else { return (list, mode) }
+            let flex = Int64(input) &* flexInputPrice &+ Int64(expectedOutput) &* flexOutputPrice
+            return flex < list ? (flex, .flex) : (list, mode)
+        }
+    }
+
+    struct Signature {
+        var deadline: Int64
+        var ceiling: Int64
+        var options: [Option] = []
+        var members: Range<Int> = 0..<0
+        var eligibility: Int32
+        var tier: Int32
+        var maxOutput: Int32
+    }
+
+    struct RequestClass {
+        /// Members, in `members`, sorted by input size.
+        var members: Range<Int>
+        /// The signature's options this class may use (dominated ones removed), cheapest first for the class.
+        var options: [Int32]
+        var signature: Int32
+        /// The held group it stands for, or -1.
+        var held: Int32 = -1
+        var count: Int
+        var inputSum: Int64
+        var tokenSum: Int64
+        var tokenMax: Int64
+        /// True when the linear program decides it; false when its cheapest option can never run out of room.
+        var contested: Bool
+    }
+
+    let context: PlanningContext
+    let pruneDominated: Bool
+    let requests: [PlannableRequest]
+    let held: [HeldCapacity]
+    let models: [Model]
+    private(set) var families: [Family] = []
+    private(set) var signatures: [Signature] = []
+    private(set) var classes: [RequestClass] = []
+    /// Request indexes grouped by signature (then by class), each group sorted by input size.
+    private(set) var members: [Int32] = []
+    private(set) var signatureOfRequest: [Int32] = []
+    /// Held groups that can no longer start in time on their model: their plans must be made again.
+    private(set) var unfitHeld: [Int] = []
+    private var familyIndex: [FamilyKey: Int] = [:]
+    let modelIsUsable: [Bool]
+    let modelIndexByID: [String: Int]
+    let modelRankByID: [Int]
+    let tierNames: [String]
+    private let samplesByTier: [[OutputHistory.Sample?]?]
+    private(set) var tierOfRequest: [Int32] = []
+    private var eligibleModels: [[Int32]] = []
+
+    /// A signature's requests are split into at most about this many classes in all, so the program stays small.
+    static let classBudget = 3_000
+    /// A provider's batch API answers within this window.
+    static let batchWindowMilliseconds: Int64 = 86_400_000
+
+    private struct FamilyKey: Hashable {
+        var model: Int
+        var kind: Family.Kind
+    }
+
+    /// `pruneDominated: false` keeps every option (for `--explain`, which shows what each model would cost).
+    init(requests: [PlannableRequest], held: [HeldCapacity] = [], context: PlanningContext, pruneDominated: Bool = true) {
+        self.pruneDominated = pruneDominated
         self.context = context
         self.requests = requests
+        self.held = held
         self.models = context.catalog.models
-        self.historyByTier = context.history.byTier(models: context.catalog.models)
-        self.providerOfModel = context.catalog.models.map { context.catalog.providers[$0.provider] }
-        self.modelIsUsable = context.catalog.models.map { context.usableProviders.contains($0.provider) }
-        self.facts = context.catalog.models.map(ModelFacts.init)
-        self.modelIndexByID = Dictionary(context.catalog.models.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
-        let byID = models.indices.sorted { models[$0].id < models[$1].id }
-        modelRankByID = [Int](repeating: 0, count: models.count)
-        for (rank, index) in byID.enumerated() { modelRankByID[index] = rank }
-        buildSlots()
-        buildResources()
+        modelIsUsable = context.catalog.models.map { model in
+            context.catalog.providers[model.provider] != nil && context.usableProviders.contains(model.provider)
+        }
+        modelIndexByID = Dictionary(context.catalog.models.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let byID = context.catalog.models.indices.sorted { context.catalog.models[$0].id < context.catalog.models[$1].id }
+        var ranks = [Int](repeating: 0, count: byID.count)
+        for (rank, index) in byID.enumerated() { ranks[index] = rank }
+        modelRankByID = ranks
+        let byTier = context.history.byTier(models: context.catalog.models)
+        var tierIndex: [String: Int32] = [:]
+        var names: [String] = []
+        tierOfRequest = requests.map { request in
+            if let index = tierIndex[request.needs.qualityTier] { return index }
+            let index = Int32(names.count)
+            names.append(request.needs.qualityTier)
+            tierIndex[request.needs.qualityTier] = index
+            return index
+        }
+        tierNames = names
+        samplesByTier = names.map { byTier.samples(tier: $0) }
+        buildSignatures()
+        buildOptions()
+        buildHeld()
+        finishFamilies()
+        markBindingRows()
+        buildClasses()
     }
 
-    private func buildSlots() {
-        let now = context.now
-        let distinct = Set(requests.lazy.map(\.deadlineAt).filter { $0 > now }).sorted()
-        var ends = distinct
-        if distinct.count > context.maximumDeadlineClasses {
-            let classes = context.maximumDeadlineClasses
-            ends = (0..<classes).map { distinct[$0 * (distinct.count - 1) / (classes - 1)] }
-            ends = Array(Set(ends)).sorted()
-        }
-        slotEnds = ends
-        slotLimitOfRequest = requests.map { request in
-            // The number of slots that end by this request's deadline (rounded down, so never late).
-            var low = 0, high = ends.count
+    var now: Int64 { context.now }
+    var horizonEnd: Int64 { now + context.horizonMilliseconds }
+
+    // MARK: - Signatures
+
+    private struct EligibilityKey: Hashable {
+        var floor: Int32
+        var capabilities: Int32
+        var pinned: Int32
+        var contextRank: Int32
+        var outputRank: Int32
+    }
+
+    private struct SignatureKey: Hashable {
+        var eligibility: Int32
+        var tier: Int32
+        var deadline: Int64
+        var maxOutput: Int32
+        var ceiling: Int64
+        /// The exact input size for requests with a ceiling (their options depend on it), else -1.
+        var input: Int32
+    }
+
+    private func buildSignatures() {
+        let windows = Array(Set(models.map(\.contextWindow))).sorted()
+        let outputLimits = Array(Set(models.map(\.maxOutputTokens))).sorted()
+        func rank(_ sorted: [Int], below value: Int) -> Int32 {
+            var low = 0, high = sorted.count
             while low < high {
                 let middle = (low + high) / 2
-                if ends[middle] <= request.deadlineAt { low = middle + 1 } else { high = middle }
+                if sorted[middle] < value { low = middle + 1 } else { high = middle }
             }
             return Int32(low)
         }
+        let facts = models.map(ModelFacts.init)
+        var eligibilityIndex: [EligibilityKey: Int32] = [:]
+        var signatureIndex: [SignatureKey: Int32] = [:]
+        var counts: [Int] = []
+        signatureOfRequest = [Int32](repeating: 0, count: requests.count)
+        for (index, request) in requests.enumerated() {
+            let needs = request.needs
+            let pinned: Int32 = needs.pinnedModel.map { Int32(modelIndexByID[$0] ?? -2) } ?? -1
+            let total = needs.inputTokens.addingReportingOverflow(needs.maxOutputTokens)
+            let eligibilityKey = EligibilityKey(
+                floor: Int32(clamping: needs.qualityFloor), capabilities: Int32(truncatingIfNeeded: needs.capabilities.rawValue), pinned: pinned,
+                contextRank: total.overflow ? Int32.max : rank(windows, below: total.partialValue), outputRank: rank(outputLimits, below: needs.maxOutputTokens))
+            let eligibility: Int32
+            if let known = eligibilityIndex[eligibilityKey] {
+                eligibility = known
+            } else {
+                eligibility = Int32(eligibleModels.count)
+                eligibilityIndex[eligibilityKey] = eligibility
+                eligibleModels.append(facts.indices.compactMap { model in
+                    guard modelIsUsable[model], !total.overflow,
+                        Eligibility.staticExclusion(of: facts[model], isPinnedModel: Int32(model) == pinned, for: needs) == nil
+                    else { return nil }
+                    return Int32(model)
+                })
+            }
+            let ceiling = request.maxCost?.picoUSD ?? -1
+            let key = SignatureKey(
+                eligibility: eligibility, tier: tierOfRequest[index], deadline: min(request.deadlineAt, horizonEnd),
+                maxOutput: Int32(clamping: needs.maxOutputTokens), ceiling: ceiling, input: ceiling >= 0 ? Int32(clamping: needs.inputTokens) : -1)
+            if let known = signatureIndex[key] {
+                signatureOfRequest[index] = known
+                counts[Int(known)] += 1
+            } else {
+                let signature = Int32(signatures.count)
+                signatureIndex[key] = signature
+                signatureOfRequest[index] = signature
+                counts.append(1)
+                signatures.append(Signature(
+                    deadline: key.deadline, ceiling: ceiling, eligibility: eligibility, tier: key.tier, maxOutput: key.maxOutput))
+            }
+        }
+        // Members grouped by signature, each group sorted by input size.
+        var start = 0
+        var next = [Int](repeating: 0, count: signatures.count)
+        for (signature, count) in counts.enumerated() {
+            signatures[signature].members = start..<(start + count)
+            next[signature] = start
+            start += count
+        }
+        members = [Int32](repeating: 0, count: requests.count)
+        for (index, signature) in signatureOfRequest.enumerated() {
+            members[next[Int(signature)]] = Int32(index)
+            next[Int(signature)] += 1
+        }
+        for signature in signatures where signature.members.count > 1 {
+            members[signature.members].sort { requests[Int($0)].needs.inputTokens < requests[Int($1)].needs.inputTokens }
+        }
     }
 
-    private func buildResources() {
-        let totalTokens = requests.reduce(0) { $0 + $1.needs.inputTokens + $1.needs.maxOutputTokens }
-        let averageTokens = max(1, requests.isEmpty ? 1 : totalTokens / requests.count)
-        let slots = slotEnds.count
-        resourcesByModelSlot = [[Int]](repeating: [], count: models.count * max(slots, 1))
-        for (modelIndex, model) in models.enumerated() where context.usableProviders.contains(model.provider) {
-            var slotStart = context.now
-            let windows = model.discountWindows.isEmpty ? [] : mergedWindows(model, until: slotEnds.last ?? context.now)
-            let windowBasisPoints = model.discountWindows.map(\.multiplierBasisPoints).min() ?? 10_000
-            for (slot, slotEnd) in slotEnds.enumerated() {
-                let inWindow = windows.compactMap { window -> Range<Int64>? in
-                    let lower = max(window.lowerBound, slotStart), upper = min(window.upperBound, slotEnd)
-                    return lower < upper ? lower..<upper : nil
+    // MARK: - Options
+
+    func expectedOutput(tier: Int32, model: Int, maxOutput: Int) -> Int {
+        OutputHistoryByTier.expectedOutputTokens(samplesByTier[Int(tier)], model: model, maxOutputTokens: maxOutput)
+    }
+
+    /// Rounds a latest start down to the grid: 1/256 of the time left, at least a second.
+    func snapped(_ latestStart: Int64) -> Int64 {
+        let left = latestStart - now
+        guard left > 1_000 else { return latestStart }
+        var quantum: Int64 = 1_000
+        while quantum < left / 256 { quantum <<= 1 }
+        return now + left / quantum * quantum
+    }
+
+    private func family(model: Int, kind: Family.Kind) -> Int {
+        let key = FamilyKey(model: model, kind: kind)
+        if let known = familyIndex[key] { return known }
+        familyIndex[key] = families.count
+        families.append(Family(model: model, kind: kind))
+        return families.count - 1
+    }
+
+    private var boundarySets: [Set<Int64>] = []
+
+    private func register(_ family: Int, _ moment: Int64) {
+        while boundarySets.count <= family { boundarySets.append([]) }
+        boundarySets[family].insert(moment)
+    }
+
+    func preference(model: Int, duration: Int64, mode: DispatchMode) -> Int64 {
+        let quality = Int64(100 - min(max(models[model].quality, 0), 100))
+        let modeOrder = Int64(DispatchMode.allCases.firstIndex(of: mode) ?? 0)
+        return quality << 44 | min(max(duration, 0) / 1000, (1 << 23) - 1) << 20 | Int64(modelRankByID[model] & 0xFFF) << 8 | modeOrder
+    }
+
+    /// The ways a request of this signature can be served: per usable eligible model, its list time (sync or
+    /// flex), its discount windows (offpeak) and its batch API, each with the latest moment a call can start
+    /// and still finish by the deadline.
+    private func buildOptions() {
+        for index in signatures.indices {
+            let signature = signatures[index]
+            let deadline = signature.deadline
+            for model in eligibleModels[Int(signature.eligibility)] {
+                let model = Int(model)
+                let facts = models[model]
+                let output = expectedOutput(tier: signature.tier, model: model, maxOutput: Int(signature.maxOutput))
+                let duration = facts.speed.callDuration(outputTokens: output)
+                let latest = deadline - duration
+                if latest > now {
+                    var list = Option(
+                        family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .sync,
+                        inputPrice: facts.prices.input.microUSDPerMillion, outputPrice: facts.prices.output.microUSDPerMillion,
+                        preference: preference(model: model, duration: duration, mode: .sync))
+                    if let flex = facts.flexPrices, deadline - now >= context.flexMinimumLeadMilliseconds {
+                        list.flexInputPrice = flex.input.microUSDPerMillion
+                        list.flexOutputPrice = flex.output.microUSDPerMillion
+                    }
+                    addOption(list, to: index, kind: .list, latest: latest)
+                    for basisPoints in Set(facts.discountWindows.map(\.multiplierBasisPoints)).sorted() {
+                        let prices = facts.prices.scaled(basisPoints: basisPoints)
+                        addOption(Option(
+                            family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .offpeak,
+                            inputPrice: prices.input.microUSDPerMillion, outputPrice: prices.output.microUSDPerMillion,
+                            preference: preference(model: model, duration: duration, mode: .offpeak)), to: index, kind: .window(basisPoints: basisPoints), latest: latest)
+                    }
                 }
-                let windowTime = inWindow.reduce(Int64(0)) { $0 + ($1.upperBound - $1.lowerBound) }
-                let listTime = (slotEnd - slotStart) - windowTime
-                let listStart = firstMomentOutside(inWindow, from: slotStart, to: slotEnd)
-                func add(_ mode: DispatchMode, time: Int64, start: Int64, basisPoints: Int64) {
-                    let capacity = capacityOf(model, milliseconds: time, averageTokens: averageTokens)
-                    guard capacity > 0 else { return }
-                    resourcesByModelSlot[modelIndex * slots + slot].append(resources.count)
-                    resources.append(Resource(model: modelIndex, slot: slot, mode: mode, earliestStart: start, capacity: capacity, basisPoints: basisPoints))
+                let batchLatest = deadline - PlanningProblem.batchWindowMilliseconds
+                if context.batchDispatchAvailable, let batch = facts.batchPrices, context.catalog.providers[facts.provider]?.offersBatchAPI == true,
+                    batchLatest > now
+                {
+                    addOption(Option(
+                        family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .batch,
+                        inputPrice: batch.input.microUSDPerMillion, outputPrice: batch.output.microUSDPerMillion,
+                        preference: preference(model: model, duration: PlanningProblem.batchWindowMilliseconds, mode: .batch)),
+                        to: index, kind: .batch, latest: batchLatest)
                 }
-                if listTime > 0 { add(.sync, time: listTime, start: listStart, basisPoints: 10_000) }
-                if windowTime > 0 { add(.offpeak, time: windowTime, start: inWindow[0].lowerBound, basisPoints: windowBasisPoints) }
-                slotStart = slotEnd
-            }
-            if context.batchDispatchAvailable, model.batchPrices != nil, context.catalog.providers[model.provider]?.offersBatchAPI == true {
-                batchResourceOfModel[modelIndex] = resources.count
-                resources.append(Resource(
-                    model: modelIndex, slot: -1, mode: .batch, earliestStart: context.now, capacity: Int(Int32.max), basisPoints: 10_000))
             }
         }
     }
 
-    private func mergedWindows(_ model: Model, until end: Int64) -> [Range<Int64>] {
-        let all = model.discountWindows.flatMap { $0.intervals(from: context.now, to: end) }.sorted { $0.lowerBound < $1.lowerBound }
+    private func addOption(_ option: Option, to signature: Int, kind: Family.Kind, latest: Int64) {
+        var option = option
+        let ceiling = signatures[signature].ceiling
+        if ceiling >= 0 {
+            let input = requests[Int(members[signatures[signature].members.lowerBound])].needs.inputTokens
+            guard option.cost(input: input).cost <= ceiling else { return }
+        }
+        let index = family(model: Int(option.model), kind: kind)
+        let moment = snapped(latest)
+        register(index, moment)
+        option.family = Int32(index)
+        // The boundary index is filled in once every family's boundaries are known; the moment is kept meanwhile.
+        option.boundary = -1
+        pendingMoments.append((signature, signatures[signature].options.count, moment))
+        signatures[signature].options.append(option)
+    }
+
+    private var pendingMoments: [(signature: Int, option: Int, moment: Int64)] = []
+    private var heldPlacement: [(family: Int, moment: Int64)?] = []
+
+    private func buildHeld() {
+        for group in held {
+            guard let model = modelIndexByID[group.model], modelIsUsable[model], group.latestStart > now else {
+                heldPlacement.append(nil)
+                continue
+            }
+            let kind: Family.Kind
+            switch group.mode {
+            case .sync, .flex: kind = .list
+            case .batch: kind = .batch
+            case .offpeak:
+                guard let basisPoints = models[model].discountWindows.map(\.multiplierBasisPoints).min() else {
+                    heldPlacement.append(nil)
+                    continue
+                }
+                kind = .window(basisPoints: basisPoints)
+            }
+            let index = family(model: model, kind: kind)
+            let moment = snapped(min(group.latestStart, horizonEnd))
+            register(index, moment)
+            heldPlacement.append((index, moment))
+        }
+    }
+
+    // MARK: - Capacity
+
+    private func finishFamilies() {
+        for index in families.indices {
+            let model = models[families[index].model]
+            let boundaries = (index < boundarySets.count ? boundarySets[index] : []).sorted()
+            families[index].boundaries = boundaries
+            let time: [Int64]
+            switch families[index].kind {
+            case .batch:
+                // The batch API's own pool; no limit is known, so it holds every request.
+                families[index].requestCapacity = boundaries.map { _ in Int64.max / 4 }
+                families[index].tokenCapacity = boundaries.map { _ in Int64.max / 4 }
+                continue
+            case .list:
+                let windows = mergedWindows(model, basisPoints: nil)
+                time = boundaries.map { ($0 - now) - covered(windows, until: $0) }
+            case .window(let basisPoints):
+                let windows = mergedWindows(model, basisPoints: basisPoints)
+                time = boundaries.map { covered(windows, until: $0) }
+            }
+            families[index].requestCapacity = time.map { PlanningProblem.allowance(perMinute: model.rateLimits.requestsPerMinute, milliseconds: $0) }
+            families[index].tokenCapacity = time.map { PlanningProblem.allowance(perMinute: model.rateLimits.tokensPerMinute, milliseconds: $0) }
+        }
+        for (signature, option, moment) in pendingMoments {
+            let family = Int(signatures[signature].options[option].family)
+            signatures[signature].options[option].boundary = Int32(boundaryIndex(family, moment))
+        }
+        pendingMoments = []
+    }
+
+    /// What a rate of `perMinute` allows in `milliseconds`, rounded down; so large it cannot bind counts as unlimited.
+    static func allowance(perMinute: Int, milliseconds: Int64) -> Int64 {
+        guard milliseconds > 0, perMinute > 0 else { return 0 }
+        let product = Int128(perMinute) * Int128(milliseconds) / 60_000
+        return Int64(min(product, Int128(Int64.max / 4)))
+    }
+
+    func boundaryIndex(_ family: Int, _ moment: Int64) -> Int {
+        let boundaries = families[family].boundaries
+        var low = 0, high = boundaries.count
+        while low < high {
+            let middle = (low + high) / 2
+            if boundaries[middle] < moment { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// The model's discount windows (all of them, or those with one multiplier) from now to the horizon, merged.
+    func mergedWindows(_ model: Model, basisPoints: Int64?) -> [Range<Int64>] {
+        let windows = model.discountWindows.filter { basisPoints == nil || $0.multiplierBasisPoints == basisPoints }
+        let all = windows.flatMap { $0.intervals(from: now, to: horizonEnd) }.sorted { $0.lowerBound < $1.lowerBound }
         var merged: [Range<Int64>] = []
         for interval in all {
             if let last = merged.last, last.upperBound >= interval.lowerBound {
@@ -186,121 +530,219 @@ public final class PlanningProblem: AssignmentProblem {
         return merged
     }
 
-    private func firstMomentOutside(_ windows: [Range<Int64>], from start: Int64, to end: Int64) -> Int64 {
-        var moment = start
-        for window in windows where window.lowerBound <= moment && moment < window.upperBound { moment = window.upperBound }
-        return min(moment, end)
-    }
-
-    /// How many requests a model's rate limits admit in `milliseconds`; limits so large that the
-    /// product overflows count as unlimited (`Int32.max`).
-    private func capacityOf(_ model: Model, milliseconds: Int64, averageTokens: Int) -> Int {
-        func perWindow(_ perMinute: Int) -> Int64 {
-            let (product, overflow) = Int64(perMinute).multipliedReportingOverflow(by: milliseconds)
-            return overflow ? Int64.max : product / 60_000
+    /// Milliseconds of `windows` between now and `moment`.
+    func covered(_ windows: [Range<Int64>], until moment: Int64) -> Int64 {
+        var total: Int64 = 0
+        for window in windows {
+            if window.lowerBound >= moment { break }
+            total += min(window.upperBound, moment) - max(window.lowerBound, now)
         }
-        let byRequests = perWindow(model.rateLimits.requestsPerMinute)
-        let byTokens = perWindow(model.rateLimits.tokensPerMinute) / Int64(averageTokens)
-        return Int(min(byRequests, byTokens, Int64(Int32.max)))
+        return max(total, 0)
     }
 
-    // MARK: - Options
+    /// The first window moment at or after `moment`, if any (when an offpeak call may start).
+    func windowOpening(_ windows: [Range<Int64>], atOrAfter moment: Int64) -> Int64? {
+        for window in windows where window.upperBound > moment { return max(window.lowerBound, moment) }
+        return nil
+    }
 
-    public func options(for request: Int) -> [AssignmentOption] {
-        var result: [AssignmentOption] = []
-        enumerateOptions(for: request) { option, _ in result.append(option) }
-        result.sort { ($0.cost, $0.preference) < ($1.cost, $1.preference) }
+    // MARK: - Which rows can bind
+
+    /// A row can bind when everything that could use it would not fit: the demand of every signature with an
+    /// option there, due by its boundary, is more than its capacity. Options that cost at least as much as one
+    /// whose family has room for everything are dropped (they would never be needed), which can show more
+    /// rows to be free, so the two steps repeat until nothing changes.
+    private func markBindingRows() {
+        for index in families.indices {
+            families[index].requestRowBinds = families[index].boundaries.map { _ in true }
+            families[index].tokenRowBinds = families[index].boundaries.map { _ in true }
+        }
+        var usable = signatures.map { $0.options.indices.map { _ in true } }
+        for _ in 0..<4 {
+            var requestDemand = families.map { [Int64](repeating: 0, count: $0.boundaries.count) }
+            var tokenDemand = requestDemand
+            for (signature, value) in signatures.enumerated() {
+                let (count, tokens) = demand(of: value)
+                for (option, element) in value.options.enumerated() where usable[signature][option] {
+                    requestDemand[Int(element.family)][Int(element.boundary)] &+= count
+                    tokenDemand[Int(element.family)][Int(element.boundary)] &+= tokens
+                }
+            }
+            for (group, placement) in zip(held, heldPlacement) {
+                guard let placement else { continue }
+                let boundary = boundaryIndex(placement.family, placement.moment)
+                requestDemand[placement.family][boundary] &+= Int64(group.requests)
+                tokenDemand[placement.family][boundary] &+= group.tokens
+            }
+            var changed = false
+            for index in families.indices {
+                var requests: Int64 = 0, tokens: Int64 = 0
+                for boundary in families[index].boundaries.indices {
+                    requests = requests.addingReportingOverflow(requestDemand[index][boundary]).partialValue
+                    tokens = tokens.addingReportingOverflow(tokenDemand[index][boundary]).partialValue
+                    let requestBinds = requests > families[index].requestCapacity[boundary]
+                    let tokenBinds = tokens > families[index].tokenCapacity[boundary]
+                    if requestBinds != families[index].requestRowBinds[boundary] || tokenBinds != families[index].tokenRowBinds[boundary] {
+                        changed = true
+                    }
+                    families[index].requestRowBinds[boundary] = requestBinds
+                    families[index].tokenRowBinds[boundary] = tokenBinds
+                }
+            }
+            var pruned = false
+            for (signature, value) in signatures.enumerated() where pruneDominated {
+                let (low, high) = inputRange(of: value)
+                for (option, element) in value.options.enumerated() where usable[signature][option] {
+                    guard families[Int(element.family)].isUnlimited(from: Int(element.boundary)) else { continue }
+                    for (other, candidate) in value.options.enumerated() where other != option && usable[signature][other] {
+                        if dominates(element, candidate, low: low, high: high) {
+                            usable[signature][other] = false
+                            pruned = true
+                        }
+                    }
+                }
+            }
+            if !changed && !pruned { break }
+        }
+        for signature in signatures.indices {
+            signatures[signature].options = signatures[signature].options.enumerated().filter { usable[signature][$0.offset] }.map(\.element)
+        }
+    }
+
+    /// True when `winner` costs no more than `loser` over the input range (checked at both ends; costs are linear).
+    private func dominates(_ winner: Option, _ loser: Option, low: Int, high: Int) -> Bool {
+        let at = { (option: Option, input: Int) in (option.cost(input: input).cost, option.preference) }
+        return at(winner, low) <= at(loser, low) && at(winner, high) <= at(loser, high)
+    }
+
+    private func demand(of signature: Signature) -> (requests: Int64, tokens: Int64) {
+        var tokens: Int64 = 0
+        for member in signature.members { tokens &+= Int64(requests[Int(members[member])].rateLimitTokens) }
+        return (Int64(signature.members.count), tokens)
+    }
+
+    private func inputRange(of signature: Signature) -> (Int, Int) {
+        guard !signature.members.isEmpty else { return (0, 0) }
+        return (requests[Int(members[signature.members.lowerBound])].needs.inputTokens,
+                requests[Int(members[signature.members.upperBound - 1])].needs.inputTokens)
+    }
+
+    // MARK: - Classes
+
+    private func buildClasses() {
+        // A signature is settled when one option is cheapest over all its input sizes and can never run out.
+        var contested: [Bool] = []
+        var contestedMembers = 0
+        for signature in signatures {
+            let (low, high) = inputRange(of: signature)
+            let cheapestLow = signature.options.indices.min { (signature.options[$0].cost(input: low).cost, signature.options[$0].preference) < (signature.options[$1].cost(input: low).cost, signature.options[$1].preference) }
+            let cheapestHigh = signature.options.indices.min { (signature.options[$0].cost(input: high).cost, signature.options[$0].preference) < (signature.options[$1].cost(input: high).cost, signature.options[$1].preference) }
+            var settled = signature.options.isEmpty
+            if let cheapestLow, cheapestLow == cheapestHigh {
+                let option = signature.options[cheapestLow]
+                settled = families[Int(option.family)].isUnlimited(from: Int(option.boundary))
+            }
+            contested.append(!settled)
+            if !settled { contestedMembers += signature.members.count }
+        }
+        for (index, signature) in signatures.enumerated() {
+            let pieces: Int
+            if contested[index] {
+                let share = Int((Int64(PlanningProblem.classBudget) * Int64(signature.members.count)) / Int64(max(contestedMembers, 1)))
+                pieces = max(1, min(share, signature.members.count))
+            } else {
+                pieces = 1
+            }
+            for range in split(signature.members, into: pieces) {
+                addClass(members: range, signature: index, contested: contested[index])
+            }
+        }
+        for (group, placement) in zip(held.indices, heldPlacement) {
+            guard let placement else {
+                unfitHeld.append(group)
+                continue
+            }
+            let boundary = boundaryIndex(placement.family, placement.moment)
+            let option = Option(
+                family: Int32(placement.family), boundary: Int32(boundary), model: Int32(families[placement.family].model),
+                expectedOutput: 0, mode: held[group].mode, inputPrice: 0, outputPrice: 0, preference: 0)
+            signatures.append(Signature(deadline: held[group].latestStart, ceiling: -1, options: [option], eligibility: -1, tier: -1, maxOutput: 0))
+            classes.append(RequestClass(
+                members: 0..<0, options: [0], signature: Int32(signatures.count - 1), held: Int32(group), count: held[group].requests,
+                inputSum: 0, tokenSum: held[group].tokens, tokenMax: held[group].largestRequestTokens,
+                contested: !families[placement.family].isUnlimited(from: boundary)))
+        }
+    }
+
+    /// Splits sorted members into up to `pieces` runs of equal width in log(input size).
+    private func split(_ range: Range<Int>, into pieces: Int) -> [Range<Int>] {
+        guard pieces > 1, range.count > 1 else { return [range] }
+        let low = log(Double(max(requests[Int(members[range.lowerBound])].needs.inputTokens, 1)))
+        let high = log(Double(max(requests[Int(members[range.upperBound - 1])].needs.inputTokens, 1)))
+        guard high > low else { return [range] }
+        let width = (high - low) / Double(pieces)
+        var result: [Range<Int>] = []
+        var start = range.lowerBound
+        var bucket = 0
+        for position in range {
+            let value = log(Double(max(requests[Int(members[position])].needs.inputTokens, 1)))
+            let own = min(Int((value - low) / width), pieces - 1)
+            if own != bucket {
+                if position > start { result.append(start..<position) }
+                start = position
+                bucket = own
+            }
+        }
+        result.append(start..<range.upperBound)
         return result
     }
 
-    public func cheapestOption(for request: Int) -> AssignmentOption? {
-        var best: AssignmentOption?
-        enumerateOptions(for: request) { option, _ in
-            if best == nil || (option.cost, option.preference) < (best!.cost, best!.preference) { best = option }
+    private func addClass(members range: Range<Int>, signature: Int, contested: Bool) {
+        guard !range.isEmpty else { return }
+        var inputSum: Int64 = 0, tokenSum: Int64 = 0, tokenMax: Int64 = 0
+        for position in range {
+            let request = requests[Int(members[position])]
+            inputSum &+= Int64(request.needs.inputTokens)
+            tokenSum &+= Int64(request.rateLimitTokens)
+            tokenMax = max(tokenMax, Int64(request.rateLimitTokens))
         }
-        return best
+        let options = signatures[signature].options
+        let average = Int(inputSum / Int64(range.count))
+        let order = options.indices.sorted { (options[$0].cost(input: average).cost, options[$0].preference) < (options[$1].cost(input: average).cost, options[$1].preference) }
+        classes.append(RequestClass(
+            members: range, options: order.map { Int32($0) }, signature: Int32(signature), count: range.count, inputSum: inputSum,
+            tokenSum: tokenSum, tokenMax: tokenMax, contested: contested))
     }
 
-    /// The mode and start time an option stands for.
-    public func describe(resource: Int, request: Int) -> (model: Int, mode: DispatchMode, startAt: Int64) {
-        let chosen = resources[resource]
-        var mode = chosen.mode
-        if mode == .sync, flexIsCheaper(chosen.model, for: requests[request]) { mode = .flex }
-        return (chosen.model, mode, max(chosen.earliestStart, context.now))
-    }
+    // MARK: - For the solver
 
-    private func flexIsCheaper(_ modelIndex: Int, for request: PlannableRequest) -> Bool {
-        let model = facts[modelIndex]
-        guard let flex = model.flexPrices, request.deadlineAt - context.now >= context.flexMinimumLeadMilliseconds else { return false }
-        let output = OutputHistoryByTier.expectedOutputTokens(
-            historyByTier.samples(tier: request.needs.qualityTier), model: modelIndex,
-            maxOutputTokens: request.needs.maxOutputTokens)
-        return flex.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-            < model.prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-    }
+    func option(_ requestClass: RequestClass, _ index: Int32) -> Option { signatures[Int(requestClass.signature)].options[Int(index)] }
 
-    /// Calls `body` with every option, or with the reason each model is excluded when `exclusions` is given.
-    func enumerateOptions(for index: Int, exclusions: ((Model, Exclusion) -> Void)? = nil, _ body: (AssignmentOption, Resource) -> Void) {
-        let request = requests[index]
-        let slots = slotEnds.count
-        let slotLimit = Int(slotLimitOfRequest[index])
-        let samples = historyByTier.samples(tier: request.needs.qualityTier)
-        let pinnedIndex = request.needs.pinnedModel.flatMap { modelIndexByID[$0] }
-        for modelIndex in facts.indices {
-            let model = facts[modelIndex]
-            if let exclusion = Eligibility.staticExclusion(of: model, isPinnedModel: pinnedIndex == modelIndex, for: request.needs) {
-                exclusions?(models[modelIndex], exclusion)
-                continue
-            }
-            guard let provider = providerOfModel[modelIndex] else {
-                exclusions?(models[modelIndex], .unknownProvider(models[modelIndex].provider))
-                continue
-            }
-            guard modelIsUsable[modelIndex] else {
-                exclusions?(models[modelIndex], .noKey(provider: provider.name, variable: provider.apiKeyEnvironmentVariable))
-                continue
-            }
-            let output = OutputHistoryByTier.expectedOutputTokens(samples, model: modelIndex, maxOutputTokens: request.needs.maxOutputTokens)
-            let duration = model.speed.callDuration(outputTokens: output)
-            let listCost = model.prices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-            var syncCost = listCost
-            if let flex = model.flexPrices, request.deadlineAt - context.now >= context.flexMinimumLeadMilliseconds {
-                syncCost = min(syncCost, flex.cost(inputTokens: request.needs.inputTokens, outputTokens: output))
-            }
-            let preference = Int64(100 - model.quality) << 44 | min(duration / 1000, (1 << 23) - 1) << 20 | Int64(modelRankByID[modelIndex]) << 8
-            var found = false
-            var cheapestRejectedByCeiling: Money?
-            for slot in 0..<slotLimit {
-                for resourceIndex in resourcesByModelSlot[modelIndex * slots + slot] {
-                    let resource = resources[resourceIndex]
-                    guard resource.earliestStart + duration <= request.deadlineAt else { continue }
-                    let cost = resource.mode == .offpeak
-                        ? model.prices.scaled(basisPoints: resource.basisPoints).cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-                        : syncCost
-                    if let ceiling = request.maxCost, cost > ceiling {
-                        if cheapestRejectedByCeiling == nil || cost < cheapestRejectedByCeiling! { cheapestRejectedByCeiling = cost }
-                        continue
-                    }
-                    found = true
-                    body(AssignmentOption(resource: resourceIndex, cost: cost.picoUSD, preference: preference | Int64(min(slot, 255))), resource)
-                }
-            }
-            if !batchResourceOfModel.isEmpty, let resourceIndex = batchResourceOfModel[modelIndex], let batchPrices = model.batchPrices,
-                request.deadlineAt - context.now >= PlanningProblem.batchWindowMilliseconds
-            {
-                let cost = batchPrices.cost(inputTokens: request.needs.inputTokens, outputTokens: output)
-                if request.maxCost.map({ cost <= $0 }) ?? true {
-                    found = true
-                    body(AssignmentOption(resource: resourceIndex, cost: cost.picoUSD, preference: preference | 255), resources[resourceIndex])
-                }
-            }
-            if !found, let exclusions {
-                if let rejected = cheapestRejectedByCeiling, let ceiling = request.maxCost {
-                    exclusions(models[modelIndex], .overCeiling(estimate: rejected, ceiling: ceiling))
-                } else {
-                    exclusions(models[modelIndex], .deadline(neededMilliseconds: duration, leftMilliseconds: request.deadlineAt - context.now))
-                }
-            }
+    /// The class's average cost per request on an option, in pico-USD.
+    func averageCost(_ requestClass: RequestClass, _ option: Option) -> Double {
+        guard requestClass.count > 0 else { return 0 }
+        let input = Double(requestClass.inputSum) / Double(requestClass.count)
+        var cost = input * Double(option.inputPrice) + Double(option.expectedOutput) * Double(option.outputPrice)
+        if option.flexInputPrice >= 0 {
+            cost = min(cost, input * Double(option.flexInputPrice) + Double(option.expectedOutput) * Double(option.flexOutputPrice))
         }
+        return cost
     }
+
+    /// Why an eligible, usable model has no option for the (single) request: too slow for its deadline, or
+    /// dearer than its ceiling.
+    func whyNoOption(model index: Int, request: PlannableRequest) -> Exclusion {
+        let model = models[index]
+        let output = expectedOutput(tier: tierOfRequest.first ?? 0, model: index, maxOutput: request.needs.maxOutputTokens)
+        let duration = model.speed.callDuration(outputTokens: output)
+        let left = min(request.deadlineAt, horizonEnd) - now
+        if let ceiling = request.maxCost, duration < left {
+            let estimate = Eligibility.cheapestSyncPrices(of: model).cost(inputTokens: request.needs.inputTokens, outputTokens: output)
+            if estimate > ceiling { return .overCeiling(estimate: estimate, ceiling: ceiling) }
+        }
+        return .deadline(neededMilliseconds: duration, leftMilliseconds: left)
+    }
+
+    /// The latest start a request may use on an option (its boundary), for dispatch and for the capacity other plans hold.
+    func latestStart(_ option: Option) -> Int64 { families[Int(option.family)].boundaries[Int(option.boundary)] }
 }

@@ -1,0 +1,55 @@
+import SQLiteStore
+
+/// The one way jobs are planned. Their requests that have not started are planned together, beside the
+/// capacity every other job's plan holds, so two plans never count on the same minute of a model. When
+/// some of those other plans no longer fit in the time left, their jobs are planned again with these.
+public struct JobPlanning {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    public struct Request: Sendable {
+        public var jobs: [Int64]
+        public var catalog: PricingCatalog
+        public var usableProviders: Set<String>
+        public var now: Int64
+        public var batchDispatchAvailable = false
+        /// Store the plan (`purser plan`, `purser run`), or only show it.
+        public var save = true
+        public var shouldStop: @Sendable () -> Bool = { false }
+
+        public init(jobs: [Int64], catalog: PricingCatalog, usableProviders: Set<String>, now: Int64) {
+            self.jobs = jobs
+            self.catalog = catalog
+            self.usableProviders = usableProviders
+            self.now = now
+        }
+    }
+
+    public struct Outcome: Sendable {
+        public var plan: Plan
+        public var context: PlanningContext
+        public var requests: [PlannableRequest]
+        /// The jobs planned: those asked for, and any whose plans no longer fitted.
+        public var jobs: [Int64]
+    }
+
+    public func plan(_ request: Request) throws -> Outcome {
+        let store = PlanStore(database: database)
+        let context = PlanningContext(
+            catalog: request.catalog, now: request.now, usableProviders: request.usableProviders,
+            history: try JobStore(database: database).outputHistory(), batchDispatchAvailable: request.batchDispatchAvailable)
+        let planner = Planner(context: context, shouldStop: request.shouldStop)
+        var jobs = Array(Set(request.jobs)).sorted()
+        var requests = try store.plannableRequests(jobs: jobs)
+        var plan = planner.plan(requests, held: try store.heldCapacity(excludingJobs: jobs))
+        let unfit = Set(plan.unfitHeld.map(\.job)).subtracting(jobs)
+        if !unfit.isEmpty {
+            jobs = (jobs + unfit).sorted()
+            requests = try store.plannableRequests(jobs: jobs)
+            plan = planner.plan(requests, held: try store.heldCapacity(excludingJobs: jobs))
+        }
+        if request.save { try store.save(plan, jobs: jobs, now: request.now) }
+        return Outcome(plan: plan, context: context, requests: requests, jobs: jobs)
+    }
+}

@@ -1,0 +1,474 @@
+import Foundation
+
+/// Solves a `PlanningProblem`: held groups are placed first; settled signatures go to their cheapest option;
+/// the contested classes go through the linear program, whose answer is rounded to requests under the
+/// exact integer limits, after which requests left over or not on their cheapest option try again where
+/// room remains. Plans of a few requests are searched exhaustively. Finally a lower bound on the cost of
+/// any plan is computed exactly from the program's prices.
+struct PlanSolver {
+    struct Outcome {
+        /// Per request: the index of its option in its signature, or -1 when it could not be placed.
+        var optionOfRequest: [Int32]
+        var costOfRequest: [Int64]
+        /// No plan placing as many requests (and every held one) costs less than this, in pico-USD.
+        var lowerBound: Int64
+        var unplaced: Int
+        /// Held groups (indexes into the problem's `held`) that no longer fit: their plans must be made again.
+        var unfitHeld: [Int]
+        var linearProgramOptimal: Bool
+        var iterations: Int
+        /// Rows of the program: request rows and token rows that could bind.
+        var requestRows: Int
+        var tokenRows: Int
+        var contestedClasses: Int
+        /// True when the plan was found by exhaustive search (so it is optimal and the bound is its cost).
+        var exhaustive: Bool
+    }
+
+    struct Limits {
+        var timeBudgetSeconds: Double = 10
+        var shouldStop: @Sendable () -> Bool = { false }
+    }
+
+    /// The penalties of the program, relative to the costliest option (so placing a request always wins).
+    static let unplacedPenalty = 1e4
+    static let heldPenalty = 1e6
+    /// Fixed-point scale of the prices in the exact lower bound.
+    static let priceScale: Int128 = 1 << 20
+    /// Plans of at most this many requests are searched exhaustively.
+    static let exhaustiveLimit = 10
+
+    let problem: PlanningProblem
+    var limits = Limits()
+    /// Whether plans of a few requests are searched exhaustively (tests switch it off to check the program alone).
+    var searchSmallPlansExhaustively = true
+
+    init(problem: PlanningProblem, limits: Limits = Limits()) {
+        self.problem = problem
+        self.limits = limits
+    }
+
+    func solve() -> Outcome {
+        var residuals = Residuals(problem.families)
+        var assignment = Assignment(requestCount: problem.requests.count)
+        var unfitHeld = problem.unfitHeld
+        // Held groups first, whole or not at all, earliest first.
+        for index in problem.classes.indices.sorted(by: { heldOrder($0) < heldOrder($1) }) where problem.classes[index].held >= 0 {
+            let requestClass = problem.classes[index]
+            let option = problem.option(requestClass, requestClass.options[0])
+            if residuals.fits(option, requests: Int64(requestClass.count), tokens: requestClass.tokenSum) {
+                residuals.add(option, requests: Int64(requestClass.count), tokens: requestClass.tokenSum)
+            } else {
+                unfitHeld.append(Int(requestClass.held))
+            }
+        }
+        // Settled classes: their cheapest option can never run out.
+        for requestClass in problem.classes where requestClass.held < 0 && !requestClass.contested {
+            guard let first = requestClass.options.first else { continue }
+            for position in requestClass.members { assignment.place(Int(problem.members[position]), problem.option(requestClass, first), first, problem: problem) }
+        }
+        let contested = problem.classes.indices.filter { problem.classes[$0].held < 0 && problem.classes[$0].contested }
+        var program = ProgramIndex(problem: problem)
+        var solution: AssignmentLP.Solution?
+        if !contested.isEmpty || problem.classes.contains(where: { $0.held >= 0 && $0.contested }) {
+            let lp = program.build()
+            solution = lp.solve(limits: AssignmentLP.Limits(
+                maximumIterations: 30 * (lp.rowCapacity.count + lp.classes.count) + 5_000,
+                deadline: .now() + limits.timeBudgetSeconds, shouldStop: limits.shouldStop))
+        }
+        var leftovers: [Int] = []
+        if let solution {
+            for (lpClass, classIndex) in program.lpClasses.enumerated() where problem.classes[classIndex].held < 0 {
+                round(classIndex, columns: program.columnsOfLPClass[lpClass], solution: solution, program: program, residuals: &residuals,
+                      assignment: &assignment, leftovers: &leftovers)
+            }
+        }
+        // Leftovers, those with the most to lose first, each to its cheapest option with room.
+        leftovers.sort { regret($0) > regret($1) }
+        for request in leftovers { placeCheapest(request, residuals: &residuals, assignment: &assignment) }
+        // Anything contested may still find a cheaper option where rounding left room.
+        for classIndex in contested {
+            for position in problem.classes[classIndex].members {
+                improve(Int(problem.members[position]), classIndex: classIndex, residuals: &residuals, assignment: &assignment)
+            }
+        }
+        var exhaustive = false
+        if searchSmallPlansExhaustively, problem.requests.count <= PlanSolver.exhaustiveLimit, !problem.requests.isEmpty {
+            exhaustive = searchExhaustively(residuals: &residuals, assignment: &assignment)
+        }
+        let unplaced = assignment.option.lazy.filter { $0 < 0 }.count
+        var bound = exhaustive ? assignment.totalCost : lowerBound(solution: solution, program: program, unplaced: unplaced)
+        bound = min(bound, assignment.totalCost)
+        return Outcome(
+            optionOfRequest: assignment.option, costOfRequest: assignment.cost, lowerBound: bound, unplaced: unplaced, unfitHeld: unfitHeld,
+            linearProgramOptimal: solution?.optimal ?? true, iterations: solution?.iterations ?? 0, requestRows: program.requestRows,
+            tokenRows: program.tokenRows, contestedClasses: contested.count, exhaustive: exhaustive)
+    }
+
+    private func heldOrder(_ index: Int) -> Int64 {
+        let requestClass = problem.classes[index]
+        guard requestClass.held >= 0 else { return .max }
+        return problem.latestStart(problem.option(requestClass, requestClass.options[0]))
+    }
+
+    // MARK: - Rounding
+
+    /// Gives a class's members to the program's columns: whole requests per column (rounded down), the
+    /// smallest requests to the columns whose tokens are dearest; what does not fit exactly is left over.
+    private func round(
+        _ classIndex: Int, columns: Range<Int>, solution: AssignmentLP.Solution, program: ProgramIndex, residuals: inout Residuals,
+        assignment: inout Assignment, leftovers: inout [Int]
+    ) {
+        let requestClass = problem.classes[classIndex]
+        let order = columns.sorted { program.tokenPrice(of: $0, prices: solution.rowPrices) > program.tokenPrice(of: $1, prices: solution.rowPrices) }
+        var position = requestClass.members.lowerBound
+        for column in order {
+            var quota = Int((solution.amounts[column] + 1e-6).rounded(.down))
+            let optionIndex = program.optionOfColumn[column]
+            let option = problem.option(requestClass, optionIndex)
+            while quota > 0 && position < requestClass.members.upperBound {
+                let request = Int(problem.members[position])
+                let tokens = Int64(problem.requests[request].rateLimitTokens)
+                if residuals.fits(option, requests: 1, tokens: tokens) {
+                    residuals.add(option, requests: 1, tokens: tokens)
+                    assignment.place(request, option, optionIndex, problem: problem)
+                } else {
+                    leftovers.append(request)
+                }
+                quota -= 1
+                position += 1
+            }
+        }
+        while position < requestClass.members.upperBound {
+            leftovers.append(Int(problem.members[position]))
+            position += 1
+        }
+    }
+
+    /// The request's options with their exact costs, cheapest (then most preferred) first.
+    private func rankedOptions(_ request: Int) -> [(index: Int32, option: PlanningProblem.Option, cost: Int64)] {
+        let signature = problem.signatures[Int(problem.signatureOfRequest[request])]
+        let input = problem.requests[request].needs.inputTokens
+        return signature.options.enumerated().map { (Int32($0.offset), $0.element, $0.element.cost(input: input).cost) }
+            .sorted { ($0.cost, $0.option.preference) < ($1.cost, $1.option.preference) }
+    }
+
+    private func regret(_ request: Int) -> Int64 {
+        let ranked = rankedOptions(request)
+        guard ranked.count > 1 else { return .max }
+        return ranked[1].cost - ranked[0].cost
+    }
+
+    private func placeCheapest(_ request: Int, residuals: inout Residuals, assignment: inout Assignment) {
+        let tokens = Int64(problem.requests[request].rateLimitTokens)
+        for candidate in rankedOptions(request) where residuals.fits(candidate.option, requests: 1, tokens: tokens) {
+            residuals.add(candidate.option, requests: 1, tokens: tokens)
+            assignment.place(request, candidate.option, candidate.index, problem: problem)
+            return
+        }
+    }
+
+    /// Moves a request to a cheaper (or equally cheap and preferred) option that has room, if any.
+    private func improve(_ request: Int, classIndex: Int, residuals: inout Residuals, assignment: inout Assignment) {
+        let tokens = Int64(problem.requests[request].rateLimitTokens)
+        let signature = problem.signatures[Int(problem.signatureOfRequest[request])]
+        let current = assignment.option[request]
+        let input = problem.requests[request].needs.inputTokens
+        let currentKey = current >= 0 ? (signature.options[Int(current)].cost(input: input).cost, signature.options[Int(current)].preference) : (Int64.max, Int64.max)
+        for candidate in rankedOptions(request) {
+            guard (candidate.cost, candidate.option.preference) < currentKey else { return }
+            if residuals.fits(candidate.option, requests: 1, tokens: tokens) {
+                if current >= 0 { residuals.add(signature.options[Int(current)], requests: -1, tokens: -tokens) }
+                residuals.add(candidate.option, requests: 1, tokens: tokens)
+                assignment.place(request, candidate.option, candidate.index, problem: problem)
+                return
+            }
+        }
+    }
+
+    // MARK: - Exhaustive search
+
+    /// Tries every assignment of a few requests (most placed first, then least cost, then preference) and
+    /// keeps the best. Returns false, changing nothing, if it gave up.
+    private func searchExhaustively(residuals: inout Residuals, assignment: inout Assignment) -> Bool {
+        let count = problem.requests.count
+        var base = residuals
+        for request in 0..<count where assignment.option[request] >= 0 {
+            let signature = problem.signatures[Int(problem.signatureOfRequest[request])]
+            base.add(signature.options[Int(assignment.option[request])], requests: -1, tokens: -Int64(problem.requests[request].rateLimitTokens))
+        }
+        let ranked = (0..<count).map(rankedOptions)
+        let cheapest = ranked.map { $0.first?.cost ?? 0 }
+        var suffixCheapest = [Int64](repeating: 0, count: count + 1)
+        for request in stride(from: count - 1, through: 0, by: -1) { suffixCheapest[request] = suffixCheapest[request + 1] + cheapest[request] }
+        var best = (placed: count - assignment.option.filter { $0 < 0 }.count, cost: assignment.totalCost, preference: Int64.max)
+        var bestChoice = assignment.option
+        var choice = [Int32](repeating: -1, count: count)
+        var nodes = 0
+        var completed = true
+        func search(_ request: Int, placed: Int, cost: Int64, preference: Int64) {
+            nodes += 1
+            if nodes > 2_000_000 { completed = false; return }
+            if request == count {
+                if (placed, -cost, -preference) > (best.placed, -best.cost, -best.preference) {
+                    best = (placed, cost, preference)
+                    bestChoice = choice
+                }
+                return
+            }
+            let possible = placed + (count - request)
+            if possible < best.placed { return }
+            if possible == best.placed && cost + suffixCheapest[request] > best.cost { return }
+            let tokens = Int64(problem.requests[request].rateLimitTokens)
+            for candidate in ranked[request] where base.fits(candidate.option, requests: 1, tokens: tokens) {
+                base.add(candidate.option, requests: 1, tokens: tokens)
+                choice[request] = candidate.index
+                search(request + 1, placed: placed + 1, cost: cost + candidate.cost, preference: preference &+ candidate.option.preference)
+                base.add(candidate.option, requests: -1, tokens: -tokens)
+                if !completed { return }
+            }
+            choice[request] = -1
+            search(request + 1, placed: placed, cost: cost, preference: preference)
+        }
+        search(0, placed: 0, cost: 0, preference: 0)
+        guard completed else { return false }
+        residuals = base
+        for request in 0..<count {
+            assignment.unplace(request)
+            let index = bestChoice[request]
+            guard index >= 0 else { continue }
+            let option = problem.signatures[Int(problem.signatureOfRequest[request])].options[Int(index)]
+            residuals.add(option, requests: 1, tokens: Int64(problem.requests[request].rateLimitTokens))
+            assignment.place(request, option, index, problem: problem)
+        }
+        return true
+    }
+
+    // MARK: - The lower bound
+
+    /// Lagrangian duality: for any prices λ ≥ 0 on the rows, Σ over requests of min over its options of
+    /// (cost + the prices of the rows it would use), minus Σ λ × capacity, is at most the cost of any plan
+    /// plus its penalties. The prices come from the program, rounded to a fixed point; everything else is
+    /// exact integers, so the bound holds whatever the floating-point solve did.
+    private func lowerBound(solution: AssignmentLP.Solution?, program: ProgramIndex, unplaced: Int) -> Int64 {
+        let scale = PlanSolver.priceScale
+        // The penalties are relative to the dearest option of any request, so no real cost is cut short by them.
+        var dearest = program.costScale
+        for signature in problem.signatures where !signature.members.isEmpty {
+            let input = problem.requests[Int(problem.members[signature.members.upperBound - 1])].needs.inputTokens
+            for option in signature.options { dearest = max(dearest, Double(option.cost(input: input).cost)) }
+        }
+        let penalty = Int128(dearest * PlanSolver.unplacedPenalty) * scale
+        let heldPenalty = Int128(dearest * PlanSolver.heldPenalty) * scale
+        // Per family and boundary, suffix sums of the rows' prices: per request, and per token.
+        var requestPrice = problem.families.map { [Int128](repeating: 0, count: $0.boundaries.count + 1) }
+        var tokenPrice = requestPrice
+        var subtracted: Int128 = 0
+        if let solution {
+            for (family, value) in problem.families.enumerated() {
+                var requestSum: Int128 = 0, tokenSum: Int128 = 0
+                for boundary in stride(from: value.boundaries.count - 1, through: 0, by: -1) {
+                    let requestRow = program.requestRow[family][boundary], tokenRow = program.tokenRow[family][boundary]
+                    if requestRow >= 0 {
+                        let price = PlanSolver.fixedPoint(solution.rowPrices[Int(requestRow)] * program.costScale, scale: scale)
+                        requestSum += price
+                        subtracted += price * Int128(value.requestCapacity[boundary])
+                    }
+                    if tokenRow >= 0 {
+                        let price = PlanSolver.fixedPoint(solution.rowPrices[Int(tokenRow)] * program.costScale / program.tokenScale, scale: scale)
+                        tokenSum += price
+                        subtracted += price * Int128(value.tokenCapacity[boundary])
+                    }
+                    requestPrice[family][boundary] = requestSum
+                    tokenPrice[family][boundary] = tokenSum
+                }
+            }
+        }
+        var total: Int128 = 0
+        for (request, value) in problem.requests.enumerated() {
+            let options = problem.signatures[Int(problem.signatureOfRequest[request])].options
+            let tokens = Int128(value.rateLimitTokens)
+            var best = penalty
+            for option in options {
+                let family = Int(option.family), boundary = Int(option.boundary)
+                let term = Int128(option.cost(input: value.needs.inputTokens).cost) * scale + requestPrice[family][boundary]
+                    + tokenPrice[family][boundary] * tokens
+                if term < best { best = term }
+            }
+            total += best
+        }
+        for requestClass in problem.classes where requestClass.held >= 0 {
+            let option = problem.option(requestClass, requestClass.options[0])
+            let family = Int(option.family), boundary = Int(option.boundary)
+            let largest = requestPrice[family][boundary] + tokenPrice[family][boundary] * Int128(requestClass.tokenMax)
+            total += largest <= heldPenalty
+                ? requestPrice[family][boundary] * Int128(requestClass.count) + tokenPrice[family][boundary] * Int128(requestClass.tokenSum)
+                : heldPenalty * Int128(requestClass.count)
+        }
+        let bound = (total - subtracted - penalty * Int128(unplaced)) / scale
+        return Int64(clamping: max(bound, 0))
+    }
+
+    static func fixedPoint(_ value: Double, scale: Int128) -> Int128 {
+        guard value.isFinite, value > 0 else { return 0 }
+        let scaled = (value * Double(scale)).rounded(.down)
+        return scaled >= 1e36 ? Int128(1e36) : Int128(scaled)
+    }
+}
+
+// MARK: - Exact room left
+
+/// What is left of every family's binding rows, in exact integers. Adding a request at a boundary uses one
+/// request and its tokens in every binding row from that boundary on.
+struct Residuals {
+    /// Per family: the boundaries with a binding row, and the room left at each.
+    private var bindingBoundaries: [[Int32]]
+    private var requestRoom: [[Int64]]
+    private var tokenRoom: [[Int64]]
+    /// Per family and boundary: the first binding position at or after it.
+    private var firstBinding: [[Int32]]
+
+    init(_ families: [PlanningProblem.Family]) {
+        bindingBoundaries = families.map { family in
+            family.boundaries.indices.filter { family.requestRowBinds[$0] || family.tokenRowBinds[$0] }.map { Int32($0) }
+        }
+        requestRoom = zip(families, bindingBoundaries).map { family, binding in binding.map { family.requestCapacity[Int($0)] } }
+        tokenRoom = zip(families, bindingBoundaries).map { family, binding in binding.map { family.tokenCapacity[Int($0)] } }
+        firstBinding = zip(families, bindingBoundaries).map { family, binding in
+            var result = [Int32](repeating: Int32(binding.count), count: family.boundaries.count + 1)
+            var position = binding.count
+            for boundary in stride(from: family.boundaries.count - 1, through: 0, by: -1) {
+                while position > 0 && Int(binding[position - 1]) >= boundary { position -= 1 }
+                result[boundary] = Int32(position)
+            }
+            return result
+        }
+    }
+
+    func fits(_ option: PlanningProblem.Option, requests: Int64, tokens: Int64) -> Bool {
+        let family = Int(option.family)
+        let rooms = requestRoom[family], tokenRooms = tokenRoom[family]
+        for position in Int(firstBinding[family][Int(option.boundary)])..<rooms.count
+        where rooms[position] < requests || tokenRooms[position] < tokens {
+            return false
+        }
+        return true
+    }
+
+    /// Uses (or, with negative amounts, gives back) room from the option's boundary on.
+    mutating func add(_ option: PlanningProblem.Option, requests: Int64, tokens: Int64) {
+        let family = Int(option.family)
+        for position in Int(firstBinding[family][Int(option.boundary)])..<requestRoom[family].count {
+            requestRoom[family][position] -= requests
+            tokenRoom[family][position] -= tokens
+        }
+    }
+}
+
+/// Each request's chosen option and its exact cost.
+struct Assignment {
+    var option: [Int32]
+    var cost: [Int64]
+
+    init(requestCount: Int) {
+        option = [Int32](repeating: -1, count: requestCount)
+        cost = [Int64](repeating: 0, count: requestCount)
+    }
+
+    mutating func place(_ request: Int, _ chosen: PlanningProblem.Option, _ index: Int32, problem: PlanningProblem) {
+        option[request] = index
+        cost[request] = chosen.cost(input: problem.requests[request].needs.inputTokens).cost
+    }
+
+    mutating func unplace(_ request: Int) {
+        option[request] = -1
+        cost[request] = 0
+    }
+
+    var totalCost: Int64 { cost.reduce(0, &+) }
+}
+
+/// The linear program's view of the problem: its rows, classes and columns, and how they map back.
+struct ProgramIndex {
+    let problem: PlanningProblem
+    /// Per family and boundary: the program's request row and token row, or -1.
+    var requestRow: [[Int32]]
+    var tokenRow: [[Int32]]
+    var requestRows = 0
+    var tokenRows = 0
+    /// Problem classes in the program, by program class.
+    var lpClasses: [Int] = []
+    var columnsOfLPClass: [Range<Int>] = []
+    var optionOfColumn: [Int32] = []
+    var columnFamily: [Int32] = []
+    var columnBoundary: [Int32] = []
+    /// Costs are divided by this (the costliest option per request) and token rows by `tokenScale`.
+    var costScale = 1.0
+    var tokenScale = 1.0
+
+    init(problem: PlanningProblem) {
+        self.problem = problem
+        requestRow = problem.families.map { [Int32](repeating: -1, count: $0.boundaries.count) }
+        tokenRow = requestRow
+    }
+
+    mutating func build() -> AssignmentLP {
+        var lp = AssignmentLP()
+        var capacities: [Double] = []
+        lpClasses = problem.classes.indices.filter { problem.classes[$0].contested }
+        var largestCost = 0.0, largestTokens = 1.0
+        for classIndex in lpClasses {
+            let requestClass = problem.classes[classIndex]
+            largestTokens = max(largestTokens, Double(requestClass.tokenSum) / Double(max(requestClass.count, 1)))
+            for optionIndex in requestClass.options {
+                largestCost = max(largestCost, problem.averageCost(requestClass, problem.option(requestClass, optionIndex)))
+            }
+        }
+        costScale = max(largestCost, 1)
+        tokenScale = largestTokens
+        for (index, family) in problem.families.enumerated() {
+            for boundary in family.boundaries.indices {
+                if family.requestRowBinds[boundary] {
+                    requestRow[index][boundary] = Int32(capacities.count)
+                    capacities.append(Double(family.requestCapacity[boundary]))
+                    requestRows += 1
+                }
+                if family.tokenRowBinds[boundary] {
+                    tokenRow[index][boundary] = Int32(capacities.count)
+                    capacities.append(Double(family.tokenCapacity[boundary]) / tokenScale)
+                    tokenRows += 1
+                }
+            }
+            lp.families.append(AssignmentLP.Family(countRows: requestRow[index], tokenRows: tokenRow[index]))
+        }
+        lp.rowCapacity = capacities
+        for (lpClass, classIndex) in lpClasses.enumerated() {
+            let requestClass = problem.classes[classIndex]
+            let start = lp.columns.count
+            for optionIndex in requestClass.options {
+                let option = problem.option(requestClass, optionIndex)
+                lp.columns.append(AssignmentLP.Column(
+                    lpClass: Int32(lpClass), family: option.family, first: option.boundary,
+                    cost: problem.averageCost(requestClass, option) / costScale))
+                optionOfColumn.append(optionIndex)
+                columnFamily.append(option.family)
+                columnBoundary.append(option.boundary)
+            }
+            columnsOfLPClass.append(start..<lp.columns.count)
+            lp.classes.append(AssignmentLP.LPClass(
+                count: Double(requestClass.count), tokens: Double(requestClass.tokenSum) / Double(max(requestClass.count, 1)) / tokenScale,
+                penalty: requestClass.held >= 0 ? PlanSolver.heldPenalty : PlanSolver.unplacedPenalty, columns: start..<lp.columns.count))
+        }
+        return lp
+    }
+
+    /// The price of one more token on a column's rows: how scarce tokens are where it would go.
+    func tokenPrice(of column: Int, prices: [Double]) -> Double {
+        let family = Int(columnFamily[column])
+        var sum = 0.0
+        for boundary in Int(columnBoundary[column])..<tokenRow[family].count where tokenRow[family][boundary] >= 0 {
+            sum += prices[Int(tokenRow[family][boundary])]
+        }
+        return sum
+    }
+}
