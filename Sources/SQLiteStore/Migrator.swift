@@ -32,6 +32,7 @@ public struct Migrator: Sendable {
                 try apply(migration, to: database)
                 continue
             }
+            // foreign_keys cannot change inside a transaction, so it is switched around the step's own.
             try database.execute("PRAGMA foreign_keys = OFF")
             var failure: (any Error)?
             do { try apply(migration, to: database) } catch { failure = error }

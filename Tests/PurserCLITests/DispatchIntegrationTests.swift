@@ -282,7 +282,7 @@ struct DispatchIntegrationTests {
         #expect(run.code == 0)
         #expect(run.error.contains("provider fakeopenai disabled for this run (check FAKE_KEY): Incorrect API key provided"))
         #expect(run.out.contains("note: provider fakeopenai is disabled for this run: HTTP 401: Incorrect API key provided"))
-        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["planned 20"])
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["queued 20"])
         #expect(!run.out.contains("wrong-key") && !run.error.contains("wrong-key"), "the key must never be printed")
         #expect(try query(database, "SELECT count(*) FROM attempts WHERE error LIKE '%wrong-key%'")[0][0] == "0")
     }
@@ -295,7 +295,7 @@ struct DispatchIntegrationTests {
         try purser(["submit", try jobFile(10, model: { _ in "small" })], database: database, pricing: pricing)
         let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing)
         #expect(run.error.contains("provider fakeopenai disabled for this run (quota or spend limit)"))
-        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["planned 10"])
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["queued 10"])
         #expect(try server.stats()["calls"]?.intValue ?? 0 <= 12, "a disabled provider is not called again")
     }
 
@@ -379,8 +379,8 @@ struct DispatchIntegrationTests {
         worker.waitUntilExit()
         #expect(worker.terminationStatus == 0)
         let states = try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] }
-        #expect(states == ["planned 30", "succeeded 10"], "the ten calls in flight finish; nothing stays running")
-        #expect(try query(database, "SELECT count(*) FROM requests WHERE attempts > 0 AND state = 'planned'")[0][0] == "0", "released requests are not counted as tried")
+        #expect(states == ["queued 30", "succeeded 10"], "the ten calls in flight finish; nothing stays running")
+        #expect(try query(database, "SELECT count(*) FROM requests WHERE attempts > 0 AND state = 'queued'")[0][0] == "0", "released requests are not counted as tried")
     }
 
     @Test func resultsReadLikeTheProvidersBatchOutputAndAddUpExactly() throws {

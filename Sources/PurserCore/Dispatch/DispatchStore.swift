@@ -6,10 +6,12 @@ import SQLiteStore
 public actor DispatchStore {
     private let database: Database
     private let owner: String
+    private let lifecycle: RequestLifecycle
 
     public init(path: String, owner: String) throws {
         database = try PurserDatabase.open(path: path)
         self.owner = owner
+        lifecycle = RequestLifecycle(database: database)
     }
 
     // MARK: - Claiming
@@ -37,21 +39,18 @@ public actor DispatchStore {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         var claim = Claim()
         let ids: [Int64] = try database.writeTransaction {
-            // Requests waiting (a retry's backoff, a discount window) whose moment has come are ready.
-            try database.statement("UPDATE requests SET state = 'planned', next_attempt_at = NULL WHERE state = 'waiting' AND next_attempt_at <= ?")
-                .execute([.integer(now)])
+            try lifecycle.stage(now: now)
             let candidates = try database.statement("""
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode
-                FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
-                WHERE r.state = 'planned' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
-                ORDER BY r.deadline_at, r.id LIMIT ?3
+                FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
+                WHERE p.queue = 1 AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
+                ORDER BY p.deadline_at, p.request_id LIMIT ?3
                 """).rows([.optionalInt64(job), .text(excluded), .int(limit)]) { row in
                 (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),
                     mode: DispatchMode(rawValue: row.text(6)) ?? .sync)
             }
             let month = BudgetMonth(containing: now)
             var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
-            let hold = try database.statement("UPDATE requests SET state = 'held', next_attempt_at = ?, last_error = ? WHERE id = ?")
             var leased: [Int64] = []
             for candidate in candidates {
                 // A model gone from the tables reserves nothing; serving it fails the request with that reason.
@@ -66,21 +65,17 @@ public actor DispatchStore {
                 case .wait:
                     claim.waitingForBudget += 1
                 case .hold(let cap, let reason, let until):
-                    try hold.execute([.optionalInt64(until), .text(reason), .integer(candidate.id)])
+                    try lifecycle.hold(candidate.id, until: until, reason: reason)
                     claim.held += 1
                     claim.holdReasons[cap] = reason
                 }
             }
             claim.capUses = admission.uses
-            guard !leased.isEmpty else { return [] }
-            try database.statement("""
-                UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
-                WHERE id IN (SELECT value FROM json_each(?))
-                """).execute([.text(owner), .integer(leaseUntil), .text(JSONWriter.string(.array(leased.map { .number(String($0)) })))])
+            try lifecycle.lease(leased, owner: owner, until: leaseUntil)
             return leased
         }
         guard !ids.isEmpty else { return claim }
-        // One read for the whole claim, in id order.
+        // One read for the whole claim, in deadline order.
         let claimedIDs = JSONWriter.string(.array(ids.map { .number(String($0)) }))
         claim.requests = try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
@@ -105,11 +100,7 @@ public actor DispatchStore {
 
     /// Requests held by a month's cap that has ended go back to the queue, to be planned again. Returns how many.
     func releaseEndedHolds(now: Int64) throws -> Int {
-        try database.writeTransaction {
-            try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND next_attempt_at <= ?")
-                .execute([.integer(now)])
-            return database.changes
-        }
+        try database.writeTransaction { try lifecycle.releaseEndedHolds(now: now) }
     }
 
     /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted.
@@ -119,32 +110,20 @@ public actor DispatchStore {
             try database.statement("""
                 DELETE FROM reservations WHERE request_id IN (SELECT id FROM requests WHERE state = 'running' AND lease_expires_at < ?)
                 """).execute([.integer(now)])
-            try database.statement("""
-                UPDATE requests SET state = 'planned', lease_owner = NULL, lease_expires_at = NULL,
-                    last_error = 'its worker stopped before finishing (lease expired)'
-                WHERE state = 'running' AND lease_expires_at < ?
-                """).execute([.integer(now)])
-            return database.changes
+            return try lifecycle.rescueExpiredLeases(now: now).count
         }
     }
 
     /// Keeps this worker's leases alive while its calls run.
     func extendLeases(until: Int64) throws {
         try database.writeTransaction {
-            try database.statement("UPDATE requests SET lease_expires_at = ? WHERE state = 'running' AND lease_owner = ?")
-                .execute([.integer(until), .text(owner)])
+            try lifecycle.extendLeases(owner: owner, until: until)
         }
     }
 
     /// Requests whose deadline passed while they waited end `expired`.
     func expireOverdue(now: Int64, job: Int64?) throws -> Int {
-        try database.writeTransaction {
-            try database.statement("""
-                UPDATE requests SET state = 'expired', last_error = 'the deadline passed before it could be served'
-                WHERE state IN ('queued', 'planned', 'waiting', 'held') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2)
-                """).execute([.integer(now), .optionalInt64(job)])
-            return database.changes
-        }
+        try database.writeTransaction { try lifecycle.expireOverdue(now: now, job: job) }
     }
 
     // MARK: - Finishing (each guarded by the lease)
@@ -267,12 +246,8 @@ public actor DispatchStore {
     func release(_ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?, notBefore: Int64? = nil) throws {
         try database.writeTransaction {
             _ = try dropReservation(request.id)
-            try database.statement("""
-                UPDATE requests SET state = CASE WHEN ?3 IS NULL THEN 'planned' ELSE 'waiting' END, lease_owner = NULL, lease_expires_at = NULL,
-                    attempts = attempts - ?1, last_error = coalesce(?2, last_error), next_attempt_at = ?3
-                WHERE id = ?4 AND state = 'running' AND lease_owner = ?5
-                """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .optionalInt64(notBefore), .integer(request.id), .text(owner)])
-            if database.changes == 1, let attempt { try insertAttempt(attempt, request: request.id) }
+            let released = try lifecycle.release(request.id, owner: owner, countAttempt: countAttempt, reason: reason, notBefore: notBefore)
+            if released, let attempt { try insertAttempt(attempt, request: request.id) }
         }
     }
 
@@ -325,11 +300,7 @@ public actor DispatchStore {
     }
 
     private func endLease(_ id: Int64, state: RequestState, error: String?, nextAttemptAt: Int64? = nil) throws -> Bool {
-        try database.statement("""
-            UPDATE requests SET state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = ?, next_attempt_at = ?
-            WHERE id = ? AND state = 'running' AND lease_owner = ?
-            """).execute([.text(state.rawValue), .optionalText(error), .optionalInt64(nextAttemptAt), .integer(id), .text(owner)])
-        return database.changes == 1
+        try lifecycle.endLease(id, owner: owner, state: state, error: error, nextAttemptAt: nextAttemptAt)
     }
 
     private func insertReservation(
@@ -384,37 +355,33 @@ public actor DispatchStore {
 
     func remaining(job: Int64?, excludedModels: [String]) throws -> Remaining {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
-        let counts = try database.statement("""
-            SELECT
-                sum(r.state IN ('planned', 'waiting') AND l.model NOT IN (SELECT value FROM json_each(?2))),
-                min(CASE WHEN r.state = 'waiting' THEN r.next_attempt_at END),
-                sum(r.state IN ('planned', 'waiting') AND l.model IN (SELECT value FROM json_each(?2))),
-                sum(r.state = 'queued')
-            FROM requests r LEFT JOIN request_plans p ON p.request_id = r.id LEFT JOIN plan_lines l ON l.id = p.line
-            WHERE r.state IN ('queued', 'planned', 'waiting') AND (?1 IS NULL OR r.job_id = ?1)
-            """).firstRow([.optionalInt64(job), .text(excluded)]) { ($0.optionalInt64(0) ?? 0, $0.optionalInt64(1), $0.optionalInt64(2) ?? 0, $0.optionalInt64(3) ?? 0) }
+        let queue = try database.statement("""
+            SELECT sum(l.model NOT IN (SELECT value FROM json_each(?2))), sum(l.model IN (SELECT value FROM json_each(?2)))
+            FROM request_plans p JOIN plan_lines l ON l.id = p.line
+            WHERE p.queue > 0 AND (?1 IS NULL OR p.job_id = ?1)
+            """).firstRow([.optionalInt64(job), .text(excluded)]) { ($0.optionalInt64(0) ?? 0, $0.optionalInt64(1) ?? 0) }
+        let waiting = try database.statement("""
+            SELECT min(next_attempt_at) FROM requests WHERE state = 'waiting' AND (?1 IS NULL OR job_id = ?1)
+            """).firstRow([.optionalInt64(job)]) { $0.optionalInt64(0) } ?? nil
+        let unplanned = try database.scalarInt("""
+            SELECT count(*) FROM requests r WHERE r.state = 'queued' AND (?1 IS NULL OR r.job_id = ?1)
+                AND NOT EXISTS (SELECT 1 FROM request_plans p WHERE p.request_id = r.id)
+            """, [.optionalInt64(job)]) ?? 0
         let running = try database.statement("""
             SELECT count(*), min(lease_expires_at) FROM requests WHERE state = 'running' AND (?1 IS NULL OR job_id = ?1)
             """).firstRow([.optionalInt64(job)]) { ($0.int(0), $0.optionalInt64(1)) }
         let held = try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'held' AND (?1 IS NULL OR job_id = ?1)", [.optionalInt64(job)])
-        let soonest = [counts?.1, running?.1].compactMap { $0 }.min()
+        let soonest = [waiting, running?.1].compactMap { $0 }.min()
         return Remaining(
-            dispatchable: Int(counts?.0 ?? 0), soonest: soonest, running: running?.0 ?? 0, blocked: Int(counts?.2 ?? 0),
-            unplanned: Int(counts?.3 ?? 0), held: Int(held ?? 0))
+            dispatchable: Int(queue?.0 ?? 0), soonest: soonest, running: running?.0 ?? 0, blocked: Int(queue?.1 ?? 0),
+            unplanned: Int(unplanned), held: Int(held ?? 0))
     }
 
-    /// Jobs in scope with queued requests (no plan yet).
-    func jobsNeedingPlans(job: Int64?) throws -> [Int64] {
-        try database.statement("SELECT DISTINCT job_id FROM requests WHERE state = 'queued' AND (?1 IS NULL OR job_id = ?1) ORDER BY job_id")
-            .rows([.optionalInt64(job)]) { $0.int64(0) }
-    }
+    /// Jobs in scope with requests waiting for a plan.
+    func jobsNeedingPlans(job: Int64?) throws -> [Int64] { try lifecycle.jobsNeedingPlans(job: job) }
 
     /// Jobs in scope with requests that have not started, planned or not.
-    func jobsNotStarted(job: Int64?) throws -> [Int64] {
-        try database.statement("""
-            SELECT DISTINCT job_id FROM requests WHERE \(PlanStore.notStarted) AND (?1 IS NULL OR job_id = ?1) ORDER BY job_id
-            """).rows([.optionalInt64(job)]) { $0.int64(0) }
-    }
+    func jobsNotStarted(job: Int64?) throws -> [Int64] { try lifecycle.jobsNotStarted(job: job) }
 
     /// Plans those jobs' requests that have not started, together, beside what other jobs' plans hold.
     /// Returns how many requests were placed.

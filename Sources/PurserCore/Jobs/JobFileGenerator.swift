@@ -3,7 +3,8 @@
 /// reference models, quality tiers and deadlines. The same seed always gives the same bytes.
 public struct JobFileGenerator {
     public enum ShapeMix: String, Sendable {
-        /// OpenAI batch lines only (the benchmark's input).
+        /// OpenAI batch lines only, each with a deadline (six tiers from 15 minutes to a week) and a third with a
+        /// quality tier: the benchmark's input.
         case openai
         /// All three shapes, with routing keys on some lines.
         case mixed
@@ -63,7 +64,9 @@ public struct JobFileGenerator {
         case .openai:
             let openaiModels = JobFileGenerator.referenceModels.filter { $0.0 == "openai" }
             let model = openaiModels[random.below(openaiModels.count)].1
-            return openaiLine(customID: customID, model: model, system: task.0, user: text, maxTokens: maxTokens, routing: "")
+            var routing = ", \"deadline\": \"\(JobFileGenerator.deadlines[random.below(JobFileGenerator.deadlines.count)])\""
+            if random.below(3) == 0 { routing += ", \"quality\": \"\(task.2)\"" }
+            return openaiLine(customID: customID, model: model, system: task.0, user: text, maxTokens: maxTokens, routing: routing)
         case .mixed:
             var routing = ""
             if random.below(3) == 0 { routing += ", \"quality\": \"\(task.2)\"" }

@@ -86,7 +86,7 @@ public struct JobStore {
     public func stateCounts(job: Int64) throws -> [RequestState: Int] {
         var counts: [RequestState: Int] = [:]
         try database.statement("""
-            SELECT CASE WHEN requests.state = 'queued' AND request_plans.request_id IS NOT NULL THEN 'planned' ELSE requests.state END AS shown,
+            SELECT CASE WHEN requests.state = 'queued' AND request_plans.queue = 1 THEN 'planned' ELSE requests.state END AS shown,
                 count(*)
             FROM requests LEFT JOIN request_plans ON request_plans.request_id = requests.id
             WHERE requests.job_id = ? GROUP BY shown
@@ -99,8 +99,7 @@ public struct JobStore {
     /// The estimated and baseline cost of the job's planned requests.
     public func planTotals(job: Int64) throws -> (estimated: Money, baseline: Money) {
         let sql = """
-            SELECT coalesce(sum(cost_pico), 0), coalesce(sum(baseline_pico), 0)
-            FROM request_plans JOIN requests ON requests.id = request_plans.request_id WHERE requests.job_id = ?
+            SELECT coalesce(sum(cost_pico), 0), coalesce(sum(baseline_pico), 0) FROM request_plans WHERE job_id = ?
             """
         return try database.statement(sql).firstRow([.integer(job)]) { (Money(picoUSD: $0.int64(0)), Money(picoUSD: $0.int64(1))) } ?? (.zero, .zero)
     }

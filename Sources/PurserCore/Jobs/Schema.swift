@@ -185,15 +185,17 @@ public enum Schema {
             CREATE INDEX requests_held ON requests(next_attempt_at) WHERE state = 'held';
             """),
         Migration(version: 4, sql: """
-            -- 'planned' becomes a stored state: a request with a plan, ready to be claimed in deadline order. The table is
-            -- rebuilt because SQLite cannot change a CHECK constraint in place.
+            -- The state check is spelled with OR: SQLite 3.40 builds a table for a constant IN list each time a row is
+            -- written, which cost two microseconds per insert and per state change. SQLite cannot change a check in
+            -- place, so the table is rebuilt.
             CREATE TABLE requests_new (
                 id INTEGER PRIMARY KEY,
                 job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
                 line_number INTEGER NOT NULL,
                 custom_id TEXT NOT NULL,
-                state TEXT NOT NULL CHECK (state IN
-                    ('queued', 'planned', 'held', 'waiting', 'running', 'succeeded', 'failed', 'cancelled', 'expired')),
+                -- 'planned' is not stored: a queued request with a plan is planned.
+                state TEXT NOT NULL CHECK (state = 'queued' OR state = 'held' OR state = 'waiting' OR state = 'running'
+                    OR state = 'succeeded' OR state = 'failed' OR state = 'cancelled' OR state = 'expired'),
                 shape TEXT NOT NULL,
                 reference_model TEXT,
                 quality_floor INTEGER NOT NULL,
@@ -221,33 +223,45 @@ public enum Schema {
             DROP TABLE requests;
             ALTER TABLE requests_new RENAME TO requests;
 
-            -- Plans made by an earlier purser are dropped; the next run plans those requests again, under the new limits.
+            -- Plans made by an earlier purser are dropped; the next run plans those requests again, under both limits.
             DROP TABLE request_plans;
-            UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'waiting' AND attempts = 0;
+            UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'waiting';
 
-            -- What a plan puts a request on: a model, a mode, and the latest moment the call may start and still finish by
-            -- its deadline. Requests share lines, so a plan row is three integers.
+            -- What a plan puts requests on: a model, a mode, and the latest moment a call may start and still finish by its
+            -- deadline. Requests share lines, so a plan row holds only integers.
             CREATE TABLE plan_lines (
                 id INTEGER PRIMARY KEY,
                 model TEXT NOT NULL,
-                mode TEXT NOT NULL CHECK (mode IN ('sync', 'flex', 'offpeak', 'batch')),
+                mode TEXT NOT NULL CHECK (mode = 'sync' OR mode = 'flex' OR mode = 'offpeak' OR mode = 'batch'),
                 latest_start INTEGER NOT NULL,
                 UNIQUE (model, mode, latest_start)
             );
+            -- A request's plan is also its place in the dispatch queue, so planning a million requests writes a million
+            -- narrow rows and touches no request: queue 1 is ready to be claimed (in deadline order), 2 is waiting (a
+            -- retry's backoff or a discount window, until requests.next_attempt_at), 0 is out of the queue (running, held,
+            -- finished). A queued request with a plan is what status shows as planned. The job and the request's tokens are
+            -- copied here so that re-planning a job and adding up what plans hold read this table alone.
             CREATE TABLE request_plans (
                 request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                job_id INTEGER NOT NULL,
                 line INTEGER NOT NULL REFERENCES plan_lines(id),
                 cost_pico INTEGER NOT NULL,
-                baseline_pico INTEGER NOT NULL
+                baseline_pico INTEGER NOT NULL,
+                deadline_at INTEGER NOT NULL,
+                tokens INTEGER NOT NULL,
+                queue INTEGER NOT NULL CHECK (queue BETWEEN 0 AND 2)
             );
+            CREATE INDEX request_plans_ready ON request_plans(deadline_at, request_id) WHERE queue = 1;
 
-            -- The queue: planned requests in deadline order; waiting ones (retry backoff, a discount window) by when they are
-            -- due; queued ones (no plan yet) by job; running ones by lease; held ones by when their month ends.
-            CREATE INDEX requests_planned ON requests(deadline_at, id) WHERE state = 'planned';
-            CREATE INDEX requests_waiting ON requests(next_attempt_at) WHERE state = 'waiting';
-            CREATE INDEX requests_queued ON requests(job_id) WHERE state = 'queued';
             CREATE INDEX requests_running ON requests(lease_expires_at) WHERE state = 'running';
             CREATE INDEX requests_held ON requests(next_attempt_at) WHERE state = 'held';
+            CREATE INDEX requests_waiting ON requests(next_attempt_at) WHERE state = 'waiting';
+            CREATE INDEX requests_queued ON requests(job_id) WHERE state = 'queued';
+
+            -- Jobs with requests to plan: set at submit and whenever requests come back without a plan (a released hold,
+            -- purser retry), cleared when they are planned, so a run finds work to plan without scanning requests.
+            ALTER TABLE jobs ADD COLUMN needs_plan INTEGER NOT NULL DEFAULT 1;
+            UPDATE jobs SET needs_plan = EXISTS (SELECT 1 FROM requests WHERE requests.job_id = jobs.id AND requests.state = 'queued');
             """, rebuildsTables: true),
     ])
 }

@@ -105,19 +105,11 @@ public struct Ledger {
         try database.writeTransaction {
             try database.statement("UPDATE jobs SET max_cost_pico = ?, warn_percent = coalesce(?, warn_percent) WHERE id = ?")
                 .execute([.optionalInt64(cap?.picoUSD), warnPercent.map { .int($0) } ?? .null, .integer(job)])
-            try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND job_id = ?")
-                .execute([.integer(job)])
-            return database.changes
+            return try RequestLifecycle(database: database).releaseHeld(job: job)
         }
     }
 
-    private func releaseHeld(project: String) throws -> Int {
-        try database.statement("""
-            UPDATE requests SET state = 'queued', next_attempt_at = NULL
-            WHERE state = 'held' AND job_id IN (SELECT id FROM jobs WHERE project = ?)
-            """).execute([.text(project)])
-        return database.changes
-    }
+    private func releaseHeld(project: String) throws -> Int { try RequestLifecycle(database: database).releaseHeld(project: project) }
 
     /// Every budget, by project, the every-month cap first, then by month.
     public func budgets() throws -> [Budget] {

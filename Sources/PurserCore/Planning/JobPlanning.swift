@@ -49,7 +49,7 @@ public struct JobPlanning {
             requests = try store.plannableRequests(jobs: jobs)
             plan = planner.plan(requests, held: try store.heldCapacity(excludingJobs: jobs))
         }
-        if request.save { try store.save(plan, jobs: jobs, now: request.now) }
+        if request.save { try store.save(plan, requests: requests, jobs: jobs, now: request.now) }
         return Outcome(plan: plan, context: context, requests: requests, jobs: jobs)
     }
 }

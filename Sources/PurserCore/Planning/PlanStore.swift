@@ -1,3 +1,4 @@
+import Foundation
 import SQLiteStore
 
 /// Reads the requests to plan and what other plans hold, and writes plans back.
@@ -6,9 +7,9 @@ public struct PlanStore {
 
     public init(database: Database) { self.database = database }
 
-    /// Requests that have not started: queued, planned, or waiting for a discount window (never tried).
+    /// Requests that have not started: queued (planned or not), or waiting for a discount window (never tried).
     /// Requests waiting to retry keep the plan they are being served on.
-    static let notStarted = "(state IN ('queued', 'planned') OR (state = 'waiting' AND attempts = 0))"
+    static let notStarted = RequestLifecycle.notStarted
 
     /// The requests of these jobs that have not started, in id order.
     public func plannableRequests(jobs: [Int64]) throws -> [PlannableRequest] {
@@ -25,7 +26,8 @@ public struct PlanStore {
                         needs: RequestNeeds(
                             qualityFloor: row.int(1), qualityTier: row.text(2), inputTokens: row.int(3), maxOutputTokens: row.int(4),
                             capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6)),
-                        referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) }))
+                        referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) },
+                        job: job))
                 }
             }
         }
@@ -38,11 +40,10 @@ public struct PlanStore {
     public func heldCapacity(excludingJobs jobs: [Int64]) throws -> [HeldCapacity] {
         let excluded = JSONWriter.string(.array(jobs.map { .number(String($0)) }))
         return try database.statement("""
-            SELECT r.job_id, l.model, l.mode, l.latest_start, count(*), sum(r.input_tokens + r.max_output_tokens),
-                max(r.input_tokens + r.max_output_tokens)
-            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
-            WHERE r.state IN ('planned', 'waiting') AND r.job_id NOT IN (SELECT value FROM json_each(?))
-            GROUP BY r.job_id, p.line ORDER BY l.latest_start
+            SELECT p.job_id, l.model, l.mode, l.latest_start, count(*), sum(p.tokens), max(p.tokens)
+            FROM request_plans p JOIN plan_lines l ON l.id = p.line
+            WHERE p.queue > 0 AND p.job_id NOT IN (SELECT value FROM json_each(?))
+            GROUP BY p.job_id, p.line ORDER BY l.latest_start
             """).rows([.text(excluded)]) { row in
             HeldCapacity(
                 job: row.int64(0), model: row.text(1), mode: DispatchMode(rawValue: row.text(2)) ?? .sync, latestStart: row.int64(3),
@@ -56,25 +57,33 @@ public struct PlanStore {
             .firstRow([.integer(job), .text(customID)]) { $0.int64(0) }
     }
 
-    /// Replaces the plans of `jobs`' requests that have not started (the plan's requests): a placed request
-    /// gets a plan row and becomes planned (or waits for its discount window to open); an unplaced one is
-    /// queued with none. A request another process claimed since the plan was made keeps the plan it is
-    /// being served on.
-    public func save(_ plan: Plan, jobs: [Int64], now: Int64) throws {
+    /// Replaces the plans of `jobs`' requests that have not started (the plan's `requests`): a placed request
+    /// gets a plan row, which is its place in the dispatch queue, ready or waiting for its discount window; an
+    /// unplaced one stays queued with none. A request another process claimed since the plan was made keeps
+    /// the plan it is being served on.
+    public func save(_ plan: Plan, requests: [PlannableRequest], jobs: [Int64], now: Int64) throws {
         // Requests are never deleted once stored, so the plan rows' references to them cannot dangle;
         // checking each costs a lookup in a table of millions of rows.
-        try database.withoutForeignKeyChecks { try write(plan, jobs: jobs, now: now) }
+        try database.withoutForeignKeyChecks { try write(plan, requests: requests, jobs: jobs, now: now) }
     }
 
-    private func write(_ plan: Plan, jobs: [Int64], now: Int64) throws {
-        guard let first = plan.requestIDs.min(), let last = plan.requestIDs.max() else { return }
+    private func write(_ plan: Plan, requests: [PlannableRequest], jobs: [Int64], now: Int64) throws {
+        precondition(requests.count == plan.count, "the plan's requests")
+        let lifecycle = RequestLifecycle(database: database)
         let jobList = PlanStore.idList(jobs)
+        let trace = ProcessInfo.processInfo.environment["PURSER_TRACE"] != nil
+        var mark = DispatchTime.now()
+        func lap(_ what: String) { if trace { let now = DispatchTime.now(); print("  save: \(what) \(Double(now.uptimeNanoseconds - mark.uptimeNanoseconds) / 1e9) s"); mark = now } }
+        defer { lap("commit") }
         try database.writeTransaction {
+            // The old plans of requests that have not started: those ready, and those waiting only for a window.
             try database.statement("""
-                DELETE FROM request_plans WHERE request_id BETWEEN ? AND ? AND EXISTS (
-                    SELECT 1 FROM requests WHERE requests.id = request_plans.request_id AND job_id IN (SELECT value FROM json_each(?))
-                        AND \(PlanStore.notStarted))
-                """).execute([.integer(first), .integer(last), .text(jobList)])
+                DELETE FROM request_plans WHERE job_id IN (SELECT value FROM json_each(?1)) AND (queue = 1 OR (queue = 2
+                    AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND attempts = 0 AND job_id IN (SELECT value FROM json_each(?1)))))
+                """).execute([.text(jobList)])
+            lap("delete")
+            try lifecycle.unwaitForReplanning(jobs: jobs)
+            lap("unwait")
             var lines: [LineKey: Int64] = [:]
             let findLine = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?")
             let insertLine = try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)")
@@ -92,31 +101,28 @@ public struct PlanStore {
                 return id
             }
             let insert = try database.statement("""
-                INSERT INTO request_plans (request_id, line, cost_pico, baseline_pico) VALUES (?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING
+                INSERT INTO request_plans (request_id, job_id, line, cost_pico, baseline_pico, deadline_at, tokens, queue)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (request_id) DO NOTHING
                 """)
-            let wait = try database.statement("""
-                UPDATE requests SET state = 'waiting', next_attempt_at = ? WHERE id = ? AND \(PlanStore.notStarted)
-                """)
-            var later: [(id: Int64, start: Int64)] = []
             for index in 0..<plan.count {
                 let model = plan.modelOfRequest[index]
                 guard model >= 0 else { continue }
                 let id = try line(LineKey(model: model, mode: plan.modeOfRequest[index], latestStart: plan.latestStartOfRequest[index]))
+                let request = requests[index]
                 try insert.bind(plan.requestIDs[index], at: 1)
-                try insert.bind(id, at: 2)
-                try insert.bind(plan.costOfRequest[index], at: 3)
-                try insert.bind(plan.baselineOfRequest[index], at: 4)
+                try insert.bind(request.job, at: 2)
+                try insert.bind(id, at: 3)
+                try insert.bind(plan.costOfRequest[index], at: 4)
+                try insert.bind(plan.baselineOfRequest[index], at: 5)
+                try insert.bind(request.deadlineAt, at: 6)
+                try insert.bind(Int64(request.rateLimitTokens), at: 7)
                 try insert.executeBound()
-                if plan.startOfRequest[index] > now { later.append((plan.requestIDs[index], plan.startOfRequest[index])) }
+                if plan.startOfRequest[index] > now, database.changes == 1 {
+                    try lifecycle.waitForStart(plan.requestIDs[index], until: plan.startOfRequest[index])
+                }
             }
-            // Every not-started request in range is planned if it has a plan row now, queued if not; then those
-            // that start later wait for their moment.
-            try database.statement("""
-                UPDATE requests SET state = CASE WHEN EXISTS (SELECT 1 FROM request_plans WHERE request_id = requests.id)
-                    THEN 'planned' ELSE 'queued' END, next_attempt_at = NULL
-                WHERE job_id IN (SELECT value FROM json_each(?)) AND \(PlanStore.notStarted)
-                """).execute([.text(jobList)])
-            for item in later { try wait.execute([.integer(item.start), .integer(item.id)]) }
+            lap("insert")
+            try lifecycle.markPlanned(jobs: jobs)
         }
     }
 

@@ -7,13 +7,16 @@ public struct PlannableRequest: Sendable {
     public var referenceModel: String?
     public var deadlineAt: Int64
     public var maxCost: Money?
+    /// The job it belongs to (0 for a file being estimated).
+    public var job: Int64
 
-    public init(id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?) {
+    public init(id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?, job: Int64 = 0) {
         self.id = id
         self.needs = needs
         self.referenceModel = referenceModel
         self.deadlineAt = deadlineAt
         self.maxCost = maxCost
+        self.job = job
     }
 
     /// What the request counts against a model's tokens/min: its input and all the output it may ask for.

@@ -61,33 +61,13 @@ public struct ResultStore {
             """).firstRow([.integer(job)]) { (Money(picoUSD: $0.int64(0)), $0.int(1)) } ?? (.zero, 0)
     }
 
-    /// Cancels what has not started; running requests finish. Returns how many were cancelled.
+    /// Cancels what has not started; running requests finish. Returns how many were cancelled and how many run on.
     public func cancel(job: Int64) throws -> (cancelled: Int, running: Int) {
-        try database.writeTransaction {
-            try database.statement("""
-                UPDATE requests SET state = 'cancelled', last_error = 'cancelled by the user', next_attempt_at = NULL
-                WHERE job_id = ? AND state IN ('queued', 'waiting', 'held')
-                """).execute([.integer(job)])
-            let cancelled = database.changes
-            let running = Int(try database.scalarInt("SELECT count(*) FROM requests WHERE job_id = ? AND state = 'running'", [.integer(job)]) ?? 0)
-            return (cancelled, running)
-        }
+        try database.writeTransaction { try RequestLifecycle(database: database).cancel(job: job) }
     }
 
-    /// Queues finished-but-unsuccessful requests again, with fresh attempts and no plan (the next run
-    /// plans them anew, so a model that failed them is not simply tried again).
+    /// Queues finished-but-unsuccessful requests again, with fresh attempts and no plan.
     public func retry(job: Int64, onlyFailed: Bool) throws -> Int {
-        try database.writeTransaction {
-            let states = onlyFailed ? "[\"failed\"]" : "[\"failed\", \"expired\", \"cancelled\"]"
-            try database.statement("""
-                DELETE FROM request_plans WHERE request_id IN (
-                    SELECT id FROM requests WHERE job_id = ? AND state IN (SELECT value FROM json_each(?)))
-                """).execute([.integer(job), .text(states)])
-            try database.statement("""
-                UPDATE requests SET state = 'queued', attempts = 0, next_attempt_at = NULL, last_error = NULL
-                WHERE job_id = ? AND state IN (SELECT value FROM json_each(?))
-                """).execute([.integer(job), .text(states)])
-            return database.changes
-        }
+        try database.writeTransaction { try RequestLifecycle(database: database).retry(job: job, onlyFailed: onlyFailed) }
     }
 }

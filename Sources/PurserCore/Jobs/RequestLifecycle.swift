@@ -1,0 +1,206 @@
+import SQLiteStore
+
+/// The one owner of a request's life. Every change of `requests.state`, and of the request's place in the
+/// dispatch queue (`request_plans.queue`), is written here, each with its guard, the way River and Oban keep
+/// every state verb on one driver. Callers run these inside their own transactions where the change goes
+/// with other writes (a result and its charge, an attempt, a reservation).
+///
+///     queued ──plan──▶ queued + plan (ready) ──claim──▶ running ──succeed──▶ succeeded
+///       │                 │      │                        ├──retry later──▶ waiting ──stage──▶ ready
+///       │                 │      └──window later──▶ waiting  ├──fail──▶ failed
+///       │                 └──hold (a cap)──▶ held ──release──▶ queued (planned again)
+///       │                                                  ├──release──▶ ready or waiting
+///       └──cancel / expire──▶ cancelled / expired          └──lease lapses──▶ ready
+///
+/// `planned` is not stored: it is a queued request with a plan, which is also its place in the queue.
+public struct RequestLifecycle {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// The place in the queue: ready to be claimed, waiting for `next_attempt_at`, or out of the queue.
+    enum Queue: Int64 {
+        case out = 0, ready = 1, waiting = 2
+    }
+
+    /// States in which a request has not started and may be planned again (waiting only for a discount window).
+    static let notStarted = "(state = 'queued' OR (state = 'waiting' AND attempts = 0))"
+
+    private func ids(_ list: [Int64]) -> SQLiteValue { .text(PlanStore.idList(list)) }
+
+    // MARK: - Planning
+
+    /// A freshly planned request that should not start yet waits until `start`.
+    func waitForStart(_ id: Int64, until start: Int64) throws {
+        try database.statement("UPDATE requests SET state = 'waiting', next_attempt_at = ? WHERE id = ? AND \(RequestLifecycle.notStarted)")
+            .execute([.integer(start), .integer(id)])
+        try database.statement("UPDATE request_plans SET queue = 2 WHERE request_id = ?").execute([.integer(id)])
+    }
+
+    /// Before a job is planned again, requests waiting only for a discount window become plain queued ones.
+    func unwaitForReplanning(jobs: [Int64]) throws {
+        // `+job_id` keeps SQLite on the small index of waiting requests rather than walking the job's requests.
+        try database.statement("""
+            UPDATE requests SET state = 'queued', next_attempt_at = NULL
+            WHERE state = 'waiting' AND attempts = 0 AND +job_id IN (SELECT value FROM json_each(?))
+            """).execute([ids(jobs)])
+    }
+
+    func markPlanned(jobs: [Int64]) throws {
+        try database.statement("UPDATE jobs SET needs_plan = 0 WHERE id IN (SELECT value FROM json_each(?))").execute([ids(jobs)])
+    }
+
+    /// Jobs in scope with requests that came back without a plan (or were never planned).
+    func jobsNeedingPlans(job: Int64?) throws -> [Int64] {
+        try database.statement("SELECT id FROM jobs WHERE needs_plan = 1 AND (?1 IS NULL OR id = ?1) ORDER BY id")
+            .rows([.optionalInt64(job)]) { $0.int64(0) }
+    }
+
+    /// Jobs in scope with requests that have not started.
+    func jobsNotStarted(job: Int64?) throws -> [Int64] {
+        try database.statement("""
+            SELECT DISTINCT job_id FROM requests WHERE state IN ('queued', 'waiting') AND (?1 IS NULL OR job_id = ?1) ORDER BY job_id
+            """).rows([.optionalInt64(job)]) { $0.int64(0) }
+    }
+
+    // MARK: - Dispatch
+
+    /// Waiting requests whose moment has come (a retry's backoff over, a discount window open) are ready.
+    func stage(now: Int64) throws {
+        try database.statement("""
+            UPDATE request_plans SET queue = 1
+            WHERE queue = 2 AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND next_attempt_at <= ?)
+            """).execute([.integer(now)])
+        try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'waiting' AND next_attempt_at <= ?")
+            .execute([.integer(now)])
+    }
+
+    /// Leases ready requests to `owner`; their attempt is counted now.
+    func lease(_ leased: [Int64], owner: String, until: Int64) throws {
+        guard !leased.isEmpty else { return }
+        try database.statement("""
+            UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
+            WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+            """).execute([.text(owner), .integer(until), ids(leased)])
+        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
+    }
+
+    /// A ready request whose worst case does not fit under a cap: held until the cap is raised or `until`.
+    func hold(_ id: Int64, until: Int64?, reason: String) throws {
+        try database.statement("UPDATE requests SET state = 'held', next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'queued'")
+            .execute([.optionalInt64(until), .text(reason), .integer(id)])
+        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id = ?").execute([.integer(id)])
+    }
+
+    /// Ends `owner`'s lease with a final state (succeeded, failed, expired) or a retry later (waiting until
+    /// `nextAttemptAt`). False, changing nothing, when the lease was lost.
+    func endLease(_ id: Int64, owner: String, state: RequestState, error: String?, nextAttemptAt: Int64? = nil) throws -> Bool {
+        precondition([.succeeded, .failed, .expired, .waiting].contains(state), "a lease ends in a final state or a wait")
+        try database.statement("""
+            UPDATE requests SET state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = ?, next_attempt_at = ?
+            WHERE id = ? AND state = 'running' AND lease_owner = ?
+            """).execute([.text(state.rawValue), .optionalText(error), .optionalInt64(nextAttemptAt), .integer(id), .text(owner)])
+        guard database.changes == 1 else { return false }
+        if state == .waiting { try database.statement("UPDATE request_plans SET queue = 2 WHERE request_id = ?").execute([.integer(id)]) }
+        return true
+    }
+
+    /// Puts a running request back in the queue, ready or (with `notBefore`) waiting. `countAttempt: false`
+    /// undoes the count made at claim (the call never happened, or failed for a reason not the request's).
+    func release(_ id: Int64, owner: String, countAttempt: Bool, reason: String?, notBefore: Int64?) throws -> Bool {
+        try database.statement("""
+            UPDATE requests SET state = CASE WHEN ?3 IS NULL THEN 'queued' ELSE 'waiting' END, lease_owner = NULL, lease_expires_at = NULL,
+                attempts = attempts - ?1, last_error = coalesce(?2, last_error), next_attempt_at = ?3
+            WHERE id = ?4 AND state = 'running' AND lease_owner = ?5
+            """).execute([.int(countAttempt ? 0 : 1), .optionalText(reason), .optionalInt64(notBefore), .integer(id), .text(owner)])
+        guard database.changes == 1 else { return false }
+        try database.statement("UPDATE request_plans SET queue = ? WHERE request_id = ?")
+            .execute([.integer(notBefore == nil ? Queue.ready.rawValue : Queue.waiting.rawValue), .integer(id)])
+        return true
+    }
+
+    func extendLeases(owner: String, until: Int64) throws {
+        try database.statement("UPDATE requests SET lease_expires_at = ? WHERE state = 'running' AND lease_owner = ?")
+            .execute([.integer(until), .text(owner)])
+    }
+
+    /// Requests whose holder stopped renewing its lease go back to the queue, their attempts counted.
+    /// Returns their ids.
+    func rescueExpiredLeases(now: Int64) throws -> [Int64] {
+        let rescued = try database.statement("""
+            UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                last_error = 'its worker stopped before finishing (lease expired)'
+            WHERE state = 'running' AND lease_expires_at < ? RETURNING id
+            """).rows([.integer(now)]) { $0.int64(0) }
+        if !rescued.isEmpty {
+            try database.statement("UPDATE request_plans SET queue = 1 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(rescued)])
+        }
+        return rescued
+    }
+
+    /// Requests whose deadline passed while they waited end `expired`.
+    func expireOverdue(now: Int64, job: Int64?) throws -> Int {
+        let expired = try database.statement("""
+            UPDATE requests SET state = 'expired', next_attempt_at = NULL, last_error = 'the deadline passed before it could be served'
+            WHERE state IN ('queued', 'waiting', 'held') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2) RETURNING id
+            """).rows([.integer(now), .optionalInt64(job)]) { $0.int64(0) }
+        if !expired.isEmpty {
+            try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(expired)])
+        }
+        return expired.count
+    }
+
+    // MARK: - Holds
+
+    /// Held requests go back to the queue without their plans, and their jobs are planned again.
+    private func releaseHeld(where condition: String, _ values: [SQLiteValue]) throws -> Int {
+        try database.statement("UPDATE jobs SET needs_plan = 1 WHERE id IN (SELECT job_id FROM requests WHERE state = 'held' AND \(condition))")
+            .execute(values)
+        try database.statement("DELETE FROM request_plans WHERE request_id IN (SELECT id FROM requests WHERE state = 'held' AND \(condition))")
+            .execute(values)
+        try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'held' AND \(condition)").execute(values)
+        return database.changes
+    }
+
+    /// Requests held by a month's cap that has ended.
+    func releaseEndedHolds(now: Int64) throws -> Int { try releaseHeld(where: "next_attempt_at <= ?", [.integer(now)]) }
+
+    /// Requests held in a project (its cap was raised or cleared).
+    func releaseHeld(project: String) throws -> Int {
+        try releaseHeld(where: "job_id IN (SELECT id FROM jobs WHERE project = ?)", [.text(project)])
+    }
+
+    /// Requests held in a job (its cap was changed).
+    func releaseHeld(job: Int64) throws -> Int { try releaseHeld(where: "job_id = ?", [.integer(job)]) }
+
+    // MARK: - What users do
+
+    /// Cancels what has not started; running requests finish. Returns how many were cancelled and how many run on.
+    func cancel(job: Int64) throws -> (cancelled: Int, running: Int) {
+        let cancelled = try database.statement("""
+            UPDATE requests SET state = 'cancelled', last_error = 'cancelled by the user', next_attempt_at = NULL
+            WHERE job_id = ? AND state IN ('queued', 'waiting', 'held') RETURNING id
+            """).rows([.integer(job)]) { $0.int64(0) }
+        if !cancelled.isEmpty {
+            try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(cancelled)])
+        }
+        let running = Int(try database.scalarInt("SELECT count(*) FROM requests WHERE job_id = ? AND state = 'running'", [.integer(job)]) ?? 0)
+        return (cancelled.count, running)
+    }
+
+    /// Queues finished-but-unsuccessful requests again, with fresh attempts and no plan (the next run plans them
+    /// anew, so a model that failed them is not simply tried again).
+    func retry(job: Int64, onlyFailed: Bool) throws -> Int {
+        let states = onlyFailed ? "[\"failed\"]" : "[\"failed\", \"expired\", \"cancelled\"]"
+        try database.statement("""
+            DELETE FROM request_plans WHERE request_id IN (SELECT id FROM requests WHERE job_id = ? AND state IN (SELECT value FROM json_each(?)))
+            """).execute([.integer(job), .text(states)])
+        try database.statement("""
+            UPDATE requests SET state = 'queued', attempts = 0, next_attempt_at = NULL, last_error = NULL
+            WHERE job_id = ? AND state IN (SELECT value FROM json_each(?))
+            """).execute([.integer(job), .text(states)])
+        let queued = database.changes
+        if queued > 0 { try database.statement("UPDATE jobs SET needs_plan = 1 WHERE id = ?").execute([.integer(job)]) }
+        return queued
+    }
+}
