@@ -13,6 +13,9 @@ struct Bench {
     /// `all`; `plan` to time planning alone against the database the last full run stored; `dispatch` for the dispatch figures alone.
     var phase = "all"
     var dispatchCalls = 5_000
+    /// For `--phase crosscheck`: instance sizes and how many of each.
+    var sizes = [500, 1_000, 2_000, 5_000]
+    var instances = 3
 
     init(arguments: [String]) {
         var index = 0
@@ -23,6 +26,8 @@ struct Bench {
             case "--work": work = arguments[index + 1]
             case "--phase": phase = arguments[index + 1]
             case "--dispatch-calls": dispatchCalls = Int(arguments[index + 1]) ?? dispatchCalls
+            case "--sizes": sizes = arguments[index + 1].split(separator: ",").compactMap { Int($0) }
+            case "--instances": instances = Int(arguments[index + 1]) ?? instances
             default: break
             }
             index += 2
@@ -91,6 +96,11 @@ func freshDatabase(_ name: String) throws -> Database {
     return try PurserDatabase.open(path: path)
 }
 
+if bench.phase == "crosscheck" {
+    try CrossCheck.write(sizes: bench.sizes, instances: bench.instances, directory: bench.work + "/crosscheck", tiers: catalog.tiers)
+    exit(0)
+}
+
 if bench.phase != "dispatch" {
 let file = try generate(bench.lines, name: "openai-\(bench.lines).jsonl")
 let fileBytes = (try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
@@ -155,8 +165,7 @@ struct PlanFigures {
     var total: Double { load + solve + save }
 }
 func gapText(_ plan: Plan) -> String {
-    if plan.isOptimal { return "gap 0 (optimal)" }
-    return plan.gapBasisPoints.map { "gap " + DecimalText.format($0, decimals: 2) + "%" } ?? "gap unknown"
+    plan.isOptimal ? "gap 0 (optimal)" : "gap " + plan.gapText
 }
 func planStored(_ catalog: PricingCatalog) throws -> PlanFigures {
     resetPeakMemory()

@@ -364,9 +364,10 @@ private func capacityBoundInstance(requests count: Int, seed: UInt64) -> (catalo
 }
 
 @Test func tokensPerMinuteCountsEachRequestsOwnTokensNotTheAverage() {
-    // "cheap" allows 10,000 tokens a minute and 100 requests. Ten small requests (100 tokens) and ten large
-    // ones (1,900 tokens) average 1,000 tokens, so an average-size count would put ten of them on "cheap";
-    // with their own sizes, all ten small ones and four large ones fit (9,600 tokens), and the rest must move.
+    // "cheap" allows 10,000 tokens a minute. Ten small requests (100 tokens) and ten large ones (1,900 tokens)
+    // average 1,000 tokens, so a count made from the average would admit ten of any kind, and ten large ones
+    // would pass the limit nearly twice. Counted with their own sizes, the cheapest plan fills the 10,000 tokens
+    // exactly (five large and five small: each token saves the same) and sends the other 10,000 to "dear".
     let models = [
         Fixtures.model("cheap", input: 100_000, output: 100_000, quality: 50, requestsPerMinute: 100, tokensPerMinute: 10_000, ttft: 10, tokensPerSecond: 100_000),
         Fixtures.model("dear", input: 1_000_000, output: 1_000_000, quality: 50, requestsPerMinute: 100, tokensPerMinute: 1_000_000, ttft: 10, tokensPerSecond: 100_000),
@@ -376,8 +377,9 @@ private func capacityBoundInstance(requests count: Int, seed: UInt64) -> (catalo
     let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys))).plan(requests)
     #expect(LimitCheck(catalog: catalog, now: 0).violations(plan, requests).isEmpty)
     let onCheap = plan.entries.enumerated().filter { $0.element.model == "p/cheap" }.map { requests[$0.offset].rateLimitTokens }
-    #expect(onCheap.reduce(0, +) <= 10_000)
-    #expect(onCheap.count == 14, "ten small and four large requests fit 10,000 tokens")
+    #expect(onCheap.reduce(0, +) == 10_000)
+    #expect(plan.estimatedCost.picoUSD == 10_000 * 100_000 + 10_000 * 1_000_000)
+    #expect(plan.isOptimal)
 }
 
 @Test func aSecondPlanCountsOnlyOnWhatTheFirstLeftFree() {
@@ -399,4 +401,44 @@ private func capacityBoundInstance(requests count: Int, seed: UInt64) -> (catalo
     #expect(LimitCheck(catalog: catalog, now: 0).violations(secondPlan, second, held: held).isEmpty)
     // Without the first plan's hold, the second would have taken the cheap minute.
     #expect(planner.plan(second).entries.allSatisfy { $0.model == "p/cheap" })
+}
+
+// MARK: - Plans across jobs, in the database
+
+@Test func twoJobsInOneDatabaseNeverCountOnTheSameMinuteOfAModel() throws {
+    // "cheap" takes five requests a minute; each job has five requests due in a minute.
+    let models = [
+        Fixtures.model("cheap", input: 100_000, output: 100_000, quality: 50, requestsPerMinute: 5, ttft: 10, tokensPerSecond: 100_000),
+        Fixtures.model("dear", input: 1_000_000, output: 1_000_000, quality: 50, requestsPerMinute: 1_000, ttft: 10, tokensPerSecond: 100_000),
+    ]
+    let catalog = Fixtures.catalog(models)
+    let directory = Fixtures.temporaryDirectory()
+    let database = try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path)
+    let now: Int64 = 1_795_478_400_000
+    for name in ["first", "second"] {
+        let lines = (1...5).map { #"{"custom_id": "\#(name)-\#($0)", "prompt": "Name a river.", "max_tokens": 10, "quality": 50, "deadline": "61s"}"# }
+        let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "\(name).jsonl", in: directory)
+        let submitted = try JobSubmitter(database: database, catalog: catalog, clock: .fixed(now)).submit(files: [file], options: SubmitOptions())
+        #expect(submitted[0].job.requestCount == 5 && !submitted[0].alreadySubmitted)
+    }
+    let planning = JobPlanning(database: database)
+    func plan(_ job: Int64, at moment: Int64) throws -> JobPlanning.Outcome {
+        try planning.plan(JobPlanning.Request(jobs: [job], catalog: catalog, usableProviders: ["p"], now: moment))
+    }
+    let first = try plan(1, at: now)
+    #expect(first.plan.entries.allSatisfy { $0.model == "p/cheap" })
+    let second = try plan(2, at: now)
+    #expect(second.jobs == [2] && second.plan.count == 5)
+    #expect(second.plan.entries.allSatisfy { $0.model == "p/dear" }, "the first job's plan holds the cheap minute")
+    let held = try PlanStore(database: database).heldCapacity(excludingJobs: [2])
+    #expect(held.map(\.requests).reduce(0, +) == 5)
+    #expect(LimitCheck(catalog: catalog, now: now).violations(second.plan, second.requests, held: held).isEmpty)
+    // Thirty seconds later the first job's five calls no longer fit in what is left of its minute: planning the
+    // second job then plans the first again with it, instead of counting on room that is gone.
+    let later = try plan(2, at: now + 30_000)
+    #expect(later.jobs == [1, 2])
+    #expect(later.plan.count == 10)
+    #expect(LimitCheck(catalog: catalog, now: now + 30_000).violations(later.plan, later.requests).isEmpty)
+    #expect(later.plan.entries.filter { $0.model == "p/cheap" }.count <= 2, "half a minute of five a minute")
+    #expect(try database.scalarInt("SELECT count(*) FROM request_plans WHERE queue = 1") == 10)
 }

@@ -122,8 +122,8 @@ enum PlanOutput {
         let bound = "lower bound: \(plan.lowerBound.formatted) (no plan within these limits that places as many requests costs less)"
         if plan.isOptimal {
             lines.append(bound + "; this plan costs exactly that: optimal")
-        } else if let gap = plan.gapBasisPoints {
-            lines.append(bound + "; gap \(DecimalText.format(gap, decimals: 2))%")
+        } else if plan.gapBasisPoints != nil {
+            lines.append(bound + "; gap \(plan.gapText)")
         } else {
             lines.append(bound + "; no useful bound, so the gap is unknown")
         }

@@ -81,6 +81,14 @@ public struct Plan: Sendable {
     /// True only when the plan costs exactly its lower bound.
     public var isOptimal: Bool { estimatedCost <= lowerBound }
 
+    /// The gap as a person reads it: `0.12%`, `< 0.01%` when positive but under a basis point, `0%` when optimal.
+    public var gapText: String {
+        guard let basisPoints = gapBasisPoints else { return "unknown" }
+        if basisPoints == 0 { return "0%" }
+        if Int128(estimatedCost.picoUSD - lowerBound.picoUSD) * 10_000 < Int128(lowerBound.picoUSD) { return "< 0.01%" }
+        return DecimalText.format(basisPoints, decimals: 2) + "%"
+    }
+
     public var count: Int { requestIDs.count }
 
     public func entry(_ index: Int) -> Entry {

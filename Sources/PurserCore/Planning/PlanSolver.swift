@@ -37,6 +37,8 @@ struct PlanSolver {
     static let priceScale: Int128 = 1 << 20
     /// Plans of at most this many requests are searched exhaustively.
     static let exhaustiveLimit = 10
+    /// Exchanges are tried when at most this many requests are contested (beyond, rounding's share of the cost is tiny).
+    static let exchangeLimit = 20_000
 
     let problem: PlanningProblem
     var limits = Limits()
@@ -83,7 +85,9 @@ struct PlanSolver {
                       assignment: &assignment, leftovers: &leftovers)
             }
         }
-        // Leftovers, those with the most to lose first, each to its cheapest option with room.
+        // Leftovers go through the program again, alone, over the room that is left; what still does not fit goes,
+        // the requests with the most to lose first, to its cheapest option with room.
+        leftovers = dive(leftovers, residuals: &residuals, assignment: &assignment)
         leftovers.sort { regret($0) > regret($1) }
         for request in leftovers { placeCheapest(request, residuals: &residuals, assignment: &assignment) }
         // Anything contested may still find a cheaper option where rounding left room.
@@ -91,6 +95,11 @@ struct PlanSolver {
             for position in problem.classes[classIndex].members {
                 improve(Int(problem.members[position]), classIndex: classIndex, residuals: &residuals, assignment: &assignment)
             }
+        }
+        let contestedRequests = contested.reduce(0) { $0 + problem.classes[$1].count }
+        if contestedRequests <= PlanSolver.exchangeLimit {
+            let members = contested.flatMap { problem.classes[$0].members.map { Int(problem.members[$0]) } }
+            exchange(members, residuals: &residuals, assignment: &assignment)
         }
         var exhaustive = false
         if searchSmallPlansExhaustively, problem.requests.count <= PlanSolver.exhaustiveLimit, !problem.requests.isEmpty {
@@ -145,6 +154,92 @@ struct PlanSolver {
         }
     }
 
+    /// Places leftover requests by diving: the linear program of just these requests, each its own class, over
+    /// the room left in every binding row; requests it puts wholly on one option are placed there, then the
+    /// surest of the others (largest share on one option; a tenth of them while many are left), and the program
+    /// is solved again for the rest.
+    /// Returns the requests it could not place.
+    private func dive(_ leftovers: [Int], residuals: inout Residuals, assignment: inout Assignment) -> [Int] {
+        var remaining = leftovers
+        var rounds = 0
+        let started = DispatchTime.now()
+        while !remaining.isEmpty && rounds < 400 && !limits.shouldStop() {
+            rounds += 1
+            let (lp, optionOfColumn) = residualProgram(remaining, residuals: residuals)
+            let solution = lp.solve(limits: AssignmentLP.Limits(
+                maximumIterations: 30 * (lp.rowCapacity.count + lp.classes.count) + 1_000,
+                deadline: started + limits.timeBudgetSeconds, shouldStop: limits.shouldStop))
+            var sure: [(request: Int, share: Double, columns: [Int])] = []
+            for (index, request) in remaining.enumerated() {
+                let columns = lp.classes[index].columns.filter { solution.amounts[$0] > 1e-6 }.sorted { solution.amounts[$0] > solution.amounts[$1] }
+                sure.append((request, columns.first.map { solution.amounts[$0] } ?? 0, columns))
+            }
+            sure.sort { $0.share > $1.share }
+            let whole = sure.prefix { $0.share >= 1 - 1e-6 }.count
+            // One at a time while few are left (each choice then sees the others' answers); a tenth at a time otherwise.
+            let taking = max(whole, min(sure.count, remaining.count <= 200 ? 1 : max(1, sure.count / 10)))
+            var placed = Set<Int>()
+            for item in sure.prefix(taking) {
+                let tokens = Int64(problem.requests[item.request].rateLimitTokens)
+                for column in item.columns {
+                    let (index, option) = optionOfColumn[column]
+                    guard residuals.fits(option, requests: 1, tokens: tokens) else { continue }
+                    residuals.add(option, requests: 1, tokens: tokens)
+                    assignment.place(item.request, option, index, problem: problem)
+                    placed.insert(item.request)
+                    break
+                }
+                // The program gave it only part of a row's room: it goes where it fits whole, at the least cost.
+                if !placed.contains(item.request) {
+                    placeCheapest(item.request, residuals: &residuals, assignment: &assignment)
+                    placed.insert(item.request)
+                }
+            }
+            remaining.removeAll { placed.contains($0) }
+        }
+        return remaining
+    }
+
+    /// The program of `requests` alone, each its own class, over the room `residuals` leaves in the binding rows.
+    private func residualProgram(_ requests: [Int], residuals: Residuals) -> (AssignmentLP, [(Int32, PlanningProblem.Option)]) {
+        var lp = AssignmentLP()
+        var capacities: [Double] = []
+        var largestCost = 1.0, largestTokens = 1.0
+        for request in requests {
+            largestTokens = max(largestTokens, Double(problem.requests[request].rateLimitTokens))
+            for ranked in rankedOptions(request) { largestCost = max(largestCost, Double(ranked.cost)) }
+        }
+        for (index, family) in problem.families.enumerated() {
+            var countRows = [Int32](repeating: -1, count: family.boundaries.count)
+            var tokenRows = countRows
+            for (boundary, room) in residuals.rooms(family: index) {
+                if family.requestRowBinds[boundary] {
+                    countRows[boundary] = Int32(capacities.count)
+                    capacities.append(Double(room.requests))
+                }
+                if family.tokenRowBinds[boundary] {
+                    tokenRows[boundary] = Int32(capacities.count)
+                    capacities.append(Double(room.tokens) / largestTokens)
+                }
+            }
+            lp.families.append(AssignmentLP.Family(countRows: countRows, tokenRows: tokenRows))
+        }
+        lp.rowCapacity = capacities
+        var optionOfColumn: [(Int32, PlanningProblem.Option)] = []
+        for (lpClass, request) in requests.enumerated() {
+            let start = lp.columns.count
+            for ranked in rankedOptions(request) {
+                lp.columns.append(AssignmentLP.Column(
+                    lpClass: Int32(lpClass), family: ranked.option.family, first: ranked.option.boundary, cost: Double(ranked.cost) / largestCost))
+                optionOfColumn.append((ranked.index, ranked.option))
+            }
+            lp.classes.append(AssignmentLP.LPClass(
+                count: 1, tokens: Double(problem.requests[request].rateLimitTokens) / largestTokens, penalty: PlanSolver.unplacedPenalty,
+                columns: start..<lp.columns.count))
+        }
+        return (lp, optionOfColumn)
+    }
+
     /// The request's options with their exact costs, cheapest (then most preferred) first.
     private func rankedOptions(_ request: Int) -> [(index: Int32, option: PlanningProblem.Option, cost: Int64)] {
         let signature = problem.signatures[Int(problem.signatureOfRequest[request])]
@@ -184,6 +279,85 @@ struct PlanSolver {
                 return
             }
         }
+    }
+
+    // MARK: - Exchanges
+
+    /// Pairs of moves that lower the cost: a request whose cheaper option is full takes it, and one request
+    /// already there moves to its own cheapest option with room, when the first saves more than the second
+    /// loses. Repeats while anything improves (a few rounds).
+    private func exchange(_ requests: [Int], residuals: inout Residuals, assignment: inout Assignment) {
+        let signatureOptions = { (request: Int) in self.problem.signatures[Int(self.problem.signatureOfRequest[request])].options }
+        var ranked: [Int: [(index: Int32, option: PlanningProblem.Option, cost: Int64)]] = [:]
+        for request in requests { ranked[request] = rankedOptions(request) }
+        // Per family, the requests on it, those that lose least by moving to their next option first.
+        var onFamily: [Int: [Int]] = [:]
+        for request in requests where assignment.option[request] >= 0 {
+            onFamily[Int(signatureOptions(request)[Int(assignment.option[request])].family), default: []].append(request)
+        }
+        func regret(_ request: Int) -> Int64 {
+            let options = ranked[request] ?? []
+            return options.first { $0.index != assignment.option[request] }.map { $0.cost - assignment.cost[request] } ?? Int64.max
+        }
+        for family in onFamily.keys { onFamily[family]!.sort { regret($0) < regret($1) } }
+        func currentCost(_ request: Int) -> Int64 { assignment.option[request] >= 0 ? assignment.cost[request] : Int64.max / 4 }
+        // Small plans can afford to look further for a request to move out of the way.
+        let breadth = requests.count <= 2_000 ? 400 : 100
+        func excess(_ request: Int) -> Int64 { currentCost(request) - (ranked[request]?.first?.cost ?? currentCost(request)) }
+        for _ in 0..<8 {
+            var improved = false
+            let candidates = requests.filter { excess($0) > 0 }.sorted { excess($0) > excess($1) }
+            for request in candidates {
+                let tokens = Int64(problem.requests[request].rateLimitTokens)
+                let current = assignment.option[request]
+                let currentOption = current >= 0 ? signatureOptions(request)[Int(current)] : nil
+                for target in ranked[request] ?? [] where target.cost < currentCost(request) {
+                    // Out of the way first, so its own room does not count against it.
+                    if let currentOption { residuals.add(currentOption, requests: -1, tokens: -tokens) }
+                    if residuals.fits(target.option, requests: 1, tokens: tokens) {
+                        residuals.add(target.option, requests: 1, tokens: tokens)
+                        move(request, from: currentOption, to: target, onFamily: &onFamily, assignment: &assignment)
+                        improved = true
+                        break
+                    }
+                    let saving = currentCost(request) - target.cost
+                    var done = false
+                    for other in (onFamily[Int(target.option.family)] ?? []).prefix(breadth) where other != request {
+                        let otherOption = signatureOptions(other)[Int(assignment.option[other])]
+                        let otherTokens = Int64(problem.requests[other].rateLimitTokens)
+                        residuals.add(otherOption, requests: -1, tokens: -otherTokens)
+                        if residuals.fits(target.option, requests: 1, tokens: tokens) {
+                            residuals.add(target.option, requests: 1, tokens: tokens)
+                            let otherCost = assignment.cost[other]
+                            if let alternative = (ranked[other] ?? []).first(where: { $0.index != assignment.option[other]
+                                && $0.cost - otherCost < saving && residuals.fits($0.option, requests: 1, tokens: otherTokens) })
+                            {
+                                residuals.add(alternative.option, requests: 1, tokens: otherTokens)
+                                move(other, from: otherOption, to: alternative, onFamily: &onFamily, assignment: &assignment)
+                                move(request, from: currentOption, to: target, onFamily: &onFamily, assignment: &assignment)
+                                improved = true
+                                done = true
+                                break
+                            }
+                            residuals.add(target.option, requests: -1, tokens: -tokens)
+                        }
+                        residuals.add(otherOption, requests: 1, tokens: otherTokens)
+                    }
+                    if done { break }
+                    if let currentOption { residuals.add(currentOption, requests: 1, tokens: tokens) }
+                }
+            }
+            if !improved || limits.shouldStop() { return }
+        }
+    }
+
+    private func move(
+        _ request: Int, from old: PlanningProblem.Option?, to new: (index: Int32, option: PlanningProblem.Option, cost: Int64),
+        onFamily: inout [Int: [Int]], assignment: inout Assignment
+    ) {
+        if let old { onFamily[Int(old.family)]?.removeAll { $0 == request } }
+        onFamily[Int(new.option.family), default: []].append(request)
+        assignment.place(request, new.option, new.index, problem: problem)
     }
 
     // MARK: - Exhaustive search
@@ -342,6 +516,13 @@ struct Residuals {
                 result[boundary] = Int32(position)
             }
             return result
+        }
+    }
+
+    /// The room left at each binding boundary of a family: (boundary index, requests, tokens).
+    func rooms(family: Int) -> [(boundary: Int, room: (requests: Int64, tokens: Int64))] {
+        bindingBoundaries[family].enumerated().map { position, boundary in
+            (Int(boundary), (max(requestRoom[family][position], 0), max(tokenRoom[family][position], 0)))
         }
     }
 

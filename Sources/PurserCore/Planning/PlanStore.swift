@@ -1,4 +1,3 @@
-import Foundation
 import SQLiteStore
 
 /// Reads the requests to plan and what other plans hold, and writes plans back.
@@ -71,19 +70,13 @@ public struct PlanStore {
         precondition(requests.count == plan.count, "the plan's requests")
         let lifecycle = RequestLifecycle(database: database)
         let jobList = PlanStore.idList(jobs)
-        let trace = ProcessInfo.processInfo.environment["PURSER_TRACE"] != nil
-        var mark = DispatchTime.now()
-        func lap(_ what: String) { if trace { let now = DispatchTime.now(); print("  save: \(what) \(Double(now.uptimeNanoseconds - mark.uptimeNanoseconds) / 1e9) s"); mark = now } }
-        defer { lap("commit") }
         try database.writeTransaction {
             // The old plans of requests that have not started: those ready, and those waiting only for a window.
             try database.statement("""
                 DELETE FROM request_plans WHERE job_id IN (SELECT value FROM json_each(?1)) AND (queue = 1 OR (queue = 2
                     AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND attempts = 0 AND job_id IN (SELECT value FROM json_each(?1)))))
                 """).execute([.text(jobList)])
-            lap("delete")
             try lifecycle.unwaitForReplanning(jobs: jobs)
-            lap("unwait")
             var lines: [LineKey: Int64] = [:]
             let findLine = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?")
             let insertLine = try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)")
@@ -121,7 +114,6 @@ public struct PlanStore {
                     try lifecycle.waitForStart(plan.requestIDs[index], until: plan.startOfRequest[index])
                 }
             }
-            lap("insert")
             try lifecycle.markPlanned(jobs: jobs)
         }
     }

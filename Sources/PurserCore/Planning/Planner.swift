@@ -129,3 +129,36 @@ public struct Planner {
         return (context.catalog.models[Int(best.model)], priced.mode, Money(picoUSD: priced.cost))
     }
 }
+
+extension Planner {
+    /// The assignment this planner solves for `requests`, as data, so a plan can be checked against an
+    /// independent solver: each request's tokens and every option it has (family, latest-start boundary,
+    /// exact cost in pico-USD), and each family's model, kind, boundaries and cumulative limits. A request
+    /// may use an option's family from its boundary on: at every boundary, the requests and the tokens of
+    /// the options due by it must fit the family's limits there. Each request takes at most one option.
+    public func problemDocument(_ requests: [PlannableRequest]) -> JSONValue {
+        let problem = PlanningProblem(requests: requests, context: context, pruneDominated: false)
+        let families: [JSONValue] = problem.families.map { family in
+            let kind: String
+            switch family.kind {
+            case .list: kind = "list"
+            case .window(let basisPoints): kind = "window \(basisPoints)"
+            case .batch: kind = "batch"
+            }
+            return .object(JSONObject([
+                "model": .string(problem.models[family.model].id), "kind": .string(kind),
+                "boundaries": .array(family.boundaries.map { .number(String($0)) }),
+                "requests": .array(family.requestCapacity.map { .number(String($0)) }),
+                "tokens": .array(family.tokenCapacity.map { .number(String($0)) }),
+            ]))
+        }
+        let entries: [JSONValue] = requests.indices.map { index in
+            let input = requests[index].needs.inputTokens
+            let options = problem.signatures[Int(problem.signatureOfRequest[index])].options.map { option -> JSONValue in
+                .array([.number(String(option.family)), .number(String(option.boundary)), .number(String(option.cost(input: input).cost))])
+            }
+            return .object(JSONObject(["tokens": .number(String(requests[index].rateLimitTokens)), "options": .array(options)]))
+        }
+        return .object(JSONObject(["families": .array(families), "requests": .array(entries)]))
+    }
+}

@@ -677,9 +677,11 @@ final class PlanningProblem {
         }
     }
 
-    /// Splits sorted members into up to `pieces` runs of equal width in log(input size).
+    /// Splits sorted members into up to `pieces` runs of equal width in log(input size); into single requests
+    /// when there may be as many pieces as members (the program then sees every request's own size).
     private func split(_ range: Range<Int>, into pieces: Int) -> [Range<Int>] {
         guard pieces > 1, range.count > 1 else { return [range] }
+        if pieces >= range.count { return range.map { $0..<($0 + 1) } }
         let low = log(Double(max(requests[Int(members[range.lowerBound])].needs.inputTokens, 1)))
         let high = log(Double(max(requests[Int(members[range.upperBound - 1])].needs.inputTokens, 1)))
         guard high > low else { return [range] }

@@ -1,0 +1,76 @@
+import Foundation
+import PurserCore
+
+/// Generated capacity-bound planning instances, planned by Purser and written as data with Purser's
+/// figures, for `scripts/crosscheck-planner.sh` to solve exactly with an independent solver (HiGHS).
+enum CrossCheck {
+    /// Five models (two cheap ones bound by requests/min or by tokens/min, one half price at night, one in the
+    /// middle, one dear with room for everything), requests of log-uniform sizes with six deadlines from ten
+    /// minutes to a day and three quality floors. `now` is 01:00 UTC, an hour before the night window.
+    static func instance(requests count: Int, seed: UInt64, tiers: Tiers) -> (catalog: PricingCatalog, requests: [PlannableRequest], now: Int64) {
+        var random = SplitMix64(seed: seed)
+        let now: Int64 = 1_795_478_400_000 + 3_600_000
+        let night = DiscountWindow(weekdays: Set(1...7), startMinute: 120, endMinute: 360, timeZoneIdentifier: "UTC", multiplierBasisPoints: 5_000)
+        // Limits grow with the instance so that capacity binds as much at every size as at 4,000 requests.
+        func scaled(_ limit: Int) -> Int { max(Int((Int64(limit) * Int64(count) / 4_000)), 1) }
+        func model(_ name: String, _ input: Int64, _ output: Int64, quality: Int, rpm: Int, tpm: Int, ttft: Int, speed: Int, windows: [DiscountWindow] = []) -> Model {
+            Model(
+                id: "x/\(name)", provider: "x", providerModel: name,
+                prices: TokenPrices(input: TokenPrice(microUSDPerMillion: input), output: TokenPrice(microUSDPerMillion: output),
+                                    cachedInput: TokenPrice(microUSDPerMillion: input / 10)),
+                contextWindow: 100_000, maxOutputTokens: 16_000, quality: quality, qualitySource: "cross-check", capabilities: [.tools, .jsonMode, .vision],
+                rateLimits: RateLimits(requestsPerMinute: scaled(rpm), tokensPerMinute: scaled(tpm)),
+                speed: Speed(timeToFirstTokenMilliseconds: ttft, outputTokensPerSecond: speed), discountWindows: windows,
+                priceDate: "2026-11-30", priceSource: "https://example.com/cross-check")
+        }
+        let models = [
+            model("cheap-small", 50_000, 200_000, quality: 45, rpm: 6, tpm: 200_000, ttft: 300, speed: 200),
+            model("cheap-tokens", 80_000, 300_000, quality: 50, rpm: 1_000, tpm: 4_000, ttft: 500, speed: 150),
+            model("night", 90_000, 360_000, quality: 55, rpm: 10, tpm: 10_000, ttft: 800, speed: 100, windows: [night]),
+            model("mid", 400_000, 1_600_000, quality: 55, rpm: 10, tpm: 10_000, ttft: 400, speed: 120),
+            model("dear", 2_500_000, 10_000_000, quality: 70, rpm: 100_000, tpm: 1_000_000_000, ttft: 300, speed: 300),
+        ]
+        let provider = Provider(name: "x", dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "X_KEY", offersBatchAPI: false)
+        let deadlines: [Int64] = [600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000]
+        let requests = (0..<count).map { index in
+            let input = Int(exp(Double(random.below(1_000)) / 1_000 * log(3_000.0))) + 20
+            return PlannableRequest(
+                id: Int64(index + 1),
+                needs: RequestNeeds(
+                    qualityFloor: [0, 45, 50][random.below(3)], qualityTier: "standard", inputTokens: input,
+                    maxOutputTokens: [20, 100, 400][random.below(3)], capabilities: [], pinnedModel: nil),
+                referenceModel: nil, deadlineAt: now + deadlines[random.below(deadlines.count)], maxCost: nil)
+        }
+        return (PricingCatalog(models: models, providers: ["x": provider], tiers: tiers), requests, now)
+    }
+
+    /// Plans `instances` instances of each size and writes `instance-SIZE-SEED.json` files into `directory`.
+    static func write(sizes: [Int], instances: Int, directory: String, tiers: Tiers) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        print("size      seed  purser cost      lower bound      gap      plan time")
+        for size in sizes {
+            for seed in UInt64(1)...UInt64(instances) {
+                let (catalog, requests, now) = instance(requests: size, seed: seed, tiers: tiers)
+                let planner = Planner(context: PlanningContext(catalog: catalog, now: now, usableProviders: ["x"]))
+                let started = DispatchTime.now().uptimeNanoseconds
+                let plan = planner.plan(requests)
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                let document = JSONValue.object(JSONObject([
+                    "size": .number(String(size)), "seed": .number(String(seed)),
+                    "purser": .object(JSONObject([
+                        "cost_pico": .number(String(plan.estimatedCost.picoUSD)), "lower_bound_pico": .number(String(plan.lowerBound.picoUSD)),
+                        "placed": .number(String(plan.count - plan.unplaced)), "seconds": .number(String(format: "%.3f", seconds)),
+                    ])),
+                    "problem": planner.problemDocument(requests),
+                ]))
+                let path = "\(directory)/instance-\(size)-\(seed).json"
+                try JSONWriter.string(document).write(toFile: path, atomically: true, encoding: .utf8)
+                let gap = plan.gapText
+                print(String(size).padding(toLength: 10, withPad: " ", startingAt: 0) + String(seed).padding(toLength: 6, withPad: " ", startingAt: 0)
+                    + plan.estimatedCost.exactUSD.padding(toLength: 17, withPad: " ", startingAt: 0)
+                    + plan.lowerBound.exactUSD.padding(toLength: 17, withPad: " ", startingAt: 0) + gap.padding(toLength: 9, withPad: " ", startingAt: 0)
+                    + String(format: "%.2f s", seconds))
+            }
+        }
+    }
+}
