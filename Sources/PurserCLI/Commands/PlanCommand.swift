@@ -156,15 +156,25 @@ enum PlanOutput {
             + (request.referenceModel.map { ", reference \($0)" } ?? ""))
         console.print()
         var table = TextTable(headers: ["", "model", "quality", "est. cost", "mode", "why not"], rightAligned: [2, 3])
+        let chosenCost = explanation.candidates.first { $0.chosen }?.bestCost
         for candidate in explanation.candidates {
             table.rows.append([
                 candidate.chosen ? "*" : "", candidate.model, String(candidate.quality), candidate.bestCost?.formatted ?? "-",
-                candidate.bestMode?.rawValue ?? "-",
-                candidate.exclusion?.description ?? (candidate.chosen ? "chosen" : candidate.bestCost == nil ? "" : "costs more, or no room left"),
+                candidate.bestMode?.rawValue ?? "-", candidate.exclusion?.description ?? reason(candidate, chosenCost: chosenCost),
             ])
         }
         console.print(table.render())
         console.print()
         console.print("baseline: \(explanation.baselineCost.formatted)")
+    }
+
+    /// Why a model that could serve the request was not chosen, against the chosen one's cost.
+    static func reason(_ candidate: PlanExplanation.Candidate, chosenCost: Money?) -> String {
+        if candidate.chosen { return "chosen" }
+        guard let cost = candidate.bestCost else { return "" }
+        guard let chosenCost else { return "no room left before the deadline" }
+        if cost > chosenCost { return "costs more" }
+        if cost == chosenCost { return "same cost; ties go to higher quality, then faster, then the name" }
+        return "cheaper, but its room before the deadline went to requests that save more there"
     }
 }
