@@ -81,7 +81,7 @@ public enum Purser {
             console.error("Error: the pricing tables have \(invalid.problems.count) problem\(invalid.problems.count == 1 ? "" : "s"); fix them and run 'purser pricing validate'.")
             return 1
         case let sqlite as SQLiteError:
-            console.error("Error: database: \(sqlite)")
+            console.error("Error: database: \(DatabaseTrouble.words(for: sqlite))")
             return 1
         default:
             console.error("Error: \(error)")
@@ -118,13 +118,22 @@ struct CommandContext {
         try PurserDatabase.open(path: databasePath(arguments))
     }
 
-    /// Opens the database only if it exists: read-only commands must not create one.
+    /// Opens the database only if it exists: commands that only look must not create one.
     func openExistingDatabase(_ arguments: ParsedArguments) throws -> Database {
+        try PurserDatabase.open(path: existingDatabasePath(arguments))
+    }
+
+    /// Opens an existing database to read it, writing nothing (so it works in a read-only folder).
+    func openDatabaseForReading(_ arguments: ParsedArguments) throws -> Database {
+        try PurserDatabase.openForReading(path: existingDatabasePath(arguments))
+    }
+
+    private func existingDatabasePath(_ arguments: ParsedArguments) throws -> String {
         let path = databasePath(arguments)
         guard FileManager.default.fileExists(atPath: path) else {
             throw Problem("no database at \(path); submit a job first, or pass --db PATH")
         }
-        return try PurserDatabase.open(path: path)
+        return path
     }
 
     func loadCatalog(_ arguments: ParsedArguments) throws -> PricingCatalog {
@@ -158,3 +167,21 @@ func count(_ number: Int, _ noun: String, plural: String? = nil) -> String {
     "\(number) \(number == 1 ? noun : plural ?? noun + "s")"
 }
 
+
+/// What a SQLite failure means to a user, and what to do about it; the code is kept at the end for support.
+enum DatabaseTrouble {
+    static func words(for error: SQLiteError) -> String {
+        let advice: String
+        switch error.primaryCode {
+        case 5, 6: advice = "the database is busy: another purser kept it locked for more than 10 seconds; try again"
+        case 8: advice = "the database or its folder is read-only; run where it can be written, or pass --db PATH"
+        case 10: advice = "the disk failed to read or write the database; check the disk and its free space"
+        case 11: advice = "the database file is damaged; restore it from a backup"
+        case 13: advice = "the disk is full; free some space and run the command again (this command stored nothing)"
+        case 14: advice = "cannot open the database file; check the path and the permissions of its folder"
+        case 26: advice = "the file is not a Purser database; pass --db PATH to the right one"
+        default: return "\(error.message) (SQLite \(error.code))"
+        }
+        return "\(advice) (SQLite \(error.code): \(error.message))"
+    }
+}

@@ -6,7 +6,7 @@ import Glibc
 /// One connection to a SQLite file: WAL mode, a busy timeout, foreign keys on,
 /// a cache of prepared statements, and `BEGIN IMMEDIATE` write transactions.
 public final class Database {
-    let sqliteConnection: OpaquePointer
+    var sqliteConnection: OpaquePointer
     public let path: String
     private var statementCache: [String: Statement] = [:]
     private var transactionDepth = 0
@@ -16,16 +16,8 @@ public final class Database {
     public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, pageSize: Int? = nil) throws {
         self.path = path
         try Database.createPrivately(path)
-        var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let code = sqlite3_open_v2(path, &handle, flags, nil)
-        guard code == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
-            if let handle { sqlite3_close_v2(handle) }
-            throw SQLiteError(code: code, message: "\(message) (\(path))")
-        }
-        self.sqliteConnection = handle
-        sqlite3_extended_result_codes(handle, 1)
+        self.sqliteConnection = try Database.connect(path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX)
+        let handle = sqliteConnection
         sqlite3_busy_timeout(handle, busyTimeoutMilliseconds)
         do {
             if let pageSize {
@@ -43,6 +35,47 @@ public final class Database {
             sqlite3_close_v2(handle)
             throw error
         }
+    }
+
+    /// Opens an existing database only to read it, without writing anything beside it: usable in a read-only
+    /// folder. A write-ahead-logged file whose folder is read-only cannot get its shared-memory file, so it is
+    /// then opened as immutable, which is safe because no writer can be active there either.
+    public init(readingExisting path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
+        self.path = path
+        let flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX
+        do {
+            sqliteConnection = try Database.connect(Database.fileURI(path, "mode=ro"), flags: flags)
+            // The first read is where a missing shared-memory file shows.
+            _ = try scalarInt("SELECT count(*) FROM sqlite_master")
+        } catch let error as SQLiteError where [SQLITE_CANTOPEN, SQLITE_READONLY].contains(error.primaryCode) {
+            sqliteConnection = try Database.connect(Database.fileURI(path, "immutable=1"), flags: flags)
+        }
+        sqlite3_busy_timeout(sqliteConnection, busyTimeoutMilliseconds)
+        try execute("PRAGMA foreign_keys = ON")
+    }
+
+    private static func connect(_ name: String, flags: Int32) throws -> OpaquePointer {
+        var handle: OpaquePointer?
+        let code = sqlite3_open_v2(name, &handle, flags, nil)
+        guard code == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let handle { sqlite3_close_v2(handle) }
+            throw SQLiteError(code: code, message: "\(message) (\(name))")
+        }
+        sqlite3_extended_result_codes(handle, 1)
+        return handle
+    }
+
+    /// `file:` URI for a path, with the characters URIs reserve escaped.
+    private static func fileURI(_ path: String, _ query: String) -> String {
+        var escaped = ""
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "%"), UInt8(ascii: "?"), UInt8(ascii: "#"), 0x80...: escaped += "%" + String(byte, radix: 16, uppercase: true)
+            default: escaped.unicodeScalars.append(Unicode.Scalar(byte))
+            }
+        }
+        return "file:\(escaped)?\(query)"
     }
 
     deinit {
@@ -99,8 +132,10 @@ public final class Database {
     public func withoutForeignKeyChecks<T>(_ body: () throws -> T) throws -> T {
         precondition(transactionDepth == 0, "foreign_keys cannot change inside a transaction")
         try execute("PRAGMA foreign_keys = OFF")
-        defer { try? execute("PRAGMA foreign_keys = ON") }
-        return try body()
+        let result: Result<T, any Error> = Result { try body() }
+        // Back on before anything else runs on this connection; a failure here is reported, never dropped.
+        try execute("PRAGMA foreign_keys = ON")
+        return try result.get()
     }
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed if it returns, rolled back if it throws.

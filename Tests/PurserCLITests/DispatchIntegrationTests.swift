@@ -227,10 +227,10 @@ struct DispatchIntegrationTests {
         let runs = try (0..<2).map { _ in try startPurser(["run", "--concurrency", "250"], database: database, pricing: pricing) }
         for run in runs { run.waitUntilExit() }
         let findings = sampler.stop()
+        // How many calls were in flight at once depends on the machine's speed, which tests never assert
+        // (the benchmark measures it); what must hold is the cap, at every sample.
         #expect(findings.samples > 20)
         #expect(findings.highest <= cap, "charges + reservations reached \(findings.highest) against a cap of \(cap)")
-        #expect(findings.mostReservations >= 400)
-        #expect(Int(try server.stats()["peak_in_flight"]?.intValue ?? 0) >= 400)
         let charged = Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])!
         #expect(charged <= cap && charged * 10 >= cap * 9, "the cap held, and was used: \(charged) of \(cap)")
         let held = Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'held'")[0][0])!
@@ -279,9 +279,10 @@ struct DispatchIntegrationTests {
         let database = temporaryDatabase()
         try purser(["submit", try jobFile(20, model: { _ in "small" })], database: database, pricing: pricing)
         let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing, key: "wrong-key")
-        #expect(run.code == 0)
+        #expect(run.code == 1, "a run that could use no provider did not do its job")
         #expect(run.error.contains("provider fakeopenai disabled for this run (check FAKE_KEY): Incorrect API key provided"))
-        #expect(run.out.contains("note: provider fakeopenai is disabled for this run: HTTP 401: Incorrect API key provided"))
+        #expect(run.out.contains("note: provider fakeopenai cannot be used in this run: HTTP 401: Incorrect API key provided"))
+        #expect(run.error.hasSuffix("Error: provider fakeopenai could not be used: HTTP 401: Incorrect API key provided\n"))
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["queued 20"])
         #expect(!run.out.contains("wrong-key") && !run.error.contains("wrong-key"), "the key must never be printed")
         #expect(try query(database, "SELECT count(*) FROM attempts WHERE error LIKE '%wrong-key%'")[0][0] == "0")

@@ -24,5 +24,7 @@ import Testing
     #expect(try Money(usd: "0.0123449").formatted == "$0.0123")
     #expect(try Money(usd: "0.00000049").formatted == "$0.000000")
     #expect(try Money(usd: "0.0000005").formatted == "$0.000001")
-    #expect(try Money(usd: "-2").formatted == "$-2.00")
+    #expect(try Money(usd: "-2").formatted == "-$2.00")
+    #expect(try Money(usd: "-0.003925").formatted == "-$0.003925", "the sign goes before the dollar sign")
+    #expect(try Money(usd: "-0.0000000001").formatted == "$0.000000", "no sign on what rounds to zero")
 }

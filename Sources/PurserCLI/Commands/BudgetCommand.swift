@@ -89,7 +89,7 @@ enum BudgetCommand {
         guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget show' takes no amount.", spec: spec) }
         if arguments.value("job") != nil { throw UsageError(message: "--job is for set and clear; 'budget show' lists every cap.", spec: spec) }
         let month = try self.month(arguments) ?? BudgetMonth(containing: context.clock.now())
-        let database = try context.openExistingDatabase(arguments)
+        let database = try context.openDatabaseForReading(arguments)
         let ledger = Ledger(database: database)
         var uses = try ledger.capsInForce(month: month, simulated: false)
         if let project = arguments.value("project") {
@@ -121,15 +121,22 @@ enum BudgetCommand {
             return 0
         }
         context.console.print("caps in force for \(month) (UTC):")
-        var table = TextTable(headers: ["cap", "limit", "charged", "reserved", "left", "used", ""], rightAligned: [1, 2, 3, 4, 5])
+        // Unsettled calls get a column only when there are any.
+        let showUnsettled = uses.contains { $0.unsettled > .zero }
+        var table = TextTable(
+            headers: ["cap", "limit", "charged"] + (showUnsettled ? ["unsettled"] : []) + ["reserved", "left", "used", ""],
+            rightAligned: Set(1...(showUnsettled ? 6 : 5)))
         for use in uses {
-            table.rows.append([
-                use.scopeName,
-                use.cap.formatted, use.charged.formatted, use.reserved.formatted, use.left.formatted, percentText(use.usedBasisPoints),
+            table.rows.append([use.scopeName, use.cap.formatted, use.charged.formatted] + (showUnsettled ? [use.unsettled.formatted] : []) + [
+                use.reserved.formatted, use.left.formatted, percentText(use.usedBasisPoints),
                 use.used > use.cap ? "over" : use.isPastWarning ? "past \(use.warnPercent)% warning" : "",
             ])
         }
         context.console.print(table.render())
+        let unsettled = try ledger.unsettledTotal(simulated: false)
+        if unsettled.calls > 0 {
+            context.console.print("\(count(unsettled.calls, "call")) cut off by a crash or a forced stop may have been billed: \(unsettled.amount.formatted) counted as unsettled, at the worst case, against their caps")
+        }
         for rehearsal in rehearsals where rehearsal.used > .zero { context.console.print(line(rehearsal, simulated: true)) }
         let held = try JobStore(database: database).heldCount()
         if held > 0 { context.console.print("\(count(held, "request")) held by caps; raise a cap with 'purser budget set' to release them") }
@@ -144,7 +151,8 @@ enum BudgetCommand {
     /// "project default's budget for 2026-11 (UTC): 12.5% used, $1.20 charged + $0.05 reserved of $10.00, $8.75 left".
     static func line(_ use: CapUse, simulated: Bool) -> String {
         "\(use.scopeText)\(use.scope.isProject ? " (UTC)" : "")\(simulated ? ", simulated runs" : ""): \(percentText(use.usedBasisPoints)) used, "
-            + "\(use.charged.formatted) charged + \(use.reserved.formatted) reserved of \(use.cap.formatted), \(use.left.formatted) left"
+            + "\(use.charged.formatted) charged + " + (use.unsettled > .zero ? "\(use.unsettled.formatted) unsettled + " : "")
+            + "\(use.reserved.formatted) reserved of \(use.cap.formatted), \(use.left.formatted) left"
             + (use.used > use.cap ? " (over)" : use.isPastWarning ? " (past the \(use.warnPercent)% warning)" : "")
     }
 

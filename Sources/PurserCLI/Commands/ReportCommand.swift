@@ -40,7 +40,7 @@ enum ReportCommand {
                 month = parsed
             }
         }
-        let database = try context.openExistingDatabase(arguments)
+        let database = try context.openDatabaseForReading(arguments)
         let job = try arguments.value("job").map { try context.job($0, store: JobStore(database: database)).id }
         let query = ReportQuery(month: month, project: arguments.value("project"), job: job, grouping: grouping, simulated: arguments.flag("simulated"))
         let report = try ReportStore(database: database).report(query, now: now)

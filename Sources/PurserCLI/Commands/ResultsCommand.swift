@@ -26,7 +26,7 @@ enum ResultsCommand {
             }
             only = state
         }
-        let database = try context.openExistingDatabase(arguments)
+        let database = try context.openDatabaseForReading(arguments)
         let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
         let writer = try arguments.value("output").map(LineWriter.init(path:))
         let write: (String) -> Void = { line in if let writer { writer.write(line) } else { context.console.print(line) } }

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import Synchronization
 
 /// `purser run`: serves what is due and exits (or keeps serving with --watch).
 enum RunCommand {
@@ -15,7 +16,7 @@ enum RunCommand {
             .init(name: "grace", value: "seconds", help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10)."),
             .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
             .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 500)."),
-            .init(name: "cooldown", value: "seconds", help: "Pause a provider this long after 5 failures in a row (default: 30)."),
+            .init(name: "cooldown", value: "seconds", help: "Pause a provider this long when most of its recent calls fail (default: 30; longer while probes fail)."),
             .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),
             .init(name: "rpm", value: "n", help: "Requests per minute for every model, instead of the tables' figures."),
             .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
@@ -25,31 +26,24 @@ enum RunCommand {
             CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
         ])
 
-    static func positive(_ arguments: ParsedArguments, _ name: String) throws -> Double? {
-        guard let text = arguments.value(name) else { return nil }
-        guard let value = Double(text), value > 0 else {
-            throw UsageError(message: "--\(name): '\(text)' is not a number above zero.", spec: spec)
-        }
-        return value
-    }
-
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
-        var options = RunOptions(worker: "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        var options = RunOptions(worker: LeaseOwner.current().description)
         options.simulate = arguments.flag("simulate")
         options.watch = arguments.flag("watch")
         options.allowLate = arguments.flag("allow-late")
-        if let value = try positive(arguments, "concurrency") { options.concurrency = Int(value) }
-        if let value = try positive(arguments, "speedup") { options.simulationSpeedup = value }
-        if let value = try positive(arguments, "grace") { options.graceSeconds = value }
-        if let value = try positive(arguments, "timeout") { options.timeoutSeconds = value }
-        if let value = try positive(arguments, "lease") { options.leaseSeconds = value }
-        if let value = try positive(arguments, "cooldown") { options.cooldownSeconds = value }
-        if let value = try positive(arguments, "backoff-ms") { options.retry.baseDelayMilliseconds = Int64(value) }
+        if let value = try arguments.integer("concurrency", in: 1...RunOptions.maximumConcurrency) { options.concurrency = value }
+        if let value = try arguments.number("speedup", in: 0.001...1_000_000) { options.simulationSpeedup = value }
+        if let value = try arguments.number("grace", in: 0...3_600) { options.graceSeconds = value }
+        if let value = try arguments.number("timeout", in: 0.1...3_600) { options.timeoutSeconds = value }
+        if let value = try arguments.number("lease", in: 1...86_400) { options.leaseSeconds = value }
+        if let value = try arguments.number("cooldown", in: 0.1...3_600) { options.cooldownSeconds = value }
+        if let value = try arguments.integer("backoff-ms", in: 1...600_000) { options.retry.baseDelayMilliseconds = Int64(value) }
         options.limits = RateLimiter.Limits(
-            requestsPerMinuteOverride: try positive(arguments, "rpm").map { Int($0) }, tokensPerMinuteOverride: try positive(arguments, "tpm").map { Int($0) },
-            inFlightPerModel: try positive(arguments, "max-in-flight-per-model").map { Int($0) },
-            inFlightPerProvider: try positive(arguments, "max-in-flight-per-provider").map { Int($0) })
+            requestsPerMinuteOverride: try arguments.integer("rpm", in: 1...RateLimits.maximumRequestsPerMinute),
+            tokensPerMinuteOverride: try arguments.integer("tpm", in: 1...RateLimits.maximumTokensPerMinute),
+            inFlightPerModel: try arguments.integer("max-in-flight-per-model", in: 1...RunOptions.maximumConcurrency),
+            inFlightPerProvider: try arguments.integer("max-in-flight-per-provider", in: 1...RunOptions.maximumConcurrency))
         let path = context.databasePath(arguments)
         if let reference = arguments.value("job") {
             let store = JobStore(database: try context.openExistingDatabase(arguments))
@@ -57,6 +51,7 @@ enum RunCommand {
         } else {
             _ = try context.openExistingDatabase(arguments)
         }
+        options.recovery = RecoveryFile(databasePath: path)
         let store = try DispatchStore(path: path, owner: options.worker)
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup)
@@ -68,7 +63,9 @@ enum RunCommand {
         let signals = SignalWatcher { Task { await dispatcher.stop() } }
         defer { signals.cancel() }
         let summary = try waitFor { try await dispatcher.run() }
-        return summary.failed > 0 ? 1 : 0
+        guard let trouble = summary.trouble else { return 0 }
+        context.console.error("Error: \(trouble)")
+        return 1
     }
 }
 
@@ -135,6 +132,8 @@ final class RunReporter: Sendable {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K" + line) } else { console.error(log("info", "progress", line)) }
             }
         case .notice(let message):
+            // The same words twice within two seconds say nothing new (several workers can meet one cause at once).
+            guard firstSaying(message) else { return }
             if json { emit(["event": .string("notice"), "message": .string(message)]) } else {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log("warning", message, ""))
@@ -147,13 +146,31 @@ final class RunReporter: Sendable {
                     "fallbacks": .number(String(summary.fellBack)), "held": .number(String(summary.held)), "spend_usd": .string(summary.spend.exactUSD),
                     "simulated": .bool(summary.simulated),
                     "elapsed_ms": .number(String(summary.elapsedMilliseconds)), "left_queued": .array(summary.leftQueued.map { .string($0) }),
+                    "recovered": .number(String(summary.recovered)), "kept_for_recovery": .number(String(summary.keptForRecovery)),
+                    "storage_failure": summary.storageFailure.map { .string($0) } ?? .null,
                 ])
                 return
             }
             if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
             console.print("run finished in \(DurationText.approximate(summary.elapsedMilliseconds))\(summary.simulated ? " (simulated)" : ""): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.expired) expired; \(count(summary.retried, "retry", plural: "retries")), \(count(summary.fellBack, "fallback"))")
             console.print("spend: \(summary.spend.formatted)\(summary.simulated ? " (simulated: no provider was called or charged)" : "")")
+            if summary.recovered > 0 { console.print("note: \(summary.recovered) paid answers from an earlier run's recovery file were stored first") }
+            if summary.keptForRecovery > 0 {
+                console.print("note: \(summary.keptForRecovery) paid answers could not be written to the database and are kept in its .recovery file; the next run stores them without calling again")
+            }
             for line in summary.leftQueued { console.print("note: \(line)") }
+        }
+    }
+
+    private let recentNotices = Mutex<[String: Date]>([:])
+
+    private func firstSaying(_ message: String) -> Bool {
+        recentNotices.withLock { recent in
+            let now = Date()
+            recent = recent.filter { now.timeIntervalSince($0.value) < 2 }
+            guard recent[message] == nil else { return false }
+            recent[message] = now
+            return true
         }
     }
 

@@ -10,7 +10,7 @@ enum StatusCommand {
         options: [CommandContext.databaseOption, CommandContext.jsonOption])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let database = try context.openExistingDatabase(arguments)
+        let database = try context.openDatabaseForReading(arguments)
         let store = JobStore(database: database)
         let jobs = try arguments.positionals.first.map { [try context.job($0, store: store)] } ?? store.jobs()
         let results = ResultStore(database: database)

@@ -44,30 +44,36 @@ enum SubmitCommand {
             }
             options.maxCost = money
         }
-        if let text = arguments.value("max-line-bytes") {
-            guard let bytes = Int(text), bytes >= 64 else {
-                throw UsageError(message: "--max-line-bytes: '\(text)' is not a whole number of bytes (64 or more).", spec: spec)
-            }
-            options.maximumLineBytes = bytes
-        }
+        if let bytes = try arguments.integer("max-line-bytes", in: 64...(64 << 20)) { options.maximumLineBytes = bytes }
         return options
+    }
+
+    /// A first submit builds the database under a name of its own beside `path` and links it into place only
+    /// once the jobs are stored: a failed submit leaves no file behind, and a database that another process
+    /// created meanwhile is never replaced (`link` refuses; the jobs are then stored into that one).
+    static func storeIntoNewDatabase(_ path: String, _ store: (String) throws -> [SubmittedJob]) throws -> [SubmittedJob] {
+        let building = path + ".building-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { for suffix in ["", "-wal", "-shm"] { unlink(building + suffix) } }
+        let submitted = try store(building)  // its connection is closed on return, the log folded into the file
+        if link(building, path) == 0 { return submitted }
+        switch errno {
+        case EEXIST: return try store(path)
+        case EPERM, EXDEV, ENOTSUP, EMLINK:
+            // No hard links here: store into the path itself (a failed submit then leaves an empty database).
+            return try store(path)
+        default: throw Problem("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let options = try options(arguments, catalog: catalog, now: context.clock.now())
         let path = context.databasePath(arguments)
-        let existed = FileManager.default.fileExists(atPath: path)
-        let submitted: [SubmittedJob]
-        do {
-            let database = try context.openDatabase(arguments)
-            submitted = try JobSubmitter(database: database, catalog: catalog, clock: context.clock)
+        func store(into path: String) throws -> [SubmittedJob] {
+            try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog, clock: context.clock)
                 .submit(files: arguments.positionals, options: options)
-        } catch {
-            // A failed submit leaves no trace: not even a database file it created itself.
-            if !existed { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-            throw error
         }
+        let submitted = FileManager.default.fileExists(atPath: path) ? try store(into: path) : try storeIntoNewDatabase(path, store)
         if arguments.flag("json") {
             context.printJSON(.array(submitted.map { item in
                 .object(JSONObject([

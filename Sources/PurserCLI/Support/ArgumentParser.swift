@@ -75,6 +75,32 @@ struct ParsedArguments {
     func value(_ name: String) -> String? { values[name]?.last }
     func flag(_ name: String) -> Bool { flags.contains(name) }
 
+    /// A whole-number option within `range`, nil when not given. Anything else is a usage error naming the flag:
+    /// every number that enters on the command line is bounded here.
+    func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = value(name) else { return nil }
+        guard let number = Int(text), range.contains(number) else {
+            throw UsageError(message: "--\(name): '\(text)' is not a whole number from \(range.lowerBound) to \(range.upperBound).", spec: spec)
+        }
+        return number
+    }
+
+    /// A decimal option (seconds, a factor) within `range`, nil when not given.
+    func number(_ name: String, in range: ClosedRange<Double>) throws -> Double? {
+        guard let text = value(name) else { return nil }
+        guard let number = Double(text), number.isFinite, range.contains(number) else {
+            throw UsageError(
+                message: "--\(name): '\(text)' is not a number from \(ParsedArguments.plain(range.lowerBound)) to \(ParsedArguments.plain(range.upperBound)).",
+                spec: spec)
+        }
+        return number
+    }
+
+    /// 0.001, 10, 3600: a bound as a person writes it.
+    private static func plain(_ value: Double) -> String {
+        value == value.rounded() ? String(Int64(value)) : String(value)
+    }
+
     init(_ arguments: [String], spec: CommandSpec) throws {
         self.spec = spec
         var index = 0

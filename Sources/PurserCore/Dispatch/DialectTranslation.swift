@@ -189,17 +189,29 @@ public enum DialectTranslation {
 
     // MARK: - Responses
 
-    /// Reads usage from a successful response body; a body without it is malformed (and retried).
+    /// The most tokens one field of a provider's usage may report; more (or a negative count) makes the answer malformed.
+    static let maximumReportedTokens = 1_000_000_000
+
+    /// Reads usage from a successful response body; a body without it, or with counts out of range, is malformed (and retried).
     public static func usage(ofResponse body: JSONValue, dialect: Provider.Dialect) -> Usage? {
         guard let object = body.objectValue, let usage = object["usage"]?.objectValue else { return nil }
+        for member in usage.members {
+            if let number = member.value.intValue, !(0...maximumReportedTokens).contains(number) { return nil }
+            if member.value.numberText != nil && member.value.intValue == nil { return nil }
+        }
+        for key in ["prompt_tokens_details"] {
+            for member in usage[key]?.objectValue?.members ?? [] {
+                if let number = member.value.intValue, !(0...maximumReportedTokens).contains(number) { return nil }
+            }
+        }
         switch dialect {
         case .openai:
             // prompt_tokens includes the cached ones.
             guard object["choices"]?.arrayValue != nil, let prompt = usage["prompt_tokens"]?.intValue,
                 let completion = usage["completion_tokens"]?.intValue
             else { return nil }
-            let cached = usage["prompt_tokens_details"]?.objectValue?["cached_tokens"]?.intValue ?? 0
-            return Usage(inputTokens: max(prompt - cached, 0), cachedInputTokens: cached, outputTokens: completion)
+            let cached = min(usage["prompt_tokens_details"]?.objectValue?["cached_tokens"]?.intValue ?? 0, prompt)
+            return Usage(inputTokens: prompt - cached, cachedInputTokens: cached, outputTokens: completion)
         case .anthropic:
             // cache_read_input_tokens and cache_creation_input_tokens come on top of input_tokens.
             guard object["content"]?.arrayValue != nil, let input = usage["input_tokens"]?.intValue,

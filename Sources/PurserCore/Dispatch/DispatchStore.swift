@@ -103,14 +103,65 @@ public actor DispatchStore {
         try database.writeTransaction { try lifecycle.releaseEndedHolds(now: now) }
     }
 
-    /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted.
+    /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted. Their
+    /// calls may have been billed, so their reservations stay counted, as unsettled charges.
     func rescueExpiredLeases(now: Int64) throws -> Int {
         try database.writeTransaction {
-            // The dead worker's reservations go with its leases: nothing will be charged against them.
-            try database.statement("""
-                DELETE FROM reservations WHERE request_id IN (SELECT id FROM requests WHERE state = 'running' AND lease_expires_at < ?)
-                """).execute([.integer(now)])
-            return try lifecycle.rescueExpiredLeases(now: now).count
+            let rescued = try lifecycle.rescueExpiredLeases(now: now)
+            try Ledger(database: database).unsettle(requests: rescued, now: now)
+            return rescued.count
+        }
+    }
+
+    /// Leases held by runs on other processes: each owner, how many requests, and until when.
+    func leasesHeldElsewhere() throws -> [(owner: String, requests: Int, until: Int64)] {
+        try database.statement("""
+            SELECT lease_owner, count(*), max(lease_expires_at) FROM requests WHERE state = 'running' AND lease_owner != ? GROUP BY lease_owner
+            """).rows([.text(owner)]) { ($0.text(0), $0.int(1), $0.int64(2)) }
+    }
+
+    /// Takes over, at once, the leases of runs on this host whose process is gone (killed, crashed): no need to
+    /// wait for their leases to lapse. Their reservations become unsettled charges. Returns who was taken
+    /// over and how many requests each held.
+    func takeOverGoneOwners(now: Int64) throws -> [(owner: LeaseOwner, requests: Int)] {
+        var taken: [(LeaseOwner, Int)] = []
+        for (text, _, _) in try leasesHeldElsewhere() {
+            guard let owner = LeaseOwner(text), owner.isGoneFromThisHost else { continue }
+            let requests = try database.writeTransaction {
+                let ids = try lifecycle.takeOver(owner: text)
+                try Ledger(database: database).unsettle(requests: ids, now: now)
+                return ids.count
+            }
+            if requests > 0 { taken.append((owner, requests)) }
+        }
+        return taken
+    }
+
+    /// Stores a paid answer from the recovery file, once: its result, attempt and charge, in place of any
+    /// reservation or unsettled charge for its call. False when the request already has a result.
+    func storeRecovered(_ answer: RecoveredAnswer) throws -> Bool {
+        try database.writeTransaction {
+            let id = answer.requestID
+            guard try database.scalarInt("SELECT count(*) FROM results WHERE request_id = ?", [.integer(id)]) == 0,
+                try lifecycle.succeedFromRecovery(id)
+            else { return false }
+            let ledger = Ledger(database: database)
+            let reservation = try database.statement("DELETE FROM reservations WHERE request_id = ? RETURNING reserved_at, project")
+                .firstRow([.integer(id)]) { ($0.int64(0), $0.text(1)) }
+            try ledger.settle(request: id)
+            let billedAt = reservation?.0 ?? answer.finishedAt
+            let project = try reservation?.1
+                ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(answer.jobID)]) ?? "default"
+            var charges = ChargeTotals()
+            charges.add(answer.cost, job: answer.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: answer.response.simulated)
+            try insertResult(
+                id, model: answer.model, provider: answer.provider, dialect: answer.dialect, mode: answer.mode, response: answer.response,
+                cost: answer.cost, finishedAt: answer.finishedAt, billedAt: billedAt, baseline: answer.baseline)
+            try insertAttempt(answer.attempt, request: id)
+            try ledger.add(charges)
+            try JobStore(database: database).recordOutput(
+                model: answer.model, tier: answer.tier, outputTokens: answer.response.usage.outputTokens, maxOutputTokens: answer.maxOutputTokens)
+            return true
         }
     }
 
@@ -203,21 +254,29 @@ public actor DispatchStore {
         let project = try reservation?.project
             ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(request.jobID)]) ?? "default"
         charges.add(success.cost, job: request.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
+        try insertResult(
+            request.id, model: model.id, provider: success.provider.name, dialect: success.provider.dialect, mode: success.mode, response: response,
+            cost: success.cost, finishedAt: success.now, billedAt: billedAt, baseline: success.baseline)
+        try insertAttempt(success.attempt, request: request.id)
+        try JobStore(database: database).recordOutput(
+            model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: request.needs.maxOutputTokens)
+        return true
+    }
+
+    private func insertResult(
+        _ request: Int64, model: String, provider: String, dialect: Provider.Dialect, mode: DispatchMode, response: ProviderResponse, cost: Money,
+        finishedAt: Int64, billedAt: Int64, baseline: Money
+    ) throws {
         try database.statement("""
             INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
                 cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at, billed_at, baseline_pico)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute([
-            .integer(request.id), .text(model.id), .text(success.provider.name), .text(success.provider.dialect.rawValue),
-            .text(success.mode.rawValue), .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body),
-            .int(response.usage.inputTokens), .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens),
-            .int(response.usage.outputTokens), .integer(success.cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(success.now),
-            .integer(billedAt), .integer(success.baseline.picoUSD),
+            .integer(request), .text(model), .text(provider), .text(dialect.rawValue), .text(mode.rawValue), .int(response.statusCode),
+            .optionalText(response.providerRequestID), .text(response.body), .int(response.usage.inputTokens), .int(response.usage.cachedInputTokens),
+            .int(response.usage.cacheWriteTokens), .int(response.usage.outputTokens), .integer(cost.picoUSD), .int(response.simulated ? 1 : 0),
+            .integer(finishedAt), .integer(billedAt), .integer(baseline.picoUSD),
         ])
-        try insertAttempt(success.attempt, request: request.id)
-        try JobStore(database: database).recordOutput(
-            model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: request.needs.maxOutputTokens)
-        return true
     }
 
     /// Schedules another try at `at`.
@@ -241,11 +300,15 @@ public actor DispatchStore {
         }
     }
 
-    /// Puts a request back in the queue. `countAttempt: false` undoes the count made at claim
-    /// (the call never happened, or failed for a reason that is not the request's).
-    func release(_ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?, notBefore: Int64? = nil) throws {
+    /// Puts a request back in the queue. `countAttempt: false` undoes the count made at claim (the call never
+    /// happened, or failed for a reason that is not the request's). `mayHaveBeenBilled`: its call was cut off
+    /// mid-way (the run stopped), so its reservation stays counted as an unsettled charge.
+    func release(
+        _ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?, notBefore: Int64? = nil,
+        mayHaveBeenBilled: Bool = false, now: Int64 = 0
+    ) throws {
         try database.writeTransaction {
-            _ = try dropReservation(request.id)
+            if mayHaveBeenBilled { try Ledger(database: database).unsettle(requests: [request.id], now: now) } else { _ = try dropReservation(request.id) }
             let released = try lifecycle.release(request.id, owner: owner, countAttempt: countAttempt, reason: reason, notBefore: notBefore)
             if released, let attempt { try insertAttempt(attempt, request: request.id) }
         }

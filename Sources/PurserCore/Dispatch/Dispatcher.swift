@@ -1,10 +1,17 @@
 import Foundation
 import Synchronization
 
-/// Serves due requests: claims them under a lease, waits for rate limits, calls the planned model,
-/// and records the result with its cost, a retry, a fallback to the next model, or a failure.
-/// A fixed pool of workers runs in a task group; a stop request ends claiming and lets calls in
-/// flight finish within the grace period.
+/// Serves due requests: claims them under a lease, waits for rate limits, calls the planned model, and
+/// records the result with its cost, a retry, a fallback to the next model, or a failure.
+///
+/// A run is one task group of siblings: the worker pool (a fixed number of workers, each taking the next
+/// claimed request), the heartbeat that renews leases, the progress reports, and the shutdown watch, which
+/// after a stop request and its grace period cancels the pool. Whichever of the pool and the shutdown watch
+/// ends first ends the others.
+///
+/// Nothing the store says is ignored. A paid answer whose write fails is written again, and if the database
+/// still refuses it, kept in the recovery file beside it; the run then stops claiming, lets its calls finish
+/// and ends with the failure, and the next run stores those answers first, without calling again.
 public final class Dispatcher: Sendable {
     let store: DispatchStore
     let caller: any ModelCaller
@@ -30,64 +37,120 @@ public final class Dispatcher: Sendable {
         self.clock = clock
         self.onEvent = onEvent
         limiter = RateLimiter(limits: options.limits, clock: clock)
-        health = ProviderHealth(failuresBeforeCooldown: options.failuresBeforeCooldown, cooldownMilliseconds: Int64(options.cooldownSeconds * 1000))
+        var health = options.health
+        health.pauseMilliseconds = Int64(options.cooldownSeconds * 1000)
+        self.health = ProviderHealth(settings: health)
         baseline = Baseline(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys)))
     }
 
     /// Stops claiming; calls in flight get `graceSeconds` to finish before they are cancelled and released.
     public func stop() async { await state.requestStop() }
 
+    private enum Role: Sendable { case pool, heartbeat, progress, graceOver }
+
     public func run() async throws -> RunSummary {
         let started = clock.now()
+        let recovered = try await storeRecoveredAnswers()
+        try await takeOverGoneRuns(now: started)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
         _ = try await planNewJobs(now: started)
         let counts = try await store.stateCounts(job: options.job)
         let total = counts.values.reduce(0, +)
-        let open = [RequestState.queued, .planned, .waiting, .running].reduce(0) { $0 + (counts[$1] ?? 0) }
+        let open = [RequestState.queued, .waiting, .running].reduce(0) { $0 + (counts[$1] ?? 0) }
         onEvent(.started(total: total, planned: open))
         await state.setRemaining(open)
-
-        let workers = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for _ in 0..<max(options.concurrency, 1) { group.addTask { await self.workerLoop() } }
-            }
+        // No more workers than calls can be in flight, nor than there is work for (unless more may arrive).
+        let workers = options.watch ? options.concurrency : min(options.concurrency, max(open, 1))
+        await withTaskGroup(of: Role.self) { group in
+            group.addTask { await self.workerPool(workers); return .pool }
+            group.addTask { await self.heartbeat(); return .heartbeat }
+            group.addTask { await self.progressReports(started: started); return .progress }
+            group.addTask { await self.graceAfterStop(); return .graceOver }
+            for await role in group where role == .pool || role == .graceOver { group.cancelAll() }
         }
-        let heartbeat = Task { await self.heartbeat() }
-        let progress = Task { await self.progressReports(started: started) }
-        let graceWatcher = Task {
-            await state.waitForStopRequest()
-            try? await Task.sleep(nanoseconds: UInt64(options.graceSeconds * 1e9))
-            workers.cancel()
-        }
-        await workers.value
-        for task in [heartbeat, progress, graceWatcher] { task.cancel() }
         for request in await state.drainClaimed() {
-            try? await store.release(request, countAttempt: false, attempt: nil, reason: nil)
+            await persist("return a claimed request to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
         }
-        return try await summary(started: started)
+        return try await summary(started: started, recovered: recovered)
     }
 
-    private func summary(started: Int64) async throws -> RunSummary {
-        let totals = await state.totals
-        var leftQueued: [String] = []
-        let excluded = await excludedModels(now: clock.now())
-        let remaining = try await store.remaining(job: options.job, excludedModels: excluded)
-        for (provider, reason) in await health.disabledProviders.sorted(by: { $0.key < $1.key }) {
-            leftQueued.append("provider \(provider) is disabled for this run: \(reason)")
+    // MARK: - Before serving
+
+    /// Stores the paid answers an earlier run could not write, before anything is claimed or called.
+    private func storeRecoveredAnswers() async throws -> Int {
+        guard let recovery = options.recovery, let (answers, taken) = try recovery.take() else { return 0 }
+        var stored = 0
+        for (index, answer) in answers.enumerated() {
+            do {
+                if try await store.storeRecovered(answer) { stored += 1 }
+            } catch {
+                // Still failing: what is left goes back in the file for the next run.
+                try recovery.giveBack(Array(answers[index...]))
+                try? FileManager.default.removeItem(atPath: taken)
+                throw error
+            }
         }
-        if remaining.blocked > 0 { leftQueued.append("\(remaining.blocked) requests stay queued on providers that cannot be used now") }
-        if remaining.unplanned > 0 {
-            leftQueued.append("\(remaining.unplanned) requests have no plan: no usable model has room before their deadline")
+        try FileManager.default.removeItem(atPath: taken)
+        if stored > 0 { onEvent(.notice("stored \(stored) paid answers an earlier run could not write (from \(recovery.path)); none was called again")) }
+        return stored
+    }
+
+    /// Takes over the leases of runs on this host whose process is gone, and says who holds the others.
+    private func takeOverGoneRuns(now: Int64) async throws {
+        for (owner, requests) in try await store.takeOverGoneOwners(now: now) {
+            onEvent(.notice("took over \(requests) requests leased by process \(owner.pid) on \(owner.host), which is gone; their calls may have been billed, so their reservations stay counted as unsettled"))
         }
-        if remaining.held > 0 {
-            leftQueued.append("\(remaining.held) requests are held by a budget cap (see 'purser budget show'); raising the cap with 'purser budget set' or the start of the next month releases them")
+    }
+
+    /// Plans jobs with requests that have no plan (at the start and as they come back or arrive); with --watch
+    /// every request not yet started is planned again with them, so the new job and the old ones share the
+    /// models' capacity. True when it placed any.
+    private func planNewJobs(now: Int64) async throws -> Bool {
+        let needingPlans = try await store.jobsNeedingPlans(job: options.job)
+        guard !needingPlans.isEmpty else { return false }
+        let jobs = options.watch ? try await store.jobsNotStarted(job: options.job) : needingPlans
+        var request = JobPlanning.Request(
+            jobs: jobs, catalog: catalog,
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate), now: now)
+        let state = self.state
+        request.shouldStop = { state.stopWasRequested }
+        return try await store.planJobs(request) > 0
+    }
+
+    // MARK: - The siblings
+
+    private func workerPool(_ count: Int) async {
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(count, 1) { group.addTask { await self.workerLoop() } }
         }
-        if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
-        let summary = RunSummary(
-            succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, retried: totals.retried, fellBack: totals.fellBack,
-            held: remaining.held, spend: totals.spend, simulated: options.simulate, elapsedMilliseconds: clock.now() - started, leftQueued: leftQueued)
-        onEvent(.finished(summary))
-        return summary
+    }
+
+    private func heartbeat() async {
+        let interval = UInt64(options.leaseSeconds / 3 * 1e9)
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: interval)
+            if Task.isCancelled { return }
+            let until = clock.now() + Int64(options.leaseSeconds * 1000)
+            await persist("renew this run's leases") { try await self.store.extendLeases(until: until) }
+        }
+    }
+
+    private func progressReports(started: Int64) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(nanoseconds: 1_000_000_000)
+            if Task.isCancelled { return }
+            let totals = await state.totals
+            onEvent(.progress(RunProgress(
+                succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
+                remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
+        }
+    }
+
+    /// Returns `graceSeconds` after a stop request (the run then cancels the calls still in flight), or when cancelled.
+    private func graceAfterStop() async {
+        while !Task.isCancelled && !state.stopWasRequested { try? await Task.sleep(nanoseconds: 50_000_000) }
+        if Task.isCancelled { return }
+        try? await Task.sleep(nanoseconds: UInt64(options.graceSeconds * 1e9))
     }
 
     // MARK: - Workers
@@ -100,8 +163,8 @@ public final class Dispatcher: Sendable {
         }
     }
 
-    /// The next request to serve: from this run's claimed batch, claiming more when it runs dry;
-    /// nil when nothing in scope is left (or a stop was requested). One worker at a time polls the
+    /// The next request to serve: from this run's claimed batch, claiming more when it runs low; nil when
+    /// nothing in scope is left, a stop was requested or the database failed. One worker at a time polls the
     /// database, sleeping in that role when nothing is due yet; the others wait for what it claims.
     private func nextRequest() async -> ClaimedRequest? {
         while !Task.isCancelled {
@@ -111,7 +174,6 @@ public final class Dispatcher: Sendable {
             case .serve(let request):
                 return request
             case .refillThenServe(let request):
-                // The batch is running low: top it up now, so the other workers do not wait for the next claim.
                 _ = await poll()
                 await state.endPolling()
                 return request
@@ -129,17 +191,21 @@ public final class Dispatcher: Sendable {
         return nil
     }
 
-    /// Claims due requests into the batch. Returns how long to wait before polling again when nothing
-    /// was due, or nil to look at the batch at once (and marks the run exhausted when nothing is left).
+    /// Claims due requests into the batch, no more than can be in flight. Returns how long to wait before
+    /// polling again when nothing was due, or nil to look at the batch at once (and marks the run exhausted
+    /// when nothing is left).
     private func poll() async -> Int64? {
         let now = clock.now()
         do {
             _ = try await store.rescueExpiredLeases(now: now)
+            try await takeOverGoneRuns(now: now)
             _ = try await store.releaseEndedHolds(now: now)
             _ = try await planNewJobs(now: now)
             let excluded = await excludedModels(now: now)
+            let room = await state.room(for: options.concurrency)
+            guard room > 0 else { return 20 }
             let claim = try await store.claim(
-                limit: max(1, options.concurrency), now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
+                limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog)
             await reportBudget(claim)
             if !claim.requests.isEmpty {
@@ -154,12 +220,21 @@ public final class Dispatcher: Sendable {
                 await state.markExhausted()
                 return nil
             }
+            if remaining.running > inFlight { try await reportLeasesHeldElsewhere() }
             // Something is due later (a retry time, a lease held elsewhere) or this run's own calls are
             // still out and may come back as retries.
             return min(max((remaining.soonest ?? now + 250) - now, 50), 1_000)
         } catch {
-            onEvent(.notice("database: \(error)"))
-            return 200
+            await storageFailed("claiming requests", error)
+            return nil
+        }
+    }
+
+    /// Says once per holder who holds the leases this run is waiting for, and until when.
+    private func reportLeasesHeldElsewhere() async throws {
+        for (owner, requests, until) in try await store.leasesHeldElsewhere() where await state.firstNotice("leased \(owner)") {
+            let who = LeaseOwner(owner).map { "process \($0.pid) on \($0.host)" } ?? owner
+            onEvent(.notice("\(requests) requests are leased by \(who) until \(RunEvent.timestamp(until)); this run serves them if that lease lapses"))
         }
     }
 
@@ -171,52 +246,83 @@ public final class Dispatcher: Sendable {
         }
         for use in claim.capUses where use.isPastWarning && use.cap.picoUSD > 0 {
             if await state.firstNotice("warn \(use.scopeText)") {
-                onEvent(.notice("\(use.scopeText) is \(percentText(use.usedBasisPoints)) used: \(use.charged.formatted) charged and \(use.reserved.formatted) reserved of \(use.cap.formatted)\(options.simulate ? " (simulated)" : "")"))
+                onEvent(.notice("\(use.scopeText) is \(percentText(use.usedBasisPoints)) used: \(use.charged.formatted) charged"
+                    + (use.unsettled > .zero ? ", \(use.unsettled.formatted) unsettled" : "")
+                    + " and \(use.reserved.formatted) reserved of \(use.cap.formatted)\(options.simulate ? " (simulated)" : "")"))
             }
         }
     }
 
-    /// Plans jobs with queued requests that have no plan yet (at the start, and with --watch as jobs arrive);
-    /// with --watch every request not yet started is planned again with them, so the new job and the old ones
-    /// share the models' capacity. True when it placed any.
-    private func planNewJobs(now: Int64) async throws -> Bool {
-        let needingPlans = try await store.jobsNeedingPlans(job: options.job)
-        guard !needingPlans.isEmpty else { return false }
-        let jobs = options.watch ? try await store.jobsNotStarted(job: options.job) : needingPlans
-        var request = JobPlanning.Request(
-            jobs: jobs, catalog: catalog,
-            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate), now: now)
-        let state = self.state
-        request.shouldStop = { state.stopWasRequested }
-        return try await store.planJobs(request) > 0
-    }
-
-    /// Models whose provider cannot be called in this run (disabled, or keyless). Paused providers are
-    /// not excluded: their requests are claimed and routed around.
+    /// Models whose provider cannot be called in this run (disabled, unreachable, or keyless). Paused providers
+    /// are not excluded: their requests are claimed and routed around.
     private func excludedModels(now: Int64) async -> [String] {
         let unavailable = Set(await health.disabledProviders.keys)
         let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
         return catalog.models.filter { unavailable.contains($0.provider) || !usable.contains($0.provider) }.map(\.id)
     }
 
-    private func heartbeat() async {
-        let interval = UInt64(options.leaseSeconds / 3 * 1e9)
-        while !Task.isCancelled {
-            try? await Task.sleep(nanoseconds: interval)
-            if Task.isCancelled { return }
-            try? await store.extendLeases(until: clock.now() + Int64(options.leaseSeconds * 1000))
+    // MARK: - The store
+
+    /// Runs a write, and on failure stops the run from claiming more (its lease will hand the request to
+    /// another run). True when the write went through.
+    @discardableResult
+    private func persist(_ what: String, _ write: () async throws -> Void) async -> Bool {
+        do {
+            try await write()
+            return true
+        } catch {
+            await storageFailed(what, error)
+            return false
         }
     }
 
-    private func progressReports(started: Int64) async {
-        while !Task.isCancelled {
-            try? await Task.sleep(nanoseconds: 1_000_000_000)
-            if Task.isCancelled { return }
-            let totals = await state.totals
-            onEvent(.progress(RunProgress(
-                succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
-                remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
+    /// A read the run cannot do without: on failure the run stops claiming, and `fallback` stands in.
+    private func read<T>(_ what: String, fallback: T, _ body: () async throws -> T) async -> T {
+        do { return try await body() } catch {
+            await storageFailed(what, error)
+            return fallback
         }
+    }
+
+    private func storageFailed(_ what: String, _ error: any Error) async {
+        if await state.failStorage("the database failed to \(what): \(error)") {
+            onEvent(.notice("the database failed to \(what): \(error); this run stops claiming and lets its calls in flight finish"))
+        }
+    }
+
+    /// Stores a paid answer: written again if the database refuses it once, then kept in the recovery file.
+    private func storeAnswer(
+        _ request: ClaimedRequest, response: ProviderResponse, model: Model, provider: Provider, mode: DispatchMode, cost: Money,
+        baseline: Money, attempt: AttemptRecord, now: Int64
+    ) async -> Bool {
+        var lastError: (any Error)?
+        for pause in [0, 200, 1_000] as [UInt64] {
+            if pause > 0 { try? await Task.sleep(nanoseconds: pause * 1_000_000) }
+            do {
+                return try await store.recordSuccess(
+                    request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baseline, attempt: attempt, now: now)
+            } catch {
+                lastError = error
+            }
+        }
+        let answer = RecoveredAnswer(
+            requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens,
+            model: model.id, provider: provider.name, dialect: provider.dialect, mode: mode, response: response, cost: cost, baseline: baseline,
+            attempt: attempt, finishedAt: now)
+        let kept: String
+        if let recovery = options.recovery {
+            do {
+                try recovery.append(answer)
+                await state.keptForRecovery()
+                kept = "its answer is kept in \(recovery.path) for the next run"
+            } catch {
+                kept = "and so did the recovery file (\(error)): this answer is lost"
+            }
+        } else {
+            kept = "and this run keeps no recovery file: this answer is lost"
+        }
+        await storageFailed("store the paid answer to \(request.customID) (\(lastError.map { "\($0)" } ?? "unknown")); \(kept)", lastError ?? Problem("unknown"))
+        return false
     }
 
     // MARK: - One request
@@ -224,7 +330,7 @@ public final class Dispatcher: Sendable {
     private func serve(_ request: ClaimedRequest) async {
         let now = clock.now()
         if !options.allowLate && request.deadlineAt < now {
-            try? await store.recordExpiry(request)
+            await persist("expire \(request.customID)") { try await self.store.recordExpiry(request) }
             await state.count(.expired)
             return
         }
@@ -233,33 +339,51 @@ public final class Dispatcher: Sendable {
             return
         }
         var mode = request.plannedMode
-        if case .paused(let until) = await health.availability(provider.name, now: now) {
+        switch await health.permit(provider.name, now: now) {
+        case .go, .probe:
+            break
+        case .disabled(let reason):
+            await persist("return \(request.customID) to the queue") {
+                try await self.store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name): \(reason)")
+            }
+            return
+        case .wait(let until):
             // Routed around the paused provider when another model can serve it; otherwise it waits.
             guard let alternative = await alternative(for: request, excluding: [model.id]) else {
-                try? await store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is cooling down", notBefore: until)
+                await persist("return \(request.customID) to the queue") {
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is paused", notBefore: until)
+                }
                 return
             }
             (model, provider, mode) = alternative
             // The reservation was made for the planned model; the new one must fit under the caps too.
             let worstCase = Charges.worstCase(model: model, mode: mode, inputTokens: request.needs.inputTokens, maxOutputTokens: request.needs.maxOutputTokens)
-            guard (try? await store.moveReservation(request, to: worstCase, now: now, simulated: options.simulate)) == true else {
-                try? await store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is cooling down", notBefore: until)
+            let moved = await read("move the reservation of \(request.customID)", fallback: false) {
+                try await self.store.moveReservation(request, to: worstCase, now: now, simulated: self.options.simulate)
+            }
+            guard moved else {
+                await persist("return \(request.customID) to the queue") {
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is paused", notBefore: until)
+                }
                 return
             }
-            try? await store.replan(request, model: model.id, mode: mode, cost: Charges.prices(of: model, mode: mode, at: now).cost(
-                inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens))
+            let cost = Charges.prices(of: model, mode: mode, at: now).cost(inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
+            let (chosenModel, chosenMode) = (model, mode)
+            await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: chosenModel.id, mode: chosenMode, cost: cost) }
         }
         if mode == .offpeak, let opening = Dispatcher.nextWindowOpening(model, after: now), opening > now,
             opening + model.speed.callDuration(outputTokens: request.needs.maxOutputTokens) <= request.deadlineAt
         {
             // Planned for a discount window that is not open: wait for it, since it still leaves time.
-            try? await store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
+            await persist("return \(request.customID) to wait for its window") {
+                try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
+            }
             return
         }
         do {
             try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
         } catch {
-            try? await store.release(request, countAttempt: false, attempt: nil, reason: nil)
+            await persist("return \(request.customID) to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
             return
         }
         let body = DialectTranslation.requestBody(
@@ -272,11 +396,6 @@ public final class Dispatcher: Sendable {
         let outcome = await caller.call(call)
         await limiter.release(model)
         let finished = clock.now()
-        if Task.isCancelled {
-            // Stopped after the grace period: the answer, if any, arrived too late to keep.
-            try? await store.release(request, countAttempt: false, attempt: nil, reason: "the run stopped before the call finished")
-            return
-        }
         func attempt(_ outcome: String, status: Int?, error: String?, usage: Usage?, simulated: Bool) -> AttemptRecord {
             AttemptRecord(
                 model: model.id, provider: provider.name, mode: mode, startedAt: callStarted, latencyMilliseconds: finished - callStarted,
@@ -284,18 +403,36 @@ public final class Dispatcher: Sendable {
         }
         switch outcome {
         case .success(let response):
-            await health.recordSuccess(provider.name)
+            // A paid answer is kept even when the run is stopping.
+            if let change = await health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
+            await limiter.recovered(model)
             let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: callStarted))
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
             let baselineCost = baseline.model(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
-            let kept = (try? await store.recordSuccess(
+            let kept = await storeAnswer(
                 request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baselineCost,
-                attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
-                now: finished)) ?? false
+                attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated), now: finished)
             if kept { await state.succeeded(cost: cost) }
+        case .failure where Task.isCancelled:
+            // Stopped after the grace period, mid-call: the provider may have billed it.
+            await persist("return \(request.customID) to the queue") {
+                try await self.store.release(
+                    request, countAttempt: false, attempt: nil, reason: "the run stopped before the call finished", mayHaveBeenBilled: true, now: finished)
+            }
         case .failure(let failure):
             let record = attempt(failure.kind.rawValue, status: failure.status, error: failure.message, usage: nil, simulated: false)
             await handle(failure, of: request, model: model, provider: provider, attempt: record)
+        }
+    }
+
+    private func report(_ change: ProviderHealth.Change, provider: Provider) {
+        switch change {
+        case .paused(let until, let percent, let lastError):
+            onEvent(.notice("provider \(provider.name) paused until \(RunEvent.timestamp(until)): \(percent)% of its recent calls failed (last: \(lastError)); it is probed before calls resume"))
+        case .resumed:
+            onEvent(.notice("provider \(provider.name) resumed: a probe call succeeded"))
+        case .unreachable(let reason):
+            onEvent(.notice("provider \(provider.name) is \(reason); its requests stay queued for a later run"))
         }
     }
 
@@ -306,26 +443,44 @@ public final class Dispatcher: Sendable {
             if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
                 onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
             }
-            try? await store.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")
+            await persist("return \(request.customID) to the queue") {
+                try await self.store.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")
+            }
         case .permanent:
             await fail(request, failure.message, attempt: attempt)
-        case .modelRefused, .retryable:
-            if failure.kind == .retryable, await health.recordFailure(provider.name, now: now) {
-                onEvent(.notice("provider \(provider.name) failed \(options.failuresBeforeCooldown) times in a row; paused for \(Int(options.cooldownSeconds))s"))
+        case .modelRefused, .retryable, .unreachable:
+            if failure.kind != .modelRefused {
+                let longestPause = max(request.deadlineAt - now - model.speed.callDuration(outputTokens: request.needs.maxOutputTokens), 1_000)
+                if let change = await health.recordFailure(
+                    provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message, longestPause: longestPause)
+                {
+                    report(change, provider: provider)
+                    if case .unreachable = change {
+                        await persist("return \(request.customID) to the queue") {
+                            try await self.store.release(request, countAttempt: true, attempt: attempt, reason: failure.message)
+                        }
+                        return
+                    }
+                }
             }
+            if failure.status == 429 { await limiter.slowDown(model) }
             if request.attempts >= options.retry.maximumAttempts {
                 await fail(request, "gave up after \(request.attempts) attempts; last: \(failure.message)", attempt: attempt)
                 return
             }
-            let onThisModel = (try? await store.exhaustedModels(for: request.id, threshold: options.retry.attemptsPerModel)) ?? []
+            let onThisModel = await read("read the attempts of \(request.customID)", fallback: Set<String>()) {
+                try await self.store.exhaustedModels(for: request.id, threshold: self.options.retry.attemptsPerModel)
+            }
             // This failure is not recorded yet, so it is added to the ones before it.
-            let failuresHere = ((try? await store.failures(on: model.id, request: request.id)) ?? 0) + 1
+            let failuresHere = await read("read the attempts of \(request.customID)", fallback: 0) {
+                try await self.store.failures(on: model.id, request: request.id)
+            } + 1
             let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel
             var delay = await state.delay(options.retry, afterAttempt: request.attempts, retryAfterMilliseconds: failure.retryAfterMilliseconds)
             if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) {
                 let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
                     inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
-                try? await store.replan(request, model: next.id, mode: nextMode, cost: cost)
+                await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: next.id, mode: nextMode, cost: cost) }
                 await state.count(.fellBack)
                 onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
                 // A new model owes nothing to the old one's backoff, only to what a provider asked for.
@@ -336,12 +491,13 @@ public final class Dispatcher: Sendable {
             }
             // With no other model (a pinned request, say), it keeps trying this one up to the overall limit.
             await state.count(.retried)
-            try? await store.recordRetry(request, at: now + delay, attempt: attempt)
+            let retryAt = now + delay
+            await persist("schedule a retry of \(request.customID)") { try await self.store.recordRetry(request, at: retryAt, attempt: attempt) }
         }
     }
 
     private func fail(_ request: ClaimedRequest, _ message: String, attempt: AttemptRecord?) async {
-        try? await store.recordFailure(request, error: message, attempt: attempt)
+        await persist("record the failure of \(request.customID)") { try await self.store.recordFailure(request, error: message, attempt: attempt) }
         await state.count(.failed)
     }
 
@@ -357,13 +513,50 @@ public final class Dispatcher: Sendable {
         return (best.model, provider, best.mode == .offpeak ? .sync : best.mode)
     }
 
-    /// When the model's next discount window opens after `moment` (the moment itself when one is open), if within a year.
+    /// When the model's next discount window opens after `moment` (the moment itself when one is open), within eight days.
     static func nextWindowOpening(_ model: Model, after moment: Int64) -> Int64? {
         model.discountWindows.compactMap { $0.intervals(from: moment, to: moment + 8 * 86_400_000).first?.lowerBound }.min()
     }
+
+    // MARK: - The end
+
+    private func summary(started: Int64, recovered: Int) async throws -> RunSummary {
+        let totals = await state.totals
+        var leftQueued: [String] = []
+        let disabled = await health.disabledProviders
+        for (provider, reason) in disabled.sorted(by: { $0.key < $1.key }) {
+            leftQueued.append("provider \(provider) cannot be used in this run: \(reason)")
+        }
+        let storageFailure = await state.storageFailure
+        var remaining: DispatchStore.Remaining?
+        if storageFailure == nil {
+            let excluded = await excludedModels(now: clock.now())
+            remaining = try await store.remaining(job: options.job, excludedModels: excluded)
+        }
+        if let remaining {
+            if remaining.blocked > 0 { leftQueued.append("\(remaining.blocked) requests stay queued on providers that cannot be used now") }
+            if remaining.unplanned > 0 {
+                leftQueued.append("\(remaining.unplanned) requests have no plan: no usable model has room before their deadline")
+            }
+            if remaining.held > 0 {
+                leftQueued.append("\(remaining.held) requests are held by a budget cap (see 'purser budget show'); raising the cap with 'purser budget set' or the start of the next month releases them")
+            }
+            if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
+        }
+        var summary = RunSummary(
+            succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, retried: totals.retried, fellBack: totals.fellBack,
+            held: remaining?.held ?? 0, spend: totals.spend, simulated: options.simulate, elapsedMilliseconds: clock.now() - started,
+            leftQueued: leftQueued)
+        summary.disabledProviders = disabled
+        summary.storageFailure = storageFailure
+        summary.keptForRecovery = await state.keptCount
+        summary.recovered = recovered
+        onEvent(.finished(summary))
+        return summary
+    }
 }
 
-/// The run's own bookkeeping: claimed requests not yet started, counts, and the stop flag.
+/// The run's own bookkeeping: claimed requests not yet started, counts, the stop flag and a storage failure.
 actor RunState {
     enum Counter { case expired, failed, retried, fellBack }
 
@@ -384,13 +577,15 @@ actor RunState {
     private(set) var inFlight = 0
     private(set) var remaining = 0
     private(set) var stopRequested = false
-    /// Read without waiting on the actor, by the planner's stop check.
+    /// Read without waiting on the actor, by the planner's stop check and the shutdown watch.
     nonisolated let stopFlag = StopFlag()
     nonisolated var stopWasRequested: Bool { stopFlag.isSet }
     /// Set when the polling worker found nothing left: every worker then stops.
     private(set) var exhausted = false
+    /// Set when the database refused a write: the run claims nothing more.
+    private(set) var storageFailure: String?
+    private(set) var keptCount = 0
     private var polling = false
-    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     /// Workers with nothing to do, waiting for a claim, the end of a poll, or the end of the run.
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     /// Counts wake-ups, so a worker that decided to wait notices one that came before its wait began.
@@ -409,6 +604,9 @@ actor RunState {
         remaining -= count
     }
 
+    /// How many more requests may be claimed: no more than can be in flight at once.
+    func room(for concurrency: Int) -> Int { max(concurrency - inFlight - claimed.count, 0) }
+
     enum NextStep {
         case serve(ClaimedRequest)
         /// Serve this one after claiming more: the batch fell below the refill mark and no one was polling.
@@ -422,7 +620,7 @@ actor RunState {
 
     /// What an idle worker does next, decided in one step so that no wake-up can fall between a check and the wait.
     func nextStep(refillBelow mark: Int) -> NextStep {
-        if stopRequested || exhausted { return .stop }
+        if stopRequested || exhausted || storageFailure != nil { return .stop }
         if let next = claimed.popLast() {
             inFlight += 1
             guard claimed.count < mark, !polling else { return .serve(next) }
@@ -445,6 +643,16 @@ actor RunState {
         exhausted = true
         wakeWaiters()
     }
+
+    /// Records the first storage failure; true when it is the first.
+    func failStorage(_ message: String) -> Bool {
+        guard storageFailure == nil else { return false }
+        storageFailure = message
+        wakeWaiters()
+        return true
+    }
+
+    func keptForRecovery() { keptCount += 1 }
 
     func addClaimed(_ requests: [ClaimedRequest]) {
         claimed.insert(contentsOf: requests.reversed(), at: 0)
@@ -499,14 +707,7 @@ actor RunState {
     func requestStop() {
         stopRequested = true
         stopFlag.set()
-        for waiter in stopWaiters { waiter.resume() }
-        stopWaiters.removeAll()
         wakeWaiters()
-    }
-
-    func waitForStopRequest() async {
-        if stopRequested { return }
-        await withCheckedContinuation { stopWaiters.append($0) }
     }
 
     /// Requests claimed but never started, handed back when the run stops.

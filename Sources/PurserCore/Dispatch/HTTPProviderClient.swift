@@ -92,7 +92,7 @@ public final class HTTPProviderClient: ModelCaller {
         case .cancelled:
             return .failure(CallFailure(kind: .retryable, status: nil, message: "cancelled (the run is stopping)"))
         case .failed(let error):
-            return .failure(CallFailure(kind: .retryable, status: nil, message: "connection failed: \(error.localizedDescription)"))
+            return .failure(NetworkTrouble.failure(error, url: url))
         }
         guard let http = response as? HTTPURLResponse else {
             return .failure(CallFailure(kind: .retryable, status: nil, message: "not an HTTP response"))
@@ -118,33 +118,44 @@ public enum RetryAfter {
         milliseconds(header: { response.value(forHTTPHeaderField: $0) }, now: now)
     }
 
+    /// The longest wait a provider's header is taken at: a day. A provider asking for more (or for `1e30`) is
+    /// waited on for a day; the request's deadline decides what happens then.
+    public static let maximumMilliseconds: Int64 = 86_400_000
+
     /// `retry-after-ms`, else `retry-after` (seconds or an HTTP date), else the latest rate-limit reset
-    /// (OpenAI's `x-ratelimit-reset-*` durations such as `6m0s`, Anthropic's `anthropic-ratelimit-*-reset` times).
+    /// (OpenAI's `x-ratelimit-reset-*` durations such as `6m0s`, Anthropic's `anthropic-ratelimit-*-reset` times),
+    /// always between zero and a day.
     public static func milliseconds(header: (String) -> String?, now: Date) -> Int64? {
-        if let text = header("retry-after-ms"), let value = Double(text) { return Int64(value.rounded(.up)) }
+        if let text = header("retry-after-ms"), let value = Double(text) { return bounded(value) }
         if let text = header("retry-after") {
-            if let seconds = Double(text) { return Int64((seconds * 1000).rounded(.up)) }
+            if let seconds = Double(text) { return bounded(seconds * 1000) }
             let formatter = DateFormatter()
             formatter.locale = Locale(identifier: "en_US_POSIX")
             formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-            if let date = formatter.date(from: text) { return max(0, Int64(date.timeIntervalSince(now) * 1000)) }
+            if let date = formatter.date(from: text) { return bounded(date.timeIntervalSince(now) * 1000) }
         }
         var latest: Int64?
         for name in ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"] {
-            if let text = header(name), let value = goDuration(text) { latest = max(latest ?? 0, value) }
+            if let text = header(name), let value = goDuration(text) { latest = max(latest ?? 0, bounded(value)) }
         }
         for name in ["anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset", "anthropic-ratelimit-input-tokens-reset",
             "anthropic-ratelimit-output-tokens-reset"]
         {
             if let text = header(name), let date = RoutingText.rfc3339Date(text) {
-                latest = max(latest ?? 0, max(0, Int64(date.timeIntervalSince(now) * 1000)))
+                latest = max(latest ?? 0, bounded(date.timeIntervalSince(now) * 1000))
             }
         }
         return latest
     }
 
+    /// Milliseconds as a whole number from zero to a day; NaN counts as zero.
+    static func bounded(_ milliseconds: Double) -> Int64 {
+        guard milliseconds.isFinite else { return milliseconds > 0 ? maximumMilliseconds : 0 }
+        return Int64(min(max(milliseconds.rounded(.up), 0), Double(maximumMilliseconds)))
+    }
+
     /// Durations as OpenAI writes them: `20ms`, `1s`, `6m0s`, `1h2m3.5s`.
-    static func goDuration(_ text: String) -> Int64? {
+    static func goDuration(_ text: String) -> Double? {
         var total = 0.0
         var number = ""
         var index = text.startIndex
@@ -166,8 +177,8 @@ public enum RetryAfter {
             number = ""
             sawUnit = true
         }
-        guard sawUnit, number.isEmpty else { return nil }
-        return Int64(total.rounded(.up))
+        guard sawUnit, number.isEmpty, total.isFinite else { return nil }
+        return total
     }
 }
 
@@ -249,5 +260,27 @@ final class PendingExchange: Sendable {
         }
         continuation?.resume(returning: exchange)
         if cancellingTask, let task { DispatchQueue.global().async { task.value.cancel() } }
+    }
+}
+
+/// A network error in words, and whether it means the endpoint cannot be reached at all.
+enum NetworkTrouble {
+    static func failure(_ error: any Error, url: URL) -> CallFailure {
+        let place = url.host.map { host in url.port.map { "\(host):\($0)" } ?? host } ?? url.absoluteString
+        guard let urlError = error as? URLError else {
+            return CallFailure(kind: .retryable, status: nil, message: "the call to \(place) failed: \(error)")
+        }
+        switch urlError.code {
+        case .timedOut: return CallFailure(kind: .retryable, status: nil, message: "no answer from \(place) in time (timed out)")
+        case .cannotConnectToHost: return CallFailure(kind: .unreachable, status: nil, message: "connection refused by \(place)")
+        case .cannotFindHost, .dnsLookupFailed: return CallFailure(kind: .unreachable, status: nil, message: "no such host: \(place)")
+        case .notConnectedToInternet: return CallFailure(kind: .unreachable, status: nil, message: "no network connection to reach \(place)")
+        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate, .serverCertificateNotYetValid,
+            .serverCertificateHasUnknownRoot, .clientCertificateRejected:
+            return CallFailure(kind: .unreachable, status: nil, message: "the secure connection to \(place) failed (TLS)")
+        case .networkConnectionLost: return CallFailure(kind: .retryable, status: nil, message: "the connection to \(place) dropped")
+        case .badServerResponse, .cannotParseResponse: return CallFailure(kind: .retryable, status: nil, message: "\(place) sent a broken answer")
+        default: return CallFailure(kind: .retryable, status: nil, message: "the call to \(place) failed (network error \(urlError.code.rawValue))")
+        }
     }
 }

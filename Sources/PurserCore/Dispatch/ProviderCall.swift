@@ -40,6 +40,9 @@ public struct CallFailure: Error, Sendable, Hashable {
     public enum Kind: String, Sendable {
         /// 408, 409, 429, 5xx, 529, timeouts, dropped connections, malformed bodies: try again later.
         case retryable
+        /// The endpoint could not be reached at all (connection refused, no such host, no network, TLS failed):
+        /// try again later, and if it stays so, the provider is unreachable.
+        case unreachable
         /// This model cannot serve this request (context too long, unsupported parameter): try another model.
         case modelRefused = "model_refused"
         /// 401/403: the provider is unusable for this run; its requests stay queued.

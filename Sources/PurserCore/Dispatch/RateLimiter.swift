@@ -1,5 +1,9 @@
 /// Per-model token buckets for requests/min and tokens/min, and in-flight caps per model and provider.
 /// Buckets hold five seconds' worth, so a burst cannot spend a whole minute's allowance at once.
+///
+/// A 429 slows the model that answered it: its in-flight cap drops to seven tenths of what was in flight and
+/// its rates to four fifths (at most once a second, so a burst of 429s counts once), and both climb back as
+/// calls succeed. A provider is never stopped for 429s; that is `ProviderHealth`'s call, on failure rates.
 public actor RateLimiter {
     struct Bucket {
         var capacity: Double
@@ -14,15 +18,16 @@ public actor RateLimiter {
             updatedAt = now
         }
 
-        mutating func refill(_ now: Int64) {
-            available = min(capacity, available + Double(now - updatedAt) * perMillisecond)
+        mutating func refill(_ now: Int64, factor: Double) {
+            available = min(capacity, available + Double(max(now - updatedAt, 0)) * perMillisecond * factor)
             updatedAt = now
         }
 
         /// Milliseconds until `amount` can be taken (a request larger than the bucket waits for a full bucket).
-        func wait(for amount: Double) -> Int64 {
+        func wait(for amount: Double, factor: Double) -> Int64 {
             let needed = min(amount, capacity) - available
-            return needed <= 0 ? 0 : Int64((needed / perMillisecond).rounded(.up))
+            guard needed > 0 else { return 0 }
+            return Int64(min((needed / (perMillisecond * factor)).rounded(.up), 60_000))
         }
     }
 
@@ -40,12 +45,22 @@ public actor RateLimiter {
         }
     }
 
+    /// How a model has been slowed after 429s.
+    struct Slowdown {
+        /// In-flight cap while slowed.
+        var inFlight: Double
+        /// The share of the model's rates in force.
+        var rateFactor: Double
+        var lastCut: Int64?
+    }
+
     private let limits: Limits
     private let clock: WallClock
     private var requestBuckets: [String: Bucket] = [:]
     private var tokenBuckets: [String: Bucket] = [:]
     private var inFlightByModel: [String: Int] = [:]
     private var inFlightByProvider: [String: Int] = [:]
+    private var slowdowns: [String: Slowdown] = [:]
 
     public init(limits: Limits, clock: WallClock) {
         self.limits = limits
@@ -57,15 +72,18 @@ public actor RateLimiter {
         while true {
             try Task.checkCancellation()
             let now = clock.now()
+            let slowdown = slowdowns[model.id]
+            let factor = slowdown?.rateFactor ?? 1
             var requests = requestBuckets[model.id]
                 ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
             var tokenBucket = tokenBuckets[model.id]
                 ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
-            requests.refill(now)
-            tokenBucket.refill(now)
-            let slotsFree = (inFlightByModel[model.id, default: 0] < (limits.inFlightPerModel ?? .max))
-                && (inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max))
-            let wait = max(requests.wait(for: 1), tokenBucket.wait(for: Double(tokens)))
+            requests.refill(now, factor: factor)
+            tokenBucket.refill(now, factor: factor)
+            let modelCap = min(limits.inFlightPerModel ?? .max, slowdown.map { max(Int($0.inFlight), 1) } ?? .max)
+            let slotsFree = inFlightByModel[model.id, default: 0] < modelCap
+                && inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max)
+            let wait = max(requests.wait(for: 1, factor: factor), tokenBucket.wait(for: Double(tokens), factor: factor))
             if slotsFree && wait == 0 {
                 requests.available -= 1
                 tokenBucket.available -= Double(tokens)
@@ -85,55 +103,30 @@ public actor RateLimiter {
         inFlightByModel[model.id, default: 1] -= 1
         inFlightByProvider[model.provider, default: 1] -= 1
     }
-}
 
-/// Which providers can be called now: a provider failing repeatedly is paused for a cooldown;
-/// one that refused our key, or our quota, is disabled for the rest of the run.
-public actor ProviderHealth {
-    public enum Availability: Sendable, Equatable {
-        case available
-        case paused(until: Int64)
-        case disabled(reason: String)
+    /// A 429 from `model`: fewer calls at once and slower, at most once a second.
+    public func slowDown(_ model: Model) {
+        let now = clock.now()
+        let inFlight = Double(max(inFlightByModel[model.id, default: 0], 1))
+        var slowdown = slowdowns[model.id] ?? Slowdown(inFlight: inFlight + 1, rateFactor: 1, lastCut: nil)
+        if let lastCut = slowdown.lastCut, now - lastCut < 1_000 { return }
+        slowdown.inFlight = max(min(slowdown.inFlight, inFlight + 1) * 0.7, 1)
+        slowdown.rateFactor = max(slowdown.rateFactor * 0.8, 0.05)
+        slowdown.lastCut = now
+        slowdowns[model.id] = slowdown
     }
 
-    private let failuresBeforeCooldown: Int
-    private let cooldownMilliseconds: Int64
-    private var consecutiveFailures: [String: Int] = [:]
-    private var pausedUntil: [String: Int64] = [:]
-    private var disabled: [String: String] = [:]
-
-    public init(failuresBeforeCooldown: Int = 5, cooldownMilliseconds: Int64 = 30_000) {
-        self.failuresBeforeCooldown = failuresBeforeCooldown
-        self.cooldownMilliseconds = cooldownMilliseconds
+    /// A success from `model`: a slowed model climbs back (one more call at once, and a hundredth of its
+    /// rates, per success), until it is no longer slowed. Under a real overload successes are few and the cut
+    /// holds; after a stray 429 among many answers it is undone within a moment.
+    public func recovered(_ model: Model) {
+        guard var slowdown = slowdowns[model.id] else { return }
+        slowdown.inFlight += 1
+        slowdown.rateFactor = min(slowdown.rateFactor + 0.01, 1)
+        if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(inFlightByModel[model.id, default: 0] + 16) {
+            slowdowns[model.id] = nil
+        } else {
+            slowdowns[model.id] = slowdown
+        }
     }
-
-    public func availability(_ provider: String, now: Int64) -> Availability {
-        if let reason = disabled[provider] { return .disabled(reason: reason) }
-        if let until = pausedUntil[provider], until > now { return .paused(until: until) }
-        return .available
-    }
-
-    public func recordSuccess(_ provider: String) { consecutiveFailures[provider] = 0 }
-
-    /// Counts a failure; true when it starts a cooldown.
-    public func recordFailure(_ provider: String, now: Int64) -> Bool {
-        consecutiveFailures[provider, default: 0] += 1
-        guard consecutiveFailures[provider]! >= failuresBeforeCooldown else { return false }
-        consecutiveFailures[provider] = 0
-        pausedUntil[provider] = now + cooldownMilliseconds
-        return true
-    }
-
-    /// True the first time a provider is disabled.
-    public func disable(_ provider: String, reason: String) -> Bool {
-        guard disabled[provider] == nil else { return false }
-        disabled[provider] = reason
-        return true
-    }
-
-    public func unavailableProviders(now: Int64) -> Set<String> {
-        Set(disabled.keys).union(pausedUntil.filter { $0.value > now }.map(\.key))
-    }
-
-    public var disabledProviders: [String: String] { disabled }
 }

@@ -1,5 +1,8 @@
 /// What `purser run` was asked to do.
 public struct RunOptions: Sendable {
+    /// The most calls a run may have in flight (and so the most workers it starts).
+    public static let maximumConcurrency = 10_000
+
     public var job: Int64?
     public var concurrency = 16
     public var simulate = false
@@ -13,8 +16,11 @@ public struct RunOptions: Sendable {
     public var allowLate = false
     public var limits = RateLimiter.Limits()
     public var retry = RetryPolicy()
-    public var failuresBeforeCooldown = 5
+    /// How long a provider is paused when most of its recent calls fail (doubling while probes fail).
     public var cooldownSeconds = 30.0
+    public var health = ProviderHealth.Settings()
+    /// Where paid answers go when the database cannot take them (`DB.recovery`); nil keeps none (the benchmark).
+    public var recovery: RecoveryFile?
     /// Names this process's leases; unique per run.
     public var worker: String
 
@@ -27,6 +33,15 @@ public enum RunEvent: Sendable {
     case progress(RunProgress)
     case notice(String)
     case finished(RunSummary)
+
+    /// A moment as notices write it: `2026-11-24T10:00:00Z`.
+    static func timestamp(_ milliseconds: Int64) -> String {
+        let seconds = BudgetMonth.floorDivide(milliseconds, 1_000)
+        let day = BudgetMonth.dayText(milliseconds)
+        let second = seconds - BudgetMonth.floorDivide(milliseconds, BudgetMonth.millisecondsPerDay) * 86_400
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(day)T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
+    }
 }
 
 public struct RunProgress: Sendable {
@@ -53,4 +68,21 @@ public struct RunSummary: Sendable {
     public var elapsedMilliseconds: Int64
     /// Requests left queued, and why (providers disabled, no plan, stopped early).
     public var leftQueued: [String]
+    /// Providers this run could not use, and why (a refused key, an exhausted quota, unreachable).
+    public var disabledProviders: [String: String] = [:]
+    /// Set when the database stopped taking writes: what failed, and how many paid answers went to the recovery file.
+    public var storageFailure: String?
+    public var keptForRecovery = 0
+    /// Paid answers from an earlier run's recovery file, stored at the start of this one.
+    public var recovered = 0
+
+    /// Why the run should exit non-zero, or nil when it did its job.
+    public var trouble: String? {
+        if let storageFailure { return storageFailure }
+        if failed > 0 { return "\(failed) request\(failed == 1 ? "" : "s") failed; 'purser results JOB --only failed' shows why" }
+        if !disabledProviders.isEmpty, leftQueued.contains(where: { $0.contains("cannot be used") }) || succeeded == 0 {
+            return disabledProviders.sorted { $0.key < $1.key }.map { "provider \($0.key) could not be used: \($0.value)" }.joined(separator: "; ")
+        }
+        return nil
+    }
 }

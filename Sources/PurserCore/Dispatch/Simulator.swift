@@ -15,7 +15,8 @@ public struct Simulator: ModelCaller {
         let output = max(1, maxTokens * (33 + random.below(58)) / 100)
         let input = TokenEstimator.inputTokens(textBytes: JSONWriter.string(.object(call.body)).utf8.count, messages: 1, images: 0)
         let cached = random.below(4) == 0 ? input / 2 : 0
-        let milliseconds = Double(call.model.speed.callDuration(outputTokens: output)) / speedup
+        let milliseconds = min(Double(call.model.speed.callDuration(outputTokens: output)) / speedup, 3_600_000)
+        // Cancelled means the run is stopping: the answer is still given, and the run decides whether to keep it.
         try? await Task.sleep(nanoseconds: UInt64(milliseconds * 1_000_000))
         let text = "Simulated answer from \(call.model.id) to \(call.customID) (\(output) tokens)."
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"

@@ -81,7 +81,10 @@ enum ChatBody {
         for key in ["max_completion_tokens", "max_tokens"] {
             guard let value = body[key], !value.isNull else { continue }
             guard let number = value.intValue, number > 0 else {
-                return .failure(Problem("\(fieldPrefix)\(key) must be a whole number above 0, found \(JSONWriter.string(value))"))
+                return .failure(Problem("\(fieldPrefix)\(key) must be a whole number above 0, found \(JSONWriter.string(value).prefix(40))"))
+            }
+            guard number <= Model.maximumContextTokens else {
+                return .failure(Problem("\(fieldPrefix)\(key) \(number) is more than any model can produce; use at most \(Model.maximumContextTokens)"))
             }
             return .success(number)
         }

@@ -35,7 +35,12 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        "line \(lineNumber)" + (customID.map { " (custom_id \(JSONWriter.quoted($0)))" } ?? "") + ": " + message
+        "line \(lineNumber)" + (customID.map { " (custom_id \(LineProblem.shown($0)))" } ?? "") + ": " + message
+    }
+
+    /// A custom_id as messages show it: quoted, and cut after 64 characters so a huge one cannot flood the screen.
+    static func shown(_ customID: String) -> String {
+        customID.count <= 64 ? JSONWriter.quoted(customID) : JSONWriter.quoted(String(customID.prefix(64))) + "… (\(customID.utf8.count) bytes)"
     }
 
     static func oversized(lineNumber: Int, byteCount: Int, limit: Int) -> LineProblem {
@@ -52,6 +57,6 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// `FILE:LINE: custom_id "x": message`, the way compilers point at a line.
     public func located(in file: String) -> String {
-        "\(file):\(lineNumber): " + (customID.map { "custom_id \(JSONWriter.quoted($0)): " } ?? "") + message
+        "\(file):\(lineNumber): " + (customID.map { "custom_id \(LineProblem.shown($0)): " } ?? "") + message
     }
 }

@@ -138,6 +138,33 @@ public struct RequestLifecycle {
         return rescued
     }
 
+    /// Takes back every lease of `owner` (a run whose process is gone): its requests are ready again now,
+    /// without waiting for the leases to lapse. Returns their ids.
+    func takeOver(owner: String) throws -> [Int64] {
+        let taken = try database.statement("""
+            UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                last_error = 'its worker stopped before finishing (its process is gone)'
+            WHERE state = 'running' AND lease_owner = ? RETURNING id
+            """).rows([.text(owner)]) { $0.int64(0) }
+        if !taken.isEmpty {
+            try database.statement("UPDATE request_plans SET queue = 1 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(taken)])
+        }
+        return taken
+    }
+
+    /// A paid answer kept in the recovery file is stored: the request succeeds, whatever it was doing since
+    /// (queued again, or leased by a run calling it anew, whose answer will then not be kept). False when it
+    /// already succeeded.
+    func succeedFromRecovery(_ id: Int64) throws -> Bool {
+        try database.statement("""
+            UPDATE requests SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL, last_error = NULL
+            WHERE id = ? AND state != 'succeeded'
+            """).execute([.integer(id)])
+        guard database.changes == 1 else { return false }
+        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id = ?").execute([.integer(id)])
+        return true
+    }
+
     /// Requests whose deadline passed while they waited end `expired`.
     func expireOverdue(now: Int64, job: Int64?) throws -> Int {
         let expired = try database.statement("""

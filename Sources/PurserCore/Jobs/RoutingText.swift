@@ -24,17 +24,30 @@ public enum RoutingText {
         tiers.qualityNamesByScore.map { "\($0) (\(tiers.quality[$0]!))" }.joined(separator: ", ")
     }
 
-    /// A deadline: a duration from `submittedAt` (`15m`), an RFC 3339 time, or a deadline tier name.
+    /// How far ahead a deadline may be: planning looks no further, which bounds its work.
+    public static let horizonMilliseconds = PlanningContext.defaultHorizonMilliseconds
+
+    /// A deadline: a duration from `submittedAt` (`15m`), an RFC 3339 time, or a deadline tier name, at most
+    /// the horizon away.
     public static func deadline(_ text: String, submittedAt: Int64, tiers: Tiers) -> Result<Int64, Problem> {
-        if let tier = tiers.deadline[text] { return .success(submittedAt + tier) }
-        if let duration = DurationText.milliseconds(text) { return .success(submittedAt + duration) }
+        let shown = text.count > 40 ? String(text.prefix(40)) + "…" : text
+        func within(_ duration: Int64) -> Result<Int64, Problem> {
+            guard duration <= horizonMilliseconds else {
+                return .failure(Problem("deadline '\(shown)' is beyond the horizon of \(DurationText.format(horizonMilliseconds)); give one within it"))
+            }
+            return .success(submittedAt + duration)
+        }
+        if let tier = tiers.deadline[text] { return within(tier) }
+        if let duration = DurationText.milliseconds(text) { return within(duration) }
         if let date = rfc3339Date(text) {
-            let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
-            guard milliseconds > submittedAt else { return .failure(Problem("deadline \(text) is already past")) }
-            return .success(milliseconds)
+            let seconds = date.timeIntervalSince1970
+            guard seconds.isFinite, abs(seconds) < 1e12 else { return .failure(Problem("deadline '\(shown)' is not a usable time")) }
+            let milliseconds = Int64((seconds * 1000).rounded())
+            guard milliseconds > submittedAt else { return .failure(Problem("deadline \(shown) is already past")) }
+            return within(milliseconds - submittedAt)
         }
         let names = tiers.deadlineNamesByDuration.map { "\($0) (\(DurationText.format(tiers.deadline[$0]!)))" }.joined(separator: ", ")
-        return .failure(Problem("deadline '\(text)' is not a duration (15m, 6h, 3d), an RFC 3339 time or a tier (\(names))"))
+        return .failure(Problem("deadline '\(shown)' is not a duration (15m, 6h, 3d), an RFC 3339 time or a tier (\(names))"))
     }
 
     public static func rfc3339Date(_ text: String) -> Date? {

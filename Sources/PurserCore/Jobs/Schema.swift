@@ -263,11 +263,43 @@ public enum Schema {
             ALTER TABLE jobs ADD COLUMN needs_plan INTEGER NOT NULL DEFAULT 1;
             UPDATE jobs SET needs_plan = EXISTS (SELECT 1 FROM requests WHERE requests.job_id = jobs.id AND requests.state = 'queued');
             """, rebuildsTables: true),
+        Migration(version: 5, sql: """
+            -- A call that may have been billed is never forgotten: when its worker died mid-call (its lease lapsed) or a run
+            -- stopped it after the grace period, its reservation becomes an unsettled charge, still counted against its caps
+            -- at the worst case, until an answer for it is recovered.
+            CREATE TABLE unsettled_charges (
+                id INTEGER PRIMARY KEY,
+                request_id INTEGER NOT NULL,
+                job_id INTEGER NOT NULL,
+                project TEXT NOT NULL,
+                month TEXT NOT NULL,
+                simulated INTEGER NOT NULL,
+                amount_pico INTEGER NOT NULL,
+                reserved_at INTEGER NOT NULL,
+                lapsed_at INTEGER NOT NULL,
+                owner TEXT NOT NULL
+            );
+            CREATE INDEX unsettled_charges_by_month ON unsettled_charges(project, month, simulated);
+            CREATE INDEX unsettled_charges_by_job ON unsettled_charges(job_id, simulated);
+            """),
     ])
 }
 
 /// Opens the database file Purser works in, creating and migrating it as needed.
 public enum PurserDatabase {
+    /// Opens an existing database to read it (status, results, reports), writing nothing, even beside it: this
+    /// works in a read-only folder. A file an older purser wrote must first be upgraded by a command that writes.
+    public static func openForReading(path: String) throws -> Database {
+        let database = try Database(readingExisting: path)
+        let version = Int(try database.scalarInt("PRAGMA user_version") ?? 0)
+        guard version == Schema.migrator.migrations.count else {
+            throw Problem(version < Schema.migrator.migrations.count
+                ? "\(path) was written by an older purser; run a command that writes (such as 'purser run') where it can be written, to upgrade it"
+                : "\(path) was written by a newer purser (schema \(version)); upgrade purser")
+        }
+        return database
+    }
+
     public static func open(path: String) throws -> Database {
         // 16 KiB pages suit rows of a few hundred bytes: about a fifth faster to bulk-insert than 4 KiB.
         let database = try Database(path: path, pageSize: 16_384)

@@ -30,12 +30,13 @@ struct Admission {
         projectUses[project] = .some(projectUse)
         jobUses[job] = .some(jobUse)
         let uses = [projectUse, jobUse].compactMap { $0 }
-        if let full = uses.first(where: { $0.charged + amount > $0.cap }) {
+        if let full = uses.first(where: { $0.spent + amount > $0.cap }) {
             let until: Int64? = if case .project = full.scope { month.end } else { nil }
             let after = until == nil ? "" : ", or wait for \(month.next)"
             return .hold(
                 cap: full.scopeText,
-                reason: "held: \(full.scopeText) is \(full.cap.formatted) with \(full.charged.formatted) charged (\(simulated ? "simulated" : "real")), "
+                reason: "held: \(full.scopeText) is \(full.cap.formatted) with \(full.charged.formatted) charged"
+                    + (full.unsettled > .zero ? " and \(full.unsettled.formatted) unsettled" : "") + " (\(simulated ? "simulated" : "real")), "
                     + "and this call could cost up to \(amount.formatted); raise the cap with 'purser budget set'\(after)",
                 until: until)
         }

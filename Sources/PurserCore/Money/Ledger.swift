@@ -25,9 +25,13 @@ public struct CapUse: Sendable, Hashable {
     public var cap: Money
     public var warnPercent: Int
     public var charged: Money
+    /// Calls cut off by a crash or a forced stop that the provider may have billed, at their worst case.
+    public var unsettled: Money = .zero
     public var reserved: Money
 
-    public var used: Money { charged + reserved }
+    /// What is spent for certain or may be: charges and unsettled calls. New calls must fit beside this.
+    public var spent: Money { charged + unsettled }
+    public var used: Money { charged + unsettled + reserved }
     public var left: Money { cap - used }
     /// Charges and reservations as a share of the cap, in basis points (a zero cap counts as full).
     public var usedBasisPoints: Int64 { cap.picoUSD > 0 ? used.picoUSD * 10_000 / cap.picoUSD : 10_000 }
@@ -134,24 +138,51 @@ public struct Ledger {
 
     // MARK: - What counts against a cap
 
-    /// Charges and reservations of `project` in `month`, in the real or the simulated ledger.
-    public func spending(project: String, month: BudgetMonth, simulated: Bool) throws -> (charged: Money, reserved: Money) {
-        let charged = try database.scalarInt(
-            "SELECT charged_pico FROM monthly_charges WHERE project = ? AND month = ? AND simulated = ?",
-            [.text(project), .text(month.description), .int(simulated ? 1 : 0)]) ?? 0
+    /// Charges, unsettled calls and reservations of `project` in `month`, in the real or the simulated ledger.
+    public func spending(project: String, month: BudgetMonth, simulated: Bool) throws -> (charged: Money, unsettled: Money, reserved: Money) {
+        let values: [SQLiteValue] = [.text(project), .text(month.description), .int(simulated ? 1 : 0)]
+        let charged = try database.scalarInt("SELECT charged_pico FROM monthly_charges WHERE project = ? AND month = ? AND simulated = ?", values) ?? 0
+        let unsettled = try database.scalarInt(
+            "SELECT coalesce(sum(amount_pico), 0) FROM unsettled_charges WHERE project = ? AND month = ? AND simulated = ?", values) ?? 0
         let reserved = try database.scalarInt(
-            "SELECT coalesce(sum(amount_pico), 0) FROM reservations WHERE project = ? AND month = ? AND simulated = ?",
-            [.text(project), .text(month.description), .int(simulated ? 1 : 0)]) ?? 0
-        return (Money(picoUSD: charged), Money(picoUSD: reserved))
+            "SELECT coalesce(sum(amount_pico), 0) FROM reservations WHERE project = ? AND month = ? AND simulated = ?", values) ?? 0
+        return (Money(picoUSD: charged), Money(picoUSD: unsettled), Money(picoUSD: reserved))
     }
 
-    /// Charges and reservations of one job, in the real or the simulated ledger.
-    public func spending(job: Int64, simulated: Bool) throws -> (charged: Money, reserved: Money) {
-        let charged = try database.scalarInt(
-            "SELECT charged_pico FROM job_charges WHERE job_id = ? AND simulated = ?", [.integer(job), .int(simulated ? 1 : 0)]) ?? 0
-        let reserved = try database.scalarInt(
-            "SELECT coalesce(sum(amount_pico), 0) FROM reservations WHERE job_id = ? AND simulated = ?", [.integer(job), .int(simulated ? 1 : 0)]) ?? 0
-        return (Money(picoUSD: charged), Money(picoUSD: reserved))
+    /// Charges, unsettled calls and reservations of one job, in the real or the simulated ledger.
+    public func spending(job: Int64, simulated: Bool) throws -> (charged: Money, unsettled: Money, reserved: Money) {
+        let values: [SQLiteValue] = [.integer(job), .int(simulated ? 1 : 0)]
+        let charged = try database.scalarInt("SELECT charged_pico FROM job_charges WHERE job_id = ? AND simulated = ?", values) ?? 0
+        let unsettled = try database.scalarInt(
+            "SELECT coalesce(sum(amount_pico), 0) FROM unsettled_charges WHERE job_id = ? AND simulated = ?", values) ?? 0
+        let reserved = try database.scalarInt("SELECT coalesce(sum(amount_pico), 0) FROM reservations WHERE job_id = ? AND simulated = ?", values) ?? 0
+        return (Money(picoUSD: charged), Money(picoUSD: unsettled), Money(picoUSD: reserved))
+    }
+
+    // MARK: - Calls that may have been billed
+
+    /// The reservations of requests whose calls were cut off become unsettled charges: the provider may have
+    /// billed them, so they keep counting against their caps at the worst case.
+    func unsettle(requests: [Int64], now: Int64) throws {
+        guard !requests.isEmpty else { return }
+        let ids = SQLiteValue.text(PlanStore.idList(requests))
+        try database.statement("""
+            INSERT INTO unsettled_charges (request_id, job_id, project, month, simulated, amount_pico, reserved_at, lapsed_at, owner)
+            SELECT request_id, job_id, project, month, simulated, amount_pico, reserved_at, ?, owner FROM reservations
+            WHERE request_id IN (SELECT value FROM json_each(?))
+            """).execute([.integer(now), ids])
+        try database.statement("DELETE FROM reservations WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids])
+    }
+
+    /// A request's unsettled calls are settled when an answer for it is stored: its real charge replaces them.
+    func settle(request: Int64) throws {
+        try database.statement("DELETE FROM unsettled_charges WHERE request_id = ?").execute([.integer(request)])
+    }
+
+    /// Unsettled charges in every ledger and month, for `budget show` and reports.
+    public func unsettledTotal(simulated: Bool) throws -> (calls: Int, amount: Money) {
+        try database.statement("SELECT count(*), coalesce(sum(amount_pico), 0) FROM unsettled_charges WHERE simulated = ?")
+            .firstRow([.int(simulated ? 1 : 0)]) { ($0.int(0), Money(picoUSD: $0.int64(1))) } ?? (0, .zero)
     }
 
     /// The project's cap for `month` with what counts against it, or nil when it has none.
@@ -159,7 +190,8 @@ public struct Ledger {
         guard let budget = try budget(project: project, month: month) else { return nil }
         let spending = try spending(project: project, month: month, simulated: simulated)
         return CapUse(
-            scope: .project(project, month), cap: budget.cap, warnPercent: budget.warnPercent, charged: spending.charged, reserved: spending.reserved)
+            scope: .project(project, month), cap: budget.cap, warnPercent: budget.warnPercent, charged: spending.charged,
+            unsettled: spending.unsettled, reserved: spending.reserved)
     }
 
     /// The job's cap with what counts against it, or nil when it has none.
@@ -169,7 +201,8 @@ public struct Ledger {
         else { return nil }
         let spending = try spending(job: job, simulated: simulated)
         return CapUse(
-            scope: .job(job, name: name), cap: Money(picoUSD: cap), warnPercent: warnPercent, charged: spending.charged, reserved: spending.reserved)
+            scope: .job(job, name: name), cap: Money(picoUSD: cap), warnPercent: warnPercent, charged: spending.charged,
+            unsettled: spending.unsettled, reserved: spending.reserved)
     }
 
     /// Every cap in force in `month` with what counts against it: each project's budget, then each job cap.

@@ -31,28 +31,41 @@ public struct Money: Sendable, Hashable, Comparable, AdditiveArithmetic, CustomS
         case 10_000_000_000...: digits = 4
         default: digits = 6
         }
-        return "$" + Money.rounded(picoUSD, toDecimals: digits)
+        // The sign goes before the dollar sign: -$0.0039, not $-0.0039 (and none when it rounds to zero).
+        let text = Money.rounded(picoUSD.magnitude, toDecimals: digits)
+        return (picoUSD < 0 && !Money.isZero(text) ? "-$" : "$") + text
     }
 
     public var description: String { formatted }
 
     /// `value` pico-USD rounded half away from zero to `decimals` places of a dollar, with thousands separators.
     static func rounded(_ value: Int64, toDecimals decimals: Int) -> String {
+        let text = rounded(value.magnitude, toDecimals: decimals)
+        return (value < 0 && !isZero(text) ? "-" : "") + text
+    }
+
+    private static func isZero(_ text: String) -> Bool { !text.contains { $0 >= "1" && $0 <= "9" } }
+
+    /// A magnitude in pico-USD rounded half up to `decimals` places of a dollar, with thousands separators.
+    static func rounded(_ magnitude: UInt64, toDecimals decimals: Int) -> String {
         var unit: UInt64 = 1
         for _ in 0..<(12 - decimals) { unit *= 10 }
-        let magnitude = value.magnitude
         let units = (magnitude + unit / 2) / unit
         var scale: UInt64 = 1
         for _ in 0..<decimals { scale *= 10 }
         let whole = PurserCore.grouped(Int64(clamping: units / scale))
         var fraction = String(units % scale)
         fraction = String(repeating: "0", count: decimals - fraction.count) + fraction
-        return (value < 0 && units > 0 ? "-" : "") + whole + "." + fraction
+        return whole + "." + fraction
     }
 }
 
 /// A price in micro-USD per million tokens (equivalently pico-USD per token).
 public struct TokenPrice: Sendable, Hashable, Comparable {
+    /// $10,000 per million tokens: far above any price sold, and low enough that a request of the largest
+    /// context at it (times four, times the cache-write rate, for a worst case) still fits in an Int64.
+    public static let maximum = TokenPrice(microUSDPerMillion: 10_000_000_000)
+
     public var microUSDPerMillion: Int64
 
     public init(microUSDPerMillion: Int64) { self.microUSDPerMillion = microUSDPerMillion }

@@ -39,7 +39,14 @@ public struct LiteLLMImport {
             guard let litellmProvider = entry["litellm_provider"]?.stringValue else { skip(name, "no litellm_provider"); continue }
             let provider = providerNames[litellmProvider] ?? litellmProvider
             if let onlyProviders, !onlyProviders.contains(provider) { skip(name, "provider \(provider) not selected"); continue }
-            guard let inputText = entry["input_cost_per_token"]?.numberText, let outputText = entry["output_cost_per_token"]?.numberText else {
+            let inputText: String, outputText: String
+            switch (priceText(entry, "input_cost_per_token"), priceText(entry, "output_cost_per_token")) {
+            case (.success(let input?), .success(let output?)):
+                (inputText, outputText) = (input, output)
+            case (.failure(let problem), _), (_, .failure(let problem)):
+                skip(name, problem.message)
+                continue
+            default:
                 skip(name, "lacks input_cost_per_token or output_cost_per_token")
                 continue
             }
@@ -51,8 +58,16 @@ public struct LiteLLMImport {
                 continue
             }
             guard prices.input.microUSDPerMillion >= 0, prices.output.microUSDPerMillion >= 0 else { skip(name, "negative price"); continue }
+            guard prices.input <= TokenPrice.maximum, prices.output <= TokenPrice.maximum else {
+                skip(name, "price above \(TokenPrice.maximum.usdPerMillionText) USD per million tokens, the most Purser accepts")
+                continue
+            }
             guard let context = entry["max_input_tokens"]?.intValue ?? entry["max_tokens"]?.intValue, context > 0 else {
                 skip(name, "lacks max_input_tokens")
+                continue
+            }
+            guard context <= Model.maximumContextTokens else {
+                skip(name, "max_input_tokens \(context) is above \(Model.maximumContextTokens), the most Purser accepts")
                 continue
             }
             let providerModel = name.hasPrefix(litellmProvider + "/") ? String(name.dropFirst(litellmProvider.count + 1)) : name
@@ -69,7 +84,7 @@ public struct LiteLLMImport {
             {
                 flex = try? tokenPrices(input: flexInput, output: flexOutput, cached: entry["cache_read_input_token_cost_flex"]?.numberText)
             }
-            let maxOutput = min(entry["max_output_tokens"]?.intValue ?? 4096, context)
+            let maxOutput = min(max(entry["max_output_tokens"]?.intValue ?? 4096, 1), context)
             var capabilities: Capabilities = []
             if entry["supports_function_calling"]?.boolValue == true { capabilities.insert(.tools) }
             if entry["supports_response_schema"]?.boolValue == true { capabilities.insert(.jsonMode) }
@@ -83,11 +98,20 @@ public struct LiteLLMImport {
                 flexPrices: flex ?? known?.flexPrices, contextWindow: context, maxOutputTokens: maxOutput, quality: known?.quality ?? 0,
                 qualitySource: known?.qualitySource ?? unratedSource, capabilities: capabilities,
                 rateLimits: known?.rateLimits ?? RateLimits(
-                    requestsPerMinute: entry["rpm"]?.intValue ?? 60, tokensPerMinute: entry["tpm"]?.intValue ?? 100_000),
+                    requestsPerMinute: min(max(entry["rpm"]?.intValue ?? 60, 1), RateLimits.maximumRequestsPerMinute),
+                    tokensPerMinute: min(max(entry["tpm"]?.intValue ?? 100_000, 1), RateLimits.maximumTokensPerMinute)),
                 speed: known?.speed ?? Speed(timeToFirstTokenMilliseconds: 1_000, outputTokensPerSecond: 50),
                 discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source))
         }
         return Result(models: models, skipped: skipped)
+    }
+
+    /// A per-token price field: its number text, nil when absent, or why it cannot be read.
+    private static func priceText(_ entry: JSONObject, _ key: String) -> Swift.Result<String?, Problem> {
+        guard let value = entry[key], !value.isNull else { return .success(nil) }
+        if let text = value.numberText { return .success(text) }
+        if let text = value.stringValue { return .failure(Problem("\(key) is a string (\(JSONWriter.quoted(String(text.prefix(40))))), not a number")) }
+        return .failure(Problem("\(key) is \(value.kindName), not a number"))
     }
 
     private static func tokenPrices(input: String, output: String, cached: String?) throws(DecimalText.Failure) -> TokenPrices {

@@ -1,5 +1,9 @@
 /// One row of the pricing tables: a model as sold by one provider.
 public struct Model: Sendable, Identifiable {
+    /// The largest context window (and so the largest request, in tokens) the tables may declare. With prices
+    /// bounded too (`TokenPrice.maximum`), no request's cost or worst case can overflow.
+    public static let maximumContextTokens = 10_000_000
+
     /// Purser's name for the row, `provider/model`, unique across the tables.
     public var id: String
     public var provider: String
@@ -89,6 +93,10 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
 }
 
 public struct RateLimits: Sendable, Hashable {
+    /// Bounds on what the tables and flags may say, so products with time and tokens never overflow.
+    public static let maximumRequestsPerMinute = 1_000_000_000
+    public static let maximumTokensPerMinute = 1_000_000_000_000
+
     public var requestsPerMinute: Int
     public var tokensPerMinute: Int
 
@@ -99,6 +107,9 @@ public struct RateLimits: Sendable, Hashable {
 }
 
 public struct Speed: Sendable, Hashable {
+    public static let maximumTimeToFirstTokenMilliseconds = 3_600_000
+    public static let maximumOutputTokensPerSecond = 10_000_000
+
     public var timeToFirstTokenMilliseconds: Int
     public var outputTokensPerSecond: Int
 

@@ -152,7 +152,11 @@ public struct PricingCatalog: Sendable {
         if var reader = root.child("deadline") {
             for member in reader.object.members {
                 guard let text = reader.string(member.key) else { continue }
-                if let milliseconds = DurationText.milliseconds(text) { deadline[member.key] = milliseconds }
+                if let milliseconds = DurationText.milliseconds(text), milliseconds > RoutingText.horizonMilliseconds {
+                    reader.problem(member.key, "'\(text)' is beyond the horizon of \(DurationText.format(RoutingText.horizonMilliseconds)); deadlines are planned at most that far ahead")
+                } else if let milliseconds = DurationText.milliseconds(text) {
+                    deadline[member.key] = milliseconds
+                }
                 else { reader.problem(member.key, "'\(text)' is not a duration; write 15m, 6h, 3d…") }
             }
             root.absorb(&reader)
@@ -209,8 +213,8 @@ public struct PricingCatalog: Sendable {
         let prices = readPrices(&reader, key: "prices", required: true)
         let batchPrices = readPrices(&reader, key: "batch_prices", required: false)
         let flexPrices = readPrices(&reader, key: "flex_prices", required: false)
-        let contextWindow = reader.integer("context_window", minimum: 1)
-        let maxOutput = reader.integer("max_output_tokens", minimum: 1)
+        let contextWindow = reader.integer("context_window", minimum: 1, maximum: Model.maximumContextTokens)
+        let maxOutput = reader.integer("max_output_tokens", minimum: 1, maximum: Model.maximumContextTokens)
         var quality: Int?, qualitySource: String?
         if var child = reader.child("quality") {
             quality = child.integer("score")
@@ -231,14 +235,18 @@ public struct PricingCatalog: Sendable {
         }
         var rateLimits: RateLimits?
         if var child = reader.child("rate_limits") {
-            if let requests = child.integer("requests_per_minute", minimum: 1), let tokens = child.integer("tokens_per_minute", minimum: 1) {
+            if let requests = child.integer("requests_per_minute", minimum: 1, maximum: RateLimits.maximumRequestsPerMinute),
+                let tokens = child.integer("tokens_per_minute", minimum: 1, maximum: RateLimits.maximumTokensPerMinute)
+            {
                 rateLimits = RateLimits(requestsPerMinute: requests, tokensPerMinute: tokens)
             }
             reader.absorb(&child)
         }
         var speed: Speed?
         if var child = reader.child("speed") {
-            if let ttft = child.integer("time_to_first_token_ms"), let rate = child.integer("output_tokens_per_second", minimum: 1) {
+            if let ttft = child.integer("time_to_first_token_ms", maximum: Speed.maximumTimeToFirstTokenMilliseconds),
+                let rate = child.integer("output_tokens_per_second", minimum: 1, maximum: Speed.maximumOutputTokensPerSecond)
+            {
                 speed = Speed(timeToFirstTokenMilliseconds: ttft, outputTokensPerSecond: rate)
             }
             reader.absorb(&child)

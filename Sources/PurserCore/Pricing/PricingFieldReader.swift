@@ -46,7 +46,7 @@ struct PricingFieldReader {
         return text
     }
 
-    mutating func integer(_ key: String, required: Bool = true, minimum: Int = 0) -> Int? {
+    mutating func integer(_ key: String, required: Bool = true, minimum: Int = 0, maximum: Int = Int(Int32.max)) -> Int? {
         guard let value = value(key, required: required) else { return nil }
         guard let number = value.intValue else {
             problem(key, "expected a whole number, found \(value.kindName == "a number" ? value.numberText! : value.kindName)")
@@ -54,6 +54,10 @@ struct PricingFieldReader {
         }
         guard number >= minimum else {
             problem(key, "must be at least \(minimum), found \(number)")
+            return nil
+        }
+        guard number <= maximum else {
+            problem(key, "must be at most \(maximum), found \(number)")
             return nil
         }
         return number
@@ -82,6 +86,10 @@ struct PricingFieldReader {
             let price = try TokenPrice(usdPerMillion: text)
             guard price.microUSDPerMillion >= 0 else {
                 problem(key, "negative price \(text); prices are USD per million tokens, zero or more")
+                return nil
+            }
+            guard price <= TokenPrice.maximum else {
+                problem(key, "price \(text) is above \(TokenPrice.maximum.usdPerMillionText) USD per million tokens, the most Purser accepts")
                 return nil
             }
             return price

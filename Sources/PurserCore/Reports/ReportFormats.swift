@@ -43,7 +43,7 @@ extension SpendReport {
     public func csv() -> String {
         let shares = self.shares
         func row(_ line: Line, share: Int64) -> String {
-            ([line.key, String(line.requests), String(line.inputTokens), String(line.cachedTokens), String(line.outputTokens), line.cost.exactUSD,
+            ([ResultFormat.csvText(line.key), String(line.requests), String(line.inputTokens), String(line.cachedTokens), String(line.outputTokens), line.cost.exactUSD,
               DecimalText.format(share, decimals: 2), line.baseline.exactUSD, line.savings.exactUSD]).map(ResultFormat.csvField).joined(separator: ",")
         }
         var text = ([query.grouping.rawValue] + SpendReport.csvColumns).joined(separator: ",") + "\n"

@@ -58,11 +58,12 @@ public enum ResultFormat: String, Sendable, CaseIterable {
             let answer = row.answer
             let text = answer.flatMap { answer in body.map { DialectTranslation.answerText(ofResponse: .object($0), dialect: answer.dialect) } } ?? ""
             let fields = [
-                row.customID, row.state.rawValue, answer?.model ?? "", answer?.provider ?? "", answer?.mode ?? "",
+                ResultFormat.csvText(row.customID), row.state.rawValue, ResultFormat.csvText(answer?.model ?? ""),
+                ResultFormat.csvText(answer?.provider ?? ""), answer?.mode ?? "",
                 answer.map { String($0.usage.inputTokens + $0.usage.cachedInputTokens + $0.usage.cacheWriteTokens) } ?? "",
                 answer.map { String($0.usage.cachedInputTokens) } ?? "", answer.map { String($0.usage.outputTokens) } ?? "",
-                answer?.cost.exactUSD ?? "", String(row.attempts), answer.map { $0.simulated ? "true" : "false" } ?? "", row.answer == nil ? (row.lastError ?? "") : "",
-                text,
+                answer?.cost.exactUSD ?? "", String(row.attempts), answer.map { $0.simulated ? "true" : "false" } ?? "",
+                ResultFormat.csvText(row.answer == nil ? (row.lastError ?? "") : ""), ResultFormat.csvText(text),
             ]
             return fields.map(ResultFormat.csvField).joined(separator: ",")
         }
@@ -81,6 +82,13 @@ public enum ResultFormat: String, Sendable, CaseIterable {
             object["simulated"] = .bool(answer.simulated)
         }
         return .object(object)
+    }
+
+    /// Text from users or providers, kept from being read as a formula by a spreadsheet: a cell starting with
+    /// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading apostrophe (OWASP's advice for CSV injection).
+    public static func csvText(_ text: String) -> String {
+        guard let first = text.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return text }
+        return "'" + text
     }
 
     /// RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled.
