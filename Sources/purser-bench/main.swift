@@ -17,7 +17,39 @@ struct Bench {
     var sizes = [500, 1_000, 2_000, 5_000]
     var instances = 3
 
+    static let usage = """
+        OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
+
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|crosscheck] [--lines N] [--dispatch-calls N]
+                            [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
+
+        OPTIONS:
+          --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
+                                  ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
+                                  crosscheck: write planning instances for scripts/crosscheck-planner.sh
+          --lines <n>             lines to generate and ingest (default: 1000000)
+          --dispatch-calls <n>    calls per dispatch round (default: 5000)
+          --sizes <n,n,...>       crosscheck instance sizes (default: 500,1000,2000,5000)
+          --instances <n>         crosscheck instances of each size (default: 3)
+          --pricing <dir>         the pricing tables (default: pricing)
+          --work <dir>            where files and databases go (default: a folder in the temporary directory)
+          -h, --help              Show help information.
+        """
+
     init(arguments: [String]) {
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(Bench.usage)
+            exit(0)
+        }
+        let known = ["--lines", "--pricing", "--work", "--phase", "--dispatch-calls", "--sizes", "--instances"]
+        for (index, argument) in arguments.enumerated() where index % 2 == 0 && !known.contains(argument) {
+            FileHandle.standardError.write(Data("Error: Unknown option '\(argument)'.\nUsage: purser-bench --help\n".utf8))
+            exit(64)
+        }
+        if arguments.count % 2 == 1 {
+            FileHandle.standardError.write(Data("Error: Missing value for '\(arguments.last!)'.\nUsage: purser-bench --help\n".utf8))
+            exit(64)
+        }
         var index = 0
         while index + 1 < arguments.count {
             switch arguments[index] {

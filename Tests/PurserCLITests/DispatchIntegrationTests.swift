@@ -455,5 +455,86 @@ struct DispatchIntegrationTests {
         let run = try purser(["run"], database: database, pricing: pricing)
         #expect(run.out.contains(": 12 succeeded, 0 failed"))
     }
-}
 
+    // MARK: - Hardening
+
+    @Test func parallelFirstSubmitsToANewDatabaseStoreEveryJob() throws {
+        let pricing = try fakePricing(port: 9)
+        for round in 0..<20 {
+            let database = temporaryDatabase()
+            let files = try (0..<4).map { index in try jobFile(3 + index, model: { _ in "small" }) }
+            let processes = try files.map { file in try startPurser(["submit", file], database: database, pricing: pricing) }
+            for process in processes { process.waitUntilExit() }
+            #expect(processes.allSatisfy { $0.terminationStatus == 0 }, "round \(round): a submit failed")
+            let jobs = try query(database, "SELECT count(*), sum(request_count) FROM jobs")[0]
+            #expect(jobs == ["4", "18", "", "", "", "", "", ""], "round \(round): \(jobs)")
+            #expect(try query(database, "SELECT count(*) FROM requests")[0][0] == "18")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: FileManager.default.temporaryDirectory.path)
+                .filter { $0.hasPrefix(URL(fileURLWithPath: database).lastPathComponent + ".building") }
+            #expect(leftovers.isEmpty, "round \(round): \(leftovers)")
+        }
+    }
+
+    @Test func anUnreachableEndpointEndsTheRunWithItsError() throws {
+        // A port nothing listens on: bound, then closed.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        close(listener)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let pricing = try fakePricing(port: port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(10)], database: database, pricing: pricing)
+        let run = try purser(["run", "--give-up-after", "2", "--backoff-ms", "100", "--concurrency", "4"], database: database, pricing: pricing)
+        #expect(run.code == 1)
+        #expect(run.error.contains("Error: provider fake") && run.error.contains("connection refused by 127.0.0.1:\(port)"), "\(run.error)")
+        #expect(run.out.contains("cannot be used in this run: unreachable for"))
+        // Nothing failed or was lost: the requests wait for a run that can reach the provider.
+        #expect(try query(database, "SELECT count(*) FROM requests WHERE state IN ('queued', 'waiting')")[0][0] == "10")
+        let errors = try query(database, "SELECT DISTINCT last_error FROM requests").map { $0[0] }
+        #expect(errors.allSatisfy { $0.contains("connection refused") }, "\(errors)")
+    }
+
+    @Test func aRunTakesOverTheLeasesOfAKilledRunAtOnceAndKeepsItsCallsCounted() throws {
+        let server = try FakeProviderProcess(["--latency-ms", "400"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(60)], database: database, pricing: pricing)
+        try purser(["budget", "set", "100"], database: database, pricing: pricing)
+        // The default lease (three minutes): without a takeover the next run would wait that long.
+        let worker = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        for _ in 0..<100 where Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'running'")[0][0])! == 0 {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(worker.processIdentifier, SIGKILL)
+        worker.waitUntilExit()
+        let leased = Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'running'")[0][0])!
+        #expect(leased > 0 && leased <= 8, "a run claims no more than it can have in flight (\(leased))")
+        let run = try purser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("took over \(leased) requests leased by process \(worker.processIdentifier)"), "\(run.error)")
+        #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 60"])
+        // The killed run's calls may have been billed: they stay counted, unsettled, and budget show says so.
+        #expect(try query(database, "SELECT count(*) FROM unsettled_charges")[0][0] == String(leased))
+        let show = try purser(["budget", "show"], database: database, pricing: pricing)
+        #expect(show.out.contains("unsettled") && show.out.contains("\(leased) calls cut off by a crash or a forced stop may have been billed"))
+    }
+
+    @Test func benchmarkHelpIsHelpAndRunsNothing() throws {
+        let process = Process()
+        process.executableURL = products.appendingPathComponent("purser-bench")
+        process.arguments = ["--help"]
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-help-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(try String(contentsOf: output, encoding: .utf8).hasPrefix("OVERVIEW: Purser's benchmark"))
+    }
+}

@@ -17,6 +17,7 @@ enum RunCommand {
             .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
             .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 500)."),
             .init(name: "cooldown", value: "seconds", help: "Pause a provider this long when most of its recent calls fail (default: 30; longer while probes fail)."),
+            .init(name: "give-up-after", value: "seconds", help: "Stop calling a provider none of whose calls has connected for this long (default: 30)."),
             .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),
             .init(name: "rpm", value: "n", help: "Requests per minute for every model, instead of the tables' figures."),
             .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
@@ -38,6 +39,7 @@ enum RunCommand {
         if let value = try arguments.number("timeout", in: 0.1...3_600) { options.timeoutSeconds = value }
         if let value = try arguments.number("lease", in: 1...86_400) { options.leaseSeconds = value }
         if let value = try arguments.number("cooldown", in: 0.1...3_600) { options.cooldownSeconds = value }
+        if let value = try arguments.number("give-up-after", in: 0.1...86_400) { options.health.unreachableAfterMilliseconds = Int64(value * 1000) }
         if let value = try arguments.integer("backoff-ms", in: 1...600_000) { options.retry.baseDelayMilliseconds = Int64(value) }
         options.limits = RateLimiter.Limits(
             requestsPerMinuteOverride: try arguments.integer("rpm", in: 1...RateLimits.maximumRequestsPerMinute),

@@ -8,8 +8,14 @@ public actor DispatchStore {
     private let owner: String
     private let lifecycle: RequestLifecycle
 
-    public init(path: String, owner: String) throws {
+    /// `maximumPageCount` caps how large this connection may grow the file (SQLite's `max_page_count`), so a
+    /// test can run out of disk on purpose.
+    public init(path: String, owner: String, maximumPageCount: Int? = nil) throws {
         database = try PurserDatabase.open(path: path)
+        if let maximumPageCount {
+            // A whole number from the caller, not user input: PRAGMA takes no parameters.
+            try database.execute("PRAGMA max_page_count = \(maximumPageCount)")
+        }
         self.owner = owner
         lifecycle = RequestLifecycle(database: database)
     }

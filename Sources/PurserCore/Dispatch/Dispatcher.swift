@@ -349,9 +349,10 @@ public final class Dispatcher: Sendable {
             return
         case .wait(let until):
             // Routed around the paused provider when another model can serve it; otherwise it waits.
+            let paused = "provider \(provider.name) is paused" + (await health.lastError(provider.name).map { " after: \($0)" } ?? "")
             guard let alternative = await alternative(for: request, excluding: [model.id]) else {
                 await persist("return \(request.customID) to the queue") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is paused", notBefore: until)
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
                 return
             }
@@ -363,7 +364,7 @@ public final class Dispatcher: Sendable {
             }
             guard moved else {
                 await persist("return \(request.customID) to the queue") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name) is paused", notBefore: until)
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
                 return
             }

@@ -109,7 +109,9 @@ public actor ProviderHealth {
         guard failedProbe || (record.pausedUntil == nil && record.outcomes.count >= settings.minimumCalls && percent >= settings.failurePercent)
         else { return nil }
         record.pause = min(max(record.pause * 2, settings.pauseMilliseconds), settings.longestPauseMilliseconds)
-        let pause = max(min(record.pause, longestPause), 1_000)
+        var pause = max(min(record.pause, longestPause), 1_000)
+        // A provider that has only refused to connect is probed again when its give-up time comes, which then decides.
+        if let since = record.unreachableSince { pause = min(pause, max(since + settings.unreachableAfterMilliseconds - now, 1_000)) }
         record.pausedUntil = now + pause
         record.probing = false
         return .paused(until: now + pause, failurePercent: percent, lastError: message)
@@ -127,6 +129,9 @@ public actor ProviderHealth {
     }
 
     public var disabledProviders: [String: String] { disabled }
+
+    /// The last error a provider answered with, for requests that wait on it to say why.
+    public func lastError(_ provider: String) -> String? { records[provider].flatMap { $0.lastError.isEmpty ? nil : $0.lastError } }
 
     private func append(_ record: inout Record, now: Int64, failed: Bool) {
         record.outcomes.append((now, failed))

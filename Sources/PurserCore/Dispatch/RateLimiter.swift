@@ -99,6 +99,9 @@ public actor RateLimiter {
         }
     }
 
+    /// The in-flight cap a 429 has put on `model`, if it is slowed.
+    func slowedInFlightCap(_ model: Model) -> Int? { slowdowns[model.id].map { max(Int($0.inFlight), 1) } }
+
     public func release(_ model: Model) {
         inFlightByModel[model.id, default: 1] -= 1
         inFlightByProvider[model.provider, default: 1] -= 1

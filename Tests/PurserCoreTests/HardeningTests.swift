@@ -1,0 +1,289 @@
+import Foundation
+import SQLiteStore
+import Testing
+@testable import PurserCore
+
+// MARK: - Numbers are bounded where they enter
+
+@Test func hugeNumbersInJobLinesAreRejectedWithTheirLineNotATrap() throws {
+    let directory = Fixtures.temporaryDirectory()
+    let database = try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path)
+    let lines = [
+        #"{"custom_id": "a", "prompt": "hi", "max_tokens": 9223372036854775800}"#,
+        #"{"custom_id": "b", "prompt": "hi", "deadline": "106751991167d"}"#,
+        #"{"custom_id": "c", "prompt": "hi", "deadline": "106751991d"}"#,
+        #"{"custom_id": "d", "prompt": "hi", "deadline": "9999-12-31T00:00:00Z"}"#,
+        #"{"custom_id": "e", "prompt": "hi", "max_cost_usd": 1e300}"#,
+    ]
+    let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "big.jsonl", in: directory)
+    do {
+        _ = try JobSubmitter(database: database, catalog: try Fixtures.bundledCatalog(), clock: .fixed(submitTime)).submit(files: [file], options: SubmitOptions())
+        Issue.record("expected a rejection")
+    } catch let rejected as SubmissionRejected {
+        let messages = rejected.problems.map(\.description)
+        #expect(messages.count == 5)
+        #expect(messages[0].contains("max_tokens 9223372036854775800 is more than any model can produce; use at most 10000000"))
+        #expect(messages[1].contains("deadline '106751991167d' is beyond the horizon of 366d"))
+        #expect(messages[2].contains("deadline '106751991d' is beyond the horizon of 366d"))
+        #expect(messages[3].contains("is beyond the horizon of 366d"))
+        #expect(messages[4].contains("max_cost_usd") && messages[4].contains("too large"))
+    }
+}
+
+@Test func retryAfterHeadersAreBoundedToADay() {
+    let now = Date(timeIntervalSince1970: 1_795_478_400)
+    func wait(_ headers: [String: String]) -> Int64? { RetryAfter.milliseconds(header: { headers[$0] }, now: now) }
+    #expect(wait(["retry-after": "1e30"]) == 86_400_000)
+    #expect(wait(["retry-after": "-5"]) == 0)
+    #expect(wait(["retry-after": "nan"]) == 0)
+    #expect(wait(["retry-after": "inf"]) == 86_400_000)
+    #expect(wait(["retry-after-ms": "1e308"]) == 86_400_000)
+    #expect(wait(["retry-after": "2"]) == 2_000)
+    #expect(wait(["x-ratelimit-reset-requests": "99999999999999999999h"]) == 86_400_000)
+    #expect(wait(["x-ratelimit-reset-tokens": "6m0s"]) == 360_000)
+}
+
+@Test func usageOutOfRangeMakesAnAnswerMalformed() throws {
+    func usage(_ json: String) throws -> Usage? { DialectTranslation.usage(ofResponse: try JSONParser.parse(json), dialect: .openai) }
+    #expect(try usage(#"{"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}"#) == Usage(inputTokens: 10, outputTokens: 5))
+    #expect(try usage(#"{"choices": [], "usage": {"prompt_tokens": 100000000000000000000, "completion_tokens": 5}}"#) == nil)
+    #expect(try usage(#"{"choices": [], "usage": {"prompt_tokens": -3, "completion_tokens": 5}}"#) == nil)
+    #expect(try usage(#"{"choices": [], "usage": {"prompt_tokens": 1.5, "completion_tokens": 5}}"#) == nil)
+    // Cached tokens are part of prompt_tokens; more cached than prompt is read as all cached, never as negative input.
+    #expect(try usage(#"{"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 50}}}"#)
+        == Usage(inputTokens: 0, cachedInputTokens: 10, outputTokens: 5))
+}
+
+@Test func pricingTablesAreBoundedWithFileAndKey() throws {
+    let directory = Fixtures.temporaryDirectory()
+    for name in ["providers.json", "tiers.json", "openai.json"] {
+        try FileManager.default.copyItem(atPath: Fixtures.pricingDirectory + "/" + name, toPath: directory.appendingPathComponent(name).path)
+    }
+    let path = directory.appendingPathComponent("openai.json").path
+    var text = try String(contentsOfFile: path, encoding: .utf8)
+    text = text.replacingOccurrences(of: "\"requests_per_minute\": 5000,", with: "\"requests_per_minute\": 10000000000000000000,")
+    text = text.replacingOccurrences(of: "\"context_window\": 272000,", with: "\"context_window\": 9223372036854775807,")
+    text = text.replacingOccurrences(of: "\"input\": \"1.25\",", with: "\"input\": \"1e30\",")
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    #expect(throws: PricingTablesInvalid.self) { try PricingCatalog.load(directory: directory.path) }
+    do { _ = try PricingCatalog.load(directory: directory.path) } catch let invalid as PricingTablesInvalid {
+        let text = invalid.description
+        #expect(text.contains("openai.json: models[0].rate_limits.requests_per_minute: expected a whole number, found 10000000000000000000"))
+        #expect(text.contains("openai.json: models[0].context_window: expected a whole number, found 9223372036854775807")
+            || text.contains("openai.json: models[0].context_window: must be at most 10000000"))
+        #expect(text.contains("openai.json: models[0].prices.input:"))
+    }
+}
+
+@Test func litellmImportSkipsWhatItCannotBoundAndSaysWhy() throws {
+    let document = try JSONParser.parse("""
+        {"huge": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7,
+                  "max_input_tokens": 9223372036854775807},
+         "stringly": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": "0.0000001", "output_cost_per_token": 2e-7,
+                  "max_input_tokens": 1000},
+         "dear": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 1000, "output_cost_per_token": 2e-7, "max_input_tokens": 1000}}
+        """)
+    let result = try LiteLLMImport.convert(document, existing: [], priceDate: "2026-11-30")
+    #expect(result.models.isEmpty)
+    let reasons = Dictionary(uniqueKeysWithValues: result.skipped.map { ($0.entry, $0.reason) })
+    #expect(reasons["huge"] == "max_input_tokens 9223372036854775807 is above 10000000, the most Purser accepts")
+    #expect(reasons["stringly"] == #"input_cost_per_token is a string ("0.0000001"), not a number"#)
+    #expect(reasons["dear"] == "price above 10000 USD per million tokens, the most Purser accepts")
+}
+
+// MARK: - Resilience by rate, not by streak
+
+@Test func aProviderIsPausedOnAHighFailureRateNotOnAStreak() async {
+    let health = ProviderHealth()
+    var now: Int64 = 0
+    // Five failures in a row among ninety-five successes: normal at scale, no pause.
+    for index in 0..<100 {
+        now += 10
+        if index >= 50 && index < 55 {
+            #expect(await health.recordFailure("p", now: now, unreachable: false, message: "HTTP 500", longestPause: 60_000) == nil)
+        } else {
+            _ = await health.recordSuccess("p", now: now)
+        }
+    }
+    #expect(await health.permit("p", now: now) == .go)
+    // Most recent calls failing is another matter.
+    var change: ProviderHealth.Change?
+    for _ in 0..<200 where change == nil {
+        now += 10
+        change = await health.recordFailure("p", now: now, unreachable: false, message: "HTTP 503", longestPause: 60_000)
+    }
+    guard case .paused(let until, let percent, let last)? = change else { Issue.record("no pause"); return }
+    #expect(percent >= 50 && last == "HTTP 503" && until == now + 30_000)
+    #expect(await health.permit("p", now: now + 1) == .wait(until: until))
+}
+
+@Test func aProbeDecidesWhetherAPausedProviderResumesAndAPauseNeverOutlastsTheDeadline() async {
+    let health = ProviderHealth()
+    var now: Int64 = 0
+    for _ in 0..<30 {
+        now += 10
+        _ = await health.recordFailure("p", now: now, unreachable: false, message: "HTTP 500", longestPause: 10_000)
+    }
+    // The pause was cut to what the deadline allowed (10 s, not 30 s).
+    guard case .wait(let until) = await health.permit("p", now: now) else { Issue.record("not paused"); return }
+    #expect(until <= now + 10_000)
+    // After it, one probe; the others wait while it is out.
+    #expect(await health.permit("p", now: until) == .probe)
+    #expect(await health.permit("p", now: until + 1) == .wait(until: until + 1_001))
+    // A failed probe pauses again, longer; a good one resumes.
+    guard case .paused(let again, _, _)? = await health.recordFailure("p", now: until + 5, unreachable: false, message: "HTTP 500", longestPause: 600_000)
+    else { Issue.record("a failed probe should pause again"); return }
+    #expect(again - (until + 5) == 60_000)
+    #expect(await health.permit("p", now: again) == .probe)
+    #expect(await health.recordSuccess("p", now: again + 5) == .resumed)
+    #expect(await health.permit("p", now: again + 6) == .go)
+}
+
+@Test func aProviderThatNeverConnectsIsUnreachableAfterTheGiveUpTime() async {
+    var settings = ProviderHealth.Settings()
+    settings.unreachableAfterMilliseconds = 2_000
+    let health = ProviderHealth(settings: settings)
+    var changes: [ProviderHealth.Change?] = []
+    for second in 0...3 {
+        changes.append(await health.recordFailure(
+            "p", now: Int64(second) * 1_000, unreachable: true, message: "connection refused by 127.0.0.1:9", longestPause: 600_000))
+    }
+    // Not at the first refusals: only once three calls failed to connect over the two seconds allowed.
+    #expect(changes == [nil, nil, .unreachable(reason: "unreachable for 2s: connection refused by 127.0.0.1:9"), nil])
+    #expect(await health.permit("p", now: 5_000) == .disabled(reason: "unreachable for 2s: connection refused by 127.0.0.1:9"))
+}
+
+@Test func a429SlowsItsModelAndSuccessesBringItBack() async throws {
+    let model = Fixtures.model("m", input: 1, output: 1, quality: 50)
+    let limiter = RateLimiter(limits: .init(), clock: .fixed(10_000))
+    for _ in 0..<20 { try await limiter.acquire(model, tokens: 10) }
+    await limiter.slowDown(model)
+    #expect(await limiter.slowedInFlightCap(model) == 14, "seven tenths of the 20 in flight (plus one)")
+    await limiter.slowDown(model)
+    #expect(await limiter.slowedInFlightCap(model) == 14, "a burst of 429s within a second counts once")
+    for _ in 0..<20 { await limiter.release(model) }
+    for _ in 0..<200 { await limiter.recovered(model) }
+    #expect(await limiter.slowedInFlightCap(model) == nil, "back to normal after enough successes")
+}
+
+// MARK: - Takeover and money after a kill
+
+@Test func aLeaseOwnerTellsWhetherItsProcessIsGone() {
+    let current = LeaseOwner.current()
+    #expect(LeaseOwner(current.description) == current)
+    #expect(!current.isGoneFromThisHost)
+    var dead = current
+    dead.pid = Int32.max - 7
+    #expect(dead.isGoneFromThisHost)
+    var reused = current
+    reused.start += 1
+    #expect(reused.isGoneFromThisHost, "the pid now belongs to a process that started at another time")
+    var elsewhere = dead
+    elsewhere.host = "another-host"
+    #expect(!elsewhere.isGoneFromThisHost, "nothing can be told about a process on another host")
+    #expect(LeaseOwner("an-older-purser-7") == nil)
+}
+
+@Test func aCallCutOffStaysCountedAsUnsettledAgainstItsCaps() throws {
+    let directory = Fixtures.temporaryDirectory()
+    let database = try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path)
+    let file = Fixtures.write(#"{"custom_id": "a", "prompt": "hi", "max_tokens": 10}"# + "\n", to: "a.jsonl", in: directory)
+    _ = try JobSubmitter(database: database, catalog: try Fixtures.bundledCatalog(), clock: .fixed(submitTime)).submit(files: [file], options: SubmitOptions())
+    let ledger = Ledger(database: database)
+    _ = try ledger.setBudget(try Money(usd: "1"), project: "default", month: nil, warnPercent: nil, now: submitTime)
+    let month = BudgetMonth(containing: submitTime)
+    try database.execute("""
+        INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
+        VALUES (1, 'gone', 1, 'default', '\(month)', 0, 400000000000, \(submitTime))
+        """)
+    try database.writeTransaction { try ledger.unsettle(requests: [1], now: submitTime + 1) }
+    let use = try #require(try ledger.use(project: "default", month: month, simulated: false))
+    #expect(use.unsettled == Money(picoUSD: 400_000_000_000) && use.reserved == .zero && use.charged == .zero)
+    #expect(use.left == (try Money(usd: "0.6")))
+    // A call that now would not fit beside it is held.
+    var admission = Admission(ledger: ledger, month: month, simulated: false)
+    guard case .hold(_, let reason, _) = try admission.decide(amount: Money(picoUSD: 700_000_000_000), job: 1, project: "default") else {
+        Issue.record("expected a hold")
+        return
+    }
+    #expect(reason.contains("$0.4000 unsettled"))
+    #expect(try ledger.unsettledTotal(simulated: false) == (1, Money(picoUSD: 400_000_000_000)))
+}
+
+// MARK: - What users see
+
+@Test func csvCellsThatASpreadsheetWouldRunAreDefused() {
+    #expect(ResultFormat.csvText("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")")
+    #expect(ResultFormat.csvText("+1") == "'+1" && ResultFormat.csvText("-1") == "'-1" && ResultFormat.csvText("@SUM(A1)") == "'@SUM(A1)")
+    #expect(ResultFormat.csvText("\tx") == "'\tx")
+    #expect(ResultFormat.csvText("plain text") == "plain text")
+}
+
+@Test func aHugeCustomIDIsShownCutInMessages() {
+    let id = String(repeating: "x", count: 10_000)
+    let text = LineProblem(lineNumber: 3, customID: id, message: "custom_id is longer than 256 bytes").description
+    #expect(text.count < 200)
+    #expect(text.contains("… (10000 bytes)"))
+}
+
+// MARK: - Write failures lose no paid answer
+
+/// Counts calls per request, answering with the simulator.
+final class CountingCaller: ModelCaller, @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts: [Int64: Int] = [:]
+    let simulator = Simulator(speedup: 1_000)
+
+    func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
+        lock.withLock { counts[call.requestID, default: 0] += 1 }
+        return await simulator.call(call)
+    }
+
+    var calls: [Int64: Int] { lock.withLock { counts } }
+}
+
+@Test func aPaidAnswerTheDatabaseCannotTakeIsKeptAndStoredByTheNextRunWithoutCallingAgain() async throws {
+    let directory = Fixtures.temporaryDirectory()
+    let path = directory.appendingPathComponent("purser.db").path
+    let catalog = try Fixtures.bundledCatalog()
+    let lines = (1...40).map { #"{"custom_id": "q\#($0)", "prompt": "Name a river in \#(String(repeating: "a very long country ", count: 40)).", "max_tokens": 300}"# }
+    let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "job.jsonl", in: directory)
+    let now = WallClock.system.now()
+    _ = try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog, clock: .fixed(now)).submit(files: [file], options: SubmitOptions())
+    _ = try JobPlanning(database: try PurserDatabase.open(path: path))
+        .plan(JobPlanning.Request(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: now))
+    let pages = try #require(try PurserDatabase.open(path: path).scalarInt("PRAGMA page_count"))
+    var options = RunOptions(worker: LeaseOwner.current().description)
+    options.simulate = true
+    options.concurrency = 4
+    options.recovery = RecoveryFile(databasePath: path)
+    let caller = CountingCaller()
+    // The disk is "full": the file may not grow at all, so results fit only in the table's first page.
+    let full = try DispatchStore(path: path, owner: options.worker, maximumPageCount: Int(pages))
+    let first = try await Dispatcher(store: full, caller: caller, catalog: catalog, environment: [:], options: options, onEvent: { _ in }).run()
+    #expect(first.storageFailure?.contains("disk") == true || first.storageFailure?.contains("full") == true, "\(first.storageFailure ?? "no failure")")
+    #expect(first.keptForRecovery > 0)
+    #expect(first.trouble != nil, "the run ends with the failure")
+    #expect(FileManager.default.fileExists(atPath: path + ".recovery"))
+    let callsAfterFirst = caller.calls
+    // Storage is back: the next run stores the kept answers first, then serves the rest.
+    options.worker = LeaseOwner.current().description
+    let second = try await Dispatcher(
+        store: try DispatchStore(path: path, owner: options.worker), caller: caller, catalog: catalog, environment: [:], options: options,
+        onEvent: { _ in }).run()
+    #expect(second.recovered == first.keptForRecovery)
+    #expect(second.storageFailure == nil)
+    #expect(!FileManager.default.fileExists(atPath: path + ".recovery"))
+    let database = try PurserDatabase.open(path: path)
+    #expect(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'succeeded'") == 40)
+    #expect(try database.scalarInt("SELECT count(*) FROM results") == 40)
+    // No kept answer was bought twice.
+    let kept = try database.statement("SELECT request_id FROM attempts GROUP BY request_id HAVING count(*) >= 1").rows { $0.int64(0) }
+    for request in kept where callsAfterFirst[request] != nil {
+        let first = callsAfterFirst[request]!
+        let keptRequest = try database.scalarInt("SELECT count(*) FROM attempts WHERE request_id = ? AND outcome = 'succeeded'", [.integer(request)])
+        #expect(keptRequest == 1)
+        #expect(caller.calls[request] == first || first == 0, "request \(request) was called again after its answer was kept")
+    }
+    #expect(try database.scalarInt("SELECT (SELECT sum(charged_pico) FROM monthly_charges) = (SELECT sum(cost_pico) FROM results)") == 1)
+}
