@@ -50,13 +50,18 @@ public enum Purser {
                 UsageError(message: "Unknown subcommand '\(name)'." + (suggestion.map { " Did you mean '\($0)'?" } ?? ""), spec: rootSpec),
                 console: console)
         }
+        let parsed: ParsedArguments
+        do { parsed = try ParsedArguments(Array(arguments.dropFirst()), spec: command.spec) } catch { return report(error, console: console) }
+        if parsed.wantsHelp {
+            console.print(command.spec.helpText.trimmingTrailingNewline())
+            return 0
+        }
         do {
-            let parsed = try ParsedArguments(Array(arguments.dropFirst()), spec: command.spec)
-            if parsed.wantsHelp {
-                console.print(command.spec.helpText.trimmingTrailingNewline())
-                return 0
-            }
             return try command.run(parsed, context)
+        } catch let sqlite as SQLiteError {
+            // Only the database speaks SQLite, so its path is the place at fault.
+            console.error("Error: \(context.databasePath(parsed)): \(DatabaseTrouble.words(for: sqlite))")
+            return 1
         } catch {
             return report(error, console: console)
         }
@@ -79,9 +84,6 @@ public enum Purser {
         case let invalid as PricingTablesInvalid:
             console.error(invalid.description)
             console.error("Error: the pricing tables have \(invalid.problems.count) problem\(invalid.problems.count == 1 ? "" : "s"); fix them and run 'purser pricing validate'.")
-            return 1
-        case let sqlite as SQLiteError:
-            console.error("Error: database: \(DatabaseTrouble.words(for: sqlite))")
             return 1
         default:
             console.error("Error: \(error)")

@@ -13,6 +13,16 @@ public struct Migration: Sendable {
     }
 }
 
+/// A database at schema version 0 that already holds tables was written by something else: migrating it
+/// would mix this schema into another program's data.
+public struct ForeignDatabase: Error, CustomStringConvertible {
+    public let path: String
+    public init(path: String) { self.path = path }
+    public var description: String {
+        "\(path) is an SQLite database that another program wrote (it has tables but no schema version); pass --db PATH to a Purser database or to a new file"
+    }
+}
+
 /// Applies pending migrations, each in its own write transaction. The version is read inside that
 /// transaction, so several processes opening a new file at once apply each step exactly once: the others
 /// wait on the lock, then find it done.
@@ -43,7 +53,11 @@ public struct Migrator: Sendable {
 
     private func apply(_ migration: Migration, to database: Database) throws {
         try database.writeTransaction {
-            guard try version(of: database) < migration.version else { return }
+            let current = try version(of: database)
+            guard current < migration.version else { return }
+            if current == 0, try database.scalarInt("SELECT count(*) FROM sqlite_master") != 0 {
+                throw ForeignDatabase(path: database.path)
+            }
             try database.execute(migration.sql)
             if migration.rebuildsTables, try database.scalarInt("SELECT count(*) FROM pragma_foreign_key_check") != 0 {
                 throw SQLiteError(code: 19, message: "migration \(migration.version) would break a reference between tables; nothing was changed")

@@ -287,3 +287,42 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     }
     #expect(try database.scalarInt("SELECT (SELECT sum(charged_pico) FROM monthly_charges) = (SELECT sum(cost_pico) FROM results)") == 1)
 }
+
+// MARK: - Words and arithmetic
+
+@Test func networkErrorsAreSaidInWordsAndTellUnreachableFromRetryable() throws {
+    let url = try #require(URL(string: "http://127.0.0.1:9/v1/chat/completions"))
+    let timedOut = NetworkTrouble.failure(URLError(.timedOut), url: url)
+    #expect(timedOut.message == "no answer from 127.0.0.1:9 in time (timed out)")
+    #expect(timedOut.kind == .retryable)
+    let refused = NetworkTrouble.failure(URLError(.cannotConnectToHost), url: url)
+    #expect(refused.message == "connection refused by 127.0.0.1:9")
+    #expect(refused.kind == .unreachable)
+    #expect(NetworkTrouble.failure(URLError(.cannotFindHost), url: url).kind == .unreachable)
+    #expect(NetworkTrouble.failure(URLError(.networkConnectionLost), url: url).kind == .retryable)
+    for code in [URLError.Code.timedOut, .cannotConnectToHost, .networkConnectionLost, .badServerResponse, .secureConnectionFailed] {
+        let message = NetworkTrouble.failure(URLError(code), url: url).message
+        #expect(!message.contains("NSURLErrorDomain") && !message.contains("-10"), "\(message)")
+    }
+}
+
+@Test func moneySaturatesInsteadOfTrappingAndSharesNeverOverflow() {
+    let most = Money(picoUSD: .max)
+    #expect(most + Money(picoUSD: 1) == most)
+    #expect(Money(picoUSD: .min) - Money(picoUSD: 1) == Money(picoUSD: .min))
+    #expect(TokenPrice.maximum.cost(tokens: 1_000_000_000) == most, "a billion tokens at the highest price saturates")
+    #expect(TokenPrice(microUSDPerMillion: 2_500_000).cost(tokens: 1_000) == Money(picoUSD: 2_500_000_000))
+    // A share of large amounts: $5,000 of $10,000 is 50%, where amount × 10 000 would pass Int64.
+    let half = Money(picoUSD: 5_000 * Money.picoPerUSD).basisPoints(of: Money(picoUSD: 10_000 * Money.picoPerUSD))
+    #expect(half == 5_000)
+    #expect(Money(picoUSD: 1).basisPoints(of: .zero) == nil)
+    #expect(Money(picoUSD: -3_925_000_000).formatted == "-$0.003925")
+    #expect(Money(picoUSD: -1).formatted == "$0.000000", "an amount that rounds to zero has no sign")
+}
+
+@Test func aCapOfThousandsOfDollarsShowsItsShareWithoutATrap() {
+    let dollars = { (amount: Int64) in Money(picoUSD: amount * Money.picoPerUSD) }
+    let use = CapUse(scope: .job(1, name: "big"), cap: dollars(10_000), warnPercent: 80, charged: dollars(9_000), reserved: dollars(500))
+    #expect(use.usedBasisPoints == 9_500)
+    #expect(use.isPastWarning)
+}

@@ -86,7 +86,7 @@ enum ReportCommand {
             out += table.render() + "\n"
             out += "\namounts rounded to \(display.decimals) places so that lines add up to the total; --format json or csv gives them exactly\n"
             if report.total.baseline.picoUSD > 0 {
-                out += "saved \(report.total.savings.formatted) (\(percentText(report.total.savings.picoUSD * 10_000 / report.total.baseline.picoUSD))) against every request on its reference model at list price\n"
+                out += "saved \(report.total.savings.formatted) (\(percentText(report.total.savings.basisPoints(of: report.total.baseline) ?? 0))) against every request on its reference model at list price\n"
             }
         }
         if !report.caps.isEmpty || report.forecast != nil { out += "\n" }

@@ -292,6 +292,10 @@ public enum PurserDatabase {
     public static func openForReading(path: String) throws -> Database {
         let database = try Database(readingExisting: path)
         let version = Int(try database.scalarInt("PRAGMA user_version") ?? 0)
+        if version == 0 {
+            guard try database.scalarInt("SELECT count(*) FROM sqlite_master") == 0 else { throw ForeignDatabase(path: path) }
+            throw Problem("\(path) holds no Purser data yet (it is empty); submit a job first, or pass --db PATH")
+        }
         guard version == Schema.migrator.migrations.count else {
             throw Problem(version < Schema.migrator.migrations.count
                 ? "\(path) was written by an older purser; run a command that writes (such as 'purser run') where it can be written, to upgrade it"

@@ -34,7 +34,7 @@ public struct CapUse: Sendable, Hashable {
     public var used: Money { charged + unsettled + reserved }
     public var left: Money { cap - used }
     /// Charges and reservations as a share of the cap, in basis points (a zero cap counts as full).
-    public var usedBasisPoints: Int64 { cap.picoUSD > 0 ? used.picoUSD * 10_000 / cap.picoUSD : 10_000 }
+    public var usedBasisPoints: Int64 { used.basisPoints(of: cap) ?? 10_000 }
     public var isPastWarning: Bool { usedBasisPoints >= Int64(warnPercent) * 100 }
 
     /// Whether this cap counts the job's spending.

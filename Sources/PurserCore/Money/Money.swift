@@ -15,8 +15,21 @@ public struct Money: Sendable, Hashable, Comparable, AdditiveArithmetic, CustomS
         self.picoUSD = try DecimalText.scaled(text, decimals: 12)
     }
 
-    public static func + (lhs: Money, rhs: Money) -> Money { Money(picoUSD: lhs.picoUSD + rhs.picoUSD) }
-    public static func - (lhs: Money, rhs: Money) -> Money { Money(picoUSD: lhs.picoUSD - rhs.picoUSD) }
+    // Sums saturate at about ±9.2 million USD instead of trapping: an amount past that is already more than any
+    // cap, and a saturated sum still holds every request a cap would hold.
+    public static func + (lhs: Money, rhs: Money) -> Money { Money(picoUSD: saturating(lhs.picoUSD.addingReportingOverflow(rhs.picoUSD))) }
+    public static func - (lhs: Money, rhs: Money) -> Money { Money(picoUSD: saturating(lhs.picoUSD.subtractingReportingOverflow(rhs.picoUSD))) }
+
+    /// This amount as a share of `whole` in basis points (10 000 is all of it), or nil when `whole` is not positive.
+    public func basisPoints(of whole: Money) -> Int64? {
+        whole.picoUSD > 0 ? Int64(clamping: Int128(picoUSD) * 10_000 / Int128(whole.picoUSD)) : nil
+    }
+
+    static func saturating(_ result: (partialValue: Int64, overflow: Bool)) -> Int64 {
+        guard result.overflow else { return result.partialValue }
+        // On overflow the wrapped value has the opposite sign of the true one.
+        return result.partialValue < 0 ? .max : .min
+    }
     public static func < (lhs: Money, rhs: Money) -> Bool { lhs.picoUSD < rhs.picoUSD }
 
     /// The exact decimal value in USD, e.g. `0.000125`.
@@ -80,11 +93,11 @@ public struct TokenPrice: Sendable, Hashable, Comparable {
         self.microUSDPerMillion = try DecimalText.scaled(text, decimals: 12)
     }
 
-    public func cost(tokens: Int) -> Money { Money(picoUSD: Int64(tokens) * microUSDPerMillion) }
+    public func cost(tokens: Int) -> Money { Money(picoUSD: Money.saturating(Int64(tokens).multipliedReportingOverflow(by: microUSDPerMillion))) }
 
     /// This price times `basisPoints / 10 000`, rounded half up to a whole micro-USD.
     public func scaled(basisPoints: Int64) -> TokenPrice {
-        TokenPrice(microUSDPerMillion: (microUSDPerMillion * basisPoints + 5_000) / 10_000)
+        TokenPrice(microUSDPerMillion: Int64(clamping: (Int128(microUSDPerMillion) * Int128(basisPoints) + 5_000) / 10_000))
     }
 
     /// USD per million tokens as exact decimal text, e.g. `"0.15"`.

@@ -66,13 +66,13 @@ public struct Plan: Sendable {
 
     /// The saving as a share of the baseline, in basis points (exact integer division, rounded down).
     public var savingBasisPoints: Int64 {
-        baselineCost.picoUSD > 0 ? Int64(Int128(saving.picoUSD) * 10_000 / Int128(baselineCost.picoUSD)) : 0
+        saving.basisPoints(of: baselineCost) ?? 0
     }
 
     /// How far the plan's cost may be above the cheapest possible, in basis points of the lower bound
     /// (rounded up, so a printed 0.00% means none); nil when the bound is zero and the plan is not.
     public var gapBasisPoints: Int64? {
-        let gap = Int128(estimatedCost.picoUSD - lowerBound.picoUSD)
+        let gap = Int128(estimatedCost.picoUSD) - Int128(lowerBound.picoUSD)
         guard gap > 0 else { return 0 }
         guard lowerBound.picoUSD > 0 else { return nil }
         return Int64(clamping: (gap * 10_000 + Int128(lowerBound.picoUSD) - 1) / Int128(lowerBound.picoUSD))
@@ -85,7 +85,7 @@ public struct Plan: Sendable {
     public var gapText: String {
         guard let basisPoints = gapBasisPoints else { return "unknown" }
         if basisPoints == 0 { return "0%" }
-        if Int128(estimatedCost.picoUSD - lowerBound.picoUSD) * 10_000 < Int128(lowerBound.picoUSD) { return "< 0.01%" }
+        if (Int128(estimatedCost.picoUSD) - Int128(lowerBound.picoUSD)) * 10_000 < Int128(lowerBound.picoUSD) { return "< 0.01%" }
         return DecimalText.format(basisPoints, decimals: 2) + "%"
     }
 

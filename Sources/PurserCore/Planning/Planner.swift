@@ -26,8 +26,8 @@ public struct Planner {
         var openings: [Int: [Range<Int64>]] = [:]
         let models = context.catalog.models
         var mixRequests = [[Int]](repeating: [Int](repeating: 0, count: DispatchMode.allCases.count), count: models.count)
-        var mixCost = [[Int64]](repeating: [Int64](repeating: 0, count: DispatchMode.allCases.count), count: models.count)
-        var estimated: Int64 = 0
+        var mixCost = [[Money]](repeating: [Money](repeating: .zero, count: DispatchMode.allCases.count), count: models.count)
+        var estimated = Money.zero
         for request in 0..<count {
             let optionIndex = outcome.optionOfRequest[request]
             guard optionIndex >= 0 else { continue }
@@ -50,15 +50,15 @@ public struct Planner {
             latestStartOfRequest[request] = latest
             let modeIndex = DispatchMode.allCases.firstIndex(of: mode)!
             mixRequests[Int(option.model)][modeIndex] += 1
-            mixCost[Int(option.model)][modeIndex] &+= outcome.costOfRequest[request]
-            estimated &+= outcome.costOfRequest[request]
+            mixCost[Int(option.model)][modeIndex] += Money(picoUSD: outcome.costOfRequest[request])
+            estimated += Money(picoUSD: outcome.costOfRequest[request])
         }
         var mix: [Plan.MixLine] = []
         for (model, counts) in mixRequests.enumerated() {
             for (modeIndex, requestCount) in counts.enumerated() where requestCount > 0 {
                 mix.append(Plan.MixLine(
                     model: models[model].id, mode: DispatchMode.allCases[modeIndex], requests: requestCount,
-                    estimatedCost: Money(picoUSD: mixCost[model][modeIndex])))
+                    estimatedCost: mixCost[model][modeIndex]))
             }
         }
         mix.sort { ($0.estimatedCost, $0.model, $0.mode.rawValue) > ($1.estimatedCost, $1.model, $1.mode.rawValue) }
@@ -67,7 +67,7 @@ public struct Planner {
         return Plan(
             requestIDs: requests.map(\.id), modelOfRequest: modelOfRequest, modeOfRequest: modeOfRequest, startOfRequest: startOfRequest,
             latestStartOfRequest: latestStartOfRequest, costOfRequest: outcome.costOfRequest, baselineOfRequest: baselineOfRequest,
-            modelIDs: models.map(\.id), estimatedCost: Money(picoUSD: estimated),
+            modelIDs: models.map(\.id), estimatedCost: estimated,
             baselineCost: Money(picoUSD: baselineOfRequest.reduce(0, &+)), lowerBound: Money(picoUSD: outcome.lowerBound), mix: mix,
             unplaced: outcome.unplaced, unfitHeld: outcome.unfitHeld.map { held[$0] },
             baseline: baseline.check(requests, held: held),

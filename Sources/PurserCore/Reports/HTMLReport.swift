@@ -42,7 +42,7 @@ public enum HTMLReport {
         html += tile("Spent", display.total.cost, note: "\(display.total.requests) requests")
         html += tile("Baseline", display.total.baseline, note: "every request on its reference model")
         html += tile("Saved", display.total.savings, note: report.total.baseline.picoUSD > 0
-            ? percentText(report.total.savings.picoUSD * 10_000 / report.total.baseline.picoUSD) + " of the baseline" : "")
+            ? percentText(report.total.savings.basisPoints(of: report.total.baseline) ?? 0) + " of the baseline" : "")
         for cap in report.caps {
             html += tile("Left: \(cap.scopeText)", cap.left.formatted, note: "\(percentText(cap.usedBasisPoints)) of \(cap.cap.formatted) used")
         }
@@ -83,20 +83,20 @@ public enum HTMLReport {
     /// forecast carried on from today to the month's end.
     static func dailyChart(_ report: SpendReport, budget: Money) -> String {
         var cumulative: [Int64] = []
-        var running: Int64 = 0
+        var running = Money.zero
         for day in report.daily {
-            running += day.cost.picoUSD
-            cumulative.append(running)
+            running += day.cost
+            cumulative.append(running.picoUSD)
         }
         let forecastEnd = report.forecast?.atMonthEnd.picoUSD ?? 0
-        let ceiling = max([budget.picoUSD, forecastEnd, running, 1].max()! * 11 / 10, 1)
+        let ceiling = Int64(clamping: Int128([budget.picoUSD, forecastEnd, running.picoUSD, 1].max()!) * 11 / 10)
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         let days = max(report.daily.count, 1)
         func x(_ day: Int) -> Int { left + plotWidth * day / days }
         func y(_ amount: Int64) -> Int { top + plotHeight - Int(Int128(plotHeight) * Int128(max(amount, 0)) / Int128(ceiling)) }
         var svg = "<svg viewBox=\"0 0 \(width) \(height)\" width=\"100%\" role=\"img\" aria-label=\"Daily spend against the budget\" xmlns=\"http://www.w3.org/2000/svg\">\n"
         for tick in 0...4 {
-            let amount = ceiling * Int64(tick) / 4
+            let amount = Int64(Int128(ceiling) * Int128(tick) / 4)
             svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(amount))\" y2=\"\(y(amount))\" stroke=\"#e5e8ef\"/>"
             svg += "<text x=\"\(left - 6)\" y=\"\(y(amount) + 4)\" text-anchor=\"end\">\(escape(Money(picoUSD: amount).formatted))</text>\n"
         }
