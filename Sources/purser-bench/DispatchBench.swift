@@ -12,11 +12,12 @@ enum DispatchBench {
         let process: Process
         let port: Int
 
-        init(latencyMilliseconds: Int) throws {
+        /// `faults` are the server's fault options (`--fail-5xx 0.1 …`).
+        init(latencyMilliseconds: Int, faults: [String] = []) throws {
             process = Process()
             process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
                 .appendingPathComponent("purser-fake-provider")
-            process.arguments = ["--max-seconds", "600", "--latency-ms", String(latencyMilliseconds)]
+            process.arguments = ["--max-seconds", "600", "--latency-ms", String(latencyMilliseconds)] + faults
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-fake-\(UUID().uuidString).txt")
             _ = FileManager.default.createFile(atPath: output.path, contents: nil)
             defer { try? FileManager.default.removeItem(at: output) }
@@ -36,12 +37,17 @@ enum DispatchBench {
         }
 
         /// The most calls the server was answering at one moment.
-        func peakInFlight() -> Int {
-            guard let data = try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/stats")!),
-                let stats = try? JSONParser.parse(String(decoding: data, as: UTF8.self)).objectValue,
-                case .number(let peak)? = stats["peak_in_flight"]
-            else { return -1 }
-            return Int(peak) ?? -1
+        func peakInFlight() -> Int { stat("peak_in_flight") }
+
+        /// A count from the server's /stats (calls, early_retries, peak_in_flight), or -1 when it cannot be read.
+        func stat(_ name: String) -> Int {
+            guard let stats = self.stats(), case .number(let value)? = stats[name] else { return -1 }
+            return Int(value) ?? -1
+        }
+
+        func stats() -> JSONObject? {
+            guard let data = try? Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/stats")!) else { return nil }
+            return try? JSONParser.parse(String(decoding: data, as: UTF8.self)).objectValue
         }
 
         func stop() {
@@ -99,10 +105,13 @@ enum DispatchBench {
         var seconds: Double
         var stored: Int
         var failed: Int
+        var summary: RunSummary
     }
 
     /// Submits `calls` requests for the fake model to a fresh database and serves them all with `purser run`'s dispatcher.
-    static func purserRun(port: Int, calls: Int, concurrency: Int, work: String, catalog: PricingCatalog) async throws -> RunFigures {
+    static func purserRun(
+        port: Int, calls: Int, concurrency: Int, work: String, catalog: PricingCatalog, adjust: (inout RunOptions) -> Void = { _ in }
+    ) async throws -> RunFigures {
         let path = work + "/dispatch.db"
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         let jobFile = work + "/dispatch-job.jsonl"
@@ -116,6 +125,7 @@ enum DispatchBench {
         var options = RunOptions(worker: "bench")
         options.concurrency = concurrency
         options.timeoutSeconds = 60
+        adjust(&options)
         let environment = ["FAKE_KEY": "bench"]
         let dispatcher = Dispatcher(
             store: try DispatchStore(path: path, owner: "bench"),
@@ -125,7 +135,7 @@ enum DispatchBench {
         let summary = try await dispatcher.run()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let stored = Int(try PurserDatabase.open(path: path).scalarInt("SELECT count(*) FROM results") ?? 0)
-        return RunFigures(seconds: seconds, stored: stored, failed: summary.failed)
+        return RunFigures(seconds: seconds, stored: stored, failed: summary.failed, summary: summary)
     }
 
     static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

@@ -15,7 +15,7 @@ enum RunCommand {
             .init(name: "watch", value: nil, help: "Keep serving as new jobs arrive, until interrupted."),
             .init(name: "grace", value: "seconds", help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10)."),
             .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
-            .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 500)."),
+            .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 100)."),
             .init(name: "cooldown", value: "seconds", help: "Pause a provider this long when most of its recent calls fail (default: 30; longer while probes fail)."),
             .init(name: "give-up-after", value: "seconds", help: "Stop calling a provider none of whose calls has connected for this long (default: 30)."),
             .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),

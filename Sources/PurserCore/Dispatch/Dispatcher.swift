@@ -23,7 +23,7 @@ public final class Dispatcher: Sendable {
     let limiter: RateLimiter
     let health: ProviderHealth
     let baseline: Baseline
-    private let state = RunState()
+    private let state: RunState
 
     public init(
         store: DispatchStore, caller: any ModelCaller, catalog: PricingCatalog, environment: [String: String], options: RunOptions,
@@ -36,6 +36,7 @@ public final class Dispatcher: Sendable {
         self.options = options
         self.clock = clock
         self.onEvent = onEvent
+        state = RunState(clock: clock)
         limiter = RateLimiter(limits: options.limits, clock: clock)
         var health = options.health
         health.pauseMilliseconds = Int64(options.cooldownSeconds * 1000)
@@ -184,7 +185,7 @@ public final class Dispatcher: Sendable {
                     Task { await self.state.wakeWaiters() }
                 }
             case .poll:
-                if let wait = await poll() { await state.pollerSleep(milliseconds: wait) }
+                if let wait = await poll() { await state.pollerSleep(until: clock.now() + wait) }
                 await state.endPolling()
             }
         }
@@ -494,6 +495,7 @@ public final class Dispatcher: Sendable {
             await state.count(.retried)
             let retryAt = now + delay
             await persist("schedule a retry of \(request.customID)") { try await self.store.recordRetry(request, at: retryAt, attempt: attempt) }
+            await state.dueAt(retryAt)
         }
     }
 
@@ -592,6 +594,10 @@ actor RunState {
     /// Counts wake-ups, so a worker that decided to wait notices one that came before its wait began.
     private var changes = 0
     private var pollerPause: Task<Void, Never>?
+    private var pollerWakesAt: Int64?
+    private let clock: WallClock
+
+    init(clock: WallClock) { self.clock = clock }
     private var random = SystemRandomNumberGenerator()
 
     func setRemaining(_ count: Int) { remaining = count }
@@ -672,13 +678,21 @@ actor RunState {
         idleWaiters.removeAll()
     }
 
-    /// The poller's pause when nothing is due; cut short when the last call in flight ends, since the
-    /// run may then be over.
-    func pollerSleep(milliseconds: Int64) async {
+    /// The poller's pause when nothing is due until `until` (wall-clock milliseconds); cut short when the last
+    /// call in flight ends, since the run may then be over, or when a retry falls due before it.
+    func pollerSleep(until: Int64) async {
+        let milliseconds = max(until - clock.now(), 0)
         let sleep = Task { _ = try? await Task.sleep(nanoseconds: UInt64(milliseconds) * 1_000_000) }
         pollerPause = sleep
+        pollerWakesAt = until
         await withTaskCancellationHandler { await sleep.value } onCancel: { sleep.cancel() }
         pollerPause = nil
+        pollerWakesAt = nil
+    }
+
+    /// A request falls due at `time`: a poller sleeping past it wakes to claim it.
+    func dueAt(_ time: Int64) {
+        if let wakesAt = pollerWakesAt, time < wakesAt { pollerPause?.cancel() }
     }
 
     func finishedOne() {

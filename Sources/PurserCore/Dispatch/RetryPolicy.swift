@@ -1,7 +1,7 @@
 /// When to try again: exponential backoff with full jitter, never sooner than the provider asked,
 /// a few tries per model before moving to the next, and a limit on tries in all.
 public struct RetryPolicy: Sendable {
-    public var baseDelayMilliseconds: Int64 = 500
+    public var baseDelayMilliseconds: Int64 = 100
     public var maximumDelayMilliseconds: Int64 = 30_000
     public var attemptsPerModel = 3
     public var maximumAttempts = 8
