@@ -43,14 +43,19 @@ public final class Database {
     public init(readingExisting path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
         self.path = path
         let flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX
+        let readOnly = try Database.connect(Database.fileURI(path, "mode=ro"), flags: flags)
+        // Before the first read: a writer closing the file (checkpointing its log) holds it for a moment.
+        sqlite3_busy_timeout(readOnly, busyTimeoutMilliseconds)
+        sqliteConnection = readOnly
         do {
-            sqliteConnection = try Database.connect(Database.fileURI(path, "mode=ro"), flags: flags)
             // The first read is where a missing shared-memory file shows.
             _ = try scalarInt("SELECT count(*) FROM sqlite_master")
         } catch let error as SQLiteError where [SQLITE_CANTOPEN, SQLITE_READONLY].contains(error.primaryCode) {
-            sqliteConnection = try Database.connect(Database.fileURI(path, "immutable=1"), flags: flags)
+            let immutable = try Database.connect(Database.fileURI(path, "immutable=1"), flags: flags)
+            statementCache.removeAll()
+            sqlite3_close_v2(readOnly)
+            sqliteConnection = immutable
         }
-        sqlite3_busy_timeout(sqliteConnection, busyTimeoutMilliseconds)
         try execute("PRAGMA foreign_keys = ON")
     }
 
