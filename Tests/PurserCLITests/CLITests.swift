@@ -77,7 +77,7 @@ import PurserCore
 
     let badQuality = purser(["submit", "x.jsonl", "--quality", "ultra"])
     #expect(badQuality.code == 64)
-    #expect(badQuality.error.hasPrefix("Error: --quality: unknown quality tier 'ultra'; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100.\n"))
+    #expect(badQuality.error.hasPrefix("Error: --quality: unknown quality tier \"ultra\"; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100.\n"))
 
     let badDeadline = purser(["estimate", "x.jsonl", "--deadline", "yesterday"])
     #expect(badDeadline.code == 64)

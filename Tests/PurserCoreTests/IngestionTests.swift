@@ -89,7 +89,7 @@ private struct Workspace {
     ]
     #expect(try workspace.rejection(lines) == [
         #"line 2 (custom_id "no-messages"): missing body.messages"#,
-        "line 3: unknown quality tier 'ultra'; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100",
+        "line 3: unknown quality tier \"ultra\"; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100",
         #"line 4 (custom_id "ok"): duplicate custom_id (first used on line 1); custom_id must be unique in a job"#,
         #"line 5 (custom_id "huge"): prompt of ~8 tokens plus max_tokens 2000000 fits no model's context (the largest is 1048576)"#,
         #"line 6 (custom_id "cheap"): max_cost_usd 0.0000000001 is below every eligible model's estimate (the cheapest is 0.000205 USD)"#,

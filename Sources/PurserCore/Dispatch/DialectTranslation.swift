@@ -236,6 +236,7 @@ public enum DialectTranslation {
     /// An OpenAI chat completion carrying the same answer, for OpenAI-format results of any provider.
     public static func openAICompletion(fromAnthropic message: JSONObject, model: String) -> JSONObject {
         let usage = message["usage"]?.objectValue ?? JSONObject()
+        // Stored answers passed `usage(ofResponse:)`, so each count is at most a billion and the sums cannot overflow.
         let input = (usage["input_tokens"]?.intValue ?? 0) + (usage["cache_read_input_tokens"]?.intValue ?? 0)
             + (usage["cache_creation_input_tokens"]?.intValue ?? 0)
         let output = usage["output_tokens"]?.intValue ?? 0
@@ -309,9 +310,14 @@ public enum DialectTranslation {
         }
     }
 
-    /// `error.message` from either dialect's error body.
+    /// The longest error message kept from a provider's answer; the rest is cut.
+    static let maximumErrorMessageCharacters = 500
+
+    /// `error.message` from either dialect's error body, at most 500 characters.
     static func errorMessage(_ body: String) -> String? {
-        guard let object = try? JSONParser.parse(body).objectValue else { return nil }
-        return object["error"]?.objectValue?["message"]?.stringValue ?? object["message"]?.stringValue
+        guard let object = try? JSONParser.parse(body).objectValue,
+            let message = object["error"]?.objectValue?["message"]?.stringValue ?? object["message"]?.stringValue
+        else { return nil }
+        return message.count > maximumErrorMessageCharacters ? message.prefix(maximumErrorMessageCharacters) + "…" : message
     }
 }

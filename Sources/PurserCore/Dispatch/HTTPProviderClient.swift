@@ -97,18 +97,24 @@ public final class HTTPProviderClient: ModelCaller {
         guard let http = response as? HTTPURLResponse else {
             return .failure(CallFailure(kind: .retryable, status: nil, message: "not an HTTP response"))
         }
+        return HTTPProviderClient.outcome(
+            status: http.statusCode, header: { http.value(forHTTPHeaderField: $0) }, body: data, dialect: call.provider.dialect, now: Date())
+    }
+
+    /// What a provider's answer means: its status, headers and body read into a response with usage, or a
+    /// classified failure. Everything here comes from outside, so any bytes give one or the other.
+    public static func outcome(
+        status: Int, header: (String) -> String?, body data: Data, dialect: Provider.Dialect, now: Date
+    ) -> Result<ProviderResponse, CallFailure> {
         let body = String(decoding: data, as: UTF8.self)
-        guard (200..<300).contains(http.statusCode) else {
-            return .failure(DialectTranslation.classify(
-                status: http.statusCode, body: body, retryAfterMilliseconds: RetryAfter.milliseconds(from: http, now: Date())))
+        guard (200..<300).contains(status) else {
+            return .failure(DialectTranslation.classify(status: status, body: body, retryAfterMilliseconds: RetryAfter.milliseconds(header: header, now: now)))
         }
-        guard let parsed = try? JSONParser.parse(Array(data)), let usage = DialectTranslation.usage(ofResponse: parsed, dialect: call.provider.dialect)
-        else {
-            return .failure(CallFailure(kind: .retryable, status: http.statusCode, message: "malformed response body (no usage or no answer)"))
+        guard let parsed = try? JSONParser.parse(Array(data)), let usage = DialectTranslation.usage(ofResponse: parsed, dialect: dialect) else {
+            return .failure(CallFailure(kind: .retryable, status: status, message: "malformed response body (no usage or no answer)"))
         }
-        let requestID = http.value(forHTTPHeaderField: "x-request-id") ?? http.value(forHTTPHeaderField: "request-id")
-            ?? parsed.objectValue?["id"]?.stringValue
-        return .success(ProviderResponse(statusCode: http.statusCode, providerRequestID: requestID, body: body, usage: usage, simulated: false))
+        let requestID = header("x-request-id") ?? header("request-id") ?? parsed.objectValue?["id"]?.stringValue
+        return .success(ProviderResponse(statusCode: status, providerRequestID: requestID, body: body, usage: usage, simulated: false))
     }
 }
 

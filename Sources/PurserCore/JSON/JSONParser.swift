@@ -121,7 +121,7 @@ public struct JSONParser {
             }
             let key = try parseString()
             skipWhitespace()
-            guard peek() == UInt8(ascii: ":") else { throw fail("expected ':' after member name \"\(key)\"") }
+            guard peek() == UInt8(ascii: ":") else { throw fail("expected ':' after member name \(JSONWriter.quotedForMessage(key))") }
             position += 1
             skipWhitespace()
             let start = position

@@ -37,6 +37,12 @@ public enum JSONWriter {
         }
     }
 
+    /// Text from a file or an answer as a message shows it: quoted, and cut after 64 characters so a huge one
+    /// cannot flood the screen.
+    public static func quotedForMessage(_ text: String) -> String {
+        text.count <= 64 ? quoted(text) : quoted(String(text.prefix(64))) + "… (\(text.utf8.count) bytes)"
+    }
+
     public static func quoted(_ text: String) -> String {
         var output = ""
         appendQuoted(text, to: &output)

@@ -25,7 +25,7 @@ enum ChatBody {
             guard let role = object["role"]?.stringValue else { return .failure(Problem("missing \(field).role")) }
             let roles = dialect == .openai ? ["system", "developer", "user", "assistant", "tool"] : ["user", "assistant"]
             guard roles.contains(role) else {
-                return .failure(Problem("\(field).role '\(role)' is not one of \(roles.joined(separator: ", "))"))
+                return .failure(Problem("\(field).role \(JSONWriter.quotedForMessage(role)) is not one of \(roles.joined(separator: ", "))"))
             }
             summary.messages += 1
             switch object["content"] {

@@ -39,9 +39,7 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A custom_id as messages show it: quoted, and cut after 64 characters so a huge one cannot flood the screen.
-    static func shown(_ customID: String) -> String {
-        customID.count <= 64 ? JSONWriter.quoted(customID) : JSONWriter.quoted(String(customID.prefix(64))) + "… (\(customID.utf8.count) bytes)"
-    }
+    static func shown(_ customID: String) -> String { JSONWriter.quotedForMessage(customID) }
 
     static func oversized(lineNumber: Int, byteCount: Int, limit: Int) -> LineProblem {
         LineProblem(

@@ -75,7 +75,7 @@ public struct RequestLineParser {
             return problem("unrecognised line: expected \"body\" (OpenAI batch), \"params\" (Anthropic batch) or \"prompt\" (minimal)")
         }
         for key in line.keys where !allowed.contains(key) && !RequestLineParser.routingKeys.contains(key) {
-            return problem("unknown key \(JSONWriter.quoted(key)); routing keys are \(RequestLineParser.routingKeys.joined(separator: ", "))")
+            return problem("unknown key \(JSONWriter.quotedForMessage(key)); routing keys are \(RequestLineParser.routingKeys.joined(separator: ", "))")
         }
 
         // custom_id.
@@ -151,7 +151,7 @@ public struct RequestLineParser {
             let cached = referenceCache[cacheKey] ?? catalog.referenceModel(named: name, preferring: shape.bodyDialect)
             referenceCache[cacheKey] = cached
             guard let model = cached else {
-                return problem("unknown model \(JSONWriter.quoted(name)) in \(fieldPrefix)model; add it to the pricing tables or remove it and set \"quality\"")
+                return problem("unknown model \(JSONWriter.quotedForMessage(name)) in \(fieldPrefix)model; add it to the pricing tables or remove it and set \"quality\"")
             }
             reference = model
         } else if shape != .minimal {

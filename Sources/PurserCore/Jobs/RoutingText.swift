@@ -9,7 +9,7 @@ public enum RoutingText {
         case .string(let name):
             if let floor = tiers.quality[name] { return .success((floor, name)) }
             if let number = Int(name) { return quality(.number(String(number)), tiers: tiers) }
-            return .failure(Problem("unknown quality tier '\(name)'; use one of \(describeQualityTiers(tiers)) or a number 0–100"))
+            return .failure(Problem("unknown quality tier \(JSONWriter.quotedForMessage(name)); use one of \(describeQualityTiers(tiers)) or a number 0–100"))
         case .number(let text):
             guard let number = Int(text), (0...100).contains(number) else {
                 return .failure(Problem("quality \(text) is not a whole number from 0 to 100"))
