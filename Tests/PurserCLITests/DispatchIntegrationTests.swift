@@ -523,6 +523,10 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT count(*) FROM unsettled_charges")[0][0] == String(leased))
         let show = try purser(["budget", "show"], database: database, pricing: pricing)
         #expect(show.out.contains("unsettled") && show.out.contains("\(leased) calls cut off by a crash or a forced stop may have been billed"))
+        let report = try purser(["report"], database: database, pricing: pricing)
+        #expect(report.out.contains(" unsettled + "), "\(report.out)")
+        let json = try purser(["report", "--json"], database: database, pricing: pricing)
+        #expect(json.out.contains("\"unsettled_usd\""))
     }
 
     @Test func benchmarkHelpIsHelpAndRunsNothing() throws {

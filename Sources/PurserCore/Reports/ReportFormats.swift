@@ -63,7 +63,7 @@ extension CapUse {
         }
         return scope + [
             .init(key: "cap_usd", value: .string(cap.exactUSD)), .init(key: "charged_usd", value: .string(charged.exactUSD)),
-            .init(key: "reserved_usd", value: .string(reserved.exactUSD)), .init(key: "left_usd", value: .string(left.exactUSD)),
+            .init(key: "unsettled_usd", value: .string(unsettled.exactUSD)), .init(key: "reserved_usd", value: .string(reserved.exactUSD)), .init(key: "left_usd", value: .string(left.exactUSD)),
             .init(key: "used_basis_points", value: .number(String(usedBasisPoints))), .init(key: "warn_percent", value: .number(String(warnPercent))),
         ]
     }
