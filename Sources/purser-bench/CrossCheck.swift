@@ -30,7 +30,7 @@ enum CrossCheck {
             model("mid", 400_000, 1_600_000, quality: 55, rpm: 10, tpm: 10_000, ttft: 400, speed: 120),
             model("dear", 2_500_000, 10_000_000, quality: 70, rpm: 100_000, tpm: 1_000_000_000, ttft: 300, speed: 300),
         ]
-        let provider = Provider(name: "x", dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "X_KEY", offersBatchAPI: false)
+        let provider = Provider(name: "x", dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "X_KEY")
         let deadlines: [Int64] = [600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000]
         let requests = (0..<count).map { index in
             let input = Int(exp(Double(random.below(1_000)) / 1_000 * log(3_000.0))) + 20

@@ -68,7 +68,7 @@ enum DispatchBench {
             speed: Speed(timeToFirstTokenMilliseconds: 1, outputTokensPerSecond: 100_000), priceDate: "2026-11-24",
             priceSource: "https://example.com")
         let provider = Provider(
-            name: "fake", dialect: .openai, baseURL: "http://127.0.0.1:\(port)/v1", apiKeyEnvironmentVariable: "FAKE_KEY", offersBatchAPI: false)
+            name: "fake", dialect: .openai, baseURL: "http://127.0.0.1:\(port)/v1", apiKeyEnvironmentVariable: "FAKE_KEY")
         return PricingCatalog(models: [model], providers: ["fake": provider], tiers: tiers)
     }
 

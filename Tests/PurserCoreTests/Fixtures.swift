@@ -26,6 +26,13 @@ enum Fixtures {
 
     static func bundledCatalog() throws -> PricingCatalog { try PricingCatalog.load(directory: pricingDirectory) }
 
+    /// The same tables with no provider taking batches: every plan is for live calls.
+    static func withoutBatches(_ catalog: PricingCatalog) -> PricingCatalog {
+        var live = catalog
+        for name in live.providers.keys { live.providers[name]?.batchDialect = nil }
+        return live
+    }
+
     static let tiers = Tiers(
         quality: ["basic": 30, "standard": 45, "premium": 55], deadline: ["hour": 3_600_000, "day": 86_400_000],
         defaultQuality: "standard", defaultDeadline: "day")
@@ -49,7 +56,7 @@ enum Fixtures {
 
     static func catalog(_ models: [Model]) -> PricingCatalog {
         let providers = Set(models.map(\.provider)).map {
-            Provider(name: $0, dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "\($0.uppercased())_KEY", offersBatchAPI: false)
+            Provider(name: $0, dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "\($0.uppercased())_KEY")
         }
         return PricingCatalog(models: models, providers: Dictionary(uniqueKeysWithValues: providers.map { ($0.name, $0) }), tiers: tiers)
     }

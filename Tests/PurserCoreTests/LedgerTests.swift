@@ -3,10 +3,11 @@ import SQLiteStore
 import Testing
 @testable import PurserCore
 
-/// One job of identical requests, planned, in a database of its own, with a dispatch store on it.
+/// One job of identical requests, planned for live calls (no provider takes batches here), in a database of its
+/// own, with a dispatch store on it.
 private struct LedgerWorkspace {
     let directory = Fixtures.temporaryDirectory()
-    let catalog = try! Fixtures.bundledCatalog()
+    let catalog = Fixtures.withoutBatches(try! Fixtures.bundledCatalog())
     let store: DispatchStore
     var path: String { directory.appendingPathComponent("purser.db").path }
 

@@ -24,6 +24,7 @@ enum RunCommand {
             .init(name: "max-in-flight-per-model", value: "n", help: "Calls in flight to one model at once."),
             .init(name: "max-in-flight-per-provider", value: "n", help: "Calls in flight to one provider at once."),
             .init(name: "allow-late", value: nil, help: "Serve requests whose deadline has passed instead of expiring them."),
+            .init(name: "detach", value: nil, help: "Send batches, then end without waiting for those still at the provider (a later run collects them)."),
             CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
         ])
 
@@ -33,6 +34,8 @@ enum RunCommand {
         options.simulate = arguments.flag("simulate")
         options.watch = arguments.flag("watch")
         options.allowLate = arguments.flag("allow-late")
+        options.detachBatches = arguments.flag("detach")
+        options.crashAfterBatchStep = context.environment["PURSER_TEST_CRASH_AFTER"]
         if let value = try arguments.integer("concurrency", in: 1...RunOptions.maximumConcurrency) { options.concurrency = value }
         if let value = try arguments.number("speedup", in: 0.001...1_000_000) { options.simulationSpeedup = value }
         if let value = try arguments.number("grace", in: 0...3_600) { options.graceSeconds = value }
@@ -139,6 +142,11 @@ final class RunReporter: Sendable {
             if json { emit(["event": .string("notice"), "message": .string(message)]) } else {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log("warning", message, ""))
+            }
+        case .info(let message):
+            if json { emit(["event": .string("info"), "message": .string(message)]) } else {
+                if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
+                console.error(log("info", message, ""))
             }
         case .finished(let summary):
             if json {

@@ -4,9 +4,9 @@ import SQLiteStore
 /// Every finishing update is guarded by the lease (`WHERE id = ? AND state = 'running' AND lease_owner = ?`),
 /// and a result is written with its cost in the same transaction, so a request never has two results.
 public actor DispatchStore {
-    private let database: Database
-    private let owner: String
-    private let lifecycle: RequestLifecycle
+    let database: Database
+    let owner: String
+    let lifecycle: RequestLifecycle
 
     /// `maximumPageCount` caps how large this connection may grow the file (SQLite's `max_page_count`), so a
     /// test can run out of disk on purpose.
@@ -49,7 +49,7 @@ public actor DispatchStore {
             let candidates = try database.statement("""
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode
                 FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
-                WHERE p.queue = 1 AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
+                WHERE p.queue = 1 AND l.mode != 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
                 ORDER BY p.deadline_at, p.request_id LIMIT ?3
                 """).rows([.optionalInt64(job), .text(excluded), .int(limit)]) { row in
                 (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),
@@ -122,7 +122,8 @@ public actor DispatchStore {
     /// Leases held by runs on other processes: each owner, how many requests, and until when.
     func leasesHeldElsewhere() throws -> [(owner: String, requests: Int, until: Int64)] {
         try database.statement("""
-            SELECT lease_owner, count(*), max(lease_expires_at) FROM requests WHERE state = 'running' AND lease_owner != ? GROUP BY lease_owner
+            SELECT lease_owner, count(*), max(lease_expires_at) FROM requests
+            WHERE state = 'running' AND lease_owner != ? AND lease_owner NOT LIKE 'batch:%' GROUP BY lease_owner
             """).rows([.text(owner)]) { ($0.text(0), $0.int(1), $0.int64(2)) }
     }
 
@@ -269,7 +270,7 @@ public actor DispatchStore {
         return true
     }
 
-    private func insertResult(
+    func insertResult(
         _ request: Int64, model: String, provider: String, dialect: Provider.Dialect, mode: DispatchMode, response: ProviderResponse, cost: Money,
         finishedAt: Int64, billedAt: Int64, baseline: Money
     ) throws {
@@ -372,31 +373,31 @@ public actor DispatchStore {
         try lifecycle.endLease(id, owner: owner, state: state, error: error, nextAttemptAt: nextAttemptAt)
     }
 
-    private func insertReservation(
-        _ request: Int64, job: Int64, project: String, month: BudgetMonth, simulated: Bool, amount: Money, at reservedAt: Int64
+    func insertReservation(
+        _ request: Int64, job: Int64, project: String, month: BudgetMonth, simulated: Bool, amount: Money, at reservedAt: Int64, owner: String? = nil
     ) throws {
         try database.statement("""
             INSERT INTO reservations (request_id, owner, job_id, project, month, simulated, amount_pico, reserved_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """).execute([
-            .integer(request), .text(owner), .integer(job), .text(project), .text(month.description), .int(simulated ? 1 : 0),
+            .integer(request), .text(owner ?? self.owner), .integer(job), .text(project), .text(month.description), .int(simulated ? 1 : 0),
             .integer(amount.picoUSD), .integer(reservedAt),
         ])
     }
 
     /// Deletes this worker's reservation for a request, returning when and under which project it was made.
-    private func dropReservation(_ id: Int64) throws -> (reservedAt: Int64, project: String)? {
+    func dropReservation(_ id: Int64, owner: String? = nil) throws -> (reservedAt: Int64, project: String)? {
         try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ? RETURNING reserved_at, project")
-            .firstRow([.integer(id), .text(owner)]) { ($0.int64(0), $0.text(1)) }
+            .firstRow([.integer(id), .text(owner ?? self.owner)]) { ($0.int64(0), $0.text(1)) }
     }
 
-    private func insertAttempt(_ attempt: AttemptRecord, request: Int64) throws {
+    func insertAttempt(_ attempt: AttemptRecord, request: Int64, worker: String? = nil) throws {
         try database.statement("""
             INSERT INTO attempts (request_id, worker, model, provider, mode, started_at, latency_ms, status, outcome, error, input_tokens,
                 cached_input_tokens, output_tokens, simulated)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute([
-            .integer(request), .text(owner), .text(attempt.model), .text(attempt.provider), .text(attempt.mode.rawValue),
+            .integer(request), .text(worker ?? owner), .text(attempt.model), .text(attempt.provider), .text(attempt.mode.rawValue),
             .integer(attempt.startedAt), .integer(attempt.latencyMilliseconds), attempt.status.map { .int($0) } ?? .null, .text(attempt.outcome),
             .optionalText(attempt.error), attempt.usage.map { .int($0.inputTokens) } ?? .null,
             attempt.usage.map { .int($0.cachedInputTokens) } ?? .null, attempt.usage.map { .int($0.outputTokens) } ?? .null,
@@ -420,9 +421,13 @@ public actor DispatchStore {
         var unplanned: Int
         /// Requests held by a budget cap.
         var held: Int
+        /// Requests in batches sent to a provider, not counted in `running` when the run does not wait for them.
+        var inBatches = 0
     }
 
-    func remaining(job: Int64?, excludedModels: [String]) throws -> Remaining {
+    /// `waitForBatches: false` leaves requests in batches already at a provider out of `running` (a run that
+    /// does not wait for them); requests in batches whose model cannot be used now are always left out.
+    func remaining(job: Int64?, excludedModels: [String], waitForBatches: Bool = true) throws -> Remaining {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         let queue = try database.statement("""
             SELECT sum(l.model NOT IN (SELECT value FROM json_each(?2))), sum(l.model IN (SELECT value FROM json_each(?2)))
@@ -439,11 +444,16 @@ public actor DispatchStore {
         let running = try database.statement("""
             SELECT count(*), min(lease_expires_at) FROM requests WHERE state = 'running' AND (?1 IS NULL OR job_id = ?1)
             """).firstRow([.optionalInt64(job)]) { ($0.int(0), $0.optionalInt64(1)) }
+        let inBatches = try database.statement("""
+            SELECT count(*), sum(b.state = 'created' AND ?2 = 0 OR b.model IN (SELECT value FROM json_each(?3)))
+            FROM batch_requests m JOIN batches b ON b.id = m.batch_id JOIN requests r ON r.id = m.request_id
+            WHERE (?1 IS NULL OR r.job_id = ?1)
+            """).firstRow([.optionalInt64(job), .int(waitForBatches ? 1 : 0), .text(excluded)]) { ($0.int(0), $0.optionalInt64(1) ?? 0) }
         let held = try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'held' AND (?1 IS NULL OR job_id = ?1)", [.optionalInt64(job)])
         let soonest = [waiting, running?.1].compactMap { $0 }.min()
         return Remaining(
-            dispatchable: Int(queue?.0 ?? 0), soonest: soonest, running: running?.0 ?? 0, blocked: Int(queue?.1 ?? 0),
-            unplanned: Int(unplanned), held: Int(held ?? 0))
+            dispatchable: Int(queue?.0 ?? 0), soonest: soonest, running: (running?.0 ?? 0) - Int(inBatches?.1 ?? 0), blocked: Int(queue?.1 ?? 0),
+            unplanned: Int(unplanned), held: Int(held ?? 0), inBatches: inBatches?.0 ?? 0)
     }
 
     /// Jobs in scope with requests waiting for a plan.

@@ -24,6 +24,7 @@ public final class Dispatcher: Sendable {
     let health: ProviderHealth
     let baseline: Baseline
     private let state: RunState
+    private let batches: BatchRunner
 
     public init(
         store: DispatchStore, caller: any ModelCaller, catalog: PricingCatalog, environment: [String: String], options: RunOptions,
@@ -42,12 +43,21 @@ public final class Dispatcher: Sendable {
         health.pauseMilliseconds = Int64(options.cooldownSeconds * 1000)
         self.health = ProviderHealth(settings: health)
         baseline = Baseline(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys)))
+        let providerHealth = self.health
+        batches = BatchRunner(
+            store: store, catalog: catalog, environment: environment, options: options, clock: clock, health: providerHealth, baseline: baseline,
+            onEvent: onEvent,
+            alternative: { request, excluded in
+                await Dispatcher.cheapestAlternative(
+                    for: request, excluding: excluded, catalog: catalog, environment: environment, simulate: options.simulate, health: providerHealth,
+                    now: clock.now()).map { ($0.0, $0.2) }
+            })
     }
 
     /// Stops claiming; calls in flight get `graceSeconds` to finish before they are cancelled and released.
     public func stop() async { await state.requestStop() }
 
-    private enum Role: Sendable { case pool, heartbeat, progress, graceOver }
+    private enum Role: Sendable { case pool, heartbeat, progress, graceOver, batches }
 
     public func run() async throws -> RunSummary {
         let started = clock.now()
@@ -67,11 +77,14 @@ public final class Dispatcher: Sendable {
             group.addTask { await self.heartbeat(); return .heartbeat }
             group.addTask { await self.progressReports(started: started); return .progress }
             group.addTask { await self.graceAfterStop(); return .graceOver }
+            group.addTask { await self.batchLoop(); return .batches }
             for await role in group where role == .pool || role == .graceOver { group.cancelAll() }
         }
         for request in await state.drainClaimed() {
             await persist("return a claimed request to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
         }
+        // Another run may advance this run's batches at once.
+        await persist("hand back this run's batches") { try await self.store.releaseBatchLeases() }
         return try await summary(started: started, recovered: recovered)
     }
 
@@ -132,7 +145,10 @@ public final class Dispatcher: Sendable {
             try? await Task.sleep(nanoseconds: interval)
             if Task.isCancelled { return }
             let until = clock.now() + Int64(options.leaseSeconds * 1000)
-            await persist("renew this run's leases") { try await self.store.extendLeases(until: until) }
+            await persist("renew this run's leases") {
+                try await self.store.extendLeases(until: until)
+                try await self.store.extendBatchLeases(until: until)
+            }
         }
     }
 
@@ -144,6 +160,27 @@ public final class Dispatcher: Sendable {
             onEvent(.progress(RunProgress(
                 succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
                 remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
+        }
+    }
+
+    /// Forms and advances batches until the run ends; on a stop it stops at the next step, leaving its batches
+    /// at the provider for the next run.
+    private func batchLoop() async {
+        while !Task.isCancelled {
+            let failed = await state.storageFailure != nil
+            if state.stopWasRequested || failed { return }
+            let excluded = await excludedModels(now: clock.now())
+            do {
+                let next = try await batches.tick(stopping: false, excludedModels: excluded) { progress in
+                    await self.state.countBatchProgress(progress)
+                    await self.reportBudget(holdReasons: progress.holdReasons, capUses: progress.capUses)
+                }
+                let wait = next.map { min(max($0 - clock.now(), 50), 1_000) } ?? 1_000
+                try? await Task.sleep(nanoseconds: UInt64(wait) * 1_000_000)
+            } catch {
+                await storageFailed("advance the batches", error)
+                return
+            }
         }
     }
 
@@ -208,14 +245,15 @@ public final class Dispatcher: Sendable {
             let claim = try await store.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog)
-            await reportBudget(claim)
+            if claim.held > 0 { await state.countHeld(claim.held) }
+            await reportBudget(holdReasons: claim.holdReasons, capUses: claim.capUses)
             if !claim.requests.isEmpty {
                 await state.addClaimed(claim.requests)
                 return nil
             }
             // Held requests left the queue: look again at once for others that fit.
             if claim.held > 0 { return nil }
-            let remaining = try await store.remaining(job: options.job, excludedModels: excluded)
+            let remaining = try await store.remaining(job: options.job, excludedModels: excluded, waitForBatches: !options.detachBatches)
             let inFlight = await state.inFlight
             if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && inFlight == 0 {
                 await state.markExhausted()
@@ -240,12 +278,11 @@ public final class Dispatcher: Sendable {
     }
 
     /// Tells the user, once per cap and run, when a cap holds requests or passes its warning share.
-    private func reportBudget(_ claim: DispatchStore.Claim) async {
-        if claim.held > 0 { await state.countHeld(claim.held) }
-        for (cap, reason) in claim.holdReasons.sorted(by: { $0.key < $1.key }) where await state.firstNotice("hold \(cap)") {
+    private func reportBudget(holdReasons: [String: String], capUses: [CapUse]) async {
+        for (cap, reason) in holdReasons.sorted(by: { $0.key < $1.key }) where await state.firstNotice("hold \(cap)") {
             onEvent(.notice(reason))
         }
-        for use in claim.capUses where use.isPastWarning && use.cap.picoUSD > 0 {
+        for use in capUses where use.isPastWarning && use.cap.picoUSD > 0 {
             if await state.firstNotice("warn \(use.scopeText)") {
                 onEvent(.notice("\(use.scopeText) is \(percentText(use.usedBasisPoints)) used: \(use.charged.formatted) charged"
                     + (use.unsettled > .zero ? ", \(use.unsettled.formatted) unsettled" : "")
@@ -506,13 +543,22 @@ public final class Dispatcher: Sendable {
 
     /// The cheapest model, other than `excluding`, that can still serve the request now.
     private func alternative(for request: ClaimedRequest, excluding: Set<String>) async -> (Model, Provider, DispatchMode)? {
-        let now = clock.now()
+        await Dispatcher.cheapestAlternative(
+            for: request.plannable, excluding: excluding, catalog: catalog, environment: environment, simulate: options.simulate, health: health,
+            now: clock.now())
+    }
+
+    /// The cheapest model, other than `excluding`, whose provider is usable now, for a live call.
+    static func cheapestAlternative(
+        for request: PlannableRequest, excluding: Set<String>, catalog: PricingCatalog, environment: [String: String], simulate: Bool,
+        health: ProviderHealth, now: Int64
+    ) async -> (Model, Provider, DispatchMode)? {
         let unavailable = await health.unavailableProviders(now: now)
         var narrowed = catalog
         narrowed.models.removeAll { excluding.contains($0.id) || unavailable.contains($0.provider) }
-        let usable = PlanningContext.usableProviders(catalog: narrowed, environment: environment, simulate: options.simulate)
+        let usable = PlanningContext.usableProviders(catalog: narrowed, environment: environment, simulate: simulate)
         let planner = Planner(context: PlanningContext(catalog: narrowed, now: now, usableProviders: usable))
-        guard let best = planner.cheapestOption(for: request.plannable), let provider = narrowed.providers[best.model.provider] else { return nil }
+        guard let best = planner.cheapestOption(for: request), let provider = narrowed.providers[best.model.provider] else { return nil }
         return (best.model, provider, best.mode == .offpeak ? .sync : best.mode)
     }
 
@@ -545,6 +591,9 @@ public final class Dispatcher: Sendable {
                 leftQueued.append("\(remaining.held) requests are held by a budget cap (see 'purser budget show'); raising the cap with 'purser budget set' or the start of the next month releases them")
             }
             if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
+            if remaining.inBatches > 0 {
+                leftQueued.append("\(remaining.inBatches) requests are in batches at their provider; the next 'purser run' collects their results")
+            }
         }
         var summary = RunSummary(
             succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, retried: totals.retried, fellBack: totals.fellBack,
@@ -704,6 +753,15 @@ actor RunState {
         totals.succeeded += 1
         totals.spend += cost
         remaining -= 1
+    }
+
+    /// Results a batch brought back, and requests batching held under a cap.
+    func countBatchProgress(_ progress: BatchRunner.Progress) {
+        totals.succeeded += progress.succeeded
+        totals.failed += progress.failed
+        totals.spend += progress.spend
+        totals.held += progress.held
+        remaining -= progress.succeeded + progress.failed + progress.held
     }
 
     func count(_ counter: Counter) {

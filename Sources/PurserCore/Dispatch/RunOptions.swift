@@ -23,6 +23,11 @@ public struct RunOptions: Sendable {
     public var recovery: RecoveryFile?
     /// Names this process's leases; unique per run.
     public var worker: String
+    /// Send and advance batches, but end without waiting for those still at the provider (a later run collects them).
+    public var detachBatches = false
+    /// Test fault injection (`PURSER_TEST_CRASH_AFTER`): the process kills itself right after this batch step's API
+    /// call (upload, create, ended, results), before storing what it returned.
+    public var crashAfterBatchStep: String?
 
     public init(worker: String) { self.worker = worker }
 }
@@ -31,7 +36,10 @@ public struct RunOptions: Sendable {
 public enum RunEvent: Sendable {
     case started(total: Int, planned: Int)
     case progress(RunProgress)
+    /// Something that needs the user's eye: a cap, a paused provider, a failure.
     case notice(String)
+    /// Progress worth a line of its own: a batch sent, ended, its results stored.
+    case info(String)
     case finished(RunSummary)
 
     /// A moment as notices write it: `2026-11-24T10:00:00Z`.

@@ -9,15 +9,21 @@ public struct Simulator: ModelCaller {
     public init(speedup: Double = 1) { self.speedup = max(speedup, 0.001) }
 
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
+        let response = Simulator.answer(call)
+        let milliseconds = min(Double(call.model.speed.callDuration(outputTokens: response.usage.outputTokens)) / speedup, 3_600_000)
+        // Cancelled means the run is stopping: the answer is still given, and the run decides whether to keep it.
+        try? await Task.sleep(nanoseconds: UInt64(milliseconds * 1_000_000))
+        return .success(response)
+    }
+
+    /// The answer to `call`, at once: the same call always gets the same text and usage.
+    public static func answer(_ call: ProviderCall) -> ProviderResponse {
         var random = SplitMix64(seed: Simulator.seed(call.requestID, call.model.id))
         let maxTokens = (call.body["max_completion_tokens"] ?? call.body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
         // Answers use between a third and nine tenths of what they may.
         let output = max(1, maxTokens * (33 + random.below(58)) / 100)
         let input = TokenEstimator.inputTokens(textBytes: JSONWriter.string(.object(call.body)).utf8.count, messages: 1, images: 0)
         let cached = random.below(4) == 0 ? input / 2 : 0
-        let milliseconds = min(Double(call.model.speed.callDuration(outputTokens: output)) / speedup, 3_600_000)
-        // Cancelled means the run is stopping: the answer is still given, and the run decides whether to keep it.
-        try? await Task.sleep(nanoseconds: UInt64(milliseconds * 1_000_000))
         let text = "Simulated answer from \(call.model.id) to \(call.customID) (\(output) tokens)."
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"
         let body: JSONObject
@@ -51,7 +57,7 @@ public struct Simulator: ModelCaller {
                 "simulated": .bool(true),
             ])
         }
-        return .success(ProviderResponse(statusCode: 200, providerRequestID: id, body: JSONWriter.string(.object(body)), usage: usage, simulated: true))
+        return ProviderResponse(statusCode: 200, providerRequestID: id, body: JSONWriter.string(.object(body)), usage: usage, simulated: true)
     }
 
     static func seed(_ requestID: Int64, _ model: String) -> UInt64 {

@@ -8,6 +8,7 @@ import SQLiteStore
 ///     queued ──plan──▶ queued + plan (ready) ──claim──▶ running ──succeed──▶ succeeded
 ///       │                 │      │                        ├──retry later──▶ waiting ──stage──▶ ready
 ///       │                 │      └──window later──▶ waiting  ├──fail──▶ failed
+///       │                 ├──into a batch──▶ running (lease batch:ID) ──result──▶ succeeded / failed, or queued (planned again)
 ///       │                 └──hold (a cap)──▶ held ──release──▶ queued (planned again)
 ///       │                                                  ├──release──▶ ready or waiting
 ///       └──cancel / expire──▶ cancelled / expired          └──lease lapses──▶ ready
@@ -83,6 +84,40 @@ public struct RequestLifecycle {
             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
             """).execute([.text(owner), .integer(until), ids(leased)])
         try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
+    }
+
+    /// Ready requests go into a batch: running under the batch's lease (`batch:ID`), which lapses only with the
+    /// batch, their attempt counted now.
+    func leaseToBatch(_ leased: [Int64], owner: String) throws {
+        guard !leased.isEmpty else { return }
+        try database.statement("""
+            UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = NULL, attempts = attempts + 1, next_attempt_at = NULL
+            WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+            """).execute([.text(owner), ids(leased)])
+        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
+    }
+
+    /// A request leaves its batch without an answer (its line errored or expired, the batch was cancelled or
+    /// failed, or it is taken back to be served live): queued again without a plan, its job to be planned anew,
+    /// so the planner chooses a later batch or a live call by the time left.
+    func unplanFromBatch(_ id: Int64, owner: String, reason: String) throws {
+        try database.statement("""
+            UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL, last_error = ?
+            WHERE id = ? AND state = 'running' AND lease_owner = ?
+            """).execute([.text(reason), .integer(id), .text(owner)])
+        guard database.changes == 1 else { return }
+        try database.statement("DELETE FROM request_plans WHERE request_id = ?").execute([.integer(id)])
+        try database.statement("UPDATE jobs SET needs_plan = 1 WHERE id = (SELECT job_id FROM requests WHERE id = ?)").execute([.integer(id)])
+    }
+
+    /// Queued requests whose plan cannot be followed (their provider no longer takes batches): planned again.
+    func unplan(_ queued: [Int64], reason: String) throws {
+        guard !queued.isEmpty else { return }
+        try database.statement("UPDATE requests SET last_error = ? WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'")
+            .execute([.text(reason), ids(queued)])
+        try database.statement("UPDATE jobs SET needs_plan = 1 WHERE id IN (SELECT job_id FROM requests WHERE id IN (SELECT value FROM json_each(?)))")
+            .execute([ids(queued)])
+        try database.statement("DELETE FROM request_plans WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(queued)])
     }
 
     /// A ready request whose worst case does not fit under a cap: held until the cap is raised or `until`.

@@ -282,6 +282,56 @@ public enum Schema {
             CREATE INDEX unsettled_charges_by_month ON unsettled_charges(project, month, simulated);
             CREATE INDEX unsettled_charges_by_job ON unsettled_charges(job_id, simulated);
             """),
+        Migration(version: 6, sql: """
+            -- One row per batch sent through a provider's batch API: a durable state machine, advanced one step per
+            -- transaction, with every provider id written the moment it is known.
+            --   planned ──upload──▶ uploaded ──create──▶ created ──poll──▶ ended ──store results──▶ done
+            -- (an anthropic batch has no upload: planned ──create──▶ created). `key` goes to the provider as the batch's
+            -- metadata (and the uploaded file's name), so a batch created just before a crash is found again by it.
+            -- `owner`/`lease_expires_at` let one run at a time advance a batch; a run whose process is gone is
+            -- taken over at once. `cancel_requested_at` is set when the batch is cancelled to serve its requests live.
+            CREATE TABLE batches (
+                id INTEGER PRIMARY KEY,
+                key TEXT NOT NULL UNIQUE,
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                dialect TEXT NOT NULL,
+                simulated INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state = 'planned' OR state = 'uploaded' OR state = 'created' OR state = 'ended' OR state = 'done'),
+                request_count INTEGER NOT NULL,
+                input_bytes INTEGER NOT NULL DEFAULT 0,
+                planned_at INTEGER NOT NULL,
+                create_started_at INTEGER,
+                submitted_at INTEGER,
+                ended_at INTEGER,
+                pull_back_at INTEGER NOT NULL,
+                next_poll_at INTEGER,
+                cancel_requested_at INTEGER,
+                input_file_id TEXT,
+                provider_batch_id TEXT,
+                provider_status TEXT,
+                output_file_id TEXT,
+                error_file_id TEXT,
+                results_url TEXT,
+                -- A failed batch's reasons, as the provider gave them: [{"line": 3, "code": …, "message": …}].
+                provider_errors TEXT,
+                owner TEXT,
+                lease_expires_at INTEGER,
+                last_error TEXT
+            );
+            CREATE INDEX batches_open ON batches(id) WHERE state != 'done';
+
+            -- The requests a batch holds now: each is `running` under the lease owner 'batch:ID' while it is here,
+            -- with its worst case reserved under that owner. A row goes when its result is stored or the request
+            -- leaves the batch, in the same transaction, so no result is stored twice.
+            CREATE TABLE batch_requests (
+                request_id INTEGER PRIMARY KEY REFERENCES requests(id) ON DELETE CASCADE,
+                batch_id INTEGER NOT NULL REFERENCES batches(id),
+                line INTEGER NOT NULL,
+                provider_custom_id TEXT NOT NULL
+            );
+            CREATE INDEX batch_requests_by_batch ON batch_requests(batch_id, line);
+            """),
     ])
 }
 

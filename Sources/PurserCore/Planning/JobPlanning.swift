@@ -13,7 +13,6 @@ public struct JobPlanning {
         public var catalog: PricingCatalog
         public var usableProviders: Set<String>
         public var now: Int64
-        public var batchDispatchAvailable = false
         /// Store the plan (`purser plan`, `purser run`), or only show it.
         public var save = true
         public var shouldStop: @Sendable () -> Bool = { false }
@@ -38,7 +37,7 @@ public struct JobPlanning {
         let store = PlanStore(database: database)
         let context = PlanningContext(
             catalog: request.catalog, now: request.now, usableProviders: request.usableProviders,
-            history: try JobStore(database: database).outputHistory(), batchDispatchAvailable: request.batchDispatchAvailable)
+            history: try JobStore(database: database).outputHistory(), batchCompletion: try JobPlanning.batchCompletion(database))
         let planner = Planner(context: context, shouldStop: request.shouldStop)
         var jobs = Array(Set(request.jobs)).sorted()
         var requests = try store.plannableRequests(jobs: jobs)
@@ -51,5 +50,21 @@ public struct JobPlanning {
         }
         if request.save { try store.save(plan, requests: requests, jobs: jobs, now: request.now) }
         return Outcome(plan: plan, context: context, requests: requests, jobs: jobs)
+    }
+
+    /// How long this database's batches took, from creation to the provider's end, for those that finished
+    /// (the latest 200 per model); simulated batches count only for simulated plans' sake and are skipped.
+    static func batchCompletion(_ database: Database) throws -> BatchCompletionHistory {
+        var durations: [String: [Int64]] = [:]
+        try database.statement("""
+            SELECT model, ended_at - submitted_at FROM batches
+            WHERE state IN ('ended', 'done') AND provider_status IN ('completed', 'ended') AND cancel_requested_at IS NULL
+                AND simulated = 0 AND submitted_at IS NOT NULL AND ended_at IS NOT NULL
+            ORDER BY id DESC
+            """).forEachRow { row in
+            let model = row.text(0)
+            if durations[model, default: []].count < 200 { durations[model, default: []].append(row.int64(1)) }
+        }
+        return BatchCompletionHistory(durations: durations)
     }
 }

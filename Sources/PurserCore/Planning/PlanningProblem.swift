@@ -42,8 +42,8 @@ public struct PlanningContext: Sendable {
     /// Providers that can be called: a key is set, or the run simulates.
     public var usableProviders: Set<String>
     public var history: OutputHistory
-    /// Batch mode is priced but chosen only once a batch dispatcher exists.
-    public var batchDispatchAvailable: Bool
+    /// How long batches have taken, for requests whose deadline is shorter than the batch window.
+    public var batchCompletion: BatchCompletionHistory
     /// Flex calls may be refused with 429; only requests with at least this much time left use them.
     public var flexMinimumLeadMilliseconds: Int64
     /// Deadlines further away are planned as if they fell here, which bounds the planner's work.
@@ -53,14 +53,14 @@ public struct PlanningContext: Sendable {
 
     public init(
         catalog: PricingCatalog, now: Int64, usableProviders: Set<String>, history: OutputHistory = OutputHistory(),
-        batchDispatchAvailable: Bool = false, flexMinimumLeadMilliseconds: Int64 = 3_600_000,
+        batchCompletion: BatchCompletionHistory = BatchCompletionHistory(), flexMinimumLeadMilliseconds: Int64 = 3_600_000,
         horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds
     ) {
         self.catalog = catalog
         self.now = now
         self.usableProviders = usableProviders
         self.history = history
-        self.batchDispatchAvailable = batchDispatchAvailable
+        self.batchCompletion = batchCompletion
         self.flexMinimumLeadMilliseconds = flexMinimumLeadMilliseconds
         self.horizonMilliseconds = horizonMilliseconds
     }
@@ -209,8 +209,6 @@ final class PlanningProblem {
 
     /// A signature's requests are split into at most about this many classes in all, so the program stays small.
     static let classBudget = 3_000
-    /// A provider's batch API answers within this window.
-    static let batchWindowMilliseconds: Int64 = 86_400_000
 
     private struct FamilyKey: Hashable {
         var model: Int
@@ -384,7 +382,15 @@ final class PlanningProblem {
     /// The ways a request of this signature can be served: per usable eligible model, its list time (sync or
     /// flex), its discount windows (offpeak) and its batch API, each with the latest moment a call can start
     /// and still finish by the deadline.
+    ///
+    /// A batch goes on the model's batch family when the deadline leaves the batch window plus the margin; flex
+    /// is then not offered (batch costs no more, and neither takes the model's live rate limits nor is refused
+    /// for capacity). With less time, a *speculative* batch is offered where observed completion times make it
+    /// cheaper on average: priced at its expected cost (batch prices if it finishes before the pull-back, list
+    /// prices for the share served live after), and placed on the model's live capacity at the pull-back moment,
+    /// so that every request a batch fails to finish still has room to be served live in time.
     private func buildOptions() {
+        let timing = context.catalog.tiers.batch
         for index in signatures.indices {
             let signature = signatures[index]
             let deadline = signature.deadline
@@ -394,12 +400,15 @@ final class PlanningProblem {
                 let output = expectedOutput(tier: signature.tier, model: model, maxOutput: Int(signature.maxOutput))
                 let duration = facts.speed.callDuration(outputTokens: output)
                 let latest = deadline - duration
+                let batchPrices = context.catalog.providers[facts.provider]?.batchDialect == nil ? nil : facts.batchPrices
+                let batchLatest = deadline - Tiers.BatchTiming.windowMilliseconds - timing.marginMilliseconds
+                let fullBatch = batchPrices != nil && batchLatest > now
                 if latest > now {
                     var list = Option(
                         family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .sync,
                         inputPrice: facts.prices.input.microUSDPerMillion, outputPrice: facts.prices.output.microUSDPerMillion,
                         preference: preference(model: model, duration: duration, mode: .sync))
-                    if let flex = facts.flexPrices, deadline - now >= context.flexMinimumLeadMilliseconds {
+                    if let flex = facts.flexPrices, !fullBatch, deadline - now >= context.flexMinimumLeadMilliseconds {
                         list.flexInputPrice = flex.input.microUSDPerMillion
                         list.flexOutputPrice = flex.output.microUSDPerMillion
                     }
@@ -411,15 +420,29 @@ final class PlanningProblem {
                             inputPrice: prices.input.microUSDPerMillion, outputPrice: prices.output.microUSDPerMillion,
                             preference: preference(model: model, duration: duration, mode: .offpeak)), to: index, kind: .window(basisPoints: basisPoints), latest: latest)
                     }
+                    let pullBack = latest - timing.pullBackMilliseconds
+                    if let batch = batchPrices, !fullBatch, pullBack > now {
+                        let chance = context.batchCompletion.chance(model: facts.id, within: pullBack - now)
+                        if chance > 0 {
+                            func expected(_ batchPrice: TokenPrice, _ listPrice: TokenPrice) -> Int64 {
+                                Int64((Int128(batchPrice.microUSDPerMillion) * Int128(chance)
+                                    + Int128(listPrice.microUSDPerMillion) * Int128(10_000 - chance) + 9_999) / 10_000)
+                            }
+                            let input = expected(batch.input, facts.prices.input), outputPrice = expected(batch.output, facts.prices.output)
+                            if input < facts.prices.input.microUSDPerMillion || outputPrice < facts.prices.output.microUSDPerMillion {
+                                addOption(Option(
+                                    family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .batch,
+                                    inputPrice: input, outputPrice: outputPrice,
+                                    preference: preference(model: model, duration: pullBack - now, mode: .batch)), to: index, kind: .list, latest: pullBack)
+                            }
+                        }
+                    }
                 }
-                let batchLatest = deadline - PlanningProblem.batchWindowMilliseconds
-                if context.batchDispatchAvailable, let batch = facts.batchPrices, context.catalog.providers[facts.provider]?.offersBatchAPI == true,
-                    batchLatest > now
-                {
+                if let batch = batchPrices, fullBatch {
                     addOption(Option(
                         family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .batch,
                         inputPrice: batch.input.microUSDPerMillion, outputPrice: batch.output.microUSDPerMillion,
-                        preference: preference(model: model, duration: PlanningProblem.batchWindowMilliseconds, mode: .batch)),
+                        preference: preference(model: model, duration: Tiers.BatchTiming.windowMilliseconds, mode: .batch)),
                         to: index, kind: .batch, latest: batchLatest)
                 }
             }
@@ -480,9 +503,13 @@ final class PlanningProblem {
             let time: [Int64]
             switch families[index].kind {
             case .batch:
-                // The batch API's own pool; no limit is known, so it holds every request.
+                // The batch API's own pool. Where the tables give the tokens a model may have waiting in batches, each
+                // window's worth of time before a boundary lets that many through again; otherwise it holds everything.
                 families[index].requestCapacity = boundaries.map { _ in Int64.max / 4 }
-                families[index].tokenCapacity = boundaries.map { _ in Int64.max / 4 }
+                families[index].tokenCapacity = boundaries.map { boundary in
+                    guard let enqueued = model.batchEnqueuedTokens else { return Int64.max / 4 }
+                    return Int64(enqueued) * (1 + max(boundary - now, 0) / Tiers.BatchTiming.windowMilliseconds)
+                }
                 continue
             case .list:
                 let windows = mergedWindows(model, basisPoints: nil)

@@ -27,12 +27,16 @@ public struct Model: Sendable, Identifiable {
     /// The day the prices were read (YYYY-MM-DD) and the public page they were read from.
     public var priceDate: String
     public var priceSource: String
+    /// The most prompt tokens the provider lets wait in its batch queue for this model at once, when the tables give it.
+    public var batchEnqueuedTokens: Int?
+    /// Where the batch prices were read, when not on `priceSource`'s page.
+    public var batchPriceSource: String?
 
     public init(
         id: String, provider: String, providerModel: String, prices: TokenPrices, batchPrices: TokenPrices? = nil,
         flexPrices: TokenPrices? = nil, contextWindow: Int, maxOutputTokens: Int, quality: Int, qualitySource: String,
         capabilities: Capabilities = [], rateLimits: RateLimits, speed: Speed, discountWindows: [DiscountWindow] = [],
-        priceDate: String, priceSource: String
+        priceDate: String, priceSource: String, batchEnqueuedTokens: Int? = nil, batchPriceSource: String? = nil
     ) {
         self.id = id
         self.provider = provider
@@ -50,6 +54,8 @@ public struct Model: Sendable, Identifiable {
         self.discountWindows = discountWindows
         self.priceDate = priceDate
         self.priceSource = priceSource
+        self.batchEnqueuedTokens = batchEnqueuedTokens
+        self.batchPriceSource = batchPriceSource
     }
 }
 

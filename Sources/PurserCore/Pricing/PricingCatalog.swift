@@ -124,12 +124,25 @@ public struct PricingCatalog: Sendable {
                     reader.problem("base_url", "'\(baseURL)' is not an http(s) URL")
                 }
                 let keyVariable = reader.string("api_key_env")
-                let batch = reader.bool("batch_api")
+                // true (the batch API speaks the provider's dialect), false, or the batch dialect by name.
+                var batchDialect: Provider.Dialect?
+                var batchKnown = false
+                if let value = reader.value("batch_api", required: true) {
+                    if let flag = value.boolValue {
+                        batchKnown = true
+                        batchDialect = flag ? dialect : nil
+                    } else if let name = value.stringValue, let named = Provider.Dialect(rawValue: name) {
+                        batchKnown = true
+                        batchDialect = named
+                    } else {
+                        reader.problem("batch_api", "expected true, false, \"openai\" or \"anthropic\", found \(JSONWriter.string(value))")
+                    }
+                }
                 _ = reader.string("notes", required: false)
                 if let name, result[name] != nil { reader.problem("name", "duplicate provider '\(name)'") }
-                if let name, let dialect, let baseURL, let keyVariable, let batch {
+                if let name, let dialect, let baseURL, let keyVariable, batchKnown {
                     result[name] = Provider(
-                        name: name, dialect: dialect, baseURL: baseURL, apiKeyEnvironmentVariable: keyVariable, offersBatchAPI: batch)
+                        name: name, dialect: dialect, baseURL: baseURL, apiKeyEnvironmentVariable: keyVariable, batchDialect: batchDialect)
                 }
                 reader.finish(into: &problems)
             }
@@ -161,6 +174,18 @@ public struct PricingCatalog: Sendable {
             }
             root.absorb(&reader)
         }
+        var batch = Tiers.BatchTiming()
+        if var reader = root.child("batch", required: false) {
+            for (key, keyPath) in [("margin", \Tiers.BatchTiming.marginMilliseconds), ("pull_back", \Tiers.BatchTiming.pullBackMilliseconds)] {
+                guard let text = reader.string(key) else { continue }
+                if let milliseconds = DurationText.milliseconds(text), milliseconds <= Tiers.BatchTiming.maximumMilliseconds {
+                    batch[keyPath: keyPath] = milliseconds
+                } else {
+                    reader.problem(key, "'\(text)' is not a duration of at most \(DurationText.format(Tiers.BatchTiming.maximumMilliseconds)); write 30m, 2h…")
+                }
+            }
+            root.absorb(&reader)
+        }
         var defaultQuality = "", defaultDeadline = ""
         if var reader = root.child("defaults") {
             defaultQuality = reader.string("quality") ?? ""
@@ -174,7 +199,7 @@ public struct PricingCatalog: Sendable {
             root.absorb(&reader)
         }
         root.finish(into: &problems)
-        return Tiers(quality: quality, deadline: deadline, defaultQuality: defaultQuality, defaultDeadline: defaultDeadline)
+        return Tiers(quality: quality, deadline: deadline, defaultQuality: defaultQuality, defaultDeadline: defaultDeadline, batch: batch)
     }
 
     /// A quality tier no model reaches would leave every request of that tier unplannable.
@@ -213,6 +238,15 @@ public struct PricingCatalog: Sendable {
         let prices = readPrices(&reader, key: "prices", required: true)
         let batchPrices = readPrices(&reader, key: "batch_prices", required: false)
         let flexPrices = readPrices(&reader, key: "flex_prices", required: false)
+        var batchEnqueuedTokens: Int?
+        if var child = reader.child("batch_limits", required: false) {
+            batchEnqueuedTokens = child.integer("enqueued_tokens", minimum: 1, maximum: RateLimits.maximumTokensPerMinute)
+            reader.absorb(&child)
+        }
+        let batchPriceSource = reader.string("batch_price_source", required: false)
+        if let batchPriceSource, !batchPriceSource.hasPrefix("https://") && !batchPriceSource.hasPrefix("http://") {
+            reader.problem("batch_price_source", "'\(batchPriceSource)' is not a URL; cite the public page the batch price was read from")
+        }
         let contextWindow = reader.integer("context_window", minimum: 1, maximum: Model.maximumContextTokens)
         let maxOutput = reader.integer("max_output_tokens", minimum: 1, maximum: Model.maximumContextTokens)
         var quality: Int?, qualitySource: String?
@@ -281,7 +315,7 @@ public struct PricingCatalog: Sendable {
             id: id, provider: provider, providerModel: providerModel, prices: prices, batchPrices: batchPrices, flexPrices: flexPrices,
             contextWindow: contextWindow, maxOutputTokens: maxOutput, quality: quality, qualitySource: qualitySource,
             capabilities: capabilities, rateLimits: rateLimits, speed: speed, discountWindows: windows, priceDate: priceDate,
-            priceSource: priceSource)
+            priceSource: priceSource, batchEnqueuedTokens: batchEnqueuedTokens, batchPriceSource: batchPriceSource)
     }
 
     private static func readPrices(_ reader: inout PricingFieldReader, key: String, required: Bool) -> TokenPrices? {

@@ -10,14 +10,16 @@ public struct Provider: Sendable, Hashable {
     public var dialect: Dialect
     public var baseURL: String
     public var apiKeyEnvironmentVariable: String
-    public var offersBatchAPI: Bool
+    /// The shape of the provider's batch API, or nil when Purser cannot send it batches: `openai` (a JSONL file
+    /// uploaded to `/files`, then `/batches`) or `anthropic` (`/v1/messages/batches` with the requests inline).
+    public var batchDialect: Dialect?
 
-    public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnvironmentVariable: String, offersBatchAPI: Bool) {
+    public init(name: String, dialect: Dialect, baseURL: String, apiKeyEnvironmentVariable: String, batchDialect: Dialect? = nil) {
         self.name = name
         self.dialect = dialect
         self.baseURL = baseURL
         self.apiKeyEnvironmentVariable = apiKeyEnvironmentVariable
-        self.offersBatchAPI = offersBatchAPI
+        self.batchDialect = batchDialect
     }
 
     /// True when the key's variable is set and not empty. The key itself is never kept.

@@ -1,0 +1,289 @@
+import Foundation
+import Synchronization
+
+/// Sends requests planned for batch mode through the providers' batch APIs and brings their results back,
+/// as one of a run's sibling tasks. It forms batches from ready requests (one model each, cut to the API's
+/// limits), then advances every open batch a step whenever one falls due: upload, create, poll, read the
+/// results, finish. Each step is one API call followed by one transaction that stores what the call returned,
+/// so that after a crash at any point the next run carries on from the last stored step.
+final class BatchRunner: Sendable {
+    let store: DispatchStore
+    let catalog: PricingCatalog
+    let environment: [String: String]
+    let options: RunOptions
+    let clock: WallClock
+    let health: ProviderHealth
+    let baseline: Baseline
+    let onEvent: @Sendable (RunEvent) -> Void
+    /// The cheapest live model other than those given, for a request a batch's model refused.
+    let alternative: @Sendable (PlannableRequest, Set<String>) async -> (Model, DispatchMode)?
+    private let apis = Mutex<[String: any BatchAPI]>([:])
+
+    /// A failed API step is tried again after this long (a minute at most).
+    static let retryMilliseconds: Int64 = 5_000
+    /// After a cancel was asked for to serve a batch's requests live, how much of the pull-back margin is
+    /// waited for the provider to end the batch before its requests are taken back regardless.
+    static let cancelAllowanceShare: Int64 = 2
+
+    init(
+        store: DispatchStore, catalog: PricingCatalog, environment: [String: String], options: RunOptions, clock: WallClock,
+        health: ProviderHealth, baseline: Baseline, onEvent: @escaping @Sendable (RunEvent) -> Void,
+        alternative: @escaping @Sendable (PlannableRequest, Set<String>) async -> (Model, DispatchMode)?
+    ) {
+        self.store = store
+        self.catalog = catalog
+        self.environment = environment
+        self.options = options
+        self.clock = clock
+        self.health = health
+        self.baseline = baseline
+        self.onEvent = onEvent
+        self.alternative = alternative
+    }
+
+    /// What a tick did, for the run's counts.
+    struct Progress: Sendable {
+        var succeeded = 0
+        var failed = 0
+        var spend = Money.zero
+        var held = 0
+        var holdReasons: [String: String] = [:]
+        var capUses: [CapUse] = []
+    }
+
+    /// Forms new batches (unless the run is stopping) and advances every batch that is due. Returns when the next
+    /// step falls due, or nil when no batch is open.
+    func tick(stopping: Bool, excludedModels: [String], report: (Progress) async -> Void) async throws -> Int64? {
+        let now = clock.now()
+        if !stopping {
+            let formed = try await store.formBatches(
+                now: now, job: options.job, excludedModels: excludedModels, simulated: options.simulate, catalog: catalog)
+            for batch in formed.batches {
+                onEvent(.info("batch \(batch.id): \(batch.requestCount) requests for \(batch.model) to go through \(batch.provider)'s batch API\(options.simulate ? " (simulated)" : "")"))
+            }
+            if formed.held > 0 || !formed.capUses.isEmpty {
+                await report(Progress(held: formed.held, holdReasons: formed.holdReasons, capUses: formed.capUses))
+            }
+        }
+        for batch in try await store.batchesToAdvance(now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000)) {
+            if Task.isCancelled { break }
+            try await advance(batch, report: report)
+        }
+        return try await store.nextBatchStep()
+    }
+
+    // MARK: - One step
+
+    private func advance(_ batch: BatchRow, report: (Progress) async -> Void) async throws {
+        let now = clock.now()
+        guard let provider = catalog.providers[batch.provider], catalog.model(id: batch.model) != nil else {
+            let left = try await store.abandonBatch(batch, reason: "batch \(batch.id): \(batch.model) is no longer in the pricing tables")
+            onEvent(.notice("batch \(batch.id): \(batch.model) is no longer in the pricing tables; its \(left) requests are planned again"))
+            return
+        }
+        if await health.disabledProviders[provider.name] != nil { return }
+        let api = self.api(for: batch, provider: provider)
+        do {
+            switch batch.state {
+            case .planned, .uploaded:
+                try await send(batch, api: api, now: now)
+            case .created:
+                try await poll(batch, api: api, now: now)
+            case .ended:
+                try await storeResults(batch, api: api, now: now, report: report)
+            case .done:
+                break
+            }
+        } catch let error as BatchAPIError {
+            let failure = error.failure
+            if failure.kind == .auth || failure.kind == .quota {
+                if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
+                    onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
+                }
+            } else {
+                onEvent(.notice("batch \(batch.id) (\(batch.provider)): \(failure.message); tried again shortly"))
+            }
+            let wait = max(failure.retryAfterMilliseconds ?? 0, BatchRunner.retryMilliseconds)
+            try await store.recordBatchError(batch.id, message: failure.message, retryAt: now + min(wait, 60_000))
+        }
+    }
+
+    /// Uploads the input (OpenAI-style APIs) and creates the batch, storing each id as soon as it comes back.
+    /// A file or batch a run created just before it died is found again (by name, by metadata or by its time
+    /// and size) rather than sent twice.
+    private func send(_ batch: BatchRow, api: any BatchAPI, now: Int64) async throws {
+        if now >= batch.pullBackAt {
+            let left = try await store.abandonBatch(batch, reason: "its batch could not be sent before it had to be served live")
+            onEvent(.notice("batch \(batch.id) was not sent before its requests had to be served live; its \(left) requests are planned again"))
+            return
+        }
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("purser-\(batch.key)-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: input) }
+        var inputFileID = batch.inputFileID
+        if batch.state == .planned && batch.dialect == .openai && !batch.simulated {
+            let name = "purser-\(batch.key).jsonl"
+            if let found = try await api.findUpload(named: name) {
+                inputFileID = found
+            } else {
+                _ = try await store.writeBatchInput(batch, to: input, catalog: catalog)
+                inputFileID = try await api.upload(file: input, named: name)
+            }
+            crashPoint("upload")
+            try await store.recordBatchUpload(batch.id, fileID: inputFileID!)
+        }
+        var providerBatchID: String?
+        if let started = batch.createStartedAt {
+            let known = try await store.knownProviderBatchIDs(provider: batch.provider)
+            providerBatchID = try await api.findBatch(key: batch.key, createdAfter: started, requestCount: batch.requestCount)
+                .first { !known.contains($0) }
+        }
+        if providerBatchID == nil {
+            try await store.recordBatchCreateStarted(batch.id, now: now)
+            if batch.dialect == .anthropic && !batch.simulated { _ = try await store.writeBatchInput(batch, to: input, catalog: catalog) }
+            providerBatchID = try await api.create(key: batch.key, inputFileID: inputFileID, file: input)
+        }
+        crashPoint("create")
+        let created = clock.now()
+        try await store.recordBatchCreated(batch.id, providerBatchID: providerBatchID!, now: created, nextPoll: nextPoll(batch, submittedAt: created, now: created))
+        onEvent(.info("batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) requests for \(batch.model))"))
+    }
+
+    /// Asks the provider how the batch is doing; cancels it when its earliest request must be pulled back to be
+    /// served live, and takes its requests back if the provider has not ended it soon after.
+    private func poll(_ batch: BatchRow, api: any BatchAPI, now: Int64) async throws {
+        guard let providerBatchID = batch.providerBatchID else { return }
+        if batch.cancelRequestedAt == nil && now >= batch.pullBackAt {
+            try await api.cancel(providerBatchID)
+            try await store.recordBatchCancelRequested(batch.id, now: now)
+            onEvent(.notice("batch \(batch.id) (\(providerBatchID)) has not ended and a deadline is near: cancelled; what it did not finish is served live"))
+        } else if let cancelled = batch.cancelRequestedAt,
+            now - cancelled >= catalog.tiers.batch.pullBackMilliseconds / BatchRunner.cancelAllowanceShare
+        {
+            let taken = try await store.detachBatch(batch, now: now, reason: "taken back from batch \(batch.id), which did not end in time, to be served live")
+            if taken > 0 {
+                onEvent(.notice("batch \(batch.id) (\(providerBatchID)) is still being cancelled: its \(taken) requests are served live now; any answer it still gives stays counted as unsettled"))
+            }
+        }
+        let status = try await api.status(providerBatchID)
+        if status.phase == .ended { crashPoint("ended") }
+        try await store.recordBatchPoll(batch.id, status: status, now: clock.now(), nextPoll: nextPoll(batch, submittedAt: batch.submittedAt ?? now, now: now))
+        if status.phase == .ended {
+            onEvent(.info("batch \(batch.id) (\(providerBatchID)) ended at \(batch.provider): \(status.providerStatus)"))
+        }
+    }
+
+    /// Reads the results in chunks and stores each chunk in one transaction; then plans again whatever the
+    /// batch did not answer, and closes it.
+    private func storeResults(_ batch: BatchRow, api: any BatchAPI, now: Int64, report: (Progress) async -> Void) async throws {
+        guard let providerBatchID = batch.providerBatchID else { return }
+        var totals = DispatchStore.BatchResultCounts()
+        var chunks = 0
+        if batch.providerStatus != "failed" {
+            try await api.readResults(of: batch.status, batchID: providerBatchID) { lines in
+                let members = try await store.batchMembers(batch.id, providerCustomIDs: lines.map(\.customID))
+                var decided: [(line: BatchResultLine, decision: BatchDecision?)] = []
+                for line in lines {
+                    if let member = members[line.customID] {
+                        decided.append((line, await decide(member, outcome: line.outcome, batch: batch, now: now)))
+                    } else {
+                        decided.append((line, nil))
+                    }
+                }
+                let counts = try await store.applyBatchResults(batch, lines: decided, now: now, catalog: catalog)
+                totals.succeeded += counts.succeeded
+                totals.failed += counts.failed
+                totals.replanned += counts.replanned
+                totals.moved += counts.moved
+                totals.spend += counts.spend
+                await report(Progress(succeeded: counts.succeeded, failed: counts.failed, spend: counts.spend))
+                chunks += 1
+                if chunks == 1 { crashPoint("results") }
+            }
+        }
+        let errors = try await store.batchErrors(batch.id)
+        let reason = batch.providerStatus == "failed"
+            ? "batch \(batch.id) failed at \(batch.provider)" + (errors[0].map { " (\($0))" } ?? "")
+            : "batch \(batch.id) ended (\(batch.providerStatus ?? "ended")) without an answer for it"
+        let left = try await store.finishBatch(batch, reason: reason, lineErrors: errors)
+        var words = "batch \(batch.id): \(totals.succeeded) answer\(totals.succeeded == 1 ? "" : "s") stored at batch prices (\(totals.spend.formatted)\(batch.simulated ? ", simulated" : ""))"
+        if totals.replanned + left > 0 { words += ", \(totals.replanned + left) planned again" }
+        if totals.moved > 0 { words += ", \(totals.moved) moved to another model" }
+        if totals.failed > 0 { words += ", \(totals.failed) failed" }
+        if batch.providerStatus == "failed" {
+            let lines = errors.keys.filter { $0 > 0 }.sorted()
+            words += "; the batch failed validation" + (lines.isEmpty ? "" : " at line\(lines.count == 1 ? "" : "s") \(lines.prefix(10).map(String.init).joined(separator: ", "))")
+                + (errors.first.map { ": \($0.value)" } ?? "")
+        }
+        onEvent(batch.providerStatus == "failed" || totals.failed > 0 ? .notice(words) : .info(words))
+    }
+
+    /// What a result line means for its request: stored at batch prices; planned again (a later batch or live,
+    /// by the time left); moved to the next model when this one refused it; or failed.
+    private func decide(_ member: BatchMember, outcome: BatchResultLine.Outcome, batch: BatchRow, now: Int64) async -> BatchDecision {
+        guard let model = catalog.model(id: batch.model) else { return .replan("\(batch.model) is no longer in the pricing tables") }
+        switch outcome {
+        case .succeeded(let response):
+            let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: .batch, at: now))
+            let baselineCost = baseline.model(for: member.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
+            return .succeed(response, cost: cost, baseline: baselineCost)
+        case .expired:
+            return .replan("batch \(batch.id)'s window ended before it was served")
+        case .cancelled:
+            return .replan("batch \(batch.id) was cancelled before it was served")
+        case .failed(let failure):
+            switch failure.kind {
+            case .permanent:
+                return .fail(failure.message)
+            case .modelRefused:
+                guard let (next, mode) = await alternative(member.plannable, [model.id]) else {
+                    return .fail("no other model can serve it; \(model.id) refused: \(failure.message)")
+                }
+                let cost = Charges.prices(of: next, mode: mode, at: now).cost(
+                    inputTokens: member.needs.inputTokens, outputTokens: member.needs.maxOutputTokens)
+                return .move(model: next.id, mode: mode, cost: cost, reason: "moved from \(model.id) after: \(failure.message)")
+            case .retryable, .unreachable, .auth, .quota:
+                if member.attempts >= options.retry.maximumAttempts {
+                    return .fail("gave up after \(member.attempts) attempts; last: \(failure.message)")
+                }
+                return .replan("batch \(batch.id): \(failure.message)")
+            }
+        }
+    }
+
+    // MARK: - Pieces
+
+    private func api(for batch: BatchRow, provider: Provider) -> any BatchAPI {
+        let key = "\(batch.simulated ? "sim:" : "")\(provider.name)"
+        return apis.withLock { apis in
+            if let api = apis[key] { return api }
+            let api: any BatchAPI
+            if batch.simulated {
+                let store = store, catalog = catalog
+                api = SimulatedBatchAPI(speedup: options.simulationSpeedup) { id in
+                    try await store.batchCalls(providerBatchID: id, catalog: catalog)
+                }
+            } else {
+                switch batch.dialect {
+                case .openai: api = OpenAIBatchAPI(provider: provider, environment: environment)
+                case .anthropic: api = AnthropicBatchAPI(provider: provider, environment: environment)
+                }
+            }
+            apis[key] = api
+            return api
+        }
+    }
+
+    /// Polls come often while a batch is young and every minute at most once it has run a while (a tenth of
+    /// its age), and never later than its pull-back. A simulated batch, answered in-process in real time, is
+    /// looked at on every pass of the batch loop.
+    private func nextPoll(_ batch: BatchRow, submittedAt: Int64, now: Int64) -> Int64 {
+        guard !batch.simulated else { return now }
+        return min(now + min(max((now - submittedAt) / 10, 1_000), 60_000), max(batch.pullBackAt, now))
+    }
+
+    /// Where a test asks the process to die (`PURSER_TEST_CRASH_AFTER`): right after a step's API call, before
+    /// what it returned is stored, the worst moment for a crash.
+    private func crashPoint(_ step: String) {
+        if options.crashAfterBatchStep == step { kill(getpid(), SIGKILL) }
+    }
+}

@@ -1,0 +1,571 @@
+import Foundation
+import SQLiteStore
+
+/// A batch as stored: where it is in its state machine and every provider id known so far.
+public struct BatchRow: Sendable {
+    public enum State: String, Sendable {
+        case planned, uploaded, created, ended, done
+    }
+
+    public var id: Int64
+    public var key: String
+    public var provider: String
+    public var model: String
+    /// The batch API's dialect.
+    public var dialect: Provider.Dialect
+    public var simulated: Bool
+    public var state: State
+    public var requestCount: Int
+    public var plannedAt: Int64
+    public var createStartedAt: Int64?
+    public var submittedAt: Int64?
+    public var pullBackAt: Int64
+    public var nextPollAt: Int64?
+    public var cancelRequestedAt: Int64?
+    public var inputFileID: String?
+    public var providerBatchID: String?
+    public var providerStatus: String?
+    public var outputFileID: String?
+    public var errorFileID: String?
+    public var resultsURL: String?
+
+    /// The lease owner of the requests it holds, and of their reservations.
+    public var owner: String { BatchRow.owner(id) }
+    static func owner(_ id: Int64) -> String { "batch:\(id)" }
+
+    /// The provider's status as the API client reads results from it.
+    var status: BatchStatus {
+        BatchStatus(phase: .ended, providerStatus: providerStatus ?? "ended", outputFileID: outputFileID, errorFileID: errorFileID, resultsURL: resultsURL)
+    }
+}
+
+/// A request in a batch, as the run needs it to decide what a result line means.
+public struct BatchMember: Sendable {
+    public var requestID: Int64
+    public var jobID: Int64
+    public var customID: String
+    public var needs: RequestNeeds
+    public var referenceModel: String?
+    public var deadlineAt: Int64
+    public var maxCost: Money?
+    public var attempts: Int
+
+    var plannable: PlannableRequest {
+        PlannableRequest(id: requestID, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)
+    }
+}
+
+/// What becomes of a request after its batch line was read.
+public enum BatchDecision: Sendable {
+    case succeed(ProviderResponse, cost: Money, baseline: Money)
+    /// Planned again (a later batch, or live if the deadline is near), this try counted.
+    case replan(String)
+    /// Served live on another model next (this one refused it).
+    case move(model: String, mode: DispatchMode, cost: Money, reason: String)
+    case fail(String)
+}
+
+/// The provider's ids of a batch's requests: `r` and Purser's request id, which fits Anthropic's
+/// `^[a-zA-Z0-9_-]{1,64}$` and is unique in a database. Results are joined on it, never by order.
+enum BatchInput {
+    static func providerCustomID(_ requestID: Int64) -> String { "r\(requestID)" }
+
+    /// The provider's dialect for batch bodies.
+    static func batchProvider(_ provider: Provider) -> Provider {
+        var batchProvider = provider
+        batchProvider.dialect = provider.batchDialect ?? provider.dialect
+        return batchProvider
+    }
+
+    /// The API limits a batch is cut to (requests, and bytes of input with room to spare).
+    static func limits(_ dialect: Provider.Dialect) -> (requests: Int, bytes: Int) {
+        switch dialect {
+        case .openai: return (50_000, 190_000_000)
+        case .anthropic: return (100_000, 240_000_000)
+        }
+    }
+}
+
+/// The batch side of the dispatch store: every batch step is one transaction here, and every change of a
+/// request's state goes through `RequestLifecycle`.
+extension DispatchStore {
+    // MARK: - Forming batches
+
+    struct FormedBatches: Sendable {
+        var batches: [BatchRow] = []
+        var held = 0
+        var holdReasons: [String: String] = [:]
+        var waitingForBudget = 0
+        /// The caps looked at, with the batches' reservations added.
+        var capUses: [CapUse] = []
+    }
+
+    /// Puts ready requests planned for batch mode into new batches, one model per batch, cut to the API's limits,
+    /// in deadline order. Each request's worst case at batch prices is reserved under its caps in the same
+    /// transaction (the batch's requests are then `running` under the batch's lease), or it is held or left for
+    /// later, as for a live call. Requests whose provider cannot take batches any more are planned again.
+    func formBatches(
+        now: Int64, job: Int64?, excludedModels: [String], simulated: Bool, catalog: PricingCatalog
+    ) throws -> FormedBatches {
+        let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
+        return try database.writeTransaction {
+            try lifecycle.stage(now: now)
+            let candidates = try database.statement("""
+                SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, r.deadline_at, length(b.body)
+                FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
+                    JOIN request_bodies b ON b.request_id = r.id
+                WHERE p.queue = 1 AND l.mode = 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
+                ORDER BY l.model, p.deadline_at, p.request_id
+                """).rows([.optionalInt64(job), .text(excluded)]) { row in
+                (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),
+                    deadline: row.int64(6), bytes: row.int(7))
+            }
+            var formed = FormedBatches()
+            let month = BudgetMonth(containing: now)
+            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            let timing = catalog.tiers.batch
+            var unbatchable: [Int64] = []
+            var start = 0
+            while start < candidates.count {
+                let modelID = candidates[start].model
+                var end = start
+                while end < candidates.count && candidates[end].model == modelID { end += 1 }
+                defer { start = end }
+                guard let model = catalog.model(id: modelID), let provider = catalog.providers[model.provider], let dialect = provider.batchDialect,
+                    model.batchPrices != nil
+                else {
+                    unbatchable += candidates[start..<end].map(\.id)
+                    continue
+                }
+                let limits = BatchInput.limits(dialect)
+                var index = start
+                while index < end {
+                    // One batch: a row first, so its id names the lease of the requests it takes.
+                    try database.statement("""
+                        INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, pull_back_at)
+                        VALUES (?, ?, ?, ?, ?, 'planned', 0, ?, ?)
+                        """).execute([
+                        .text("pb_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")), .text(provider.name), .text(model.id),
+                        .text(dialect.rawValue), .int(simulated ? 1 : 0), .integer(now), .integer(Int64.max),
+                    ])
+                    let batchID = database.lastInsertRowID
+                    let owner = BatchRow.owner(batchID)
+                    var members: [Int64] = [], bytes = 0, pullBack = Int64.max
+                    while index < end && members.count < limits.requests && bytes < limits.bytes {
+                        let candidate = candidates[index]
+                        index += 1
+                        let amount = Charges.worstCase(model: model, mode: .batch, inputTokens: candidate.input, maxOutputTokens: candidate.output)
+                        switch try admission.decide(amount: amount, job: candidate.job, project: candidate.project) {
+                        case .reserve:
+                            try insertReservation(
+                                candidate.id, job: candidate.job, project: candidate.project, month: month, simulated: simulated, amount: amount,
+                                at: now, owner: owner)
+                            try database.statement("INSERT INTO batch_requests (request_id, batch_id, line, provider_custom_id) VALUES (?, ?, ?, ?)")
+                                .execute([.integer(candidate.id), .integer(batchID), .int(members.count), .text(BatchInput.providerCustomID(candidate.id))])
+                            members.append(candidate.id)
+                            bytes += candidate.bytes + 200
+                            // The moment it must leave the batch to be served live in time.
+                            pullBack = min(pullBack, candidate.deadline - model.speed.callDuration(outputTokens: candidate.output) - timing.pullBackMilliseconds)
+                        case .wait:
+                            formed.waitingForBudget += 1
+                        case .hold(let cap, let reason, let until):
+                            try lifecycle.hold(candidate.id, until: until, reason: reason)
+                            formed.held += 1
+                            formed.holdReasons[cap] = reason
+                        }
+                    }
+                    guard !members.isEmpty else {
+                        try database.statement("DELETE FROM batches WHERE id = ?").execute([.integer(batchID)])
+                        continue
+                    }
+                    try lifecycle.leaseToBatch(members, owner: owner)
+                    try database.statement("UPDATE batches SET request_count = ?, input_bytes = ?, pull_back_at = ? WHERE id = ?")
+                        .execute([.int(members.count), .int(bytes), .integer(pullBack), .integer(batchID)])
+                    formed.batches.append(try batch(batchID)!)
+                }
+            }
+            try lifecycle.unplan(unbatchable, reason: "its provider no longer takes batches for this model; planned again")
+            formed.capUses = admission.uses
+            return formed
+        }
+    }
+
+    // MARK: - Advancing batches
+
+    /// Open batches due for a step (a send, a poll, their results, a pull-back), which this run takes the lease
+    /// of: unowned ones, its own, those whose lease lapsed, and those of a process on this host that is gone.
+    func batchesToAdvance(now: Int64, leaseUntil: Int64) throws -> [BatchRow] {
+        try database.writeTransaction {
+            let due = try database.statement("""
+                SELECT id, owner, lease_expires_at FROM batches
+                WHERE state != 'done' AND (state != 'created' OR next_poll_at IS NULL OR next_poll_at <= ?1
+                    OR (cancel_requested_at IS NULL AND pull_back_at <= ?1))
+                ORDER BY id
+                """).rows([.integer(now)]) { ($0.int64(0), $0.optionalText(1), $0.optionalInt64(2)) }
+            var taken: [BatchRow] = []
+            for (id, holder, until) in due {
+                let free = holder == nil || holder == owner || (until ?? 0) < now || (holder.flatMap(LeaseOwner.init)?.isGoneFromThisHost ?? false)
+                guard free else { continue }
+                try database.statement("UPDATE batches SET owner = ?, lease_expires_at = ? WHERE id = ?")
+                    .execute([.text(owner), .integer(leaseUntil), .integer(id)])
+                if let row = try batch(id) { taken.append(row) }
+            }
+            return taken
+        }
+    }
+
+    /// When the next batch step falls due (a poll, a pull-back), or nil when no batch is open.
+    func nextBatchStep() throws -> Int64? {
+        try database.statement("""
+            SELECT min(CASE WHEN state = 'created' THEN min(coalesce(next_poll_at, 0),
+                CASE WHEN cancel_requested_at IS NULL THEN pull_back_at ELSE 9223372036854775807 END) ELSE 0 END)
+            FROM batches WHERE state != 'done'
+            """).firstRow { $0.optionalInt64(0) } ?? nil
+    }
+
+    /// Open batches and the requests they hold, for progress and `status`.
+    func openBatches() throws -> (batches: Int, requests: Int) {
+        try database.statement("SELECT count(*), coalesce(sum(request_count), 0) FROM batches WHERE state != 'done'")
+            .firstRow { ($0.int(0), $0.int(1)) } ?? (0, 0)
+    }
+
+    /// Provider batch ids already stored, so a batch found again after a crash is never adopted twice.
+    func knownProviderBatchIDs(provider: String) throws -> Set<String> {
+        Set(try database.statement("SELECT provider_batch_id FROM batches WHERE provider = ? AND provider_batch_id IS NOT NULL")
+            .rows([.text(provider)]) { $0.text(0) })
+    }
+
+    /// Writes the batch's input to `file`: JSONL lines for OpenAI-style APIs, the `{"requests": [...]}` body for
+    /// Anthropic's. Bodies are translated to the batch dialect and named for the batch's model. Returns the bytes.
+    func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) throws -> Int {
+        guard let model = catalog.model(id: batch.model), let provider = catalog.providers[batch.provider] else {
+            throw Problem("batch \(batch.id): its model \(batch.model) is no longer in the pricing tables")
+        }
+        let batchProvider = BatchInput.batchProvider(provider)
+        guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw Problem("cannot create \(file.path)") }
+        let handle = try FileHandle(forWritingTo: file)
+        defer { try? handle.close() }
+        var buffer = batch.dialect == .anthropic ? "{\"requests\": [\n" : ""
+        var written = 0
+        var first = true
+        try database.statement("""
+            SELECT r.id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id JOIN request_bodies b ON b.request_id = r.id
+            WHERE m.batch_id = ? ORDER BY m.line
+            """).forEachRow([.integer(batch.id)]) { row in
+            let shape = RequestShape(rawValue: row.text(1)) ?? .openaiBatch
+            let body = DialectTranslation.requestBody(
+                stored: (try? JSONParser.parse(row.text(2)).objectValue) ?? JSONObject(), storedDialect: shape.bodyDialect, model: model,
+                provider: batchProvider, mode: .batch)
+            let customID = JSONValue.string(BatchInput.providerCustomID(row.int64(0)))
+            switch batch.dialect {
+            case .openai:
+                buffer += JSONWriter.string(.object(JSONObject([
+                    "custom_id": customID, "method": .string("POST"), "url": .string("/v1/chat/completions"), "body": .object(body),
+                ]))) + "\n"
+            case .anthropic:
+                buffer += (first ? "" : ",\n") + JSONWriter.string(.object(JSONObject(["custom_id": customID, "params": .object(body)])))
+            }
+            first = false
+            if buffer.utf8.count >= 4 << 20 {
+                written += buffer.utf8.count
+                try handle.write(contentsOf: Data(buffer.utf8))
+                buffer = ""
+            }
+        }
+        if batch.dialect == .anthropic { buffer += "\n]}\n" }
+        written += buffer.utf8.count
+        try handle.write(contentsOf: Data(buffer.utf8))
+        return written
+    }
+
+    /// The calls a simulated batch stands for, by its provider batch id.
+    func batchCalls(providerBatchID: String, catalog: PricingCatalog) throws -> [ProviderCall] {
+        guard let batch = try database.statement("SELECT id FROM batches WHERE provider_batch_id = ?").firstRow([.text(providerBatchID)], { $0.int64(0) }),
+            let row = try self.batch(batch), let model = catalog.model(id: row.model), let provider = catalog.providers[row.provider]
+        else { return [] }
+        let batchProvider = BatchInput.batchProvider(provider)
+        return try database.statement("""
+            SELECT r.id, r.custom_id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id
+                JOIN request_bodies b ON b.request_id = r.id
+            WHERE m.batch_id = ? ORDER BY m.line
+            """).rows([.integer(batch)]) { row in
+            let shape = RequestShape(rawValue: row.text(2)) ?? .openaiBatch
+            let body = DialectTranslation.requestBody(
+                stored: (try? JSONParser.parse(row.text(3)).objectValue) ?? JSONObject(), storedDialect: shape.bodyDialect, model: model,
+                provider: batchProvider, mode: .batch)
+            return ProviderCall(
+                requestID: row.int64(0), customID: row.text(1), model: model, provider: batchProvider, mode: .batch, body: body, timeoutSeconds: 0)
+        }
+    }
+
+    func recordBatchUpload(_ id: Int64, fileID: String) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET state = 'uploaded', input_file_id = ?, last_error = NULL WHERE id = ? AND state = 'planned'")
+                .execute([.text(fileID), .integer(id)])
+        }
+    }
+
+    /// Written before the create call, so that a run that dies during it looks for the batch before creating another.
+    func recordBatchCreateStarted(_ id: Int64, now: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET create_started_at = ? WHERE id = ?").execute([.integer(now), .integer(id)])
+        }
+    }
+
+    func recordBatchCreated(_ id: Int64, providerBatchID: String, now: Int64, nextPoll: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("""
+                UPDATE batches SET state = 'created', provider_batch_id = ?, submitted_at = ?, next_poll_at = ?, provider_status = 'submitted',
+                    last_error = NULL
+                WHERE id = ? AND state IN ('planned', 'uploaded')
+                """).execute([.text(providerBatchID), .integer(now), .integer(nextPoll), .integer(id)])
+        }
+    }
+
+    /// A poll's answer: still running (polled again at `nextPoll`), or ended with where its results are.
+    func recordBatchPoll(_ id: Int64, status: BatchStatus, now: Int64, nextPoll: Int64) throws {
+        try database.writeTransaction {
+            if status.phase == .ended {
+                try database.statement("""
+                    UPDATE batches SET state = 'ended', provider_status = ?, ended_at = ?, output_file_id = ?, error_file_id = ?, results_url = ?,
+                        provider_errors = ?, next_poll_at = NULL
+                    WHERE id = ? AND state = 'created'
+                    """).execute([
+                    .text(status.providerStatus), .integer(now), .optionalText(status.outputFileID), .optionalText(status.errorFileID),
+                    .optionalText(status.resultsURL),
+                    .optionalText(status.errors.isEmpty ? nil : JSONWriter.string(.array(status.errors.prefix(10_000).map { error in
+                        .object(JSONObject([
+                            "line": error.line.map { .number(String($0)) } ?? .null, "code": .string(error.code), "message": .string(error.message),
+                        ]))
+                    }))),
+                    .integer(id),
+                ])
+            } else {
+                try database.statement("UPDATE batches SET provider_status = ?, next_poll_at = ?, last_error = NULL WHERE id = ?")
+                    .execute([.text(status.providerStatus), .integer(nextPoll), .integer(id)])
+            }
+        }
+    }
+
+    func recordBatchCancelRequested(_ id: Int64, now: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET cancel_requested_at = ?, next_poll_at = ? WHERE id = ?")
+                .execute([.integer(now), .integer(now), .integer(id)])
+        }
+    }
+
+    /// A step that failed (the API refused or could not be reached): tried again at `retryAt`.
+    func recordBatchError(_ id: Int64, message: String, retryAt: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET last_error = ?, next_poll_at = ? WHERE id = ?")
+                .execute([.text(message), .integer(retryAt), .integer(id)])
+        }
+    }
+
+    /// Hands the batch back so another run may advance it at once (this one is stopping).
+    func releaseBatchLeases() throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET owner = NULL, lease_expires_at = NULL WHERE owner = ?").execute([.text(owner)])
+        }
+    }
+
+    func extendBatchLeases(until: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET lease_expires_at = ? WHERE owner = ? AND state != 'done'").execute([.integer(until), .text(owner)])
+        }
+    }
+
+    // MARK: - Results
+
+    struct BatchResultCounts: Sendable {
+        var succeeded = 0, failed = 0, replanned = 0, moved = 0, late = 0
+        var spend = Money.zero
+    }
+
+    /// Stores one chunk of a batch's result lines in one transaction. Each line is joined to its request by its
+    /// provider custom id; a line whose request is no longer in the batch (stored already, or taken back to be
+    /// served live) stores nothing, so reading the results again after a crash stores nothing twice. A late
+    /// answer for a request taken back stays counted as unsettled, at its real cost: the provider billed it.
+    func applyBatchResults(
+        _ batch: BatchRow, lines: [(line: BatchResultLine, decision: BatchDecision?)], now: Int64, catalog: PricingCatalog
+    ) throws -> BatchResultCounts {
+        try database.writeTransaction {
+            var counts = BatchResultCounts()
+            var charges = ChargeTotals()
+            let ledger = Ledger(database: database)
+            let owner = batch.owner
+            let model = catalog.model(id: batch.model)
+            for (line, decision) in lines {
+                guard let decision, let member = try batchMember(batch.id, providerCustomID: line.customID) else {
+                    if case .succeeded(let response) = line.outcome, let model, let requestID = Int64(line.customID.dropFirst()) {
+                        let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: .batch, at: now))
+                        try database.statement("UPDATE unsettled_charges SET amount_pico = ? WHERE request_id = ? AND owner = ?")
+                            .execute([.integer(cost.picoUSD), .integer(requestID), .text(owner)])
+                        if database.changes > 0 { counts.late += 1 }
+                    } else if let requestID = Int64(line.customID.dropFirst()) {
+                        try database.statement("DELETE FROM unsettled_charges WHERE request_id = ? AND owner = ?").execute([.integer(requestID), .text(owner)])
+                    }
+                    continue
+                }
+                let attempt = { (outcome: String, status: Int?, error: String?, usage: Usage?, simulated: Bool) in
+                    AttemptRecord(
+                        model: batch.model, provider: batch.provider, mode: .batch, startedAt: batch.submittedAt ?? batch.plannedAt,
+                        latencyMilliseconds: now - (batch.submittedAt ?? batch.plannedAt), status: status, outcome: outcome, error: error, usage: usage,
+                        simulated: simulated)
+                }
+                try database.statement("DELETE FROM batch_requests WHERE request_id = ?").execute([.integer(member.requestID)])
+                let reservation = try dropReservation(member.requestID, owner: owner)
+                switch decision {
+                case .succeed(let response, let cost, let baseline):
+                    guard try lifecycle.endLease(member.requestID, owner: owner, state: .succeeded, error: nil) else { continue }
+                    let billedAt = reservation?.reservedAt ?? now
+                    let project = try reservation?.project
+                        ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(member.jobID)]) ?? "default"
+                    charges.add(cost, job: member.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
+                    try insertResult(
+                        member.requestID, model: batch.model, provider: batch.provider, dialect: batch.dialect, mode: .batch, response: response,
+                        cost: cost, finishedAt: now, billedAt: billedAt, baseline: baseline)
+                    try insertAttempt(
+                        attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), request: member.requestID, worker: owner)
+                    try JobStore(database: database).recordOutput(
+                        model: batch.model, tier: member.needs.qualityTier, outputTokens: response.usage.outputTokens,
+                        maxOutputTokens: member.needs.maxOutputTokens)
+                    counts.succeeded += 1
+                    counts.spend += cost
+                case .replan(let reason):
+                    let (outcome, status) = line.outcome.attemptWords
+                    try insertAttempt(attempt(outcome, status, reason, nil, batch.simulated), request: member.requestID, worker: owner)
+                    try lifecycle.unplanFromBatch(member.requestID, owner: owner, reason: reason)
+                    counts.replanned += 1
+                case .move(let model, let mode, let cost, let reason):
+                    let (outcome, status) = line.outcome.attemptWords
+                    try insertAttempt(attempt(outcome, status, reason, nil, batch.simulated), request: member.requestID, worker: owner)
+                    if try lifecycle.release(member.requestID, owner: owner, countAttempt: true, reason: reason, notBefore: nil) {
+                        try movePlan(member.requestID, model: model, mode: mode, cost: cost, latestStart: now)
+                    }
+                    counts.moved += 1
+                case .fail(let message):
+                    let (outcome, status) = line.outcome.attemptWords
+                    try insertAttempt(attempt(outcome, status, message, nil, batch.simulated), request: member.requestID, worker: owner)
+                    if try lifecycle.endLease(member.requestID, owner: owner, state: .failed, error: message) { counts.failed += 1 }
+                }
+            }
+            try ledger.add(charges)
+            return counts
+        }
+    }
+
+    /// The reasons a batch failed at the provider, by input line (1-based; 0 for the batch as a whole).
+    func batchErrors(_ id: Int64) throws -> [Int: String] {
+        guard let text = try database.scalarText("SELECT provider_errors FROM batches WHERE id = ?", [.integer(id)]),
+            let errors = try? JSONParser.parse(text).arrayValue
+        else { return [:] }
+        var byLine: [Int: String] = [:]
+        for error in errors.compactMap(\.objectValue) {
+            let line = error["line"]?.intValue ?? 0
+            let words = "\(error["code"]?.stringValue ?? "error"): \(error["message"]?.stringValue ?? "")"
+            byLine[line] = byLine[line].map { $0 + "; " + words } ?? words
+        }
+        return byLine
+    }
+
+    /// Ends a batch whose results were all read: requests it still holds (no line came back for them, or the
+    /// batch failed validation) are planned again with the reason, their reservations released. Returns how many.
+    func finishBatch(_ batch: BatchRow, reason: String, lineErrors: [Int: String]) throws -> Int {
+        try database.writeTransaction {
+            let left = try database.statement("SELECT request_id, line FROM batch_requests WHERE batch_id = ?")
+                .rows([.integer(batch.id)]) { ($0.int64(0), $0.int(1)) }
+            for (request, line) in left {
+                _ = try dropReservation(request, owner: batch.owner)
+                try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: lineErrors[line + 1].map { "\(reason): \($0)" } ?? reason)
+            }
+            try database.statement("DELETE FROM batch_requests WHERE batch_id = ?").execute([.integer(batch.id)])
+            try database.statement("UPDATE batches SET state = 'done', owner = NULL, lease_expires_at = NULL WHERE id = ?").execute([.integer(batch.id)])
+            return left.count
+        }
+    }
+
+    /// Takes every request out of a batch the provider has not ended in time, to be served live: they may still be
+    /// answered (and billed) by the batch, so their reservations stay counted, as unsettled charges, until its
+    /// results say. Returns how many.
+    func detachBatch(_ batch: BatchRow, now: Int64, reason: String) throws -> Int {
+        try database.writeTransaction {
+            let members = try database.statement("SELECT request_id FROM batch_requests WHERE batch_id = ?").rows([.integer(batch.id)]) { $0.int64(0) }
+            try Ledger(database: database).unsettle(requests: members, now: now)
+            for request in members { try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: reason) }
+            try database.statement("DELETE FROM batch_requests WHERE batch_id = ?").execute([.integer(batch.id)])
+            return members.count
+        }
+    }
+
+    /// A batch that was never sent (its pull-back came first, or its input could not be written): its requests
+    /// are planned again and it is closed.
+    func abandonBatch(_ batch: BatchRow, reason: String) throws -> Int {
+        try finishBatch(batch, reason: reason, lineErrors: [:])
+    }
+
+    /// The requests a chunk of result lines names that are still in the batch, by provider custom id.
+    func batchMembers(_ batch: Int64, providerCustomIDs: [String]) throws -> [String: BatchMember] {
+        var members: [String: BatchMember] = [:]
+        for customID in providerCustomIDs {
+            if let member = try batchMember(batch, providerCustomID: customID) { members[customID] = member }
+        }
+        return members
+    }
+
+    private func batchMember(_ batch: Int64, providerCustomID: String) throws -> BatchMember? {
+        guard providerCustomID.hasPrefix("r"), let requestID = Int64(providerCustomID.dropFirst()) else { return nil }
+        return try database.statement("""
+            SELECT r.id, r.job_id, r.custom_id, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens, r.capabilities,
+                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts
+            FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE m.request_id = ? AND m.batch_id = ?
+            """).firstRow([.integer(requestID), .integer(batch)]) { row in
+            BatchMember(
+                requestID: row.int64(0), jobID: row.int64(1), customID: row.text(2),
+                needs: RequestNeeds(
+                    qualityFloor: row.int(3), qualityTier: row.text(4), inputTokens: row.int(5), maxOutputTokens: row.int(6),
+                    capabilities: Capabilities(rawValue: row.int(7)), pinnedModel: row.optionalText(8)),
+                referenceModel: row.optionalText(9), deadlineAt: row.int64(10), maxCost: row.optionalInt64(11).map { Money(picoUSD: $0) },
+                attempts: row.int(12))
+        }
+    }
+
+    /// Points a request's plan at `model` in `mode` (a fallback), ready to be claimed.
+    private func movePlan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {
+        let values: [SQLiteValue] = [.text(model), .text(mode.rawValue), .integer(latestStart)]
+        var line = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?").firstRow(values) { $0.int64(0) }
+        if line == nil {
+            try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)").execute(values)
+            line = database.lastInsertRowID
+        }
+        try database.statement("UPDATE request_plans SET line = ?, cost_pico = ? WHERE request_id = ?")
+            .execute([.optionalInt64(line), .integer(cost.picoUSD), .integer(request)])
+    }
+
+    func batch(_ id: Int64) throws -> BatchRow? {
+        try database.statement("""
+            SELECT id, key, provider, model, dialect, simulated, state, request_count, planned_at, create_started_at, submitted_at, pull_back_at,
+                next_poll_at, cancel_requested_at, input_file_id, provider_batch_id, provider_status, output_file_id, error_file_id, results_url
+            FROM batches WHERE id = ?
+            """).firstRow([.integer(id)]) { row in
+            BatchRow(
+                id: row.int64(0), key: row.text(1), provider: row.text(2), model: row.text(3), dialect: Provider.Dialect(rawValue: row.text(4)) ?? .openai,
+                simulated: row.int(5) == 1, state: BatchRow.State(rawValue: row.text(6)) ?? .done, requestCount: row.int(7), plannedAt: row.int64(8),
+                createStartedAt: row.optionalInt64(9), submittedAt: row.optionalInt64(10), pullBackAt: row.int64(11), nextPollAt: row.optionalInt64(12),
+                cancelRequestedAt: row.optionalInt64(13), inputFileID: row.optionalText(14), providerBatchID: row.optionalText(15),
+                providerStatus: row.optionalText(16), outputFileID: row.optionalText(17), errorFileID: row.optionalText(18), resultsURL: row.optionalText(19))
+        }
+    }
+}
+
+extension BatchResultLine.Outcome {
+    /// How the line is recorded among the attempts: its outcome and HTTP status.
+    var attemptWords: (outcome: String, status: Int?) {
+        switch self {
+        case .succeeded(let response): return ("succeeded", response.statusCode)
+        case .failed(let failure): return (failure.kind.rawValue, failure.status)
+        case .expired: return ("expired", nil)
+        case .cancelled: return ("cancelled", nil)
+        }
+    }
+}
