@@ -7,7 +7,11 @@ import Synchronization
 //
 //   POST /v1/chat/completions, /chat/completions   openai dialect
 //   POST /v1/messages                              anthropic dialect
-//   GET  /stats                                    calls in all and per X-Purser-Request id, early retries, most calls at once
+//   GET  /stats                                    calls in all and per X-Purser-Request id, early retries, most calls at once,
+//                                                  batches created, batch lines per custom_id, files uploaded
+//   OpenAI batches: POST /v1/files (multipart), GET /v1/files, GET /v1/files/{id}/content, POST /v1/batches,
+//                   GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel
+//   Anthropic:      POST /v1/messages/batches, GET /v1/messages/batches[/{id}[/results]], POST .../{id}/cancel
 //
 // Prints "listening on 127.0.0.1:PORT" once ready.
 
@@ -22,6 +26,13 @@ struct Settings: Sendable {
     var seed: UInt64 = 1
     var maxRequests = 1_000_000
     var maxSeconds = 300
+    /// Batches: how long one takes to end, the share of lines that error (500) or expire, whether every
+    /// OpenAI batch fails validation, whether batches never end (until cancelled), how long a cancel takes.
+    var batchDelayMilliseconds = 500
+    var batchFailLines = 0.0, batchExpireLines = 0.0
+    var batchValidationFail = false
+    var batchNeverEnds = false
+    var batchCancelMilliseconds = 200
 
     init(_ arguments: [String]) {
         var index = 0
@@ -44,6 +55,12 @@ struct Settings: Sendable {
             case "--seed": seed = UInt64(next()) ?? 1
             case "--max-requests": maxRequests = Int(next()) ?? maxRequests
             case "--max-seconds": maxSeconds = Int(next()) ?? maxSeconds
+            case "--batch-delay-ms": batchDelayMilliseconds = Int(next()) ?? batchDelayMilliseconds
+            case "--batch-fail-lines": batchFailLines = Double(next()) ?? 0
+            case "--batch-expire-lines": batchExpireLines = Double(next()) ?? 0
+            case "--batch-validation-fail": batchValidationFail = true
+            case "--batch-never-ends": batchNeverEnds = true
+            case "--batch-cancel-ms": batchCancelMilliseconds = Int(next()) ?? batchCancelMilliseconds
             default:
                 FileHandle.standardError.write(Data("purser-fake-provider: unknown option \(arguments[index])\n".utf8))
                 exit(64)
@@ -63,6 +80,10 @@ final class Ledger: Sendable {
         var earlyRetries = 0
         var inFlight = 0
         var peakInFlight = 0
+        var batchesCreated = 0
+        var filesUploaded = 0
+        /// Lines submitted in batches, per custom_id: more than one means a request was sent twice.
+        var batchLines: [String: Int] = [:]
     }
 
     let state = Mutex(State())
@@ -99,7 +120,7 @@ final class Ledger: Sendable {
             func object(_ counts: [String: Int]) -> String {
                 "{" + counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
             }
-            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"peak_in_flight\":\(state.peakInFlight),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes))}"
+            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"peak_in_flight\":\(state.peakInFlight),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes)),\"batches_created\":\(state.batchesCreated),\"files_uploaded\":\(state.filesUploaded),\"batch_lines\":\(object(state.batchLines))}"
         }
     }
 }
@@ -108,8 +129,12 @@ final class Ledger: Sendable {
 final class Server: Sendable {
     let settings: Settings
     let ledger = Ledger()
+    let batches: FakeBatches
 
-    init(settings: Settings) { self.settings = settings }
+    init(settings: Settings) {
+        self.settings = settings
+        batches = FakeBatches(settings: settings, ledger: ledger)
+    }
 
     /// A seeded draw in [0, 1) for one call of one request, so the same run injects the same faults.
     func draw(_ request: String, _ call: Int, _ salt: UInt64) -> Double {
@@ -136,10 +161,14 @@ final class Server: Sendable {
         }
     }
 
-    func answer(path: String, headers: [String: String], body: [UInt8], descriptor: Int32) -> Bool {
+    func answer(method: String, path: String, headers: [String: String], body: [UInt8], descriptor: Int32) -> Bool {
         if path == "/stats" {
             send(descriptor, status: 200, reason: "OK", body: ledger.statsJSON, headers: ["Connection: close"])
             return false
+        }
+        if let reply = batches.answer(method: method, path: path, headers: headers, body: body) {
+            send(descriptor, status: reply.status, reason: reply.status == 200 ? "OK" : "Error", body: reply.body, headers: reply.headers)
+            return true
         }
         let anthropic = path.hasSuffix("/messages")
         guard anthropic || path.hasSuffix("/chat/completions") else {
@@ -189,24 +218,14 @@ final class Server: Sendable {
             send(descriptor, status: 200, reason: "OK", body: "{\"id\": \"truncated")
             return true
         }
-        let input = max(1, body.count / 4)
-        let maxTokens = text.range(of: #""max(_completion)?_tokens":(\d+)"#, options: .regularExpression)
-            .flatMap { Int(text[$0].split(separator: ":").last ?? "") } ?? 16
-        let output = min(maxTokens, 16)
-        let model = text.range(of: #""model":"[^"]*""#, options: .regularExpression).map { String(text[$0].dropFirst(9).dropLast()) } ?? "fake"
+        let (input, output, model) = Answers.shape(of: text, bytes: body.count)
         ledger.succeeded(request)
         if anthropic {
-            send(descriptor, status: 200, reason: "OK", body: """
-                {"id":"msg_fake_\(total)","type":"message","role":"assistant","model":"\(model)","content":[{"type":"text","text":"fake answer \(call)"}],\
-                "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":\(input),"output_tokens":\(output),"cache_read_input_tokens":0,\
-                "cache_creation_input_tokens":0}}
-                """, headers: ["request-id: req_fake_\(total)"])
+            send(descriptor, status: 200, reason: "OK", body: Answers.anthropic(id: "msg_fake_\(total)", model: model, text: "fake answer \(call)", input: input, output: output),
+                headers: ["request-id: req_fake_\(total)"])
         } else {
-            send(descriptor, status: 200, reason: "OK", body: """
-                {"id":"chatcmpl-fake-\(total)","object":"chat.completion","model":"\(model)","choices":[{"index":0,"message":{"role":"assistant",\
-                "content":"fake answer \(call)"},"finish_reason":"stop"}],"usage":{"prompt_tokens":\(input),"completion_tokens":\(output),\
-                "total_tokens":\(input + output),"prompt_tokens_details":{"cached_tokens":0}}}
-                """, headers: ["x-request-id: req_fake_\(total)"])
+            send(descriptor, status: 200, reason: "OK", body: Answers.openai(id: "chatcmpl-fake-\(total)", model: model, text: "fake answer \(call)", input: input, output: output),
+                headers: ["x-request-id: req_fake_\(total)"])
         }
         return true
     }
@@ -230,22 +249,53 @@ final class Server: Sendable {
             }
             let head = String(decoding: buffer[0..<headerEnd!], as: UTF8.self).split(separator: "\r\n")
             let requestLine = head.first?.split(separator: " ") ?? []
+            let method = requestLine.first.map(String.init) ?? "GET"
             let path = requestLine.count > 1 ? String(requestLine[1]) : "/"
             var headers: [String: String] = [:]
             for line in head.dropFirst() {
                 guard let colon = line.firstIndex(of: ":") else { continue }
                 headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             }
-            let length = Int(headers["content-length"] ?? "0") ?? 0
             let bodyStart = headerEnd! + 4
-            while buffer.count < bodyStart + length {
-                let count = read(descriptor, &chunk, chunk.count)
-                if count <= 0 { return }
-                buffer.append(contentsOf: chunk[0..<count])
+            // Large uploads ask before sending their body.
+            if headers["expect"]?.lowercased() == "100-continue" {
+                let go = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                _ = go.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             }
-            let body = Array(buffer[bodyStart..<bodyStart + length])
-            buffer.removeFirst(bodyStart + length)
-            if !answer(path: path, headers: headers, body: body, descriptor: descriptor) { return }
+            var body: [UInt8]
+            if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+                buffer.removeFirst(bodyStart)
+                body = []
+                while true {
+                    // Each chunk: its size in hex, CRLF, the bytes, CRLF; a zero size ends the body.
+                    var lineEnd: Int?
+                    while lineEnd == nil {
+                        if let found = buffer.indices.dropLast().first(where: { buffer[$0] == 13 && buffer[$0 + 1] == 10 }) { lineEnd = found; break }
+                        let count = read(descriptor, &chunk, chunk.count)
+                        if count <= 0 { return }
+                        buffer.append(contentsOf: chunk[0..<count])
+                    }
+                    let size = Int(String(decoding: buffer[0..<lineEnd!], as: UTF8.self).split(separator: ";").first ?? "0", radix: 16) ?? 0
+                    while buffer.count < lineEnd! + 2 + size + 2 {
+                        let count = read(descriptor, &chunk, chunk.count)
+                        if count <= 0 { return }
+                        buffer.append(contentsOf: chunk[0..<count])
+                    }
+                    body.append(contentsOf: buffer[(lineEnd! + 2)..<(lineEnd! + 2 + size)])
+                    buffer.removeFirst(lineEnd! + 2 + size + 2)
+                    if size == 0 { break }
+                }
+            } else {
+                let length = Int(headers["content-length"] ?? "0") ?? 0
+                while buffer.count < bodyStart + length {
+                    let count = read(descriptor, &chunk, chunk.count)
+                    if count <= 0 { return }
+                    buffer.append(contentsOf: chunk[0..<count])
+                }
+                body = Array(buffer[bodyStart..<bodyStart + length])
+                buffer.removeFirst(bodyStart + length)
+            }
+            if !answer(method: method, path: path, headers: headers, body: body, descriptor: descriptor) { return }
         }
     }
 }

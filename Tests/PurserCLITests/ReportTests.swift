@@ -112,7 +112,7 @@ import PurserCore
 
     @Test func badReportOptionsSayWhatToDo() {
         let cases: [([String], String)] = [
-            (["--by", "colour"], "Error: --by: 'colour' is not one of model, provider, project, job, day, tier."),
+            (["--by", "colour"], "Error: --by: 'colour' is not one of model, provider, project, job, day, tier, mode."),
             (["--format", "pdf"], "Error: --format: 'pdf' is not one of table, json, csv, html."),
             (["--month", "November"], "Error: --month: 'November' is not a month written YYYY-MM, such as 2026-11, or 'all'."),
         ]

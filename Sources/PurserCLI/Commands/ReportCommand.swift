@@ -10,7 +10,7 @@ enum ReportCommand {
             .init(name: "month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job, all time)."),
             .init(name: "project", value: "name", help: "Only this project."),
             .init(name: "job", value: "job", help: "Only this job (number or name)."),
-            .init(name: "by", value: "grouping", help: "model (default), provider, project, job, day or tier."),
+            .init(name: "by", value: "grouping", help: "model (default), provider, project, job, day, tier or mode (sync, flex, offpeak, batch)."),
             .init(name: "format", value: "format", help: "table (default), json, csv, or html (one self-contained page with charts)."),
             .init(name: "output", value: "file", help: "Write the report here instead of standard output."),
             .init(name: "simulated", value: nil, help: "Report the simulated runs (rehearsals) instead of real spending."),
@@ -26,7 +26,7 @@ enum ReportCommand {
         }
         let groupingName = arguments.value("by") ?? "model"
         guard let grouping = ReportQuery.Grouping(rawValue: groupingName) else {
-            throw UsageError(message: "--by: '\(groupingName)' is not one of model, provider, project, job, day, tier.", spec: spec)
+            throw UsageError(message: "--by: '\(groupingName)' is not one of model, provider, project, job, day, tier, mode.", spec: spec)
         }
         let now = context.clock.now()
         var month: BudgetMonth? = arguments.value("job") == nil ? BudgetMonth(containing: now) : nil

@@ -38,6 +38,18 @@ enum StatusCommand {
                     "simulated_results": .number(String(row.simulated)),
                     "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
                     "caps": .array(caps.filter { $0.applies(to: row.job) }.map { .object(JSONObject($0.jsonMembers)) }),
+                    "modes": .object(JSONObject(((try? store.modeCounts(job: row.job.id)) ?? []).map { mode in
+                        JSONObject.Member(key: mode.mode, value: .object(JSONObject(["requests": .number(String(mode.requests)), "done": .number(String(mode.done))])))
+                    })),
+                    "batches": .array(((try? store.openBatches(job: row.job.id)) ?? []).map { batch in
+                        .object(JSONObject([
+                            "batch": .number(String(batch.id)), "provider": .string(batch.provider), "model": .string(batch.model),
+                            "state": .string(batch.state), "provider_status": batch.providerStatus.map { .string($0) } ?? .null,
+                            "provider_batch_id": batch.providerBatchID.map { .string($0) } ?? .null, "requests": .number(String(batch.requests)),
+                            "submitted_at": batch.submittedAt.map { .string(timestamp($0)) } ?? .null,
+                            "last_error": batch.lastError.map { .string($0) } ?? .null,
+                        ]))
+                    }),
                 ]))
             }))
             return 0
@@ -64,6 +76,16 @@ enum StatusCommand {
             context.console.print()
             context.console.print("submitted \(timestamp(only.job.submittedAt)) from \(only.job.source)"
                 + (only.job.maxCost.map { "; capped at \($0.formatted)" } ?? ""))
+            let modes = try store.modeCounts(job: only.job.id)
+            if !modes.isEmpty {
+                context.console.print("by mode: " + modes.map { "\($0.mode) \($0.requests)" + ($0.done < $0.requests ? " (\($0.done) done)" : "") }.joined(separator: ", "))
+            }
+            for batch in try store.openBatches(job: only.job.id) {
+                let at = batch.providerBatchID.map { " as \($0)" } ?? ""
+                let since = batch.submittedAt.map { ", sent \(timestamp($0))" } ?? ", not sent yet"
+                context.console.print("batch \(batch.id): \(count(batch.requests, "request")) for \(batch.model) at \(batch.provider)\(at)"
+                    + " (\(batch.providerStatus ?? batch.state)\(since))" + (batch.lastError.map { "; last error: \($0)" } ?? ""))
+            }
             if only.job.rejectedCount > 0 {
                 context.console.print("\(count(only.job.rejectedCount, "line")) rejected at submit:")
                 for problem in try store.rejections(job: only.job.id, limit: 20) { context.console.print("  \(problem)") }

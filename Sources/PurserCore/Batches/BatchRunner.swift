@@ -94,14 +94,25 @@ final class BatchRunner: Sendable {
             case .done:
                 break
             }
+            _ = await health.recordSuccess(provider.name, now: clock.now())
         } catch let error as BatchAPIError {
+            // The run is ending: the step is left for the next one.
+            if Task.isCancelled { return }
             let failure = error.failure
             if failure.kind == .auth || failure.kind == .quota {
                 if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
                     onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
                 }
             } else {
-                onEvent(.notice("batch \(batch.id) (\(batch.provider)): \(failure.message); tried again shortly"))
+                // Counted with the provider's live calls: an endpoint that keeps refusing connections ends the run.
+                let change = await health.recordFailure(
+                    provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message,
+                    longestPause: max(batch.pullBackAt - now, 1_000))
+                if case .unreachable(let reason)? = change {
+                    onEvent(.notice("provider \(provider.name) is \(reason); its batches stay where they are for a later run"))
+                } else {
+                    onEvent(.notice("batch \(batch.id) (\(batch.provider)): \(failure.message); tried again shortly"))
+                }
             }
             let wait = max(failure.retryAfterMilliseconds ?? 0, BatchRunner.retryMilliseconds)
             try await store.recordBatchError(batch.id, message: failure.message, retryAt: now + min(wait, 60_000))
@@ -204,9 +215,9 @@ final class BatchRunner: Sendable {
         let reason = batch.providerStatus == "failed"
             ? "batch \(batch.id) failed at \(batch.provider)" + (errors[0].map { " (\($0))" } ?? "")
             : "batch \(batch.id) ended (\(batch.providerStatus ?? "ended")) without an answer for it"
-        let left = try await store.finishBatch(batch, reason: reason, lineErrors: errors)
+        let left = try await store.finishBatch(batch, reason: reason, lineErrors: errors, liveOnly: batch.providerStatus == "failed")
         var words = "batch \(batch.id): \(totals.succeeded) answer\(totals.succeeded == 1 ? "" : "s") stored at batch prices (\(totals.spend.formatted)\(batch.simulated ? ", simulated" : ""))"
-        if totals.replanned + left > 0 { words += ", \(totals.replanned + left) planned again" }
+        if totals.replanned + left > 0 { words += ", \(totals.replanned + left) planned again\(batch.providerStatus == "failed" ? " for live calls" : "")" }
         if totals.moved > 0 { words += ", \(totals.moved) moved to another model" }
         if totals.failed > 0 { words += ", \(totals.failed) failed" }
         if batch.providerStatus == "failed" {
@@ -227,9 +238,10 @@ final class BatchRunner: Sendable {
             let baselineCost = baseline.model(for: member.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
             return .succeed(response, cost: cost, baseline: baselineCost)
         case .expired:
-            return .replan("batch \(batch.id)'s window ended before it was served")
+            // The provider could not serve it in its window: planned for a live call rather than another day's wait.
+            return .replanLive("batch \(batch.id)'s window ended before it was served; planned for a live call")
         case .cancelled:
-            return .replan("batch \(batch.id) was cancelled before it was served")
+            return .replanLive("batch \(batch.id) was cancelled before it was served; planned for a live call")
         case .failed(let failure):
             switch failure.kind {
             case .permanent:

@@ -60,6 +60,8 @@ public enum BatchDecision: Sendable {
     case succeed(ProviderResponse, cost: Money, baseline: Money)
     /// Planned again (a later batch, or live if the deadline is near), this try counted.
     case replan(String)
+    /// Planned again for a live call (the batch expired on it, or was cancelled to meet its deadline).
+    case replanLive(String)
     /// Served live on another model next (this one refused it).
     case move(model: String, mode: DispatchMode, cost: Money, reason: String)
     case fail(String)
@@ -432,10 +434,12 @@ extension DispatchStore {
                         maxOutputTokens: member.needs.maxOutputTokens)
                     counts.succeeded += 1
                     counts.spend += cost
-                case .replan(let reason):
+                case .replan(let reason), .replanLive(let reason):
                     let (outcome, status) = line.outcome.attemptWords
                     try insertAttempt(attempt(outcome, status, reason, nil, batch.simulated), request: member.requestID, worker: owner)
-                    try lifecycle.unplanFromBatch(member.requestID, owner: owner, reason: reason)
+                    var live = false
+                    if case .replanLive = decision { live = true }
+                    try lifecycle.unplanFromBatch(member.requestID, owner: owner, reason: reason, liveOnly: live)
                     counts.replanned += 1
                 case .move(let model, let mode, let cost, let reason):
                     let (outcome, status) = line.outcome.attemptWords
@@ -470,14 +474,18 @@ extension DispatchStore {
     }
 
     /// Ends a batch whose results were all read: requests it still holds (no line came back for them, or the
-    /// batch failed validation) are planned again with the reason, their reservations released. Returns how many.
-    func finishBatch(_ batch: BatchRow, reason: String, lineErrors: [Int: String]) throws -> Int {
+    /// batch failed validation) are planned again with the reason, their reservations released. After a failed
+    /// validation they go live (`liveOnly`), where each call gets an answer of its own, rather than into another
+    /// batch the API may refuse the same way. Returns how many.
+    func finishBatch(_ batch: BatchRow, reason: String, lineErrors: [Int: String], liveOnly: Bool = false) throws -> Int {
         try database.writeTransaction {
             let left = try database.statement("SELECT request_id, line FROM batch_requests WHERE batch_id = ?")
                 .rows([.integer(batch.id)]) { ($0.int64(0), $0.int(1)) }
             for (request, line) in left {
                 _ = try dropReservation(request, owner: batch.owner)
-                try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: lineErrors[line + 1].map { "\(reason): \($0)" } ?? reason)
+                let refused = lineErrors[line + 1]
+                try lifecycle.unplanFromBatch(
+                    request, owner: batch.owner, reason: refused.map { "\(reason): line \(line + 1): \($0)" } ?? reason, liveOnly: liveOnly)
             }
             try database.statement("DELETE FROM batch_requests WHERE batch_id = ?").execute([.integer(batch.id)])
             try database.statement("UPDATE batches SET state = 'done', owner = NULL, lease_expires_at = NULL WHERE id = ?").execute([.integer(batch.id)])
@@ -492,7 +500,7 @@ extension DispatchStore {
         try database.writeTransaction {
             let members = try database.statement("SELECT request_id FROM batch_requests WHERE batch_id = ?").rows([.integer(batch.id)]) { $0.int64(0) }
             try Ledger(database: database).unsettle(requests: members, now: now)
-            for request in members { try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: reason) }
+            for request in members { try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: reason, liveOnly: true) }
             try database.statement("DELETE FROM batch_requests WHERE batch_id = ?").execute([.integer(batch.id)])
             return members.count
         }

@@ -423,6 +423,8 @@ public actor DispatchStore {
         var held: Int
         /// Requests in batches sent to a provider, not counted in `running` when the run does not wait for them.
         var inBatches = 0
+        /// Batches with a step left for this run: to send, to poll, or results to store.
+        var openBatches = 0
     }
 
     /// `waitForBatches: false` leaves requests in batches already at a provider out of `running` (a run that
@@ -451,9 +453,13 @@ public actor DispatchStore {
             """).firstRow([.optionalInt64(job), .int(waitForBatches ? 1 : 0), .text(excluded)]) { ($0.int(0), $0.optionalInt64(1) ?? 0) }
         let held = try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'held' AND (?1 IS NULL OR job_id = ?1)", [.optionalInt64(job)])
         let soonest = [waiting, running?.1].compactMap { $0 }.min()
+        let openBatches = try database.scalarInt("""
+            SELECT count(*) FROM batches WHERE state != 'done' AND model NOT IN (SELECT value FROM json_each(?2))
+                AND (?1 = 1 OR state != 'created')
+            """, [.int(waitForBatches ? 1 : 0), .text(excluded)]) ?? 0
         return Remaining(
             dispatchable: Int(queue?.0 ?? 0), soonest: soonest, running: (running?.0 ?? 0) - Int(inBatches?.1 ?? 0), blocked: Int(queue?.1 ?? 0),
-            unplanned: Int(unplanned), held: Int(held ?? 0), inBatches: inBatches?.0 ?? 0)
+            unplanned: Int(unplanned), held: Int(held ?? 0), inBatches: inBatches?.0 ?? 0, openBatches: Int(openBatches))
     }
 
     /// Jobs in scope with requests waiting for a plan.

@@ -255,7 +255,7 @@ public final class Dispatcher: Sendable {
             if claim.held > 0 { return nil }
             let remaining = try await store.remaining(job: options.job, excludedModels: excluded, waitForBatches: !options.detachBatches)
             let inFlight = await state.inFlight
-            if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && inFlight == 0 {
+            if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && remaining.openBatches == 0 && inFlight == 0 {
                 await state.markExhausted()
                 return nil
             }
@@ -592,7 +592,7 @@ public final class Dispatcher: Sendable {
             }
             if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
             if remaining.inBatches > 0 {
-                leftQueued.append("\(remaining.inBatches) requests are in batches at their provider; the next 'purser run' collects their results")
+                leftQueued.append("\(remaining.inBatches) requests are in batches (at their provider, or still to be sent); the next 'purser run' carries them on")
             }
         }
         var summary = RunSummary(

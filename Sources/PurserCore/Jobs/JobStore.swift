@@ -97,6 +97,42 @@ public struct JobStore {
     }
 
     /// The estimated and baseline cost of the job's planned requests.
+    /// Requests by the mode they were served in (a result) or are planned for, with how many of each are done.
+    public func modeCounts(job: Int64) throws -> [(mode: String, requests: Int, done: Int)] {
+        try database.statement("""
+            SELECT coalesce(s.mode, l.mode) AS mode, count(*), count(s.request_id)
+            FROM requests r LEFT JOIN results s ON s.request_id = r.id LEFT JOIN request_plans p ON p.request_id = r.id
+                LEFT JOIN plan_lines l ON l.id = p.line
+            WHERE r.job_id = ? AND coalesce(s.mode, l.mode) IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1
+            """).rows([.integer(job)]) { ($0.text(0), $0.int(1), $0.int(2)) }
+    }
+
+    /// A batch holding requests of a job, as `status` shows it.
+    public struct OpenBatch: Sendable {
+        public var id: Int64
+        public var provider: String
+        public var model: String
+        public var state: String
+        public var providerStatus: String?
+        public var providerBatchID: String?
+        public var requests: Int
+        public var submittedAt: Int64?
+        public var lastError: String?
+    }
+
+    /// The batches that hold requests of `job` now.
+    public func openBatches(job: Int64) throws -> [OpenBatch] {
+        try database.statement("""
+            SELECT b.id, b.provider, b.model, b.state, b.provider_status, b.provider_batch_id, count(*), b.submitted_at, b.last_error
+            FROM batch_requests m JOIN requests r ON r.id = m.request_id JOIN batches b ON b.id = m.batch_id
+            WHERE r.job_id = ? GROUP BY b.id ORDER BY b.id
+            """).rows([.integer(job)]) { row in
+            OpenBatch(
+                id: row.int64(0), provider: row.text(1), model: row.text(2), state: row.text(3), providerStatus: row.optionalText(4),
+                providerBatchID: row.optionalText(5), requests: row.int(6), submittedAt: row.optionalInt64(7), lastError: row.optionalText(8))
+        }
+    }
+
     public func planTotals(job: Int64) throws -> (estimated: Money, baseline: Money) {
         let sql = """
             SELECT coalesce(sum(cost_pico), 0), coalesce(sum(baseline_pico), 0) FROM request_plans WHERE job_id = ?

@@ -100,11 +100,13 @@ public struct RequestLifecycle {
     /// A request leaves its batch without an answer (its line errored or expired, the batch was cancelled or
     /// failed, or it is taken back to be served live): queued again without a plan, its job to be planned anew,
     /// so the planner chooses a later batch or a live call by the time left.
-    func unplanFromBatch(_ id: Int64, owner: String, reason: String) throws {
+    /// `liveOnly`: it is to be served live (its batch expired, or it is taken back to meet its deadline).
+    func unplanFromBatch(_ id: Int64, owner: String, reason: String, liveOnly: Bool = false) throws {
         try database.statement("""
-            UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL, last_error = ?
+            UPDATE requests SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL, last_error = ?,
+                live_only = max(live_only, ?)
             WHERE id = ? AND state = 'running' AND lease_owner = ?
-            """).execute([.text(reason), .integer(id), .text(owner)])
+            """).execute([.text(reason), .int(liveOnly ? 1 : 0), .integer(id), .text(owner)])
         guard database.changes == 1 else { return }
         try database.statement("DELETE FROM request_plans WHERE request_id = ?").execute([.integer(id)])
         try database.statement("UPDATE jobs SET needs_plan = 1 WHERE id = (SELECT job_id FROM requests WHERE id = ?)").execute([.integer(id)])

@@ -331,6 +331,10 @@ public enum Schema {
                 provider_custom_id TEXT NOT NULL
             );
             CREATE INDEX batch_requests_by_batch ON batch_requests(batch_id, line);
+
+            -- Set when a batch expired on a request or it was taken back from one to meet its deadline: it is then
+            -- planned for live calls only.
+            ALTER TABLE requests ADD COLUMN live_only INTEGER NOT NULL DEFAULT 0;
             """),
     ])
 }

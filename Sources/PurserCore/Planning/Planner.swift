@@ -119,7 +119,8 @@ public struct Planner {
 
     /// The cheapest model and mode that can serve `request` now (for a fallback at dispatch), ignoring capacity.
     public func cheapestOption(for request: PlannableRequest) -> (model: Model, mode: DispatchMode, cost: Money)? {
-        let single = PlanningProblem(requests: [request], context: context)
+        // Every option kept: the batch options that would prune the live ones are not candidates here.
+        let single = PlanningProblem(requests: [request], context: context, pruneDominated: false)
         guard let signature = single.signatures.first else { return nil }
         let input = request.needs.inputTokens
         guard let best = signature.options.filter({ $0.mode != .batch })

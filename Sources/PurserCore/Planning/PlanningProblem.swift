@@ -9,14 +9,17 @@ public struct PlannableRequest: Sendable {
     public var maxCost: Money?
     /// The job it belongs to (0 for a file being estimated).
     public var job: Int64
+    /// Served by a live call only: a batch already expired on it, or it was taken back from one to meet its deadline.
+    public var liveOnly: Bool
 
-    public init(id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?, job: Int64 = 0) {
+    public init(id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?, job: Int64 = 0, liveOnly: Bool = false) {
         self.id = id
         self.needs = needs
         self.referenceModel = referenceModel
         self.deadlineAt = deadlineAt
         self.maxCost = maxCost
         self.job = job
+        self.liveOnly = liveOnly
     }
 
     /// What the request counts against a model's tokens/min: its input and all the output it may ask for.
@@ -167,6 +170,7 @@ final class PlanningProblem {
         var eligibility: Int32
         var tier: Int32
         var maxOutput: Int32
+        var liveOnly: Bool
     }
 
     struct RequestClass {
@@ -271,6 +275,7 @@ final class PlanningProblem {
         var ceiling: Int64
         /// The exact input size for requests with a ceiling (their options depend on it), else -1.
         var input: Int32
+        var liveOnly: Bool
     }
 
     private func buildSignatures() {
@@ -312,7 +317,8 @@ final class PlanningProblem {
             let ceiling = request.maxCost?.picoUSD ?? -1
             let key = SignatureKey(
                 eligibility: eligibility, tier: tierOfRequest[index], deadline: min(request.deadlineAt, horizonEnd),
-                maxOutput: Int32(clamping: needs.maxOutputTokens), ceiling: ceiling, input: ceiling >= 0 ? Int32(clamping: needs.inputTokens) : -1)
+                maxOutput: Int32(clamping: needs.maxOutputTokens), ceiling: ceiling, input: ceiling >= 0 ? Int32(clamping: needs.inputTokens) : -1,
+                liveOnly: request.liveOnly)
             if let known = signatureIndex[key] {
                 signatureOfRequest[index] = known
                 counts[Int(known)] += 1
@@ -322,7 +328,7 @@ final class PlanningProblem {
                 signatureOfRequest[index] = signature
                 counts.append(1)
                 signatures.append(Signature(
-                    deadline: key.deadline, ceiling: ceiling, eligibility: eligibility, tier: key.tier, maxOutput: key.maxOutput))
+                    deadline: key.deadline, ceiling: ceiling, eligibility: eligibility, tier: key.tier, maxOutput: key.maxOutput, liveOnly: key.liveOnly))
             }
         }
         // Members grouped by signature, each group sorted by input size.
@@ -400,7 +406,7 @@ final class PlanningProblem {
                 let output = expectedOutput(tier: signature.tier, model: model, maxOutput: Int(signature.maxOutput))
                 let duration = facts.speed.callDuration(outputTokens: output)
                 let latest = deadline - duration
-                let batchPrices = context.catalog.providers[facts.provider]?.batchDialect == nil ? nil : facts.batchPrices
+                let batchPrices = signature.liveOnly || context.catalog.providers[facts.provider]?.batchDialect == nil ? nil : facts.batchPrices
                 let batchLatest = deadline - Tiers.BatchTiming.windowMilliseconds - timing.marginMilliseconds
                 let fullBatch = batchPrices != nil && batchLatest > now
                 if latest > now {
@@ -696,7 +702,7 @@ final class PlanningProblem {
             let option = Option(
                 family: Int32(placement.family), boundary: Int32(boundary), model: Int32(families[placement.family].model),
                 expectedOutput: 0, mode: held[group].mode, inputPrice: 0, outputPrice: 0, preference: 0)
-            signatures.append(Signature(deadline: held[group].latestStart, ceiling: -1, options: [option], eligibility: -1, tier: -1, maxOutput: 0))
+            signatures.append(Signature(deadline: held[group].latestStart, ceiling: -1, options: [option], eligibility: -1, tier: -1, maxOutput: 0, liveOnly: false))
             classes.append(RequestClass(
                 members: 0..<0, options: [0], signature: Int32(signatures.count - 1), held: Int32(group), count: held[group].requests,
                 inputSum: 0, tokenSum: held[group].tokens, tokenMax: held[group].largestRequestTokens,

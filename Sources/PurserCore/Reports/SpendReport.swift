@@ -3,7 +3,7 @@ import SQLiteStore
 /// What a report covers and how it groups its lines.
 public struct ReportQuery: Sendable {
     public enum Grouping: String, Sendable, CaseIterable {
-        case model, provider, project, job, day, tier
+        case model, provider, project, job, day, tier, mode
     }
 
     /// The month whose charges it counts; nil for all time (a job's whole life).
@@ -130,6 +130,7 @@ public struct ReportStore {
         case .job: "j.id || ' ' || j.name"
         case .day: "strftime('%Y-%m-%d', s.billed_at / 1000, 'unixepoch')"
         case .tier: "r.quality_tier"
+        case .mode: "s.mode"
         }
         return try database.statement("""
             SELECT \(key), count(*), sum(s.input_tokens + s.cache_write_tokens), sum(s.cached_input_tokens), sum(s.output_tokens),
