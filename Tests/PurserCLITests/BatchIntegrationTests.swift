@@ -1,0 +1,246 @@
+import Foundation
+import Testing
+import PurserCore
+
+/// A job of `count` minimal lines for one fake model, with `deadline` (a `week` goes by batch).
+private func batchJob(_ count: Int, model: String, deadline: String = "week") throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-job-\(UUID().uuidString).jsonl").path
+    let lines = (0..<count).map { #"{"custom_id": "user-\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "model": "\#(model)", "pin": true, "deadline": "\#(deadline)"}"# }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+private func integer(_ database: String, _ sql: String) throws -> Int { Int(try query(database, sql)[0][0]) ?? -1 }
+
+/// The fake's count of lines submitted in batches for each custom id.
+private func linesPerRequest(_ server: FakeProviderProcess) throws -> [String: Int] {
+    Dictionary(uniqueKeysWithValues: (try server.stats()["batch_lines"]?.objectValue?.members ?? []).map { ($0.key, $0.value.intValue ?? 0) })
+}
+
+/// Everything stored adds up: one result per request, costs equal to the job's charges, no reservation left.
+private func expectBooksBalance(_ database: String, requests: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == requests, sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(DISTINCT request_id) FROM results") == requests, sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(*) FROM results") == requests, sourceLocation: sourceLocation)
+    #expect(try query(database, "SELECT sum(cost_pico) FROM results")[0][0] == (try query(database, "SELECT sum(charged_pico) FROM job_charges")[0][0]),
+        sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(*) FROM reservations") == 0, sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(*) FROM batches WHERE state != 'done'") == 0, sourceLocation: sourceLocation)
+}
+
+@Suite(.serialized)
+struct BatchIntegrationTests {
+    @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
+    func eachBatchDialectServesEveryRequestThroughBatchesExactlyOnce(model: String) throws {
+        // A tenth of the lines error in each batch (500): those go into the next batch.
+        let server = try FakeProviderProcess(["--batch-delay-ms", "300", "--batch-fail-lines", "0.1"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(60, model: model.split(separator: "/").last.map(String.init)!)], database: database, pricing: pricing)
+        let plan = try purser(["plan", "1"], database: database, pricing: pricing)
+        #expect(plan.out.contains("\(model)") && plan.out.contains(" batch "), "\(plan.out)")
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        try expectBooksBalance(database, requests: 60)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["batch"])
+        // Nothing went live, and a request was sent again only after its line errored.
+        #expect(try server.stats()["calls"]?.intValue == 0)
+        let errored = try integer(database, "SELECT count(*) FROM attempts WHERE outcome = 'retryable'")
+        let lines = try linesPerRequest(server)
+        #expect(lines.count == 60 && lines.values.reduce(0, +) == 60 + errored)
+        // Results carry the user's own ids, charged at batch prices (half the list prices here).
+        #expect(try integer(database, "SELECT count(*) FROM requests r JOIN results s ON s.request_id = r.id WHERE r.custom_id LIKE 'user-%'") == 60)
+        let status = try purser(["status", "1"], database: database, pricing: pricing)
+        #expect(status.out.contains("by mode: batch 60"))
+    }
+
+    @Test(arguments: [("upload", "fakeopenai/small"), ("create", "fakeopenai/small"), ("ended", "fakeopenai/small"), ("results", "fakeopenai/small"),
+        ("create", "fakeanthropic/medium"), ("ended", "fakeanthropic/medium"), ("results", "fakeanthropic/medium")])
+    func aRunKilledAtAnyBatchStepIsCarriedOnWithoutSendingTwiceOrStoringTwice(step: String, model: String) throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "200"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        // More lines than one chunk of results, so that a kill while storing them leaves some stored and some not.
+        let requests = 1_100
+        try purser(["submit", try batchJob(requests, model: model.split(separator: "/").last.map(String.init)!)], database: database, pricing: pricing)
+        let killed = try purser(["run"], database: database, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": step])
+        #expect(killed.code == 137 || killed.code == 9, "the first run died at \(step): \(killed.code) \(killed.error)")
+        if step == "results" {
+            let stored = try integer(database, "SELECT count(*) FROM results")
+            #expect(stored > 0 && stored < requests, "some results were stored before the kill (\(stored))")
+        }
+        let again = try purser(["run"], database: database, pricing: pricing)
+        #expect(again.code == 0, "\(again.error)")
+        try expectBooksBalance(database, requests: requests)
+        #expect(try server.stats()["batches_created"]?.intValue == 1, "the batch was created once")
+        #expect(try server.stats()["files_uploaded"]?.intValue == (model.hasPrefix("fakeopenai") ? 1 : 0))
+        let lines = try linesPerRequest(server)
+        #expect(lines.count == requests && lines.values.allSatisfy { $0 == 1 }, "every request was submitted once")
+    }
+
+    @Test func aBatchThatExpiresIsServedLiveBeforeTheDeadline() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--batch-expire-lines", "1"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        // Just more than the 24-hour window and the hour's margin: planned by batch.
+        try purser(["submit", try batchJob(30, model: "small", deadline: "26h")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        try expectBooksBalance(database, requests: 30)
+        #expect(try integer(database, "SELECT count(*) FROM attempts WHERE outcome = 'expired' AND mode = 'batch'") == 30)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["sync"])
+        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+        #expect(try server.stats()["calls"]?.intValue == 30)
+    }
+
+    @Test func aSpeculativeBatchThatDoesNotEndIsCancelledAndServedLiveInTime() throws {
+        let server = try FakeProviderProcess(["--batch-never-ends", "--batch-cancel-ms", "100"])
+        defer { server.stop() }
+        // Pulled back 2 s after it is sent: the deadline (20 min) less a live call less the pull-back (1198 s).
+        let pricing = try fakePricing(port: server.port, batches: true) { tiers in
+            tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1198s\"")
+        }
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(10, model: "small", deadline: "20m")], database: database, pricing: pricing)
+        // Five batches of this model finished within a second before: evidence that a batch may beat the deadline.
+        let connection = try PurserDatabase.open(path: database)
+        for index in 0..<5 {
+            try connection.execute("""
+                INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, submitted_at, ended_at, pull_back_at,
+                    provider_status)
+                VALUES ('seen-\(index)', 'fakeopenai', 'fakeopenai/small', 'openai', 0, 'done', 1, 0, 1000, 2000, 0, 'completed')
+                """)
+        }
+        let plan = try purser(["plan", "1"], database: database, pricing: pricing)
+        #expect(plan.out.contains(" batch "), "a speculative batch is cheaper on the evidence: \(plan.out)")
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("has not ended and a deadline is near: cancelled"), "\(run.error)")
+        try expectBooksBalance(database, requests: 10)
+        // What the batch finished before it was cancelled is kept at batch prices; the rest was served live.
+        let cancelled = try integer(database, "SELECT count(*) FROM attempts WHERE outcome = 'cancelled' AND mode = 'batch'")
+        #expect(cancelled > 0)
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE mode = 'sync'") == cancelled)
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE mode = 'batch'") == 10 - cancelled)
+        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+    }
+
+    @Test func aCapAtHalfTheNeedIsNeverPassedWithBatchesInFlight() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "300"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(400, model: "small")], database: database, pricing: pricing)
+        // Half of what the job's worst cases at batch prices come to.
+        let catalog = try PricingCatalog.load(directory: pricing)
+        let model = try #require(catalog.model(id: "fakeopenai/small"))
+        let need = try query(database, "SELECT input_tokens, max_output_tokens FROM requests").reduce(Money.zero) { sum, row in
+            sum + Charges.worstCase(model: model, mode: .batch, inputTokens: Int(row[0])!, maxOutputTokens: Int(row[1])!)
+        }
+        let cap = Money(picoUSD: need.picoUSD / 2)
+        try purser(["budget", "set", cap.exactUSD], database: database, pricing: pricing)
+        let sampler = LedgerSampler(database: database)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        let findings = sampler.stop()
+        #expect(run.code == 0, "\(run.error)")
+        #expect(findings.samples > 0)
+        #expect(findings.highest <= cap.picoUSD, "charges plus reservations reached \(findings.highest), over the cap \(cap.picoUSD)")
+        let held = try integer(database, "SELECT count(*) FROM requests WHERE state = 'held'")
+        let served = try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'")
+        #expect(held > 0 && served > 0 && held + served == 400, "held \(held), served \(served)")
+        #expect(Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])! <= cap.picoUSD)
+        #expect(run.out.contains("held by a budget cap"))
+        // Only what fitted was sent.
+        #expect(try linesPerRequest(server).count == served)
+    }
+
+    @Test func theResultsOfABatchJobAddUpToItsSpendInEveryFormat() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "200"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(25, model: "small")], database: database, pricing: pricing)
+        try purser(["submit", try batchJob(25, model: "medium"), "--name", "second"], database: database, pricing: pricing)
+        #expect(try purser(["run"], database: database, pricing: pricing).code == 0)
+        for job in ["1", "2"] {
+            let status = try JSONParser.parse(try purser(["status", job, "--json"], database: database, pricing: pricing).out)
+            let spent = try Money(usd: try #require(status.arrayValue?.first?.objectValue?["spent_usd"]?.stringValue))
+            #expect(spent > .zero)
+            for format in ["openai", "anthropic", "jsonl", "csv"] {
+                let out = try purser(["results", job, "--format", format], database: database, pricing: pricing).out
+                var total = Money.zero
+                var lines = 0
+                for line in out.split(separator: "\n") where !line.hasPrefix("custom_id,") {
+                    lines += 1
+                    if format == "csv" {
+                        total += try Money(usd: String(line.split(separator: ",", omittingEmptySubsequences: false)[8]))
+                        #expect(line.contains(",batch,"))
+                        continue
+                    }
+                    let object = try #require(try JSONParser.parse(String(line)).objectValue)
+                    let purser = object["purser"]?.objectValue ?? object
+                    let cost = try #require(purser["cost_usd"]?.stringValue)
+                    total += try Money(usd: cost)
+                    #expect(purser["mode"]?.stringValue == "batch")
+                    #expect(object["custom_id"]?.stringValue?.hasPrefix("user-") == true)
+                }
+                #expect(lines == 25, "\(format)")
+                #expect(total == spent, "\(format): \(total) against \(spent)")
+            }
+        }
+    }
+}
+
+/// The quickstart's prompts without their own deadlines, so that `--deadline` decides.
+private func quickstartWithoutDeadlines() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("quickstart-\(UUID().uuidString).jsonl").path
+    var lines: [String] = []
+    for line in try String(contentsOf: repository.appendingPathComponent("jobs/quickstart.jsonl"), encoding: .utf8).split(separator: "\n") {
+        var object = try #require(try JSONParser.parse(String(line)).objectValue)
+        object["deadline"] = nil
+        lines.append(JSONWriter.string(.object(object)))
+    }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+@Test func aWeekLongQuickstartGoesByBatchForUnderSevenTenthsOfTheTwoHourPlan() throws {
+    let file = try quickstartWithoutDeadlines()
+    let catalog = try PricingCatalog.load(directory: repository.appendingPathComponent("pricing").path)
+    func estimate(_ deadline: String) throws -> (cost: Money, mix: [JSONObject]) {
+        let run = purser(["estimate", file, "--deadline", deadline, "--simulate", "--json"])
+        #expect(run.code == 0, "\(run.error)")
+        let json = try #require(try JSONParser.parse(run.out).objectValue)
+        #expect(json["planned"]?.intValue == 50)
+        let cost = try #require(json["estimated_cost_usd"]?.stringValue)
+        return (try Money(usd: cost), json["mix"]?.arrayValue?.compactMap(\.objectValue) ?? [])
+    }
+    let week = try estimate("week"), live = try estimate("2h")
+    // Every request whose model has a batch price (and a provider that takes batches) goes by batch.
+    for line in week.mix {
+        let id = try #require(line["model"]?.stringValue)
+        let model = try #require(catalog.model(id: id))
+        let batchable = model.batchPrices != nil && catalog.providers[model.provider]?.batchDialect != nil
+        #expect((line["mode"]?.stringValue == "batch") == batchable, "\(line)")
+    }
+    #expect(week.mix.contains { $0["mode"]?.stringValue == "batch" })
+    #expect(live.mix.allSatisfy { $0["mode"]?.stringValue != "batch" }, "two hours leave no room for the batch window")
+    #expect(week.cost.picoUSD * 10 <= live.cost.picoUSD * 7, "week \(week.cost) against two hours \(live.cost)")
+}
+
+@Test func aSimulatedWeekLongJobFinishesEveryRequestByBatch() async throws {
+    let database = temporaryDatabasePath()
+    #expect(purser(["submit", try quickstartWithoutDeadlines(), "--deadline", "week"], database: database).code == 0)
+    // Simulated batches take 2–12 minutes of real time, here divided by 100,000.
+    let run = await purserOnOwnThread(["run", "--simulate", "--speedup", "100000"], database: database)
+    #expect(run.code == 0, "\(run.error)")
+    #expect(run.out.contains("50 succeeded"))
+    let results = purser(["results", "1", "--format", "jsonl"], database: database)
+    let lines = results.out.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)).objectValue }
+    #expect(lines.count == 50)
+    #expect(lines.allSatisfy { $0["mode"]?.stringValue == "batch" && $0["simulated"] == .bool(true) })
+    #expect(run.error.contains("stored at batch prices"))
+}

@@ -1,0 +1,208 @@
+import Foundation
+import Synchronization
+import Testing
+import PurserCore
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+// What the integration tests share: the real executables run as child processes, the fake provider, and
+// pricing tables pointing at it.
+
+/// Where `swift build` put the executables (beside the test runner).
+let products: URL = {
+    let runner = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+    var directory = runner.deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("purser").path), directory.path != "/" {
+        directory = directory.deletingLastPathComponent()
+    }
+    return directory
+}()
+
+/// The fake provider as a child process on 127.0.0.1, stopped when the test ends.
+final class FakeProviderProcess {
+    let process = Process()
+    let port: Int
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = products.appendingPathComponent("purser-fake-provider")
+        process.arguments = ["--max-seconds", "120"] + arguments
+        // A file, not a pipe: pipes leak into other tests' children and then never reach end of file.
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("fake-provider-\(UUID().uuidString).txt")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        try process.run()
+        var line = ""
+        for _ in 0..<200 where !line.contains("\n") {
+            Thread.sleep(forTimeInterval: 0.01)
+            line = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        }
+        guard let port = Int(line.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").last ?? "") else {
+            process.terminate()
+            throw Problem("fake provider did not start: \(line)")
+        }
+        self.port = port
+    }
+
+    deinit { stop() }
+
+    /// SIGKILL: a child may inherit an ignored SIGTERM from the test runner.
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// `/stats`: calls in all and per request, and retries made before their Retry-After.
+    func stats() throws -> JSONObject {
+        let data = try Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/stats")!)
+        return try #require(try JSONParser.parse(Array(data)).objectValue)
+    }
+}
+
+/// A pricing folder whose two providers (one per dialect) point at the fake server.
+func fakePricing(port: Int, batches: Bool = false, tiers: ((String) -> String)? = nil) throws -> String {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-fake-pricing-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let tiersText = try String(contentsOf: products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("pricing/tiers.json"), encoding: .utf8)
+    try (tiers.map { $0(tiersText) } ?? tiersText).write(to: directory.appendingPathComponent("tiers.json"), atomically: true, encoding: .utf8)
+    try """
+        {"providers": [
+         {"name": "fakeopenai", "dialect": "openai", "base_url": "http://127.0.0.1:\(port)/v1", "api_key_env": "FAKE_KEY", "batch_api": \(batches)},
+         {"name": "fakeanthropic", "dialect": "anthropic", "base_url": "http://127.0.0.1:\(port)", "api_key_env": "FAKE_KEY", "batch_api": \(batches)}
+        ]}
+        """.write(to: directory.appendingPathComponent("providers.json"), atomically: true, encoding: .utf8)
+    // Batch prices at half the list prices, as the providers sell them.
+    func half(_ price: String) -> String { (try? Money(usd: price)).map { Money(picoUSD: $0.picoUSD / 2).exactUSD } ?? price }
+    func model(_ provider: String, _ name: String, _ input: String, _ output: String) -> String {
+        """
+        {"id": "\(provider)/\(name)", "provider": "\(provider)", "model": "\(name)", "prices": {"input": "\(input)", "output": "\(output)"},
+         "batch_prices": {"input": "\(half(input))", "output": "\(half(output))"},
+         "context_window": 100000, "max_output_tokens": 8000, "quality": {"score": 70, "source": "test"}, "capabilities": ["tools", "json_mode", "vision"],
+         "rate_limits": {"requests_per_minute": 1000000, "tokens_per_minute": 1000000000}, "speed": {"time_to_first_token_ms": 50, "output_tokens_per_second": 1000},
+         "price_date": "2026-11-24", "price_source": "https://example.com/prices"}
+        """
+    }
+    try """
+        {"models": [\(model("fakeopenai", "small", "0.1", "0.4")), \(model("fakeanthropic", "medium", "1", "5"))]}
+        """.write(to: directory.appendingPathComponent("models.json"), atomically: true, encoding: .utf8)
+    return directory.path
+}
+
+/// Runs the real `purser` executable and waits for it.
+@discardableResult
+func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:]) throws -> (code: Int32, out: String, error: String) {
+    let process = Process()
+    process.executableURL = products.appendingPathComponent("purser")
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["PURSER_DB"] = database
+    environment["PURSER_PRICING"] = pricing
+    environment["FAKE_KEY"] = key
+    for (name, value) in extra { environment[name] = value }
+    process.environment = environment
+    // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
+    let directory = FileManager.default.temporaryDirectory
+    let out = directory.appendingPathComponent("purser-out-\(UUID().uuidString)"), error = directory.appendingPathComponent("purser-err-\(UUID().uuidString)")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: error.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: error)
+    try process.run()
+    process.waitUntilExit()
+    let outData = try Data(contentsOf: out), errorData = try Data(contentsOf: error)
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+}
+
+/// Starts the real `purser` executable without waiting for it; its error output goes to `errorLog` when given.
+func startPurser(_ arguments: [String], database: String, pricing: String, errorLog: URL? = nil) throws -> Process {
+    let process = Process()
+    process.executableURL = products.appendingPathComponent("purser")
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["PURSER_DB"] = database
+    environment["PURSER_PRICING"] = pricing
+    environment["FAKE_KEY"] = "test-key"
+    process.environment = environment
+    process.standardOutput = FileHandle.nullDevice
+    if let errorLog {
+        _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errorLog)
+    } else {
+        process.standardError = FileHandle.nullDevice
+    }
+    try process.run()
+    return process
+}
+
+/// A job of `count` lines, split between the two dialects, each naming a fake model.
+func jobFile(_ count: Int, model: (Int) -> String = { $0 % 3 == 0 ? "medium" : "small" }) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-job-\(UUID().uuidString).jsonl").path
+    var text = ""
+    for index in 0..<count {
+        let name = model(index)
+        if index % 2 == 0 {
+            text += #"{"custom_id": "r\#(index)", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "\#(name)", "messages": [{"role": "user", "content": "Question \#(index)"}], "max_tokens": 20}, "pin": true}"# + "\n"
+        } else {
+            text += #"{"custom_id": "r\#(index)", "params": {"model": "\#(name)", "max_tokens": 20, "messages": [{"role": "user", "content": "Question \#(index)"}]}, "pin": true}"# + "\n"
+        }
+    }
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+func temporaryDatabase() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("purser-dispatch-\(UUID().uuidString).db").path
+}
+
+/// Rows of a query against the test's database, through the same SQLite the product uses.
+func query(_ database: String, _ sql: String) throws -> [[String]] {
+    let connection = try PurserDatabase.open(path: database)
+    return try connection.statement(sql).rows { row in (0..<8).map { row.optionalText(Int32($0)) ?? "" } }
+}
+
+/// Reads the ledger from a connection of its own, as often as it can, while runs write to it: the most
+/// that charges plus reservations ever came to, and the most reservations seen at once.
+final class LedgerSampler: Sendable {
+    struct Findings: Sendable {
+        var samples = 0
+        var highest: Int64 = 0
+        var mostReservations = 0
+    }
+
+    private let findings = Mutex(Findings())
+    private let stopped = Mutex(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(database: String) {
+        Thread.detachNewThread { [self] in
+            defer { finished.signal() }
+            guard let connection = try? PurserDatabase.open(path: database) else { return }
+            while !stopped.withLock({ $0 }) {
+                // One read transaction: charges and reservations as of the same instant.
+                let sample = try? connection.readTransaction {
+                    try connection.statement("""
+                        SELECT (SELECT coalesce(sum(cost_pico), 0) FROM results) + (SELECT coalesce(sum(amount_pico), 0) FROM reservations),
+                            (SELECT count(*) FROM reservations)
+                        """).firstRow { ($0.int64(0), $0.int(1)) }
+                }
+                if let (total, reservations) = sample ?? nil {
+                    findings.withLock { findings in
+                        findings.samples += 1
+                        findings.highest = max(findings.highest, total)
+                        findings.mostReservations = max(findings.mostReservations, reservations)
+                    }
+                }
+            }
+        }
+    }
+
+    func stop() -> Findings {
+        stopped.withLock { $0 = true }
+        finished.wait()
+        return findings.withLock { $0 }
+    }
+}
+
