@@ -14,7 +14,7 @@ if [ "${1:-}" = "--libfuzzer" ]; then
     swift build -c release --product purser-fuzz --build-path .build/libfuzzer \
         -Xswiftc -sanitize=fuzzer -Xswiftc -DLIBFUZZER -Xswiftc -use-ld=lld
     mkdir -p .build/fuzz-findings
-    for target in job-line openai-response anthropic-response; do
+    for target in job-line openai-response anthropic-response openai-batch-line anthropic-batch-line; do
         corpus=.build/libfuzzer-corpus/$target
         mkdir -p "$corpus"
         cp -n Tests/fuzz-corpus/$target/* "$corpus"/

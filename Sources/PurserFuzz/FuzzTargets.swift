@@ -8,6 +8,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case jobLine = "job-line"
     case openAIResponse = "openai-response"
     case anthropicResponse = "anthropic-response"
+    /// One line of a batch's results file, as each API writes them.
+    case openAIBatchLine = "openai-batch-line"
+    case anthropicBatchLine = "anthropic-batch-line"
 }
 
 /// Runs inputs through the targets. One harness parses many inputs; it is not shared between threads.
@@ -27,6 +30,8 @@ public struct FuzzHarness {
         case .jobLine: return jobLine(input)
         case .openAIResponse: return response(input, dialect: .openai)
         case .anthropicResponse: return response(input, dialect: .anthropic)
+        case .openAIBatchLine: return batchLine(input, dialect: .openai)
+        case .anthropicBatchLine: return batchLine(input, dialect: .anthropic)
         }
     }
 
@@ -72,6 +77,16 @@ public struct FuzzHarness {
         let outcome = HTTPProviderClient.outcome(
             status: status, header: { headers[$0.lowercased()] }, body: body, dialect: dialect, now: Date(timeIntervalSince1970: Double(FuzzHarness.now) / 1000))
         return FuzzHarness.wrongness(of: outcome, status: status)
+    }
+
+    private func batchLine(_ input: [UInt8], dialect: Provider.Dialect) -> String? {
+        guard let line = BatchResultFile.line(input, dialect: dialect) else { return nil }
+        if line.customID.isEmpty && line.customID.utf8.count > 100_000 { return "an impossible custom_id" }
+        switch line.outcome {
+        case .succeeded(let response): return FuzzHarness.wrongness(of: .success(response), status: response.statusCode)
+        case .failed(let failure): return FuzzHarness.wrongness(of: .failure(failure), status: failure.status ?? 500)
+        case .expired, .cancelled: return nil
+        }
     }
 
     /// What is wrong with the reading of an answer with `status`, or nil.

@@ -6,7 +6,7 @@ import PurserFuzz
 // (scripts/fuzz.sh --libfuzzer) the same targets run coverage-guided.
 
 let usage = """
-    USAGE: purser-fuzz [--target job-line|openai-response|anthropic-response|all] [--seconds N] [--seed N]
+    USAGE: purser-fuzz [--target job-line|openai-response|anthropic-response|openai-batch-line|anthropic-batch-line|all] [--seconds N] [--seed N]
                        [--corpus DIR] [--pricing DIR] [--findings DIR]
 
     OPTIONS:
@@ -43,7 +43,7 @@ guard let seconds = Double(options["--seconds"]!), seconds > 0, seconds <= 7 * 8
 }
 let targets: [FuzzTarget] = options["--target"] == "all" ? FuzzTarget.allCases : FuzzTarget(rawValue: options["--target"]!).map { [$0] } ?? []
 guard !targets.isEmpty else {
-    FileHandle.standardError.write(Data("Error: --target: '\(options["--target"]!)' is not job-line, openai-response, anthropic-response or all.\n".utf8))
+    FileHandle.standardError.write(Data("Error: --target: '\(options["--target"]!)' is not one of \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")) or all.\n".utf8))
     exit(64)
 }
 let findings = URL(fileURLWithPath: options["--findings"]!)

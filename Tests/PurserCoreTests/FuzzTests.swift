@@ -9,7 +9,9 @@ import Testing
 private let corpusDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("fuzz-corpus").path
 
-@Test(arguments: [(FuzzTarget.jobLine, 20_000), (.openAIResponse, 8_000), (.anthropicResponse, 8_000)])
+@Test(arguments: [
+    (FuzzTarget.jobLine, 20_000), (.openAIResponse, 8_000), (.anthropicResponse, 8_000), (.openAIBatchLine, 8_000), (.anthropicBatchLine, 8_000),
+])
 func mutatedInputsNeitherCrashNorGiveWrongAnswers(target: FuzzTarget, inputs: Int) throws {
     var harness = try FuzzHarness(pricingDirectory: Fixtures.pricingDirectory)
     let corpus = FuzzCorpus.load(target, from: corpusDirectory)

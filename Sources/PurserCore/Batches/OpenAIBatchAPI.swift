@@ -131,7 +131,16 @@ struct OpenAIBatchAPI: BatchAPI {
 }
 
 /// Reads a downloaded results file line by line, in chunks, so memory stays flat however large it is.
-enum BatchResultFile {
+public enum BatchResultFile {
+    /// One line of a batch's results in `dialect`, or nil when it names no request (it is then skipped).
+    public static func line(_ bytes: [UInt8], dialect: Provider.Dialect) -> BatchResultLine? {
+        guard let object = (try? JSONParser.parse(bytes))?.objectValue else { return nil }
+        switch dialect {
+        case .openai: return OpenAIBatchAPI.line(object)
+        case .anthropic: return AnthropicBatchAPI.line(object)
+        }
+    }
+
     static let chunkLines = 1_000
     /// The longest results line kept (a long answer); a longer one is skipped and its request served again.
     static let maximumLineBytes = 64 << 20
