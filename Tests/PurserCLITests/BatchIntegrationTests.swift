@@ -244,3 +244,14 @@ private func quickstartWithoutDeadlines() throws -> String {
     #expect(lines.allSatisfy { $0["mode"]?.stringValue == "batch" && $0["simulated"] == .bool(true) })
     #expect(run.error.contains("stored at batch prices"))
 }
+
+@Test func explainSaysWhyARequestDoesNotGoByBatch() throws {
+    let database = temporaryDatabasePath()
+    #expect(purser(["submit", try quickstartWithoutDeadlines(), "--deadline", "20h"], database: database).code == 0)
+    let short = purser(["plan", "1", "--simulate", "--explain", "req-1"], database: database)
+    #expect(short.out.contains("no batch: its deadline leaves 20h 00m, less than the batch window (1d) plus the margin (1h)"), "\(short.out)")
+    let week = temporaryDatabasePath()
+    #expect(purser(["submit", try quickstartWithoutDeadlines(), "--deadline", "week"], database: week).code == 0)
+    let long = purser(["plan", "1", "--simulate", "--explain", "req-1"], database: week)
+    #expect(long.out.contains(" batch ") && !long.out.contains("no batch"), "\(long.out)")
+}

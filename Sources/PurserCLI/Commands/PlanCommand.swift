@@ -139,7 +139,7 @@ enum PlanOutput {
             context.printJSON(.object(JSONObject([
                 "custom_id": .string(customID), "quality_floor": .number(String(request.needs.qualityFloor)),
                 "input_tokens": .number(String(request.needs.inputTokens)), "max_output_tokens": .number(String(request.needs.maxOutputTokens)),
-                "baseline_cost_usd": explanation.baselineCost.jsonUSD,
+                "baseline_cost_usd": explanation.baselineCost.jsonUSD, "batch_note": explanation.batchNote.map { .string($0) } ?? .null,
                 "candidates": .array(explanation.candidates.map { candidate in
                     var object = JSONObject(["model": .string(candidate.model), "quality": .number(String(candidate.quality))])
                     if let cost = candidate.bestCost { object["cost_usd"] = cost.jsonUSD }
@@ -165,6 +165,7 @@ enum PlanOutput {
         }
         console.print(table.render())
         console.print()
+        if let note = explanation.batchNote { console.print(note) }
         console.print("baseline: \(explanation.baselineCost.formatted)")
     }
 

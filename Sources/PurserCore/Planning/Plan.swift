@@ -116,5 +116,7 @@ public struct PlanExplanation: Sendable {
 
     public var request: PlannableRequest
     public var candidates: [Candidate]
+    /// Why no candidate goes by batch, when some model sells batches (nil when one does, or none sells them).
+    public var batchNote: String?
     public var baselineCost: Money
 }

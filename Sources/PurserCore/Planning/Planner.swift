@@ -113,8 +113,25 @@ public struct Planner {
             case (nil, nil): return lhs.model < rhs.model
             }
         }
-        return PlanExplanation(request: request, candidates: candidates, baselineCost: plan.entry(index).estimatedCost == .zero && chosen == nil
+        var explanation = PlanExplanation(request: request, candidates: candidates, baselineCost: plan.entry(index).estimatedCost == .zero && chosen == nil
             ? Baseline(context: context).cost(of: request) : Money(picoUSD: plan.baselineOfRequest[index]))
+        explanation.batchNote = batchNote(request, candidates: candidates)
+        return explanation
+    }
+
+    /// Why batch mode is not among a request's options, when some eligible model sells batches.
+    private func batchNote(_ request: PlannableRequest, candidates: [PlanExplanation.Candidate]) -> String? {
+        let batchable = candidates.filter { candidate in
+            guard candidate.exclusion == nil, let model = context.catalog.model(id: candidate.model) else { return false }
+            return model.batchPrices != nil && context.catalog.providers[model.provider]?.batchDialect != nil
+        }
+        guard !batchable.isEmpty, !candidates.contains(where: { $0.bestMode == .batch }) else { return nil }
+        if request.liveOnly { return "no batch: a batch already expired on it or was cancelled to meet its deadline, so it is served live" }
+        let timing = context.catalog.tiers.batch
+        let left = request.deadlineAt - context.now
+        return "no batch: its deadline leaves \(DurationText.approximate(max(left, 0))), less than the batch window "
+            + "(\(DurationText.format(Tiers.BatchTiming.windowMilliseconds))) plus the margin (\(DurationText.format(timing.marginMilliseconds))); "
+            + "a batch sent now is tried only once enough batches of the model have been seen finishing in time"
     }
 
     /// The cheapest model and mode that can serve `request` now (for a fallback at dispatch), ignoring capacity.
