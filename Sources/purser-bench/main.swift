@@ -13,6 +13,7 @@ struct Bench {
     /// `all`; `plan` to time planning alone against the database the last full run stored; `dispatch` for the dispatch figures alone.
     var phase = "all"
     var dispatchCalls = 5_000
+    var batchRequests = 100_000
     /// For `--phase crosscheck`: instance sizes and how many of each.
     var sizes = [500, 1_000, 2_000, 5_000]
     var instances = 3
@@ -20,15 +21,17 @@ struct Bench {
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|crosscheck] [--lines N] [--dispatch-calls N]
-                            [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|crosscheck] [--lines N] [--dispatch-calls N]
+                            [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
-                                  crosscheck: write planning instances for scripts/crosscheck-planner.sh
+                                  batch: a week-long job through the fake batch API; crosscheck: write planning instances for
+                                  scripts/crosscheck-planner.sh
           --lines <n>             lines to generate and ingest (default: 1000000)
           --dispatch-calls <n>    calls per dispatch round (default: 5000)
+          --batch-requests <n>    requests in the batch job (default: 100000)
           --sizes <n,n,...>       crosscheck instance sizes (default: 500,1000,2000,5000)
           --instances <n>         crosscheck instances of each size (default: 3)
           --pricing <dir>         the pricing tables (default: pricing)
@@ -41,7 +44,7 @@ struct Bench {
             print(Bench.usage)
             exit(0)
         }
-        let known = ["--lines", "--pricing", "--work", "--phase", "--dispatch-calls", "--sizes", "--instances"]
+        let known = ["--lines", "--pricing", "--work", "--phase", "--dispatch-calls", "--sizes", "--instances", "--batch-requests"]
         for (index, argument) in arguments.enumerated() where index % 2 == 0 && !known.contains(argument) {
             FileHandle.standardError.write(Data("Error: Unknown option '\(argument)'.\nUsage: purser-bench --help\n".utf8))
             exit(64)
@@ -60,6 +63,7 @@ struct Bench {
             case "--dispatch-calls": dispatchCalls = Int(arguments[index + 1]) ?? dispatchCalls
             case "--sizes": sizes = arguments[index + 1].split(separator: ",").compactMap { Int($0) }
             case "--instances": instances = Int(arguments[index + 1]) ?? instances
+            case "--batch-requests": batchRequests = Int(arguments[index + 1]) ?? batchRequests
             default: break
             }
             index += 2
@@ -324,4 +328,23 @@ if bench.phase == "faults" {
         port: port, calls: 100, concurrency: 16, work: bench.work, catalog: DispatchBench.catalog(port: port, tiers: catalog.tiers))
     row("unreachable endpoint, 100 requests", String(format: "%.1f s", unreachable.seconds),
         "bar ≤ 60 s; ends with: \(unreachable.summary.trouble ?? "no error (a defect)")")
+}
+
+// Batch: a week-long job of 100,000 requests through the fake's OpenAI-style batch API, end to end.
+if bench.phase == "all" || bench.phase == "batch" {
+    print()
+    let figures = try await BatchBench.run(requests: bench.batchRequests, work: bench.work, tiers: catalog.tiers)
+    let megabytes = Double(figures.uploadBytes) / 1_048_576
+    func perSecond(_ milliseconds: Int64) -> Double { max(Double(milliseconds) / 1000, 0.001) }
+    row("batch input written (JSONL)", String(format: "%.1f MB/s", megabytes / perSecond(figures.writeMilliseconds)),
+        String(format: "%.1f MB for %d batches in %.2f s", megabytes, figures.batches, Double(figures.writeMilliseconds) / 1000))
+    row("batch input uploaded", String(format: "%.1f MB/s", megabytes / perSecond(figures.uploadMilliseconds)),
+        String(format: "%.2f s to the fake on 127.0.0.1 (multipart, from disk)", Double(figures.uploadMilliseconds) / 1000))
+    row("batch output downloaded and parsed", rate(figures.storedLines, perSecond(figures.readMilliseconds)),
+        String(format: "%.0f%% of the parse-only ceiling above", 100 * Double(figures.storedLines) / perSecond(figures.readMilliseconds) / figures.parseOnlyLinesPerSecond))
+    row("batch output stored", rate(figures.storedLines, perSecond(figures.storeMilliseconds)),
+        "results, attempts, charges and reservations released, \(BatchResultFile.chunkLines.formatted()) lines a transaction")
+    row("batch run end to end", String(format: "%.2f s", figures.runSeconds),
+        "\(figures.results.formatted()) results at batch prices of \(bench.batchRequests.formatted()); \(figures.linesSentTwice) requests sent twice; \(figures.failed) failed")
+    row("  peak memory", "\(figures.peakMiB) MiB", "submit and run; output streamed, not held")
 }

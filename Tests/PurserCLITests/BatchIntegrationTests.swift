@@ -62,8 +62,8 @@ struct BatchIntegrationTests {
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
         let database = temporaryDatabase()
-        // More lines than one chunk of results, so that a kill while storing them leaves some stored and some not.
-        let requests = 1_100
+        // When the kill comes while results are stored, more lines than one chunk of them, so that some are stored and some not.
+        let requests = step == "results" ? BatchResultFile.chunkLines + 200 : 300
         try purser(["submit", try batchJob(requests, model: model.split(separator: "/").last.map(String.init)!)], database: database, pricing: pricing)
         let killed = try purser(["run"], database: database, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": step])
         #expect(killed.code == 137 || killed.code == 9, "the first run died at \(step): \(killed.code) \(killed.error)")

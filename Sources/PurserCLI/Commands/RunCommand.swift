@@ -148,6 +148,22 @@ final class RunReporter: Sendable {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log("info", message, ""))
             }
+        case .batch(let event):
+            if json {
+                var object = JSONObject(["event": .string("batch"), "batch": .number(String(event.batch))])
+                switch event.step {
+                case .formed(let requests): object["step"] = .string("formed"); object["requests"] = .number(String(requests))
+                case .sent(let bytes, _, _): object["step"] = .string("sent"); object["bytes"] = .number(String(bytes))
+                case .ended(let status): object["step"] = .string("ended"); object["provider_status"] = .string(status)
+                case .stored(let lines, let answers, _, _):
+                    object["step"] = .string("stored"); object["lines"] = .number(String(lines)); object["answers"] = .number(String(answers))
+                }
+                object["message"] = .string(event.message)
+                console.print(JSONWriter.string(.object(object)))
+            } else {
+                if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
+                console.error(log(event.isWarning ? "warning" : "info", event.message, ""))
+            }
         case .finished(let summary):
             if json {
                 emit([

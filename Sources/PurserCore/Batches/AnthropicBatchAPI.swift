@@ -63,8 +63,7 @@ struct AnthropicBatchAPI: BatchAPI {
         switch result["type"]?.stringValue {
         case "succeeded"?:
             let message = result["message"] ?? .null
-            let body = Data(JSONWriter.string(message).utf8)
-            switch HTTPProviderClient.outcome(status: 200, header: { _ in nil }, body: body, dialect: .anthropic, now: Date()) {
+            switch HTTPProviderClient.outcome(status: 200, header: { _ in nil }, parsed: message, text: JSONWriter.string(message), dialect: .anthropic) {
             case .success(let answer): return BatchResultLine(customID: customID, outcome: .succeeded(answer))
             case .failure(let failure): return BatchResultLine(customID: customID, outcome: .failed(failure))
             }

@@ -59,7 +59,10 @@ final class BatchRunner: Sendable {
             let formed = try await store.formBatches(
                 now: now, job: options.job, excludedModels: excludedModels, simulated: options.simulate, catalog: catalog)
             for batch in formed.batches {
-                onEvent(.info("batch \(batch.id): \(batch.requestCount) requests for \(batch.model) to go through \(batch.provider)'s batch API\(options.simulate ? " (simulated)" : "")"))
+                onEvent(.batch(BatchEvent(
+                    batch: batch.id, step: .formed(requests: batch.requestCount),
+                    message: "batch \(batch.id): \(batch.requestCount) requests for \(batch.model) to go through \(batch.provider)'s batch API\(options.simulate ? " (simulated)" : "")",
+                    isWarning: false)))
             }
             if formed.held > 0 || !formed.capUses.isEmpty {
                 await report(Progress(held: formed.held, holdReasons: formed.holdReasons, capUses: formed.capUses))
@@ -130,14 +133,20 @@ final class BatchRunner: Sendable {
         }
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("purser-\(batch.key)-\(UUID().uuidString).jsonl")
         defer { try? FileManager.default.removeItem(at: input) }
+        var bytes = 0, writing: UInt64 = 0, sending: UInt64 = 0
+        func timed<T>(_ total: inout UInt64, _ body: () async throws -> T) async throws -> T {
+            let started = DispatchTime.now().uptimeNanoseconds
+            defer { total += DispatchTime.now().uptimeNanoseconds - started }
+            return try await body()
+        }
         var inputFileID = batch.inputFileID
         if batch.state == .planned && batch.dialect == .openai && !batch.simulated {
             let name = "purser-\(batch.key).jsonl"
             if let found = try await api.findUpload(named: name) {
                 inputFileID = found
             } else {
-                _ = try await store.writeBatchInput(batch, to: input, catalog: catalog)
-                inputFileID = try await api.upload(file: input, named: name)
+                bytes = try await timed(&writing) { try await store.writeBatchInput(batch, to: input, catalog: catalog) }
+                inputFileID = try await timed(&sending) { try await api.upload(file: input, named: name) }
             }
             crashPoint("upload")
             try await store.recordBatchUpload(batch.id, fileID: inputFileID!)
@@ -150,13 +159,18 @@ final class BatchRunner: Sendable {
         }
         if providerBatchID == nil {
             try await store.recordBatchCreateStarted(batch.id, now: now)
-            if batch.dialect == .anthropic && !batch.simulated { _ = try await store.writeBatchInput(batch, to: input, catalog: catalog) }
-            providerBatchID = try await api.create(key: batch.key, inputFileID: inputFileID, file: input)
+            let inline = batch.dialect == .anthropic && !batch.simulated
+            if inline { bytes = try await timed(&writing) { try await store.writeBatchInput(batch, to: input, catalog: catalog) } }
+            var creating: UInt64 = 0
+            providerBatchID = try await timed(&creating) { try await api.create(key: batch.key, inputFileID: inputFileID, file: input) }
+            if inline { sending += creating }
         }
         crashPoint("create")
         let created = clock.now()
         try await store.recordBatchCreated(batch.id, providerBatchID: providerBatchID!, now: created, nextPoll: nextPoll(batch, submittedAt: created, now: created))
-        onEvent(.info("batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) requests for \(batch.model))"))
+        onEvent(.batch(BatchEvent(
+            batch: batch.id, step: .sent(bytes: bytes, writeMilliseconds: Int64(writing / 1_000_000), uploadMilliseconds: Int64(sending / 1_000_000)),
+            message: "batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) requests for \(batch.model))", isWarning: false)))
     }
 
     /// Asks the provider how the batch is doing; cancels it when its earliest request must be pulled back to be
@@ -179,7 +193,9 @@ final class BatchRunner: Sendable {
         if status.phase == .ended { crashPoint("ended") }
         try await store.recordBatchPoll(batch.id, status: status, now: clock.now(), nextPoll: nextPoll(batch, submittedAt: batch.submittedAt ?? now, now: now))
         if status.phase == .ended {
-            onEvent(.info("batch \(batch.id) (\(providerBatchID)) ended at \(batch.provider): \(status.providerStatus)"))
+            onEvent(.batch(BatchEvent(
+                batch: batch.id, step: .ended(providerStatus: status.providerStatus),
+                message: "batch \(batch.id) (\(providerBatchID)) ended at \(batch.provider): \(status.providerStatus)", isWarning: false)))
         }
     }
 
@@ -188,16 +204,21 @@ final class BatchRunner: Sendable {
     private func storeResults(_ batch: BatchRow, api: any BatchAPI, now: Int64, report: (Progress) async -> Void) async throws {
         guard let providerBatchID = batch.providerBatchID else { return }
         var totals = DispatchStore.BatchResultCounts()
-        var chunks = 0
+        var chunks = 0, lineCount = 0
+        var storing: UInt64 = 0
+        let started = DispatchTime.now().uptimeNanoseconds
         if batch.providerStatus != "failed" {
             try await api.readResults(of: batch.status, batchID: providerBatchID) { lines in
+                lineCount += lines.count
+                let chunkStarted = DispatchTime.now().uptimeNanoseconds
+                defer { storing += DispatchTime.now().uptimeNanoseconds - chunkStarted }
                 let members = try await store.batchMembers(batch.id, providerCustomIDs: lines.map(\.customID))
-                var decided: [(line: BatchResultLine, decision: BatchDecision?)] = []
+                var decided: [(line: BatchResultLine, member: BatchMember?, decision: BatchDecision?)] = []
                 for line in lines {
                     if let member = members[line.customID] {
-                        decided.append((line, await decide(member, outcome: line.outcome, batch: batch, now: now)))
+                        decided.append((line, member, await decide(member, outcome: line.outcome, batch: batch, now: now)))
                     } else {
-                        decided.append((line, nil))
+                        decided.append((line, nil, nil))
                     }
                 }
                 let counts = try await store.applyBatchResults(batch, lines: decided, now: now, catalog: catalog)
@@ -225,7 +246,12 @@ final class BatchRunner: Sendable {
             words += "; the batch failed validation" + (lines.isEmpty ? "" : " at line\(lines.count == 1 ? "" : "s") \(lines.prefix(10).map(String.init).joined(separator: ", "))")
                 + (errors.first.map { ": \($0.value)" } ?? "")
         }
-        onEvent(batch.providerStatus == "failed" || totals.failed > 0 ? .notice(words) : .info(words))
+        onEvent(.batch(BatchEvent(
+            batch: batch.id,
+            step: .stored(
+                lines: lineCount, answers: totals.succeeded, readMilliseconds: Int64((DispatchTime.now().uptimeNanoseconds - started - storing) / 1_000_000),
+                storeMilliseconds: Int64(storing / 1_000_000)),
+            message: words, isWarning: batch.providerStatus == "failed" || totals.failed > 0)))
     }
 
     /// What a result line means for its request: stored at batch prices; planned again (a later batch or live,

@@ -389,16 +389,25 @@ extension DispatchStore {
     /// served live) stores nothing, so reading the results again after a crash stores nothing twice. A late
     /// answer for a request taken back stays counted as unsettled, at its real cost: the provider billed it.
     func applyBatchResults(
-        _ batch: BatchRow, lines: [(line: BatchResultLine, decision: BatchDecision?)], now: Int64, catalog: PricingCatalog
+        _ batch: BatchRow, lines: [(line: BatchResultLine, member: BatchMember?, decision: BatchDecision?)], now: Int64, catalog: PricingCatalog
     ) throws -> BatchResultCounts {
         try database.writeTransaction {
             var counts = BatchResultCounts()
             var charges = ChargeTotals()
+            var outputs: [String: (samples: Int, output: Int, maxOutput: Int)] = [:]
             let ledger = Ledger(database: database)
             let owner = batch.owner
             let model = catalog.model(id: batch.model)
-            for (line, decision) in lines {
-                guard let decision, let member = try batchMember(batch.id, providerCustomID: line.customID) else {
+            let leave = try database.statement("DELETE FROM batch_requests WHERE request_id = ? AND batch_id = ?")
+            // In request order: results come back shuffled, and rows written in key order touch far fewer pages.
+            for (line, member, decision) in lines.sorted(by: { ($0.member?.requestID ?? 0) < ($1.member?.requestID ?? 0) }) {
+                // Leaving the batch is the check that the line was not stored already (a crash, results read again).
+                var left = false
+                if let member, decision != nil {
+                    try leave.execute([.integer(member.requestID), .integer(batch.id)])
+                    left = database.changes == 1
+                }
+                guard left, let member, let decision else {
                     if case .succeeded(let response) = line.outcome, let model, let requestID = Int64(line.customID.dropFirst()) {
                         let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: .batch, at: now))
                         try database.statement("UPDATE unsettled_charges SET amount_pico = ? WHERE request_id = ? AND owner = ?")
@@ -415,7 +424,6 @@ extension DispatchStore {
                         latencyMilliseconds: now - (batch.submittedAt ?? batch.plannedAt), status: status, outcome: outcome, error: error, usage: usage,
                         simulated: simulated)
                 }
-                try database.statement("DELETE FROM batch_requests WHERE request_id = ?").execute([.integer(member.requestID)])
                 let reservation = try dropReservation(member.requestID, owner: owner)
                 switch decision {
                 case .succeed(let response, let cost, let baseline):
@@ -429,9 +437,9 @@ extension DispatchStore {
                         cost: cost, finishedAt: now, billedAt: billedAt, baseline: baseline)
                     try insertAttempt(
                         attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), request: member.requestID, worker: owner)
-                    try JobStore(database: database).recordOutput(
-                        model: batch.model, tier: member.needs.qualityTier, outputTokens: response.usage.outputTokens,
-                        maxOutputTokens: member.needs.maxOutputTokens)
+                    outputs[member.needs.qualityTier, default: (0, 0, 0)].samples += 1
+                    outputs[member.needs.qualityTier]!.output += response.usage.outputTokens
+                    outputs[member.needs.qualityTier]!.maxOutput += member.needs.maxOutputTokens
                     counts.succeeded += 1
                     counts.spend += cost
                 case .replan(let reason), .replanLive(let reason):
@@ -455,6 +463,10 @@ extension DispatchStore {
                 }
             }
             try ledger.add(charges)
+            for (tier, output) in outputs {
+                try JobStore(database: database).recordOutput(
+                    model: batch.model, tier: tier, samples: output.samples, outputTokens: output.output, maxOutputTokens: output.maxOutput)
+            }
             return counts
         }
     }
@@ -512,22 +524,25 @@ extension DispatchStore {
         try finishBatch(batch, reason: reason, lineErrors: [:])
     }
 
-    /// The requests a chunk of result lines names that are still in the batch, by provider custom id.
+    /// The requests a chunk of result lines names that are still in the batch, by provider custom id (one query).
     func batchMembers(_ batch: Int64, providerCustomIDs: [String]) throws -> [String: BatchMember] {
+        let ids = providerCustomIDs.compactMap { $0.hasPrefix("r") ? Int64($0.dropFirst()) : nil }
         var members: [String: BatchMember] = [:]
-        for customID in providerCustomIDs {
-            if let member = try batchMember(batch, providerCustomID: customID) { members[customID] = member }
+        try database.statement("""
+            SELECT r.id, r.job_id, r.custom_id, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens, r.capabilities,
+                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts
+            FROM batch_requests m JOIN requests r ON r.id = m.request_id
+            WHERE m.request_id IN (SELECT value FROM json_each(?1)) AND m.batch_id = ?2
+            """).forEachRow([.text(PlanStore.idList(ids)), .integer(batch)]) { row in
+            let member = BatchStore.member(row)
+            members[BatchInput.providerCustomID(member.requestID)] = member
         }
         return members
     }
+}
 
-    private func batchMember(_ batch: Int64, providerCustomID: String) throws -> BatchMember? {
-        guard providerCustomID.hasPrefix("r"), let requestID = Int64(providerCustomID.dropFirst()) else { return nil }
-        return try database.statement("""
-            SELECT r.id, r.job_id, r.custom_id, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens, r.capabilities,
-                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts
-            FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE m.request_id = ? AND m.batch_id = ?
-            """).firstRow([.integer(requestID), .integer(batch)]) { row in
+enum BatchStore {
+    static func member(_ row: Row) -> BatchMember {
             BatchMember(
                 requestID: row.int64(0), jobID: row.int64(1), customID: row.text(2),
                 needs: RequestNeeds(
@@ -535,8 +550,10 @@ extension DispatchStore {
                     capabilities: Capabilities(rawValue: row.int(7)), pinnedModel: row.optionalText(8)),
                 referenceModel: row.optionalText(9), deadlineAt: row.int64(10), maxCost: row.optionalInt64(11).map { Money(picoUSD: $0) },
                 attempts: row.int(12))
-        }
     }
+}
+
+extension DispatchStore {
 
     /// Points a request's plan at `model` in `mode` (a fallback), ready to be claimed.
     private func movePlan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {

@@ -112,9 +112,14 @@ struct OpenAIBatchAPI: BatchAPI {
     static func line(_ object: JSONObject) -> BatchResultLine? {
         guard let customID = object["custom_id"]?.stringValue else { return nil }
         if let response = object["response"]?.objectValue, let status = response["status_code"]?.intValue {
-            let body = Data(JSONWriter.string(response["body"] ?? .null).utf8)
+            let body = response["body"] ?? .null
+            let text = JSONWriter.string(body)
             let requestID = response["request_id"]?.stringValue
-            switch HTTPProviderClient.outcome(status: status, header: { $0 == "x-request-id" ? requestID : nil }, body: body, dialect: .openai, now: Date()) {
+            let header = { (name: String) in name == "x-request-id" ? requestID : nil }
+            let outcome = (200..<300).contains(status)
+                ? HTTPProviderClient.outcome(status: status, header: header, parsed: body, text: text, dialect: .openai)
+                : HTTPProviderClient.outcome(status: status, header: header, body: Data(text.utf8), dialect: .openai, now: Date())
+            switch outcome {
             case .success(let answer): return BatchResultLine(customID: customID, outcome: .succeeded(answer))
             case .failure(let failure): return BatchResultLine(customID: customID, outcome: .failed(failure))
             }
@@ -141,7 +146,7 @@ public enum BatchResultFile {
         }
     }
 
-    static let chunkLines = 1_000
+    public static let chunkLines = 5000
     /// The longest results line kept (a long answer); a longer one is skipped and its request served again.
     static let maximumLineBytes = 64 << 20
 

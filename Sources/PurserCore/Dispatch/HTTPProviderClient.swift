@@ -110,11 +110,18 @@ public final class HTTPProviderClient: ModelCaller {
         guard (200..<300).contains(status) else {
             return .failure(DialectTranslation.classify(status: status, body: body, retryAfterMilliseconds: RetryAfter.milliseconds(header: header, now: now)))
         }
-        guard let parsed = try? JSONParser.parse(Array(data)), let usage = DialectTranslation.usage(ofResponse: parsed, dialect: dialect) else {
+        return outcome(status: status, header: header, parsed: try? JSONParser.parse(Array(data)), text: body, dialect: dialect)
+    }
+
+    /// A successful status's answer, already parsed (a batch results line carries it as JSON).
+    static func outcome(
+        status: Int, header: (String) -> String?, parsed: JSONValue?, text: String, dialect: Provider.Dialect
+    ) -> Result<ProviderResponse, CallFailure> {
+        guard let parsed, let usage = DialectTranslation.usage(ofResponse: parsed, dialect: dialect) else {
             return .failure(CallFailure(kind: .retryable, status: status, message: "malformed response body (no usage or no answer)"))
         }
         let requestID = header("x-request-id") ?? header("request-id") ?? parsed.objectValue?["id"]?.stringValue
-        return .success(ProviderResponse(statusCode: status, providerRequestID: requestID, body: body, usage: usage, simulated: false))
+        return .success(ProviderResponse(statusCode: status, providerRequestID: requestID, body: text, usage: usage, simulated: false))
     }
 }
 

@@ -38,8 +38,10 @@ public enum RunEvent: Sendable {
     case progress(RunProgress)
     /// Something that needs the user's eye: a cap, a paused provider, a failure.
     case notice(String)
-    /// Progress worth a line of its own: a batch sent, ended, its results stored.
+    /// Progress worth a line of its own.
     case info(String)
+    /// A batch's step: formed, sent, ended, its results stored.
+    case batch(BatchEvent)
     case finished(RunSummary)
 
     /// A moment as notices write it: `2026-11-24T10:00:00Z`.
@@ -50,6 +52,25 @@ public enum RunEvent: Sendable {
         func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(day)T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
     }
+}
+
+public struct BatchEvent: Sendable {
+    public enum Step: Sendable {
+        case formed(requests: Int)
+        /// Sent: the bytes of its input, how long writing them to disk took, and how long sending them took (the
+        /// upload of an OpenAI-style API, the create call of Anthropic's, where the requests travel inline).
+        case sent(bytes: Int, writeMilliseconds: Int64, uploadMilliseconds: Int64)
+        case ended(providerStatus: String)
+        /// Its results: lines read, answers stored, how long downloading and parsing took, and storing.
+        case stored(lines: Int, answers: Int, readMilliseconds: Int64, storeMilliseconds: Int64)
+    }
+
+    public var batch: Int64
+    public var step: Step
+    /// The step in words, as the run shows it.
+    public var message: String
+    /// True when the user should look (a batch that failed, requests that failed).
+    public var isWarning: Bool
 }
 
 public struct RunProgress: Sendable {

@@ -152,12 +152,13 @@ public struct JobStore {
     }
 
     /// Adds one result's output length to the history (called by dispatch when a result lands).
-    public func recordOutput(model: String, tier: String, outputTokens: Int, maxOutputTokens: Int) throws {
+    /// Adds `samples` answers (one by default) and their tokens to the model's history for the tier.
+    public func recordOutput(model: String, tier: String, samples: Int = 1, outputTokens: Int, maxOutputTokens: Int) throws {
         try database.statement("""
-            INSERT INTO output_history (model_id, quality_tier, samples, output_tokens, max_output_tokens) VALUES (?, ?, 1, ?, ?)
-            ON CONFLICT (model_id, quality_tier) DO UPDATE SET samples = samples + 1,
+            INSERT INTO output_history (model_id, quality_tier, samples, output_tokens, max_output_tokens) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (model_id, quality_tier) DO UPDATE SET samples = samples + excluded.samples,
                 output_tokens = output_tokens + excluded.output_tokens, max_output_tokens = max_output_tokens + excluded.max_output_tokens
-            """).execute([.text(model), .text(tier), .int(outputTokens), .int(maxOutputTokens)])
+            """).execute([.text(model), .text(tier), .int(samples), .int(outputTokens), .int(maxOutputTokens)])
     }
 }
 
