@@ -61,7 +61,7 @@ final class BatchRunner: Sendable {
             for batch in formed.batches {
                 onEvent(.batch(BatchEvent(
                     batch: batch.id, step: .formed(requests: batch.requestCount),
-                    message: "batch \(batch.id): \(batch.requestCount) requests for \(batch.model) to go through \(batch.provider)'s batch API\(options.simulate ? " (simulated)" : "")",
+                    message: "batch \(batch.id): \(batch.requestCount) request\(batch.requestCount == 1 ? "" : "s") for \(batch.model) to go through \(batch.provider)'s batch API\(options.simulate ? " (simulated)" : "")",
                     isWarning: false)))
             }
             if formed.held > 0 || !formed.capUses.isEmpty {
@@ -170,7 +170,7 @@ final class BatchRunner: Sendable {
         try await store.recordBatchCreated(batch.id, providerBatchID: providerBatchID!, now: created, nextPoll: nextPoll(batch, submittedAt: created, now: created))
         onEvent(.batch(BatchEvent(
             batch: batch.id, step: .sent(bytes: bytes, writeMilliseconds: Int64(writing / 1_000_000), uploadMilliseconds: Int64(sending / 1_000_000)),
-            message: "batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) requests for \(batch.model))", isWarning: false)))
+            message: "batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) request\(batch.requestCount == 1 ? "" : "s") for \(batch.model))", isWarning: false)))
     }
 
     /// Asks the provider how the batch is doing; cancels it when its earliest request must be pulled back to be
