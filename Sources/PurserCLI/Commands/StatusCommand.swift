@@ -19,11 +19,14 @@ enum StatusCommand {
         let caps = try ledger.capsInForce(month: month, simulated: false).filter { use in jobs.contains { use.applies(to: $0) } }
         let rehearsals = try ledger.hasSimulatedSpending()
             ? try ledger.capsInForce(month: month, simulated: true).filter { use in use.used > .zero && jobs.contains { use.applies(to: $0) } } : []
-        var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money, spent: Money, simulated: Int)] = []
+        var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money, spent: Money, simulated: Int,
+            modes: [(mode: String, requests: Int, done: Int)], batches: [JobStore.OpenBatch])] = []
         for job in jobs {
             let totals = try store.planTotals(job: job.id)
             let spend = try results.spend(job: job.id)
-            rows.append((job, try store.stateCounts(job: job.id), totals.estimated, totals.baseline, spend.cost, spend.simulated))
+            rows.append((
+                job, try store.stateCounts(job: job.id), totals.estimated, totals.baseline, spend.cost, spend.simulated, try store.modeCounts(job: job.id),
+                try store.openBatches(job: job.id)))
         }
         if arguments.flag("json") {
             context.printJSON(.array(rows.map { row in
@@ -38,10 +41,10 @@ enum StatusCommand {
                     "simulated_results": .number(String(row.simulated)),
                     "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
                     "caps": .array(caps.filter { $0.applies(to: row.job) }.map { .object(JSONObject($0.jsonMembers)) }),
-                    "modes": .object(JSONObject(((try? store.modeCounts(job: row.job.id)) ?? []).map { mode in
+                    "modes": .object(JSONObject(row.modes.map { mode in
                         JSONObject.Member(key: mode.mode, value: .object(JSONObject(["requests": .number(String(mode.requests)), "done": .number(String(mode.done))])))
                     })),
-                    "batches": .array(((try? store.openBatches(job: row.job.id)) ?? []).map { batch in
+                    "batches": .array(row.batches.map { batch in
                         .object(JSONObject([
                             "batch": .number(String(batch.id)), "provider": .string(batch.provider), "model": .string(batch.model),
                             "state": .string(batch.state), "provider_status": batch.providerStatus.map { .string($0) } ?? .null,
@@ -76,11 +79,10 @@ enum StatusCommand {
             context.console.print()
             context.console.print("submitted \(timestamp(only.job.submittedAt)) from \(only.job.source)"
                 + (only.job.maxCost.map { "; capped at \($0.formatted)" } ?? ""))
-            let modes = try store.modeCounts(job: only.job.id)
-            if !modes.isEmpty {
-                context.console.print("by mode: " + modes.map { "\($0.mode) \($0.requests)" + ($0.done < $0.requests ? " (\($0.done) done)" : "") }.joined(separator: ", "))
+            if !only.modes.isEmpty {
+                context.console.print("by mode: " + only.modes.map { "\($0.mode) \($0.requests)" + ($0.done < $0.requests ? " (\($0.done) done)" : "") }.joined(separator: ", "))
             }
-            for batch in try store.openBatches(job: only.job.id) {
+            for batch in only.batches {
                 let at = batch.providerBatchID.map { " as \($0)" } ?? ""
                 let since = batch.submittedAt.map { ", sent \(timestamp($0))" } ?? ", not sent yet"
                 context.console.print("batch \(batch.id): \(count(batch.requests, "request")) for \(batch.model) at \(batch.provider)\(at)"
