@@ -1,21 +1,14 @@
+import PurserCore
+
 /// Seeded mutations of inputs for the fuzz targets: byte-level changes plus JSON-aware ones (numbers and
 /// strings swapped for the values that break parsers, known keys spliced in). The same seed gives the same
 /// inputs, so a failure found once is found again.
 public struct Mutator {
-    private var state: UInt64
+    private var random: SplitMix64
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { random = SplitMix64(seed: seed) }
 
-    /// SplitMix64.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    public mutating func below(_ bound: Int) -> Int { bound <= 1 ? 0 : Int(next() % UInt64(bound)) }
+    public mutating func below(_ bound: Int) -> Int { bound <= 1 ? 0 : random.below(bound) }
 
     static let numbers = [
         "0", "-0", "-1", "1", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "18446744073709551616",

@@ -74,22 +74,14 @@ enum DispatchBench {
 
     /// Plain URLSession POSTs of a body like Purser's, `concurrency` at a time, each waiting for its answer; seconds taken.
     static func rawSeconds(port: Int, calls: Int, concurrency: Int) -> Double {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = concurrency
-        configuration.timeoutIntervalForRequest = 60
-        let session = URLSession(configuration: configuration)
+        let session = plainSession(concurrency: concurrency)
         let slots = DispatchSemaphore(value: concurrency)
         let group = DispatchGroup()
         let started = DispatchTime.now().uptimeNanoseconds
         for index in 0..<calls {
             slots.wait()
             group.enter()
-            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/chat/completions")!)
-            request.httpMethod = "POST"
-            request.httpBody = Data(#"{"model":"small","messages":[{"role":"user","content":"hello \#(index)"}],"max_tokens":16}"#.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.setValue("Bearer bench", forHTTPHeaderField: "Authorization")
-            request.setValue("raw-\(index)", forHTTPHeaderField: "X-Purser-Request")
+            let request = chatRequest(port: port, index: index, label: "raw")
             session.dataTask(with: request) { _, _, _ in
                 slots.signal()
                 group.leave()
@@ -99,6 +91,25 @@ enum DispatchBench {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         session.finishTasksAndInvalidate()
         return seconds
+    }
+
+    /// A URLSession as a plain client would set one up: `concurrency` connections, a minute per call.
+    static func plainSession(concurrency: Int) -> URLSession {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = concurrency
+        configuration.timeoutIntervalForRequest = 60
+        return URLSession(configuration: configuration)
+    }
+
+    /// A chat call like Purser's for request `index`, named `label-index` for the fake's per-request counts.
+    static func chatRequest(port: Int, index: Int, label: String) -> URLRequest {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/chat/completions")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(#"{"model":"small","messages":[{"role":"user","content":"hello \#(index)"}],"max_tokens":16}"#.utf8)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Bearer bench", forHTTPHeaderField: "Authorization")
+        request.setValue("\(label)-\(index)", forHTTPHeaderField: "X-Purser-Request")
+        return request
     }
 
     struct RunFigures {

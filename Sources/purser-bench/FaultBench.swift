@@ -20,22 +20,13 @@ enum FaultBench {
     /// The client anyone would write first: `concurrency` requests at a time, each sent again at once after a
     /// 5xx or a network error, and after the Retry-After it was given on a 429, until it succeeds.
     static func plainRetryingLoop(port: Int, calls: Int, concurrency: Int) -> LoopFigures {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = concurrency
-        configuration.timeoutIntervalForRequest = 60
-        let session = URLSession(configuration: configuration)
+        let session = DispatchBench.plainSession(concurrency: concurrency)
         let slots = DispatchSemaphore(value: concurrency)
         let group = DispatchGroup()
         let counts = Counts()
-        let url = URL(string: "http://127.0.0.1:\(port)/v1/chat/completions")!
 
         @Sendable func attempt(_ index: Int) {
-            var request = URLRequest(url: url)
-            request.httpMethod = "POST"
-            request.httpBody = Data(#"{"model":"small","messages":[{"role":"user","content":"hello \#(index)"}],"max_tokens":16}"#.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.setValue("Bearer bench", forHTTPHeaderField: "Authorization")
-            request.setValue("plain-\(index)", forHTTPHeaderField: "X-Purser-Request")
+            let request = DispatchBench.chatRequest(port: port, index: index, label: "plain")
             counts.call()
             session.dataTask(with: request) { data, response, _ in
                 let status = (response as? HTTPURLResponse)?.statusCode ?? 0

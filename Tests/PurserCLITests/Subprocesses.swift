@@ -94,15 +94,7 @@ func fakePricing(port: Int, batches: Bool = false, tiers: ((String) -> String)? 
 /// Runs the real `purser` executable and waits for it.
 @discardableResult
 func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:]) throws -> (code: Int32, out: String, error: String) {
-    let process = Process()
-    process.executableURL = products.appendingPathComponent("purser")
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["PURSER_DB"] = database
-    environment["PURSER_PRICING"] = pricing
-    environment["FAKE_KEY"] = key
-    for (name, value) in extra { environment[name] = value }
-    process.environment = environment
+    let process = purserProcess(arguments, database: database, pricing: pricing, key: key, environment: extra)
     // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
     let directory = FileManager.default.temporaryDirectory
     let out = directory.appendingPathComponent("purser-out-\(UUID().uuidString)"), error = directory.appendingPathComponent("purser-err-\(UUID().uuidString)")
@@ -116,16 +108,23 @@ func purser(_ arguments: [String], database: String, pricing: String, key: Strin
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
 
-/// Starts the real `purser` executable without waiting for it; its error output goes to `errorLog` when given.
-func startPurser(_ arguments: [String], database: String, pricing: String, errorLog: URL? = nil) throws -> Process {
+/// The real `purser` executable, not started, on the test's database and tables, with the fake's key.
+private func purserProcess(_ arguments: [String], database: String, pricing: String, key: String?, environment extra: [String: String]) -> Process {
     let process = Process()
     process.executableURL = products.appendingPathComponent("purser")
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     environment["PURSER_DB"] = database
     environment["PURSER_PRICING"] = pricing
-    environment["FAKE_KEY"] = "test-key"
+    environment["FAKE_KEY"] = key
+    for (name, value) in extra { environment[name] = value }
     process.environment = environment
+    return process
+}
+
+/// Starts the real `purser` executable without waiting for it; its error output goes to `errorLog` when given.
+func startPurser(_ arguments: [String], database: String, pricing: String, errorLog: URL? = nil) throws -> Process {
+    let process = purserProcess(arguments, database: database, pricing: pricing, key: "test-key", environment: [:])
     process.standardOutput = FileHandle.nullDevice
     if let errorLog {
         _ = FileManager.default.createFile(atPath: errorLog.path, contents: nil)
