@@ -99,9 +99,10 @@ struct BatchIntegrationTests {
     @Test func aSpeculativeBatchThatDoesNotEndIsCancelledAndServedLiveInTime() throws {
         let server = try FakeProviderProcess(["--batch-never-ends", "--batch-cancel-ms", "100"])
         defer { server.stop() }
-        // Pulled back 2 s after it is sent: the deadline (20 min) less a live call less the pull-back (1198 s).
+        // Pulled back 10 s after submit (time enough for a slow machine to plan and send it first): the deadline
+        // (20 min) less a live call less the pull-back (1190 s).
         let pricing = try fakePricing(port: server.port, batches: true) { tiers in
-            tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1198s\"")
+            tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1190s\"")
         }
         let database = temporaryDatabase()
         try purser(["submit", try batchJob(10, model: "small", deadline: "20m")], database: database, pricing: pricing)
