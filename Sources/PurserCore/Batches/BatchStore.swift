@@ -200,8 +200,8 @@ extension DispatchStore {
         try database.writeTransaction {
             let due = try database.statement("""
                 SELECT id, owner, lease_expires_at FROM batches
-                WHERE state != 'done' AND (state != 'created' OR next_poll_at IS NULL OR next_poll_at <= ?1
-                    OR (cancel_requested_at IS NULL AND pull_back_at <= ?1))
+                WHERE state != 'done' AND (next_poll_at IS NULL OR next_poll_at <= ?1
+                    OR (state = 'created' AND cancel_requested_at IS NULL AND pull_back_at <= ?1))
                 ORDER BY id
                 """).rows([.integer(now)]) { ($0.int64(0), $0.optionalText(1), $0.optionalInt64(2)) }
             var taken: [BatchRow] = []
@@ -219,8 +219,8 @@ extension DispatchStore {
     /// When the next batch step falls due (a poll, a pull-back), or nil when no batch is open.
     func nextBatchStep() throws -> Int64? {
         try database.statement("""
-            SELECT min(CASE WHEN state = 'created' THEN min(coalesce(next_poll_at, 0),
-                CASE WHEN cancel_requested_at IS NULL THEN pull_back_at ELSE 9223372036854775807 END) ELSE 0 END)
+            SELECT min(min(coalesce(next_poll_at, 0),
+                CASE WHEN state = 'created' AND cancel_requested_at IS NULL THEN pull_back_at ELSE 9223372036854775807 END))
             FROM batches WHERE state != 'done'
             """).firstRow { $0.optionalInt64(0) } ?? nil
     }
@@ -302,7 +302,9 @@ extension DispatchStore {
 
     func recordBatchUpload(_ id: Int64, fileID: String) throws {
         try database.writeTransaction {
-            try database.statement("UPDATE batches SET state = 'uploaded', input_file_id = ?, last_error = NULL WHERE id = ? AND state = 'planned'")
+            try database.statement("""
+                UPDATE batches SET state = 'uploaded', input_file_id = ?, last_error = NULL, next_poll_at = NULL WHERE id = ? AND state = 'planned'
+                """)
                 .execute([.text(fileID), .integer(id)])
         }
     }
