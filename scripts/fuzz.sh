@@ -19,7 +19,7 @@ if [ "${1:-}" = "--libfuzzer" ]; then
         mkdir -p "$corpus"
         cp -n Tests/fuzz-corpus/$target/* "$corpus"/
         echo "== $target: $seconds s"
-        PURSER_PRICING=pricing .build/libfuzzer/release/purser-fuzz "$target" -max_total_time="$seconds" -rss_limit_mb=4096 \
+        PURSER_PRICING=pricing SWIFT_BACKTRACE=enable=no .build/libfuzzer/release/purser-fuzz "$target" -max_total_time="$seconds" -rss_limit_mb=4096 \
             -print_final_stats=1 -artifact_prefix=.build/fuzz-findings/$target- "$corpus" 2>&1 \
             | grep -E "^(#[0-9]+ +(INITED|DONE)|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|wrong answer|SUMMARY)" || true
         echo "corpus: $(ls "$corpus" | wc -l) inputs"

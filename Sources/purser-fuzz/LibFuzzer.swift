@@ -25,7 +25,10 @@ enum LibFuzzer {
         return LLVMFuzzerRunDriver(&argc, &argv) { data, size in
             let input = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
             if let wrong = LibFuzzer.harness!.run(LibFuzzer.target, input) {
-                FileHandle.standardError.write(Data("wrong answer: \(wrong)\n".utf8))
+                // Kept before the abort: a crash handler may stop libFuzzer from writing its own artifact.
+                let path = ".build/fuzz-findings/\(LibFuzzer.target.rawValue)-wrong-\(UUID().uuidString)"
+                FileManager.default.createFile(atPath: path, contents: Data(input))
+                FileHandle.standardError.write(Data("wrong answer: \(wrong) (input in \(path))\n".utf8))
                 abort()
             }
             return 0

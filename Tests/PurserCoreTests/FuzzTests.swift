@@ -54,3 +54,21 @@ func mutatedInputsNeitherCrashNorGiveWrongAnswers(target: FuzzTarget, inputs: In
     let message = String(repeating: "x", count: 20_000)
     #expect(harness.run(.openAIResponse, Array(("500\n\n" + #"{"error": {"message": ""# + message + #""}}"#).utf8)) == nil)
 }
+
+@Test func batchLinesWithHugeErrorCodesAndMessagesAreCut() throws {
+    // Found by fuzzing: an error line's code was kept whole in the failure's message.
+    let code = String(repeating: "c", count: 1_000), message = String(repeating: "m", count: 2_000)
+    let openai = #"{"custom_id":"r1","response":null,"error":{"code":"\#(code)","message":"\#(message)"}}"#
+    guard case .failed(let failure)? = BatchResultFile.line(Array(openai.utf8), dialect: .openai)?.outcome else {
+        Issue.record("an error line is a failure")
+        return
+    }
+    #expect(failure.message.count <= 600, "\(failure.message.count) characters")
+    #expect(failure.message.hasPrefix(String(repeating: "c", count: 64) + ": mmm"))
+    let anthropic = #"{"custom_id":"r1","result":{"type":"errored","error":{"type":"error","error":{"type":"api_error","message":"\#(message)"}}}}"#
+    guard case .failed(let refused)? = BatchResultFile.line(Array(anthropic.utf8), dialect: .anthropic)?.outcome else {
+        Issue.record("an errored line is a failure")
+        return
+    }
+    #expect(refused.message.count <= 600)
+}

@@ -125,7 +125,7 @@ struct OpenAIBatchAPI: BatchAPI {
             }
         }
         let error = object["error"]?.objectValue
-        let code = error?["code"]?.stringValue ?? "unknown"
+        let code = String((error?["code"]?.stringValue ?? "unknown").prefix(64))
         let message = String((error?["message"]?.stringValue ?? "the batch gave no answer for it").prefix(500))
         switch code {
         case "batch_expired": return BatchResultLine(customID: customID, outcome: .expired)
