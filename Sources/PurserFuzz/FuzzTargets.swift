@@ -106,11 +106,15 @@ public struct FuzzHarness {
     }
 }
 
-/// A target's corpus: the files of `directory/<target>`, each one input.
+/// A target's corpus: the hand-written seeds, one file each in `directory/<target>/`, and the inputs libFuzzer
+/// grew and minimized, one base64 line each in `directory/<target>.corpus` (`scripts/fuzz.sh --keep` writes it).
 public enum FuzzCorpus {
     public static func load(_ target: FuzzTarget, from directory: String) -> [[UInt8]] {
         let folder = URL(fileURLWithPath: directory).appendingPathComponent(target.rawValue)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path))?.sorted() ?? []
-        return names.compactMap { try? Array(Data(contentsOf: folder.appendingPathComponent($0))) }
+        let seeds = names.compactMap { try? Array(Data(contentsOf: folder.appendingPathComponent($0))) }
+        let packed = (try? String(contentsOfFile: folder.path + ".corpus", encoding: .utf8))?.split(separator: "\n")
+            .compactMap { Data(base64Encoded: String($0)).map(Array.init) } ?? []
+        return seeds + packed
     }
 }

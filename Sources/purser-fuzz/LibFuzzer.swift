@@ -14,8 +14,7 @@ enum LibFuzzer {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
             return 1
         }
-        // libFuzzer reads its own options; the target's name is not one of them.
-        var arguments = [CommandLine.arguments[0]] + CommandLine.arguments.dropFirst(2)
+        var arguments = CommandLine.arguments
         var argc = Int32(arguments.count)
         var cStrings = arguments.map { strdup($0) }
         cStrings.append(nil)

@@ -19,8 +19,10 @@ let usage = """
     """
 
 #if LIBFUZZER
-// Coverage-guided: `purser-fuzz TARGET [libFuzzer options] [corpus folders]`, built by scripts/fuzz.sh --libfuzzer.
-if CommandLine.arguments.count > 1, let target = FuzzTarget(rawValue: CommandLine.arguments[1]) {
+// Coverage-guided: `PURSER_FUZZ_TARGET=TARGET purser-fuzz [libFuzzer options] [corpus folders]`, built by
+// scripts/fuzz.sh --libfuzzer. The target comes from the environment, so that the processes libFuzzer starts
+// itself (-merge, -fork) fuzz the same one.
+if let name = ProcessInfo.processInfo.environment["PURSER_FUZZ_TARGET"], let target = FuzzTarget(rawValue: name) {
     exit(LibFuzzer.run(target, pricing: ProcessInfo.processInfo.environment["PURSER_PRICING"] ?? "pricing"))
 }
 #endif
