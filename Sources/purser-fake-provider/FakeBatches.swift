@@ -221,12 +221,14 @@ final class FakeBatches: Sendable {
         return "completed"
     }
 
-    /// Each line's fate: answered, errored (500) or expired; lines of a cancelled batch past its cancel are cancelled.
+    /// Each line's fate: answered, errored (500), refused (its model is `--refuse-model`'s; 400 context length) or
+    /// expired; lines of a cancelled batch past its cancel are cancelled.
     private func fate(_ line: Line, in batch: Batch) -> String {
         let ended = phase(batch)
         // Drawn per batch: a line that errors in one batch may succeed in the next.
         let key = "\(batch.id)/\(line.customID)"
         if ended == "cancelled" && draw(key, 9) >= 0.3 { return "cancelled" }
+        if let refused = settings.refuseModel, line.body.contains("\"model\":\"\(refused)\"") { return "refused" }
         if draw(key, 7) < settings.batchExpireLines { return "expired" }
         if draw(key, 8) < settings.batchFailLines { return "errored" }
         return "succeeded"
@@ -261,6 +263,8 @@ final class FakeBatches: Sendable {
                 output.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":200,\"request_id\":\"req_\(index)\",\"body\":\(Answers.openai(id: "chatcmpl-batch-\(index)", model: model, text: "batch answer \(index)", input: input, output: outputTokens))},\"error\":null}")
             case "errored":
                 errors.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":500,\"request_id\":\"req_\(index)\",\"body\":{\"error\":{\"message\":\"fake server error\",\"type\":\"server_error\"}}},\"error\":null}")
+            case "refused":
+                errors.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":400,\"request_id\":\"req_\(index)\",\"body\":{\"error\":{\"message\":\"This model's maximum context length is 8192 tokens\",\"code\":\"context_length_exceeded\"}}},\"error\":null}")
             case "expired":
                 errors.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":null,\"error\":{\"code\":\"batch_expired\",\"message\":\"This request could not be executed before the completion window expired.\"}}")
             default:
@@ -292,6 +296,8 @@ final class FakeBatches: Sendable {
             case "succeeded":
                 result = "{\"type\":\"succeeded\",\"message\":\(Answers.anthropic(id: "msg_batch_\(index)", model: model, text: "batch answer \(index)", input: input, output: output))}"
             case "errored": result = "{\"type\":\"errored\",\"error\":{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"fake server error\"}}}"
+            case "refused":
+                result = "{\"type\":\"errored\",\"error\":{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"prompt is too long: 9000 tokens > 8192 maximum\"}}}"
             case "expired": result = "{\"type\":\"expired\"}"
             default: result = "{\"type\":\"canceled\"}"
             }

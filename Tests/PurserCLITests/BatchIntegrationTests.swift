@@ -96,6 +96,44 @@ struct BatchIntegrationTests {
         #expect(try server.stats()["calls"]?.intValue == 30)
     }
 
+    @Test func aBatchThatFailsValidationSaysWhichLineAndWhyAndItsRequestsAreServedLive() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--batch-validation-fail"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(20, model: "small")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("the batch failed validation at line 1: invalid_json_line"), "\(run.error)")
+        try expectBooksBalance(database, requests: 20)
+        // Sent once by batch (which the provider refused whole, so nothing was billed), then once live.
+        #expect(try server.stats()["batches_created"]?.intValue == 1)
+        #expect(try server.stats()["calls"]?.intValue == 20)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["sync"])
+        #expect(try query(database, "SELECT provider_errors FROM batches")[0][0].contains("This line is not parseable"))
+    }
+
+    @Test func aLineTheBatchModelRefusesMovesToTheNextModel() throws {
+        // The cheap model refuses every request (400, context length) in its batch; the next model serves them.
+        let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--refuse-model", "small"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-refused-\(UUID().uuidString).jsonl").path
+        try (0..<12).map { #"{"custom_id": "user-\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "deadline": "week"}"# }
+            .joined(separator: "\n").write(toFile: job, atomically: true, encoding: .utf8)
+        try purser(["submit", job], database: database, pricing: pricing)
+        let plan = try purser(["plan", "1"], database: database, pricing: pricing)
+        #expect(plan.out.contains("fakeopenai/small") && plan.out.contains(" batch "), "\(plan.out)")
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("12 moved to another model"), "\(run.error)")
+        try expectBooksBalance(database, requests: 12)
+        #expect(try integer(database, "SELECT count(*) FROM attempts WHERE mode = 'batch' AND outcome = 'model_refused' AND status = 400") == 12)
+        #expect(try query(database, "SELECT DISTINCT model FROM results").map { $0[0] } == ["fakeanthropic/medium"])
+        #expect(try linesPerRequest(server).values.allSatisfy { $0 == 1 }, "no request went into a second batch of the model that refused it")
+    }
+
     @Test func aSpeculativeBatchThatDoesNotEndIsCancelledAndServedLiveInTime() throws {
         let server = try FakeProviderProcess(["--batch-never-ends", "--batch-cancel-ms", "100"])
         defer { server.stop() }
