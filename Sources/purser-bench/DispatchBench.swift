@@ -81,7 +81,7 @@ enum DispatchBench {
         for index in 0..<calls {
             slots.wait()
             group.enter()
-            let request = chatRequest(port: port, index: index, label: "raw")
+            let request = chatRequest(port: port, index: index, name: "raw-\(index)")
             session.dataTask(with: request) { _, _, _ in
                 slots.signal()
                 group.leave()
@@ -94,21 +94,21 @@ enum DispatchBench {
     }
 
     /// A URLSession as a plain client would set one up: `concurrency` connections, a minute per call.
-    static func plainSession(concurrency: Int) -> URLSession {
+    static func plainSession(concurrency: Int, timeoutSeconds: Double = 60) -> URLSession {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.httpMaximumConnectionsPerHost = concurrency
-        configuration.timeoutIntervalForRequest = 60
+        configuration.timeoutIntervalForRequest = timeoutSeconds
         return URLSession(configuration: configuration)
     }
 
-    /// A chat call like Purser's for request `index`, named `label-index` for the fake's per-request counts.
-    static func chatRequest(port: Int, index: Int, label: String) -> URLRequest {
+    /// A chat call like Purser's for request `index`, named `name` for the fake's per-request counts and fault draws.
+    static func chatRequest(port: Int, index: Int, name: String) -> URLRequest {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/v1/chat/completions")!)
         request.httpMethod = "POST"
         request.httpBody = Data(#"{"model":"small","messages":[{"role":"user","content":"hello \#(index)"}],"max_tokens":16}"#.utf8)
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("Bearer bench", forHTTPHeaderField: "Authorization")
-        request.setValue("\(label)-\(index)", forHTTPHeaderField: "X-Purser-Request")
+        request.setValue(name, forHTTPHeaderField: "X-Purser-Request")
         return request
     }
 
@@ -140,7 +140,7 @@ enum DispatchBench {
         let environment = ["FAKE_KEY": "bench"]
         let dispatcher = Dispatcher(
             store: try DispatchStore(path: path, owner: "bench"),
-            caller: HTTPProviderClient(maximumConnectionsPerHost: concurrency, timeoutSeconds: 60, environment: environment),
+            caller: HTTPProviderClient(maximumConnectionsPerHost: concurrency, timeoutSeconds: options.timeoutSeconds, environment: environment),
             catalog: catalog, environment: environment, options: options, onEvent: { _ in })
         let started = DispatchTime.now().uptimeNanoseconds
         let summary = try await dispatcher.run()

@@ -7,8 +7,23 @@ import FoundationNetworking
 /// The fault figures: Purser serving requests from a server that fails some of its calls, beside a plain
 /// retrying URLSession loop on a server with the same faults, and a run against an endpoint nobody listens on.
 enum FaultBench {
-    /// 10% HTTP 500, 5% HTTP 429 with Retry-After: 1, 50 ms per call: ordinary bad weather for a provider.
-    static let faults = ["--fail-5xx", "0.10", "--fail-429", "0.05", "--retry-after", "1", "--seed", "11"]
+    /// A server's faults, and the time both clients give a call before they abandon it and send it again.
+    struct Mix {
+        var name: String
+        var flags: [String]
+        var timeoutSeconds: Double
+    }
+
+    /// 10% HTTP 500, 5% HTTP 429 with Retry-After: 1: ordinary bad weather for a provider (issue 10's mix); then
+    /// the spec's, which adds 2% of calls that never answer (abandoned after 5 s) and 1% malformed bodies.
+    static let mixes = [
+        Mix(name: "5xx and 429", flags: ["--fail-5xx", "0.10", "--fail-429", "0.05", "--retry-after", "1", "--seed", "11"], timeoutSeconds: 60),
+        Mix(
+            name: "5xx, 429, timeouts and malformed bodies",
+            flags: ["--fail-5xx", "0.10", "--fail-429", "0.05", "--retry-after", "1", "--hang", "0.02", "--hang-seconds", "30", "--malformed", "0.01",
+                "--seed", "11"],
+            timeoutSeconds: 5),
+    ]
     static let latencyMilliseconds = 50
 
     struct LoopFigures {
@@ -18,15 +33,18 @@ enum FaultBench {
     }
 
     /// The client anyone would write first: `concurrency` requests at a time, each sent again at once after a
-    /// 5xx or a network error, and after the Retry-After it was given on a 429, until it succeeds.
-    static func plainRetryingLoop(port: Int, calls: Int, concurrency: Int) -> LoopFigures {
-        let session = DispatchBench.plainSession(concurrency: concurrency)
+    /// 5xx, a network error, a timeout or a body without choices, and after the Retry-After it was given on a 429,
+    /// until it succeeds.
+    static func plainRetryingLoop(port: Int, calls: Int, concurrency: Int, timeoutSeconds: Double) -> LoopFigures {
+        let session = DispatchBench.plainSession(concurrency: concurrency, timeoutSeconds: timeoutSeconds)
         let slots = DispatchSemaphore(value: concurrency)
         let group = DispatchGroup()
         let counts = Counts()
 
         @Sendable func attempt(_ index: Int) {
-            let request = DispatchBench.chatRequest(port: port, index: index, label: "plain")
+            // Named as Purser names its calls (the request's id in a fresh database: 1, 2, ...), so that both
+            // clients meet the same faults: the fake draws each call's fault from its request's name and try.
+            let request = DispatchBench.chatRequest(port: port, index: index, name: String(index + 1))
             counts.call()
             session.dataTask(with: request) { data, response, _ in
                 let status = (response as? HTTPURLResponse)?.statusCode ?? 0

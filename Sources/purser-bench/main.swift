@@ -301,32 +301,37 @@ if bench.phase == "all" || bench.phase == "dispatch" {
         "\(slowCalls.formatted()) calls; at most \(purserPeak) in flight; \(slowRun.stored) results stored, \(slowRun.failed) failed")
 }
 
-// Faults: 5,000 requests, 500 at once, against a server failing 10% with 500 and 5% with 429 (Retry-After 1 s) at
-// 50 ms a call, beside a plain retrying URLSession loop on a server with the same faults; then an endpoint nobody
-// listens on.
+// Faults: 5,000 requests, 500 at once, 50 ms a call, against a server failing 10% with 500 and 5% with 429
+// (Retry-After 1 s), then against one that also leaves 2% of calls unanswered and answers 1% malformed, each beside a
+// plain retrying URLSession loop on a server with the same faults; then an endpoint nobody listens on.
 if bench.phase == "faults" {
     let calls = bench.dispatchCalls, wave = 500, rounds = 3
-    print("fault mix: \(FaultBench.faults.joined(separator: " ")), \(FaultBench.latencyMilliseconds) ms a call; \(calls.formatted()) requests, \(wave) at once")
-    var ratios: [Double] = []
-    for round in 1...rounds {
-        let plainServer = try DispatchBench.FakeServer(latencyMilliseconds: FaultBench.latencyMilliseconds, faults: FaultBench.faults)
-        let plain = FaultBench.plainRetryingLoop(port: plainServer.port, calls: calls, concurrency: wave)
-        let plainSeen = FaultBench.serverFigures(plainServer)
-        plainServer.stop()
-        let server = try DispatchBench.FakeServer(latencyMilliseconds: FaultBench.latencyMilliseconds, faults: FaultBench.faults)
-        let run = try await DispatchBench.purserRun(
-            port: server.port, calls: calls, concurrency: wave, work: bench.work, catalog: DispatchBench.catalog(port: server.port, tiers: catalog.tiers))
-        let seen = FaultBench.serverFigures(server)
-        server.stop()
-        ratios.append(run.seconds / plain.seconds)
-        row("round \(round): plain retrying loop", String(format: "%.2f s", plain.seconds),
-            "\(plain.succeeded) succeeded in \(plain.calls) calls; \(plainSeen.earlyRetries) calls before their Retry-After")
-        row("round \(round): purser run", String(format: "%.2f s", run.seconds),
-            String(format: "%.2f× the plain loop; ", run.seconds / plain.seconds)
-                + "\(run.stored) results stored, \(run.failed) failed, \(run.summary.retried) retries in \(seen.calls) calls; "
-                + "\(seen.earlyRetries) calls before their Retry-After; \(seen.answeredTwice) requests answered twice")
+    for mix in FaultBench.mixes {
+        print("fault mix (\(mix.name)): \(mix.flags.joined(separator: " ")), \(FaultBench.latencyMilliseconds) ms a call; "
+            + "\(calls.formatted()) requests, \(wave) at once; a call abandoned after \(Int(mix.timeoutSeconds)) s")
+        var ratios: [Double] = []
+        for round in 1...rounds {
+            let plainServer = try DispatchBench.FakeServer(latencyMilliseconds: FaultBench.latencyMilliseconds, faults: mix.flags)
+            let plain = FaultBench.plainRetryingLoop(port: plainServer.port, calls: calls, concurrency: wave, timeoutSeconds: mix.timeoutSeconds)
+            let plainSeen = FaultBench.serverFigures(plainServer)
+            plainServer.stop()
+            let server = try DispatchBench.FakeServer(latencyMilliseconds: FaultBench.latencyMilliseconds, faults: mix.flags)
+            let run = try await DispatchBench.purserRun(
+                port: server.port, calls: calls, concurrency: wave, work: bench.work, catalog: DispatchBench.catalog(port: server.port, tiers: catalog.tiers)
+            ) { $0.timeoutSeconds = mix.timeoutSeconds }
+            let seen = FaultBench.serverFigures(server)
+            server.stop()
+            ratios.append(run.seconds / plain.seconds)
+            row("round \(round): plain retrying loop", String(format: "%.2f s", plain.seconds),
+                "\(plain.succeeded) succeeded in \(plain.calls) calls; \(plainSeen.earlyRetries) calls before their Retry-After")
+            row("round \(round): purser run", String(format: "%.2f s", run.seconds),
+                String(format: "%.2f× the plain loop; ", run.seconds / plain.seconds)
+                    + "\(run.stored) results stored, \(run.failed) failed, \(run.summary.retried) retries in \(seen.calls) calls; "
+                    + "\(seen.earlyRetries) calls before their Retry-After; \(seen.answeredTwice) requests answered twice")
+        }
+        row("purser / plain, median of \(rounds)", String(format: "%.2f×", DispatchBench.median(ratios)), "bar ≤ 1.5×")
+        print()
     }
-    row("purser / plain, median of \(rounds)", String(format: "%.2f×", DispatchBench.median(ratios)), "bar ≤ 1.5×")
 
     let port = FaultBench.closedPort()
     let unreachable = try await DispatchBench.purserRun(

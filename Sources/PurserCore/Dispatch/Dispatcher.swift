@@ -419,8 +419,9 @@ public final class Dispatcher: Sendable {
             }
             return
         }
+        let slot: RateLimiter.Slot
         do {
-            try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
+            slot = try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
         } catch {
             await persist("return \(request.customID) to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
             return
@@ -433,7 +434,7 @@ public final class Dispatcher: Sendable {
             timeoutSeconds: options.timeoutSeconds)
         let callStarted = clock.now()
         let outcome = await caller.call(call)
-        await limiter.release(model)
+        await limiter.release(slot)
         let finished = clock.now()
         func attempt(_ outcome: String, status: Int?, error: String?, usage: Usage?, simulated: Bool) -> AttemptRecord {
             AttemptRecord(
@@ -444,7 +445,7 @@ public final class Dispatcher: Sendable {
         case .success(let response):
             // A paid answer is kept even when the run is stopping.
             if let change = await health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
-            await limiter.recovered(model)
+            await limiter.recovered(model, latencyMilliseconds: finished - callStarted)
             let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: callStarted))
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
             let baselineCost = baseline.model(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost

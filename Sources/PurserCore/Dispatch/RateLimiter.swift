@@ -4,6 +4,11 @@
 /// A 429 slows the model that answered it: its in-flight cap drops to seven tenths of what was in flight and
 /// its rates to four fifths (at most once a second, so a burst of 429s counts once), and both climb back as
 /// calls succeed. A provider is never stopped for 429s; that is `ProviderHealth`'s call, on failure rates.
+///
+/// Only calls that are answering count against a slowed cap: one in flight four times longer than the model's
+/// calls take (and at least a second) is hung, waiting for its timeout, and is no load the provider asked us
+/// to shed. Counted, a few hung calls would hold a cut cap full, and with no call left to succeed and raise it
+/// the model would stand still until they timed out.
 public actor RateLimiter {
     struct Bucket {
         var capacity: Double
@@ -45,6 +50,13 @@ public actor RateLimiter {
         }
     }
 
+    /// A call in flight: taken by `acquire`, given back to `release`.
+    public struct Slot: Sendable {
+        let model: String
+        let provider: String
+        let ticket: Int
+    }
+
     /// How a model has been slowed after 429s.
     struct Slowdown {
         /// In-flight cap while slowed.
@@ -61,6 +73,11 @@ public actor RateLimiter {
     private var inFlightByModel: [String: Int] = [:]
     private var inFlightByProvider: [String: Int] = [:]
     private var slowdowns: [String: Slowdown] = [:]
+    /// When each call in flight started, by model and ticket.
+    private var startedAt: [String: [Int: Int64]] = [:]
+    private var nextTicket = 0
+    /// A moving average of how long a model's successful calls take, in milliseconds.
+    private var typicalLatency: [String: Double] = [:]
 
     public init(limits: Limits, clock: WallClock) {
         self.limits = limits
@@ -68,7 +85,8 @@ public actor RateLimiter {
     }
 
     /// Waits until `model` may take one more call of about `tokens` tokens, then takes it.
-    public func acquire(_ model: Model, tokens: Int) async throws {
+    @discardableResult
+    public func acquire(_ model: Model, tokens: Int) async throws -> Slot {
         while true {
             try Task.checkCancellation()
             let now = clock.now()
@@ -80,8 +98,9 @@ public actor RateLimiter {
                 ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
             requests.refill(now, factor: factor)
             tokenBucket.refill(now, factor: factor)
-            let modelCap = min(limits.inFlightPerModel ?? .max, slowdown.map { max(Int($0.inFlight), 1) } ?? .max)
-            let slotsFree = inFlightByModel[model.id, default: 0] < modelCap
+            let inFlight = inFlightByModel[model.id, default: 0]
+            let slotsFree = inFlight < (limits.inFlightPerModel ?? .max)
+                && slowdown.map { answering(model.id, now: now) < max(Int($0.inFlight), 1) } ?? true
                 && inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max)
             let wait = max(requests.wait(for: 1, factor: factor), tokenBucket.wait(for: Double(tokens), factor: factor))
             if slotsFree && wait == 0 {
@@ -91,7 +110,9 @@ public actor RateLimiter {
                 tokenBuckets[model.id] = tokenBucket
                 inFlightByModel[model.id, default: 0] += 1
                 inFlightByProvider[model.provider, default: 0] += 1
-                return
+                nextTicket += 1
+                startedAt[model.id, default: [:]][nextTicket] = now
+                return Slot(model: model.id, provider: model.provider, ticket: nextTicket)
             }
             requestBuckets[model.id] = requests
             tokenBuckets[model.id] = tokenBucket
@@ -102,15 +123,25 @@ public actor RateLimiter {
     /// The in-flight cap a 429 has put on `model`, if it is slowed.
     func slowedInFlightCap(_ model: Model) -> Int? { slowdowns[model.id].map { max(Int($0.inFlight), 1) } }
 
-    public func release(_ model: Model) {
-        inFlightByModel[model.id, default: 1] -= 1
-        inFlightByProvider[model.provider, default: 1] -= 1
+    public func release(_ slot: Slot) {
+        guard startedAt[slot.model]?.removeValue(forKey: slot.ticket) != nil else { return }
+        inFlightByModel[slot.model, default: 1] -= 1
+        inFlightByProvider[slot.provider, default: 1] -= 1
+    }
+
+    /// Calls of `model` in flight that are answering: all but those running four times longer than its calls
+    /// take, and at least a second (before any call succeeded, all of them).
+    func answering(_ model: String, now: Int64) -> Int {
+        let calls = startedAt[model] ?? [:]
+        guard let typical = typicalLatency[model] else { return calls.count }
+        let hungBefore = now - Int64(max(4 * typical, 1_000))
+        return calls.values.reduce(0) { $0 + ($1 > hungBefore ? 1 : 0) }
     }
 
     /// A 429 from `model`: fewer calls at once and slower, at most once a second.
     public func slowDown(_ model: Model) {
         let now = clock.now()
-        let inFlight = Double(max(inFlightByModel[model.id, default: 0], 1))
+        let inFlight = Double(max(answering(model.id, now: now), 1))
         var slowdown = slowdowns[model.id] ?? Slowdown(inFlight: inFlight + 1, rateFactor: 1, lastCut: nil)
         if let lastCut = slowdown.lastCut, now - lastCut < 1_000 { return }
         slowdown.inFlight = max(min(slowdown.inFlight, inFlight + 1) * 0.7, 1)
@@ -119,14 +150,16 @@ public actor RateLimiter {
         slowdowns[model.id] = slowdown
     }
 
-    /// A success from `model`: a slowed model climbs back (one more call at once, and a hundredth of its
-    /// rates, per success), until it is no longer slowed. Under a real overload successes are few and the cut
-    /// holds; after a stray 429 among many answers it is undone within a moment.
-    public func recovered(_ model: Model) {
+    /// A success from `model` that took `latencyMilliseconds`: a slowed model climbs back (one more call at
+    /// once, and a hundredth of its rates, per success), until it is no longer slowed. Under a real overload
+    /// successes are few and the cut holds; after a stray 429 among many answers it is undone within a moment.
+    public func recovered(_ model: Model, latencyMilliseconds: Int64) {
+        let latency = Double(min(max(latencyMilliseconds, 0), 3_600_000))
+        typicalLatency[model.id] = typicalLatency[model.id].map { $0 * 0.9 + latency * 0.1 } ?? latency
         guard var slowdown = slowdowns[model.id] else { return }
         slowdown.inFlight += 1
         slowdown.rateFactor = min(slowdown.rateFactor + 0.01, 1)
-        if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(inFlightByModel[model.id, default: 0] + 16) {
+        if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(answering(model.id, now: clock.now()) + 16) {
             slowdowns[model.id] = nil
         } else {
             slowdowns[model.id] = slowdown
