@@ -158,6 +158,8 @@ struct BatchIntegrationTests {
         let run = try purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         #expect(run.error.contains("has not ended and a deadline is near: cancelled"), "\(run.error)")
+        // While the batch held every request, the progress line said so (it comes each second; the wait is ten).
+        #expect(run.error.contains("in batches 10") && run.error.contains("waiting on batches"), "\(run.error)")
         try expectBooksBalance(database, requests: 10)
         // What the batch finished before it was cancelled is kept at batch prices; the rest was served live.
         let cancelled = try integer(database, "SELECT count(*) FROM attempts WHERE outcome = 'cancelled' AND mode = 'batch'")

@@ -125,15 +125,19 @@ final class RunReporter: Sendable {
             let done = progress.succeeded + progress.failed + progress.expired
             let seconds = max(Double(progress.elapsedMilliseconds) / 1000, 0.001)
             let rate = Double(done) / seconds
-            let eta = rate > 0 ? Int64(Double(max(progress.remaining, 0)) / rate * 1000) : nil
+            // The time left for live calls at the rate so far; batches end when their provider ends them.
+            let live = max(progress.remaining - progress.inBatches, 0)
+            let eta = rate > 0 ? Int64(Double(live) / rate * 1000) : nil
+            let etaText = live == 0 && progress.inBatches > 0 ? "waiting on batches" : "eta \(eta.map(DurationText.approximate) ?? "-")"
             if json {
                 emit([
                     "event": .string("progress"), "succeeded": .number(String(progress.succeeded)), "failed": .number(String(progress.failed)),
                     "expired": .number(String(progress.expired)), "in_flight": .number(String(progress.inFlight)),
+                    "in_batches": .number(String(progress.inBatches)),
                     "remaining": .number(String(max(progress.remaining, 0))), "spend_usd": .string(progress.spend.exactUSD),
                 ])
             } else {
-                let line = "done \(done)/\(done + max(progress.remaining, 0))  \(String(format: "%.1f", rate))/s  in flight \(progress.inFlight)  spend \(progress.spend.formatted)\(simulated ? " (simulated)" : "")  eta \(eta.map(DurationText.approximate) ?? "-")"
+                let line = "done \(done)/\(done + max(progress.remaining, 0))  \(String(format: "%.1f", rate))/s  in flight \(progress.inFlight)\(progress.inBatches > 0 ? "  in batches \(progress.inBatches)" : "")  spend \(progress.spend.formatted)\(simulated ? " (simulated)" : "")  \(etaText)"
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K" + line) } else { console.error(log("info", "progress", line)) }
             }
         case .notice(let message):

@@ -462,6 +462,13 @@ public actor DispatchStore {
             unplanned: Int(unplanned), held: Int(held ?? 0), inBatches: inBatches?.0 ?? 0, openBatches: Int(openBatches))
     }
 
+    /// Requests in scope that are in batches (to be sent, at a provider, or with results to store).
+    func requestsInBatches(job: Int64?) throws -> Int {
+        Int(try database.scalarInt("""
+            SELECT count(*) FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE ?1 IS NULL OR r.job_id = ?1
+            """, [.optionalInt64(job)]) ?? 0)
+    }
+
     /// Jobs in scope with requests waiting for a plan.
     func jobsNeedingPlans(job: Int64?) throws -> [Int64] { try lifecycle.jobsNeedingPlans(job: job) }
 

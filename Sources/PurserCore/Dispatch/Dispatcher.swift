@@ -153,13 +153,16 @@ public final class Dispatcher: Sendable {
     }
 
     private func progressReports(started: Int64) async {
+        var inBatches = 0
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: 1_000_000_000)
             if Task.isCancelled { return }
             let totals = await state.totals
+            // A count for the progress line only: when it cannot be read, the last one stands.
+            do { inBatches = try await store.requestsInBatches(job: options.job) } catch {}
             onEvent(.progress(RunProgress(
                 succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
-                remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
+                inBatches: inBatches, remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
         }
     }
 

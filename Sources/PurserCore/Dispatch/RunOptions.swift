@@ -78,6 +78,8 @@ public struct RunProgress: Sendable {
     public var failed: Int
     public var expired: Int
     public var inFlight: Int
+    /// Requests in batches (sent or to be sent); they are among `remaining`.
+    public var inBatches: Int
     /// Requests this run may still serve.
     public var remaining: Int
     public var spend: Money
