@@ -96,6 +96,28 @@ struct BatchIntegrationTests {
         #expect(try server.stats()["calls"]?.intValue == 30)
     }
 
+    @Test func aDetachedRunLeavesItsBatchAtTheProviderAndTheNextRunFinishesIt() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "1500"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(20, model: "small")], database: database, pricing: pricing)
+        let detached = try purser(["run", "--detach"], database: database, pricing: pricing)
+        #expect(detached.code == 0, "\(detached.error)")
+        #expect(detached.out.contains("20 requests are in batches"), "\(detached.out)")
+        #expect(try integer(database, "SELECT count(*) FROM results") == 0)
+        let status = try purser(["status", "1"], database: database, pricing: pricing)
+        #expect(status.out.contains("batch 1: 20 requests for fakeopenai/small at fakeopenai as batch_"), "\(status.out)")
+        // Cancelling the job leaves requests already at the provider to their batch, and says so.
+        let cancel = try purser(["cancel", "1"], database: database, pricing: pricing)
+        #expect(cancel.out.contains("0 requests cancelled; 20 in batches will finish with their batch"), "\(cancel.out)")
+        let again = try purser(["run"], database: database, pricing: pricing)
+        #expect(again.code == 0, "\(again.error)")
+        try expectBooksBalance(database, requests: 20)
+        #expect(try server.stats()["batches_created"]?.intValue == 1)
+        #expect(try server.stats()["calls"]?.intValue == 0)
+    }
+
     @Test func aBatchThatFailsValidationSaysWhichLineAndWhyAndItsRequestsAreServedLive() throws {
         let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--batch-validation-fail"])
         defer { server.stop() }

@@ -85,9 +85,11 @@ enum CancelCommand {
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
         let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
-        let (cancelled, running) = try ResultStore(database: database).cancel(job: job.id)
-        context.console.print("job \(job.id) \"\(job.name)\": \(count(cancelled, "request")) cancelled"
-            + (running > 0 ? "; \(running) running will finish" : ""))
+        let (cancelled, running, inBatches) = try ResultStore(database: database).cancel(job: job.id)
+        var words = "job \(job.id) \"\(job.name)\": \(count(cancelled, "request")) cancelled"
+        if running > inBatches { words += "; \(running - inBatches) running will finish" }
+        if inBatches > 0 { words += "; \(inBatches) in batches will finish with their batch (and be charged at batch prices)" }
+        context.console.print(words)
         return 0
     }
 }

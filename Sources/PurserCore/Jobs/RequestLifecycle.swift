@@ -239,8 +239,9 @@ public struct RequestLifecycle {
 
     // MARK: - What users do
 
-    /// Cancels what has not started; running requests finish. Returns how many were cancelled and how many run on.
-    func cancel(job: Int64) throws -> (cancelled: Int, running: Int) {
+    /// Cancels what has not started; running requests finish, those in batches with their batch. Returns how
+    /// many were cancelled, how many run on, and how many of those are in batches.
+    func cancel(job: Int64) throws -> (cancelled: Int, running: Int, inBatches: Int) {
         let cancelled = try database.statement("""
             UPDATE requests SET state = 'cancelled', last_error = 'cancelled by the user', next_attempt_at = NULL
             WHERE job_id = ? AND state IN ('queued', 'waiting', 'held') RETURNING id
@@ -248,8 +249,10 @@ public struct RequestLifecycle {
         if !cancelled.isEmpty {
             try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(cancelled)])
         }
-        let running = Int(try database.scalarInt("SELECT count(*) FROM requests WHERE job_id = ? AND state = 'running'", [.integer(job)]) ?? 0)
-        return (cancelled.count, running)
+        let running = try database.statement("""
+            SELECT count(*), coalesce(sum(lease_owner LIKE 'batch:%'), 0) FROM requests WHERE job_id = ? AND state = 'running'
+            """).firstRow([.integer(job)]) { ($0.int(0), $0.int(1)) } ?? (0, 0)
+        return (cancelled.count, running.0, running.1)
     }
 
     /// Queues finished-but-unsuccessful requests again, with fresh attempts and no plan (the next run plans them

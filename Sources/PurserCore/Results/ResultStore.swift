@@ -62,7 +62,7 @@ public struct ResultStore {
     }
 
     /// Cancels what has not started; running requests finish. Returns how many were cancelled and how many run on.
-    public func cancel(job: Int64) throws -> (cancelled: Int, running: Int) {
+    public func cancel(job: Int64) throws -> (cancelled: Int, running: Int, inBatches: Int) {
         try database.writeTransaction { try RequestLifecycle(database: database).cancel(job: job) }
     }
 
