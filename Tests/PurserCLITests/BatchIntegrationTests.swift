@@ -136,7 +136,7 @@ struct BatchIntegrationTests {
     }
 
     @Test func aLineTheBatchModelRefusesMovesToTheNextModel() throws {
-        // The cheap model refuses every request (400, context length) in its batch; the next model serves them.
+        // The cheap model refuses every request (400, context length), in its batch and live; the next serves them.
         let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--refuse-model", "small"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
@@ -152,8 +152,14 @@ struct BatchIntegrationTests {
         #expect(run.error.contains("12 moved to another model"), "\(run.error)")
         try expectBooksBalance(database, requests: 12)
         #expect(try integer(database, "SELECT count(*) FROM attempts WHERE mode = 'batch' AND outcome = 'model_refused' AND status = 400") == 12)
-        #expect(try query(database, "SELECT DISTINCT model FROM results").map { $0[0] } == ["fakeanthropic/medium"])
-        #expect(try linesPerRequest(server).values.allSatisfy { $0 == 1 }, "no request went into a second batch of the model that refused it")
+        // With a week to spare the next model serves them by batch too, and the model that refused them is not tried again.
+        let served = try query(database, "SELECT DISTINCT model, mode FROM results").map { Array($0.prefix(2)) }
+        let batches = try query(database, "SELECT model, count(*) FROM batches GROUP BY model ORDER BY model").map { Array($0.prefix(2)) }
+        #expect(served == [["fakeanthropic/medium", "batch"]], "\(served)")
+        #expect(batches == [["fakeanthropic/medium", "1"], ["fakeopenai/small", "1"]], "\(batches)")
+        let lines = try linesPerRequest(server)
+        #expect(lines.count == 12 && lines.values.allSatisfy { $0 == 2 }, "each request went into one batch of each model: \(lines)")
+        #expect(try server.stats()["calls"]?.intValue == 0)
     }
 
     @Test func aSpeculativeBatchThatDoesNotEndIsCancelledAndServedLiveInTime() throws {

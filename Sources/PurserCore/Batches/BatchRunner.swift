@@ -15,7 +15,8 @@ final class BatchRunner: Sendable {
     let health: ProviderHealth
     let baseline: Baseline
     let onEvent: @Sendable (RunEvent) -> Void
-    /// The cheapest live model other than those given, for a request a batch's model refused.
+    /// The cheapest model and mode (by batch where the deadline still allows) other than those given, for a
+    /// request a batch's model refused.
     let alternative: @Sendable (PlannableRequest, Set<String>) async -> (Model, DispatchMode)?
     private let apis = Mutex<[String: any BatchAPI]>([:])
 
@@ -216,7 +217,7 @@ final class BatchRunner: Sendable {
                 var decided: [(line: BatchResultLine, member: BatchMember?, decision: BatchDecision?)] = []
                 for line in lines {
                     if let member = members[line.customID] {
-                        decided.append((line, member, await decide(member, outcome: line.outcome, batch: batch, now: now)))
+                        decided.append((line, member, try await decide(member, outcome: line.outcome, batch: batch, now: now)))
                     } else {
                         decided.append((line, nil, nil))
                     }
@@ -256,7 +257,7 @@ final class BatchRunner: Sendable {
 
     /// What a result line means for its request: stored at batch prices; planned again (a later batch or live,
     /// by the time left); moved to the next model when this one refused it; or failed.
-    private func decide(_ member: BatchMember, outcome: BatchResultLine.Outcome, batch: BatchRow, now: Int64) async -> BatchDecision {
+    private func decide(_ member: BatchMember, outcome: BatchResultLine.Outcome, batch: BatchRow, now: Int64) async throws -> BatchDecision {
         guard let model = catalog.model(id: batch.model) else { return .replan("\(batch.model) is no longer in the pricing tables") }
         switch outcome {
         case .succeeded(let response):
@@ -273,7 +274,10 @@ final class BatchRunner: Sendable {
             case .permanent:
                 return .fail(failure.message)
             case .modelRefused:
-                guard let (next, mode) = await alternative(member.plannable, [model.id]) else {
+                // Every model that refused it (or failed it as often as a model may) is passed over, so that two
+                // models' batches never hand a request back and forth.
+                let passedOver = try await store.exhaustedModels(for: member.requestID, threshold: options.retry.attemptsPerModel)
+                guard let (next, mode) = await alternative(member.plannable, passedOver.union([model.id])) else {
                     return .fail("no other model can serve it; \(model.id) refused: \(failure.message)")
                 }
                 let cost = Charges.prices(of: next, mode: mode, at: now).cost(

@@ -50,7 +50,7 @@ public final class Dispatcher: Sendable {
             alternative: { request, excluded in
                 await Dispatcher.cheapestAlternative(
                     for: request, excluding: excluded, catalog: catalog, environment: environment, simulate: options.simulate, health: providerHealth,
-                    now: clock.now()).map { ($0.0, $0.2) }
+                    now: clock.now(), allowingBatch: true).map { ($0.0, $0.2) }
             })
     }
 
@@ -552,17 +552,18 @@ public final class Dispatcher: Sendable {
             now: clock.now())
     }
 
-    /// The cheapest model, other than `excluding`, whose provider is usable now, for a live call.
+    /// The cheapest model, other than `excluding`, whose provider is usable now, for a live call (or by batch
+    /// too when `allowingBatch` and the deadline leaves the batch window).
     static func cheapestAlternative(
         for request: PlannableRequest, excluding: Set<String>, catalog: PricingCatalog, environment: [String: String], simulate: Bool,
-        health: ProviderHealth, now: Int64
+        health: ProviderHealth, now: Int64, allowingBatch: Bool = false
     ) async -> (Model, Provider, DispatchMode)? {
         let unavailable = await health.unavailableProviders(now: now)
         var narrowed = catalog
         narrowed.models.removeAll { excluding.contains($0.id) || unavailable.contains($0.provider) }
         let usable = PlanningContext.usableProviders(catalog: narrowed, environment: environment, simulate: simulate)
         let planner = Planner(context: PlanningContext(catalog: narrowed, now: now, usableProviders: usable))
-        guard let best = planner.cheapestOption(for: request), let provider = narrowed.providers[best.model.provider] else { return nil }
+        guard let best = planner.cheapestOption(for: request, allowingBatch: allowingBatch), let provider = narrowed.providers[best.model.provider] else { return nil }
         return (best.model, provider, best.mode == .offpeak ? .sync : best.mode)
     }
 

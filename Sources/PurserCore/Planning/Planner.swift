@@ -134,13 +134,14 @@ public struct Planner {
             + "a batch sent now is tried only once enough batches of the model have been seen finishing in time"
     }
 
-    /// The cheapest model and mode that can serve `request` now (for a fallback at dispatch), ignoring capacity.
-    public func cheapestOption(for request: PlannableRequest) -> (model: Model, mode: DispatchMode, cost: Money)? {
-        // Every option kept: the batch options that would prune the live ones are not candidates here.
+    /// The cheapest model and mode that can serve `request` now (for a fallback at dispatch), ignoring capacity:
+    /// a live one, or by batch too when `allowingBatch` (and the deadline leaves the batch window).
+    public func cheapestOption(for request: PlannableRequest, allowingBatch: Bool = false) -> (model: Model, mode: DispatchMode, cost: Money)? {
+        // Every option kept: the batch options that would prune the live ones are candidates only when allowed.
         let single = PlanningProblem(requests: [request], context: context, pruneDominated: false)
         guard let signature = single.signatures.first else { return nil }
         let input = request.needs.inputTokens
-        guard let best = signature.options.filter({ $0.mode != .batch })
+        guard let best = signature.options.filter({ allowingBatch || $0.mode != .batch })
             .min(by: { ($0.cost(input: input).cost, $0.preference) < ($1.cost(input: input).cost, $1.preference) })
         else { return nil }
         let priced = best.cost(input: input)
