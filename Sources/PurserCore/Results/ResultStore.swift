@@ -61,7 +61,8 @@ public struct ResultStore {
             """).firstRow([.integer(job)]) { (Money(picoUSD: $0.int64(0)), $0.int(1)) } ?? (.zero, 0)
     }
 
-    /// Cancels what has not started; running requests finish. Returns how many were cancelled and how many run on.
+    /// Cancels what has not started; running requests finish, those in batches with their batch. Returns how
+    /// many were cancelled, how many run on, and how many of those are in batches.
     public func cancel(job: Int64) throws -> (cancelled: Int, running: Int, inBatches: Int) {
         try database.writeTransaction { try RequestLifecycle(database: database).cancel(job: job) }
     }
