@@ -119,11 +119,26 @@ enum DispatchBench {
         var summary: RunSummary
     }
 
-    /// Submits `calls` requests for the fake model to a fresh database and serves them all with `purser run`'s dispatcher.
-    static func purserRun(
-        port: Int, calls: Int, concurrency: Int, work: String, catalog: PricingCatalog, adjust: (inout RunOptions) -> Void = { _ in }
-    ) async throws -> RunFigures {
-        let path = work + "/dispatch.db"
+    /// The same model and provider as `catalog` written as pricing tables (beside `tiers.json` from `pricing`), for
+    /// the `purser` command.
+    static func writePricing(port: Int, pricing: String, to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let tiers = directory + "/tiers.json"
+        try? FileManager.default.removeItem(atPath: tiers)
+        try FileManager.default.copyItem(atPath: pricing + "/tiers.json", toPath: tiers)
+        try """
+            {"providers": [{"name": "fake", "dialect": "openai", "base_url": "http://127.0.0.1:\(port)/v1", "api_key_env": "FAKE_KEY", "batch_api": false}]}
+            """.write(toFile: directory + "/providers.json", atomically: true, encoding: .utf8)
+        try """
+            {"models": [{"id": "fake/small", "provider": "fake", "model": "small", "prices": {"input": "0.15", "output": "0.6", "cached_input": "0.075"},
+             "context_window": 100000, "max_output_tokens": 8000, "quality": {"score": 90, "source": "benchmark"}, "capabilities": ["tools", "json_mode", "vision"],
+             "rate_limits": {"requests_per_minute": 100000000, "tokens_per_minute": 1000000000000},
+             "speed": {"time_to_first_token_ms": 1, "output_tokens_per_second": 100000}, "price_date": "2026-11-24", "price_source": "https://example.com"}]}
+            """.write(toFile: directory + "/models.json", atomically: true, encoding: .utf8)
+    }
+
+    /// A fresh database at `path` holding one job of `calls` requests for the fake model.
+    private static func submitJob(calls: Int, path: String, work: String, catalog: PricingCatalog) throws {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         let jobFile = work + "/dispatch-job.jsonl"
         var text = ""
@@ -133,6 +148,53 @@ enum DispatchBench {
         }
         try text.write(toFile: jobFile, atomically: true, encoding: .utf8)
         _ = try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog).submit(files: [jobFile], options: SubmitOptions(force: true))
+    }
+
+    /// What a `purser run` command did, timed from its start to its exit as a user sees it.
+    struct CommandFigures {
+        var seconds: Double
+        var stored: Int
+        var failed: Int
+        var exitCode: Int32
+    }
+
+    /// Submits `calls` requests for the fake model to a fresh database and serves them with the `purser run`
+    /// command, in a process of its own as a user runs it (its start, planning and exit are in the time).
+    static func commandRun(calls: Int, concurrency: Int, work: String, pricing: String) throws -> CommandFigures {
+        let path = work + "/dispatch-command.db"
+        try submitJob(calls: calls, path: path, work: work, catalog: try PricingCatalog.load(directory: pricing))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("purser")
+        process.arguments = ["run", "--concurrency", String(concurrency), "--timeout", "60"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PURSER_DB"] = path
+        environment["PURSER_PRICING"] = pricing
+        environment["FAKE_KEY"] = "bench"
+        process.environment = environment
+        // Files, not pipes: nobody reads a pipe while the run writes its log.
+        let log = work + "/dispatch-command.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        defer { try? handle.close() }
+        process.standardOutput = handle
+        process.standardError = handle
+        let started = DispatchTime.now().uptimeNanoseconds
+        try process.run()
+        process.waitUntilExit()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let database = try PurserDatabase.open(path: path)
+        return CommandFigures(
+            seconds: seconds, stored: Int(try database.scalarInt("SELECT count(*) FROM results") ?? 0),
+            failed: Int(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'failed'") ?? 0), exitCode: process.terminationStatus)
+    }
+
+    /// Submits `calls` requests for the fake model to a fresh database and serves them all with `purser run`'s
+    /// dispatcher in this process (for the figures that need its summary).
+    static func purserRun(
+        port: Int, calls: Int, concurrency: Int, work: String, catalog: PricingCatalog, adjust: (inout RunOptions) -> Void = { _ in }
+    ) async throws -> RunFigures {
+        let path = work + "/dispatch.db"
+        try submitJob(calls: calls, path: path, work: work, catalog: catalog)
         var options = RunOptions(worker: "bench")
         options.concurrency = concurrency
         options.timeoutSeconds = 60

@@ -266,13 +266,16 @@ if bench.phase == "all" || bench.phase == "dispatch" {
     print()
     let calls = bench.dispatchCalls
     let fast = try DispatchBench.FakeServer(latencyMilliseconds: 0)
-    let fastCatalog = DispatchBench.catalog(port: fast.port, tiers: catalog.tiers)
+    let fastPricing = bench.work + "/dispatch-pricing-fast"
+    try DispatchBench.writePricing(port: fast.port, pricing: bench.pricing, to: fastPricing)
     _ = DispatchBench.rawSeconds(port: fast.port, calls: 500, concurrency: 64)
     var rawRates: [Double] = [], purserRates: [Double] = []
     var stored = 0, failed = 0
+    var exitCodes: [Int32] = []
     for _ in 0..<5 {
         rawRates.append(Double(calls) / DispatchBench.rawSeconds(port: fast.port, calls: calls, concurrency: 64))
-        let run = try await DispatchBench.purserRun(port: fast.port, calls: calls, concurrency: 64, work: bench.work, catalog: fastCatalog)
+        let run = try DispatchBench.commandRun(calls: calls, concurrency: 64, work: bench.work, pricing: fastPricing)
+        if run.exitCode != 0 { exitCodes.append(run.exitCode) }
         purserRates.append(Double(run.stored) / run.seconds)
         stored += run.stored
         failed += run.failed
@@ -284,7 +287,8 @@ if bench.phase == "all" || bench.phase == "dispatch" {
     let rounds = zip(purserRates, rawRates).map { "\(Int($0))/\(Int($1))" }.joined(separator: ", ")
     row("raw URLSession, 0 ms, 64 at once", "\(Int(raw).formatted()) calls/s", "median of 5 rounds of \(calls.formatted()) calls")
     row("purser run, 0 ms, 64 workers", "\(Int(purser).formatted()) calls/s",
-        "bar ≥ 80% of raw: median round \(Int(100 * ratio))% (purser/raw: \(rounds)); \(stored) results stored, \(failed) failed")
+        "bar ≥ 80% of raw: median round \(Int(100 * ratio))% (purser/raw: \(rounds)); \(stored) results stored, \(failed) failed"
+            + (exitCodes.isEmpty ? "" : "; exit codes \(exitCodes)"))
 
     let wave = 1_000, slowCalls = 3_000
     let rawServer = try DispatchBench.FakeServer(latencyMilliseconds: 1_000)
@@ -292,13 +296,15 @@ if bench.phase == "all" || bench.phase == "dispatch" {
     let rawPeak = rawServer.peakInFlight()
     rawServer.stop()
     let slow = try DispatchBench.FakeServer(latencyMilliseconds: 1_000)
-    let slowRun = try await DispatchBench.purserRun(
-        port: slow.port, calls: slowCalls, concurrency: wave, work: bench.work, catalog: DispatchBench.catalog(port: slow.port, tiers: catalog.tiers))
+    let slowPricing = bench.work + "/dispatch-pricing-slow"
+    try DispatchBench.writePricing(port: slow.port, pricing: bench.pricing, to: slowPricing)
+    let slowRun = try DispatchBench.commandRun(calls: slowCalls, concurrency: wave, work: bench.work, pricing: slowPricing)
     let purserPeak = slow.peakInFlight()
     slow.stop()
     row("raw URLSession, 1 s, 1,000 at once", String(format: "%.2f s", rawSlow), "\(slowCalls.formatted()) calls; at most \(rawPeak) in flight; ideal 3.00 s")
     row("purser run, 1 s, 1,000 workers", String(format: "%.2f s", slowRun.seconds),
-        "\(slowCalls.formatted()) calls; at most \(purserPeak) in flight; \(slowRun.stored) results stored, \(slowRun.failed) failed")
+        "\(slowCalls.formatted()) calls; at most \(purserPeak) in flight; \(slowRun.stored) results stored, \(slowRun.failed) failed"
+            + (slowRun.exitCode == 0 ? "" : "; exit \(slowRun.exitCode)"))
 }
 
 // Faults: 5,000 requests, 500 at once, 50 ms a call, against a server failing 10% with 500 and 5% with 429
