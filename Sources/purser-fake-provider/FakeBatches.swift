@@ -87,6 +87,16 @@ final class FakeBatches: Sendable {
         let query = path.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
         let parts = route.split(separator: "/").map(String.init)
         let host = headers["host"] ?? "127.0.0.1"
+        let anthropic = parts.count >= 3 && parts[1] == "messages"
+        // Refusals asked for: every batch create, or every look at a batch, answers that status.
+        if let status = settings.batchCreateFail, method == "POST", parts == ["v1", "batches"] || parts == ["v1", "messages", "batches"] {
+            return error(status, "fake refusal of a batch create", anthropic: anthropic)
+        }
+        if let status = settings.batchStatusFail, method == "GET",
+            (parts.count == 3 && parts[1] == "batches") || (parts.count == 4 && parts[1] == "messages" && parts[2] == "batches")
+        {
+            return error(status, "fake refusal: no such batch \(parts.last ?? "")", anthropic: anthropic)
+        }
         switch (method, parts) {
         case ("POST", ["v1", "files"]): return upload(headers: headers, body: body)
         case ("GET", ["v1", "files"]): return listFiles()

@@ -33,6 +33,9 @@ struct Settings: Sendable {
     var batchValidationFail = false
     var batchNeverEnds = false
     var batchCancelMilliseconds = 200
+    /// A status every batch create (or every look at one batch) answers with, to test refusals.
+    var batchCreateFail: Int?
+    var batchStatusFail: Int?
 
     init(_ arguments: [String]) {
         var index = 0
@@ -61,6 +64,8 @@ struct Settings: Sendable {
             case "--batch-validation-fail": batchValidationFail = true
             case "--batch-never-ends": batchNeverEnds = true
             case "--batch-cancel-ms": batchCancelMilliseconds = Int(next()) ?? batchCancelMilliseconds
+            case "--batch-create-fail": batchCreateFail = Int(next())
+            case "--batch-status-fail": batchStatusFail = Int(next())
             default:
                 FileHandle.standardError.write(Data("purser-fake-provider: unknown option \(arguments[index])\n".utf8))
                 exit(64)

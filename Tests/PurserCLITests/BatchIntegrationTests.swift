@@ -118,6 +118,40 @@ struct BatchIntegrationTests {
         #expect(try server.stats()["calls"]?.intValue == 0)
     }
 
+    @Test func aBatchTheProviderRefusesToCreateIsClosedAndItsRequestsServedLive() throws {
+        let server = try FakeProviderProcess(["--batch-create-fail", "400"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(10, model: "small")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("the batch API refused it (HTTP 400: fake refusal of a batch create); its 10 requests are served live"), "\(run.error)")
+        try expectBooksBalance(database, requests: 10)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["sync"])
+        #expect(try server.stats()["batches_created"]?.intValue == 0)
+        #expect(try server.stats()["calls"]?.intValue == 10)
+        // Nothing was created, so nothing can have been billed.
+        #expect(try integer(database, "SELECT count(*) FROM unsettled_charges") == 0)
+    }
+
+    @Test func aBatchItsProviderNoLongerAnswersForIsGivenUpAndServedLive() throws {
+        // Every look at the batch answers 404: after the give-up time the run stops waiting on it.
+        let server = try FakeProviderProcess(["--batch-status-fail", "404"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(10, model: "medium")], database: database, pricing: pricing)
+        let run = try purser(["run", "--give-up-after", "1"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("given up: its 10 requests are served live, and what it may have billed stays counted as unsettled"), "\(run.error)")
+        try expectBooksBalance(database, requests: 10)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["sync"])
+        #expect(try server.stats()["batches_created"]?.intValue == 1)
+        // The batch may still bill: its requests' worst cases stay counted against the caps.
+        #expect(try integer(database, "SELECT count(*) FROM unsettled_charges") == 10)
+    }
+
     @Test func aBatchThatFailsValidationSaysWhichLineAndWhyAndItsRequestsAreServedLive() throws {
         let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--batch-validation-fail"])
         defer { server.stop() }

@@ -19,6 +19,8 @@ final class BatchRunner: Sendable {
     /// request a batch's model refused.
     let alternative: @Sendable (PlannableRequest, Set<String>) async -> (Model, DispatchMode)?
     private let apis = Mutex<[String: any BatchAPI]>([:])
+    /// When a batch's provider began refusing every step of it (a 4xx other than auth, quota or rate limits).
+    private let refusedSince = Mutex<[Int64: Int64]>([:])
 
     /// A failed API step is tried again after this long (a minute at most).
     static let retryMilliseconds: Int64 = 5_000
@@ -99,10 +101,12 @@ final class BatchRunner: Sendable {
                 break
             }
             _ = await health.recordSuccess(provider.name, now: clock.now())
+            refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
         } catch let error as BatchAPIError {
             // The run is ending: the step is left for the next one.
             if Task.isCancelled { return }
             let failure = error.failure
+            if failure.kind == .permanent || failure.kind == .modelRefused, try await refused(batch, failure: failure, now: now) { return }
             if failure.kind == .auth || failure.kind == .quota {
                 if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
                     onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
@@ -120,6 +124,37 @@ final class BatchRunner: Sendable {
             }
             let wait = max(failure.retryAfterMilliseconds ?? 0, BatchRunner.retryMilliseconds)
             try await store.recordBatchError(batch.id, message: failure.message, retryAt: now + min(wait, 60_000))
+        }
+    }
+
+    /// The provider answered a step of the batch with a 4xx that trying again will not change (a request it
+    /// will not take, a batch it does not know). A batch not yet created is closed at once and its requests are
+    /// served live. One at the provider is given up once such answers have lasted the give-up time
+    /// (`--give-up-after`) and come twice in a row: its requests are served live, and what it may have billed
+    /// stays counted as unsettled, so that a run never waits on it for ever. True when the batch was closed.
+    private func refused(_ batch: BatchRow, failure: CallFailure, now: Int64) async throws -> Bool {
+        let what = "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)"
+        switch batch.state {
+        case .planned, .uploaded:
+            let left = try await store.finishBatch(
+                batch, reason: "\(batch.provider)'s batch API refused batch \(batch.id): \(what)", lineErrors: [:], liveOnly: true)
+            onEvent(.notice("batch \(batch.id) (\(batch.provider)): the batch API refused it (\(what)); its \(left) requests are served live"))
+            return true
+        case .created, .ended:
+            let since = refusedSince.withLock { $0[batch.id, default: now] }
+            guard now - since >= options.health.unreachableAfterMilliseconds, now > since else {
+                refusedSince.withLock { $0[batch.id] = since }
+                return false
+            }
+            refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
+            let reason = "\(batch.provider) answered \(what) about batch \(batch.id) for \(DurationText.approximate(now - since)); served live"
+            let taken = try await store.detachBatch(batch, now: now, reason: reason)
+            _ = try await store.finishBatch(batch, reason: reason, lineErrors: [:])
+            onEvent(.notice("batch \(batch.id) (\(batch.providerBatchID ?? "?")): \(batch.provider) has answered \(what) for \(DurationText.approximate(now - since)); "
+                + "given up: its \(taken) requests are served live, and what it may have billed stays counted as unsettled"))
+            return true
+        case .done:
+            return false
         }
     }
 
