@@ -128,34 +128,33 @@ final class BatchRunner: Sendable {
     }
 
     /// The provider answered a step of the batch with a 4xx that trying again will not change (a request it
-    /// will not take, a batch it does not know). A batch not yet created is closed at once and its requests are
-    /// served live. One at the provider is given up once such answers have lasted the give-up time
-    /// (`--give-up-after`) and come twice in a row: its requests are served live, and what it may have billed
-    /// stays counted as unsettled, so that a run never waits on it for ever. True when the batch was closed.
+    /// will not take, a batch it does not know). A batch no create was ever sent for is closed at once and its
+    /// requests are served live. One that may be at the provider is given up once such answers have lasted the
+    /// give-up time (`--give-up-after`) and come twice in a row: its requests are served live, and what it may
+    /// have billed stays counted as unsettled, so that a run never waits on it for ever. True when the batch
+    /// was closed.
     private func refused(_ batch: BatchRow, failure: CallFailure, now: Int64) async throws -> Bool {
         let what = "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)"
-        switch batch.state {
-        case .planned, .uploaded:
+        guard batch.state != .done else { return false }
+        // `batch` is the row as this step found it: no create started before it means none can have succeeded.
+        if batch.state == .planned || batch.state == .uploaded, batch.createStartedAt == nil {
             let left = try await store.finishBatch(
                 batch, reason: "\(batch.provider)'s batch API refused batch \(batch.id): \(what)", lineErrors: [:], liveOnly: true)
             onEvent(.notice("batch \(batch.id) (\(batch.provider)): the batch API refused it (\(what)); its \(left) requests are served live"))
             return true
-        case .created, .ended:
-            let since = refusedSince.withLock { $0[batch.id, default: now] }
-            guard now - since >= options.health.unreachableAfterMilliseconds, now > since else {
-                refusedSince.withLock { $0[batch.id] = since }
-                return false
-            }
-            refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
-            let reason = "\(batch.provider) answered \(what) about batch \(batch.id) for \(DurationText.approximate(now - since)); served live"
-            let taken = try await store.detachBatch(batch, now: now, reason: reason)
-            _ = try await store.finishBatch(batch, reason: reason, lineErrors: [:])
-            onEvent(.notice("batch \(batch.id) (\(batch.providerBatchID ?? "?")): \(batch.provider) has answered \(what) for \(DurationText.approximate(now - since)); "
-                + "given up: its \(taken) requests are served live, and what it may have billed stays counted as unsettled"))
-            return true
-        case .done:
+        }
+        let since = refusedSince.withLock { $0[batch.id, default: now] }
+        guard now - since >= options.health.unreachableAfterMilliseconds, now > since else {
+            refusedSince.withLock { $0[batch.id] = since }
             return false
         }
+        refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
+        let reason = "\(batch.provider) answered \(what) about batch \(batch.id) for \(DurationText.approximate(now - since)); served live"
+        let taken = try await store.detachBatch(batch, now: now, reason: reason)
+        _ = try await store.finishBatch(batch, reason: reason, lineErrors: [:])
+        onEvent(.notice("batch \(batch.id) (\(batch.providerBatchID ?? "?")): \(batch.provider) has answered \(what) for \(DurationText.approximate(now - since)); "
+            + "given up: its \(taken) requests are served live, and what it may have billed stays counted as unsettled"))
+        return true
     }
 
     /// Uploads the input (OpenAI-style APIs) and creates the batch, storing each id as soon as it comes back.
