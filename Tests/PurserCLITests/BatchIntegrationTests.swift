@@ -142,9 +142,12 @@ struct BatchIntegrationTests {
         let pricing = try fakePricing(port: server.port, batches: true)
         let database = temporaryDatabase()
         try purser(["submit", try batchJob(10, model: "medium")], database: database, pricing: pricing)
-        let run = try purser(["run", "--give-up-after", "1"], database: database, pricing: pricing)
+        // Looked at every 5 s: refused at 0, 5 and 10 s, given up at the third (6 s after the first).
+        let run = try purser(["run", "--give-up-after", "6"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         #expect(run.error.contains("given up: its 10 requests are served live, and what it may have billed stays counted as unsettled"), "\(run.error)")
+        // The same refusal is said once a minute at most, not at every look.
+        #expect(run.error.components(separatedBy: "fake refusal: no such batch").count - 1 == 2, "once on its own, once in giving up: \(run.error)")
         try expectBooksBalance(database, requests: 10)
         #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["sync"])
         #expect(try server.stats()["batches_created"]?.intValue == 1)

@@ -21,6 +21,8 @@ final class BatchRunner: Sendable {
     private let apis = Mutex<[String: any BatchAPI]>([:])
     /// When a batch's provider began refusing every step of it (a 4xx other than auth, quota or rate limits).
     private let refusedSince = Mutex<[Int64: Int64]>([:])
+    /// The last failure said for each batch, and when: the same one is said again at most once a minute.
+    private let lastSaid = Mutex<[Int64: (message: String, at: Int64)]>([:])
 
     /// A failed API step is tried again after this long (a minute at most).
     static let retryMilliseconds: Int64 = 5_000
@@ -118,12 +120,22 @@ final class BatchRunner: Sendable {
                     longestPause: max(batch.pullBackAt - now, 1_000))
                 if case .unreachable(let reason)? = change {
                     onEvent(.notice("provider \(provider.name) is \(reason); its batches stay where they are for a later run"))
-                } else {
+                } else if sayOnce(batch.id, failure.message, now: now) {
                     onEvent(.notice("batch \(batch.id) (\(batch.provider)): \(failure.message); tried again shortly"))
                 }
             }
             let wait = max(failure.retryAfterMilliseconds ?? 0, BatchRunner.retryMilliseconds)
             try await store.recordBatchError(batch.id, message: failure.message, retryAt: now + min(wait, 60_000))
+        }
+    }
+
+    /// True when `message` about batch `id` is new, or was last said a minute or more ago (a provider that is down
+    /// for hours would otherwise be reported every few seconds).
+    private func sayOnce(_ id: Int64, _ message: String, now: Int64) -> Bool {
+        lastSaid.withLock { said in
+            if let last = said[id], last.message == message, now - last.at < 60_000 { return false }
+            said[id] = (message, now)
+            return true
         }
     }
 
