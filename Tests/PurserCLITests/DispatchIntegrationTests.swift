@@ -282,6 +282,19 @@ struct DispatchIntegrationTests {
         }
     }
 
+    @Test func aStoredBodyThatNoLongerReadsFailsItsRequestInsteadOfSendingAnEmptyOne() throws {
+        let server = try FakeProviderProcess([])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(3)], database: database, pricing: pricing)
+        try PurserDatabase.open(path: database).execute("UPDATE request_bodies SET body = 'not json' WHERE request_id = 2")
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(try query(database, "SELECT id, state FROM requests ORDER BY id").map { $0[0] + " " + $0[1] } == ["1 succeeded", "2 failed", "3 succeeded"])
+        #expect(try query(database, "SELECT last_error FROM requests WHERE id = 2")[0][0].contains("stored body is not a JSON object"))
+        #expect(try server.stats()["calls"]?.intValue == 2, "\(run.error)")
+    }
+
     @Test func anUnreachableEndpointEndsTheRunWithItsError() throws {
         // A port nothing listens on: bound, then closed.
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

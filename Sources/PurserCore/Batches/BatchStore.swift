@@ -245,20 +245,13 @@ extension DispatchStore {
         }
         let batchProvider = BatchInput.batchProvider(provider)
         guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw Problem("cannot create \(file.path)") }
+        // Closed at the end, where a failure to flush is an error; on an earlier error the handle closes as it goes.
         let handle = try FileHandle(forWritingTo: file)
-        defer { try? handle.close() }
         var buffer = batch.dialect == .anthropic ? "{\"requests\": [\n" : ""
         var written = 0
         var first = true
-        try database.statement("""
-            SELECT r.id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id JOIN request_bodies b ON b.request_id = r.id
-            WHERE m.batch_id = ? ORDER BY m.line
-            """).forEachRow([.integer(batch.id)]) { row in
-            let shape = RequestShape(rawValue: row.text(1)) ?? .openaiBatch
-            let body = DialectTranslation.requestBody(
-                stored: (try? JSONParser.parse(row.text(2)).objectValue) ?? JSONObject(), storedDialect: shape.bodyDialect, model: model,
-                provider: batchProvider, mode: .batch)
-            let customID = JSONValue.string(BatchInput.providerCustomID(row.int64(0)))
+        try forEachMemberBody(batch.id, model: model, provider: batchProvider) { requestID, _, body in
+            let customID = JSONValue.string(BatchInput.providerCustomID(requestID))
             switch batch.dialect {
             case .openai:
                 buffer += JSONWriter.string(.object(JSONObject([
@@ -277,6 +270,7 @@ extension DispatchStore {
         if batch.dialect == .anthropic { buffer += "\n]}\n" }
         written += buffer.utf8.count
         try handle.write(contentsOf: Data(buffer.utf8))
+        try handle.close()
         return written
     }
 
@@ -286,17 +280,27 @@ extension DispatchStore {
             let row = try self.batch(batch), let model = catalog.model(id: row.model), let provider = catalog.providers[row.provider]
         else { return [] }
         let batchProvider = BatchInput.batchProvider(provider)
-        return try database.statement("""
+        var calls: [ProviderCall] = []
+        try forEachMemberBody(batch, model: model, provider: batchProvider) { requestID, customID, body in
+            calls.append(ProviderCall(
+                requestID: requestID, customID: customID, model: model, provider: batchProvider, mode: .batch, body: body, timeoutSeconds: 0))
+        }
+        return calls
+    }
+
+    /// Each member of a batch in line order: its request id, the user's custom id, and its body as the batch sends it.
+    private func forEachMemberBody(
+        _ batch: Int64, model: Model, provider: Provider, _ each: (Int64, String, JSONObject) throws -> Void
+    ) throws {
+        try database.statement("""
             SELECT r.id, r.custom_id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE m.batch_id = ? ORDER BY m.line
-            """).rows([.integer(batch)]) { row in
+            """).forEachRow([.integer(batch)]) { row in
             let shape = RequestShape(rawValue: row.text(2)) ?? .openaiBatch
-            let body = DialectTranslation.requestBody(
-                stored: (try? JSONParser.parse(row.text(3)).objectValue) ?? JSONObject(), storedDialect: shape.bodyDialect, model: model,
-                provider: batchProvider, mode: .batch)
-            return ProviderCall(
-                requestID: row.int64(0), customID: row.text(1), model: model, provider: batchProvider, mode: .batch, body: body, timeoutSeconds: 0)
+            let body = try DialectTranslation.requestBody(
+                stored: row.text(3), storedDialect: shape.bodyDialect, model: model, provider: provider, mode: .batch)
+            try each(row.int64(0), row.text(1), body)
         }
     }
 
@@ -475,8 +479,9 @@ extension DispatchStore {
 
     /// The reasons a batch failed at the provider, by input line (1-based; 0 for the batch as a whole).
     func batchErrors(_ id: Int64) throws -> [Int: String] {
+        // Written by `recordBatchPoll` from the provider's answer: text that does not read back is an error.
         guard let text = try database.scalarText("SELECT provider_errors FROM batches WHERE id = ?", [.integer(id)]),
-            let errors = try? JSONParser.parse(text).arrayValue
+            let errors = try JSONParser.parse(text).arrayValue
         else { return [:] }
         var byLine: [Int: String] = [:]
         for error in errors.compactMap(\.objectValue) {

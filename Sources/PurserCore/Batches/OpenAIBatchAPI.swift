@@ -26,8 +26,8 @@ struct OpenAIBatchAPI: BatchAPI {
         defer { try? FileManager.default.removeItem(at: body) }
         do {
             guard FileManager.default.createFile(atPath: body.path, contents: nil) else { throw Problem("cannot create \(body.path)") }
+            // Closed below, where a failure to flush is an error; on an earlier error the handle closes as it goes.
             let out = try FileHandle(forWritingTo: body)
-            defer { try? out.close() }
             try out.write(contentsOf: Data("""
                 --\(boundary)\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n\
                 --\(boundary)\r\nContent-Disposition: form-data; name="file"; filename="\(name)"\r\n\
@@ -37,6 +37,7 @@ struct OpenAIBatchAPI: BatchAPI {
             defer { try? input.close() }
             while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty { try out.write(contentsOf: chunk) }
             try out.write(contentsOf: Data("\r\n--\(boundary)--\r\n".utf8))
+            try out.close()
         } catch {
             throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not write the upload to disk: \(error)"))
         }

@@ -4,10 +4,15 @@ public enum DialectTranslation {
     /// Fields with the same name and meaning in both dialects.
     static let sharedFields = ["temperature", "top_p"]
 
-    /// The body to send to `provider` for `model`, from the stored body written in `storedDialect`.
+    /// The body to send to `provider` for `model`, from the stored body (JSON text) written in `storedDialect`.
+    /// Submit stored only JSON objects, so one that does not read as one is a damaged database: it is an error,
+    /// never an empty body sent in its place.
     public static func requestBody(
-        stored: JSONObject, storedDialect: Provider.Dialect, model: Model, provider: Provider, mode: DispatchMode
-    ) -> JSONObject {
+        stored text: String, storedDialect: Provider.Dialect, model: Model, provider: Provider, mode: DispatchMode
+    ) throws -> JSONObject {
+        guard let stored = (try? JSONParser.parse(text))?.objectValue else {
+            throw Problem("its stored body is not a JSON object (\(text.prefix(60))); the database may be damaged")
+        }
         var body: JSONObject
         switch (storedDialect, provider.dialect) {
         case (.openai, .openai), (.anthropic, .anthropic): body = stored

@@ -100,7 +100,10 @@ public final class Dispatcher: Sendable {
             } catch {
                 // Still failing: what is left goes back in the file for the next run.
                 try recovery.giveBack(Array(answers[index...]))
-                try? FileManager.default.removeItem(atPath: taken)
+                // The answers are back in the recovery file; a taken copy that cannot be removed is only read by hand.
+                do { try FileManager.default.removeItem(atPath: taken) } catch {
+                    onEvent(.notice("cannot remove \(taken) (its answers are back in \(recovery.path)): \(error)"))
+                }
                 throw error
             }
         }
@@ -422,6 +425,14 @@ public final class Dispatcher: Sendable {
             }
             return
         }
+        let body: JSONObject
+        do {
+            body = try DialectTranslation.requestBody(
+                stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode)
+        } catch {
+            await fail(request, "\(error)", attempt: nil)
+            return
+        }
         let slot: RateLimiter.Slot
         do {
             slot = try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
@@ -429,9 +440,6 @@ public final class Dispatcher: Sendable {
             await persist("return \(request.customID) to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
             return
         }
-        let body = DialectTranslation.requestBody(
-            stored: (try? JSONParser.parse(request.body).objectValue) ?? JSONObject(), storedDialect: request.shape.bodyDialect, model: model,
-            provider: provider, mode: mode)
         let call = ProviderCall(
             requestID: request.id, customID: request.customID, model: model, provider: provider, mode: mode, body: body,
             timeoutSeconds: options.timeoutSeconds)
