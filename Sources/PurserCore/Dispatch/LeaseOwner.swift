@@ -35,14 +35,17 @@ public struct LeaseOwner: Sendable, Hashable, CustomStringConvertible {
         self.init(host: String(parts[0]), pid: pid, start: start, nonce: nonce)
     }
 
-    /// True when the owner ran on this host and its process is no longer there.
+    /// True when the owner ran on this host and its process is no longer there. Only a sure answer says gone:
+    /// a process that exists but whose start cannot be read (another user's, say) is taken to be the owner.
     public var isGoneFromThisHost: Bool {
-        guard host == LeaseOwner.hostName else { return false }
-        guard let start = LeaseOwner.processStart(pid) else { return true }
+        guard host == LeaseOwner.hostName, pid > 0 else { return false }
+        if kill(pid, 0) != 0 && errno == ESRCH { return true }
+        // The pid is in use: by the owner, unless that process started at another moment.
+        guard let start = LeaseOwner.processStart(pid) else { return false }
         return self.start != 0 && start != self.start
     }
 
-    /// The start time of a live process, from field 22 of `/proc/PID/stat`; nil when there is no such process.
+    /// The start time of a process, from field 22 of `/proc/PID/stat`; nil when it cannot be read.
     static func processStart(_ pid: Int32) -> UInt64? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = text.lastIndex(of: ")")
