@@ -93,7 +93,7 @@ enum BatchInput {
 extension DispatchStore {
     // MARK: - Forming batches
 
-    struct FormedBatches: Sendable {
+    struct FormedBatches: Sendable, BudgetTally {
         var batches: [BatchRow] = []
         var held = 0
         var holdReasons: [String: String] = [:]
@@ -157,24 +157,16 @@ extension DispatchStore {
                         let candidate = candidates[index]
                         index += 1
                         let amount = Charges.worstCase(model: model, mode: .batch, inputTokens: candidate.input, maxOutputTokens: candidate.output)
-                        switch try admission.decide(amount: amount, job: candidate.job, project: candidate.project) {
-                        case .reserve:
-                            try insertReservation(
-                                candidate.id, job: candidate.job, project: candidate.project, month: month, simulated: simulated, amount: amount,
-                                at: now, owner: owner)
-                            try database.statement("INSERT INTO batch_requests (request_id, batch_id, line, provider_custom_id) VALUES (?, ?, ?, ?)")
-                                .execute([.integer(candidate.id), .integer(batchID), .int(members.count), .text(BatchInput.providerCustomID(candidate.id))])
-                            members.append(candidate.id)
-                            bytes += candidate.bytes + 200
-                            // The moment it must leave the batch to be served live in time.
-                            pullBack = min(pullBack, candidate.deadline - model.speed.callDuration(outputTokens: candidate.output) - timing.pullBackMilliseconds)
-                        case .wait:
-                            formed.waitingForBudget += 1
-                        case .hold(let cap, let reason, let until):
-                            try lifecycle.hold(candidate.id, until: until, reason: reason)
-                            formed.held += 1
-                            formed.holdReasons[cap] = reason
-                        }
+                        guard try admit(
+                            candidate.id, amount: amount, job: candidate.job, project: candidate.project, at: now, owner: owner,
+                            admission: &admission, tally: &formed)
+                        else { continue }
+                        try database.statement("INSERT INTO batch_requests (request_id, batch_id, line, provider_custom_id) VALUES (?, ?, ?, ?)")
+                            .execute([.integer(candidate.id), .integer(batchID), .int(members.count), .text(BatchInput.providerCustomID(candidate.id))])
+                        members.append(candidate.id)
+                        bytes += candidate.bytes + 200
+                        // The moment it must leave the batch to be served live in time.
+                        pullBack = min(pullBack, candidate.deadline - model.speed.callDuration(outputTokens: candidate.output) - timing.pullBackMilliseconds)
                     }
                     guard !members.isEmpty else {
                         try database.statement("DELETE FROM batches WHERE id = ?").execute([.integer(batchID)])

@@ -22,8 +22,37 @@ public actor DispatchStore {
 
     // MARK: - Claiming
 
+    /// What admitting candidates under the caps did: how many it held and why, how many wait for calls in flight.
+    protocol BudgetTally {
+        var held: Int { get set }
+        var holdReasons: [String: String] { get set }
+        var waitingForBudget: Int { get set }
+    }
+
+    /// Reserves `amount` for request `id` under its caps; or holds it (counted in `tally`) when it cannot fit even
+    /// with nothing in flight; or leaves it queued until calls in flight settle. True when reserved.
+    func admit(
+        _ id: Int64, amount: Money, job: Int64, project: String, at now: Int64, owner: String? = nil, admission: inout Admission,
+        tally: inout some BudgetTally
+    ) throws -> Bool {
+        switch try admission.decide(amount: amount, job: job, project: project) {
+        case .reserve:
+            try insertReservation(
+                id, job: job, project: project, month: admission.month, simulated: admission.simulated, amount: amount, at: now, owner: owner)
+            return true
+        case .wait:
+            tally.waitingForBudget += 1
+            return false
+        case .hold(let cap, let reason, let until):
+            try lifecycle.hold(id, until: until, reason: reason)
+            tally.held += 1
+            tally.holdReasons[cap] = reason
+            return false
+        }
+    }
+
     /// What one claim did: the requests it leased, with their money reserved, and what budgets said.
-    struct Claim: Sendable {
+    struct Claim: Sendable, BudgetTally {
         var requests: [ClaimedRequest] = []
         /// Requests held because their worst case does not fit under a cap, and why (one reason per cap).
         var held = 0
@@ -63,17 +92,8 @@ public actor DispatchStore {
                 let amount = catalog.model(id: candidate.model).map {
                     Charges.worstCase(model: $0, mode: candidate.mode, inputTokens: candidate.input, maxOutputTokens: candidate.output)
                 } ?? .zero
-                switch try admission.decide(amount: amount, job: candidate.job, project: candidate.project) {
-                case .reserve:
-                    try insertReservation(
-                        candidate.id, job: candidate.job, project: candidate.project, month: month, simulated: simulated, amount: amount, at: now)
+                if try admit(candidate.id, amount: amount, job: candidate.job, project: candidate.project, at: now, admission: &admission, tally: &claim) {
                     leased.append(candidate.id)
-                case .wait:
-                    claim.waitingForBudget += 1
-                case .hold(let cap, let reason, let until):
-                    try lifecycle.hold(candidate.id, until: until, reason: reason)
-                    claim.held += 1
-                    claim.holdReasons[cap] = reason
                 }
             }
             claim.capUses = admission.uses
