@@ -63,6 +63,8 @@ final class FakeBatches: Sendable {
         var validationErrors: [(line: Int, code: String, message: String)] = []
         var outputFileID: String?
         var errorFileID: String?
+        /// The key that created it, for `--echo-key`'s error messages.
+        var key = ""
     }
 
     struct State {
@@ -99,13 +101,15 @@ final class FakeBatches: Sendable {
         }
         switch (method, parts) {
         case ("POST", ["v1", "files"]): return upload(headers: headers, body: body)
-        case ("GET", ["v1", "files"]): return listFiles()
+        case ("GET", ["v1", "files"]):
+            if settings.noFilesList { return error(405, "Method Not Allowed") }
+            return listFiles()
         case ("GET", let p) where p.count == 4 && p[0] == "v1" && p[1] == "files" && p[3] == "content": return content(p[2])
-        case ("POST", ["v1", "batches"]): return createOpenAI(body)
+        case ("POST", ["v1", "batches"]): return createOpenAI(body, key: key(headers))
         case ("GET", ["v1", "batches"]): return list(anthropic: false, query: query, host: host)
         case ("GET", let p) where p.count == 3 && p[0] == "v1" && p[1] == "batches": return show(p[2], host: host)
         case ("POST", let p) where p.count == 4 && p[0] == "v1" && p[1] == "batches" && p[3] == "cancel": return cancel(p[2], host: host)
-        case ("POST", ["v1", "messages", "batches"]): return createAnthropic(body, host: host)
+        case ("POST", ["v1", "messages", "batches"]): return createAnthropic(body, host: host, key: key(headers))
         case ("GET", ["v1", "messages", "batches"]): return list(anthropic: true, query: query, host: host)
         case ("GET", let p) where p.count == 4 && p[0] == "v1" && p[1] == "messages" && p[2] == "batches": return show(p[3], host: host)
         case ("GET", let p) where p.count == 5 && p[1] == "messages" && p[2] == "batches" && p[4] == "results": return results(p[3])
@@ -159,7 +163,14 @@ final class FakeBatches: Sendable {
 
     // MARK: - Creating batches
 
-    private func createOpenAI(_ body: [UInt8]) -> Reply {
+    private func key(_ headers: [String: String]) -> String {
+        headers["x-api-key"] ?? headers["authorization"].map { String($0.dropFirst("Bearer ".count)) } ?? ""
+    }
+
+    /// An error message, with the caller's key in it under `--echo-key` (as careless providers and proxies do).
+    private func fault(_ message: String, key: String) -> String { settings.echoKey ? "\(message) (key \(key))" : message }
+
+    private func createOpenAI(_ body: [UInt8], key: String) -> Reply {
         guard let request = json(body), let fileID = request["input_file_id"] as? String else { return error(400, "input_file_id is required") }
         guard request["completion_window"] as? String == "24h" else { return error(400, "completion_window must be 24h") }
         guard let file = state.withLock({ $0.files[fileID] }) else { return error(404, "no such file \(fileID)") }
@@ -180,11 +191,11 @@ final class FakeBatches: Sendable {
         if models.count > 1 { errors.append((1, "model_mismatch", "A batch input file may name one model only.")) }
         if settings.batchValidationFail { errors.append((1, "invalid_json_line", "This line is not parseable as valid JSON.")) }
         let metadata = (request["metadata"] as? [String: String]) ?? [:]
-        let batch = register(anthropic: false, lines: lines, metadata: metadata, inputFileID: fileID, errors: errors)
+        let batch = register(anthropic: false, lines: lines, metadata: metadata, inputFileID: fileID, errors: errors, key: key)
         return Reply(status: 200, body: openAIJSON(batch))
     }
 
-    private func createAnthropic(_ body: [UInt8], host: String) -> Reply {
+    private func createAnthropic(_ body: [UInt8], host: String, key: String) -> Reply {
         guard let request = json(body), let requests = request["requests"] as? [[String: Any]], !requests.isEmpty else {
             return error(400, "requests: at least one is required", anthropic: true)
         }
@@ -197,15 +208,18 @@ final class FakeBatches: Sendable {
             else { return error(400, "requests: each needs a unique custom_id matching ^[a-zA-Z0-9_-]{1,64}$ and params with max_tokens", anthropic: true) }
             lines.append(Line(customID: customID, body: String(decoding: data, as: UTF8.self)))
         }
-        let batch = register(anthropic: true, lines: lines, metadata: [:], inputFileID: nil, errors: [])
+        let batch = register(anthropic: true, lines: lines, metadata: [:], inputFileID: nil, errors: [], key: key)
         return Reply(status: 200, body: anthropicJSON(batch, host: host))
     }
 
-    private func register(anthropic: Bool, lines: [Line], metadata: [String: String], inputFileID: String?, errors: [(Int, String, String)]) -> Batch {
+    private func register(
+        anthropic: Bool, lines: [Line], metadata: [String: String], inputFileID: String?, errors: [(Int, String, String)], key: String
+    ) -> Batch {
         let batch = state.withLock { state -> Batch in
             let id = anthropic ? "msgbatch_\(state.nextID)" : "batch_\(state.nextID)"
             state.nextID += 1
             var batch = Batch(id: id, anthropic: anthropic, lines: lines, metadata: metadata, inputFileID: inputFileID, created: Date())
+            batch.key = key
             batch.validationErrors = errors.map { (line: $0.0, code: $0.1, message: $0.2) }
             state.batches[id] = batch
             state.order.append(id)
@@ -270,9 +284,11 @@ final class FakeBatches: Sendable {
             let (input, outputTokens, model) = Answers.shape(of: line.body, bytes: line.body.utf8.count)
             switch fate(line, in: batch) {
             case "succeeded":
-                output.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":200,\"request_id\":\"req_\(index)\",\"body\":\(Answers.openai(id: "chatcmpl-batch-\(index)", model: model, text: "batch answer \(index)", input: input, output: outputTokens))},\"error\":null}")
+                var answer = Answers.openai(id: "chatcmpl-batch-\(index)", model: model, text: "batch answer \(index)", input: input, output: outputTokens)
+                if settings.unreadableUsage { answer = answer.replacingOccurrences(of: "\"usage\":{", with: "\"usage\":\"unreadable\",\"was\":{") }
+                output.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":200,\"request_id\":\"req_\(index)\",\"body\":\(answer)},\"error\":null}")
             case "errored":
-                errors.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":500,\"request_id\":\"req_\(index)\",\"body\":{\"error\":{\"message\":\"fake server error\",\"type\":\"server_error\"}}},\"error\":null}")
+                errors.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":500,\"request_id\":\"req_\(index)\",\"body\":{\"error\":{\"message\":\"\(fault("fake server error", key: batch.key))\",\"type\":\"server_error\"}}},\"error\":null}")
             case "refused":
                 errors.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":400,\"request_id\":\"req_\(index)\",\"body\":{\"error\":{\"message\":\"This model's maximum context length is 8192 tokens\",\"code\":\"context_length_exceeded\"}}},\"error\":null}")
             case "expired":
@@ -284,7 +300,7 @@ final class FakeBatches: Sendable {
         state.withLock { state in
             func store(_ lines: [String], _ name: String) -> String? {
                 guard !lines.isEmpty else { return nil }
-                let file = File(id: "file-\(state.nextID)", name: name, bytes: Array(shuffled(lines, id).joined(separator: "\n").utf8) + [10], createdAt: Int(Date().timeIntervalSince1970))
+                let file = File(id: "file-\(state.nextID)", name: name, bytes: Array(cut(shuffled(lines, id)).joined(separator: "\n").utf8) + [10], createdAt: Int(Date().timeIntervalSince1970))
                 state.nextID += 1
                 state.files[file.id] = file
                 return file.id
@@ -304,8 +320,11 @@ final class FakeBatches: Sendable {
             let result: String
             switch fate(line, in: batch) {
             case "succeeded":
-                result = "{\"type\":\"succeeded\",\"message\":\(Answers.anthropic(id: "msg_batch_\(index)", model: model, text: "batch answer \(index)", input: input, output: output))}"
-            case "errored": result = "{\"type\":\"errored\",\"error\":{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"fake server error\"}}}"
+                var answer = Answers.anthropic(id: "msg_batch_\(index)", model: model, text: "batch answer \(index)", input: input, output: output)
+                if settings.unreadableUsage { answer = answer.replacingOccurrences(of: "\"usage\":{", with: "\"usage\":\"unreadable\",\"was\":{") }
+                result = "{\"type\":\"succeeded\",\"message\":\(answer)}"
+            case "errored":
+                result = "{\"type\":\"errored\",\"error\":{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"\(fault("fake server error", key: batch.key))\"}}}"
             case "refused":
                 result = "{\"type\":\"errored\",\"error\":{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"prompt is too long: 9000 tokens > 8192 maximum\"}}}"
             case "expired": result = "{\"type\":\"expired\"}"
@@ -313,7 +332,7 @@ final class FakeBatches: Sendable {
             }
             return "{\"custom_id\":\"\(line.customID)\",\"result\":\(result)}"
         }
-        return Reply(status: 200, body: shuffled(lines, id).joined(separator: "\n") + "\n")
+        return Reply(status: 200, body: cut(shuffled(lines, id)).joined(separator: "\n") + "\n")
     }
 
     private func list(anthropic: Bool, query: String, host: String) -> Reply {
@@ -356,10 +375,25 @@ final class FakeBatches: Sendable {
         return "{\"id\":\"\(batch.id)\",\"type\":\"message_batch\",\"processing_status\":\"\(word)\","
             + "\"request_counts\":{\(counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ","))},"
             + "\"created_at\":\"\(formatter.string(from: batch.created))\",\"expires_at\":\"\(formatter.string(from: batch.created.addingTimeInterval(86_400)))\","
-            + "\"results_url\":\(ended ? "\"http://\(host)/v1/messages/batches/\(batch.id)/results\"" : "null")}"
+            + "\"results_url\":\(ended ? "\"\(resultsURL(batch.id, host: host))\"" : "null")}"
     }
 
     // MARK: - Pieces
+
+    /// Where an Anthropic batch's results are said to be: on this host, a path relative to it, or another origin.
+    private func resultsURL(_ id: String, host: String) -> String {
+        switch settings.resultsURL {
+        case "relative"?: return "/v1/messages/batches/\(id)/results"
+        case "foreign"?: return "\(settings.foreignOrigin)/v1/messages/batches/\(id)/results"
+        default: return "http://\(host)/v1/messages/batches/\(id)/results"
+        }
+    }
+
+    /// With `--cut-results-line`, the first line of a results file cut short, as a broken transfer would leave it.
+    private func cut(_ lines: [String]) -> [String] {
+        guard settings.cutResultsLine, let first = lines.first else { return lines }
+        return [String(first.prefix(first.count / 2))] + lines.dropFirst()
+    }
 
     private func error(_ status: Int, _ message: String, anthropic: Bool = false) -> Reply {
         Reply(status: status, body: anthropic

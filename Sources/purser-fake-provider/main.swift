@@ -8,12 +8,17 @@ import Synchronization
 //   POST /v1/chat/completions, /chat/completions   openai dialect
 //   POST /v1/messages                              anthropic dialect
 //   GET  /stats                                    calls in all and per X-Purser-Request id, early retries, most calls at once,
-//                                                  batches created, batch lines per custom_id, files uploaded
+//                                                  batches created, batch lines per custom_id, files uploaded, and how many
+//                                                  requests carried a credential (Authorization or x-api-key)
 //   OpenAI batches: POST /v1/files (multipart), GET /v1/files, GET /v1/files/{id}/content, POST /v1/batches,
 //                   GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel
 //   Anthropic:      POST /v1/messages/batches, GET /v1/messages/batches[/{id}[/results]], POST .../{id}/cancel
 //
-// Prints "listening on 127.0.0.1:PORT" once ready.
+// Hostile faults, to prove credentials stay on their origin: --redirect WHAT --redirect-to URL answers WHAT (live,
+// create, download, all) with a 307 to URL; --results-url relative|foreign; --echo-key puts the caller's key in
+// every error message. --host 127.0.0.2 makes a second listener ("another origin") that counts what reaches it.
+//
+// Prints "listening on HOST:PORT" once ready.
 
 struct Settings: Sendable {
     var port: UInt16 = 0
@@ -36,6 +41,18 @@ struct Settings: Sendable {
     /// A status every batch create (or every look at one batch) answers with, to test refusals.
     var batchCreateFail: Int?
     var batchStatusFail: Int?
+    var host = "127.0.0.1"
+    /// Which calls answer with a redirect to `redirectTo`: live, create, download or all.
+    var redirect: String?
+    var redirectTo = ""
+    /// How Anthropic results URLs are written: absolute on this host (nil), relative, or on another origin.
+    var resultsURL: String?
+    var foreignOrigin = "http://127.0.0.2:9"
+    var echoKey = false
+    /// Results faults: one line cut short, successful lines with usage no one can read, no GET /v1/files (405).
+    var cutResultsLine = false
+    var unreadableUsage = false
+    var noFilesList = false
 
     init(_ arguments: [String]) {
         var index = 0
@@ -66,6 +83,15 @@ struct Settings: Sendable {
             case "--batch-cancel-ms": batchCancelMilliseconds = Int(next()) ?? batchCancelMilliseconds
             case "--batch-create-fail": batchCreateFail = Int(next())
             case "--batch-status-fail": batchStatusFail = Int(next())
+            case "--host": host = next()
+            case "--redirect": redirect = next()
+            case "--redirect-to": redirectTo = next()
+            case "--results-url": resultsURL = next()
+            case "--foreign-origin": foreignOrigin = next()
+            case "--echo-key": echoKey = true
+            case "--cut-results-line": cutResultsLine = true
+            case "--unreadable-usage": unreadableUsage = true
+            case "--no-files-list": noFilesList = true
             default:
                 FileHandle.standardError.write(Data("purser-fake-provider: unknown option \(arguments[index])\n".utf8))
                 exit(64)
@@ -89,6 +115,9 @@ final class Ledger: Sendable {
         var filesUploaded = 0
         /// Lines submitted in batches, per custom_id: more than one means a request was sent twice.
         var batchLines: [String: Int] = [:]
+        /// Requests of any kind, and those that carried a credential.
+        var requests = 0
+        var withCredentials = 0
     }
 
     let state = Mutex(State())
@@ -125,7 +154,7 @@ final class Ledger: Sendable {
             func object(_ counts: [String: Int]) -> String {
                 "{" + counts.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
             }
-            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"peak_in_flight\":\(state.peakInFlight),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes)),\"batches_created\":\(state.batchesCreated),\"files_uploaded\":\(state.filesUploaded),\"batch_lines\":\(object(state.batchLines))}"
+            return "{\"calls\":\(state.calls),\"early_retries\":\(state.earlyRetries),\"peak_in_flight\":\(state.peakInFlight),\"by_request\":\(object(state.byRequest)),\"successes\":\(object(state.successes)),\"batches_created\":\(state.batchesCreated),\"files_uploaded\":\(state.filesUploaded),\"batch_lines\":\(object(state.batchLines)),\"requests\":\(state.requests),\"with_credentials\":\(state.withCredentials)}"
         }
     }
 }
@@ -171,6 +200,19 @@ final class Server: Sendable {
             send(descriptor, status: 200, reason: "OK", body: ledger.statsJSON, headers: ["Connection: close"])
             return false
         }
+        ledger.state.withLock { state in
+            state.requests += 1
+            if headers["authorization"] != nil || headers["x-api-key"] != nil { state.withCredentials += 1 }
+        }
+        if let redirect = settings.redirect {
+            let live = method == "POST" && (path.hasSuffix("/messages") || path.hasSuffix("/chat/completions"))
+            let create = method == "POST" && (path.hasSuffix("/batches") || path.hasSuffix("/files"))
+            let download = method == "GET" && (path.hasSuffix("/content") || path.hasSuffix("/results"))
+            if redirect == "all" || (redirect == "live" && live) || (redirect == "create" && create) || (redirect == "download" && download) {
+                send(descriptor, status: 307, reason: "Temporary Redirect", body: "", headers: ["Location: \(settings.redirectTo)\(path)"])
+                return true
+            }
+        }
         if let reply = batches.answer(method: method, path: path, headers: headers, body: body) {
             send(descriptor, status: reply.status, reason: reply.status == 200 ? "OK" : "Error", body: reply.body, headers: reply.headers)
             return true
@@ -181,13 +223,15 @@ final class Server: Sendable {
             return true
         }
         let request = headers["x-purser-request"] ?? "unknown"
+        let key = headers["x-api-key"] ?? headers["authorization"].map { String($0.dropFirst("Bearer ".count)) } ?? ""
+        func fault(_ message: String) -> String { settings.echoKey ? "\(message) (key \(key))" : message }
         let (total, call) = ledger.record(request)
         ledger.began()
         defer { ledger.ended() }
         if total >= settings.maxRequests { exit(0) }
         if settings.latencyMilliseconds > 0 { usleep(useconds_t(settings.latencyMilliseconds * 1000)) }
         if settings.authFail {
-            send(descriptor, status: 401, reason: "Unauthorized", body: "{\"error\":{\"message\":\"Incorrect API key provided\",\"type\":\"invalid_request_error\"}}")
+            send(descriptor, status: 401, reason: "Unauthorized", body: "{\"error\":{\"message\":\"\(fault("Incorrect API key provided"))\",\"type\":\"invalid_request_error\"}}")
             return true
         }
         if settings.quotaFail {
@@ -206,7 +250,7 @@ final class Server: Sendable {
         }
         if draw(request, call, 2) < settings.drop { return false }
         if draw(request, call, 3) < settings.fail5xx {
-            send(descriptor, status: 500, reason: "Internal Server Error", body: "{\"error\":{\"message\":\"fake server error\",\"type\":\"server_error\"}}")
+            send(descriptor, status: 500, reason: "Internal Server Error", body: "{\"error\":{\"message\":\"\(fault("fake server error"))\",\"type\":\"server_error\"}}")
             return true
         }
         if draw(request, call, 4) < settings.fail429 {
@@ -315,16 +359,16 @@ setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int3
 var address = sockaddr_in()
 address.sin_family = sa_family_t(AF_INET)
 address.sin_port = settings.port.bigEndian
-address.sin_addr.s_addr = inet_addr("127.0.0.1")
+address.sin_addr.s_addr = inet_addr(settings.host)
 let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
 guard bound == 0, listen(listener, 1024) == 0 else {
-    FileHandle.standardError.write(Data("purser-fake-provider: cannot listen on 127.0.0.1:\(settings.port)\n".utf8))
+    FileHandle.standardError.write(Data("purser-fake-provider: cannot listen on \(settings.host):\(settings.port)\n".utf8))
     exit(1)
 }
 var actual = sockaddr_in()
 var length = socklen_t(MemoryLayout<sockaddr_in>.size)
 _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-FileHandle.standardOutput.write(Data("listening on 127.0.0.1:\(UInt16(bigEndian: actual.sin_port))\n".utf8))
+FileHandle.standardOutput.write(Data("listening on \(settings.host):\(UInt16(bigEndian: actual.sin_port))\n".utf8))
 
 // Bounded in time whatever happens.
 Thread.detachNewThread {

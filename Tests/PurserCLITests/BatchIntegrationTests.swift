@@ -2,32 +2,6 @@ import Foundation
 import Testing
 import PurserCore
 
-/// A job of `count` minimal lines for one fake model, with `deadline` (a `week` goes by batch).
-private func batchJob(_ count: Int, model: String, deadline: String = "week") throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-job-\(UUID().uuidString).jsonl").path
-    let lines = (0..<count).map { #"{"custom_id": "user-\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "model": "\#(model)", "pin": true, "deadline": "\#(deadline)"}"# }
-    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
-
-private func integer(_ database: String, _ sql: String) throws -> Int { Int(try query(database, sql)[0][0]) ?? -1 }
-
-/// The fake's count of lines submitted in batches for each custom id.
-private func linesPerRequest(_ server: FakeProviderProcess) throws -> [String: Int] {
-    Dictionary(uniqueKeysWithValues: (try server.stats()["batch_lines"]?.objectValue?.members ?? []).map { ($0.key, $0.value.intValue ?? 0) })
-}
-
-/// Everything stored adds up: one result per request, costs equal to the job's charges, no reservation left.
-private func expectBooksBalance(_ database: String, requests: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
-    #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == requests, sourceLocation: sourceLocation)
-    #expect(try integer(database, "SELECT count(DISTINCT request_id) FROM results") == requests, sourceLocation: sourceLocation)
-    #expect(try integer(database, "SELECT count(*) FROM results") == requests, sourceLocation: sourceLocation)
-    #expect(try query(database, "SELECT sum(cost_pico) FROM results")[0][0] == (try query(database, "SELECT sum(charged_pico) FROM job_charges")[0][0]),
-        sourceLocation: sourceLocation)
-    #expect(try integer(database, "SELECT count(*) FROM reservations") == 0, sourceLocation: sourceLocation)
-    #expect(try integer(database, "SELECT count(*) FROM batches WHERE state != 'done'") == 0, sourceLocation: sourceLocation)
-}
-
 @Suite(.serialized)
 struct BatchIntegrationTests {
     @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])

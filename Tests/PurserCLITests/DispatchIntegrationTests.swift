@@ -342,7 +342,7 @@ struct DispatchIntegrationTests {
         // The killed run's calls may have been billed: they stay counted, unsettled, and budget show says so.
         #expect(try query(database, "SELECT count(*) FROM unsettled_charges")[0][0] == String(leased))
         let show = try purser(["budget", "show"], database: database, pricing: pricing)
-        #expect(show.out.contains("unsettled") && show.out.contains("\(leased) calls cut off by a crash or a forced stop may have been billed"))
+        #expect(show.out.contains("unsettled") && show.out.contains("unsettled: \(leased) calls may have been billed with no answer stored (cut off by a crash or a forced stop"))
         let report = try purser(["report"], database: database, pricing: pricing)
         #expect(report.out.contains(" unsettled + "), "\(report.out)")
         let json = try purser(["report", "--json"], database: database, pricing: pricing)

@@ -22,6 +22,7 @@ let products: URL = {
 /// The fake provider as a child process on 127.0.0.1, stopped when the test ends.
 final class FakeProviderProcess {
     let process = Process()
+    let host: String
     let port: Int
 
     init(_ arguments: [String]) throws {
@@ -42,6 +43,7 @@ final class FakeProviderProcess {
             throw Problem("fake provider did not start: \(line)")
         }
         self.port = port
+        host = line.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").last?.split(separator: ":").first.map(String.init) ?? "127.0.0.1"
     }
 
     deinit { stop() }
@@ -56,7 +58,7 @@ final class FakeProviderProcess {
 
     /// `/stats`: calls in all and per request, and retries made before their Retry-After.
     func stats() throws -> JSONObject {
-        let data = try Data(contentsOf: URL(string: "http://127.0.0.1:\(port)/stats")!)
+        let data = try Data(contentsOf: URL(string: "http://\(host):\(port)/stats")!)
         return try #require(try JSONParser.parse(Array(data)).objectValue)
     }
 }
@@ -203,5 +205,42 @@ final class LedgerSampler: Sendable {
         finished.wait()
         return findings.withLock { $0 }
     }
+}
+
+
+// MARK: - Batch jobs
+
+/// A job of `count` minimal lines for one fake model, with `deadline` (a `week` goes by batch).
+func batchJob(_ count: Int, model: String, deadline: String = "week") throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-job-\(UUID().uuidString).jsonl").path
+    let lines = (0..<count).map { #"{"custom_id": "user-\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "model": "\#(model)", "pin": true, "deadline": "\#(deadline)"}"# }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+func integer(_ database: String, _ sql: String) throws -> Int { Int(try query(database, sql)[0][0]) ?? -1 }
+
+/// The fake's count of lines submitted in batches for each provider custom id.
+func linesPerCustomID(_ server: FakeProviderProcess) throws -> [String: Int] {
+    Dictionary(uniqueKeysWithValues: (try server.stats()["batch_lines"]?.objectValue?.members ?? []).map { ($0.key, $0.value.intValue ?? 0) })
+}
+
+/// The fake's count of lines submitted in batches for each request: a provider custom id is the database's id, the
+/// batch's and the request's (`DB_BATCH_REQUEST`), so lines are added up by what follows its last `_`.
+func linesPerRequest(_ server: FakeProviderProcess) throws -> [String: Int] {
+    var lines: [String: Int] = [:]
+    for (customID, count) in try linesPerCustomID(server) { lines[String(customID.split(separator: "_").last ?? ""), default: 0] += count }
+    return lines
+}
+
+/// Everything stored adds up: one result per request, costs equal to the job's charges, no reservation left.
+func expectBooksBalance(_ database: String, requests: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == requests, sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(DISTINCT request_id) FROM results") == requests, sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(*) FROM results") == requests, sourceLocation: sourceLocation)
+    #expect(try query(database, "SELECT sum(cost_pico) FROM results")[0][0] == (try query(database, "SELECT sum(charged_pico) FROM job_charges")[0][0]),
+        sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(*) FROM reservations") == 0, sourceLocation: sourceLocation)
+    #expect(try integer(database, "SELECT count(*) FROM batches WHERE state != 'done'") == 0, sourceLocation: sourceLocation)
 }
 

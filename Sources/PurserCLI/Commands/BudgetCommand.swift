@@ -135,7 +135,7 @@ enum BudgetCommand {
         context.console.print(table.render())
         let unsettled = try ledger.unsettledTotal(simulated: false)
         if unsettled.calls > 0 {
-            context.console.print("\(count(unsettled.calls, "call")) cut off by a crash or a forced stop may have been billed: \(unsettled.amount.formatted) counted as unsettled, at the worst case, against their caps")
+            context.console.print(unsettledLine(calls: unsettled.calls, amount: unsettled.amount))
         }
         for rehearsal in rehearsals where rehearsal.used > .zero { context.console.print(line(rehearsal, simulated: true)) }
         let held = try JobStore(database: database).heldCount()
@@ -175,5 +175,11 @@ enum BudgetCommand {
             "job \(job.id) (\(job.name)) " + (cap.map { "is capped at \($0.formatted)" } ?? "has no cap")
                 + (released > 0 ? "; \(count(released, "held request")) released" : ""))
         return 0
+    }
+
+    /// Calls that may have been billed with no answer stored, in words (status, report and budget show say it alike).
+    static func unsettledLine(calls: Int, amount: Money) -> String {
+        "unsettled: \(count(calls, "call")) may have been billed with no answer stored (cut off by a crash or a forced stop, or lines a batch "
+            + "did not give back): \(amount.formatted) at the worst case, not in the spending above but counted against the caps"
     }
 }

@@ -88,6 +88,7 @@ enum ReportCommand {
             if report.total.baseline.picoUSD > 0 {
                 out += "saved \(report.total.savings.formatted) (\(percentText(report.total.savings.basisPoints(of: report.total.baseline) ?? 0))) against every request on its reference model at list price\n"
             }
+            if report.unsettled.calls > 0 { out += BudgetCommand.unsettledLine(calls: report.unsettled.calls, amount: report.unsettled.amount) + "\n" }
         }
         if !report.caps.isEmpty || report.forecast != nil { out += "\n" }
         for cap in report.caps { out += BudgetCommand.line(cap, simulated: query.simulated) + "\n" }

@@ -57,6 +57,7 @@ enum RunCommand {
             _ = try context.openExistingDatabase(arguments)
         }
         options.recovery = RecoveryFile(databasePath: path)
+        options.workFolder = WorkFolder(databasePath: path)
         let store = try DispatchStore(path: path, owner: options.worker)
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup)

@@ -20,13 +20,13 @@ enum StatusCommand {
         let rehearsals = try ledger.hasSimulatedSpending()
             ? try ledger.capsInForce(month: month, simulated: true).filter { use in use.used > .zero && jobs.contains { use.applies(to: $0) } } : []
         var rows: [(job: Job, counts: [RequestState: Int], estimated: Money, baseline: Money, spent: Money, simulated: Int,
-            modes: [(mode: String, requests: Int, done: Int)], batches: [JobStore.OpenBatch])] = []
+            modes: [(mode: String, requests: Int, done: Int)], batches: [JobStore.OpenBatch], unsettled: (calls: Int, amount: Money))] = []
         for job in jobs {
             let totals = try store.planTotals(job: job.id)
             let spend = try results.spend(job: job.id)
             rows.append((
                 job, try store.stateCounts(job: job.id), totals.estimated, totals.baseline, spend.cost, spend.simulated, try store.modeCounts(job: job.id),
-                try store.openBatches(job: job.id)))
+                try store.openBatches(job: job.id), try ledger.unsettled(job: job.id, simulated: false)))
         }
         if arguments.flag("json") {
             context.printJSON(.array(rows.map { row in
@@ -38,6 +38,7 @@ enum StatusCommand {
                         row.counts[state].map { JSONObject.Member(key: state.rawValue, value: .number(String($0))) }
                     })),
                     "estimated_cost_usd": row.estimated.jsonUSD, "baseline_cost_usd": row.baseline.jsonUSD, "spent_usd": row.spent.jsonUSD,
+                    "unsettled_usd": row.unsettled.amount.jsonUSD, "unsettled_calls": .number(String(row.unsettled.calls)),
                     "simulated_results": .number(String(row.simulated)),
                     "max_cost_usd": row.job.maxCost?.jsonUSD ?? .null,
                     "caps": .array(caps.filter { $0.applies(to: row.job) }.map { .object(JSONObject($0.jsonMembers)) }),
@@ -70,6 +71,10 @@ enum StatusCommand {
             ])
         }
         context.console.print(table.render())
+        let unsettledCalls = rows.reduce(0) { $0 + $1.unsettled.calls }
+        if unsettledCalls > 0 {
+            context.console.print(BudgetCommand.unsettledLine(calls: unsettledCalls, amount: rows.reduce(.zero) { $0 + $1.unsettled.amount }))
+        }
         if !caps.isEmpty {
             context.console.print()
             for use in caps { context.console.print(BudgetCommand.line(use, simulated: false)) }

@@ -52,6 +52,9 @@ enum SubmitCommand {
     /// once the jobs are stored: a failed submit leaves no file behind, and a database that another process
     /// created meanwhile is never replaced (`link` refuses; the jobs are then stored into that one).
     static func storeIntoNewDatabase(_ path: String, _ store: (String) throws -> [SubmittedJob]) throws -> [SubmittedJob] {
+        // What submits that were killed midway left behind (a kill skips the cleanup below).
+        let file = URL(fileURLWithPath: path)
+        WorkFolder.removeFilesOfGoneProcesses(in: file.deletingLastPathComponent().path, prefix: file.lastPathComponent + ".building-")
         let building = path + ".building-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { for suffix in ["", "-wal", "-shm"] { unlink(building + suffix) } }
         let submitted = try store(building)  // its connection is closed on return, the log folded into the file

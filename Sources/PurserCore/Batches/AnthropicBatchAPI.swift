@@ -8,9 +8,14 @@ import FoundationNetworking
 /// Message batches carry no metadata, so one created just before a crash is found by its creation time and size.
 struct AnthropicBatchAPI: BatchAPI {
     let http: BatchHTTP
+    let folder: WorkFolder
+    /// Tells the run something about a batch it should know (a results URL that was not followed).
+    let say: @Sendable (String) -> Void
 
-    init(provider: Provider, environment: [String: String]) {
+    init(provider: Provider, environment: [String: String], folder: WorkFolder, say: @escaping @Sendable (String) -> Void = { _ in }) {
         http = BatchHTTP(provider: provider, environment: environment)
+        self.folder = folder
+        self.say = say
     }
 
     func findUpload(named name: String) async throws(BatchAPIError) -> String? { nil }
@@ -19,17 +24,18 @@ struct AnthropicBatchAPI: BatchAPI {
         throw BatchAPIError(CallFailure(kind: .permanent, status: nil, message: "message batches take their requests inline; nothing is uploaded"))
     }
 
-    func findBatch(key: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [String] {
+    func findBatch(key: String, database: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [BatchCandidate] {
         let list = try await http.json("GET", "/v1/messages/batches?limit=100")
         return (list["data"]?.arrayValue ?? []).compactMap(\.objectValue).filter { batch in
             let counts = batch["request_counts"]?.objectValue?.members.compactMap { $0.value.intValue }.reduce(0, +) ?? -1
             let created = (batch["created_at"]?.stringValue).flatMap(RFC3339.milliseconds) ?? 0
             return counts == requestCount && created >= createdAfter - 60_000
         }.sorted { ($0["created_at"]?.stringValue ?? "") < ($1["created_at"]?.stringValue ?? "") }.compactMap { $0["id"]?.stringValue }
+            .map { BatchCandidate(id: $0, certain: false) }
     }
 
-    func create(key: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String {
-        var request = http.request(try http.url("/v1/messages/batches"), method: "POST")
+    func create(key: String, database: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String {
+        var request = try http.request(try http.url("/v1/messages/batches"), method: "POST")
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         let batch = try await http.upload(request, file: file)
         guard let id = batch["id"]?.stringValue else {
@@ -46,11 +52,29 @@ struct AnthropicBatchAPI: BatchAPI {
     }
 
     func readResults(of status: BatchStatus, batchID: String, chunk body: ([BatchResultLine]) async throws -> Void) async throws {
-        let url: URL
-        if let text = status.resultsURL, let given = URL(string: text) { url = given } else { url = try http.url("/v1/messages/batches/\(batchID)/results") }
-        let downloaded = try await http.download(url)
+        let downloaded = try await downloadResults(of: status, batchID: batchID)
         defer { try? FileManager.default.removeItem(at: downloaded) }
-        try await BatchResultFile.read(downloaded, chunk: body) { AnthropicBatchAPI.line($0) }
+        try await BatchResultFile.read(downloaded, chunk: body) { AnthropicBatchAPI.line($0, mask: http.mask) }
+    }
+
+    func firstCustomID(of status: BatchStatus, batchID: String) async throws -> String? {
+        let downloaded = try await downloadResults(of: status, batchID: batchID)
+        defer { try? FileManager.default.removeItem(at: downloaded) }
+        return try BatchResultFile.firstCustomID(downloaded)
+    }
+
+    private func downloadResults(of status: BatchStatus, batchID: String) async throws(BatchAPIError) -> URL {
+        // The results URL the provider gave, resolved against its base when relative. One on another origin is not
+        // followed (the key would go there): the results are read from the API's own path, on the provider's origin.
+        let own = try http.url("/v1/messages/batches/\(batchID)/results")
+        var url = own
+        if let text = status.resultsURL {
+            do { url = try http.resolve(text) } catch {
+                guard error.failure.kind == .misdirected else { throw error }
+                say("batch \(batchID): \(error.failure.message); its results are read from \(own.absoluteString) instead")
+            }
+        }
+        return try await http.download(url, into: folder)
     }
 
     func cancel(_ batchID: String) async throws(BatchAPIError) {
@@ -58,12 +82,13 @@ struct AnthropicBatchAPI: BatchAPI {
     }
 
     /// `{custom_id, result: {type: succeeded, message} | {type: errored, error} | {type: canceled} | {type: expired}}`.
-    static func line(_ object: JSONObject) -> BatchResultLine? {
+    /// `mask` takes the key out of the provider's error text before it is cut and kept.
+    static func line(_ object: JSONObject, mask: (String) -> String = { $0 }) -> BatchResultLine? {
         guard let customID = object["custom_id"]?.stringValue, let result = object["result"]?.objectValue else { return nil }
         switch result["type"]?.stringValue {
         case "succeeded"?:
             let message = result["message"] ?? .null
-            switch HTTPProviderClient.outcome(status: 200, header: { _ in nil }, parsed: message, text: JSONWriter.string(message), dialect: .anthropic) {
+            switch HTTPProviderClient.outcome(status: 200, header: { _ in nil }, parsed: message, text: mask(JSONWriter.string(message)), dialect: .anthropic) {
             case .success(let answer): return BatchResultLine(customID: customID, outcome: .succeeded(answer))
             case .failure(let failure): return BatchResultLine(customID: customID, outcome: .failed(failure))
             }
@@ -83,7 +108,7 @@ struct AnthropicBatchAPI: BatchAPI {
             default: status = 500
             }
             return BatchResultLine(
-                customID: customID, outcome: .failed(DialectTranslation.classify(status: status, body: JSONWriter.string(.object(error)), retryAfterMilliseconds: nil)))
+                customID: customID, outcome: .failed(DialectTranslation.classify(status: status, body: mask(JSONWriter.string(.object(error))), retryAfterMilliseconds: nil)))
         case "canceled"?: return BatchResultLine(customID: customID, outcome: .cancelled)
         case "expired"?: return BatchResultLine(customID: customID, outcome: .expired)
         default: return nil

@@ -8,17 +8,28 @@ public protocol BatchAPI: Sendable {
     func findUpload(named name: String) async throws(BatchAPIError) -> String?
     /// Uploads the JSONL input at `file` under `name`; returns its file id.
     func upload(file: URL, named name: String) async throws(BatchAPIError) -> String
-    /// Batches that may be the one created earlier for `key` by a run that died before storing its id: the one
-    /// whose metadata names `key` where the API keeps metadata, else those created since `createdAfter` with
-    /// `requestCount` requests.
-    func findBatch(key: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [String]
-    /// Creates the batch: from an uploaded file (`inputFileID`), or with the requests inline from `file`.
-    func create(key: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String
+    /// Batches that may be the one created earlier for `key` in database `database` by a run that died before
+    /// storing its id: the one whose metadata names both, certainly it, where the API keeps metadata; else those
+    /// created since `createdAfter` with `requestCount` requests, which may be anyone's on the same key until
+    /// their results show whose lines they hold.
+    func findBatch(key: String, database: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [BatchCandidate]
+    /// Creates the batch: from an uploaded file (`inputFileID`), or with the requests inline from `file`; its
+    /// metadata names `key` and `database` where the API keeps metadata.
+    func create(key: String, database: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String
+    /// The custom id of the first line of an ended batch's results, to tell whose batch it is; nil when it has none.
+    func firstCustomID(of status: BatchStatus, batchID: String) async throws -> String?
     func status(_ batchID: String) async throws(BatchAPIError) -> BatchStatus
     /// Reads every line of the batch's results (output and error files), in whatever order the provider wrote
     /// them, handing them to `body` in chunks; memory stays flat however many there are.
     func readResults(of status: BatchStatus, batchID: String, chunk body: ([BatchResultLine]) async throws -> Void) async throws
     func cancel(_ batchID: String) async throws(BatchAPIError)
+}
+
+/// A provider batch that may be the one a run created just before it died.
+public struct BatchCandidate: Sendable, Hashable {
+    public var id: String
+    /// True when the provider's own record names the batch and database (metadata); otherwise its results must show it.
+    public var certain: Bool
 }
 
 /// What a provider says about a batch.

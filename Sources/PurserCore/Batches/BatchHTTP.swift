@@ -9,7 +9,8 @@ import FoundationNetworking
 final class BatchHTTP: Sendable {
     private let session: URLSession
     let provider: Provider
-    private let key: String
+    /// Where every step's request is built and checked: the key goes to the provider's origin only.
+    private let endpoint: Result<ProviderEndpoint, CallFailure>
 
     init(provider: Provider, environment: [String: String], timeoutSeconds: Double = 600) {
         let configuration = URLSessionConfiguration.ephemeral
@@ -17,44 +18,53 @@ final class BatchHTTP: Sendable {
         configuration.timeoutIntervalForResource = timeoutSeconds
         configuration.urlCache = nil
         configuration.httpCookieStorage = nil
-        session = URLSession(configuration: configuration)
+        session = URLSession(configuration: configuration, delegate: SameOriginRedirects(), delegateQueue: nil)
         self.provider = provider
-        key = environment[provider.apiKeyEnvironmentVariable] ?? ""
+        endpoint = Result { () throws(CallFailure) in
+            try ProviderEndpoint(provider: provider, dialect: provider.batchDialect ?? provider.dialect, environment: environment)
+        }
     }
 
     deinit { session.finishTasksAndInvalidate() }
 
-    func url(_ path: String) throws(BatchAPIError) -> URL {
-        let base = provider.baseURL.hasSuffix("/") ? String(provider.baseURL.dropLast()) : provider.baseURL
-        guard let url = URL(string: base + path) else {
-            throw BatchAPIError(CallFailure(kind: .auth, status: nil, message: "provider \(provider.name) has an invalid base_url"))
+    private func checkedEndpoint() throws(BatchAPIError) -> ProviderEndpoint {
+        switch endpoint {
+        case .success(let endpoint): return endpoint
+        case .failure(let failure): throw BatchAPIError(failure)
         }
-        return url
     }
 
-    func request(_ url: URL, method: String) -> URLRequest {
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        switch provider.batchDialect ?? provider.dialect {
-        case .openai:
-            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
-        case .anthropic:
-            request.setValue(key, forHTTPHeaderField: "x-api-key")
-            request.setValue(HTTPProviderClient.anthropicVersion, forHTTPHeaderField: "anthropic-version")
-        }
-        return request
+    /// What `body` makes of the endpoint, its refusal a batch API error.
+    private func withEndpoint<T>(_ body: (ProviderEndpoint) throws(CallFailure) -> T) throws(BatchAPIError) -> T {
+        let endpoint = try checkedEndpoint()
+        do { return try body(endpoint) } catch { throw BatchAPIError(error) }
     }
+
+    func url(_ path: String) throws(BatchAPIError) -> URL { try withEndpoint { endpoint throws(CallFailure) in try endpoint.url(path) } }
+
+    /// A URL the provider gave (a results URL), resolved against its base; refused when on another origin.
+    func resolve(_ reference: String) throws(BatchAPIError) -> URL {
+        try withEndpoint { endpoint throws(CallFailure) in try endpoint.resolve(reference) }
+    }
+
+    func request(_ url: URL, method: String) throws(BatchAPIError) -> URLRequest {
+        try withEndpoint { endpoint throws(CallFailure) in try endpoint.request(url, method: method) }
+    }
+
+    /// Provider text with the key taken out.
+    func mask(_ text: String) -> String { (try? endpoint.get())?.mask(text) ?? text }
 
     /// A JSON call; the answer's body parsed, or the failure classified as for a live call.
     func json(_ method: String, _ path: String, body: JSONObject? = nil) async throws(BatchAPIError) -> JSONObject {
-        var request = request(try url(path), method: method)
+        let url = try url(path)
+        var request = try request(url, method: method)
         if let body {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.httpBody = Data(JSONWriter.string(.object(body)).utf8)
         }
         let prepared = request
         let (data, response) = try await exchange(prepared) { session, handler in session.dataTask(with: prepared, completionHandler: handler) }
-        return try BatchHTTP.object(data ?? Data(), response: response)
+        return try object(data ?? Data(), response: response, method: method, url: url)
     }
 
     /// POSTs the file at `file` as the body (multipart bodies are written to disk first).
@@ -62,13 +72,16 @@ final class BatchHTTP: Sendable {
         let (data, response) = try await exchange(request) { session, handler in
             session.uploadTask(with: request, fromFile: file, completionHandler: handler)
         }
-        return try BatchHTTP.object(data ?? Data(), response: response)
+        return try object(data ?? Data(), response: response, method: "POST", url: request.url!)
     }
 
-    /// Downloads `url` to a file of its own (the caller removes it).
-    func download(_ url: URL) async throws(BatchAPIError) -> URL {
-        let request = request(url, method: "GET")
-        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-\(UUID().uuidString).jsonl")
+    /// Downloads `url` into `folder`, to a file of its own (the caller removes it).
+    func download(_ url: URL, into folder: WorkFolder) async throws(BatchAPIError) -> URL {
+        let request = try request(url, method: "GET")
+        let kept: URL
+        do { kept = try folder.newPath("results") } catch {
+            throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not make a file for the results: \(error)"))
+        }
         let moved = MovedFile()
         let (_, response) = try await exchange(request) { session, handler in
             session.downloadTask(with: request) { location, response, error in
@@ -80,11 +93,21 @@ final class BatchHTTP: Sendable {
         if let error = moved.error {
             throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not keep the downloaded results: \(error)"))
         }
-        guard let http = response as? HTTPURLResponse, (200..<300).contains(http.statusCode) else {
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let http = response as? HTTPURLResponse
+        guard let status = http?.statusCode, (200..<300).contains(status) else {
+            let status = http?.statusCode ?? 0
             let body = (try? String(contentsOf: kept, encoding: .utf8)) ?? ""
             try? FileManager.default.removeItem(at: kept)
-            throw BatchAPIError(DialectTranslation.classify(status: status, body: String(body.prefix(10_000)), retryAfterMilliseconds: nil))
+            if let http, let refused = try checkedEndpoint().refusedRedirect(
+                status: status, location: http.value(forHTTPHeaderField: "Location"), method: "GET", url: url)
+            {
+                throw BatchAPIError(refused)
+            }
+            throw BatchAPIError(DialectTranslation.classify(status: status, body: mask(String(body.prefix(100_000))), retryAfterMilliseconds: nil))
+        }
+        do { try folder.restrict(kept) } catch {
+            try? FileManager.default.removeItem(at: kept)
+            throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not keep the downloaded results private: \(error)"))
         }
         return kept
     }
@@ -129,15 +152,21 @@ final class BatchHTTP: Sendable {
         }
     }
 
-    static func object(_ data: Data, response: URLResponse?) throws(BatchAPIError) -> JSONObject {
+    /// A JSON answer's object, or the failure its status, redirect or body stands for.
+    private func object(_ data: Data, response: URLResponse?, method: String, url: URL) throws(BatchAPIError) -> JSONObject {
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let body = String(decoding: data, as: UTF8.self)
+        let http = response as? HTTPURLResponse
+        if let http, let refused = try checkedEndpoint().refusedRedirect(
+            status: status, location: http.value(forHTTPHeaderField: "Location"), method: method, url: url)
+        {
+            throw BatchAPIError(refused)
+        }
+        let body = mask(String(decoding: data, as: UTF8.self))
         guard (200..<300).contains(status) else {
-            let http = response as? HTTPURLResponse
             throw BatchAPIError(DialectTranslation.classify(
                 status: status, body: body, retryAfterMilliseconds: http.flatMap { RetryAfter.milliseconds(from: $0, now: Date()) }))
         }
-        guard let object = (try? JSONParser.parse(Array(data)))?.objectValue else {
+        guard let object = (try? JSONParser.parse(body))?.objectValue else {
             throw BatchAPIError(CallFailure(kind: .retryable, status: status, message: "the batch API sent a body that is not a JSON object"))
         }
         return object

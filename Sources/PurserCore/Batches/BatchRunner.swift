@@ -109,9 +109,9 @@ final class BatchRunner: Sendable {
             if Task.isCancelled { return }
             let failure = error.failure
             if failure.kind == .permanent || failure.kind == .modelRefused, try await refused(batch, failure: failure, now: now) { return }
-            if failure.kind == .auth || failure.kind == .quota {
+            if failure.disablesProvider {
                 if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
-                    onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
+                    onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.advice(for: provider))): \(failure.message)"))
                 }
             } else {
                 // Counted with the provider's live calls: an endpoint that keeps refusing connections ends the run.
@@ -151,7 +151,7 @@ final class BatchRunner: Sendable {
         // `batch` is the row as this step found it: no create started before it means none can have succeeded.
         if batch.state == .planned || batch.state == .uploaded, batch.createStartedAt == nil {
             let left = try await store.finishBatch(
-                batch, reason: "\(batch.provider)'s batch API refused batch \(batch.id): \(what)", lineErrors: [:], liveOnly: true)
+                batch, reason: "\(batch.provider)'s batch API refused batch \(batch.id): \(what)", lineErrors: [:], liveOnly: true).replanned
             onEvent(.notice("batch \(batch.id) (\(batch.provider)): the batch API refused it (\(what)); its \(left) requests are served live"))
             return true
         }
@@ -163,7 +163,7 @@ final class BatchRunner: Sendable {
         refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
         let reason = "\(batch.provider) answered \(what) about batch \(batch.id) for \(DurationText.approximate(now - since)); served live"
         let taken = try await store.detachBatch(batch, now: now, reason: reason)
-        _ = try await store.finishBatch(batch, reason: reason, lineErrors: [:])
+        try await store.finishBatch(batch, reason: reason, lineErrors: [:])
         onEvent(.notice("batch \(batch.id) (\(batch.providerBatchID ?? "?")): \(batch.provider) has answered \(what) for \(DurationText.approximate(now - since)); "
             + "given up: its \(taken) requests are served live, and what it may have billed stays counted as unsettled"))
         return true
@@ -173,12 +173,12 @@ final class BatchRunner: Sendable {
     /// A file or batch a run created just before it died is found again (by name, by metadata or by its time
     /// and size) rather than sent twice.
     private func send(_ batch: BatchRow, api: any BatchAPI, now: Int64) async throws {
-        if now >= batch.pullBackAt {
-            let left = try await store.abandonBatch(batch, reason: "its batch could not be sent before it had to be served live")
-            onEvent(.notice("batch \(batch.id) was not sent before its requests had to be served live; its \(left) requests are planned again"))
+        // A create that was started may have reached the provider: that is settled first (below).
+        if now >= batch.pullBackAt && batch.createStartedAt == nil {
+            try await abandonUnsent(batch)
             return
         }
-        let input = FileManager.default.temporaryDirectory.appendingPathComponent("purser-\(batch.key)-\(UUID().uuidString).jsonl")
+        let input = try options.workFolder.newPath("input")
         defer { try? FileManager.default.removeItem(at: input) }
         var bytes = 0, writing: UInt64 = 0, sending: UInt64 = 0
         func timed<T>(_ total: inout UInt64, _ body: () async throws -> T) async throws -> T {
@@ -189,9 +189,11 @@ final class BatchRunner: Sendable {
         var inputFileID = batch.inputFileID
         if batch.state == .planned && batch.dialect == .openai && !batch.simulated {
             let name = "purser-\(batch.key).jsonl"
-            if let found = try await api.findUpload(named: name) {
+            // Only a run that died during an upload may have left the file at the provider.
+            if batch.uploadStartedAt != nil, let found = try await api.findUpload(named: name) {
                 inputFileID = found
             } else {
+                try await store.recordBatchUploadStarted(batch.id, now: now)
                 bytes = try await timed(&writing) { try await store.writeBatchInput(batch, to: input, catalog: catalog) }
                 inputFileID = try await timed(&sending) { try await api.upload(file: input, named: name) }
             }
@@ -199,17 +201,25 @@ final class BatchRunner: Sendable {
             try await store.recordBatchUpload(batch.id, fileID: inputFileID!)
         }
         var providerBatchID: String?
-        if let started = batch.createStartedAt {
-            let known = try await store.knownProviderBatchIDs(provider: batch.provider)
-            providerBatchID = try await api.findBatch(key: batch.key, createdAfter: started, requestCount: batch.requestCount)
-                .first { !known.contains($0) }
+        if batch.createStartedAt != nil {
+            switch try await earlierCreate(batch, api: api, now: now) {
+            case .found(let id): providerBatchID = id
+            case .undecided: return
+            case .none:
+                if now >= batch.pullBackAt {
+                    try await abandonUnsent(batch)
+                    return
+                }
+            }
         }
         if providerBatchID == nil {
             try await store.recordBatchCreateStarted(batch.id, now: now)
             let inline = batch.dialect == .anthropic && !batch.simulated
             if inline { bytes = try await timed(&writing) { try await store.writeBatchInput(batch, to: input, catalog: catalog) } }
             var creating: UInt64 = 0
-            providerBatchID = try await timed(&creating) { try await api.create(key: batch.key, inputFileID: inputFileID, file: input) }
+            providerBatchID = try await timed(&creating) {
+                try await api.create(key: batch.key, database: store.databaseID, inputFileID: inputFileID, file: input)
+            }
             if inline { sending += creating }
         }
         crashPoint("create")
@@ -218,6 +228,54 @@ final class BatchRunner: Sendable {
         onEvent(.batch(BatchEvent(
             batch: batch.id, step: .sent(bytes: bytes, writeMilliseconds: Int64(writing / 1_000_000), uploadMilliseconds: Int64(sending / 1_000_000)),
             message: "batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) request\(batch.requestCount == 1 ? "" : "s") for \(batch.model))", isWarning: false)))
+    }
+
+    private func abandonUnsent(_ batch: BatchRow) async throws {
+        let left = try await store.abandonBatch(batch, reason: "its batch could not be sent before it had to be served live")
+        onEvent(.notice("batch \(batch.id) was not sent before its requests had to be served live; its \(left) requests are planned again"))
+    }
+
+    enum EarlierCreate { case found(String), undecided, none }
+
+    /// A run died during this batch's create: did the create reach the provider? A batch is taken for this one only
+    /// beyond doubt: its metadata names this batch and database, or (where the API keeps no metadata) its results'
+    /// custom ids carry this database's id and this batch's. Candidates of the same size and time that have not
+    /// ended cannot be told apart yet, so the batch waits for them (until it must be served live, keeping what a
+    /// lost create may bill as unsettled); one found to be another database's is never looked at again for it.
+    private func earlierCreate(_ batch: BatchRow, api: any BatchAPI, now: Int64) async throws -> EarlierCreate {
+        guard let started = batch.createStartedAt else { return .none }
+        let known = try await store.knownProviderBatchIDs(provider: batch.provider).union(batch.foreignCandidates)
+        let candidates = try await api.findBatch(key: batch.key, database: store.databaseID, createdAfter: started, requestCount: batch.requestCount)
+            .filter { !known.contains($0.id) }
+        if let certain = candidates.first(where: \.certain) { return .found(certain.id) }
+        var undecided: [String] = []
+        for candidate in candidates {
+            let status = try await api.status(candidate.id)
+            guard status.phase == .ended else {
+                undecided.append(candidate.id)
+                continue
+            }
+            if let first = try await api.firstCustomID(of: status, batchID: candidate.id),
+                BatchInput.isOf(first, database: store.databaseID, batch: batch.id)
+            {
+                onEvent(.notice("batch \(batch.id): \(candidate.id), created when this batch's create was cut off by a crash, holds its requests: carried on with it"))
+                return .found(candidate.id)
+            }
+            try await store.recordForeignCandidate(batch.id, providerBatchID: candidate.id)
+            onEvent(.notice("batch \(batch.id): \(candidate.id), of the same size and created about when this batch's create was cut off, holds another database's requests; it is left alone"))
+        }
+        guard !undecided.isEmpty else { return .none }
+        if now >= batch.pullBackAt {
+            let reason = "batch \(batch.id)'s create was cut off by a crash and whether it reached \(batch.provider) could not be told in time; served live"
+            let taken = try await store.detachBatch(batch, now: now, reason: reason)
+            try await store.finishBatch(batch, reason: reason, lineErrors: [:])
+            onEvent(.notice("\(reason): its \(taken) requests are served live, and what the lost create may bill stays counted as unsettled"))
+            return .undecided
+        }
+        let message = "waiting for \(undecided.joined(separator: ", ")) to end, to tell whether \(undecided.count == 1 ? "it is" : "one is") this batch (its create was cut off by a crash)"
+        if sayOnce(batch.id, message, now: now) { onEvent(.notice("batch \(batch.id): \(message)")) }
+        try await store.recordBatchError(batch.id, message: message, retryAt: now + min(max((now - started) / 10, 1_000), 60_000))
+        return .undecided
     }
 
     /// Asks the provider how the batch is doing; cancels it when its earliest request must be pulled back to be
@@ -283,7 +341,13 @@ final class BatchRunner: Sendable {
         let reason = batch.providerStatus == "failed"
             ? "batch \(batch.id) failed at \(batch.provider)" + (errors[0].map { " (\($0))" } ?? "")
             : "batch \(batch.id) ended (\(batch.providerStatus ?? "ended")) without an answer for it"
-        let left = try await store.finishBatch(batch, reason: reason, lineErrors: errors, liveOnly: batch.providerStatus == "failed")
+        let failed = batch.providerStatus == "failed"
+        let finished = try await store.finishBatch(
+            batch, reason: reason, lineErrors: errors, liveOnly: failed,
+            unanswered: failed ? .notBilled : .mayBeBilled(maximumAttempts: options.retry.maximumAttempts, now: now))
+        let left = finished.replanned
+        totals.failed += finished.failed
+        if finished.failed > 0 { await report(Progress(failed: finished.failed)) }
         var words = "batch \(batch.id): \(totals.succeeded) answer\(totals.succeeded == 1 ? "" : "s") stored at batch prices (\(totals.spend.formatted)\(batch.simulated ? ", simulated" : ""))"
         if totals.replanned + left > 0 { words += ", \(totals.replanned + left) planned again\(batch.providerStatus == "failed" ? " for live calls" : "")" }
         if totals.moved > 0 { words += ", \(totals.moved) moved to another model" }
@@ -329,7 +393,7 @@ final class BatchRunner: Sendable {
                 let cost = Charges.prices(of: next, mode: mode, at: now).cost(
                     inputTokens: member.needs.inputTokens, outputTokens: member.needs.maxOutputTokens)
                 return .move(model: next.id, mode: mode, cost: cost, reason: "moved from \(model.id) after: \(failure.message)")
-            case .retryable, .unreachable, .auth, .quota:
+            case .retryable, .unreachable, .auth, .quota, .misdirected:
                 if member.attempts >= options.retry.maximumAttempts {
                     return .fail("gave up after \(member.attempts) attempts; last: \(failure.message)")
                 }
@@ -352,8 +416,10 @@ final class BatchRunner: Sendable {
                 }
             } else {
                 switch batch.dialect {
-                case .openai: api = OpenAIBatchAPI(provider: provider, environment: environment)
-                case .anthropic: api = AnthropicBatchAPI(provider: provider, environment: environment)
+                case .openai: api = OpenAIBatchAPI(provider: provider, environment: environment, folder: options.workFolder)
+                case .anthropic:
+                    let onEvent = onEvent
+                    api = AnthropicBatchAPI(provider: provider, environment: environment, folder: options.workFolder) { onEvent(.notice($0)) }
                 }
             }
             apis[key] = api

@@ -28,6 +28,10 @@ public struct BatchRow: Sendable {
     public var outputFileID: String?
     public var errorFileID: String?
     public var resultsURL: String?
+    /// Provider batches found to be another database's while looking for this one after a crash.
+    public var foreignCandidates: Set<String> = []
+    /// When an upload of the input was started (a run that died after it may have left the file at the provider).
+    public var uploadStartedAt: Int64?
 
     /// The lease owner of the requests it holds, and of their reservations.
     public var owner: String { BatchRow.owner(id) }
@@ -67,10 +71,26 @@ public enum BatchDecision: Sendable {
     case fail(String)
 }
 
-/// The provider's ids of a batch's requests: `r` and Purser's request id, which fits Anthropic's
-/// `^[a-zA-Z0-9_-]{1,64}$` and is unique in a database. Results are joined on it, never by order.
+/// The provider's ids of a batch's requests: the database's id, the batch's and the request's
+/// (`3f9a1c2b7d4e5f60_12_34567`), which fits Anthropic's `^[a-zA-Z0-9_-]{1,64}$` and is unique to this database
+/// and batch, so that a batch of another database on the same key is never taken for this one's. Results are
+/// joined on it, never by order. Batches stored before this form was used have `r` and the request id.
 enum BatchInput {
-    static func providerCustomID(_ requestID: Int64) -> String { "r\(requestID)" }
+    static func providerCustomID(database: String, batch: Int64, request: Int64) -> String { "\(database)_\(batch)_\(request)" }
+
+    /// The request a results line names, when the line is of this database's batch `batch` (or of a batch stored
+    /// before custom ids named their database, `r` and the request id).
+    static func requestID(inCustomID customID: String, database: String, batch: Int64) -> Int64? {
+        if customID.hasPrefix("r") { return Int64(customID.dropFirst()) }
+        let prefix = "\(database)_\(batch)_"
+        guard customID.hasPrefix(prefix) else { return nil }
+        return Int64(customID.dropFirst(prefix.count))
+    }
+
+    /// True when a line with this custom id belongs to this database's batch `batch`.
+    static func isOf(_ customID: String, database: String, batch: Int64) -> Bool {
+        customID.hasPrefix("\(database)_\(batch)_")
+    }
 
     /// The provider's dialect for batch bodies.
     static func batchProvider(_ provider: Provider) -> Provider {
@@ -162,7 +182,10 @@ extension DispatchStore {
                             admission: &admission, tally: &formed)
                         else { continue }
                         try database.statement("INSERT INTO batch_requests (request_id, batch_id, line, provider_custom_id) VALUES (?, ?, ?, ?)")
-                            .execute([.integer(candidate.id), .integer(batchID), .int(members.count), .text(BatchInput.providerCustomID(candidate.id))])
+                            .execute([
+                                .integer(candidate.id), .integer(batchID), .int(members.count),
+                                .text(BatchInput.providerCustomID(database: databaseID, batch: batchID, request: candidate.id)),
+                            ])
                         members.append(candidate.id)
                         bytes += candidate.bytes + 200
                         // The moment it must leave the batch to be served live in time.
@@ -229,6 +252,17 @@ extension DispatchStore {
             .rows([.text(provider)]) { $0.text(0) })
     }
 
+    /// A provider batch looked at for `id` after a crash and found to be another database's: never taken for it.
+    func recordForeignCandidate(_ id: Int64, providerBatchID: String) throws {
+        try database.writeTransaction {
+            let known = try database.scalarText("SELECT foreign_candidates FROM batches WHERE id = ?", [.integer(id)])
+                .flatMap { try? JSONParser.parse($0).arrayValue } ?? []
+            let list = JSONValue.array(known + [.string(providerBatchID)])
+            try database.statement("UPDATE batches SET foreign_candidates = ? WHERE id = ? AND owner = ?")
+                .execute([.text(JSONWriter.string(list)), .integer(id), .text(owner)])
+        }
+    }
+
     /// Writes the batch's input to `file`: JSONL lines for OpenAI-style APIs, the `{"requests": [...]}` body for
     /// Anthropic's. Bodies are translated to the batch dialect and named for the batch's model. Returns the bytes.
     func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) throws -> Int {
@@ -236,14 +270,17 @@ extension DispatchStore {
             throw Problem("batch \(batch.id): its model \(batch.model) is no longer in the pricing tables")
         }
         let batchProvider = BatchInput.batchProvider(provider)
-        guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw Problem("cannot create \(file.path)") }
+        // Readable by its owner only: the file holds the users' prompts.
+        let descriptor = open(file.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard descriptor >= 0 else { throw Problem("cannot create \(file.path): \(String(cString: strerror(errno)))") }
+        close(descriptor)
         // Closed at the end, where a failure to flush is an error; on an earlier error the handle closes as it goes.
         let handle = try FileHandle(forWritingTo: file)
         var buffer = batch.dialect == .anthropic ? "{\"requests\": [\n" : ""
         var written = 0
         var first = true
-        try forEachMemberBody(batch.id, model: model, provider: batchProvider) { requestID, _, body in
-            let customID = JSONValue.string(BatchInput.providerCustomID(requestID))
+        try forEachMemberBody(batch.id, model: model, provider: batchProvider) { member, body in
+            let customID = JSONValue.string(member.providerCustomID)
             switch batch.dialect {
             case .openai:
                 buffer += JSONWriter.string(.object(JSONObject([
@@ -266,33 +303,34 @@ extension DispatchStore {
         return written
     }
 
-    /// The calls a simulated batch stands for, by its provider batch id.
-    func batchCalls(providerBatchID: String, catalog: PricingCatalog) throws -> [ProviderCall] {
+    /// The calls a simulated batch stands for, by its provider batch id, each with its provider custom id.
+    func batchCalls(providerBatchID: String, catalog: PricingCatalog) throws -> [(customID: String, call: ProviderCall)] {
         guard let batch = try database.statement("SELECT id FROM batches WHERE provider_batch_id = ?").firstRow([.text(providerBatchID)], { $0.int64(0) }),
             let row = try self.batch(batch), let model = catalog.model(id: row.model), let provider = catalog.providers[row.provider]
         else { return [] }
         let batchProvider = BatchInput.batchProvider(provider)
-        var calls: [ProviderCall] = []
-        try forEachMemberBody(batch, model: model, provider: batchProvider) { requestID, customID, body in
-            calls.append(ProviderCall(
-                requestID: requestID, customID: customID, model: model, provider: batchProvider, mode: .batch, body: body, timeoutSeconds: 0))
+        var calls: [(customID: String, call: ProviderCall)] = []
+        try forEachMemberBody(batch, model: model, provider: batchProvider) { member, body in
+            calls.append((member.providerCustomID, ProviderCall(
+                requestID: member.requestID, customID: member.customID, model: model, provider: batchProvider, mode: .batch, body: body,
+                timeoutSeconds: 0)))
         }
         return calls
     }
 
-    /// Each member of a batch in line order: its request id, the user's custom id, and its body as the batch sends it.
+    /// Each member of a batch in line order, with its body as the batch sends it.
     private func forEachMemberBody(
-        _ batch: Int64, model: Model, provider: Provider, _ each: (Int64, String, JSONObject) throws -> Void
+        _ batch: Int64, model: Model, provider: Provider, _ each: ((requestID: Int64, customID: String, providerCustomID: String), JSONObject) throws -> Void
     ) throws {
         try database.statement("""
-            SELECT r.id, r.custom_id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id
+            SELECT r.id, r.custom_id, r.shape, b.body, m.provider_custom_id FROM batch_requests m JOIN requests r ON r.id = m.request_id
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE m.batch_id = ? ORDER BY m.line
             """).forEachRow([.integer(batch)]) { row in
             let shape = RequestShape(rawValue: row.text(2)) ?? .openaiBatch
             let body = try DialectTranslation.requestBody(
                 stored: row.text(3), storedDialect: shape.bodyDialect, model: model, provider: provider, mode: .batch)
-            try each(row.int64(0), row.text(1), body)
+            try each((row.int64(0), row.text(1), row.text(4)), body)
         }
     }
 
@@ -302,6 +340,13 @@ extension DispatchStore {
                 UPDATE batches SET state = 'uploaded', input_file_id = ?, last_error = NULL, next_poll_at = NULL WHERE id = ? AND state = 'planned'
                 """)
                 .execute([.text(fileID), .integer(id)])
+        }
+    }
+
+    /// Written before the upload, so that a run that dies during it looks for the file before uploading another.
+    func recordBatchUploadStarted(_ id: Int64, now: Int64) throws {
+        try database.writeTransaction {
+            try database.statement("UPDATE batches SET upload_started_at = ? WHERE id = ? AND upload_started_at IS NULL").execute([.integer(now), .integer(id)])
         }
     }
 
@@ -406,12 +451,13 @@ extension DispatchStore {
                     left = database.changes == 1
                 }
                 guard left, let member, let decision else {
-                    if case .succeeded(let response) = line.outcome, let model, let requestID = Int64(line.customID.dropFirst()) {
+                    let named = BatchInput.requestID(inCustomID: line.customID, database: databaseID, batch: batch.id)
+                    if case .succeeded(let response) = line.outcome, let model, let requestID = named {
                         let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: .batch, at: now))
                         try database.statement("UPDATE unsettled_charges SET amount_pico = ? WHERE request_id = ? AND owner = ?")
                             .execute([.integer(cost.picoUSD), .integer(requestID), .text(owner)])
                         if database.changes > 0 { counts.late += 1 }
-                    } else if let requestID = Int64(line.customID.dropFirst()) {
+                    } else if let requestID = named {
                         try database.statement("DELETE FROM unsettled_charges WHERE request_id = ? AND owner = ?").execute([.integer(requestID), .text(owner)])
                     }
                     continue
@@ -422,7 +468,12 @@ extension DispatchStore {
                         latencyMilliseconds: now - (batch.submittedAt ?? batch.plannedAt), status: status, outcome: outcome, error: error, usage: usage,
                         simulated: simulated)
                 }
-                let reservation = try dropReservation(member.requestID, owner: owner)
+                // A line the provider answered (a 2xx) was billed even when its usage cannot be read: what it may cost
+                // stays counted, as an unsettled charge, rather than vanishing with the reservation.
+                let billedUnread: Bool
+                if case .succeed = decision { billedUnread = false } else { billedUnread = line.outcome.wasAnswered }
+                let reservation = billedUnread ? nil : try dropReservation(member.requestID, owner: owner)
+                if billedUnread { try ledger.unsettle(requests: [member.requestID], now: now) }
                 switch decision {
                 case .succeed(let response, let cost, let baseline):
                     guard try lifecycle.endLease(member.requestID, owner: owner, state: .succeeded, error: nil) else { continue }
@@ -484,23 +535,54 @@ extension DispatchStore {
         return byLine
     }
 
+    /// What the provider may have done with the requests a batch still holds when it is closed.
+    enum Unanswered: Sendable {
+        /// Nothing was billed for them (the batch was never sent, was refused, or failed validation).
+        case notBilled
+        /// The batch ended and gave no line for them (a line cut off, or too long to read): the provider may have
+        /// answered and billed them, so their worst case stays counted as unsettled. Each batch a request went into
+        /// was an attempt: at `maximumAttempts` it fails rather than go into another.
+        case mayBeBilled(maximumAttempts: Int, now: Int64)
+    }
+
     /// Ends a batch whose results were all read: requests it still holds (no line came back for them, or the
-    /// batch failed validation) are planned again with the reason, their reservations released. After a failed
-    /// validation they go live (`liveOnly`), where each call gets an answer of its own, rather than into another
-    /// batch the API may refuse the same way. Returns how many.
-    func finishBatch(_ batch: BatchRow, reason: String, lineErrors: [Int: String], liveOnly: Bool = false) throws -> Int {
+    /// batch failed validation) are planned again with the reason. After a failed validation they go live
+    /// (`liveOnly`), where each call gets an answer of its own, rather than into another batch the API may refuse
+    /// the same way. Returns how many were planned again (and, of those given up on, how many failed).
+    @discardableResult
+    func finishBatch(
+        _ batch: BatchRow, reason: String, lineErrors: [Int: String], liveOnly: Bool = false, unanswered: Unanswered = .notBilled
+    ) throws -> (replanned: Int, failed: Int) {
         try database.writeTransaction {
-            let left = try database.statement("SELECT request_id, line FROM batch_requests WHERE batch_id = ?")
-                .rows([.integer(batch.id)]) { ($0.int64(0), $0.int(1)) }
-            for (request, line) in left {
-                _ = try dropReservation(request, owner: batch.owner)
-                let refused = lineErrors[line + 1]
-                try lifecycle.unplanFromBatch(
-                    request, owner: batch.owner, reason: refused.map { "\(reason): line \(line + 1): \($0)" } ?? reason, liveOnly: liveOnly)
+            var failed = 0
+            let left = try database.statement("""
+                SELECT m.request_id, m.line, r.attempts FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE m.batch_id = ?
+                """).rows([.integer(batch.id)]) { ($0.int64(0), $0.int(1), $0.int(2)) }
+            for (request, line, attempts) in left {
+                let why = lineErrors[line + 1].map { "\(reason): line \(line + 1): \($0)" } ?? reason
+                switch unanswered {
+                case .notBilled:
+                    _ = try dropReservation(request, owner: batch.owner)
+                case .mayBeBilled(let maximumAttempts, let now):
+                    try Ledger(database: database).unsettle(requests: [request], now: now)
+                    try insertAttempt(
+                        AttemptRecord(
+                            model: batch.model, provider: batch.provider, mode: .batch, startedAt: batch.submittedAt ?? batch.plannedAt,
+                            latencyMilliseconds: now - (batch.submittedAt ?? batch.plannedAt), status: nil, outcome: "missing", error: why, usage: nil,
+                            simulated: batch.simulated),
+                        request: request, worker: batch.owner)
+                    if attempts >= maximumAttempts {
+                        if try lifecycle.endLease(request, owner: batch.owner, state: .failed, error: "gave up after \(attempts) attempts; last: \(why)") {
+                            failed += 1
+                        }
+                        continue
+                    }
+                }
+                try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: why, liveOnly: liveOnly)
             }
             try database.statement("DELETE FROM batch_requests WHERE batch_id = ?").execute([.integer(batch.id)])
             try database.statement("UPDATE batches SET state = 'done', owner = NULL, lease_expires_at = NULL WHERE id = ?").execute([.integer(batch.id)])
-            return left.count
+            return (left.count - failed, failed)
         }
     }
 
@@ -520,21 +602,22 @@ extension DispatchStore {
     /// A batch that was never sent (its pull-back came first, or its input could not be written): its requests
     /// are planned again and it is closed.
     func abandonBatch(_ batch: BatchRow, reason: String) throws -> Int {
-        try finishBatch(batch, reason: reason, lineErrors: [:])
+        try finishBatch(batch, reason: reason, lineErrors: [:]).replanned
     }
 
     /// The requests a chunk of result lines names that are still in the batch, by provider custom id (one query).
+    /// A line names a member only by the exact custom id stored for it in this batch: a line of another batch or
+    /// another database's batch matches none.
     func batchMembers(_ batch: Int64, providerCustomIDs: [String]) throws -> [String: BatchMember] {
-        let ids = providerCustomIDs.compactMap { $0.hasPrefix("r") ? Int64($0.dropFirst()) : nil }
+        let ids = providerCustomIDs.compactMap { BatchInput.requestID(inCustomID: $0, database: databaseID, batch: batch) }
         var members: [String: BatchMember] = [:]
         try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens, r.capabilities,
-                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts
+                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, m.provider_custom_id
             FROM batch_requests m JOIN requests r ON r.id = m.request_id
             WHERE m.request_id IN (SELECT value FROM json_each(?1)) AND m.batch_id = ?2
             """).forEachRow([.text(PlanStore.idList(ids)), .integer(batch)]) { row in
-            let member = BatchStore.member(row)
-            members[BatchInput.providerCustomID(member.requestID)] = member
+            members[row.text(13)] = BatchStore.member(row)
         }
         return members
     }
@@ -569,7 +652,8 @@ extension DispatchStore {
     func batch(_ id: Int64) throws -> BatchRow? {
         try database.statement("""
             SELECT id, key, provider, model, dialect, simulated, state, request_count, planned_at, create_started_at, submitted_at, pull_back_at,
-                next_poll_at, cancel_requested_at, input_file_id, provider_batch_id, provider_status, output_file_id, error_file_id, results_url
+                next_poll_at, cancel_requested_at, input_file_id, provider_batch_id, provider_status, output_file_id, error_file_id, results_url,
+                foreign_candidates, upload_started_at
             FROM batches WHERE id = ?
             """).firstRow([.integer(id)]) { row in
             BatchRow(
@@ -577,7 +661,9 @@ extension DispatchStore {
                 simulated: row.int(5) == 1, state: BatchRow.State(rawValue: row.text(6)) ?? .done, requestCount: row.int(7), plannedAt: row.int64(8),
                 createStartedAt: row.optionalInt64(9), submittedAt: row.optionalInt64(10), pullBackAt: row.int64(11), nextPollAt: row.optionalInt64(12),
                 cancelRequestedAt: row.optionalInt64(13), inputFileID: row.optionalText(14), providerBatchID: row.optionalText(15),
-                providerStatus: row.optionalText(16), outputFileID: row.optionalText(17), errorFileID: row.optionalText(18), resultsURL: row.optionalText(19))
+                providerStatus: row.optionalText(16), outputFileID: row.optionalText(17), errorFileID: row.optionalText(18), resultsURL: row.optionalText(19),
+                foreignCandidates: Set((row.optionalText(20).flatMap { try? JSONParser.parse($0).arrayValue } ?? []).compactMap(\.stringValue)),
+                uploadStartedAt: row.optionalInt64(21))
         }
     }
 }
@@ -590,6 +676,15 @@ extension BatchResultLine.Outcome {
         case .failed(let failure): return (failure.kind.rawValue, failure.status)
         case .expired: return ("expired", nil)
         case .cancelled: return ("cancelled", nil)
+        }
+    }
+
+    /// True when the provider answered the line (a 2xx), so billed it, whether or not the answer could be read.
+    var wasAnswered: Bool {
+        switch self {
+        case .succeeded: return true
+        case .failed(let failure): return (200..<300).contains(failure.status ?? 0)
+        case .expired, .cancelled: return false
         }
     }
 }

@@ -8,13 +8,20 @@ import FoundationNetworking
 /// polled with `GET /batches/{id}`; results in the output and error files (`GET /files/{id}/content`).
 struct OpenAIBatchAPI: BatchAPI {
     let http: BatchHTTP
+    let folder: WorkFolder
 
-    init(provider: Provider, environment: [String: String]) {
+    init(provider: Provider, environment: [String: String], folder: WorkFolder) {
         http = BatchHTTP(provider: provider, environment: environment)
+        self.folder = folder
     }
 
     func findUpload(named name: String) async throws(BatchAPIError) -> String? {
-        let list = try await http.json("GET", "/files?purpose=batch&limit=10000")
+        let list: JSONObject
+        do { list = try await http.json("GET", "/files?purpose=batch&limit=10000") } catch {
+            // A server that cannot list files (404, 405) keeps none Purser could find: upload anew.
+            if error.failure.status == 404 || error.failure.status == 405 { return nil }
+            throw error
+        }
         return list["data"]?.arrayValue?.compactMap(\.objectValue)
             .first { $0["filename"]?.stringValue == name && $0["status"]?.stringValue != "error" }?["id"]?.stringValue
     }
@@ -22,10 +29,12 @@ struct OpenAIBatchAPI: BatchAPI {
     func upload(file: URL, named name: String) async throws(BatchAPIError) -> String {
         // multipart/form-data, written to disk around the input so that a file of any size is sent from disk.
         let boundary = "purser-\(UUID().uuidString)"
-        let body = FileManager.default.temporaryDirectory.appendingPathComponent("purser-upload-\(UUID().uuidString)")
+        let body: URL
+        do { body = try folder.newFile("upload") } catch {
+            throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not write the upload to disk: \(error)"))
+        }
         defer { try? FileManager.default.removeItem(at: body) }
         do {
-            guard FileManager.default.createFile(atPath: body.path, contents: nil) else { throw Problem("cannot create \(body.path)") }
             // Closed below, where a failure to flush is an error; on an earlier error the handle closes as it goes.
             let out = try FileHandle(forWritingTo: body)
             try out.write(contentsOf: Data("""
@@ -41,7 +50,7 @@ struct OpenAIBatchAPI: BatchAPI {
         } catch {
             throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not write the upload to disk: \(error)"))
         }
-        var request = http.request(try http.url("/files"), method: "POST")
+        var request = try http.request(try http.url("/files"), method: "POST")
         request.setValue("multipart/form-data; boundary=\(boundary)", forHTTPHeaderField: "Content-Type")
         let answer = try await http.upload(request, file: body)
         guard let id = answer["id"]?.stringValue else {
@@ -50,14 +59,16 @@ struct OpenAIBatchAPI: BatchAPI {
         return id
     }
 
-    func findBatch(key: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [String] {
+    func findBatch(key: String, database: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [BatchCandidate] {
         var after: String?
         for _ in 0..<20 {
             let list = try await http.json("GET", "/batches?limit=100" + (after.map { "&after=\($0)" } ?? ""))
             let batches = list["data"]?.arrayValue?.compactMap(\.objectValue) ?? []
-            if let found = batches.first(where: { $0["metadata"]?.objectValue?["purser_batch"]?.stringValue == key })?["id"]?.stringValue {
-                return [found]
+            let found = batches.first { batch in
+                let metadata = batch["metadata"]?.objectValue
+                return metadata?["purser_batch"]?.stringValue == key && metadata?["purser_database"]?.stringValue == database
             }
+            if let id = found?["id"]?.stringValue { return [BatchCandidate(id: id, certain: true)] }
             // Newest first: once the list is older than the moment the batch was created, it is not there.
             let oldest = batches.last?["created_at"]?.intValue.map { Int64($0) * 1000 } ?? 0
             guard list["has_more"]?.boolValue == true, oldest >= createdAfter - 60_000, let last = batches.last?["id"]?.stringValue else { return [] }
@@ -66,11 +77,11 @@ struct OpenAIBatchAPI: BatchAPI {
         return []
     }
 
-    func create(key: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String {
+    func create(key: String, database: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String {
         guard let inputFileID else { throw BatchAPIError(CallFailure(kind: .permanent, status: nil, message: "an OpenAI-style batch needs its file uploaded first")) }
         let batch = try await http.json("POST", "/batches", body: JSONObject([
             "input_file_id": .string(inputFileID), "endpoint": .string("/v1/chat/completions"), "completion_window": .string("24h"),
-            "metadata": .object(JSONObject(["purser_batch": .string(key)])),
+            "metadata": .object(JSONObject(["purser_batch": .string(key), "purser_database": .string(database)])),
         ]))
         guard let id = batch["id"]?.stringValue else {
             throw BatchAPIError(CallFailure(kind: .retryable, status: 200, message: "the batch was created without an id in the answer"))
@@ -99,9 +110,9 @@ struct OpenAIBatchAPI: BatchAPI {
 
     func readResults(of status: BatchStatus, batchID: String, chunk body: ([BatchResultLine]) async throws -> Void) async throws {
         for fileID in [status.outputFileID, status.errorFileID].compactMap({ $0 }) {
-            let downloaded = try await http.download(try http.url("/files/\(fileID)/content"))
+            let downloaded = try await http.download(try http.url("/files/\(fileID)/content"), into: folder)
             defer { try? FileManager.default.removeItem(at: downloaded) }
-            try await BatchResultFile.read(downloaded, chunk: body) { OpenAIBatchAPI.line($0) }
+            try await BatchResultFile.read(downloaded, chunk: body) { OpenAIBatchAPI.line($0, mask: http.mask) }
         }
     }
 
@@ -109,17 +120,27 @@ struct OpenAIBatchAPI: BatchAPI {
         _ = try await http.json("POST", "/batches/\(batchID)/cancel")
     }
 
+    func firstCustomID(of status: BatchStatus, batchID: String) async throws -> String? {
+        for fileID in [status.outputFileID, status.errorFileID].compactMap({ $0 }) {
+            let downloaded = try await http.download(try http.url("/files/\(fileID)/content"), into: folder)
+            defer { try? FileManager.default.removeItem(at: downloaded) }
+            if let found = try BatchResultFile.firstCustomID(downloaded) { return found }
+        }
+        return nil
+    }
+
     /// One line of an output or error file: `{custom_id, response: {status_code, request_id, body}, error: {code, message}}`.
-    static func line(_ object: JSONObject) -> BatchResultLine? {
+    /// `mask` takes the key out of the provider's error text before it is cut and kept.
+    static func line(_ object: JSONObject, mask: (String) -> String = { $0 }) -> BatchResultLine? {
         guard let customID = object["custom_id"]?.stringValue else { return nil }
         if let response = object["response"]?.objectValue, let status = response["status_code"]?.intValue {
             let body = response["body"] ?? .null
-            let text = JSONWriter.string(body)
+            let text = mask(JSONWriter.string(body))
             let requestID = response["request_id"]?.stringValue
             let header = { (name: String) in name == "x-request-id" ? requestID : nil }
             let outcome = (200..<300).contains(status)
                 ? HTTPProviderClient.outcome(status: status, header: header, parsed: body, text: text, dialect: .openai)
-                : HTTPProviderClient.outcome(status: status, header: header, body: Data(text.utf8), dialect: .openai, now: Date())
+                : HTTPProviderClient.outcome(status: status, header: header, body: Data(text.utf8), dialect: .openai, now: Date(), mask: mask)
             switch outcome {
             case .success(let answer): return BatchResultLine(customID: customID, outcome: .succeeded(answer))
             case .failure(let failure): return BatchResultLine(customID: customID, outcome: .failed(failure))
@@ -127,7 +148,7 @@ struct OpenAIBatchAPI: BatchAPI {
         }
         let error = object["error"]?.objectValue
         let code = String((error?["code"]?.stringValue ?? "unknown").prefix(64))
-        let message = String((error?["message"]?.stringValue ?? "the batch gave no answer for it").prefix(500))
+        let message = String(mask(error?["message"]?.stringValue ?? "the batch gave no answer for it").prefix(500))
         switch code {
         case "batch_expired": return BatchResultLine(customID: customID, outcome: .expired)
         case "batch_cancelled": return BatchResultLine(customID: customID, outcome: .cancelled)
@@ -145,6 +166,16 @@ public enum BatchResultFile {
         case .openai: return OpenAIBatchAPI.line(object)
         case .anthropic: return AnthropicBatchAPI.line(object)
         }
+    }
+
+    /// The custom id of the first line that names one.
+    static func firstCustomID(_ file: URL) throws -> String? {
+        let reader = try JobFileReader(path: file.path, maximumLineBytes: maximumLineBytes)
+        while let line = try reader.nextLine() {
+            guard case .text(_, let bytes) = line, let id = (try? JSONParser.parse(bytes))?.objectValue?["custom_id"]?.stringValue else { continue }
+            return id
+        }
+        return nil
     }
 
     public static let chunkLines = 5000

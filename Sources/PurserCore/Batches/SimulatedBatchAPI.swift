@@ -9,15 +9,19 @@ struct SimulatedBatchAPI: BatchAPI {
     let clock = WallClock.system
     let speedup: Double
     /// The calls a batch stands for, from the database, by provider batch id.
-    let calls: @Sendable (String) async throws -> [ProviderCall]
+    let calls: @Sendable (String) async throws -> [(customID: String, call: ProviderCall)]
 
     func findUpload(named name: String) async throws(BatchAPIError) -> String? { nil }
 
     func upload(file: URL, named name: String) async throws(BatchAPIError) -> String { "simfile-\(name)" }
 
-    func findBatch(key: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [String] { [] }
+    func findBatch(key: String, database: String, createdAfter: Int64, requestCount: Int) async throws(BatchAPIError) -> [BatchCandidate] { [] }
 
-    func create(key: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String { "simbatch-\(clock.now())-\(key)" }
+    func create(key: String, database: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String {
+        "simbatch-\(clock.now())-\(key)"
+    }
+
+    func firstCustomID(of status: BatchStatus, batchID: String) async throws -> String? { try await calls(batchID).first?.customID }
 
     func status(_ batchID: String) async throws(BatchAPIError) -> BatchStatus {
         let ended = (created(batchID) ?? 0) + duration(batchID) <= clock.now()
@@ -25,8 +29,8 @@ struct SimulatedBatchAPI: BatchAPI {
     }
 
     func readResults(of status: BatchStatus, batchID: String, chunk body: ([BatchResultLine]) async throws -> Void) async throws {
-        let lines = try await calls(batchID).map { call in
-            BatchResultLine(customID: BatchInput.providerCustomID(call.requestID), outcome: .succeeded(Simulator.answer(call)))
+        let lines = try await calls(batchID).map { member in
+            BatchResultLine(customID: member.customID, outcome: .succeeded(Simulator.answer(member.call)))
         }
         for start in stride(from: 0, to: lines.count, by: BatchResultFile.chunkLines) {
             try await body(Array(lines[start..<min(start + BatchResultFile.chunkLines, lines.count)]))

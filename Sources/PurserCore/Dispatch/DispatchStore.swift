@@ -7,6 +7,8 @@ public actor DispatchStore {
     let database: Database
     let owner: String
     let lifecycle: RequestLifecycle
+    /// The database's own random id (`database_identity`), in every batch's custom ids and metadata.
+    let databaseID: String
 
     /// `maximumPageCount` caps how large this connection may grow the file (SQLite's `max_page_count`), so a
     /// test can run out of disk on purpose.
@@ -18,6 +20,10 @@ public actor DispatchStore {
         }
         self.owner = owner
         lifecycle = RequestLifecycle(database: database)
+        guard let identity = try database.scalarText("SELECT id FROM database_identity") else {
+            throw Problem("\(path) has no database id (its database_identity table is empty); it was changed by hand")
+        }
+        databaseID = identity
     }
 
     // MARK: - Claiming

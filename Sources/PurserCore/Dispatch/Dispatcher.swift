@@ -61,6 +61,8 @@ public final class Dispatcher: Sendable {
 
     public func run() async throws -> RunSummary {
         let started = clock.now()
+        // Batch inputs and results that runs killed midway left behind.
+        options.workFolder.removeLeftovers()
         let recovered = try await storeRecoveredAnswers()
         try await takeOverGoneRuns(now: started)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
@@ -490,9 +492,9 @@ public final class Dispatcher: Sendable {
     private func handle(_ failure: CallFailure, of request: ClaimedRequest, model: Model, provider: Provider, attempt: AttemptRecord) async {
         let now = clock.now()
         switch failure.kind {
-        case .auth, .quota:
+        case .auth, .quota, .misdirected:
             if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
-                onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.kind == .auth ? "check \(provider.apiKeyEnvironmentVariable)" : "quota or spend limit")): \(failure.message)"))
+                onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.advice(for: provider))): \(failure.message)"))
             }
             await persist("return \(request.customID) to the queue") {
                 try await self.store.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")

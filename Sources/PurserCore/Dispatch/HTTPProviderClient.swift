@@ -21,7 +21,8 @@ public final class HTTPProviderClient: ModelCaller {
         configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
         configuration.urlCache = nil
         configuration.httpCookieStorage = nil
-        session = URLSession(configuration: configuration)
+        // Redirects are followed only within the provider's origin, where its key may go.
+        session = URLSession(configuration: configuration, delegate: SameOriginRedirects(), delegateQueue: nil)
         self.environment = environment
     }
 
@@ -64,23 +65,18 @@ public final class HTTPProviderClient: ModelCaller {
     }
 
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
-        let base = call.provider.baseURL.hasSuffix("/") ? String(call.provider.baseURL.dropLast()) : call.provider.baseURL
-        let path = call.provider.dialect == .openai ? "/chat/completions" : "/v1/messages"
-        guard let url = URL(string: base + path) else {
-            return .failure(CallFailure(kind: .auth, status: nil, message: "provider \(call.provider.name) has an invalid base_url"))
+        let endpoint: ProviderEndpoint
+        let url: URL
+        var request: URLRequest
+        do {
+            endpoint = try ProviderEndpoint(provider: call.provider, environment: environment)
+            url = try endpoint.url(call.provider.dialect == .openai ? "/chat/completions" : "/v1/messages")
+            request = try endpoint.request(url, method: "POST", timeoutSeconds: call.timeoutSeconds)
+        } catch {
+            return .failure(error)
         }
-        var request = URLRequest(url: url, timeoutInterval: call.timeoutSeconds)
-        request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue(String(call.requestID), forHTTPHeaderField: "X-Purser-Request")
-        let key = environment[call.provider.apiKeyEnvironmentVariable] ?? ""
-        switch call.provider.dialect {
-        case .openai:
-            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
-        case .anthropic:
-            request.setValue(key, forHTTPHeaderField: "x-api-key")
-            request.setValue(HTTPProviderClient.anthropicVersion, forHTTPHeaderField: "anthropic-version")
-        }
         request.httpBody = Data(JSONWriter.string(.object(call.body)).utf8)
         let data: Data
         let response: URLResponse
@@ -97,20 +93,25 @@ public final class HTTPProviderClient: ModelCaller {
         guard let http = response as? HTTPURLResponse else {
             return .failure(CallFailure(kind: .retryable, status: nil, message: "not an HTTP response"))
         }
+        if let refused = endpoint.refusedRedirect(status: http.statusCode, location: http.value(forHTTPHeaderField: "Location"), method: "POST", url: url) {
+            return .failure(refused)
+        }
         return HTTPProviderClient.outcome(
-            status: http.statusCode, header: { http.value(forHTTPHeaderField: $0) }, body: data, dialect: call.provider.dialect, now: Date())
+            status: http.statusCode, header: { http.value(forHTTPHeaderField: $0) }, body: data, dialect: call.provider.dialect, now: Date(),
+            mask: endpoint.mask)
     }
 
     /// What a provider's answer means: its status, headers and body read into a response with usage, or a
     /// classified failure. Everything here comes from outside, so any bytes give one or the other.
+    /// `mask` takes the key out of any text the provider sent, before it is cut, kept or shown.
     public static func outcome(
-        status: Int, header: (String) -> String?, body data: Data, dialect: Provider.Dialect, now: Date
+        status: Int, header: (String) -> String?, body data: Data, dialect: Provider.Dialect, now: Date, mask: (String) -> String = { $0 }
     ) -> Result<ProviderResponse, CallFailure> {
-        let body = String(decoding: data, as: UTF8.self)
+        let body = mask(String(decoding: data, as: UTF8.self))
         guard (200..<300).contains(status) else {
             return .failure(DialectTranslation.classify(status: status, body: body, retryAfterMilliseconds: RetryAfter.milliseconds(header: header, now: now)))
         }
-        return outcome(status: status, header: header, parsed: try? JSONParser.parse(Array(data)), text: body, dialect: dialect)
+        return outcome(status: status, header: header, parsed: try? JSONParser.parse(body), text: body, dialect: dialect)
     }
 
     /// A successful status's answer, already parsed (a batch results line carries it as JSON).

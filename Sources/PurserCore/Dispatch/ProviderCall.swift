@@ -51,6 +51,9 @@ public struct CallFailure: Error, Sendable, Hashable {
         case quota
         /// Any other 4xx: the request itself is wrong; it fails.
         case permanent
+        /// The endpoint sent Purser to another origin (a redirect, a results URL elsewhere) or its base URL is
+        /// unusable: nothing with the key was sent there, and the provider is not used for the rest of the run.
+        case misdirected
     }
 
     public var kind: Kind
@@ -64,6 +67,21 @@ public struct CallFailure: Error, Sendable, Hashable {
         self.status = status
         self.message = message
         self.retryAfterMilliseconds = retryAfterMilliseconds
+    }
+}
+
+extension CallFailure {
+    /// Failures after which the provider is not used for the rest of the run (its requests stay queued).
+    var disablesProvider: Bool { kind == .auth || kind == .quota || kind == .misdirected }
+
+    /// What the user can do about a failure that disabled `provider`.
+    func advice(for provider: Provider) -> String {
+        switch kind {
+        case .auth: return "check \(provider.apiKeyEnvironmentVariable)"
+        case .quota: return "quota or spend limit"
+        case .misdirected: return "check its base_url"
+        default: return "see the message"
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What `purser run` was asked to do.
 public struct RunOptions: Sendable {
     /// The most calls a run may have in flight (and so the most workers it starts).
@@ -21,6 +23,8 @@ public struct RunOptions: Sendable {
     public var health = ProviderHealth.Settings()
     /// Where paid answers go when the database cannot take them (`DB.recovery`); nil keeps none (the benchmark).
     public var recovery: RecoveryFile?
+    /// Where batch inputs, uploads and downloaded results are kept while a batch step needs them (`DB.work`).
+    public var workFolder = WorkFolder(folder: FileManager.default.temporaryDirectory.appendingPathComponent("purser.work").path)
     /// Names this process's leases; unique per run.
     public var worker: String
     /// Send and advance batches, but end without waiting for those still at the provider (a later run collects them).

@@ -336,6 +336,19 @@ public enum Schema {
             -- planned for live calls only.
             ALTER TABLE requests ADD COLUMN live_only INTEGER NOT NULL DEFAULT 0;
             """),
+        Migration(version: 7, sql: """
+            -- A random id made when the database is first used (or upgraded). It goes into every batch's provider custom
+            -- ids and metadata, so that two databases on one provider key never take each other's batches for their own.
+            CREATE TABLE database_identity (
+                id TEXT NOT NULL CHECK (length(id) = 16)
+            );
+            INSERT INTO database_identity (id) VALUES (lower(hex(randomblob(8))));
+            -- Provider batches looked at after a crash inside a create and found to be another database's: never again
+            -- taken for this batch. `upload_started_at` is set before an input upload is sent, so that a run looks for a
+            -- file an earlier run may have left at the provider only when one may exist.
+            ALTER TABLE batches ADD COLUMN foreign_candidates TEXT;
+            ALTER TABLE batches ADD COLUMN upload_started_at INTEGER;
+            """),
     ])
 }
 

@@ -179,6 +179,12 @@ public struct Ledger {
         try database.statement("DELETE FROM unsettled_charges WHERE request_id = ?").execute([.integer(request)])
     }
 
+    /// One job's unsettled calls and their worst case, in the real or the simulated ledger.
+    public func unsettled(job: Int64, simulated: Bool) throws -> (calls: Int, amount: Money) {
+        try database.statement("SELECT count(*), coalesce(sum(amount_pico), 0) FROM unsettled_charges WHERE job_id = ? AND simulated = ?")
+            .firstRow([.integer(job), .int(simulated ? 1 : 0)]) { ($0.int(0), Money(picoUSD: $0.int64(1))) } ?? (0, .zero)
+    }
+
     /// Unsettled charges in every ledger and month, for `budget show` and reports.
     public func unsettledTotal(simulated: Bool) throws -> (calls: Int, amount: Money) {
         try database.statement("SELECT count(*), coalesce(sum(amount_pico), 0) FROM unsettled_charges WHERE simulated = ?")

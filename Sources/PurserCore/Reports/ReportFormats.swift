@@ -33,6 +33,7 @@ extension SpendReport {
                     "month_elapsed_basis_points": .number(String(forecast.elapsedBasisPoints)),
                 ]))
             } ?? .null,
+            "unsettled": .object(JSONObject(["calls": .number(String(unsettled.calls)), "usd": .string(unsettled.amount.exactUSD)])),
             "daily": .array(daily.map { .object(JSONObject(["day": .string($0.day), "cost_usd": .string($0.cost.exactUSD)])) }),
         ]))
     }

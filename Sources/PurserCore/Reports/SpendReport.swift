@@ -68,6 +68,9 @@ public struct SpendReport: Sendable {
     public var forecast: Forecast?
     /// Results of the other ledger in the same scope, so an empty report can say where the spending is.
     public var otherLedgerResults: Int64
+    /// Calls in the report's scope that may have been billed with no answer stored (cut off by a crash, lines a
+    /// batch did not give back), at their worst case: not in the lines, but counted against the caps.
+    public var unsettled: (calls: Int, amount: Money) = (0, .zero)
 
     /// Each line's share of the total cost, in basis points, apportioned so that they add up to exactly 100%.
     public var shares: [Int64] {
@@ -104,8 +107,15 @@ public struct ReportStore {
             var otherQuery = query
             otherQuery.simulated.toggle()
             let other = try groupedLines(otherQuery, grouping: .project).reduce(0) { $0 + $1.requests }
-            return SpendReport(
+            var report = SpendReport(
                 query: query, generatedAt: now, lines: lines, total: total, byModel: byModel, daily: daily, caps: caps, forecast: forecast, otherLedgerResults: other)
+            report.unsettled = try database.statement("""
+                SELECT count(*), coalesce(sum(amount_pico), 0) FROM unsettled_charges
+                WHERE simulated = ?1 AND (?2 IS NULL OR month = ?2) AND (?3 IS NULL OR project = ?3) AND (?4 IS NULL OR job_id = ?4)
+                """).firstRow([.int(query.simulated ? 1 : 0), .optionalText(query.month?.description), .optionalText(query.project), .optionalInt64(query.job)]) {
+                ($0.int(0), Money(picoUSD: $0.int64(1)))
+            } ?? (0, .zero)
+            return report
         }
     }
 

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+import PurserCore
+
+/// Credentials go only to the provider's origin, and a batch belongs to one database. A second fake on
+/// 127.0.0.2 stands for "another origin": it counts every request that reaches it and those that carry a key.
+@Suite(.serialized)
+struct TrustTests {
+    /// The other origin, and the provider that sends Purser there with `faults`.
+    private func servers(_ faults: (String) -> [String]) throws -> (provider: FakeProviderProcess, elsewhere: FakeProviderProcess) {
+        let elsewhere = try FakeProviderProcess(["--host", "127.0.0.2"])
+        let provider = try FakeProviderProcess(["--batch-delay-ms", "200"] + faults("http://127.0.0.2:\(elsewhere.port)"))
+        return (provider, elsewhere)
+    }
+
+    private func reached(_ server: FakeProviderProcess) throws -> (requests: Int, withCredentials: Int) {
+        let stats = try server.stats()
+        return (stats["requests"]?.intValue ?? -1, stats["with_credentials"]?.intValue ?? -1)
+    }
+
+    @Test func aLiveCallRedirectedToAnotherOriginIsNotFollowedInEitherDialect() throws {
+        let (provider, elsewhere) = try servers { ["--redirect", "live", "--redirect-to", $0] }
+        defer { provider.stop(); elsewhere.stop() }
+        let pricing = try fakePricing(port: provider.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(6)], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 1, "\(run.out)\n\(run.error)")
+        // Both providers (one per dialect) were told to go elsewhere; neither followed.
+        for name in ["fakeopenai", "fakeanthropic"] {
+            #expect(run.error.contains("provider \(name) disabled for this run (check its base_url)"), "\(run.error)")
+        }
+        #expect(run.error.contains("to http://127.0.0.2:\(elsewhere.port), another origin; its key goes only to http://127.0.0.1:\(provider.port)"), "\(run.error)")
+        #expect(try reached(elsewhere).requests == 0)
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'queued'") == 6, "the requests wait for a later run")
+    }
+
+    @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
+    func aBatchUploadOrCreateRedirectedElsewhereIsRefusedAndNothingReachesTheOtherOrigin(model: String) throws {
+        let (provider, elsewhere) = try servers { ["--redirect", "create", "--redirect-to", $0] }
+        defer { provider.stop(); elsewhere.stop() }
+        let pricing = try fakePricing(port: provider.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.error.contains("another origin; its key goes only to http://127.0.0.1:\(provider.port)"), "\(run.error)")
+        #expect(try reached(elsewhere).requests == 0)
+    }
+
+    @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
+    func aResultsDownloadRedirectedElsewhereIsFollowedWithoutTheKey(model: String) throws {
+        let (provider, elsewhere) = try servers { ["--redirect", "download", "--redirect-to", $0] }
+        defer { provider.stop(); elsewhere.stop() }
+        let pricing = try fakePricing(port: provider.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
+        let run = try purser(["run", "--give-up-after", "2"], database: database, pricing: pricing)
+        // The other origin has no such results: the batch is given up and its requests are served live.
+        let seen = try reached(elsewhere)
+        #expect(seen.requests > 0 && seen.withCredentials == 0, "\(seen)\n\(run.error)")
+        #expect(run.code == 0, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 5)
+    }
+
+    @Test(arguments: ["relative", "foreign"])
+    func anAnthropicResultsURLIsReadOnTheProvidersOwnOrigin(form: String) throws {
+        let (provider, elsewhere) = try servers { ["--results-url", form, "--foreign-origin", $0] }
+        defer { provider.stop(); elsewhere.stop() }
+        let pricing = try fakePricing(port: provider.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(20, model: "medium")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        try expectBooksBalance(database, requests: 20)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["batch"])
+        #expect(try reached(elsewhere).requests == 0)
+        if form == "foreign" {
+            #expect(run.error.contains("is not its origin http://127.0.0.1:\(provider.port)") && run.error.contains("its results are read from http://127.0.0.1:\(provider.port)/v1/messages/batches/"), "\(run.error)")
+        }
+    }
+
+    @Test func aProviderErrorThatEchoesTheKeyIsMaskedWhereverItIsKeptOrShown() throws {
+        let secret = "sk-test-0123456789abcdef"
+        let server = try FakeProviderProcess(["--echo-key", "--fail-5xx", "1"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try purser(["submit", try jobFile(2)], database: database, pricing: pricing, key: secret)
+        let run = try purser(["run", "--backoff-ms", "1"], database: database, pricing: pricing, key: secret)
+        #expect(!(run.out + run.error).contains(secret))
+        let kept = try query(database, "SELECT coalesce(group_concat(error, ' '), '') FROM attempts")[0][0]
+            + (try query(database, "SELECT coalesce(group_concat(last_error, ' '), '') FROM requests")[0][0])
+        #expect(kept.contains("fake server error (key [key masked])") && !kept.contains(secret), "\(kept)")
+        let results = try purser(["results", "1", "--format", "jsonl"], database: database, pricing: pricing, key: secret)
+        #expect(!results.out.contains(secret))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: database))
+        #expect(bytes.range(of: Data(secret.utf8)) == nil, "the key is nowhere in the database file")
+    }
+
+    // MARK: - A batch belongs to one database
+
+    @Test func aRunKilledInsideItsCreateNeverAdoptsAnotherDatabasesBatchOnTheSameKey() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "1500"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let other = temporaryDatabase(), mine = temporaryDatabase()
+        // Another project's database sends a batch of the same size first, and leaves it at the provider.
+        try purser(["submit", try batchJob(30, model: "medium")], database: other, pricing: pricing)
+        #expect(try purser(["run", "--detach"], database: other, pricing: pricing).code == 0)
+        try purser(["submit", try batchJob(30, model: "medium")], database: mine, pricing: pricing)
+        let killed = try purser(["run"], database: mine, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": "create"])
+        #expect(killed.code == 137 || killed.code == 9, "\(killed.error)")
+        let again = try purser(["run"], database: mine, pricing: pricing)
+        #expect(again.code == 0, "\(again.error)")
+        #expect(again.error.contains("holds another database's requests; it is left alone"), "\(again.error)")
+        try expectBooksBalance(mine, requests: 30)
+        // This database carried on with its own batch, the second one created, and stored only its own answers.
+        #expect(try query(mine, "SELECT provider_batch_id FROM batches").map { $0[0] } == ["msgbatch_2"])
+        #expect(try server.stats()["batches_created"]?.intValue == 2)
+        let lines = try linesPerCustomID(server)
+        #expect(lines.count == 60 && lines.values.allSatisfy { $0 == 1 }, "the two databases' custom ids never collide: \(lines.keys.sorted().prefix(4))")
+        // The other database still gets its own batch's answers, once.
+        #expect(try purser(["run"], database: other, pricing: pricing).code == 0)
+        try expectBooksBalance(other, requests: 30)
+        #expect(try server.stats()["batches_created"]?.intValue == 2)
+    }
+
+    // MARK: - What a batch does not answer
+
+    @Test func aLineMissingFromEveryBatchIsTriedAsOftenAsAnyRequestAndWhatItMayCostStaysCounted() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "100", "--cut-results-line"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(10, model: "medium")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        // Each batch's first line comes back cut short: after the first batch, one request is left, alone in each
+        // batch, until its attempts run out.
+        #expect(run.code == 1, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 9)
+        let failed = try query(database, "SELECT custom_id, attempts, last_error FROM requests WHERE state = 'failed'")
+        #expect(failed.count == 1 && failed[0][1] == "8" && failed[0][2].contains("gave up after 8 attempts"), "\(failed)")
+        #expect(try server.stats()["batches_created"]?.intValue == 8)
+        // Every line the provider may have billed without answering is counted, unsettled, at its worst case.
+        #expect(try integer(database, "SELECT count(*) FROM unsettled_charges") == 8)
+        #expect(try integer(database, "SELECT count(*) FROM attempts WHERE outcome = 'missing'") == 8)
+        // With no budget set, status, report and their JSON still show them.
+        let status = try purser(["status", "1"], database: database, pricing: pricing)
+        #expect(status.out.contains("unsettled: 8 calls may have been billed with no answer stored"), "\(status.out)")
+        let statusJSON = try JSONParser.parse(try purser(["status", "1", "--json"], database: database, pricing: pricing).out)
+        #expect(statusJSON.arrayValue?.first?.objectValue?["unsettled_calls"]?.intValue == 8)
+        let report = try purser(["report"], database: database, pricing: pricing)
+        #expect(report.out.contains("unsettled: 8 calls may have been billed"), "\(report.out)")
+        let reportJSON = try JSONParser.parse(try purser(["report", "--format", "json"], database: database, pricing: pricing).out)
+        #expect(reportJSON.objectValue?["unsettled"]?.objectValue?["calls"]?.intValue == 8)
+    }
+
+    @Test func anAnswerWhoseUsageCannotBeReadIsCountedAsMayBeBilledAndTriedNoMoreThanAnyRequest() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "100", "--unreadable-usage"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(2, model: "small")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 1, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'failed' AND last_error LIKE '%malformed response body%'") == 2)
+        #expect(try server.stats()["batches_created"]?.intValue == 8)
+        #expect(try integer(database, "SELECT count(*) FROM unsettled_charges") == 16, "each answered line may have been billed")
+    }
+
+    @Test func anOpenAICompatibleBatchServerWithoutAFileListStillGetsBatches() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "100", "--no-files-list"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(12, model: "small")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        try expectBooksBalance(database, requests: 12)
+        #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["batch"])
+        #expect(try server.stats()["calls"]?.intValue == 0, "nothing went live at full price")
+    }
+}
