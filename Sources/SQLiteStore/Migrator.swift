@@ -69,6 +69,10 @@ public struct Migrator: Sendable {
 
     private func version(of database: Database) throws -> Int {
         let current = Int(try database.scalarInt("PRAGMA user_version") ?? 0)
+        guard current >= 0 else {
+            throw SQLiteError(
+                code: 1, message: "its schema version is \(current), which no purser writes: it is not a Purser database; pass --db PATH to one")
+        }
         guard current <= migrations.count else {
             throw SQLiteError(
                 code: 1,

@@ -14,8 +14,8 @@ import Synchronization
 //                   GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel
 //   Anthropic:      POST /v1/messages/batches, GET /v1/messages/batches[/{id}[/results]], POST .../{id}/cancel
 //
-// Hostile faults, to prove credentials stay on their origin: --redirect WHAT --redirect-to URL answers WHAT (live,
-// create, download, all) with a 307 to URL; --results-url relative|foreign; --echo-key puts the caller's key in
+// Hostile faults, to prove credentials stay on their origin: --redirect WHAT --redirect-to URL answers WHAT (a comma
+// list of live, create, poll, download, cancel, or all) with a 307 to URL; --results-url relative|foreign; --echo-key puts the caller's key in
 // every error message. --host 127.0.0.2 makes a second listener ("another origin") that counts what reaches it.
 //
 // Prints "listening on HOST:PORT" once ready.
@@ -28,6 +28,8 @@ struct Settings: Sendable {
     var hangSeconds = 30
     var authFail = false, quotaFail = false
     var refuseModel: String?
+    /// Every call naming this model is answered 429 with `--retry-after`.
+    var rateLimitModel: String?
     var seed: UInt64 = 1
     var maxRequests = 1_000_000
     var maxSeconds = 300
@@ -72,6 +74,7 @@ struct Settings: Sendable {
             case "--auth-fail": authFail = true
             case "--quota-fail": quotaFail = true
             case "--refuse-model": refuseModel = next()
+            case "--rate-limit-model": rateLimitModel = next()
             case "--seed": seed = UInt64(next()) ?? 1
             case "--max-requests": maxRequests = Int(next()) ?? maxRequests
             case "--max-seconds": maxSeconds = Int(next()) ?? maxSeconds
@@ -204,11 +207,16 @@ final class Server: Sendable {
             state.requests += 1
             if headers["authorization"] != nil || headers["x-api-key"] != nil { state.withCredentials += 1 }
         }
-        if let redirect = settings.redirect {
-            let live = method == "POST" && (path.hasSuffix("/messages") || path.hasSuffix("/chat/completions"))
-            let create = method == "POST" && (path.hasSuffix("/batches") || path.hasSuffix("/files"))
-            let download = method == "GET" && (path.hasSuffix("/content") || path.hasSuffix("/results"))
-            if redirect == "all" || (redirect == "live" && live) || (redirect == "create" && create) || (redirect == "download" && download) {
+        if let redirect = settings.redirect.map({ Set($0.split(separator: ",").map(String.init)) }) {
+            let route = path.split(separator: "?").first.map(String.init) ?? path
+            let kinds: [String: Bool] = [
+                "live": method == "POST" && (route.hasSuffix("/messages") || route.hasSuffix("/chat/completions")),
+                "create": method == "POST" && (route.hasSuffix("/batches") || route.hasSuffix("/files")),
+                "poll": method == "GET" && (route.contains("/batches/") || route.hasSuffix("/files")) && !route.hasSuffix("/results"),
+                "download": method == "GET" && (route.hasSuffix("/content") || route.hasSuffix("/results")),
+                "cancel": method == "POST" && route.hasSuffix("/cancel"),
+            ]
+            if redirect.contains("all") || kinds.contains(where: { redirect.contains($0.key) && $0.value }) {
                 send(descriptor, status: 307, reason: "Temporary Redirect", body: "", headers: ["Location: \(settings.redirectTo)\(path)"])
                 return true
             }
@@ -241,6 +249,11 @@ final class Server: Sendable {
         let text = String(decoding: body, as: UTF8.self)
         if let refused = settings.refuseModel, text.contains("\"model\":\"\(refused)\"") {
             send(descriptor, status: 400, reason: "Bad Request", body: "{\"error\":{\"message\":\"This model's maximum context length is 8192 tokens\",\"code\":\"context_length_exceeded\"}}")
+            return true
+        }
+        if let limited = settings.rateLimitModel, text.contains("\"model\":\"\(limited)\"") {
+            send(descriptor, status: 429, reason: "Too Many Requests", body: "{\"error\":{\"message\":\"Rate limit reached for \(limited)\",\"type\":\"rate_limit_error\"}}",
+                headers: ["Retry-After:   \(settings.retryAfterSeconds)  "])
             return true
         }
         // One fault at most per call, tried in a fixed order with independent draws.

@@ -113,3 +113,57 @@ import Testing
     #expect(printed.count == 2, "\(printed)")
     #expect(printed.filter { $0.contains("fakeopenai") }.count == 1)
 }
+
+@Test func aFolderADeviceOrANegativeSchemaVersionIsNamedForWhatItIs() throws {
+    let folder = URL(fileURLWithPath: temporaryDatabasePath()).deletingLastPathComponent().path
+    let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
+    for arguments in [["status"], ["submit", quickstart]] {
+        let run = purser(arguments, database: folder)
+        #expect(run.code == 1 && run.error == "Error: \(folder) is a folder, not a database file; pass --db PATH to a file (it is created when missing)\n", "\(run.error)")
+        let device = purser(arguments, database: "/dev/null")
+        #expect(device.code == 1 && device.error.hasPrefix("Error: /dev/null is not a regular file (a device, a pipe or a socket)"), "\(device.error)")
+    }
+    #expect(!FileManager.default.fileExists(atPath: "/dev/null-journal"), "nothing is written beside a device")
+    let negative = folder + "/negative.db"
+    do {
+        let database = try Database(path: negative)
+        try database.execute("PRAGMA user_version = -1")
+    }
+    let status = purser(["status"], database: negative)
+    #expect(status.error == "Error: \(negative) has schema version -1, which no purser writes: it is not a Purser database; pass --db PATH to one\n")
+    let submit = purser(["submit", quickstart], database: negative)
+    #expect(submit.code == 1 && submit.error.contains("its schema version is -1, which no purser writes"), "\(submit.error)")
+}
+
+@Test func aSpeedupWithoutTheSimulatorIsAUsageError() {
+    let run = purser(["run", "--speedup", "60"], database: temporaryDatabasePath())
+    #expect(run.code == 64)
+    #expect(run.error.hasPrefix("Error: --speedup shortens the simulator's latency: it goes with --simulate."), "\(run.error)")
+}
+
+@Test func anImportThatKeepsNothingLeavesTheOutputAsItWasAndFails() throws {
+    let folder = URL(fileURLWithPath: temporaryDatabasePath()).deletingLastPathComponent()
+    let source = folder.appendingPathComponent("litellm.json").path
+    try #"{"embedder": {"mode": "embedding", "litellm_provider": "openai"}, "sample_spec": {}}"#.write(toFile: source, atomically: true, encoding: .utf8)
+    let output = folder.appendingPathComponent("models.json").path
+    try "kept as it was\n".write(toFile: output, atomically: true, encoding: .utf8)
+    let run = purser(["pricing", "import-litellm", source, "--output", output])
+    #expect(run.code == 1)
+    #expect(run.error.contains("none of its 2 entries could be imported") && run.error.contains("\(output) was left as it was"), "\(run.error)")
+    #expect(try String(contentsOfFile: output, encoding: .utf8) == "kept as it was\n")
+}
+
+@Test func whatAKilledFirstSubmitLeftBehindIsRemovedByTheNext() throws {
+    let database = temporaryDatabasePath()
+    let folder = URL(fileURLWithPath: database).deletingLastPathComponent().path
+    // A process that has exited stands for a submit killed midway.
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/bin/true")
+    try child.run()
+    child.waitUntilExit()
+    let left = ["", "-wal", "-shm"].map { "\(database).building-\(child.processIdentifier)-12345\($0)" }
+    for path in left { #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8))) }
+    let run = purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
+    #expect(run.code == 0, "\(run.error)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".building-") }.isEmpty)
+}

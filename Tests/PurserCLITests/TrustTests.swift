@@ -48,6 +48,42 @@ struct TrustTests {
     }
 
     @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
+    func aBatchPollRedirectedElsewhereIsRefusedAndTheBatchStaysForALaterRun(model: String) throws {
+        let (provider, elsewhere) = try servers { ["--redirect", "poll", "--redirect-to", $0] }
+        defer { provider.stop(); elsewhere.stop() }
+        let pricing = try fakePricing(port: provider.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 1, "\(run.error)")
+        #expect(run.error.contains("redirected GET /v1") && run.error.contains("another origin"), "\(run.error)")
+        #expect(try reached(elsewhere).requests == 0)
+        #expect(try integer(database, "SELECT count(*) FROM batches WHERE state = 'created'") == 1, "the batch waits at the provider")
+    }
+
+    @Test func aBatchCancelRedirectedElsewhereIsRefused() throws {
+        let (provider, elsewhere) = try servers { ["--batch-never-ends", "--redirect", "cancel", "--redirect-to", $0] }
+        defer { provider.stop(); elsewhere.stop() }
+        // A batch that must be pulled back 10 s after submit (as in the speculative batch test), whose cancel is sent elsewhere.
+        let pricing = try fakePricing(port: provider.port, batches: true) { tiers in
+            tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1190s\"")
+        }
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(4, model: "small", deadline: "20m")], database: database, pricing: pricing)
+        let connection = try PurserDatabase.open(path: database)
+        for index in 0..<5 {
+            try connection.execute("""
+                INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, submitted_at, ended_at, pull_back_at,
+                    provider_status)
+                VALUES ('seen-\(index)', 'fakeopenai', 'fakeopenai/small', 'openai', 0, 'done', 1, 0, 1000, 2000, 0, 'completed')
+                """)
+        }
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.error.contains("redirected POST /v1/batches/") && run.error.contains("another origin"), "\(run.error)")
+        #expect(try reached(elsewhere).requests == 0)
+    }
+
+    @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
     func aResultsDownloadRedirectedElsewhereIsFollowedWithoutTheKey(model: String) throws {
         let (provider, elsewhere) = try servers { ["--redirect", "download", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
@@ -179,5 +215,80 @@ struct TrustTests {
         try expectBooksBalance(database, requests: 12)
         #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["batch"])
         #expect(try server.stats()["calls"]?.intValue == 0, "nothing went live at full price")
+    }
+
+    // MARK: - Nothing bought is lost
+
+    /// Runs `command` with `arguments` and waits; its exit code.
+    private func system(_ command: String, _ arguments: [String]) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    @Test func answersInFlightWhenTheDiskFillsUpAreKeptAndStoredByTheNextRunWithoutCallingAgain() throws {
+        // A small file system of its own (tmpfs; this machine's tests run as root, as CI does), filled while calls are out.
+        let disk = FileManager.default.temporaryDirectory.appendingPathComponent("purser-full-disk-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+        #expect(try system("/bin/mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", disk]) == 0, "mounting a small tmpfs needs root")
+        defer { _ = try? system("/bin/umount", ["-l", disk]) }
+        let server = try FakeProviderProcess(["--latency-ms", "2500"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = disk + "/purser.db"
+        try purser(["submit", try jobFile(40)], database: database, pricing: pricing)
+        let run = try startPurser(["run", "--concurrency", "40"], database: database, pricing: pricing)
+        // Once the run has set its space aside and its calls are out, the disk is filled to the last byte.
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: database + ".recovery-space") { Thread.sleep(forTimeInterval: 0.01) }
+        Thread.sleep(forTimeInterval: 1)
+        let filler = disk + "/filler"
+        _ = FileManager.default.createFile(atPath: filler, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: filler))
+        let block = Data(count: 1 << 16)
+        while (try? handle.write(contentsOf: block)) != nil {}
+        try? handle.close()
+        run.waitUntilExit()
+        #expect(run.terminationStatus == 1, "the run says the database stopped taking writes")
+        let kept = try String(contentsOfFile: database + ".recovery", encoding: .utf8).split(separator: "\n").count
+        #expect(kept > 0, "the answers that could not be stored are in the recovery file")
+        try FileManager.default.removeItem(atPath: filler)
+        let again = try purser(["run"], database: database, pricing: pricing)
+        #expect(again.code == 0, "\(again.error)")
+        #expect(again.error.contains("stored \(kept) paid answers an earlier run could not write"), "\(again.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 40)
+        #expect(try integer(database, "SELECT count(*) FROM results") == 40)
+        // No answer was bought twice: every request was called once.
+        #expect(try server.stats()["calls"]?.intValue == 40)
+        #expect(!FileManager.default.fileExists(atPath: database + ".recovery-space"), "the space set aside is given back")
+    }
+
+    // MARK: - A wait past the deadline
+
+    @Test func aRetryAfterPastTheDeadlineMovesTheRequestOnOrFailsItInsteadOfWaiting() throws {
+        // Every call to the cheaper model is told to wait almost three hours (with spaces around the value).
+        let server = try FakeProviderProcess(["--rate-limit-model", "small", "--retry-after", "10000"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-retry-after-\(UUID().uuidString).jsonl").path
+        let lines = (0..<4).map { index in
+            #"{"custom_id": "q\#(index)", "prompt": "Question \#(index)", "max_tokens": 20, "model": "small", "deadline": "1h"\#(index < 2 ? ", \"pin\": true" : "")}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: job, atomically: true, encoding: .utf8)
+        try purser(["submit", job], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 1, "two pinned requests cannot be served in time: \(run.error)")
+        // The unpinned ones moved to the other model at once; the pinned ones failed, saying why, instead of waiting.
+        #expect(try query(database, "SELECT r.custom_id, s.model FROM results s JOIN requests r ON r.id = s.request_id ORDER BY 1").map { $0[0] + " " + $0[1] }
+            == ["q2 fakeanthropic/medium", "q3 fakeanthropic/medium"])
+        let failed = try query(database, "SELECT custom_id, last_error FROM requests WHERE state = 'failed' ORDER BY 1")
+        #expect(failed.map { $0[0] } == ["q0", "q1"])
+        #expect(failed.allSatisfy { $0[1].contains("fakeopenai asked to wait 2h") && $0[1].contains("past its latest start") }, "\(failed)")
+        #expect(try server.stats()["early_retries"]?.intValue == 0)
     }
 }

@@ -42,6 +42,9 @@ import Testing
     #expect(wait(["retry-after": "2"]) == 2_000)
     #expect(wait(["x-ratelimit-reset-requests": "99999999999999999999h"]) == 86_400_000)
     #expect(wait(["x-ratelimit-reset-tokens": "6m0s"]) == 360_000)
+    // Spaces around a value are no reason to ignore it.
+    #expect(wait(["retry-after": "   3  "]) == 3_000)
+    #expect(wait(["retry-after-ms": " 250 "]) == 250)
 }
 
 @Test func usageOutOfRangeMakesAnAnswerMalformed() throws {
@@ -241,6 +244,72 @@ import Testing
     #expect(ResultFormat.csvText("+1") == "'+1" && ResultFormat.csvText("-1") == "'-1" && ResultFormat.csvText("@SUM(A1)") == "'@SUM(A1)")
     #expect(ResultFormat.csvText("\tx") == "'\tx")
     #expect(ResultFormat.csvText("plain text") == "plain text")
+    // Bytes a terminal or a spreadsheet would act on do not pass through.
+    #expect(ResultFormat.csvText("id\u{1B}[31mred\u{07}\u{0}end") == "id\u{FFFD}[31mred\u{FFFD}\u{FFFD}end")
+    #expect(ResultFormat.csvText("\u{9B}x") == "\u{FFFD}x")
+    #expect(ResultFormat.csvText("two\nlines\ttabbed") == "two\nlines\ttabbed")
+}
+
+@Test func aHugeNumberIsQuotedCutInEveryMessage() throws {
+    let huge = String(repeating: "9", count: 100_000)
+    let shown = "999999999999999999999999… (100000 characters)"
+    #expect(DecimalText.shown(huge) == shown)
+    #expect(DecimalText.shown("12.5") == "12.5")
+    #expect("\(DecimalText.Failure.tooLarge(huge))" == "'\(shown)' is too large")
+    let tiers = try PricingCatalog.load(directory: Fixtures.pricingDirectory).tiers
+    guard case .failure(let problem) = RoutingText.quality(.number(huge), tiers: tiers) else { Issue.record("accepted"); return }
+    #expect(problem.message == "quality \(shown) is not a whole number from 0 to 100")
+}
+
+@Test func aBadValueNeverLeavesItsNeighbourUnreadAndCalledUnknown() throws {
+    let directory = Fixtures.temporaryDirectory()
+    for name in ["providers.json", "tiers.json", "openai.json"] {
+        try FileManager.default.copyItem(atPath: Fixtures.pricingDirectory + "/" + name, toPath: directory.appendingPathComponent(name).path)
+    }
+    let path = directory.appendingPathComponent("openai.json").path
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+        .replacingOccurrences(of: "\"requests_per_minute\": 5000,", with: "\"requests_per_minute\": 0,")
+        .replacingOccurrences(of: "\"time_to_first_token_ms\": ", with: "\"time_to_first_token_ms\": 99999999")
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    do {
+        _ = try PricingCatalog.load(directory: directory.path)
+        Issue.record("the bad values were accepted")
+    } catch let invalid as PricingTablesInvalid {
+        #expect(invalid.description.contains("models[0].rate_limits.requests_per_minute: must be at least 1, found 0"), "\(invalid.description)")
+        #expect(!invalid.description.contains("unknown key"), "\(invalid.description)")
+    }
+}
+
+@Test func litellmImportSaysWhatIsWrongWithAContextSize() throws {
+    let document = try JSONParser.parse("""
+        {"negative": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7, "max_input_tokens": -4},
+         "text": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7, "max_input_tokens": "lots"},
+         "none": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 1e-7, "output_cost_per_token": 2e-7}}
+        """)
+    let reasons = Dictionary(uniqueKeysWithValues: try LiteLLMImport.convert(document, existing: [], priceDate: "2026-12-01").skipped.map { ($0.entry, $0.reason) })
+    #expect(reasons["negative"] == "max_input_tokens -4 is not a whole number from 1 to 10000000")
+    #expect(reasons["text"] == "max_input_tokens a string is not a whole number from 1 to 10000000")
+    #expect(reasons["none"] == "lacks max_input_tokens")
+}
+
+@Test func aWorkFolderIsPrivateAndLosesOnlyWhatDeadProcessesLeft() throws {
+    let folder = WorkFolder(folder: Fixtures.temporaryDirectory().appendingPathComponent("db.work").path)
+    let mine = try folder.newFile("input")
+    var status = stat()
+    #expect(stat(folder.path, &status) == 0 && status.st_mode & 0o777 == 0o700)
+    #expect(stat(mine.path, &status) == 0 && status.st_mode & 0o777 == 0o600)
+    // A process that is gone (a child that has exited) left a file; a live one's file stays.
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/bin/true")
+    try child.run()
+    child.waitUntilExit()
+    let left = folder.path + "/\(child.processIdentifier)-results-x.tmp"
+    #expect(FileManager.default.createFile(atPath: left, contents: Data("old".utf8)))
+    let other = folder.path + "/notes.txt"
+    #expect(FileManager.default.createFile(atPath: other, contents: Data()))
+    #expect(folder.removeLeftovers() == 1)
+    #expect(!FileManager.default.fileExists(atPath: left))
+    #expect(FileManager.default.fileExists(atPath: mine.path) && FileManager.default.fileExists(atPath: other))
 }
 
 @Test func aHugeCustomIDIsShownCutInMessages() {

@@ -85,6 +85,12 @@ enum PricingCommand {
         } catch let problem as Problem {
             throw Problem("\(path): \(problem.message)")
         }
+        guard !result.models.isEmpty else {
+            if arguments.flag("list-skipped") { for skipped in result.skipped { context.console.error("  \(skipped.entry): \(skipped.reason)") } }
+            let reasons = Set(result.skipped.map { LiteLLMImportSummary.category($0.reason) }).sorted().prefix(5).joined(separator: "; ")
+            throw Problem("\(path): none of its \(count(result.skipped.count, "entry", plural: "entries")) could be imported (\(reasons))"
+                + (arguments.value("output").map { "; \($0) was left as it was" } ?? "") + "; pass --list-skipped to see each entry's reason")
+        }
         let text = JSONWriter.string(PricingFileWriter.modelsDocument(result.models), pretty: true) + "\n"
         if let output = arguments.value("output") {
             guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8)) else { throw Problem("cannot write \(output)") }

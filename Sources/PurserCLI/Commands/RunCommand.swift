@@ -37,7 +37,10 @@ enum RunCommand {
         options.detachBatches = arguments.flag("detach")
         options.crashAfterBatchStep = context.environment["PURSER_TEST_CRASH_AFTER"]
         if let value = try arguments.integer("concurrency", in: 1...RunOptions.maximumConcurrency) { options.concurrency = value }
-        if let value = try arguments.number("speedup", in: 0.001...1_000_000) { options.simulationSpeedup = value }
+        if let value = try arguments.number("speedup", in: 0.001...1_000_000) {
+            guard options.simulate else { throw UsageError(message: "--speedup shortens the simulator's latency: it goes with --simulate.", spec: spec) }
+            options.simulationSpeedup = value
+        }
         if let value = try arguments.number("grace", in: 0...3_600) { options.graceSeconds = value }
         if let value = try arguments.number("timeout", in: 0.1...3_600) { options.timeoutSeconds = value }
         if let value = try arguments.number("lease", in: 1...86_400) { options.leaseSeconds = value }

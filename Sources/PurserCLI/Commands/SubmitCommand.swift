@@ -40,7 +40,7 @@ enum SubmitCommand {
         }
         if let text = arguments.value("max-cost") {
             guard case .success(let money) = RoutingText.usd(.string(text), field: "--max-cost"), money > .zero else {
-                throw UsageError(message: "--max-cost: '\(text)' is not an amount of US dollars above zero, such as 25 or 7.50.", spec: spec)
+                throw UsageError(message: "--max-cost: '\(DecimalText.shown(text))' is not an amount of US dollars above zero, such as 25 or 7.50.", spec: spec)
             }
             options.maxCost = money
         }

@@ -1,3 +1,5 @@
+import PurserCore
+
 /// A command's declared interface: what `--help` prints and what the parser accepts.
 struct CommandSpec {
     struct Argument {
@@ -80,7 +82,7 @@ struct ParsedArguments {
     func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = value(name) else { return nil }
         guard let number = Int(text), range.contains(number) else {
-            throw UsageError(message: "--\(name): '\(text)' is not a whole number from \(range.lowerBound) to \(range.upperBound).", spec: spec)
+            throw UsageError(message: "--\(name): '\(DecimalText.shown(text))' is not a whole number from \(range.lowerBound) to \(range.upperBound).", spec: spec)
         }
         return number
     }
@@ -90,7 +92,7 @@ struct ParsedArguments {
         guard let text = value(name) else { return nil }
         guard let number = Double(text), number.isFinite, range.contains(number) else {
             throw UsageError(
-                message: "--\(name): '\(text)' is not a number from \(ParsedArguments.plain(range.lowerBound)) to \(ParsedArguments.plain(range.upperBound)).",
+                message: "--\(name): '\(DecimalText.shown(text))' is not a number from \(ParsedArguments.plain(range.lowerBound)) to \(ParsedArguments.plain(range.upperBound)).",
                 spec: spec)
         }
         return number

@@ -64,6 +64,14 @@ public final class Dispatcher: Sendable {
         // Batch inputs and results that runs killed midway left behind.
         options.workFolder.removeLeftovers()
         let recovered = try await storeRecoveredAnswers()
+        // Room for the answers of every call in flight, should the disk fill up while they are out.
+        if let recovery = options.recovery {
+            try recovery.setSpaceAside(bytes: min(max(options.concurrency * 64 << 10, 8 << 20), 256 << 20))
+        }
+        defer {
+            options.recovery?.releaseSpace()
+            options.recovery?.removeIfEmpty()
+        }
         try await takeOverGoneRuns(now: started)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
         _ = try await planNewJobs(now: started)
@@ -363,9 +371,13 @@ public final class Dispatcher: Sendable {
                 kept = "its answer is kept in \(recovery.path) for the next run"
             } catch {
                 kept = "and so did the recovery file (\(error)): this answer is lost"
+                await state.lostAnswer(request.customID)
+                onEvent(.notice("the paid answer to \(request.customID) could be neither stored nor kept in \(recovery.path) (\(error)); it is lost, and its call was billed"))
             }
         } else {
             kept = "and this run keeps no recovery file: this answer is lost"
+            await state.lostAnswer(request.customID)
+            onEvent(.notice("the paid answer to \(request.customID) could not be stored and this run keeps no recovery file; it is lost, and its call was billed"))
         }
         await storageFailed("store the paid answer to \(request.customID) (\(lastError.map { "\($0)" } ?? "unknown")); \(kept)", lastError ?? Problem("unknown"))
         return false
@@ -528,8 +540,12 @@ public final class Dispatcher: Sendable {
             let failuresHere = await read("read the attempts of \(request.customID)", fallback: 0) {
                 try await self.store.failures(on: model.id, request: request.id)
             } + 1
-            let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel
             var delay = await state.delay(options.retry, afterAttempt: request.attempts, retryAfterMilliseconds: failure.retryAfterMilliseconds)
+            // A wait (a provider's Retry-After, say) that would pass the request's latest start is not waited out
+            // on this model: the request moves to the next one, or fails when none can serve it in time.
+            let latestStart = request.deadlineAt - model.speed.callDuration(outputTokens: request.needs.maxOutputTokens)
+            let waitPassesDeadline = !options.allowLate && now + delay > latestStart
+            let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel || waitPassesDeadline
             if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) {
                 let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
                     inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
@@ -537,7 +553,12 @@ public final class Dispatcher: Sendable {
                 await state.count(.fellBack)
                 onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
                 // A new model owes nothing to the old one's backoff, only to what a provider asked for.
-                delay = failure.kind == .modelRefused ? 0 : delay
+                delay = failure.kind == .modelRefused || waitPassesDeadline ? 0 : delay
+            } else if waitPassesDeadline {
+                let asked = failure.retryAfterMilliseconds.map { "\(model.provider) asked to wait \(DurationText.approximate($0))" } ?? "the next try would start"
+                await fail(request, "\(asked), past its latest start for the deadline, and no other model can serve it in time; last: \(failure.message)",
+                    attempt: attempt)
+                return
             } else if failure.kind == .modelRefused {
                 await fail(request, "no other model can serve it; \(model.id) refused: \(failure.message)", attempt: attempt)
                 return
@@ -617,6 +638,7 @@ public final class Dispatcher: Sendable {
         summary.disabledProviders = disabled
         summary.storageFailure = storageFailure
         summary.keptForRecovery = await state.keptCount
+        summary.lostAnswers = await state.lost
         summary.recovered = recovered
         onEvent(.finished(summary))
         return summary
@@ -724,6 +746,10 @@ actor RunState {
     }
 
     func keptForRecovery() { keptCount += 1 }
+
+    /// Paid answers that could be neither stored nor kept in the recovery file, by custom id.
+    private(set) var lost: [String] = []
+    func lostAnswer(_ customID: String) { lost.append(customID) }
 
     func addClaimed(_ requests: [ClaimedRequest]) {
         claimed.insert(contentsOf: requests.reversed(), at: 0)

@@ -139,7 +139,9 @@ public enum RetryAfter {
     /// `retry-after-ms`, else `retry-after` (seconds or an HTTP date), else the latest rate-limit reset
     /// (OpenAI's `x-ratelimit-reset-*` durations such as `6m0s`, Anthropic's `anthropic-ratelimit-*-reset` times),
     /// always between zero and a day.
-    public static func milliseconds(header: (String) -> String?, now: Date) -> Int64? {
+    public static func milliseconds(header rawHeader: (String) -> String?, now: Date) -> Int64? {
+        // Values are read without the spaces around them (`Retry-After:   3  `).
+        func header(_ name: String) -> String? { rawHeader(name)?.trimmingCharacters(in: .whitespaces) }
         if let text = header("retry-after-ms"), let value = Double(text) { return bounded(value) }
         if let text = header("retry-after") {
             if let seconds = Double(text) { return bounded(seconds * 1000) }

@@ -9,20 +9,55 @@ public struct RecoveryFile: Sendable {
 
     public init(databasePath: String) { path = databasePath + ".recovery" }
 
-    /// Appends one answer and flushes it to disk before returning.
+    /// A file of zeros beside the recovery file (`DB.recovery-space`), written before the run calls anything and
+    /// given back to the disk when an append finds it full, so that answers bought while the disk fills up still
+    /// reach the recovery file.
+    var spacePath: String { path + "-space" }
+
+    /// Sets `bytes` of disk space aside for the recovery file.
+    func setSpaceAside(bytes: Int) throws {
+        let descriptor = open(spacePath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard descriptor >= 0 else { throw Problem("cannot create \(spacePath): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        let result = posix_fallocate(descriptor, 0, off_t(bytes))
+        guard result == 0 else {
+            unlink(spacePath)
+            throw Problem("cannot set \(bytes >> 20) MiB aside for \(path) (\(String(cString: strerror(result)))); free some disk space first")
+        }
+    }
+
+    /// Gives the space set aside back to the disk; true when there was some.
+    @discardableResult
+    func releaseSpace() -> Bool { unlink(spacePath) == 0 }
+
+    /// Removes the file when nothing was kept in it.
+    func removeIfEmpty() {
+        var status = stat()
+        if stat(path, &status) == 0, status.st_size == 0 { unlink(path) }
+    }
+
+    /// Appends one answer and flushes it to disk before returning. On a full disk the space set aside is given
+    /// back and the answer written again (a line cut short by the full disk is taken off first).
     func append(_ answer: RecoveredAnswer) throws {
-        let line = JSONWriter.string(answer.json) + "\n"
+        let bytes = Array((JSONWriter.string(answer.json) + "\n").utf8)
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         guard descriptor >= 0 else { throw Problem("cannot write \(path): \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
-        let bytes = Array(line.utf8)
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            guard count > 0 else { throw Problem("cannot write \(path): \(String(cString: strerror(errno)))") }
-            written += count
+        let start = lseek(descriptor, 0, SEEK_END)
+        for attempt in 0..<2 {
+            var written = 0, failure: Int32 = 0
+            while written < bytes.count {
+                let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+                guard count > 0 else { failure = errno; break }
+                written += count
+            }
+            if failure == 0, fsync(descriptor) == 0 { return }
+            if failure == 0 { failure = errno }
+            let full = failure == ENOSPC || failure == EDQUOT
+            guard attempt == 0, full, start >= 0, ftruncate(descriptor, start) == 0, releaseSpace() else {
+                throw Problem("cannot write \(path): \(String(cString: strerror(failure)))")
+            }
         }
-        guard fsync(descriptor) == 0 else { throw Problem("cannot flush \(path): \(String(cString: strerror(errno)))") }
     }
 
     /// Takes the file for this process and reads its answers; nil when there is none.

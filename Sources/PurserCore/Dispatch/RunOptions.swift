@@ -108,11 +108,19 @@ public struct RunSummary: Sendable {
     /// Set when the database stopped taking writes: what failed, and how many paid answers went to the recovery file.
     public var storageFailure: String?
     public var keptForRecovery = 0
+    /// Paid answers that could be neither stored nor kept in the recovery file (a full disk), by custom id.
+    public var lostAnswers: [String] = []
     /// Paid answers from an earlier run's recovery file, stored at the start of this one.
     public var recovered = 0
 
     /// Why the run should exit non-zero, or nil when it did its job.
     public var trouble: String? {
+        if !lostAnswers.isEmpty {
+            let named = lostAnswers.prefix(10).joined(separator: ", ") + (lostAnswers.count > 10 ? " and \(lostAnswers.count - 10) more" : "")
+            return (storageFailure.map { $0 + "; " } ?? "")
+                + "\(lostAnswers.count) paid answer\(lostAnswers.count == 1 ? "" : "s") could be neither stored nor kept in the recovery file and "
+                + "\(lostAnswers.count == 1 ? "is" : "are") lost (\(named)); their calls were billed"
+        }
         if let storageFailure { return storageFailure }
         if failed > 0 { return "\(failed) request\(failed == 1 ? "" : "s") failed; 'purser results JOB --only failed' shows why" }
         if !disabledProviders.isEmpty, leftQueued.contains(where: { $0.contains("cannot be used") }) || succeeded == 0 {

@@ -12,7 +12,7 @@ public enum RoutingText {
             return .failure(Problem("unknown quality tier \(JSONWriter.quotedForMessage(name)); use one of \(describeQualityTiers(tiers)) or a number 0–100"))
         case .number(let text):
             guard let number = Int(text), (0...100).contains(number) else {
-                return .failure(Problem("quality \(text) is not a whole number from 0 to 100"))
+                return .failure(Problem("quality \(DecimalText.shown(text)) is not a whole number from 0 to 100"))
             }
             return .success((number, tiers.tierName(forScore: number)))
         default:
@@ -63,7 +63,7 @@ public enum RoutingText {
         }
         do {
             let money = try Money(usd: text)
-            guard money >= .zero else { return .failure(Problem("\(field) must not be negative, found \(text)")) }
+            guard money >= .zero else { return .failure(Problem("\(field) must not be negative, found \(DecimalText.shown(text))")) }
             return .success(money)
         } catch {
             return .failure(Problem("\(field): \(error)"))

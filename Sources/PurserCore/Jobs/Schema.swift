@@ -1,3 +1,4 @@
+import Foundation
 import SQLiteStore
 
 /// Purser's tables. Money is stored in pico-USD and times in epoch milliseconds, all as integers.
@@ -357,8 +358,10 @@ public enum PurserDatabase {
     /// Opens an existing database to read it (status, results, reports), writing nothing, even beside it: this
     /// works in a read-only folder. A file an older purser wrote must first be upgraded by a command that writes.
     public static func openForReading(path: String) throws -> Database {
+        try checkIsAFile(path)
         let database = try Database(readingExisting: path)
         let version = Int(try database.scalarInt("PRAGMA user_version") ?? 0)
+        if version < 0 { throw Problem("\(path) has schema version \(version), which no purser writes: it is not a Purser database; pass --db PATH to one") }
         if version == 0 {
             guard try database.scalarInt("SELECT count(*) FROM sqlite_master") == 0 else { throw ForeignDatabase(path: path) }
             throw Problem("\(path) holds no Purser data yet (it is empty); submit a job first, or pass --db PATH")
@@ -371,7 +374,20 @@ public enum PurserDatabase {
         return database
     }
 
+    /// A folder, a device (`/dev/null`) or a pipe is no database: said before SQLite tries it and writes a
+    /// journal beside it, or answers with a disk error.
+    static func checkIsAFile(_ path: String) throws {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: throw Problem("\(path) is a folder, not a database file; pass --db PATH to a file (it is created when missing)")
+        default: throw Problem("\(path) is not a regular file (a device, a pipe or a socket); pass --db PATH to a database file")
+        }
+    }
+
     public static func open(path: String) throws -> Database {
+        try checkIsAFile(path)
         // 16 KiB pages suit rows of a few hundred bytes: about a fifth faster to bulk-insert than 4 KiB.
         let database = try Database(path: path, pageSize: 16_384)
         // A 64 MiB page cache keeps the (job, custom_id) index in memory while a large file is stored.

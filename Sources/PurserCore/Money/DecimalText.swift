@@ -8,11 +8,17 @@ public enum DecimalText {
 
         public var description: String {
             switch self {
-            case .notANumber(let text): "'\(text)' is not a decimal number"
-            case .tooPrecise(let text, let decimals): "'\(text)' has more precision than \(decimals) decimal places"
-            case .tooLarge(let text): "'\(text)' is too large"
+            case .notANumber(let text): "'\(DecimalText.shown(text))' is not a decimal number"
+            case .tooPrecise(let text, let decimals): "'\(DecimalText.shown(text))' has more precision than \(decimals) decimal places"
+            case .tooLarge(let text): "'\(DecimalText.shown(text))' is too large"
             }
         }
+    }
+
+    /// A number's text as a message shows it: whole up to 40 characters, else its start and its length, so a
+    /// 100 KB number cannot flood the screen.
+    public static func shown(_ text: String) -> String {
+        text.utf8.count <= 40 ? text : text.prefix(24) + "… (\(text.utf8.count) characters)"
     }
 
     /// The value of `text` times 10^`decimals`, which must be a whole number.

@@ -62,8 +62,14 @@ public struct LiteLLMImport {
                 skip(name, "price above \(TokenPrice.maximum.usdPerMillionText) USD per million tokens, the most Purser accepts")
                 continue
             }
-            guard let context = entry["max_input_tokens"]?.intValue ?? entry["max_tokens"]?.intValue, context > 0 else {
+            let contextKey = entry["max_input_tokens"] == nil ? "max_tokens" : "max_input_tokens"
+            guard let contextValue = entry[contextKey], !contextValue.isNull else {
                 skip(name, "lacks max_input_tokens")
+                continue
+            }
+            guard let context = contextValue.intValue, context > 0 else {
+                let shown = contextValue.numberText.map(DecimalText.shown) ?? contextValue.kindName
+                skip(name, "\(contextKey) \(shown) is not a whole number from 1 to \(Model.maximumContextTokens)")
                 continue
             }
             guard context <= Model.maximumContextTokens else {

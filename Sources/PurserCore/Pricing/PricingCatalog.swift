@@ -269,18 +269,19 @@ public struct PricingCatalog: Sendable {
         }
         var rateLimits: RateLimits?
         if var child = reader.child("rate_limits") {
-            if let requests = child.integer("requests_per_minute", minimum: 1, maximum: RateLimits.maximumRequestsPerMinute),
-                let tokens = child.integer("tokens_per_minute", minimum: 1, maximum: RateLimits.maximumTokensPerMinute)
-            {
+            // Both are read before either is judged, so a bad one never leaves its neighbour unread (and called unknown).
+            let requests = child.integer("requests_per_minute", minimum: 1, maximum: RateLimits.maximumRequestsPerMinute)
+            let tokens = child.integer("tokens_per_minute", minimum: 1, maximum: RateLimits.maximumTokensPerMinute)
+            if let requests, let tokens {
                 rateLimits = RateLimits(requestsPerMinute: requests, tokensPerMinute: tokens)
             }
             reader.absorb(&child)
         }
         var speed: Speed?
         if var child = reader.child("speed") {
-            if let ttft = child.integer("time_to_first_token_ms", maximum: Speed.maximumTimeToFirstTokenMilliseconds),
-                let rate = child.integer("output_tokens_per_second", minimum: 1, maximum: Speed.maximumOutputTokensPerSecond)
-            {
+            let ttft = child.integer("time_to_first_token_ms", maximum: Speed.maximumTimeToFirstTokenMilliseconds)
+            let rate = child.integer("output_tokens_per_second", minimum: 1, maximum: Speed.maximumOutputTokensPerSecond)
+            if let ttft, let rate {
                 speed = Speed(timeToFirstTokenMilliseconds: ttft, outputTokensPerSecond: rate)
             }
             reader.absorb(&child)

@@ -49,7 +49,7 @@ struct PricingFieldReader {
     mutating func integer(_ key: String, required: Bool = true, minimum: Int = 0, maximum: Int = Int(Int32.max)) -> Int? {
         guard let value = value(key, required: required) else { return nil }
         guard let number = value.intValue else {
-            problem(key, "expected a whole number, found \(value.kindName == "a number" ? value.numberText! : value.kindName)")
+            problem(key, "expected a whole number, found \(value.numberText.map(DecimalText.shown) ?? value.kindName)")
             return nil
         }
         guard number >= minimum else {
@@ -85,11 +85,11 @@ struct PricingFieldReader {
         do {
             let price = try TokenPrice(usdPerMillion: text)
             guard price.microUSDPerMillion >= 0 else {
-                problem(key, "negative price \(text); prices are USD per million tokens, zero or more")
+                problem(key, "negative price \(DecimalText.shown(text)); prices are USD per million tokens, zero or more")
                 return nil
             }
             guard price <= TokenPrice.maximum else {
-                problem(key, "price \(text) is above \(TokenPrice.maximum.usdPerMillionText) USD per million tokens, the most Purser accepts")
+                problem(key, "price \(DecimalText.shown(text)) is above \(TokenPrice.maximum.usdPerMillionText) USD per million tokens, the most Purser accepts")
                 return nil
             }
             return price

@@ -86,9 +86,19 @@ public enum ResultFormat: String, Sendable, CaseIterable {
 
     /// Text from users or providers, kept from being read as a formula by a spreadsheet: a cell starting with
     /// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading apostrophe (OWASP's advice for CSV injection).
+    /// Control characters other than tab and line breaks (ESC, BEL, NUL…), which a terminal or a spreadsheet
+    /// would act on, become U+FFFD.
     public static func csvText(_ text: String) -> String {
-        guard let first = text.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return text }
-        return "'" + text
+        var clean = text
+        if text.unicodeScalars.contains(where: isUnsafeControl) {
+            clean = String(String.UnicodeScalarView(text.unicodeScalars.map { isUnsafeControl($0) ? "\u{FFFD}" : $0 }))
+        }
+        guard let first = clean.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return clean }
+        return "'" + clean
+    }
+
+    private static func isUnsafeControl(_ scalar: Unicode.Scalar) -> Bool {
+        (scalar.value < 0x20 && scalar != "\t" && scalar != "\n" && scalar != "\r") || (0x7F...0x9F).contains(scalar.value)
     }
 
     /// RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled.
