@@ -176,22 +176,11 @@ struct BatchIntegrationTests {
     @Test func aSpeculativeBatchThatDoesNotEndIsCancelledAndServedLiveInTime() throws {
         let server = try FakeProviderProcess(["--batch-never-ends", "--batch-cancel-ms", "100"])
         defer { server.stop() }
-        // Pulled back 10 s after submit (time enough for a slow machine to plan and send it first): the deadline
-        // (20 min) less a live call less the pull-back (1190 s).
-        let pricing = try fakePricing(port: server.port, batches: true) { tiers in
-            tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1190s\"")
-        }
+        let pricing = try pulledBackSoonPricing(port: server.port)
         let database = temporaryDatabase()
         try purser(["submit", try batchJob(10, model: "small", deadline: "20m")], database: database, pricing: pricing)
         // Five batches of this model finished within a second before: evidence that a batch may beat the deadline.
-        let connection = try PurserDatabase.open(path: database)
-        for index in 0..<5 {
-            try connection.execute("""
-                INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, submitted_at, ended_at, pull_back_at,
-                    provider_status)
-                VALUES ('seen-\(index)', 'fakeopenai', 'fakeopenai/small', 'openai', 0, 'done', 1, 0, 1000, 2000, 0, 'completed')
-                """)
-        }
+        try recordQuickBatches(database)
         let plan = try purser(["plan", "1"], database: database, pricing: pricing)
         #expect(plan.out.contains(" batch "), "a speculative batch is cheaper on the evidence: \(plan.out)")
         let run = try purser(["run"], database: database, pricing: pricing)

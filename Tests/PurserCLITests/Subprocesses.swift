@@ -210,6 +210,24 @@ final class LedgerSampler: Sendable {
 
 // MARK: - Batch jobs
 
+/// Tables on the fake whose batches are pulled back 10 s before a 20-minute deadline's live call (time enough for
+/// a slow machine to plan and send the batch first): the deadline less a live call less the pull-back (1190 s).
+func pulledBackSoonPricing(port: Int) throws -> String {
+    try fakePricing(port: port, batches: true) { tiers in tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1190s\"") }
+}
+
+/// Five batches of `model` that finished within a second: the evidence that makes a speculative batch worth planning.
+func recordQuickBatches(_ database: String, model: String = "fakeopenai/small", provider: String = "fakeopenai") throws {
+    let connection = try PurserDatabase.open(path: database)
+    for index in 0..<5 {
+        try connection.execute("""
+            INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, submitted_at, ended_at, pull_back_at,
+                provider_status)
+            VALUES ('seen-\(index)', '\(provider)', '\(model)', 'openai', 0, 'done', 1, 0, 1000, 2000, 0, 'completed')
+            """)
+    }
+}
+
 /// A job of `count` minimal lines for one fake model, with `deadline` (a `week` goes by batch).
 func batchJob(_ count: Int, model: String, deadline: String = "week") throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-job-\(UUID().uuidString).jsonl").path

@@ -64,20 +64,11 @@ struct TrustTests {
     @Test func aBatchCancelRedirectedElsewhereIsRefused() throws {
         let (provider, elsewhere) = try servers { ["--batch-never-ends", "--redirect", "cancel", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
-        // A batch that must be pulled back 10 s after submit (as in the speculative batch test), whose cancel is sent elsewhere.
-        let pricing = try fakePricing(port: provider.port, batches: true) { tiers in
-            tiers.replacingOccurrences(of: "\"pull_back\": \"15m\"", with: "\"pull_back\": \"1190s\"")
-        }
+        // A speculative batch that must be pulled back 10 s after submit, whose cancel is sent elsewhere.
+        let pricing = try pulledBackSoonPricing(port: provider.port)
         let database = temporaryDatabase()
         try purser(["submit", try batchJob(4, model: "small", deadline: "20m")], database: database, pricing: pricing)
-        let connection = try PurserDatabase.open(path: database)
-        for index in 0..<5 {
-            try connection.execute("""
-                INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, submitted_at, ended_at, pull_back_at,
-                    provider_status)
-                VALUES ('seen-\(index)', 'fakeopenai', 'fakeopenai/small', 'openai', 0, 'done', 1, 0, 1000, 2000, 0, 'completed')
-                """)
-        }
+        try recordQuickBatches(database)
         let run = try purser(["run"], database: database, pricing: pricing)
         #expect(run.error.contains("redirected POST /v1/batches/") && run.error.contains("another origin"), "\(run.error)")
         #expect(try reached(elsewhere).requests == 0)
@@ -242,9 +233,11 @@ struct TrustTests {
         let pricing = try fakePricing(port: server.port)
         let database = disk + "/purser.db"
         try purser(["submit", try jobFile(40)], database: database, pricing: pricing)
-        let run = try startPurser(["run", "--concurrency", "40"], database: database, pricing: pricing)
-        // Once the run has set its space aside and its calls are out, the disk is filled to the last byte.
-        for _ in 0..<500 where !FileManager.default.fileExists(atPath: database + ".recovery-space") { Thread.sleep(forTimeInterval: 0.01) }
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("purser-full-disk-\(UUID().uuidString).log")
+        let run = try startPurser(["run", "--concurrency", "40"], database: database, pricing: pricing, errorLog: log)
+        // Once the run has set its recovery file's space aside and its calls are out, the disk is filled to the last byte.
+        let recovery = database + ".recovery.\(run.processIdentifier)"
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: recovery) { Thread.sleep(forTimeInterval: 0.01) }
         Thread.sleep(forTimeInterval: 1)
         let filler = disk + "/filler"
         _ = FileManager.default.createFile(atPath: filler, contents: nil)
@@ -254,7 +247,7 @@ struct TrustTests {
         try? handle.close()
         run.waitUntilExit()
         #expect(run.terminationStatus == 1, "the run says the database stopped taking writes")
-        let kept = try String(contentsOfFile: database + ".recovery", encoding: .utf8).split(separator: "\n").count
+        let kept = try String(contentsOfFile: recovery, encoding: .utf8).split(separator: "\n").count
         #expect(kept > 0, "the answers that could not be stored are in the recovery file")
         try FileManager.default.removeItem(atPath: filler)
         let again = try purser(["run"], database: database, pricing: pricing)
@@ -263,8 +256,9 @@ struct TrustTests {
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 40)
         #expect(try integer(database, "SELECT count(*) FROM results") == 40)
         // No answer was bought twice: every request was called once.
-        #expect(try server.stats()["calls"]?.intValue == 40)
-        #expect(!FileManager.default.fileExists(atPath: database + ".recovery-space"), "the space set aside is given back")
+        let calls = try server.stats()["calls"]?.intValue
+        #expect(calls == 40, "\(calls ?? -1) calls; first run: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")\n\(again.error)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: disk).filter { $0.contains(".recovery") }.isEmpty, "the recovery file is taken and removed")
     }
 
     // MARK: - A wait past the deadline

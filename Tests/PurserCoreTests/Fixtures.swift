@@ -18,6 +18,17 @@ enum Fixtures {
         return url
     }
 
+    /// A copy of the bundled OpenAI tables (with providers and tiers), its models file changed by `edit`.
+    static func openAITables(_ edit: (String) -> String) throws -> URL {
+        let directory = temporaryDirectory()
+        for name in ["providers.json", "tiers.json", "openai.json"] {
+            try FileManager.default.copyItem(atPath: pricingDirectory + "/" + name, toPath: directory.appendingPathComponent(name).path)
+        }
+        let path = directory.appendingPathComponent("openai.json").path
+        try edit(try String(contentsOfFile: path, encoding: .utf8)).write(toFile: path, atomically: true, encoding: .utf8)
+        return directory
+    }
+
     static func write(_ text: String, to name: String, in directory: URL) -> String {
         let path = directory.appendingPathComponent(name).path
         precondition(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)), "cannot write \(path)")

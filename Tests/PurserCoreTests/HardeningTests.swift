@@ -59,16 +59,11 @@ import Testing
 }
 
 @Test func pricingTablesAreBoundedWithFileAndKey() throws {
-    let directory = Fixtures.temporaryDirectory()
-    for name in ["providers.json", "tiers.json", "openai.json"] {
-        try FileManager.default.copyItem(atPath: Fixtures.pricingDirectory + "/" + name, toPath: directory.appendingPathComponent(name).path)
+    let directory = try Fixtures.openAITables { text in
+        text.replacingOccurrences(of: "\"requests_per_minute\": 5000,", with: "\"requests_per_minute\": 10000000000000000000,")
+            .replacingOccurrences(of: "\"context_window\": 272000,", with: "\"context_window\": 9223372036854775807,")
+            .replacingOccurrences(of: "\"input\": \"1.25\",", with: "\"input\": \"1e30\",")
     }
-    let path = directory.appendingPathComponent("openai.json").path
-    var text = try String(contentsOfFile: path, encoding: .utf8)
-    text = text.replacingOccurrences(of: "\"requests_per_minute\": 5000,", with: "\"requests_per_minute\": 10000000000000000000,")
-    text = text.replacingOccurrences(of: "\"context_window\": 272000,", with: "\"context_window\": 9223372036854775807,")
-    text = text.replacingOccurrences(of: "\"input\": \"1.25\",", with: "\"input\": \"1e30\",")
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
     #expect(throws: PricingTablesInvalid.self) { try PricingCatalog.load(directory: directory.path) }
     do { _ = try PricingCatalog.load(directory: directory.path) } catch let invalid as PricingTablesInvalid {
         let text = invalid.description
@@ -262,15 +257,10 @@ import Testing
 }
 
 @Test func aBadValueNeverLeavesItsNeighbourUnreadAndCalledUnknown() throws {
-    let directory = Fixtures.temporaryDirectory()
-    for name in ["providers.json", "tiers.json", "openai.json"] {
-        try FileManager.default.copyItem(atPath: Fixtures.pricingDirectory + "/" + name, toPath: directory.appendingPathComponent(name).path)
+    let directory = try Fixtures.openAITables { text in
+        text.replacingOccurrences(of: "\"requests_per_minute\": 5000,", with: "\"requests_per_minute\": 0,")
+            .replacingOccurrences(of: "\"time_to_first_token_ms\": ", with: "\"time_to_first_token_ms\": 99999999")
     }
-    let path = directory.appendingPathComponent("openai.json").path
-    let text = try String(contentsOfFile: path, encoding: .utf8)
-        .replacingOccurrences(of: "\"requests_per_minute\": 5000,", with: "\"requests_per_minute\": 0,")
-        .replacingOccurrences(of: "\"time_to_first_token_ms\": ", with: "\"time_to_first_token_ms\": 99999999")
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
     do {
         _ = try PricingCatalog.load(directory: directory.path)
         Issue.record("the bad values were accepted")
@@ -357,7 +347,7 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     #expect(first.storageFailure?.contains("disk") == true || first.storageFailure?.contains("full") == true, "\(first.storageFailure ?? "no failure")")
     #expect(first.keptForRecovery > 0)
     #expect(first.trouble != nil, "the run ends with the failure")
-    #expect(FileManager.default.fileExists(atPath: path + ".recovery"))
+    #expect(FileManager.default.fileExists(atPath: path + ".recovery.\(getpid())"))
     let callsAfterFirst = caller.calls
     // Storage is back: the next run stores the kept answers first, then serves the rest.
     options.worker = LeaseOwner.current().description
@@ -366,7 +356,7 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
         onEvent: { _ in }).run()
     #expect(second.recovered == first.keptForRecovery)
     #expect(second.storageFailure == nil)
-    #expect(!FileManager.default.fileExists(atPath: path + ".recovery"))
+    #expect(!FileManager.default.fileExists(atPath: path + ".recovery.\(getpid())"))
     let database = try PurserDatabase.open(path: path)
     #expect(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'succeeded'") == 40)
     #expect(try database.scalarInt("SELECT count(*) FROM results") == 40)

@@ -65,13 +65,8 @@ public final class Dispatcher: Sendable {
         options.workFolder.removeLeftovers()
         let recovered = try await storeRecoveredAnswers()
         // Room for the answers of every call in flight, should the disk fill up while they are out.
-        if let recovery = options.recovery {
-            try recovery.setSpaceAside(bytes: min(max(options.concurrency * 64 << 10, 8 << 20), 256 << 20))
-        }
-        defer {
-            options.recovery?.releaseSpace()
-            options.recovery?.removeIfEmpty()
-        }
+        try options.recovery?.open(reserving: min(max(options.concurrency * 64 << 10, 8 << 20), 256 << 20))
+        defer { options.recovery?.close() }
         try await takeOverGoneRuns(now: started)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
         _ = try await planNewJobs(now: started)
@@ -111,14 +106,16 @@ public final class Dispatcher: Sendable {
                 // Still failing: what is left goes back in the file for the next run.
                 try recovery.giveBack(Array(answers[index...]))
                 // The answers are back in the recovery file; a taken copy that cannot be removed is only read by hand.
-                do { try FileManager.default.removeItem(atPath: taken) } catch {
-                    onEvent(.notice("cannot remove \(taken) (its answers are back in \(recovery.path)): \(error)"))
+                for file in taken {
+                    do { try FileManager.default.removeItem(atPath: file) } catch {
+                        onEvent(.notice("cannot remove \(file) (its answers are back in \(recovery.ownPath)): \(error)"))
+                    }
                 }
                 throw error
             }
         }
-        try FileManager.default.removeItem(atPath: taken)
-        if stored > 0 { onEvent(.notice("stored \(stored) paid answers an earlier run could not write (from \(recovery.path)); none was called again")) }
+        for file in taken { try FileManager.default.removeItem(atPath: file) }
+        if stored > 0 { onEvent(.notice("stored \(stored) paid answers an earlier run could not write (from \(recovery.path).*); none was called again")) }
         return stored
     }
 
@@ -350,7 +347,11 @@ public final class Dispatcher: Sendable {
         baseline: Money, attempt: AttemptRecord, now: Int64
     ) async -> Bool {
         var lastError: (any Error)?
-        for pause in [0, 200, 1_000] as [UInt64] {
+        // Once the database has refused a write, answers still coming in go straight to the recovery file: a write
+        // that gets through now (in the space given back for that file) would only leave the next answer none.
+        let databaseFailed = await state.storageFailure
+        if let databaseFailed { lastError = Problem(databaseFailed) }
+        for pause in databaseFailed == nil ? [0, 200, 1_000] as [UInt64] : [] {
             if pause > 0 { try? await Task.sleep(nanoseconds: pause * 1_000_000) }
             do {
                 return try await store.recordSuccess(
@@ -368,11 +369,11 @@ public final class Dispatcher: Sendable {
             do {
                 try recovery.append(answer)
                 await state.keptForRecovery()
-                kept = "its answer is kept in \(recovery.path) for the next run"
+                kept = "its answer is kept in \(recovery.ownPath) for the next run"
             } catch {
                 kept = "and so did the recovery file (\(error)): this answer is lost"
                 await state.lostAnswer(request.customID)
-                onEvent(.notice("the paid answer to \(request.customID) could be neither stored nor kept in \(recovery.path) (\(error)); it is lost, and its call was billed"))
+                onEvent(.notice("the paid answer to \(request.customID) could be neither stored nor kept in \(recovery.ownPath) (\(error)); it is lost, and its call was billed"))
             }
         } else {
             kept = "and this run keeps no recovery file: this answer is lost"

@@ -1,87 +1,123 @@
 import Foundation
+import Synchronization
 
-/// Paid answers whose write to the database failed, kept in a file beside it (`DB.recovery`, one JSON line
-/// each) so that nothing bought is lost. The next run on that database stores them first, without calling
-/// again. A run takes the file by renaming it, so two runs never store the same file twice (and the
-/// database's own guard keeps any answer from being stored twice anyway).
+/// Paid answers whose write to the database failed, kept in a file beside it (one JSON line each) so that
+/// nothing bought is lost. The next run on that database stores them first, without calling again.
+///
+/// Each run writes a file of its own, `DB.recovery.PID`, whose disk space it sets aside before it calls anything
+/// (allocated, read back as NUL bytes until written), so that answers bought while the disk fills up still fit:
+/// nothing else can take that space. A run takes the files of processes that are gone (and `DB.recovery`, as
+/// older runs wrote it) by renaming them, so two runs never store the same file twice (and the database's own
+/// guard keeps any answer from being stored twice anyway).
 public struct RecoveryFile: Sendable {
+    /// `DB.recovery`: the name every recovery file starts with.
     public let path: String
+    private let writer = Writer()
 
     public init(databasePath: String) { path = databasePath + ".recovery" }
 
-    /// A file of zeros beside the recovery file (`DB.recovery-space`), written before the run calls anything and
-    /// given back to the disk when an append finds it full, so that answers bought while the disk fills up still
-    /// reach the recovery file.
-    var spacePath: String { path + "-space" }
+    /// This process's file.
+    public var ownPath: String { path + ".\(getpid())" }
 
-    /// Sets `bytes` of disk space aside for the recovery file.
-    func setSpaceAside(bytes: Int) throws {
-        let descriptor = open(spacePath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard descriptor >= 0 else { throw Problem("cannot create \(spacePath): \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
-        let result = posix_fallocate(descriptor, 0, off_t(bytes))
-        guard result == 0 else {
-            unlink(spacePath)
-            throw Problem("cannot set \(bytes >> 20) MiB aside for \(path) (\(String(cString: strerror(result)))); free some disk space first")
+    /// The open file and where the next answer goes in it.
+    private final class Writer: Sendable {
+        struct State {
+            var descriptor: Int32 = -1
+            var end: off_t = 0
+        }
+        let state = Mutex(State())
+    }
+
+    /// Opens this process's file and sets `bytes` of disk space aside in it.
+    func open(reserving bytes: Int) throws {
+        let ownPath = ownPath
+        try writer.state.withLock { state in
+            guard state.descriptor < 0 else { return }
+            let descriptor = Foundation.open(ownPath, O_RDWR | O_CREAT, 0o600)
+            guard descriptor >= 0 else { throw Problem("cannot create \(ownPath): \(String(cString: strerror(errno)))") }
+            var status = stat()
+            let end = fstat(descriptor, &status) == 0 ? status.st_size : 0
+            let result = posix_fallocate(descriptor, end, off_t(bytes))
+            guard result == 0 else {
+                Foundation.close(descriptor)
+                if end == 0 { unlink(ownPath) }
+                throw Problem("cannot set \(bytes >> 20) MiB aside for \(ownPath) (\(String(cString: strerror(result)))); free some disk space first")
+            }
+            state = Writer.State(descriptor: descriptor, end: end)
         }
     }
 
-    /// Gives the space set aside back to the disk; true when there was some.
-    @discardableResult
-    func releaseSpace() -> Bool { unlink(spacePath) == 0 }
-
-    /// Removes the file when nothing was kept in it.
-    func removeIfEmpty() {
-        var status = stat()
-        if stat(path, &status) == 0, status.st_size == 0 { unlink(path) }
+    /// Cuts the file to what was written, and removes it when nothing was.
+    func close() {
+        let ownPath = ownPath
+        writer.state.withLock { state in
+            guard state.descriptor >= 0 else { return }
+            _ = ftruncate(state.descriptor, state.end)
+            Foundation.close(state.descriptor)
+            if state.end == 0 { unlink(ownPath) }
+            state = Writer.State()
+        }
     }
 
-    /// Appends one answer and flushes it to disk before returning. On a full disk the space set aside is given
-    /// back and the answer written again (a line cut short by the full disk is taken off first).
+    /// Appends one answer and flushes it to disk before returning; into the space set aside while it lasts.
     func append(_ answer: RecoveredAnswer) throws {
         let bytes = Array((JSONWriter.string(answer.json) + "\n").utf8)
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        guard descriptor >= 0 else { throw Problem("cannot write \(path): \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
-        let start = lseek(descriptor, 0, SEEK_END)
-        for attempt in 0..<2 {
-            var written = 0, failure: Int32 = 0
+        let ownPath = ownPath
+        try writer.state.withLock { state in
+            if state.descriptor < 0 {
+                // Not opened (a test, or space could not be set aside): written as space allows.
+                let descriptor = Foundation.open(ownPath, O_RDWR | O_CREAT, 0o600)
+                guard descriptor >= 0 else { throw Problem("cannot write \(ownPath): \(String(cString: strerror(errno)))") }
+                var status = stat()
+                state = Writer.State(descriptor: descriptor, end: fstat(descriptor, &status) == 0 ? status.st_size : 0)
+            }
+            var written = 0
             while written < bytes.count {
-                let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                guard count > 0 else { failure = errno; break }
+                let count = bytes[written...].withUnsafeBytes { pwrite(state.descriptor, $0.baseAddress, $0.count, state.end + off_t(written)) }
+                guard count > 0 else { throw Problem("cannot write \(ownPath): \(String(cString: strerror(errno)))") }
                 written += count
             }
-            if failure == 0, fsync(descriptor) == 0 { return }
-            if failure == 0 { failure = errno }
-            let full = failure == ENOSPC || failure == EDQUOT
-            guard attempt == 0, full, start >= 0, ftruncate(descriptor, start) == 0, releaseSpace() else {
-                throw Problem("cannot write \(path): \(String(cString: strerror(failure)))")
-            }
+            guard fsync(state.descriptor) == 0 else { throw Problem("cannot flush \(ownPath): \(String(cString: strerror(errno)))") }
+            state.end += off_t(written)
         }
     }
 
-    /// Takes the file for this process and reads its answers; nil when there is none.
-    func take() throws -> (answers: [RecoveredAnswer], taken: String)? {
-        let taken = path + ".\(getpid()).taking"
-        guard rename(path, taken) == 0 else {
-            if errno == ENOENT { return nil }
-            throw Problem("cannot take \(path): \(String(cString: strerror(errno)))")
-        }
-        guard let data = FileManager.default.contents(atPath: taken) else { throw Problem("cannot read \(taken)") }
-        var answers: [RecoveredAnswer] = []
-        for (index, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
-            // A line cut short by a crash while it was written is the only kind that cannot be read.
-            guard let value = try? JSONParser.parse(String(line)), let answer = RecoveredAnswer(value) else {
-                throw Problem("\(path) line \(index + 1) cannot be read; it is kept in \(taken)")
+    /// Takes the files of processes that are gone (this one's too, left by an earlier process of the same id) and
+    /// reads their answers; nil when there are none.
+    func take() throws -> (answers: [RecoveredAnswer], taken: [String])? {
+        let file = URL(fileURLWithPath: path)
+        let folder = file.deletingLastPathComponent().path, base = file.lastPathComponent
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        var answers: [RecoveredAnswer] = [], taken: [String] = []
+        for name in names.sorted() where name == base || name.hasPrefix(base + ".") {
+            let suffix = name.dropFirst(base.count)
+            if !suffix.isEmpty {
+                guard let pid = Int32(suffix.dropFirst()), pid > 0, pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) else { continue }
             }
-            answers.append(answer)
+            let source = folder + "/" + name, taking = source + ".\(getpid()).taking"
+            guard rename(source, taking) == 0 else {
+                if errno == ENOENT { continue }
+                throw Problem("cannot take \(source): \(String(cString: strerror(errno)))")
+            }
+            taken.append(taking)
+            guard let data = FileManager.default.contents(atPath: taking) else { throw Problem("cannot read \(taking)") }
+            // Space set aside and never written reads as NUL bytes: they end the answers.
+            let text = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
+            for (index, line) in text.split(separator: "\n").enumerated() {
+                // A line cut short by a crash while it was written is the only kind that cannot be read.
+                guard let value = try? JSONParser.parse(String(line)), let answer = RecoveredAnswer(value) else {
+                    throw Problem("\(source) line \(index + 1) cannot be read; it is kept in \(taking)")
+                }
+                answers.append(answer)
+            }
         }
-        return (answers, taken)
+        return taken.isEmpty ? nil : (answers, taken)
     }
 
     /// Puts back the answers a run could not store, for the next one.
     func giveBack(_ answers: [RecoveredAnswer]) throws {
         for answer in answers { try append(answer) }
+        close()
     }
 }
 
