@@ -159,7 +159,7 @@ import PurserCore
 @Test func pricingValidateAndListReadTheBundledTables() {
     let validate = purser(["pricing", "validate"])
     #expect(validate.code == 0)
-    #expect(validate.out == "ok: 20 models from 6 providers, 4 quality tiers, 5 deadline tiers\n")
+    #expect(validate.out == "ok: 20 models from 6 providers, 4 reference rows (named by lines, never served), 4 quality tiers, 5 deadline tiers\n")
     let list = purser(["pricing", "list"])
     #expect(list.out.hasPrefix("model "))
     #expect(list.out.contains("deepseek/deepseek-flash"))

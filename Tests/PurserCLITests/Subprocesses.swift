@@ -93,6 +93,24 @@ func fakePricing(port: Int, batches: Bool = false, tiers: ((String) -> String)? 
     return directory.path
 }
 
+/// The bundled tables with every provider's endpoint on the fake (its own path kept, so each dialect's calls reach
+/// their route) and its key in FAKE_KEY; no batches, so everything is served live.
+func bundledPricingOnFake(port: Int) throws -> String {
+    let source = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("pricing")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-bundled-on-fake-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    for name in try FileManager.default.contentsOfDirectory(atPath: source.path) where name.hasSuffix(".json") {
+        var text = try String(contentsOf: source.appendingPathComponent(name), encoding: .utf8)
+        if name == "providers.json" {
+            text = text.replacingOccurrences(of: #"https?://[^/"]+"#, with: "http://127.0.0.1:\(port)", options: .regularExpression)
+                .replacingOccurrences(of: #""api_key_env": "[A-Z_]+""#, with: #""api_key_env": "FAKE_KEY""#, options: .regularExpression)
+                .replacingOccurrences(of: #""batch_api": (true|"[a-z]+")"#, with: #""batch_api": false"#, options: .regularExpression)
+        }
+        try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+    }
+    return directory.path
+}
+
 /// Runs the real `purser` executable and waits for it.
 @discardableResult
 func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:]) throws -> (code: Int32, out: String, error: String) {

@@ -93,7 +93,7 @@ private struct Workspace {
         #"line 4 (custom_id "ok"): duplicate custom_id (first used on line 1); custom_id must be unique in a job"#,
         #"line 5 (custom_id "huge"): prompt of ~8 tokens plus max_tokens 2000000 fits no model's context (the largest is 1048576)"#,
         #"line 6 (custom_id "cheap"): max_cost_usd 0.0000000001 is below every eligible model's estimate (the cheapest is 0.000205 USD)"#,
-        #"line 7 (custom_id "who"): unknown model "gpt-2" in body.model; add it to the pricing tables or remove it and set "quality""#,
+        #"line 7 (custom_id "who"): unknown model "gpt-2" in body.model: it is not in the pricing tables, nor an alias or dated snapshot of a model there; give the line a "quality" (a tier such as "standard", or a score 0–100) or pass --quality, or add the model to the tables"#,
         "line 8: missing custom_id",
         #"line 9: unknown key "deadlin"; routing keys are quality, deadline, max_cost_usd, pin, tags"#,
         #"line 10 (custom_id "a1"): missing params.max_tokens (the Messages API requires it)"#,
@@ -259,4 +259,63 @@ private struct Workspace {
     // A quarter of max_tokens was used, so a request allowing 400 is now expected to use 100.
     #expect(history.expectedOutputTokens(model: "openai/gpt-5-nano", tier: "basic", maxOutputTokens: 400) == 100)
     #expect(history.byTier(models: workspace.catalog.models).samples(tier: "basic") != nil)
+}
+
+@Test func modelNamesResolveAsUsersWriteThem() throws {
+    #expect(ModelNames.undated("gpt-4o-2024-08-06") == ["gpt-4o"])
+    #expect(ModelNames.undated("claude-sonnet-4-5-20250929") == ["claude-sonnet-4-5"])
+    #expect(ModelNames.undated("gpt-3.5-turbo-0125") == ["gpt-3.5-turbo"])
+    #expect(ModelNames.undated("gpt-5-chat-latest") == ["gpt-5-chat"])
+    #expect(ModelNames.undated("gpt-4o").isEmpty && ModelNames.undated("gpt-5").isEmpty)
+    let catalog = try Fixtures.bundledCatalog()
+    let expected = [
+        "gpt-4o-2024-08-06": "openai/gpt-4o", "gpt-4o-mini-2024-07-18": "openai/gpt-4o-mini",
+        "claude-sonnet-4-5-20250929": "anthropic/claude-sonnet-4-5", "claude-haiku-4-5-20251001": "anthropic/claude-haiku-4-5",
+        "o4-mini": "openai/o4-mini", "gpt-4.1-nano": "openai/gpt-4.1-nano", "gpt-5-chat-latest": "openai/gpt-5-chat-latest",
+        "gpt-3.5-turbo-0125": "openai/gpt-3.5-turbo", "openai/gpt-4o": "openai/gpt-4o",
+    ]
+    for (name, id) in expected { #expect(catalog.referenceModel(named: name, preferring: .openai)?.id == id, "\(name)") }
+    #expect(catalog.referenceModel(named: "gpt-2", preferring: .openai) == nil)
+    // Reference rows set floors and baselines; they are never among the models served.
+    #expect(!catalog.models.contains { $0.referenceOnly } && catalog.references.allSatisfy(\.referenceOnly))
+    #expect(catalog.references.map(\.id).sorted() == ["openai/gpt-3.5-turbo", "openai/gpt-4.1-nano", "openai/gpt-5-chat-latest", "openai/o4-mini"])
+}
+
+@Test func aLineNamingAModelNobodyKnowsIsServedByTheQualityItGives() throws {
+    let workspace = try Workspace()
+    let line = #"{"custom_id": "new", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-9-preview", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10}, "quality": "premium"}"#
+    let submitted = try workspace.submit([workspace.file([line])])
+    #expect(submitted.first?.job.requestCount == 1)
+    let stored = try PurserDatabase.open(path: workspace.databasePath)
+        .statement("SELECT quality_floor, coalesce(reference_model, '-') FROM requests WHERE custom_id = 'new'").firstRow { ($0.int(0), $0.text(1)) }
+    #expect(stored?.0 == 55 && stored?.1 == "-", "its floor is the tier's, and it has no reference model")
+    let pinned = #"{"custom_id": "p", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-9-preview", "messages": [{"role": "user", "content": "x"}]}, "quality": 50, "pin": true}"#
+    #expect(try workspace.rejection([pinned]) == [#"line 1 (custom_id "p"): pin is true but its model "gpt-9-preview" is not in the pricing tables; add it there, or drop pin"#])
+}
+
+@Test func anAnthropicMessageBatchesRequestBodyIsAJob() throws {
+    let workspace = try Workspace()
+    func request(_ id: String) -> String { #"{"custom_id": "\#(id)", "params": {"model": "claude-haiku-4-5-20251001", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi, \"\#(id)\" [x] {y}"}]}}"# }
+    // As the SDK's examples write it, pretty and with a BOM; and on one line.
+    let pretty = "\u{FEFF}{\n  \"requests\": [\n    " + request("first") + ",\n    " + request("second") + "\n  ]\n}\n"
+    let prettyPath = Fixtures.write(pretty, to: "body.json", in: workspace.directory)
+    let oneLine = Fixtures.write(#"{"requests":["# + request("a") + "," + request("b") + "," + request("c") + "]}", to: "one-line.json", in: workspace.directory)
+    let jobs = try workspace.submit([prettyPath, oneLine])
+    #expect(jobs.map(\.job.requestCount) == [2, 3])
+    #expect(jobs.map(\.job.name) == ["body", "one-line"])
+    let ids = try PurserDatabase.open(path: workspace.databasePath).statement("SELECT custom_id FROM requests WHERE job_id > 1 ORDER BY id").rows { $0.text(0) }
+    #expect(ids == ["first", "second", "a", "b", "c"])
+    // A bad request is named by the line it starts on; a body cut short says so.
+    let bad = Fixtures.write("{\"requests\": [\n" + request("ok") + ",\n{\"custom_id\": \"nope\"},\n7\n]}", to: "bad.json", in: workspace.directory)
+    do {
+        _ = try workspace.submit([bad])
+        Issue.record("the bad body was accepted")
+    } catch let rejected as SubmissionRejected {
+        #expect(rejected.problems.map(\.description) == [
+            #"line 3 (custom_id "nope"): unrecognised line: expected "body" (OpenAI batch), "params" (Anthropic batch) or "prompt" (minimal)"#,
+            "line 4: a line must be a JSON object, found a number",
+        ], "\(rejected.problems.map(\.description))")
+    }
+    let cut = Fixtures.write("{\"requests\": [" + request("ok") + ",", to: "cut.json", in: workspace.directory)
+    #expect(throws: (any Error).self) { _ = try workspace.submit([cut]) }
 }

@@ -128,3 +128,23 @@ func litellmImportConvertsTheRealFileAndAccountsForEveryEntry() throws {
     let intervals = window.intervals(from: sunday, to: sunday + 2 * 86_400_000)
     #expect(intervals == [(sunday + 16 * 3_600_000)..<(sunday + 25 * 3_600_000)])
 }
+
+@Test func litellmDatedIdsBecomeAliasesOfTheirModelKeepingItsQuality() throws {
+    let document = try JSONParser.parse("""
+        {"gpt-4o": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 2.5e-6, "output_cost_per_token": 1e-5, "max_input_tokens": 128000},
+         "gpt-4o-2024-08-06": {"mode": "chat", "litellm_provider": "openai", "input_cost_per_token": 2.5e-6, "output_cost_per_token": 1e-5, "max_input_tokens": 128000},
+         "claude-sonnet-4-5-20250929": {"mode": "chat", "litellm_provider": "anthropic", "input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5, "max_input_tokens": 200000}}
+        """)
+    let catalog = try Fixtures.bundledCatalog()
+    let result = try LiteLLMImport.convert(document, existing: catalog.models, priceDate: "2026-12-01")
+    let byID = Dictionary(uniqueKeysWithValues: result.models.map { ($0.id, $0) })
+    #expect(byID["openai/gpt-4o"]?.aliases == ["gpt-4o-2024-08-06"])
+    #expect(byID["openai/gpt-4o"]?.quality == catalog.model(id: "openai/gpt-4o")?.quality)
+    #expect(byID["openai/gpt-4o-2024-08-06"] == nil)
+    // A snapshot whose model is not imported stays a row of its own.
+    #expect(byID["anthropic/claude-sonnet-4-5-20250929"] != nil)
+    #expect(result.skipped.contains { $0.entry == "gpt-4o-2024-08-06" && $0.reason == "a dated snapshot: kept as an alias of openai/gpt-4o" })
+    // The aliases are written out, and read back.
+    let written = JSONWriter.string(PricingFileWriter.modelsDocument(result.models))
+    #expect(written.contains(#""aliases":["gpt-4o-2024-08-06"]"#) || written.contains(#""aliases": ["gpt-4o-2024-08-06"]"#), "\(written.prefix(300))")
+}

@@ -60,6 +60,7 @@ enum PricingCommand {
         let catalog = try context.loadCatalog(arguments)
         context.console.print(
             "ok: \(count(catalog.models.count, "model")) from \(count(catalog.providers.count, "provider")), "
+                + (catalog.references.isEmpty ? "" : "\(count(catalog.references.count, "reference row")) (named by lines, never served), ")
                 + "\(count(catalog.tiers.quality.count, "quality tier")), \(count(catalog.tiers.deadline.count, "deadline tier"))")
         return 0
     }
@@ -76,7 +77,8 @@ enum PricingCommand {
         } catch {
             throw Problem("\(path): invalid JSON at byte \(error.column): \(error.reason)")
         }
-        let existing = (try? context.loadCatalog(arguments).models) ?? []
+        // Quality, limits and speed are kept from the current tables, reference rows included.
+        let existing = (try? context.loadCatalog(arguments)).map { $0.models + $0.references } ?? []
         let priceDate = arguments.value("price-date") ?? Date().formatted(.iso8601.year().month().day())
         let providers = arguments.value("providers").map { Set($0.split(separator: ",").map { String($0) }) }
         let result: LiteLLMImport.Result
@@ -117,6 +119,7 @@ enum LiteLLMImportSummary {
         if reason.hasPrefix("mode is ") { return "not a chat model (mode is not chat)" }
         if reason.hasPrefix("provider ") && reason.hasSuffix("not selected") { return "provider not selected" }
         if reason.hasPrefix("duplicate of ") { return "duplicate of an entry already imported" }
+        if reason.hasPrefix("a dated snapshot") { return "a dated snapshot, kept as an alias of its model" }
         return reason
     }
 }

@@ -167,6 +167,7 @@ public struct JobSubmitter {
     static func defaultName(for file: String) -> String {
         guard file != "-" else { return "stdin" }
         let base = file.split(separator: "/").last.map(String.init) ?? file
-        return base.hasSuffix(".jsonl") ? String(base.dropLast(6)) : base
+        for suffix in [".jsonl", ".json"] where base.hasSuffix(suffix) { return String(base.dropLast(suffix.count)) }
+        return base
     }
 }

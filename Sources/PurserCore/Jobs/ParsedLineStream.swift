@@ -30,7 +30,7 @@ final class ParsedLineStream: Sendable {
     /// Starts reading `file` at once. The reader is opened before returning, so a missing file throws here.
     init(file: String, maximumLineBytes: Int, makeParser: @escaping @Sendable () -> RequestLineParser) throws {
         space = DispatchSemaphore(value: ParsedLineStream.maximumBatches)
-        let reader = try JobFileReader(path: file, maximumLineBytes: maximumLineBytes)
+        let reader = try JobLines.open(path: file, maximumLineBytes: maximumLineBytes)
         let handOver = UncheckedBox(reader)
         let thread = Thread { [self] in
             self.produce(reader: handOver.value, parser: makeParser(), maximumLineBytes: maximumLineBytes)
@@ -39,7 +39,7 @@ final class ParsedLineStream: Sendable {
         thread.start()
     }
 
-    private func produce(reader: JobFileReader, parser: RequestLineParser, maximumLineBytes: Int) {
+    private func produce(reader: any JobLineSource, parser: RequestLineParser, maximumLineBytes: Int) {
         var parser = parser
         var batch: [Item] = []
         batch.reserveCapacity(ParsedLineStream.batchSize)

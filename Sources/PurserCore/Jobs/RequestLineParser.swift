@@ -150,10 +150,14 @@ public struct RequestLineParser {
             let cacheKey = shape.rawValue + "|" + name
             let cached = referenceCache[cacheKey] ?? catalog.referenceModel(named: name, preferring: shape.bodyDialect)
             referenceCache[cacheKey] = cached
-            guard let model = cached else {
-                return problem("unknown model \(JSONWriter.quotedForMessage(name)) in \(fieldPrefix)model; add it to the pricing tables or remove it and set \"quality\"")
+            if let model = cached {
+                reference = model
+            } else if line["quality"] == nil && defaultQuality == nil {
+                // Never a silent floor: a model nobody knows says nothing about the quality the line needs.
+                return problem("unknown model \(JSONWriter.quotedForMessage(name)) in \(fieldPrefix)model: it is not in the pricing tables, nor an alias or "
+                    + "dated snapshot of a model there; give the line a \"quality\" (a tier such as \"standard\", or a score 0–100) or pass --quality, "
+                    + "or add the model to the tables")
             }
-            reference = model
         } else if shape != .minimal {
             return problem("missing \(fieldPrefix)model")
         }
@@ -163,7 +167,12 @@ public struct RequestLineParser {
         if let pin = line["pin"] {
             guard let flag = pin.boolValue else { return problem("pin must be true or false, found \(pin.kindName)") }
             pinned = flag
-            if pinned && reference == nil { return problem("pin is true but the line names no model to pin to") }
+            if pinned && reference == nil {
+                if let name = body["model"]?.stringValue {
+                    return problem("pin is true but its model \(JSONWriter.quotedForMessage(name)) is not in the pricing tables; add it there, or drop pin")
+                }
+                return problem("pin is true but the line names no model to pin to")
+            }
         }
         let floor: Int, tier: String
         if let value = line["quality"] {

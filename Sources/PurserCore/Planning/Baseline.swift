@@ -9,9 +9,14 @@ struct Baseline {
     let indexByID: [String: Int]
     let history: OutputHistoryByTier
 
+    /// How many of `models` are served; the rest are reference rows, priced only when a request names them.
+    let servedCount: Int
+
     init(context: PlanningContext) {
         self.context = context
-        models = context.catalog.models
+        // Reference rows (models Purser does not serve) come last.
+        models = context.catalog.models + context.catalog.references
+        servedCount = context.catalog.models.count
         facts = models.map(ModelFacts.init)
         indexByID = Dictionary(models.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
         history = context.history.byTier(models: models)
@@ -33,7 +38,7 @@ struct Baseline {
     private func modelIndex(for request: PlannableRequest) -> Int? {
         if let reference = request.referenceModel, let index = indexByID[reference] { return index }
         var cheapest: (index: Int, cost: Money)?
-        for index in facts.indices
+        for index in facts.indices.prefix(servedCount)
         where Eligibility.staticExclusion(of: facts[index], isPinnedModel: request.needs.pinnedModel == models[index].id, for: request.needs) == nil {
             let cost = facts[index].prices.cost(inputTokens: request.needs.inputTokens, outputTokens: expectedOutput(index, request))
             if cheapest == nil || cost < cheapest!.cost { cheapest = (index, cost) }

@@ -109,7 +109,26 @@ public struct LiteLLMImport {
                 speed: known?.speed ?? Speed(timeToFirstTokenMilliseconds: 1_000, outputTokensPerSecond: 50),
                 discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source))
         }
-        return Result(models: models, skipped: skipped)
+        return Result(models: foldSnapshots(models, skipped: &skipped), skipped: skipped)
+    }
+
+    /// Dated snapshots (`gpt-4o-2024-08-06`) become aliases of their base model (`gpt-4o`) at the same provider,
+    /// keeping its quality and everything else, rather than rows of their own at quality 0; a snapshot whose base
+    /// is not imported stays a row.
+    static func foldSnapshots(_ models: [Model], skipped: inout [Skipped]) -> [Model] {
+        var indexByName: [String: Int] = [:]
+        for (index, model) in models.enumerated() { indexByName[model.provider + "/" + model.providerModel] = index }
+        var folded = models
+        var dropped: Set<Int> = []
+        for (index, model) in models.enumerated() {
+            guard let base = ModelNames.undated(model.providerModel).lazy.compactMap({ indexByName[model.provider + "/" + $0] }).first,
+                base != index
+            else { continue }
+            folded[base].aliases.append(model.providerModel)
+            dropped.insert(index)
+            skipped.append(Skipped(entry: model.providerModel, reason: "a dated snapshot: kept as an alias of \(models[base].id)"))
+        }
+        return folded.enumerated().filter { !dropped.contains($0.offset) }.map(\.element)
     }
 
     /// A per-token price field: its number text, nil when absent, or why it cannot be read.
@@ -169,6 +188,8 @@ public enum PricingFileWriter {
                 ]))
             })
         }
+        if !model.aliases.isEmpty { object["aliases"] = .array(model.aliases.map { .string($0) }) }
+        if model.referenceOnly { object["reference_only"] = .bool(true) }
         object["price_date"] = .string(model.priceDate)
         object["price_source"] = .string(model.priceSource)
         return .object(object)

@@ -31,6 +31,12 @@ public struct Model: Sendable, Identifiable {
     public var batchEnqueuedTokens: Int?
     /// Where the batch prices were read, when not on `priceSource`'s page.
     public var batchPriceSource: String?
+    /// Other names a request body may give the model by (`gpt-5-chat-latest`); dated snapshots of any of its names
+    /// (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`, `gpt-3.5-turbo-0125`) resolve to it without being listed.
+    public var aliases: [String] = []
+    /// A row a request may name as its reference model (for its quality floor and its baseline) that Purser does not
+    /// serve: a legacy or retired model (`"reference_only": true` in the tables). Never planned on.
+    public var referenceOnly = false
 
     public init(
         id: String, provider: String, providerModel: String, prices: TokenPrices, batchPrices: TokenPrices? = nil,

@@ -5,29 +5,42 @@ import Foundation
 /// The folder holds `providers.json`, `tiers.json`, and any number of model files (`openai.json`…),
 /// each `{"models": [...]}`.
 public struct PricingCatalog: Sendable {
+    /// The models Purser serves.
     public var models: [Model]
+    /// Models a request may name as its reference but Purser does not serve (`reference_only`): for floors and baselines.
+    public var references: [Model]
     public var providers: [String: Provider]
     public var tiers: Tiers
 
-    public init(models: [Model], providers: [String: Provider], tiers: Tiers) {
+    public init(models: [Model], references: [Model] = [], providers: [String: Provider], tiers: Tiers) {
         self.models = models
+        self.references = references
         self.providers = providers
         self.tiers = tiers
     }
 
     public func model(id: String) -> Model? { models.first { $0.id == id } }
 
-    /// The model a request body names: by Purser id, or by the provider's model name,
-    /// preferring a provider that speaks `dialect` and then the cheapest.
+    /// A served model or a reference row, by Purser id.
+    public func modelOrReference(id: String) -> Model? { model(id: id) ?? references.first { $0.id == id } }
+
+    /// The model a request body names, as users write it: a Purser id, the provider's model name, one of its
+    /// aliases, or a dated snapshot of any of those; served models before reference rows, preferring a provider
+    /// that speaks `dialect` and then the cheapest.
     public func referenceModel(named name: String, preferring dialect: Provider.Dialect?) -> Model? {
-        if let exact = model(id: name) { return exact }
-        let matches = models.filter { $0.providerModel == name }
-        return matches.min { lhs, rhs in
-            let lhsPreferred = providers[lhs.provider]?.dialect == dialect
-            let rhsPreferred = providers[rhs.provider]?.dialect == dialect
-            if lhsPreferred != rhsPreferred { return lhsPreferred }
-            return (lhs.prices.input, lhs.id) < (rhs.prices.input, rhs.id)
+        if let exact = modelOrReference(id: name) { return exact }
+        for candidate in [name] + ModelNames.undated(name) {
+            for rows in [models, references] {
+                let matches = rows.filter { $0.providerModel == candidate || $0.aliases.contains(candidate) }
+                if let best = matches.min(by: { lhs, rhs in
+                    let lhsPreferred = providers[lhs.provider]?.dialect == dialect
+                    let rhsPreferred = providers[rhs.provider]?.dialect == dialect
+                    if lhsPreferred != rhsPreferred { return lhsPreferred }
+                    return (lhs.prices.input, lhs.id) < (rhs.prices.input, rhs.id)
+                }) { return best }
+            }
         }
+        return nil
     }
 
     /// Loads and validates every file in `directory`; throws every problem found at once.
@@ -66,7 +79,7 @@ public struct PricingCatalog: Sendable {
         if let (file, value) = document("tiers.json") {
             tiers = readTiers(value, file: file, problems: &problems)
         }
-        var models: [Model] = []
+        var models: [Model] = [], references: [Model] = []
         var firstDefinition: [String: String] = [:]
         for name in names where name != "providers.json" && name != "tiers.json" {
             guard let (file, value) = document(name) else { continue }
@@ -85,9 +98,10 @@ public struct PricingCatalog: Sendable {
                         file: file, key: "models[\(index)].provider",
                         message: "provider '\(model.provider)' is not in providers.json; add it there"))
                 }
-                models.append(model)
+                if model.referenceOnly { references.append(model) } else { models.append(model) }
             }
         }
+        problems += checkNamesAreOnce(models + references, directory: directory)
         if models.isEmpty && problems.isEmpty {
             problems.append(PricingProblem(file: directory, key: "", message: "no models: add a file such as openai.json with {\"models\": [...]}"))
         }
@@ -97,7 +111,7 @@ public struct PricingCatalog: Sendable {
         guard problems.isEmpty, let tiers else {
             throw PricingTablesInvalid(problems: problems)
         }
-        return PricingCatalog(models: models, providers: providers, tiers: tiers)
+        return PricingCatalog(models: models, references: references, providers: providers, tiers: tiers)
     }
 
     // MARK: - Files
@@ -139,6 +153,15 @@ public struct PricingCatalog: Sendable {
                     }
                 }
                 _ = reader.string("notes", required: false)
+        var aliases: [String] = []
+        if let list = reader.value("aliases", required: false) {
+            if let names = list.arrayValue, names.allSatisfy({ !($0.stringValue ?? "").isEmpty }) {
+                aliases = names.compactMap(\.stringValue)
+            } else {
+                reader.problem("aliases", "expected an array of model names, such as [\"gpt-5-chat-latest\"]")
+            }
+        }
+        let referenceOnly = reader.bool("reference_only", required: false) ?? false
                 if let name, result[name] != nil { reader.problem("name", "duplicate provider '\(name)'") }
                 if let name, let dialect, let baseURL, let keyVariable, batchKnown {
                     result[name] = Provider(
@@ -305,6 +328,15 @@ public struct PricingCatalog: Sendable {
             reader.problem("price_source", "'\(priceSource)' is not a URL; cite the public page the price was read from")
         }
         _ = reader.string("notes", required: false)
+        var aliases: [String] = []
+        if let list = reader.value("aliases", required: false) {
+            if let names = list.arrayValue, names.allSatisfy({ !($0.stringValue ?? "").isEmpty }) {
+                aliases = names.compactMap(\.stringValue)
+            } else {
+                reader.problem("aliases", "expected an array of model names, such as [\"gpt-5-chat-latest\"]")
+            }
+        }
+        let referenceOnly = reader.bool("reference_only", required: false) ?? false
         if let contextWindow, let maxOutput, maxOutput > contextWindow {
             reader.problem("max_output_tokens", "\(maxOutput) is more than the context window (\(contextWindow))")
         }
@@ -312,11 +344,33 @@ public struct PricingCatalog: Sendable {
         guard let id, let provider, let providerModel, let prices, let contextWindow, let maxOutput, let quality, let qualitySource,
             let rateLimits, let speed, let priceDate, let priceSource
         else { return nil }
-        return Model(
+        var model = Model(
             id: id, provider: provider, providerModel: providerModel, prices: prices, batchPrices: batchPrices, flexPrices: flexPrices,
             contextWindow: contextWindow, maxOutputTokens: maxOutput, quality: quality, qualitySource: qualitySource,
             capabilities: capabilities, rateLimits: rateLimits, speed: speed, discountWindows: windows, priceDate: priceDate,
             priceSource: priceSource, batchEnqueuedTokens: batchEnqueuedTokens, batchPriceSource: batchPriceSource)
+        model.aliases = aliases
+        model.referenceOnly = referenceOnly
+        return model
+    }
+
+    /// An alias that is also another row's model name or alias would make a body's model ambiguous.
+    private static func checkNamesAreOnce(_ rows: [Model], directory: String) -> [PricingProblem] {
+        var owner: [String: String] = [:]
+        for row in rows { owner[row.providerModel + "@" + row.provider] = row.id }
+        var problems: [PricingProblem] = []
+        for row in rows {
+            for alias in row.aliases {
+                let key = alias + "@" + row.provider
+                if let other = owner[key], other != row.id {
+                    problems.append(PricingProblem(
+                        file: directory, key: "\(row.id).aliases",
+                        message: "'\(alias)' already names \(other) at \(row.provider); an alias must name one model"))
+                }
+                owner[key] = row.id
+            }
+        }
+        return problems
     }
 
     private static func readPrices(_ reader: inout PricingFieldReader, key: String, required: Bool) -> TokenPrices? {

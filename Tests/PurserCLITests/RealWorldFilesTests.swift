@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+import PurserCore
+
+/// The files users already have: the providers' documentation examples, dated model ids of both providers, an
+/// Anthropic Message Batches request body (jobs/real-world). Each is accepted as it is and served, on the
+/// simulator and against the fake provider with the bundled tables.
+@Suite(.serialized)
+struct RealWorldFilesTests {
+    private let folder = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("jobs/real-world")
+
+    private var files: [String] {
+        get throws { try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted().map { folder.appendingPathComponent($0).path } }
+    }
+
+    @Test func everyRealWorldFileIsAcceptedAndServedOnTheSimulator() throws {
+        let database = temporaryDatabase()
+        let pricing = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("pricing").path
+        let files = try self.files
+        #expect(files.count >= 3)
+        for file in files {
+            let submit = try purser(["submit", file], database: database, pricing: pricing, key: nil)
+            #expect(submit.code == 0, "\(file): \(submit.error)")
+        }
+        let run = try purser(["run", "--simulate", "--speedup", "1000"], database: database, pricing: pricing, key: nil)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state != 'succeeded'") == 0)
+        // A line naming a snapshot is measured against its model; one naming a reference row, against that row.
+        let references = try query(database, "SELECT custom_id, reference_model FROM requests WHERE custom_id IN ('oa-1', 'an-1', 'request-1', 'oa-3') ORDER BY 1")
+        #expect(references.map { $0[0] + " " + $0[1] } == [
+            "an-1 anthropic/claude-sonnet-4-5", "oa-1 openai/gpt-4o", "oa-3 openai/o4-mini", "request-1 openai/gpt-3.5-turbo",
+        ])
+    }
+
+    @Test func everyRealWorldFileIsServedByTheFakeProvider() throws {
+        let server = try FakeProviderProcess([])
+        defer { server.stop() }
+        let pricing = try bundledPricingOnFake(port: server.port)
+        let database = temporaryDatabase()
+        for file in try files {
+            let submit = try purser(["submit", file, "--deadline", "hour"], database: database, pricing: pricing)
+            #expect(submit.code == 0, "\(file): \(submit.error)")
+        }
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        let total = try integer(database, "SELECT count(*) FROM requests")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == total)
+        #expect(try server.stats()["calls"]?.intValue == total)
+    }
+}
