@@ -12,19 +12,40 @@ enum Answers {
         return (max(1, bytes / 4), min(maxTokens, 16), model)
     }
 
-    static func openai(id: String, model: String, text: String, input: Int, output: Int) -> String {
-        """
-        {"id":"\(id)","object":"chat.completion","model":"\(model)","choices":[{"index":0,"message":{"role":"assistant",\
-        "content":"\(text)"},"finish_reason":"stop"}],"usage":{"prompt_tokens":\(input),"completion_tokens":\(output),\
-        "total_tokens":\(input + output),"prompt_tokens_details":{"cached_tokens":0}}}
+    /// The first tool a request body offers, with arguments naming each property of its schema, as JSON text; nil
+    /// when it offers none or says none may be called.
+    static func tool(in body: String, anthropic: Bool) -> (name: String, arguments: String)? {
+        guard body.contains("\"tools\""), let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any],
+            let first = (object["tools"] as? [[String: Any]])?.first
+        else { return nil }
+        // A body that says no tool may be called gets text.
+        if object["tool_choice"] as? String == "none" || (object["tool_choice"] as? [String: Any])?["type"] as? String == "none" { return nil }
+        let definition = anthropic ? first : (first["function"] as? [String: Any] ?? [:])
+        let schema = (anthropic ? definition["input_schema"] : definition["parameters"]) as? [String: Any]
+        let properties = (schema?["properties"] as? [String: Any] ?? [:]).keys.sorted()
+        let arguments = "{" + properties.map { "\"\($0)\":\"fake \($0)\"" }.joined(separator: ",") + "}"
+        return (definition["name"] as? String ?? "tool", arguments)
+    }
+
+    static func openai(id: String, model: String, text: String, input: Int, output: Int, tool: (name: String, arguments: String)? = nil) -> String {
+        let message = tool.map { tool in
+            let arguments = tool.arguments.replacingOccurrences(of: "\"", with: "\\\"")
+            return "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_\(id)\",\"type\":\"function\",\"function\":{\"name\":\"\(tool.name)\",\"arguments\":\"\(arguments)\"}}]}"
+        } ?? "{\"role\":\"assistant\",\"content\":\"\(text)\"}"
+        return """
+        {"id":"\(id)","object":"chat.completion","created":\(Int(Date().timeIntervalSince1970)),"model":"\(model)","choices":[{"index":0,\
+        "message":\(message),"finish_reason":"\(tool == nil ? "stop" : "tool_calls")"}],"usage":{"prompt_tokens":\(input),\
+        "completion_tokens":\(output),"total_tokens":\(input + output),"prompt_tokens_details":{"cached_tokens":0}}}
         """
     }
 
-    static func anthropic(id: String, model: String, text: String, input: Int, output: Int) -> String {
-        """
-        {"id":"\(id)","type":"message","role":"assistant","model":"\(model)","content":[{"type":"text","text":"\(text)"}],\
-        "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":\(input),"output_tokens":\(output),"cache_read_input_tokens":0,\
-        "cache_creation_input_tokens":0}}
+    static func anthropic(id: String, model: String, text: String, input: Int, output: Int, tool: (name: String, arguments: String)? = nil) -> String {
+        let content = tool.map { "[{\"type\":\"tool_use\",\"id\":\"toolu_\(id)\",\"name\":\"\($0.name)\",\"input\":\($0.arguments)}]" }
+            ?? "[{\"type\":\"text\",\"text\":\"\(text)\"}]"
+        return """
+        {"id":"\(id)","type":"message","role":"assistant","model":"\(model)","content":\(content),\
+        "stop_reason":"\(tool == nil ? "end_turn" : "tool_use")","stop_sequence":null,"usage":{"input_tokens":\(input),"output_tokens":\(output),\
+        "cache_read_input_tokens":0,"cache_creation_input_tokens":0}}
         """
     }
 }

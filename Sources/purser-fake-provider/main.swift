@@ -283,10 +283,12 @@ final class Server: Sendable {
         let (input, output, model) = Answers.shape(of: text, bytes: body.count)
         ledger.succeeded(request)
         if anthropic {
-            send(descriptor, status: 200, reason: "OK", body: Answers.anthropic(id: "msg_fake_\(total)", model: model, text: "fake answer \(call)", input: input, output: output),
+            send(descriptor, status: 200, reason: "OK", body: Answers.anthropic(
+                id: "msg_fake_\(total)", model: model, text: "fake answer \(call)", input: input, output: output, tool: Answers.tool(in: text, anthropic: true)),
                 headers: ["request-id: req_fake_\(total)"])
         } else {
-            send(descriptor, status: 200, reason: "OK", body: Answers.openai(id: "chatcmpl-fake-\(total)", model: model, text: "fake answer \(call)", input: input, output: output),
+            send(descriptor, status: 200, reason: "OK", body: Answers.openai(
+                id: "chatcmpl-fake-\(total)", model: model, text: "fake answer \(call)", input: input, output: output, tool: Answers.tool(in: text, anthropic: false)),
                 headers: ["x-request-id: req_fake_\(total)"])
         }
         return true

@@ -238,8 +238,10 @@ public enum DialectTranslation {
         }
     }
 
-    /// An OpenAI chat completion carrying the same answer, for OpenAI-format results of any provider.
-    public static func openAICompletion(fromAnthropic message: JSONObject, model: String) -> JSONObject {
+    /// An OpenAI chat completion carrying the same answer, for OpenAI-format results of any provider: its text, its
+    /// tool calls (`tool_use` blocks become `tool_calls` with their input as JSON arguments), its stop reason and
+    /// usage; `model` is the name the provider gave (the message's own), `created` the moment it was stored.
+    public static func openAICompletion(fromAnthropic message: JSONObject, model: String, created: Int64) -> JSONObject {
         let usage = message["usage"]?.objectValue ?? JSONObject()
         // Stored answers passed `usage(ofResponse:)`, so each count is at most a billion and the sums cannot overflow.
         let input = (usage["input_tokens"]?.intValue ?? 0) + (usage["cache_read_input_tokens"]?.intValue ?? 0)
@@ -249,15 +251,33 @@ public enum DialectTranslation {
         switch message["stop_reason"]?.stringValue {
         case "max_tokens"?: finish = "length"
         case "tool_use"?: finish = "tool_calls"
+        case "refusal"?: finish = "content_filter"
         default: finish = "stop"
         }
+        var texts: [String] = []
+        var toolCalls: [JSONValue] = []
+        for block in message["content"]?.arrayValue ?? [] {
+            guard let block = block.objectValue else { continue }
+            switch block["type"]?.stringValue {
+            case "text"?: texts.append(block["text"]?.stringValue ?? "")
+            case "tool_use"?:
+                toolCalls.append(.object(JSONObject([
+                    "id": .string(block["id"]?.stringValue ?? ""), "type": .string("function"),
+                    "function": .object(JSONObject([
+                        "name": .string(block["name"]?.stringValue ?? ""),
+                        "arguments": .string(JSONWriter.string(block["input"] ?? .object(JSONObject()))),
+                    ])),
+                ])))
+            default: break
+            }
+        }
+        var reply = JSONObject(["role": .string("assistant"), "content": texts.isEmpty && !toolCalls.isEmpty ? .null : .string(texts.joined())])
+        if !toolCalls.isEmpty { reply["tool_calls"] = .array(toolCalls) }
+        if finish == "content_filter" { reply["refusal"] = .string(texts.joined()) }
         return JSONObject([
-            "id": message["id"] ?? .string(""), "object": .string("chat.completion"), "model": .string(model),
-            "choices": .array([.object(JSONObject([
-                "index": .number("0"),
-                "message": .object(JSONObject(["role": .string("assistant"), "content": .string(plainText(message["content"]))])),
-                "finish_reason": .string(finish),
-            ]))]),
+            "id": .string(message["id"]?.stringValue ?? ""), "object": .string("chat.completion"), "created": .number(String(created)),
+            "model": .string(message["model"]?.stringValue ?? model),
+            "choices": .array([.object(JSONObject(["index": .number("0"), "message": .object(reply), "finish_reason": .string(finish)]))]),
             "usage": .object(JSONObject([
                 "prompt_tokens": .number(String(input)), "completion_tokens": .number(String(output)),
                 "total_tokens": .number(String(input + output)),
@@ -266,7 +286,9 @@ public enum DialectTranslation {
         ])
     }
 
-    /// An Anthropic message carrying the same answer, for Anthropic-format results of any provider.
+    /// An Anthropic message carrying the same answer, for Anthropic-format results of any provider: its text, its
+    /// tool calls (`tool_calls` become `tool_use` blocks with their arguments as input), its stop reason and usage;
+    /// `model` is the name the provider gave (the completion's own).
     public static func anthropicMessage(fromOpenAI completion: JSONObject, model: String) -> JSONObject {
         let usage = completion["usage"]?.objectValue ?? JSONObject()
         let cached = usage["prompt_tokens_details"]?.objectValue?["cached_tokens"]?.intValue ?? 0
@@ -274,14 +296,28 @@ public enum DialectTranslation {
         let stop: String
         switch choice?["finish_reason"]?.stringValue {
         case "length"?: stop = "max_tokens"
-        case "tool_calls"?: stop = "tool_use"
+        case "tool_calls"?, "function_call"?: stop = "tool_use"
+        case "content_filter"?: stop = "refusal"
         default: stop = "end_turn"
         }
+        let reply = choice?["message"]?.objectValue
+        var blocks: [JSONValue] = []
+        let text = reply?["content"]?.stringValue ?? reply?["refusal"]?.stringValue ?? plainText(reply?["content"])
+        if !text.isEmpty || reply?["tool_calls"] == nil { blocks.append(.object(JSONObject(["type": .string("text"), "text": .string(text)]))) }
+        for call in reply?["tool_calls"]?.arrayValue ?? [] {
+            guard let call = call.objectValue, let function = call["function"]?.objectValue else { continue }
+            // Arguments are JSON text; text that does not read as an object is kept under `arguments`.
+            let arguments = function["arguments"]?.stringValue ?? "{}"
+            let input = (try? JSONParser.parse(arguments)).flatMap { $0.objectValue.map(JSONValue.object) }
+                ?? .object(JSONObject(["arguments": .string(arguments)]))
+            blocks.append(.object(JSONObject([
+                "type": .string("tool_use"), "id": .string(call["id"]?.stringValue ?? ""), "name": .string(function["name"]?.stringValue ?? ""),
+                "input": input,
+            ])))
+        }
         return JSONObject([
-            "id": completion["id"] ?? .string(""), "type": .string("message"), "role": .string("assistant"), "model": .string(model),
-            "content": .array([.object(JSONObject([
-                "type": .string("text"), "text": .string(choice?["message"]?.objectValue?["content"]?.stringValue ?? ""),
-            ]))]),
+            "id": .string(completion["id"]?.stringValue ?? ""), "type": .string("message"), "role": .string("assistant"),
+            "model": .string(completion["model"]?.stringValue ?? model), "content": .array(blocks),
             "stop_reason": .string(stop), "stop_sequence": .null,
             "usage": .object(JSONObject([
                 "input_tokens": .number(String(max((usage["prompt_tokens"]?.intValue ?? 0) - cached, 0))),

@@ -2,7 +2,9 @@ import Foundation
 
 /// Answers every call in-process, deterministically: the same request and model always get the same
 /// text and usage. Latency follows the model's speed figures (time to first token plus output tokens
-/// at its typical rate), divided by `speedup`. Every answer says it was simulated.
+/// at its typical rate), divided by `speedup`. Every answer is marked simulated where Purser keeps it (results,
+/// the ledger, the `purser` key of results), never inside the provider-shaped body. A request offering tools is
+/// answered with a call of the first one.
 public struct Simulator: ModelCaller {
     public var speedup: Double
 
@@ -17,6 +19,22 @@ public struct Simulator: ModelCaller {
     }
 
     /// The answer to `call`, at once: the same call always gets the same text and usage.
+    /// The first tool a body offers, in its dialect, with arguments naming each property of its schema, unless the
+    /// body says no tool may be called.
+    static func firstTool(of body: JSONObject, dialect: Provider.Dialect) -> (name: String, arguments: JSONObject)? {
+        guard let tool = body["tools"]?.arrayValue?.first?.objectValue else { return nil }
+        let none = dialect == .openai ? body["tool_choice"]?.stringValue == "none" : body["tool_choice"]?.objectValue?["type"]?.stringValue == "none"
+        guard !none else { return nil }
+        let definition = dialect == .openai ? tool["function"]?.objectValue ?? JSONObject() : tool
+        let schema = (dialect == .openai ? definition["parameters"] : definition["input_schema"])?.objectValue
+        var arguments = JSONObject()
+        for property in schema?["properties"]?.objectValue?.members ?? [] {
+            arguments[property.key] = property.value.objectValue?["type"]?.stringValue == "number" || property.value.objectValue?["type"]?.stringValue == "integer"
+                ? .number("1") : .string("example \(property.key)")
+        }
+        return (definition["name"]?.stringValue ?? "tool", arguments)
+    }
+
     public static func answer(_ call: ProviderCall) -> ProviderResponse {
         var random = SplitMix64(seed: Simulator.seed(call.requestID, call.model.id))
         let maxTokens = (call.body["max_completion_tokens"] ?? call.body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
@@ -28,33 +46,43 @@ public struct Simulator: ModelCaller {
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"
         let body: JSONObject
         let usage: Usage
+        // A request with tools is answered with a call of its first one, its arguments the schema's properties.
+        let tool = Simulator.firstTool(of: call.body, dialect: call.provider.dialect)
+        let toolID = "call_sim_\(call.requestID)"
         switch call.provider.dialect {
         case .openai:
             usage = Usage(inputTokens: input - cached, cachedInputTokens: cached, outputTokens: output)
+            var reply = JSONObject(["role": .string("assistant"), "content": tool == nil ? .string(text) : .null])
+            if let tool {
+                reply["tool_calls"] = .array([.object(JSONObject([
+                    "id": .string(toolID), "type": .string("function"),
+                    "function": .object(JSONObject(["name": .string(tool.name), "arguments": .string(JSONWriter.string(.object(tool.arguments)))])),
+                ]))])
+            }
             body = JSONObject([
-                "id": .string(id), "object": .string("chat.completion"), "model": .string(call.model.providerModel),
+                "id": .string(id), "object": .string("chat.completion"), "created": .number(String(Int64(Date().timeIntervalSince1970))),
+                "model": .string(call.model.providerModel),
                 "choices": .array([.object(JSONObject([
-                    "index": .number("0"), "message": .object(JSONObject(["role": .string("assistant"), "content": .string(text)])),
-                    "finish_reason": .string("stop"),
+                    "index": .number("0"), "message": .object(reply), "finish_reason": .string(tool == nil ? "stop" : "tool_calls"),
                 ]))]),
                 "usage": .object(JSONObject([
                     "prompt_tokens": .number(String(input)), "completion_tokens": .number(String(output)),
                     "total_tokens": .number(String(input + output)),
                     "prompt_tokens_details": .object(JSONObject(["cached_tokens": .number(String(cached))])),
                 ])),
-                "simulated": .bool(true),
             ])
         case .anthropic:
             usage = Usage(inputTokens: input - cached, cachedInputTokens: cached, outputTokens: output)
             body = JSONObject([
                 "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(call.model.providerModel),
-                "content": .array([.object(JSONObject(["type": .string("text"), "text": .string(text)]))]),
-                "stop_reason": .string("end_turn"), "stop_sequence": .null,
+                "content": .array(tool.map { tool in
+                    [.object(JSONObject(["type": .string("tool_use"), "id": .string(toolID), "name": .string(tool.name), "input": .object(tool.arguments)]))]
+                } ?? [.object(JSONObject(["type": .string("text"), "text": .string(text)]))]),
+                "stop_reason": .string(tool == nil ? "end_turn" : "tool_use"), "stop_sequence": .null,
                 "usage": .object(JSONObject([
                     "input_tokens": .number(String(input - cached)), "output_tokens": .number(String(output)),
                     "cache_read_input_tokens": .number(String(cached)), "cache_creation_input_tokens": .number("0"),
                 ])),
-                "simulated": .bool(true),
             ])
         }
         return ProviderResponse(statusCode: 200, providerRequestID: id, body: JSONWriter.string(.object(body)), usage: usage, simulated: true)

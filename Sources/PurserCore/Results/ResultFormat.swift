@@ -13,16 +13,14 @@ public enum ResultFormat: String, Sendable, CaseIterable {
         switch self {
         case .openai:
             var object = JSONObject(["id": .string("batch_req_\(row.requestID)"), "custom_id": .string(row.customID)])
-            if let answer = row.answer, var completion = body {
-                if answer.dialect == .anthropic { completion = DialectTranslation.openAICompletion(fromAnthropic: completion, model: answer.model) }
+            if let answer = row.answer, let stored = body {
                 object["response"] = .object(JSONObject([
-                    "status_code": .number(String(answer.statusCode)), "request_id": answer.providerRequestID.map { .string($0) } ?? .null,
-                    "body": .object(completion),
+                    "status_code": .number(String(answer.statusCode)), "request_id": .string(answer.providerRequestID ?? "purser_req_\(row.requestID)"),
+                    "body": .object(ResultFormat.chatCompletion(stored, answer: answer)),
                 ]))
                 object["error"] = .null
             } else {
-                object["response"] = .null
-                object["error"] = .object(JSONObject(["code": .string(row.state.rawValue), "message": .string(row.lastError ?? row.state.rawValue)]))
+                (object["response"], object["error"]) = ResultFormat.openAIFailure(row)
             }
             object["purser"] = purserKey(row)
             return JSONWriter.string(.object(object))
@@ -31,7 +29,9 @@ public enum ResultFormat: String, Sendable, CaseIterable {
             switch row.state {
             case .succeeded:
                 var message = body ?? JSONObject()
-                if let answer = row.answer, answer.dialect == .openai { message = DialectTranslation.anthropicMessage(fromOpenAI: message, model: answer.model) }
+                if let answer = row.answer, answer.dialect == .openai {
+                    message = DialectTranslation.anthropicMessage(fromOpenAI: message, model: ResultFormat.providerModel(answer))
+                }
                 result = JSONObject(["type": .string("succeeded"), "message": .object(message)])
             case .expired: result = JSONObject(["type": .string("expired")])
             case .cancelled: result = JSONObject(["type": .string("canceled")])
@@ -40,7 +40,9 @@ public enum ResultFormat: String, Sendable, CaseIterable {
                     "type": .string("errored"),
                     "error": .object(JSONObject([
                         "type": .string("error"),
-                        "error": .object(JSONObject(["type": .string("api_error"), "message": .string(row.lastError ?? "failed")])),
+                        "error": .object(JSONObject([
+                            "type": .string(ResultFormat.anthropicErrorType(row)), "message": .string(row.lastError ?? "failed"),
+                        ])),
                     ])),
                 ])
             }
@@ -82,6 +84,74 @@ public enum ResultFormat: String, Sendable, CaseIterable {
             object["simulated"] = .bool(answer.simulated)
         }
         return .object(object)
+    }
+
+    /// The answer as an OpenAI chat completion: a native one as the provider sent it (with `created` and `object`
+    /// where a compatible provider left them out), a translated one with its text, tool calls and usage.
+    static func chatCompletion(_ stored: JSONObject, answer: ResultRow.Answer) -> JSONObject {
+        let created = answer.finishedAt / 1000
+        guard answer.dialect == .openai else {
+            return DialectTranslation.openAICompletion(fromAnthropic: stored, model: providerModel(answer), created: created)
+        }
+        var completion = stored
+        if completion["created"]?.intValue == nil { completion["created"] = .number(String(created)) }
+        if completion["object"]?.stringValue != "chat.completion" { completion["object"] = .string("chat.completion") }
+        if completion["model"]?.stringValue == nil { completion["model"] = .string(providerModel(answer)) }
+        if completion["id"]?.stringValue == nil { completion["id"] = .string(answer.providerRequestID ?? "") }
+        return completion
+    }
+
+    /// The provider's name for the model that served it (Purser's ids are `provider/name`).
+    static func providerModel(_ answer: ResultRow.Answer) -> String {
+        answer.model.hasPrefix(answer.provider + "/") ? String(answer.model.dropFirst(answer.provider.count + 1)) : answer.model
+    }
+
+    /// A request that did not succeed, as OpenAI's batch output has it: the provider's last HTTP answer as the
+    /// response (`{"error": {message, type, param, code}}`), or, for a failure with no HTTP status, one of its
+    /// non-HTTP codes (`batch_expired`, `batch_cancelled`, `request_timeout`).
+    static func openAIFailure(_ row: ResultRow) -> (response: JSONValue, error: JSONValue) {
+        let message = row.lastError ?? row.state.rawValue
+        switch row.state {
+        case .expired: return (.null, .object(JSONObject(["code": .string("batch_expired"), "message": .string(message)])))
+        case .cancelled: return (.null, .object(JSONObject(["code": .string("batch_cancelled"), "message": .string(message)])))
+        default: break
+        }
+        if row.lastStatus == nil, row.lastOutcome == CallFailure.Kind.retryable.rawValue || row.lastOutcome == CallFailure.Kind.unreachable.rawValue {
+            return (.null, .object(JSONObject(["code": .string("request_timeout"), "message": .string(message)])))
+        }
+        // A failure Purser decided (no model can serve it, say) reads as the request's own fault: 400.
+        let status = row.lastStatus ?? 400
+        let (type, code): (String, JSONValue)
+        switch status {
+        case 401: (type, code) = ("invalid_request_error", .string("invalid_api_key"))
+        case 403: (type, code) = ("invalid_request_error", .null)
+        case 404: (type, code) = ("invalid_request_error", .string("model_not_found"))
+        case 429: (type, code) = ("requests", .string("rate_limit_exceeded"))
+        case 500...599: (type, code) = ("server_error", .null)
+        default: (type, code) = ("invalid_request_error", .null)
+        }
+        let body = JSONObject(["error": .object(JSONObject([
+            "message": .string(message), "type": .string(type), "param": .null, "code": code,
+        ]))])
+        return (.object(JSONObject([
+            "status_code": .number(String(status)), "request_id": .string("purser_req_\(row.requestID)"), "body": .object(body),
+        ])), .null)
+    }
+
+    /// Anthropic's error type for a request's last HTTP status.
+    static func anthropicErrorType(_ row: ResultRow) -> String {
+        switch row.lastStatus {
+        case 400?, 413?, 422?: return "invalid_request_error"
+        case 401?: return "authentication_error"
+        case 402?: return "billing_error"
+        case 403?: return "permission_error"
+        case 404?: return "not_found_error"
+        case 429?: return "rate_limit_error"
+        case 529?: return "overloaded_error"
+        case nil where row.lastOutcome == CallFailure.Kind.retryable.rawValue: return "timeout_error"
+        case nil: return "invalid_request_error"
+        default: return "api_error"
+        }
     }
 
     /// Text from users or providers, kept from being read as a formula by a spreadsheet: a cell starting with

@@ -8,6 +8,9 @@ public struct ResultRow: Sendable {
     public var lastError: String?
     public var attempts: Int
     public var answer: Answer?
+    /// The last attempt's HTTP status and outcome (`retryable`, `timeout`…), for a request that did not succeed.
+    public var lastStatus: Int?
+    public var lastOutcome: String?
 
     public struct Answer: Sendable {
         public var model: String
@@ -20,6 +23,8 @@ public struct ResultRow: Sendable {
         public var usage: Usage
         public var cost: Money
         public var simulated: Bool
+        /// When the answer was stored (epoch milliseconds).
+        public var finishedAt: Int64 = 0
     }
 }
 
@@ -34,8 +39,10 @@ public struct ResultStore {
         try database.readTransaction {
             try database.statement("""
                 SELECT r.id, r.custom_id, r.state, r.last_error, r.attempts, s.model, s.provider, s.dialect, s.mode, s.status_code,
-                    s.provider_request_id, s.body, s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, s.output_tokens, s.cost_pico, s.simulated
+                    s.provider_request_id, s.body, s.input_tokens, s.cached_input_tokens, s.cache_write_tokens, s.output_tokens, s.cost_pico, s.simulated,
+                    s.finished_at, a.status, a.outcome
                 FROM requests r LEFT JOIN results s ON s.request_id = r.id
+                    LEFT JOIN attempts a ON a.id = (SELECT max(id) FROM attempts WHERE request_id = r.id)
                 WHERE r.job_id = ?1 AND r.state IN ('succeeded', 'failed', 'expired', 'cancelled') AND (?2 IS NULL OR r.state = ?2)
                 ORDER BY r.id
                 """).forEachRow([.integer(job), .optionalText(only?.rawValue)]) { row in
@@ -45,11 +52,12 @@ public struct ResultStore {
                         model: row.text(5), provider: row.text(6), dialect: Provider.Dialect(rawValue: row.text(7)) ?? .openai, mode: row.text(8),
                         statusCode: row.int(9), providerRequestID: row.optionalText(10), body: row.text(11),
                         usage: Usage(inputTokens: row.int(12), cachedInputTokens: row.int(13), cacheWriteTokens: row.int(14), outputTokens: row.int(15)),
-                        cost: Money(picoUSD: row.int64(16)), simulated: row.int(17) == 1)
+                        cost: Money(picoUSD: row.int64(16)), simulated: row.int(17) == 1, finishedAt: row.int64(18))
                 }
                 try body(ResultRow(
                     requestID: row.int64(0), customID: row.text(1), state: RequestState(rawValue: row.text(2)) ?? .failed,
-                    lastError: row.optionalText(3), attempts: row.int(4), answer: answer))
+                    lastError: row.optionalText(3), attempts: row.int(4), answer: answer, lastStatus: row.optionalInt64(19).map { Int($0) },
+                    lastOutcome: row.optionalText(20)))
             }
         }
     }
