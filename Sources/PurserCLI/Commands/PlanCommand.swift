@@ -80,9 +80,10 @@ enum PlanOutput {
                 }),
                 "estimated_cost_usd": plan.estimatedCost.jsonUSD, "lower_bound_usd": plan.lowerBound.jsonUSD,
                 "gap_percent": plan.gapBasisPoints.map { .string(DecimalText.format($0, decimals: 2)) } ?? .null,
-                "optimal": .bool(plan.isOptimal), "baseline_cost_usd": plan.baselineCost.jsonUSD,
+                "optimal": .bool(plan.isOptimal && !plan.placesNothing), "baseline_cost_usd": plan.baselineCost.jsonUSD,
+                "placed_baseline_cost_usd": plan.placedBaselineCost.jsonUSD,
                 "baseline_feasible": .bool(plan.baseline.isFeasible), "baseline_requests_over": .number(String(plan.baseline.requestsOver)),
-                "saving_usd": plan.baseline.isFeasible ? plan.saving.jsonUSD : .null,
+                "saving_usd": plan.baseline.isFeasible && !plan.placesNothing ? plan.saving.jsonUSD : .null,
                 "solver": .object(JSONObject([
                     "request_rows": .number(String(plan.solver.requestRows)), "token_rows": .number(String(plan.solver.tokenRows)),
                     "contested_classes": .number(String(plan.solver.contestedClasses)), "iterations": .number(String(plan.solver.iterations)),
@@ -100,10 +101,12 @@ enum PlanOutput {
         console.print(table.render())
         console.print()
         for line in summaryLines(plan) { console.print(line) }
-        if plan.unplaced > 0 {
-            console.print("\(count(plan.unplaced, "request")) cannot be placed: no eligible model has room before the deadline; they stay queued. 'purser plan JOB --explain CUSTOM_ID' shows why.")
-        }
         let missing = catalog.providers.values.filter { !$0.hasKey(in: context.environment) }.map(\.name).sorted()
+        if plan.unplaced > 0 {
+            let why = !arguments.flag("simulate") && missing.count == catalog.providers.count
+                ? "no provider has its key set" : "no eligible model has room before the deadline"
+            console.print("\(count(plan.unplaced, "request")) cannot be placed: \(why); they stay queued. 'purser plan JOB --explain CUSTOM_ID' shows why.")
+        }
         if !arguments.flag("simulate"), !missing.isEmpty {
             console.print("not considered (no key set): \(missing.joined(separator: ", ")); set their keys or pass --simulate")
         }
@@ -112,7 +115,13 @@ enum PlanOutput {
     /// The baseline, the saving, the lower bound and the gap, in words.
     static func summaryLines(_ plan: Plan) -> [String] {
         var lines: [String] = []
-        if plan.baseline.isFeasible {
+        if plan.placesNothing {
+            return ["baseline (each request on its reference model, sync): \(plan.baselineCost.formatted); this plan places nothing, so it claims no saving and no optimality"]
+        }
+        if plan.baseline.isFeasible && plan.unplaced > 0 {
+            lines.append("baseline of the \(count(plan.count - plan.unplaced, "placed request")) (each on its reference model, sync): \(plan.placedBaselineCost.formatted)")
+            lines.append("saving on them: \(plan.saving.formatted) (\(percentText(plan.savingBasisPoints)))")
+        } else if plan.baseline.isFeasible {
             lines.append("baseline (each request on its reference model, sync, within the same limits): \(plan.baselineCost.formatted)")
             lines.append("saving: \(plan.saving.formatted) (\(percentText(plan.savingBasisPoints)))")
         } else {

@@ -240,6 +240,22 @@ extension DispatchStore {
             """).firstRow { $0.optionalInt64(0) } ?? nil
     }
 
+    /// Open batches with their expected ends, oldest first, for progress.
+    func openBatchProgress(job: Int64?, now: Int64, window: Int64) throws -> [OpenBatchProgress] {
+        let history = try JobPlanning.batchCompletion(database)
+        return try database.statement("""
+            SELECT b.id, b.provider, b.model, b.submitted_at, count(m.request_id) FROM batches b JOIN batch_requests m ON m.batch_id = b.id
+                JOIN requests r ON r.id = m.request_id
+            WHERE b.state != 'done' AND (?1 IS NULL OR r.job_id = ?1) GROUP BY b.id ORDER BY b.id LIMIT 100
+            """).rows([.optionalInt64(job)]) { row in
+            let model = row.text(2), sent = row.optionalInt64(3)
+            let typical = history.typicalDuration(model: model)
+            return OpenBatchProgress(
+                id: row.int64(0), provider: row.text(1), model: model, requests: row.int(4), submittedAt: sent,
+                expectedEndAt: (sent ?? now) + (typical ?? window), fromHistory: typical != nil)
+        }
+    }
+
     /// Open batches and the requests they hold, for progress and `status`.
     func openBatches() throws -> (batches: Int, requests: Int) {
         try database.statement("SELECT count(*), coalesce(sum(request_count), 0) FROM batches WHERE state != 'done'")

@@ -434,6 +434,23 @@ public actor DispatchStore {
     // MARK: - What is left
 
     /// Work in scope that is not claimable right now: waiting for a retry time, running elsewhere, or stuck.
+    /// Requests not started whose plan is on a model this run cannot call at all (its provider has no key: a plan
+    /// made with --simulate, or before a key was unset) lose that plan, so the run plans them again on what it can
+    /// use. Returns how many.
+    func unplanStranded(onModels models: [String], job: Int64?) throws -> Int {
+        guard !models.isEmpty else { return 0 }
+        return try database.writeTransaction {
+            let stranded = try database.statement("""
+                SELECT p.request_id FROM request_plans p JOIN plan_lines l ON l.id = p.line JOIN requests r ON r.id = p.request_id
+                WHERE l.model IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR r.job_id = ?2) AND \(RequestLifecycle.notStarted)
+                """).rows([.text(JSONWriter.string(.array(models.map { .string($0) }))), .optionalInt64(job)]) { $0.int64(0) }
+            try lifecycle.unwaitForReplanning(jobs: try database.statement(
+                "SELECT DISTINCT job_id FROM requests WHERE id IN (SELECT value FROM json_each(?))").rows([.text(PlanStore.idList(stranded))]) { $0.int64(0) })
+            try lifecycle.unplan(stranded, reason: "planned on a provider this run cannot use; planned again")
+            return stranded.count
+        }
+    }
+
     struct Remaining: Sendable {
         /// Queued or waiting requests whose plan is on a usable model.
         var dispatchable: Int

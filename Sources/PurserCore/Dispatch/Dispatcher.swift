@@ -69,6 +69,10 @@ public final class Dispatcher: Sendable {
         defer { options.recovery?.close() }
         try await takeOverGoneRuns(now: started)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
+        let stranded = try await store.unplanStranded(onModels: keylessModels(), job: options.job)
+        if stranded > 0 {
+            onEvent(.notice("\(stranded) requests were planned on providers this run cannot use (no key set); they are planned again on those it can"))
+        }
         _ = try await planNewJobs(now: started)
         let counts = try await store.stateCounts(job: options.job)
         let total = counts.values.reduce(0, +)
@@ -164,15 +168,22 @@ public final class Dispatcher: Sendable {
 
     private func progressReports(started: Int64) async {
         var inBatches = 0
+        var batches: [OpenBatchProgress] = []
         while !Task.isCancelled {
             try? await Task.sleep(nanoseconds: 1_000_000_000)
             if Task.isCancelled { return }
             let totals = await state.totals
-            // A count for the progress line only: when it cannot be read, the last one stands.
-            do { inBatches = try await store.requestsInBatches(job: options.job) } catch {}
-            onEvent(.progress(RunProgress(
+            let now = clock.now()
+            // Counts for the progress line only: when they cannot be read, the last ones stand.
+            do {
+                inBatches = try await store.requestsInBatches(job: options.job)
+                batches = inBatches > 0 ? try await store.openBatchProgress(job: options.job, now: now, window: Tiers.BatchTiming.windowMilliseconds) : []
+            } catch {}
+            var progress = RunProgress(
                 succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
-                inBatches: inBatches, remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: clock.now() - started)))
+                inBatches: inBatches, remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: now - started)
+            progress.batches = batches
+            onEvent(.progress(progress))
         }
     }
 
@@ -302,6 +313,12 @@ public final class Dispatcher: Sendable {
                     + " and \(use.reserved.formatted) reserved of \(use.cap.formatted)\(options.simulate ? " (simulated)" : "")"))
             }
         }
+    }
+
+    /// Models whose provider has no key (none, with --simulate).
+    private func keylessModels() -> [String] {
+        let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
+        return catalog.models.filter { !usable.contains($0.provider) }.map(\.id)
     }
 
     /// Models whose provider cannot be called in this run (disabled, unreachable, or keyless). Paused providers
@@ -637,6 +654,11 @@ public final class Dispatcher: Sendable {
             held: remaining?.held ?? 0, spend: totals.spend, simulated: options.simulate, elapsedMilliseconds: clock.now() - started,
             leftQueued: leftQueued)
         summary.disabledProviders = disabled
+        if let remaining, remaining.unplanned + remaining.blocked > 0,
+            PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate).isEmpty
+        {
+            summary.missingKeys = Set(catalog.providers.values.map(\.apiKeyEnvironmentVariable)).sorted()
+        }
         summary.storageFailure = storageFailure
         summary.keptForRecovery = await state.keptCount
         summary.lostAnswers = await state.lost

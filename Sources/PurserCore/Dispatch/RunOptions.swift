@@ -88,6 +88,22 @@ public struct RunProgress: Sendable {
     public var remaining: Int
     public var spend: Money
     public var elapsedMilliseconds: Int64
+    /// The batches still open, oldest first, each with when it is expected to end.
+    public var batches: [OpenBatchProgress] = []
+}
+
+/// A batch still open, for progress: its age and when it is expected to end — from this database's own history
+/// of that model's batches once it has seen enough of them, otherwise at the end of the provider's 24-hour window.
+public struct OpenBatchProgress: Sendable, Hashable {
+    public var id: Int64
+    public var provider: String
+    public var model: String
+    public var requests: Int
+    /// When it was sent; nil while it is still to be sent.
+    public var submittedAt: Int64?
+    public var expectedEndAt: Int64
+    /// True when the expected end comes from the batches seen; false when it is the provider's window.
+    public var fromHistory: Bool
 }
 
 public struct RunSummary: Sendable {
@@ -110,6 +126,8 @@ public struct RunSummary: Sendable {
     public var keptForRecovery = 0
     /// Paid answers that could be neither stored nor kept in the recovery file (a full disk), by custom id.
     public var lostAnswers: [String] = []
+    /// Set when requests were left unserved because no provider can be used at all: the key variables to set.
+    public var missingKeys: [String] = []
     /// Paid answers from an earlier run's recovery file, stored at the start of this one.
     public var recovered = 0
 
@@ -122,6 +140,10 @@ public struct RunSummary: Sendable {
                 + "\(lostAnswers.count == 1 ? "is" : "are") lost (\(named)); their calls were billed"
         }
         if let storageFailure { return storageFailure }
+        if !missingKeys.isEmpty {
+            return "no request could be served: no provider can be used, since none has its key set; set "
+                + missingKeys.joined(separator: ", ") + " (any one with its provider's models), or pass --simulate to rehearse on the simulator"
+        }
         if failed > 0 { return "\(failed) request\(failed == 1 ? "" : "s") failed; 'purser results JOB --only failed' shows why" }
         if !disabledProviders.isEmpty, leftQueued.contains(where: { $0.contains("cannot be used") }) || succeeded == 0 {
             return disabledProviders.sorted { $0.key < $1.key }.map { "provider \($0.key) could not be used: \($0.value)" }.joined(separator: "; ")

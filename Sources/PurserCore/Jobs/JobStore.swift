@@ -42,10 +42,16 @@ public struct JobStore {
     }
 
     /// A job by its number or, failing that, its name (the newest job of that name).
+    /// The job a number or a name stands for; a name several jobs share is an error listing them.
     public func job(reference: String) throws -> Job? {
         if let id = Int64(reference), let job = try job(id: id) { return job }
-        return try database.statement("SELECT \(JobStore.jobColumns) FROM jobs WHERE name = ? ORDER BY id DESC LIMIT 1")
-            .firstRow([.text(reference)], JobStore.job)
+        let named = try database.statement("SELECT \(JobStore.jobColumns) FROM jobs WHERE name = ? ORDER BY id LIMIT 11")
+            .rows([.text(reference)], JobStore.job)
+        guard named.count <= 1 else {
+            let listed = named.prefix(10).map { "\($0.id) (\($0.requestCount) requests from \($0.source))" }.joined(separator: ", ")
+            throw Problem("\(named.count > 10 ? "more than 10" : String(named.count)) jobs are named '\(reference)': \(listed); give the job's number instead")
+        }
+        return named.first
     }
 
     // MARK: - Requests

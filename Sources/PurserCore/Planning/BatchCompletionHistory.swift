@@ -14,6 +14,12 @@ public struct BatchCompletionHistory: Sendable {
         self.durations = durations.mapValues { $0.sorted() }
     }
 
+    /// How long a batch of `model` takes, as the median of those seen, once enough have been; nil before.
+    public func typicalDuration(model: String) -> Int64? {
+        guard let samples = durations[model], samples.count >= BatchCompletionHistory.minimumSamples else { return nil }
+        return samples[samples.count / 2]
+    }
+
     /// The chance, in basis points, that a batch of `model` sent now finishes within `milliseconds`.
     public func chance(model: String, within milliseconds: Int64) -> Int64 {
         guard let samples = durations[model], samples.count >= BatchCompletionHistory.minimumSamples, milliseconds > 0 else { return 0 }

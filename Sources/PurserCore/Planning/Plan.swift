@@ -62,12 +62,23 @@ public struct Plan: Sendable {
     public var baseline: BaselineCheck
     public var solver: SolverFigures
 
-    public var saving: Money { baselineCost - estimatedCost }
-
-    /// The saving as a share of the baseline, in basis points (exact integer division, rounded down).
-    public var savingBasisPoints: Int64 {
-        saving.basisPoints(of: baselineCost) ?? 0
+    /// The baseline of the requests the plan places: a saving is claimed only on what it serves.
+    public var placedBaselineCost: Money {
+        guard unplaced > 0 else { return baselineCost }
+        var total = Money.zero
+        for index in modelOfRequest.indices where modelOfRequest[index] >= 0 { total = total + Money(picoUSD: baselineOfRequest[index]) }
+        return total
     }
+
+    public var saving: Money { placedBaselineCost - estimatedCost }
+
+    /// The saving as a share of the placed requests' baseline, in basis points (exact integer division, rounded down).
+    public var savingBasisPoints: Int64 {
+        saving.basisPoints(of: placedBaselineCost) ?? 0
+    }
+
+    /// True when the plan places no request at all: it claims no saving and no optimality.
+    public var placesNothing: Bool { unplaced == count }
 
     /// How far the plan's cost may be above the cheapest possible, in basis points of the lower bound
     /// (rounded up, so a printed 0.00% means none); nil when the bound is zero and the plan is not.

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import PurserCore
+
+/// Outcomes that are true: a run that can serve nothing says why and fails, plans made for providers that cannot
+/// be used now are made again, a plan that places nothing claims nothing, and a name two jobs share is no job.
+@Suite(.serialized)
+struct OutcomesTests {
+    private let quickstart = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("jobs/quickstart.jsonl").path
+    private let bundled = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("pricing").path
+
+    @Test func aRunWithNoKeySetServesNothingAndSaysWhichKeysToSet() throws {
+        let database = temporaryDatabase()
+        try purser(["submit", quickstart], database: database, pricing: bundled, key: nil)
+        let plan = try purser(["plan", "1"], database: database, pricing: bundled, key: nil)
+        #expect(plan.out.contains("this plan places nothing, so it claims no saving and no optimality"), "\(plan.out)")
+        #expect(!plan.out.contains("saving:") && !plan.out.contains("optimal\n"), "\(plan.out)")
+        #expect(plan.out.contains("50 requests cannot be placed: no provider has its key set"), "\(plan.out)")
+        let json = try JSONParser.parse(try purser(["plan", "1", "--json"], database: database, pricing: bundled, key: nil).out).objectValue
+        #expect(json?["optimal"]?.boolValue == false && json?["saving_usd"]?.isNull == true)
+        let run = try purser(["run"], database: database, pricing: bundled, key: nil)
+        #expect(run.code == 1)
+        #expect(run.error.contains("Error: no request could be served: no provider can be used, since none has its key set; set ANTHROPIC_API_KEY, DEEPSEEK_API_KEY"), "\(run.error)")
+        #expect(run.error.contains("or pass --simulate to rehearse on the simulator"))
+    }
+
+    @Test func requestsPlannedOnAProviderThatCannotBeUsedNowArePlannedAgainAtRunStart() throws {
+        let server = try FakeProviderProcess([])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        // The anthropic-dialect model is the cheaper one here, and its provider has a key of its own.
+        let models = pricing + "/models.json", providers = pricing + "/providers.json"
+        try String(contentsOfFile: models, encoding: .utf8)
+            .replacingOccurrences(of: #""input": "1", "output": "5""#, with: #""input": "0.01", "output": "0.05""#)
+            .write(toFile: models, atomically: true, encoding: .utf8)
+        try String(contentsOfFile: providers, encoding: .utf8)
+            .replacingOccurrences(of: #""name": "fakeanthropic", "dialect": "anthropic", "base_url": "http://127.0.0.1:\#(server.port)", "api_key_env": "FAKE_KEY""#,
+                with: #""name": "fakeanthropic", "dialect": "anthropic", "base_url": "http://127.0.0.1:\#(server.port)", "api_key_env": "FAKE_ANTHROPIC_KEY""#)
+            .write(toFile: providers, atomically: true, encoding: .utf8)
+        let database = temporaryDatabase()
+        let lines = (0..<6).map { #"{"custom_id": "q\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "model": "medium", "deadline": "1h"}"# }
+        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-stranded-\(UUID().uuidString).jsonl").path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: job, atomically: true, encoding: .utf8)
+        try purser(["submit", job], database: database, pricing: pricing)
+        // Planned while both providers could be used: every request on the cheaper one.
+        let plan = try purser(["plan", "1"], database: database, pricing: pricing, environment: ["FAKE_ANTHROPIC_KEY": "another-key"])
+        #expect(plan.out.contains("fakeanthropic/medium"), "\(plan.out)")
+        // Served without that provider's key: planned again on the one that can be used, not left queued.
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(run.error.contains("6 requests were planned on providers this run cannot use (no key set); they are planned again on those it can"), "\(run.error)")
+        #expect(try query(database, "SELECT DISTINCT model FROM results").map { $0[0] } == ["fakeopenai/small"])
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 6)
+    }
+
+    @Test func aNameTwoJobsShareIsAnErrorListingThem() throws {
+        let database = temporaryDatabase()
+        try purser(["submit", quickstart], database: database, pricing: bundled, key: nil)
+        try purser(["submit", quickstart, "--force"], database: database, pricing: bundled, key: nil)
+        let status = try purser(["status", "quickstart"], database: database, pricing: bundled, key: nil)
+        #expect(status.code == 1)
+        #expect(status.error.contains("2 jobs are named 'quickstart': 1 (50 requests from "), "\(status.error)")
+        #expect(status.error.contains("give the job's number instead"))
+        #expect(try purser(["status", "2"], database: database, pricing: bundled, key: nil).code == 0)
+    }
+}
