@@ -65,4 +65,32 @@ struct OutcomesTests {
         #expect(status.error.contains("give the job's number instead"))
         #expect(try purser(["status", "2"], database: database, pricing: bundled, key: nil).code == 0)
     }
+
+    // MARK: - Long work that speaks when it matters
+
+    @Test func offATerminalTheProgressLineComesWhenItChangesAndBatchesSayWhenTheyShouldEnd() throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "4000"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port, batches: true)
+        let database = temporaryDatabase()
+        try purser(["submit", try batchJob(5, model: "small")], database: database, pricing: pricing)
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        let progress = run.error.split(separator: "\n").filter { $0.contains("purser.run: progress") }
+        // Four seconds of the same state make one line, not four.
+        #expect(progress.count <= 2, "\(progress.joined(separator: "\n"))")
+        #expect(progress.first?.contains("waiting on batches (1 batch open, oldest") == true, "\(progress)")
+        #expect(progress.first?.contains("(the providers' 24h window)") == true, "\(progress)")
+        // --quiet: the summary and nothing on the way.
+        try purser(["submit", try batchJob(3, model: "small"), "--force"], database: database, pricing: pricing)
+        let quiet = try purser(["run", "--quiet"], database: database, pricing: pricing)
+        #expect(quiet.code == 0 && !quiet.error.contains("info purser.run"), "\(quiet.error)")
+        #expect(quiet.out.contains("run finished in"))
+        // --json: every event with its time and level.
+        try purser(["submit", try batchJob(3, model: "small"), "--force"], database: database, pricing: pricing)
+        let json = try purser(["run", "--json"], database: database, pricing: pricing)
+        let events = json.out.split(separator: "\n").compactMap { (try? JSONParser.parse(String($0)))?.objectValue }
+        #expect(!events.isEmpty && events.allSatisfy { $0["time"]?.stringValue != nil && ["info", "warning", "error"].contains($0["level"]?.stringValue ?? "") })
+        #expect(events.contains { $0["event"]?.stringValue == "progress" && $0["batches"]?.arrayValue?.first?.objectValue?["expected_end"] != nil })
+    }
 }

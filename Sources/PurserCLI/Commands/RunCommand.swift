@@ -25,6 +25,7 @@ enum RunCommand {
             .init(name: "max-in-flight-per-provider", value: "n", help: "Calls in flight to one provider at once."),
             .init(name: "allow-late", value: nil, help: "Serve requests whose deadline has passed instead of expiring them."),
             .init(name: "detach", value: nil, help: "Send batches, then end without waiting for those still at the provider (a later run collects them)."),
+            .init(name: "quiet", value: nil, help: "No progress or step lines: only warnings, errors and the summary."),
             CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
         ])
 
@@ -65,7 +66,7 @@ enum RunCommand {
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup)
             : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
-        let reporter = RunReporter(console: context.console, json: arguments.flag("json"), simulated: options.simulate)
+        let reporter = RunReporter(console: context.console, json: arguments.flag("json"), quiet: arguments.flag("quiet"), simulated: options.simulate)
         let dispatcher = Dispatcher(
             store: store, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
             onEvent: reporter.report)
@@ -105,24 +106,51 @@ final class SignalWatcher {
     }
 }
 
-/// Shows a run: one live line on a terminal, a log line every few seconds otherwise, JSON events with --json.
+/// Shows a run: one live line on a terminal; otherwise a log line when the progress changes and every 30 s at
+/// most while it does not; JSON events with time and level with --json; with --quiet, only warnings, errors
+/// and the summary.
 final class RunReporter: Sendable {
     let console: Console
     let json: Bool
+    let quiet: Bool
     let simulated: Bool
+    /// Off a terminal, an unchanged progress line is written again after this long, so a log shows the run is alive.
+    static let unchangedProgressSeconds: Double = 30
 
-    init(console: Console, json: Bool, simulated: Bool) {
+    init(console: Console, json: Bool, quiet: Bool = false, simulated: Bool) {
         self.console = console
         self.json = json
+        self.quiet = quiet
         self.simulated = simulated
+    }
+
+    /// The last progress line written off a terminal (without its rate and ETA, which move every second), and when.
+    private let lastProgress = Mutex<(key: String, at: Date)?>(nil)
+
+    /// True when a progress line with `key` should be written now.
+    private func progressIsNews(_ key: String) -> Bool {
+        lastProgress.withLock { last in
+            let now = Date()
+            if let last, last.key == key, now.timeIntervalSince(last.at) < RunReporter.unchangedProgressSeconds { return false }
+            last = (key, now)
+            return true
+        }
+    }
+
+    /// What the open batches say: how many, the oldest's age, and when the last is expected to end.
+    static func batchWords(_ batches: [OpenBatchProgress], now: Int64) -> String? {
+        guard let latest = batches.max(by: { $0.expectedEndAt < $1.expectedEndAt }) else { return nil }
+        let oldest = batches.compactMap(\.submittedAt).min()
+        return "\(count(batches.count, "batch", plural: "batches")) open" + (oldest.map { ", oldest \(DurationText.approximate(now - $0))" } ?? "")
+            + ", expected by \(RunEvent.timestamp(latest.expectedEndAt))" + (latest.fromHistory ? " (from the batches seen)" : " (the providers' 24h window)")
     }
 
     func report(_ event: RunEvent) {
         switch event {
         case .started(let total, let open):
             if json {
-                emit(["event": .string("started"), "requests": .number(String(total)), "open": .number(String(open)), "simulated": .bool(simulated)])
-            } else {
+                emit(level: "info", ["event": .string("started"), "requests": .number(String(total)), "open": .number(String(open)), "simulated": .bool(simulated)])
+            } else if !quiet {
                 console.error(log("info", "run started", "requests.open=\(open) requests.total=\(total)\(simulated ? " simulated=true" : "")"))
             }
         case .progress(let progress):
@@ -132,33 +160,58 @@ final class RunReporter: Sendable {
             // The time left for live calls at the rate so far; batches end when their provider ends them.
             let live = max(progress.remaining - progress.inBatches, 0)
             let eta = rate > 0 ? Int64(Double(live) / rate * 1000) : nil
-            let etaText = live == 0 && progress.inBatches > 0 ? "waiting on batches" : "eta \(eta.map(DurationText.approximate) ?? "-")"
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let batchWords = RunReporter.batchWords(progress.batches, now: now)
+            // Overall: the later of the live calls' ETA and the last batch's expected end.
+            let batchesLeft = progress.batches.map(\.expectedEndAt).max().map { max($0 - now, 0) }
+            let overall = [live > 0 ? eta : nil, batchesLeft].compactMap { $0 }.max()
+            let etaText = live == 0 && progress.inBatches > 0
+                ? "waiting on batches" + (batchWords.map { " (\($0))" } ?? "")
+                : "eta \(overall.map(DurationText.approximate) ?? "-")" + (batchWords.map { "; \($0)" } ?? "")
             if json {
-                emit([
+                let batches: [JSONValue] = progress.batches.map { batch in
+                    let age: JSONValue = batch.submittedAt.map { .number(String(max(now - $0, 0))) } ?? .null
+                    return .object(JSONObject([
+                        "batch": .number(String(batch.id)), "provider": .string(batch.provider), "model": .string(batch.model),
+                        "requests": .number(String(batch.requests)), "age_ms": age,
+                        "expected_end": .string(RunEvent.timestamp(batch.expectedEndAt)), "expected_from_history": .bool(batch.fromHistory),
+                    ]))
+                }
+                let etaValue: JSONValue = overall.map { .number(String($0)) } ?? .null
+                emit(level: "info", [
                     "event": .string("progress"), "succeeded": .number(String(progress.succeeded)), "failed": .number(String(progress.failed)),
                     "expired": .number(String(progress.expired)), "in_flight": .number(String(progress.inFlight)),
                     "in_batches": .number(String(progress.inBatches)),
                     "remaining": .number(String(max(progress.remaining, 0))), "spend_usd": .string(progress.spend.exactUSD),
+                    "eta_ms": etaValue, "batches": .array(batches),
                 ])
-            } else {
-                let line = "done \(done)/\(done + max(progress.remaining, 0))  \(String(format: "%.1f", rate))/s  in flight \(progress.inFlight)\(progress.inBatches > 0 ? "  in batches \(progress.inBatches)" : "")  spend \(progress.spend.formatted)\(simulated ? " (simulated)" : "")  \(etaText)"
-                if console.isTerminal { console.errorInline("\r\u{1B}[2K" + line) } else { console.error(log("info", "progress", line)) }
+            } else if !quiet {
+                let counts = "done \(done)/\(done + max(progress.remaining, 0))  \(String(format: "%.1f", rate))/s  in flight \(progress.inFlight)\(progress.inBatches > 0 ? "  in batches \(progress.inBatches)" : "")  spend \(progress.spend.formatted)\(simulated ? " (simulated)" : "")"
+                let line = counts + "  " + etaText
+                if console.isTerminal {
+                    console.errorInline("\r\u{1B}[2K" + line)
+                } else if progressIsNews("\(done) \(progress.inFlight) \(progress.inBatches) \(progress.remaining) \(progress.spend.picoUSD) \(progress.batches.map { "\($0.id)@\($0.expectedEndAt)" })") {
+                    console.error(log("info", "progress", line))
+                }
             }
         case .notice(let message):
             // The same words twice within two seconds say nothing new (several workers can meet one cause at once).
             guard firstSaying(message) else { return }
-            if json { emit(["event": .string("notice"), "message": .string(message)]) } else {
+            if json { emit(level: "warning", ["event": .string("notice"), "message": .string(message)]) } else {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log("warning", message, ""))
             }
         case .info(let message):
-            if json { emit(["event": .string("info"), "message": .string(message)]) } else {
+            if json { emit(level: "info", ["event": .string("info"), "message": .string(message)]) } else if !quiet {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log("info", message, ""))
             }
         case .batch(let event):
             if json {
-                var object = JSONObject(["event": .string("batch"), "batch": .number(String(event.batch))])
+                var object = JSONObject([
+                    "time": .string(Date().formatted(.iso8601)), "level": .string(event.isWarning ? "warning" : "info"), "event": .string("batch"),
+                    "batch": .number(String(event.batch)),
+                ])
                 switch event.step {
                 case .formed(let requests): object["step"] = .string("formed"); object["requests"] = .number(String(requests))
                 case .sent(let bytes, _, _): object["step"] = .string("sent"); object["bytes"] = .number(String(bytes))
@@ -168,13 +221,13 @@ final class RunReporter: Sendable {
                 }
                 object["message"] = .string(event.message)
                 console.print(JSONWriter.string(.object(object)))
-            } else {
+            } else if !quiet || event.isWarning {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log(event.isWarning ? "warning" : "info", event.message, ""))
             }
         case .finished(let summary):
             if json {
-                emit([
+                emit(level: summary.trouble == nil ? "info" : "error", [
                     "event": .string("finished"), "succeeded": .number(String(summary.succeeded)), "failed": .number(String(summary.failed)),
                     "expired": .number(String(summary.expired)), "retries": .number(String(summary.retried)),
                     "fallbacks": .number(String(summary.fellBack)), "held": .number(String(summary.held)), "spend_usd": .string(summary.spend.exactUSD),
@@ -208,7 +261,12 @@ final class RunReporter: Sendable {
         }
     }
 
-    private func emit(_ members: KeyValuePairs<String, JSONValue>) { console.print(JSONWriter.string(.object(JSONObject(members)))) }
+    /// One JSON event per line, each with its time and level first.
+    private func emit(level: String, _ members: KeyValuePairs<String, JSONValue>) {
+        var object = JSONObject(["time": .string(Date().formatted(.iso8601)), "level": .string(level)])
+        for (key, value) in members { object[key] = value }
+        console.print(JSONWriter.string(.object(object)))
+    }
 
     /// `2026-11-24T10:00:00Z info purser.run: message key=value`, as swift-log would print it.
     private func log(_ level: String, _ message: String, _ metadata: String) -> String {

@@ -49,7 +49,7 @@ public enum RunEvent: Sendable {
     case finished(RunSummary)
 
     /// A moment as notices write it: `2026-11-24T10:00:00Z`.
-    static func timestamp(_ milliseconds: Int64) -> String {
+    public static func timestamp(_ milliseconds: Int64) -> String {
         let seconds = BudgetMonth.floorDivide(milliseconds, 1_000)
         let day = BudgetMonth.dayText(milliseconds)
         let second = seconds - BudgetMonth.floorDivide(milliseconds, BudgetMonth.millisecondsPerDay) * 86_400
