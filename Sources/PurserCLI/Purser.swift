@@ -138,10 +138,13 @@ struct CommandContext {
         return path
     }
 
+    /// The tables of `--pricing DIR` or `PURSER_PRICING`, else of a `pricing` folder here, else those built in.
     func loadCatalog(_ arguments: ParsedArguments) throws -> PricingCatalog {
-        let directory = arguments.value("pricing") ?? environment["PURSER_PRICING"] ?? "pricing"
+        guard let directory = arguments.value("pricing") ?? environment["PURSER_PRICING"] else {
+            return FileManager.default.fileExists(atPath: "pricing") ? try PricingCatalog.load(directory: "pricing") : try PricingCatalog.bundled()
+        }
         guard FileManager.default.fileExists(atPath: directory) else {
-            throw Problem("no pricing tables at \(directory); run purser from the repository folder, pass --pricing DIR or set PURSER_PRICING")
+            throw Problem("no pricing tables at \(directory); pass --pricing DIR (or PURSER_PRICING) naming a folder of tables, or neither to use the built-in ones")
         }
         return try PricingCatalog.load(directory: directory)
     }

@@ -204,3 +204,29 @@ import PurserCore
     #expect(try database.scalarInt("SELECT count(*) FROM request_plans") == Int64(plan.count - plan.unplaced))
     #expect(try database.scalarInt("SELECT count(*) FROM request_plans WHERE queue = 1") == Int64(plan.count - plan.unplaced - 2))
 }
+
+@Test func theBuiltInTablesAreThePricingFolderAndServeWhereNoFolderIsGiven() throws {
+    let folder = repository.appendingPathComponent("pricing")
+    let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
+    #expect(BundledPricing.files.map(\.name).sorted() == names, "run scripts/bundle-pricing.sh after changing pricing/")
+    for (name, text) in BundledPricing.files {
+        var file = try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+        while file.hasSuffix("\n") { file.removeLast() }
+        #expect(text == file, "\(name) differs from pricing/\(name): run scripts/bundle-pricing.sh")
+    }
+    // The executable, run in a folder with no tables and no PURSER_PRICING, plans with the built-in ones.
+    let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("purser-no-tables-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+    let process = Process()
+    process.executableURL = products.appendingPathComponent("purser")
+    process.arguments = ["pricing", "validate"]
+    process.currentDirectoryURL = elsewhere
+    process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "PURSER_PRICING" }
+    let out = elsewhere.appendingPathComponent("out.txt")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    try process.run()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+    #expect(try String(contentsOf: out, encoding: .utf8).hasPrefix("ok: 20 models from 6 providers"))
+}

@@ -45,7 +45,6 @@ public struct PricingCatalog: Sendable {
 
     /// Loads and validates every file in `directory`; throws every problem found at once.
     public static func load(directory: String) throws -> PricingCatalog {
-        var problems: [PricingProblem] = []
         let folder = URL(fileURLWithPath: directory)
         let names: [String]
         do {
@@ -55,10 +54,25 @@ public struct PricingCatalog: Sendable {
                 PricingProblem(file: directory, key: "", message: "cannot read the pricing folder; pass --pricing DIR or set PURSER_PRICING")
             ])
         }
+        var files: [String: [UInt8]] = [:]
+        for name in names { if let bytes = FileManager.default.contents(atPath: folder.appendingPathComponent(name).path) { files[name] = Array(bytes) } }
+        return try load(files: files, names: names, origin: directory)
+    }
+
+    /// The tables built into the executable (`BundledPricing`, made from `pricing/` by scripts/bundle-pricing.sh):
+    /// what Purser plans with when no folder is given and none is beside it.
+    public static func bundled() throws -> PricingCatalog {
+        var files: [String: [UInt8]] = [:]
+        for (name, text) in BundledPricing.files { files[name] = Array(text.utf8) }
+        return try load(files: files, names: BundledPricing.files.map(\.name).sorted(), origin: "(built-in tables)")
+    }
+
+    /// Loads and validates the files named `names` (their bytes in `files`); `origin` names where they came from in messages.
+    static func load(files: [String: [UInt8]], names: [String], origin directory: String) throws -> PricingCatalog {
+        var problems: [PricingProblem] = []
         func document(_ name: String) -> (file: String, value: JSONValue)? {
-            let path = folder.appendingPathComponent(name).path
             let file = "\(directory.hasSuffix("/") ? directory : directory + "/")\(name)"
-            guard let bytes = FileManager.default.contents(atPath: path) else {
+            guard let bytes = files[name] else {
                 problems.append(PricingProblem(file: file, key: "", message: "missing or unreadable"))
                 return nil
             }
