@@ -93,4 +93,49 @@ struct OutcomesTests {
         #expect(!events.isEmpty && events.allSatisfy { $0["time"]?.stringValue != nil && ["info", "warning", "error"].contains($0["level"]?.stringValue ?? "") })
         #expect(events.contains { $0["event"]?.stringValue == "progress" && $0["batches"]?.arrayValue?.first?.objectValue?["expected_end"] != nil })
     }
+
+    // MARK: - Keeping data with chosen providers
+
+    @Test func providerAllowAndDenyListsAreHonouredByThePlanFallbacksAndExplain() throws {
+        let server = try FakeProviderProcess(["--refuse-model", "medium"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        func line(_ id: String, _ providers: String?) -> String {
+            #"{"custom_id": "\#(id)", "prompt": "Hi \#(id)", "max_tokens": 10, "model": "small", "deadline": "1h"\#(providers.map { ", \"providers\": \($0)" } ?? "")}"#
+        }
+        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-providers-\(UUID().uuidString).jsonl").path
+        try ([line("only-anthropic", #"{"only": ["fakeanthropic"]}"#), line("not-openai", #"{"ignore": ["fakeopenai"]}"#), line("free", nil)]
+            .joined(separator: "\n") + "\n").write(toFile: job, atomically: true, encoding: .utf8)
+        let submitted = try purser(["submit", job], database: database, pricing: pricing)
+        let plan = try purser(["plan", "1", "--json"], database: database, pricing: pricing)
+        #expect(plan.code == 0, "\(submitted.error)\n\(plan.error)")
+        let mix = (try JSONParser.parse(plan.out).objectValue?["mix"]?.arrayValue ?? []).compactMap(\.objectValue)
+            .map { "\($0["model"]?.stringValue ?? "") \($0["requests"]?.intValue ?? 0)" }.sorted()
+        #expect(mix == ["fakeanthropic/medium 2", "fakeopenai/small 1"], "\(plan.out)")
+        let explain = try purser(["plan", "1", "--explain", "only-anthropic"], database: database, pricing: pricing)
+        #expect(explain.out.contains("provider fakeopenai is not allowed for this request"), "\(explain.out)")
+        // The provider they are allowed refuses them: they fail rather than fall back to a provider they exclude.
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 1, "\(run.error)")
+        #expect(try query(database, "SELECT custom_id, state FROM requests ORDER BY id").map { $0[0] + " " + $0[1] }
+            == ["only-anthropic failed", "not-openai failed", "free succeeded"])
+        #expect(try integer(database, "SELECT count(*) FROM attempts WHERE provider = 'fakeopenai' AND request_id < 3") == 0)
+        // On submit, for every line; a name that is no provider is a usage error.
+        // A line's own list narrows the submit's: only-anthropic, ignoring anthropic, has nowhere to go, which submit says.
+        let narrowed = try purser(["submit", job, "--force", "--ignore-providers", "fakeanthropic"], database: database, pricing: pricing)
+        #expect(narrowed.code == 1, "\(narrowed.error)")
+        #expect(narrowed.error.contains(#"custom_id "only-anthropic": no model can serve this request: provider fakeanthropic is not allowed for this request"#),
+            "\(narrowed.error)")
+        let ignoring = try purser(["submit", job, "--force", "--ignore-providers", "fakeanthropic", "--skip-invalid"], database: database, pricing: pricing)
+        #expect(ignoring.code == 0, "\(ignoring.error)")
+        let second = try JSONParser.parse(try purser(["plan", "2", "--json"], database: database, pricing: pricing).out).objectValue
+        #expect(second?["mix"]?.arrayValue?.compactMap { $0.objectValue?["model"]?.stringValue } == ["fakeopenai/small"])
+        let bad = try purser(["submit", job, "--force", "--only-providers", "nobody"], database: database, pricing: pricing)
+        #expect(bad.code == 64 && bad.error.contains("--only-providers: 'nobody' is not a provider of the tables"), "\(bad.error)")
+        let badLine = FileManager.default.temporaryDirectory.appendingPathComponent("purser-providers-bad-\(UUID().uuidString).jsonl").path
+        try (line("x", #"{"only": ["nobody"]}"#) + "\n").write(toFile: badLine, atomically: true, encoding: .utf8)
+        let rejected = try purser(["submit", badLine], database: database, pricing: pricing)
+        #expect(rejected.code == 1 && rejected.error.contains("providers.only names \"nobody\", which is not a provider of the tables"), "\(rejected.error)")
+    }
 }

@@ -95,13 +95,13 @@ private struct Workspace {
         #"line 6 (custom_id "cheap"): max_cost_usd 0.0000000001 is below every eligible model's estimate (the cheapest is 0.000205 USD)"#,
         #"line 7 (custom_id "who"): unknown model "gpt-2" in body.model: it is not in the pricing tables, nor an alias or dated snapshot of a model there; give the line a "quality" (a tier such as "standard", or a score 0–100) or pass --quality, or add the model to the tables"#,
         "line 8: missing custom_id",
-        #"line 9: unknown key "deadlin"; routing keys are quality, deadline, max_cost_usd, pin, tags"#,
+        #"line 9: unknown key "deadlin"; routing keys are quality, deadline, max_cost_usd, pin, tags, providers"#,
         #"line 10 (custom_id "a1"): missing params.max_tokens (the Messages API requires it)"#,
         "line 11: deadline 2020-01-01T00:00:00Z is already past",
         "line 12: deadline 'soonish' is not a duration (15m, 6h, 3d), an RFC 3339 time or a tier (asap (15m), hour (1h), today (8h), day (1d), week (1w))",
         #"line 13 (custom_id "emb"): url "/v1/embeddings" is not supported; Purser serves "/v1/chat/completions""#,
         "line 14: a line must be a JSON object, found an array",
-        #"line 15 (custom_id "tools"): unknown key "tools"; routing keys are quality, deadline, max_cost_usd, pin, tags"#,
+        #"line 15 (custom_id "tools"): unknown key "tools"; routing keys are quality, deadline, max_cost_usd, pin, tags, providers"#,
     ])
 }
 

@@ -9,6 +9,7 @@ enum EstimateCommand {
         options: [
             .init(name: "quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100."),
             .init(name: "deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier."),
+            SubmitCommand.onlyProvidersOption, SubmitCommand.ignoreProvidersOption,
             CommandContext.simulateOption, CommandContext.pricingOption, CommandContext.jsonOption,
         ])
 
@@ -18,7 +19,7 @@ enum EstimateCommand {
         let options = try SubmitCommand.options(arguments, catalog: catalog, now: now)
         let file = arguments.positionals[0]
         let scan = try JobFileScan.read(
-            file: file, catalog: catalog, defaults: .init(quality: options.quality, deadline: options.deadline), submittedAt: now,
+            file: file, catalog: catalog, defaults: .init(quality: options.quality, deadline: options.deadline, providers: options.providers), submittedAt: now,
             history: OutputHistory())
         for problem in scan.problems { context.console.error(problem.located(in: file)) }
         if scan.badLines > 0 {

@@ -13,14 +13,31 @@ enum SubmitCommand {
             .init(name: "quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100."),
             .init(name: "deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier."),
             .init(name: "max-cost", value: "usd", help: "A spending cap for the job, in US dollars."),
+            SubmitCommand.onlyProvidersOption, SubmitCommand.ignoreProvidersOption,
             .init(name: "skip-invalid", value: nil, help: "Store the good lines and keep the bad ones, with reasons, on the job."),
             .init(name: "force", value: nil, help: "Submit again even if the same bytes were submitted before."),
             .init(name: "max-line-bytes", value: "bytes", help: "The longest line accepted (default: 1048576)."),
             CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
         ])
 
+    static let onlyProvidersOption = CommandSpec.Option(
+        name: "only-providers", value: "names", help: "Send the requests only to these providers (comma-separated), for data policy.")
+    static let ignoreProvidersOption = CommandSpec.Option(
+        name: "ignore-providers", value: "names", help: "Never send the requests to these providers (comma-separated).")
+
     static func options(_ arguments: ParsedArguments, catalog: PricingCatalog, now: Int64) throws -> SubmitOptions {
         var options = SubmitOptions()
+        let only = arguments.value("only-providers").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let ignore = arguments.value("ignore-providers").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if only != nil || ignore != nil {
+            for (flag, names) in [("--only-providers", only ?? []), ("--ignore-providers", ignore ?? [])] {
+                if let unknown = names.first(where: { catalog.providers[$0] == nil }) {
+                    throw UsageError(
+                        message: "\(flag): '\(unknown)' is not a provider of the tables; use \(catalog.providers.keys.sorted().joined(separator: ", ")).", spec: spec)
+                }
+            }
+            options.providers = ProviderFilter(only: only, ignore: ignore ?? [])
+        }
         options.name = arguments.value("name")
         options.project = arguments.value("project") ?? "default"
         options.skipInvalid = arguments.flag("skip-invalid")

@@ -629,7 +629,7 @@ extension DispatchStore {
         var members: [String: BatchMember] = [:]
         try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens, r.capabilities,
-                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, m.provider_custom_id
+                r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, m.provider_custom_id, r.provider_filter
             FROM batch_requests m JOIN requests r ON r.id = m.request_id
             WHERE m.request_id IN (SELECT value FROM json_each(?1)) AND m.batch_id = ?2
             """).forEachRow([.text(PlanStore.idList(ids)), .integer(batch)]) { row in
@@ -645,7 +645,8 @@ enum BatchStore {
                 requestID: row.int64(0), jobID: row.int64(1), customID: row.text(2),
                 needs: RequestNeeds(
                     qualityFloor: row.int(3), qualityTier: row.text(4), inputTokens: row.int(5), maxOutputTokens: row.int(6),
-                    capabilities: Capabilities(rawValue: row.int(7)), pinnedModel: row.optionalText(8)),
+                    capabilities: Capabilities(rawValue: row.int(7)), pinnedModel: row.optionalText(8),
+                    providers: ProviderFilter(json: row.optionalText(14))),
                 referenceModel: row.optionalText(9), deadlineAt: row.int64(10), maxCost: row.optionalInt64(11).map { Money(picoUSD: $0) },
                 attempts: row.int(12))
     }

@@ -112,7 +112,7 @@ public actor DispatchStore {
         claim.requests = try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
                 r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, l.model, l.mode, b.body,
-                l.latest_start
+                l.latest_start, r.provider_filter
             FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE r.id IN (SELECT value FROM json_each(?))
@@ -122,7 +122,8 @@ public actor DispatchStore {
                 id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
                 needs: RequestNeeds(
                     qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
-                    capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9)),
+                    capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9),
+                    providers: ProviderFilter(json: row.optionalText(18))),
                 referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
                 attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16),
                 latestStart: row.int64(17))

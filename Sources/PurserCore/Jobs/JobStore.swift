@@ -61,8 +61,8 @@ public struct JobStore {
         try RequestInserter(
             request: database.statement("""
                 INSERT INTO requests (job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
-                    deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags)
-                VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags, provider_filter)
+                VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (job_id, custom_id) DO NOTHING
                 """),
             body: database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)"), database: database)
@@ -194,6 +194,7 @@ struct RequestInserter {
                 try request.bind(Int64(draft.needs.inputTokens), at: 12)
                 try request.bind(Int64(draft.needs.maxOutputTokens), at: 13)
                 try request.bind(draft.tags, at: 14)
+                try request.bind(draft.needs.providers?.json, at: 15)
                 try request.executeBound()
                 return database.changes == 1
             }

@@ -7,6 +7,8 @@ public struct SubmitOptions: Sendable {
     public var quality: JSONValue?
     public var deadline: String?
     public var maxCost: Money?
+    /// The providers the job's requests may go to (`--only-providers`, `--ignore-providers`).
+    public var providers: ProviderFilter?
     public var skipInvalid: Bool
     public var force: Bool
     public var maximumLineBytes: Int
@@ -94,7 +96,7 @@ public struct JobSubmitter {
             }
         }
         let catalog = catalog
-        let defaults = RequestLineParser.Defaults(quality: options.quality, deadline: options.deadline)
+        let defaults = RequestLineParser.Defaults(quality: options.quality, deadline: options.deadline, providers: options.providers)
         let stream = try ParsedLineStream(file: file, maximumLineBytes: options.maximumLineBytes) {
             RequestLineParser(catalog: catalog, defaults: defaults, submittedAt: submittedAt, history: history)
         }
@@ -160,8 +162,9 @@ public struct JobSubmitter {
     /// The same bytes with the same routing options make the same job.
     private func fingerprintKey(_ content: ContentFingerprint, options: SubmitOptions) -> String {
         let quality = options.quality.map { JSONWriter.string($0) } ?? "-"
-        return [content.hex, options.project, quality, options.deadline ?? "-", options.maxCost?.exactUSD ?? "-", options.skipInvalid ? "skip" : "strict"]
-            .joined(separator: "|")
+        var parts = [content.hex, options.project, quality, options.deadline ?? "-", options.maxCost?.exactUSD ?? "-", options.skipInvalid ? "skip" : "strict"]
+        if let providers = options.providers { parts.append(providers.json) }
+        return parts.joined(separator: "|")
     }
 
     static func defaultName(for file: String) -> String {

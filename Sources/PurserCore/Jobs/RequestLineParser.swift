@@ -6,14 +6,17 @@ public struct RequestLineParser {
     public struct Defaults: Sendable {
         public var quality: JSONValue?
         public var deadline: String?
+        /// The providers every line may go to (a line's own `providers` narrows them further).
+        public var providers: ProviderFilter?
 
-        public init(quality: JSONValue? = nil, deadline: String? = nil) {
+        public init(quality: JSONValue? = nil, deadline: String? = nil, providers: ProviderFilter? = nil) {
             self.quality = quality
             self.deadline = deadline
+            self.providers = providers
         }
     }
 
-    public static let routingKeys = ["quality", "deadline", "max_cost_usd", "pin", "tags"]
+    public static let routingKeys = ["quality", "deadline", "max_cost_usd", "pin", "tags", "providers"]
     static let minimalBodyKeys = ["model", "temperature", "top_p", "stop", "seed", "response_format", "metadata"]
     static let maximumCustomIDBytes = 256
 
@@ -221,9 +224,17 @@ public struct RequestLineParser {
             tags = JSONWriter.string(value)
         }
 
+        let providers: ProviderFilter?
+        switch ProviderFilter.parse(line["providers"], submitted: defaults.providers, known: Set(catalog.providers.keys)) {
+        case .success(let filter): providers = filter
+        case .failure(let failure): return problem(failure.message)
+        }
+        if pinned, let reference, let providers, !providers.allows(reference.provider) {
+            return problem("pin is true but its model \(reference.id) is at provider \(reference.provider), which its providers exclude")
+        }
         let needs = RequestNeeds(
             qualityFloor: floor, qualityTier: tier, inputTokens: summary.inputTokens, maxOutputTokens: maxOutputTokens,
-            capabilities: summary.capabilities, pinnedModel: pinned ? reference?.id : nil)
+            capabilities: summary.capabilities, pinnedModel: pinned ? reference?.id : nil, providers: providers)
         if let message = checkSomeModelFits(needs, maxCost: maxCost) { return problem(message) }
         return .success(RequestDraft(
             lineNumber: lineNumber, customID: customID, shape: shape, body: bodyText, referenceModel: reference?.id, needs: needs,

@@ -350,6 +350,10 @@ public enum Schema {
             ALTER TABLE batches ADD COLUMN foreign_candidates TEXT;
             ALTER TABLE batches ADD COLUMN upload_started_at INTEGER;
             """),
+        Migration(version: 8, sql: """
+            -- The providers a request may go to, when its line or its submit restricted them: {"only": [...], "ignore": [...]}.
+            ALTER TABLE requests ADD COLUMN provider_filter TEXT;
+            """),
     ])
 }
 

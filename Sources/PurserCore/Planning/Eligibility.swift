@@ -7,8 +7,14 @@ public struct RequestNeeds: Sendable, Hashable {
     public var capabilities: Capabilities
     /// Set when the request is pinned to exactly this model.
     public var pinnedModel: String?
+    /// The providers it may go to, when the line or the submit restricted them.
+    public var providers: ProviderFilter?
 
-    public init(qualityFloor: Int, qualityTier: String, inputTokens: Int, maxOutputTokens: Int, capabilities: Capabilities, pinnedModel: String?) {
+    public init(
+        qualityFloor: Int, qualityTier: String, inputTokens: Int, maxOutputTokens: Int, capabilities: Capabilities, pinnedModel: String?,
+        providers: ProviderFilter? = nil
+    ) {
+        self.providers = providers
         self.qualityFloor = qualityFloor
         self.qualityTier = qualityTier
         self.inputTokens = inputTokens
@@ -25,6 +31,7 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
     case context(needed: Int, window: Int)
     case maxOutput(requested: Int, limit: Int)
     case capabilities(missing: [String])
+    case providerNotAllowed(String)
     case noKey(provider: String, variable: String)
     case unknownProvider(String)
     case deadline(neededMilliseconds: Int64, leftMilliseconds: Int64)
@@ -37,6 +44,7 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
         case .context(let needed, let window): "needs ~\(needed) tokens of context, the window is \(window)"
         case .maxOutput(let requested, let limit): "max_tokens \(requested) is above the model's \(limit)"
         case .capabilities(let missing): "lacks \(missing.joined(separator: ", "))"
+        case .providerNotAllowed(let provider): "provider \(provider) is not allowed for this request (its providers only/ignore)"
         case .noKey(let provider, let variable): "provider \(provider) has no key (set \(variable), or plan with --simulate)"
         case .unknownProvider(let provider): "provider \(provider) is not in providers.json"
         case .deadline(let needed, let left):
@@ -57,8 +65,10 @@ public struct ModelFacts: Sendable {
     public var flexPrices: TokenPrices?
     public var batchPrices: TokenPrices?
     public var speed: Speed
+    public var provider: String
 
     public init(_ model: Model) {
+        provider = model.provider
         quality = model.quality
         contextWindow = model.contextWindow
         maxOutputTokens = model.maxOutputTokens
@@ -86,6 +96,7 @@ public enum Eligibility {
         if needs.maxOutputTokens > model.maxOutputTokens { return .maxOutput(requested: needs.maxOutputTokens, limit: model.maxOutputTokens) }
         let missing = needs.capabilities.subtracting(model.capabilities)
         if !missing.isEmpty { return .capabilities(missing: missing.names) }
+        if let filter = needs.providers, !filter.allows(model.provider) { return .providerNotAllowed(model.provider) }
         return nil
     }
 

@@ -17,14 +17,15 @@ public struct PlanStore {
             for job in jobs.sorted() {
                 try database.statement("""
                     SELECT id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
-                        reference_model, deadline_at, max_cost_pico, live_only
+                        reference_model, deadline_at, max_cost_pico, live_only, provider_filter
                     FROM requests WHERE job_id = ? AND \(PlanStore.notStarted) ORDER BY id
                     """).forEachRow([.integer(job)]) { row in
                     requests.append(PlannableRequest(
                         id: row.int64(0),
                         needs: RequestNeeds(
                             qualityFloor: row.int(1), qualityTier: row.text(2), inputTokens: row.int(3), maxOutputTokens: row.int(4),
-                            capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6)),
+                            capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6),
+                            providers: ProviderFilter(json: row.optionalText(11))),
                         referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) },
                         job: job, liveOnly: row.int(10) == 1))
                 }

@@ -265,6 +265,8 @@ final class PlanningProblem {
         var pinned: Int32
         var contextRank: Int32
         var outputRank: Int32
+        /// Which distinct provider filter the request has (0: none).
+        var providers: Int32
     }
 
     private struct SignatureKey: Hashable {
@@ -291,6 +293,7 @@ final class PlanningProblem {
         }
         let facts = models.map(ModelFacts.init)
         var eligibilityIndex: [EligibilityKey: Int32] = [:]
+        var filterIndex: [ProviderFilter: Int32] = [:]
         var signatureIndex: [SignatureKey: Int32] = [:]
         var counts: [Int] = []
         signatureOfRequest = [Int32](repeating: 0, count: requests.count)
@@ -298,9 +301,17 @@ final class PlanningProblem {
             let needs = request.needs
             let pinned: Int32 = needs.pinnedModel.map { Int32(modelIndexByID[$0] ?? -2) } ?? -1
             let total = needs.inputTokens.addingReportingOverflow(needs.maxOutputTokens)
+            var providers: Int32 = 0
+            if let filter = needs.providers {
+                if let known = filterIndex[filter] { providers = known } else {
+                    providers = Int32(filterIndex.count + 1)
+                    filterIndex[filter] = providers
+                }
+            }
             let eligibilityKey = EligibilityKey(
                 floor: Int32(clamping: needs.qualityFloor), capabilities: Int32(truncatingIfNeeded: needs.capabilities.rawValue), pinned: pinned,
-                contextRank: total.overflow ? Int32.max : rank(windows, below: total.partialValue), outputRank: rank(outputLimits, below: needs.maxOutputTokens))
+                contextRank: total.overflow ? Int32.max : rank(windows, below: total.partialValue), outputRank: rank(outputLimits, below: needs.maxOutputTokens),
+                providers: providers)
             let eligibility: Int32
             if let known = eligibilityIndex[eligibilityKey] {
                 eligibility = known
