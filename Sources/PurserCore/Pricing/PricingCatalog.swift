@@ -167,15 +167,6 @@ public struct PricingCatalog: Sendable {
                     }
                 }
                 _ = reader.string("notes", required: false)
-        var aliases: [String] = []
-        if let list = reader.value("aliases", required: false) {
-            if let names = list.arrayValue, names.allSatisfy({ !($0.stringValue ?? "").isEmpty }) {
-                aliases = names.compactMap(\.stringValue)
-            } else {
-                reader.problem("aliases", "expected an array of model names, such as [\"gpt-5-chat-latest\"]")
-            }
-        }
-        let referenceOnly = reader.bool("reference_only", required: false) ?? false
                 if let name, result[name] != nil { reader.problem("name", "duplicate provider '\(name)'") }
                 if let name, let dialect, let baseURL, let keyVariable, batchKnown {
                     result[name] = Provider(
