@@ -66,7 +66,10 @@ public final class Dispatcher: Sendable {
         let recovered = try await storeRecoveredAnswers()
         // Room for the answers of every call in flight, should the disk fill up while they are out.
         try options.recovery?.open(reserving: min(max(options.concurrency * 64 << 10, 8 << 20), 256 << 20))
-        defer { options.recovery?.close() }
+        defer {
+            options.recovery?.close()
+            options.workFolder.removeIfEmpty()
+        }
         try await takeOverGoneRuns(now: started)
         if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
         let stranded = try await store.unplanStranded(onModels: keylessModels(), job: options.job)

@@ -43,6 +43,9 @@ public struct WorkFolder: Sendable {
         guard chmod(url.path, 0o600) == 0 else { throw Problem("cannot make \(url.path) private: \(String(cString: strerror(errno)))") }
     }
 
+    /// Removes the folder when nothing is left in it (a run that ends leaves no empty folder behind).
+    public func removeIfEmpty() { rmdir(path) }
+
     /// Removes the files of processes that are gone; returns how many.
     @discardableResult
     public func removeLeftovers() -> Int { WorkFolder.removeFilesOfGoneProcesses(in: path, prefix: "") }
