@@ -22,7 +22,7 @@ import PurserCore
           run                       Serve planned requests: call the chosen models with retries, fallbacks and rate limits, and store every result.
           status                    Show jobs: requests by state, what they spent, the estimate and baseline of their plans, and the budgets' use.
           results                   Write a job's results: OpenAI batch output (line for line), Anthropic batch results, JSON lines or CSV.
-          report                    Report spending: requests, tokens, cost, share and savings by model, provider, project, job, day or tier, with budgets and a forecast.
+          report                    Report spending: requests, tokens, cost, share and savings by model, provider, project, job, day, month, tier or mode, with budgets and a forecast.
           budget                    Set, show or clear spending caps: per project for every month or one month (UTC), or per job.
           cancel                    Cancel a job's requests that have not started; running ones finish.
           retry                     Queue a job's failed, expired and cancelled requests again, with fresh attempts.

@@ -112,7 +112,7 @@ import PurserCore
 
     @Test func badReportOptionsSayWhatToDo() {
         let cases: [([String], String)] = [
-            (["--by", "colour"], "Error: --by: 'colour' is not one of model, provider, project, job, day, tier, mode."),
+            (["--by", "colour"], "Error: --by: 'colour' is not one of model, provider, project, job, day, month, tier, mode."),
             (["--format", "pdf"], "Error: --format: 'pdf' is not one of table, json, csv, html."),
             (["--month", "November"], "Error: --month: 'November' is not a month written YYYY-MM, such as 2026-11, or 'all'."),
         ]
@@ -121,5 +121,21 @@ import PurserCore
             #expect(run.code == 64)
             #expect(run.error.hasPrefix(message), "\(run.error)")
         }
+    }
+
+    @Test func aReportByMonthSpansTheMonthsUnlessOneIsAskedFor() async throws {
+        let twoMonths = temporaryDatabasePath()
+        let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
+        let december = testNow + 31 * 86_400_000
+        #expect(purser(["submit", quickstart], database: twoMonths).code == 0)
+        #expect(await purserOnOwnThread(["run", "--simulate", "--speedup", "1000"], database: twoMonths).code == 0)
+        #expect(purser(["submit", quickstart, "--force"], database: twoMonths, at: december).code == 0)
+        #expect(await purserOnOwnThread(["run", "--simulate", "--speedup", "1000"], database: twoMonths, at: december).code == 0)
+        let json = try #require(try JSONParser.parse(purser(["report", "--simulated", "--by", "month", "--format", "json"], database: twoMonths, at: december).out).objectValue)
+        #expect(json["lines"]?.arrayValue?.compactMap { $0.objectValue?["month"]?.stringValue } == ["2026-11", "2026-12"])
+        #expect(json["lines"]?.arrayValue?.compactMap { $0.objectValue?["requests"]?.intValue } == [50, 50])
+        let one = try #require(try JSONParser.parse(purser(
+            ["report", "--simulated", "--by", "month", "--month", "2026-12", "--format", "json"], database: twoMonths, at: december).out).objectValue)
+        #expect(one["lines"]?.arrayValue?.compactMap { $0.objectValue?["month"]?.stringValue } == ["2026-12"])
     }
 }

@@ -5,12 +5,12 @@ import PurserCore
 enum ReportCommand {
     static let spec = CommandSpec(
         name: "report",
-        overview: "Report spending: requests, tokens, cost, share and savings by model, provider, project, job, day or tier, with budgets and a forecast.",
+        overview: "Report spending: requests, tokens, cost, share and savings by model, provider, project, job, day, month, tier or mode, with budgets and a forecast.",
         options: [
-            .init(name: "month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job, all time)."),
+            .init(name: "month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job or --by month, all time)."),
             .init(name: "project", value: "name", help: "Only this project."),
             .init(name: "job", value: "job", help: "Only this job (number or name)."),
-            .init(name: "by", value: "grouping", help: "model (default), provider, project, job, day, tier or mode (sync, flex, offpeak, batch)."),
+            .init(name: "by", value: "grouping", help: "model (default), provider, project, job, day, month, tier or mode (sync, flex, offpeak, batch)."),
             .init(name: "format", value: "format", help: "table (default), json, csv, or html (one self-contained page with charts)."),
             .init(name: "output", value: "file", help: "Write the report here instead of standard output."),
             .init(name: "simulated", value: nil, help: "Report the simulated runs (rehearsals) instead of real spending."),
@@ -26,10 +26,11 @@ enum ReportCommand {
         }
         let groupingName = arguments.value("by") ?? "model"
         guard let grouping = ReportQuery.Grouping(rawValue: groupingName) else {
-            throw UsageError(message: "--by: '\(groupingName)' is not one of model, provider, project, job, day, tier, mode.", spec: spec)
+            throw UsageError(message: "--by: '\(groupingName)' is not one of \(ReportQuery.Grouping.allCases.map(\.rawValue).joined(separator: ", ")).", spec: spec)
         }
         let now = context.clock.now()
-        var month: BudgetMonth? = arguments.value("job") == nil ? BudgetMonth(containing: now) : nil
+        // Across months unless one is asked for: a job's whole life, or every month side by side.
+        var month: BudgetMonth? = arguments.value("job") == nil && grouping != .month ? BudgetMonth(containing: now) : nil
         if let text = arguments.value("month") {
             if text == "all" {
                 month = nil

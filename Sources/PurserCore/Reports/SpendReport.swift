@@ -3,7 +3,7 @@ import SQLiteStore
 /// What a report covers and how it groups its lines.
 public struct ReportQuery: Sendable {
     public enum Grouping: String, Sendable, CaseIterable {
-        case model, provider, project, job, day, tier, mode
+        case model, provider, project, job, day, month, tier, mode
     }
 
     /// The month whose charges it counts; nil for all time (a job's whole life).
@@ -139,6 +139,7 @@ public struct ReportStore {
         case .project: "j.project"
         case .job: "j.id || ' ' || j.name"
         case .day: "strftime('%Y-%m-%d', s.billed_at / 1000, 'unixepoch')"
+        case .month: "strftime('%Y-%m', s.billed_at / 1000, 'unixepoch')"
         case .tier: "r.quality_tier"
         case .mode: "s.mode"
         }
@@ -147,7 +148,7 @@ public struct ReportStore {
                 sum(s.cost_pico), sum(s.baseline_pico)
             FROM results s JOIN requests r ON r.id = s.request_id JOIN jobs j ON j.id = r.job_id
             WHERE s.simulated = ?1 AND s.billed_at >= ?2 AND s.billed_at < ?3 AND (?4 IS NULL OR j.project = ?4) AND (?5 IS NULL OR j.id = ?5)
-            GROUP BY 1 ORDER BY \(grouping == .day ? "1" : "6 DESC, 1")
+            GROUP BY 1 ORDER BY \(grouping == .day || grouping == .month ? "1" : "6 DESC, 1")
             """).rows(bindings(query)) { row in
             SpendReport.Line(
                 key: row.text(0), requests: row.int64(1), inputTokens: row.int64(2), cachedTokens: row.int64(3), outputTokens: row.int64(4),
