@@ -89,6 +89,10 @@ import PurserCore
         #expect(html.contains("Simulated runs: no provider was called or charged."))
         // Nothing to fetch: no scripts, stylesheets, images or fonts from anywhere.
         for outside in ["<script", "src=", "<link", "@import", "url("] { #expect(!html.contains(outside), "\(outside)") }
+        // The default page shows real spending; with only rehearsals, it says where they are instead of being empty.
+        let real = purser(["report", "--format", "html"], database: database)
+        #expect(real.out.contains("Nothing was billed in this period. 50 simulated results are in this scope: report with --simulated to see them."),
+            "\(real.out.suffix(600))")
     }
 
     @Test func realAndSimulatedSpendingAreReportedApart() throws {

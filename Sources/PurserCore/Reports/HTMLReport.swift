@@ -38,6 +38,14 @@ public enum HTMLReport {
         if report.query.simulated {
             html += "<p class=\"banner\">Simulated runs: no provider was called or charged. These figures rehearse a job's costs.</p>\n"
         }
+        if report.lines.isEmpty {
+            // An empty page says why, and where the spending is when it is in the other ledger.
+            let other = report.otherLedgerResults > 0
+                ? " \(report.otherLedgerResults) \(report.query.simulated ? "real" : "simulated") result\(report.otherLedgerResults == 1 ? " is" : "s are") in this scope: "
+                    + (report.query.simulated ? "report without --simulated to see them." : "report with --simulated to see them.")
+                : ""
+            html += "<p class=\"banner\">Nothing was \(report.query.simulated ? "spent in simulated runs" : "billed") in this period.\(escape(other))</p>\n"
+        }
         html += "<div class=\"tiles\">\n"
         html += tile("Spent", display.total.cost, note: "\(display.total.requests) requests")
         html += tile("Baseline", display.total.baseline, note: "every request on its reference model")
