@@ -77,8 +77,15 @@ enum PricingCommand {
         } catch {
             throw Problem("\(path): invalid JSON at byte \(error.column): \(error.reason)")
         }
-        // Quality, limits and speed are kept from the current tables, reference rows included.
-        let existing = (try? context.loadCatalog(arguments)).map { $0.models + $0.references } ?? []
+        // Quality, limits and speed are kept from the current tables, reference rows included; when they cannot be
+        // read the import still runs, and says that nothing was kept.
+        var existing: [Model] = []
+        do {
+            let catalog = try context.loadCatalog(arguments)
+            existing = catalog.models + catalog.references
+        } catch {
+            context.console.error("note: the current tables could not be read, so no quality, limit or speed is kept from them: \(error)")
+        }
         let priceDate = arguments.value("price-date") ?? Date().formatted(.iso8601.year().month().day())
         let providers = arguments.value("providers").map { Set($0.split(separator: ",").map { String($0) }) }
         let result: LiteLLMImport.Result

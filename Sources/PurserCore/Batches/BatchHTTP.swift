@@ -52,7 +52,10 @@ final class BatchHTTP: Sendable {
     }
 
     /// Provider text with the key taken out.
-    func mask(_ text: String) -> String { (try? endpoint.get())?.mask(text) ?? text }
+    func mask(_ text: String) -> String {
+        guard case .success(let endpoint) = endpoint else { return text }  // no usable endpoint: no key was read either
+        return endpoint.mask(text)
+    }
 
     /// A JSON call; the answer's body parsed, or the failure classified as for a live call.
     func json(_ method: String, _ path: String, body: JSONObject? = nil) async throws(BatchAPIError) -> JSONObject {

@@ -271,9 +271,9 @@ extension DispatchStore {
     /// A provider batch looked at for `id` after a crash and found to be another database's: never taken for it.
     func recordForeignCandidate(_ id: Int64, providerBatchID: String) throws {
         try database.writeTransaction {
-            let known = try database.scalarText("SELECT foreign_candidates FROM batches WHERE id = ?", [.integer(id)])
-                .flatMap { try? JSONParser.parse($0).arrayValue } ?? []
-            let list = JSONValue.array(known + [.string(providerBatchID)])
+            let known = try BatchStore.foreignCandidates(
+                try database.scalarText("SELECT foreign_candidates FROM batches WHERE id = ?", [.integer(id)]), batch: id)
+            let list = JSONValue.array((known + [providerBatchID]).map { .string($0) })
             try database.statement("UPDATE batches SET foreign_candidates = ? WHERE id = ? AND owner = ?")
                 .execute([.text(JSONWriter.string(list)), .integer(id), .text(owner)])
         }
@@ -633,20 +633,30 @@ extension DispatchStore {
             FROM batch_requests m JOIN requests r ON r.id = m.request_id
             WHERE m.request_id IN (SELECT value FROM json_each(?1)) AND m.batch_id = ?2
             """).forEachRow([.text(PlanStore.idList(ids)), .integer(batch)]) { row in
-            members[row.text(13)] = BatchStore.member(row)
+            members[row.text(13)] = try BatchStore.member(row)
         }
         return members
     }
 }
 
 enum BatchStore {
-    static func member(_ row: Row) -> BatchMember {
+    /// The provider batches recorded as another database's, from their stored list; text that does not read as one
+    /// is an error (forgetting them could take another database's batch for this one's).
+    static func foreignCandidates(_ text: String?, batch: Int64) throws -> [String] {
+        guard let text else { return [] }
+        guard let list = (try? JSONParser.parse(text))?.arrayValue else {
+            throw Problem("batch \(batch): its stored list of other databases' batches does not read as one; the database may be damaged")
+        }
+        return list.compactMap(\.stringValue)
+    }
+
+    static func member(_ row: Row) throws -> BatchMember {
             BatchMember(
                 requestID: row.int64(0), jobID: row.int64(1), customID: row.text(2),
                 needs: RequestNeeds(
                     qualityFloor: row.int(3), qualityTier: row.text(4), inputTokens: row.int(5), maxOutputTokens: row.int(6),
                     capabilities: Capabilities(rawValue: row.int(7)), pinnedModel: row.optionalText(8),
-                    providers: ProviderFilter(json: row.optionalText(14))),
+                    providers: try ProviderFilter.stored(row.optionalText(14))),
                 referenceModel: row.optionalText(9), deadlineAt: row.int64(10), maxCost: row.optionalInt64(11).map { Money(picoUSD: $0) },
                 attempts: row.int(12))
     }
@@ -679,7 +689,7 @@ extension DispatchStore {
                 createStartedAt: row.optionalInt64(9), submittedAt: row.optionalInt64(10), pullBackAt: row.int64(11), nextPollAt: row.optionalInt64(12),
                 cancelRequestedAt: row.optionalInt64(13), inputFileID: row.optionalText(14), providerBatchID: row.optionalText(15),
                 providerStatus: row.optionalText(16), outputFileID: row.optionalText(17), errorFileID: row.optionalText(18), resultsURL: row.optionalText(19),
-                foreignCandidates: Set((row.optionalText(20).flatMap { try? JSONParser.parse($0).arrayValue } ?? []).compactMap(\.stringValue)),
+                foreignCandidates: Set(try BatchStore.foreignCandidates(row.optionalText(20), batch: row.int64(0))),
                 uploadStartedAt: row.optionalInt64(21))
         }
     }

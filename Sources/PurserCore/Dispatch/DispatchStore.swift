@@ -123,7 +123,7 @@ public actor DispatchStore {
                 needs: RequestNeeds(
                     qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
                     capabilities: Capabilities(rawValue: row.int(8)), pinnedModel: row.optionalText(9),
-                    providers: ProviderFilter(json: row.optionalText(18))),
+                    providers: try ProviderFilter.stored(row.optionalText(18))),
                 referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
                 attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16),
                 latestStart: row.int64(17))

@@ -11,6 +11,8 @@ public final class HTTPProviderClient: ModelCaller {
     private let session: URLSession
     private let environment: [String: String]
     private let deadlines = ExchangeDeadlines()
+    /// Each provider's endpoint, made once (its base URL parsed, its key read) rather than on every call.
+    private let endpoints = Mutex<[Provider: ProviderEndpoint]>([:])
     public static let anthropicVersion = "2023-06-01"
 
     public init(maximumConnectionsPerHost: Int, timeoutSeconds: Double, environment: [String: String]) {
@@ -64,12 +66,19 @@ public final class HTTPProviderClient: ModelCaller {
         }
     }
 
+    private func endpoint(for provider: Provider) throws(CallFailure) -> ProviderEndpoint {
+        if let known = endpoints.withLock({ $0[provider] }) { return known }
+        let endpoint = try ProviderEndpoint(provider: provider, environment: environment)
+        endpoints.withLock { $0[provider] = endpoint }
+        return endpoint
+    }
+
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
         let endpoint: ProviderEndpoint
         let url: URL
         var request: URLRequest
         do {
-            endpoint = try ProviderEndpoint(provider: call.provider, environment: environment)
+            endpoint = try self.endpoint(for: call.provider)
             url = try endpoint.url(call.provider.dialect == .openai ? "/chat/completions" : "/v1/messages")
             request = try endpoint.request(url, method: "POST", timeoutSeconds: call.timeoutSeconds)
         } catch {

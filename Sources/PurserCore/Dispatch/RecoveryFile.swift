@@ -87,7 +87,11 @@ public struct RecoveryFile: Sendable {
     func take() throws -> (answers: [RecoveredAnswer], taken: [String])? {
         let file = URL(fileURLWithPath: path)
         let folder = file.deletingLastPathComponent().path, base = file.lastPathComponent
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        // A folder that cannot be listed would hide paid answers: it is an error, not "none".
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
+            throw Problem("cannot look for recovery files in \(folder): \(error)")
+        }
         var answers: [RecoveredAnswer] = [], taken: [String] = []
         for name in names.sorted() where name == base || name.hasPrefix(base + ".") {
             let suffix = name.dropFirst(base.count)

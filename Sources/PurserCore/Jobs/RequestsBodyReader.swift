@@ -47,6 +47,8 @@ final class RequestsBodyReader: JobLineSource {
     private var element: [UInt8] = []
     private var elementLine = 0, elementBytes = 0, inElement = false
     private var isFirstByte = true
+    /// Bytes of a leading BOM still to skip.
+    private var skipBOM = 0
 
     private static let requestsKey = Array("requests".utf8)
 
@@ -167,8 +169,6 @@ final class RequestsBodyReader: JobLineSource {
         }
         return nil
     }
-
-    private var skipBOM = 0
 
     /// One byte of an element of the array: an object (or any value), up to where it closes at the array's depth.
     private func scanElement(_ byte: UInt8) -> JobFileReader.Line? {

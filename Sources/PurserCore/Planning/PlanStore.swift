@@ -25,7 +25,7 @@ public struct PlanStore {
                         needs: RequestNeeds(
                             qualityFloor: row.int(1), qualityTier: row.text(2), inputTokens: row.int(3), maxOutputTokens: row.int(4),
                             capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6),
-                            providers: ProviderFilter(json: row.optionalText(11))),
+                            providers: try ProviderFilter.stored(row.optionalText(11))),
                         referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) },
                         job: job, liveOnly: row.int(10) == 1))
                 }

@@ -23,10 +23,14 @@ public struct ProviderFilter: Sendable, Hashable {
         return JSONWriter.string(.object(object))
     }
 
-    /// A stored filter; nil for none (or text that does not read as one).
-    public init?(json text: String?) {
-        guard let text, let object = (try? JSONParser.parse(text))?.objectValue else { return nil }
-        self.init(only: object["only"]?.arrayValue?.compactMap(\.stringValue), ignore: object["ignore"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+    /// The filter stored with a request; nil for none. Text that does not read as one is an error, never "no
+    /// restriction": a request must not reach a provider its filter excluded because the database was damaged.
+    public static func stored(_ text: String?) throws -> ProviderFilter? {
+        guard let text else { return nil }
+        guard let object = (try? JSONParser.parse(text))?.objectValue else {
+            throw Problem("a request's stored provider filter does not read as one (\(text.prefix(60))); the database may be damaged")
+        }
+        return ProviderFilter(only: object["only"]?.arrayValue?.compactMap(\.stringValue), ignore: object["ignore"]?.arrayValue?.compactMap(\.stringValue) ?? [])
     }
 
     /// The filter a line's `providers` value gives, merged with the submit's (both must allow a provider), or why it
