@@ -121,12 +121,29 @@ import PurserCore
         #expect(try count("succeeded") == 20)
     }
 
+    /// What one request of the job reserves before its call: its worst case on the model and mode that served it uncapped.
+    func worstCase(servedIn probe: BudgetTests) throws -> Int64 {
+        let row = try #require(try query(
+            probe.database, "SELECT s.model, s.mode, r.input_tokens, r.max_output_tokens FROM results s JOIN requests r ON r.id = s.request_id LIMIT 1"
+        ).first)
+        let catalog = try PricingCatalog.load(directory: repository.appendingPathComponent("pricing").path)
+        let model = try #require(catalog.model(id: row[0]))
+        let mode = try #require(DispatchMode(rawValue: row[1]))
+        return Charges.worstCase(model: model, mode: mode, inputTokens: try #require(Int(row[2])), maxOutputTokens: try #require(Int(row[3]))).picoUSD
+    }
+
     @Test func aJobCapHoldsItsRequestsUntilRaised() async throws {
-        let (perRequest, total) = try await uncappedCharges()
-        _ = try submitJob(maxCost: Money(picoUSD: perRequest * 5).exactUSD)
+        let probe = BudgetTests()
+        _ = try probe.submitJob()
+        #expect(await probe.run(at: december - 3_600_000).code == 0)
+        let perRequest = try probe.scalar("SELECT max(cost_pico) FROM results")
+        let total = try probe.scalar("SELECT sum(cost_pico) FROM results")
+        // Room for five charges beside one reservation: a request waits only when what is left is below its worst case.
+        let cap = perRequest * 5 + (try worstCase(servedIn: probe))
+        _ = try submitJob(maxCost: Money(picoUSD: cap).exactUSD)
         _ = await run(at: december - 3_600_000)
         let served = try count("succeeded")
-        #expect(try charged("2026-11") <= perRequest * 5)
+        #expect(try charged("2026-11") <= cap)
         let held = try count("held")
         #expect(served >= 5 && held == 20 - served)
         #expect(try scalar("SELECT count(*) FROM requests WHERE state = 'held' AND next_attempt_at IS NULL") == (try count("held")))

@@ -105,6 +105,14 @@ func bundledPricingOnFake(port: Int) throws -> String {
             text = text.replacingOccurrences(of: #"https?://[^/"]+"#, with: "http://127.0.0.1:\(port)", options: .regularExpression)
                 .replacingOccurrences(of: #""api_key_env": "[A-Z_]+""#, with: #""api_key_env": "FAKE_KEY""#, options: .regularExpression)
                 .replacingOccurrences(of: #""batch_api": (true|"[a-z]+")"#, with: #""batch_api": false"#, options: .regularExpression)
+        } else if var document = try JSONParser.parse(text).objectValue, let models = document["models"]?.arrayValue {
+            // The fake has no off-peak hours: a run on it never waits (in real time) for DeepSeek's.
+            document["models"] = .array(models.map { model in
+                guard var object = model.objectValue else { return model }
+                object["discount_windows"] = nil
+                return .object(object)
+            })
+            text = JSONWriter.string(.object(document))
         }
         try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }

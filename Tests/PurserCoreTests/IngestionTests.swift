@@ -92,7 +92,7 @@ private struct Workspace {
         "line 3: unknown quality tier \"ultra\"; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100",
         #"line 4 (custom_id "ok"): duplicate custom_id (first used on line 1); custom_id must be unique in a job"#,
         #"line 5 (custom_id "huge"): prompt of ~8 tokens plus max_tokens 2000000 fits no model's context (the largest is 1048576)"#,
-        #"line 6 (custom_id "cheap"): max_cost_usd 0.0000000001 is below every eligible model's estimate (the cheapest is 0.000205 USD)"#,
+        #"line 6 (custom_id "cheap"): max_cost_usd 0.0000000001 is below every eligible model's estimate (the cheapest is 0.0006156 USD)"#,
         #"line 7 (custom_id "who"): unknown model "gpt-2" in body.model: it is not in the pricing tables, nor an alias or dated snapshot of a model there; give the line a "quality" (a tier such as "standard", or a score 0–100) or pass --quality, or add the model to the tables"#,
         "line 8: missing custom_id",
         #"line 9: unknown key "deadlin"; routing keys are quality, deadline, max_cost_usd, pin, tags, providers"#,

@@ -391,7 +391,7 @@ final class BatchRunner: Sendable {
                     return .fail("no other model can serve it; \(model.id) refused: \(failure.message)")
                 }
                 let cost = Charges.prices(of: next, mode: mode, at: now).cost(
-                    inputTokens: member.needs.inputTokens, outputTokens: member.needs.maxOutputTokens)
+                    inputTokens: member.needs.inputTokens, outputTokens: next.outputAllowance(member.needs.maxOutputTokens))
                 return .move(model: next.id, mode: mode, cost: cost, reason: "moved from \(model.id) after: \(failure.message)")
             case .retryable, .unreachable, .auth, .quota, .misdirected:
                 if member.attempts >= options.retry.maximumAttempts {

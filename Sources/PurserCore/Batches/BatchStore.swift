@@ -504,7 +504,7 @@ extension DispatchStore {
                         attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), request: member.requestID, worker: owner)
                     outputs[member.needs.qualityTier, default: (0, 0, 0)].samples += 1
                     outputs[member.needs.qualityTier]!.output += response.usage.outputTokens
-                    outputs[member.needs.qualityTier]!.maxOutput += member.needs.maxOutputTokens
+                    outputs[member.needs.qualityTier]!.maxOutput += model?.outputAllowance(member.needs.maxOutputTokens) ?? member.needs.maxOutputTokens
                     counts.succeeded += 1
                     counts.spend += cost
                 case .replan(let reason), .replanLive(let reason):

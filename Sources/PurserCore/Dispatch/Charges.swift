@@ -24,8 +24,9 @@ public enum Charges {
     static let inputBoundFactor = 4
 
     /// The most a call can cost: the input bound at the highest input rate (cache writes), plus
-    /// `maxOutputTokens` at the output rate, at the mode's prices and the highest of any discount window.
-    /// This is what is reserved before the call, so a charge never exceeds its reservation.
+    /// `maxOutputTokens` and the model's reasoning room (what the call's output limit is) at the output rate, at the mode's
+    /// prices and the highest of any discount window. This is what is reserved before the call, so a charge never exceeds
+    /// its reservation.
     public static func worstCase(model: Model, mode: DispatchMode, inputTokens: Int, maxOutputTokens: Int) -> Money {
         var candidates: [TokenPrices]
         switch mode {
@@ -35,7 +36,7 @@ public enum Charges {
         }
         return candidates.map { prices in
             max(prices.input.scaled(basisPoints: cacheWriteBasisPoints), prices.cachedInput).cost(tokens: inputTokens * inputBoundFactor)
-                + prices.output.cost(tokens: maxOutputTokens)
+                + prices.output.cost(tokens: model.outputAllowance(maxOutputTokens))
         }.max() ?? .zero
     }
 

@@ -20,15 +20,21 @@ public enum DialectTranslation {
         case (.anthropic, .openai): body = openAIBody(fromAnthropic: stored)
         }
         body["model"] = .string(model.providerModel)
-        if provider.dialect == .openai, provider.name == "openai" {
-            // OpenAI's reasoning models refuse max_tokens; max_completion_tokens works on all its chat models.
-            if let maxTokens = body["max_tokens"] {
-                body["max_tokens"] = nil
-                body["max_completion_tokens"] = maxTokens
-            }
-        }
+        // The limit always goes out, so an answer can never be longer than what was reserved for it: the request's own
+        // (or the default it was planned with), plus the model's reasoning room, under the name the model takes.
+        let requested = (body["max_completion_tokens"] ?? body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
+        body["max_completion_tokens"] = nil
+        body["max_tokens"] = nil
+        body[outputLimitName(of: model, provider: provider)] = .number(String(model.outputAllowance(requested)))
         if mode == .flex { body["service_tier"] = .string("flex") }
         return body
+    }
+
+    /// The body field a model's output limit goes in: its tables' `parameters.output_limit`, else `max_tokens`, except
+    /// OpenAI's own models, whose reasoning models refuse `max_tokens` (`max_completion_tokens` works on all of them).
+    static func outputLimitName(of model: Model, provider: Provider) -> String {
+        guard provider.dialect == .openai else { return "max_tokens" }
+        return model.parameters.outputLimitName ?? (provider.name == "openai" ? "max_completion_tokens" : "max_tokens")
     }
 
     // MARK: - OpenAI → Anthropic
@@ -74,15 +80,29 @@ public enum DialectTranslation {
                 return .object(converted)
             })
         }
+        var choice: JSONObject?
         switch openai["tool_choice"] {
-        case .string("auto")?: body["tool_choice"] = .object(JSONObject(["type": .string("auto")]))
-        case .string("required")?: body["tool_choice"] = .object(JSONObject(["type": .string("any")]))
-        case .string("none")?: body["tool_choice"] = .object(JSONObject(["type": .string("none")]))
-        case .object(let choice)?:
-            if let name = choice["function"]?.objectValue?["name"] {
-                body["tool_choice"] = .object(JSONObject(["type": .string("tool"), "name": name]))
-            }
+        case .string("auto")?: choice = JSONObject(["type": .string("auto")])
+        case .string("required")?: choice = JSONObject(["type": .string("any")])
+        case .string("none")?: choice = JSONObject(["type": .string("none")])
+        case .object(let named)?:
+            if let name = named["function"]?.objectValue?["name"] { choice = JSONObject(["type": .string("tool"), "name": name]) }
         default: break
+        }
+        // One call at most: Anthropic says it on the tool choice.
+        if openai["parallel_tool_calls"]?.boolValue == false, body["tools"] != nil {
+            if choice == nil { choice = JSONObject(["type": .string("auto")]) }
+            if choice?["type"]?.stringValue != "none" { choice?["disable_parallel_tool_use"] = .bool(true) }
+        }
+        if let choice { body["tool_choice"] = .object(choice) }
+        // A JSON schema becomes Anthropic's structured output (`output_config.format`,
+        // https://platform.claude.com/docs/en/build-with-claude/structured-outputs); JSON mode without a schema has no
+        // Anthropic form, and the planner sends such a request only to models that list json_mode (Claude's rows do not).
+        if let format = openai["response_format"]?.objectValue, format["type"]?.stringValue == "json_schema",
+            let schema = format["json_schema"]?.objectValue?["schema"]
+        {
+            let structured = JSONObject(["type": .string("json_schema"), "schema": schema])
+            body["output_config"] = .object(JSONObject(["format": .object(structured)]))
         }
         return body
     }
@@ -179,8 +199,21 @@ public enum DialectTranslation {
                 ]))
             default: body["tool_choice"] = .string("auto")
             }
+            if choice["disable_parallel_tool_use"]?.boolValue == true, body["tools"] != nil { body["parallel_tool_calls"] = .bool(false) }
+        }
+        if let format = anthropicStructuredOutput(anthropic), let schema = format["schema"] {
+            body["response_format"] = .object(JSONObject([
+                "type": .string("json_schema"),
+                "json_schema": .object(JSONObject(["name": .string("output"), "schema": schema, "strict": .bool(true)])),
+            ]))
         }
         return body
+    }
+
+    /// An Anthropic body's JSON-schema output format: `output_config.format`, or the beta's `output_format`.
+    static func anthropicStructuredOutput(_ body: JSONObject) -> JSONObject? {
+        let format = body["output_config"]?.objectValue?["format"]?.objectValue ?? body["output_format"]?.objectValue
+        return format?["type"]?.stringValue == "json_schema" ? format : nil
     }
 
     /// The text of a content value written either way.

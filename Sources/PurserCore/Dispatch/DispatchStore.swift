@@ -293,7 +293,7 @@ public actor DispatchStore {
             cost: success.cost, finishedAt: success.now, billedAt: billedAt, baseline: success.baseline)
         try insertAttempt(success.attempt, request: request.id)
         try JobStore(database: database).recordOutput(
-            model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: request.needs.maxOutputTokens)
+            model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens))
         return true
     }
 

@@ -381,7 +381,7 @@ public final class Dispatcher: Sendable {
             }
         }
         let answer = RecoveredAnswer(
-            requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens,
+            requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens),
             model: model.id, provider: provider.name, dialect: provider.dialect, mode: mode, response: response, cost: cost, baseline: baseline,
             attempt: attempt, finishedAt: now)
         let kept: String
@@ -447,18 +447,26 @@ public final class Dispatcher: Sendable {
                 }
                 return
             }
-            let cost = Charges.prices(of: model, mode: mode, at: now).cost(inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
+            let cost = Charges.prices(of: model, mode: mode, at: now).cost(inputTokens: request.needs.inputTokens, outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
             let (chosenModel, chosenMode) = (model, mode)
             await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: chosenModel.id, mode: chosenMode, cost: cost) }
         }
+        // When a rehearsal answers a request planned for a window ahead of time, it prices it at the window's opening.
+        var windowOpening: Int64?
         if mode == .offpeak, let opening = Dispatcher.nextWindowOpening(model, after: now), opening > now,
-            opening + model.speed.callDuration(outputTokens: request.needs.maxOutputTokens) <= request.deadlineAt
+            opening + model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens)) <= request.deadlineAt
         {
-            // Planned for a discount window that is not open: wait for it, since it still leaves time.
-            await persist("return \(request.customID) to wait for its window") {
-                try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
+            if options.simulate && options.simulationSpeedup > 1 {
+                // A sped-up rehearsal does not wait hours of real time for the window: the simulator answers now, as the
+                // window will, like it shortens every other wait.
+                windowOpening = opening
+            } else {
+                // Planned for a discount window that is not open: wait for it, since it still leaves time.
+                await persist("return \(request.customID) to wait for its window") {
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
+                }
+                return
             }
-            return
         }
         let body: JSONObject
         do {
@@ -492,7 +500,7 @@ public final class Dispatcher: Sendable {
             // A paid answer is kept even when the run is stopping.
             if let change = await health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
             await limiter.recovered(model, latencyMilliseconds: finished - callStarted)
-            let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: callStarted))
+            let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: windowOpening ?? callStarted))
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
             let baselineCost = baseline.model(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
             let kept = await storeAnswer(
@@ -536,7 +544,7 @@ public final class Dispatcher: Sendable {
             await fail(request, failure.message, attempt: attempt)
         case .modelRefused, .retryable, .unreachable:
             if failure.kind != .modelRefused {
-                let longestPause = max(request.deadlineAt - now - model.speed.callDuration(outputTokens: request.needs.maxOutputTokens), 1_000)
+                let longestPause = max(request.deadlineAt - now - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens)), 1_000)
                 if let change = await health.recordFailure(
                     provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message, longestPause: longestPause)
                 {
@@ -564,12 +572,12 @@ public final class Dispatcher: Sendable {
             var delay = await state.delay(options.retry, afterAttempt: request.attempts, retryAfterMilliseconds: failure.retryAfterMilliseconds)
             // A wait (a provider's Retry-After, say) that would pass the request's latest start is not waited out
             // on this model: the request moves to the next one, or fails when none can serve it in time.
-            let latestStart = request.deadlineAt - model.speed.callDuration(outputTokens: request.needs.maxOutputTokens)
+            let latestStart = request.deadlineAt - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
             let waitPassesDeadline = !options.allowLate && now + delay > latestStart
             let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel || waitPassesDeadline
             if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) {
                 let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
-                    inputTokens: request.needs.inputTokens, outputTokens: request.needs.maxOutputTokens)
+                    inputTokens: request.needs.inputTokens, outputTokens: next.outputAllowance(request.needs.maxOutputTokens))
                 await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: next.id, mode: nextMode, cost: cost) }
                 await state.count(.fellBack)
                 onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))

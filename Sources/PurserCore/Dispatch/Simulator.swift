@@ -4,7 +4,8 @@ import Foundation
 /// text and usage. Latency follows the model's speed figures (time to first token plus output tokens
 /// at its typical rate), divided by `speedup`. Every answer is marked simulated where Purser keeps it (results,
 /// the ledger, the `purser` key of results), never inside the provider-shaped body. A request offering tools is
-/// answered with a call of the first one.
+/// answered with a call of the first one. A reasoning model (one with reasoning room in its tables) spends part of its
+/// output limit on reasoning first, reported as `reasoning_tokens`, so a limit that leaves it none gets an empty answer.
 public struct Simulator: ModelCaller {
     public var speedup: Double
 
@@ -37,17 +38,23 @@ public struct Simulator: ModelCaller {
 
     public static func answer(_ call: ProviderCall) -> ProviderResponse {
         var random = SplitMix64(seed: Simulator.seed(call.requestID, call.model.id))
-        let maxTokens = (call.body["max_completion_tokens"] ?? call.body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
-        // Answers use between a third and nine tenths of what they may.
-        let output = max(1, maxTokens * (33 + random.below(58)) / 100)
+        let limit = (call.body["max_completion_tokens"] ?? call.body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
+        // Answers use between a third and nine tenths of what they may. A reasoning model first spends a quarter to
+        // three quarters of its reasoning room, inside the same limit: a limit that leaves no room is an empty answer.
+        let room = call.model.parameters.reasoningRoomTokens
+        let reasoning = room > 0 ? min(room * (25 + random.below(51)) / 100, limit) : 0
+        let answerRoom = max(limit - room, 0)
+        let answer = limit > reasoning ? min(max(1, answerRoom * (33 + random.below(58)) / 100), limit - reasoning) : 0
+        let output = max(reasoning + answer, 1)
+        let truncated = answer == 0
         let input = TokenEstimator.inputTokens(textBytes: JSONWriter.string(.object(call.body)).utf8.count, messages: 1, images: 0)
         let cached = random.below(4) == 0 ? input / 2 : 0
-        let text = "Simulated answer from \(call.model.id) to \(call.customID) (\(output) tokens)."
+        let text = truncated ? "" : "Simulated answer from \(call.model.id) to \(call.customID) (\(answer) tokens)."
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"
         let body: JSONObject
         let usage: Usage
         // A request with tools is answered with a call of its first one, its arguments the schema's properties.
-        let tool = Simulator.firstTool(of: call.body, dialect: call.provider.dialect)
+        let tool = truncated ? nil : Simulator.firstTool(of: call.body, dialect: call.provider.dialect)
         let toolID = "call_sim_\(call.requestID)"
         switch call.provider.dialect {
         case .openai:
@@ -63,12 +70,14 @@ public struct Simulator: ModelCaller {
                 "id": .string(id), "object": .string("chat.completion"), "created": .number(String(Int64(Date().timeIntervalSince1970))),
                 "model": .string(call.model.providerModel),
                 "choices": .array([.object(JSONObject([
-                    "index": .number("0"), "message": .object(reply), "finish_reason": .string(tool == nil ? "stop" : "tool_calls"),
+                    "index": .number("0"), "message": .object(reply),
+                    "finish_reason": .string(truncated ? "length" : tool == nil ? "stop" : "tool_calls"),
                 ]))]),
                 "usage": .object(JSONObject([
                     "prompt_tokens": .number(String(input)), "completion_tokens": .number(String(output)),
                     "total_tokens": .number(String(input + output)),
                     "prompt_tokens_details": .object(JSONObject(["cached_tokens": .number(String(cached))])),
+                    "completion_tokens_details": .object(JSONObject(["reasoning_tokens": .number(String(reasoning))])),
                 ])),
             ])
         case .anthropic:
@@ -78,7 +87,7 @@ public struct Simulator: ModelCaller {
                 "content": .array(tool.map { tool in
                     [.object(JSONObject(["type": .string("tool_use"), "id": .string(toolID), "name": .string(tool.name), "input": .object(tool.arguments)]))]
                 } ?? [.object(JSONObject(["type": .string("text"), "text": .string(text)]))]),
-                "stop_reason": .string(tool == nil ? "end_turn" : "tool_use"), "stop_sequence": .null,
+                "stop_reason": .string(truncated ? "max_tokens" : tool == nil ? "end_turn" : "tool_use"), "stop_sequence": .null,
                 "usage": .object(JSONObject([
                     "input_tokens": .number(String(input - cached)), "output_tokens": .number(String(output)),
                     "cache_read_input_tokens": .number(String(cached)), "cache_creation_input_tokens": .number("0"),

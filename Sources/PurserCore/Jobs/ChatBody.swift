@@ -52,13 +52,32 @@ enum ChatBody {
             summary.capabilities.insert(.tools)
             summary.textBytes += JSONWriter.string(tools).utf8.count
         }
-        if let format = body["response_format"]?.objectValue, let type = format["type"]?.stringValue,
-            type == "json_object" || type == "json_schema"
-        {
-            summary.capabilities.insert(.jsonMode)
+        switch body["response_format"]?.objectValue?["type"]?.stringValue {
+        case "json_object"?: summary.capabilities.insert(.jsonMode)
+        case "json_schema"?: summary.capabilities.insert(.jsonSchema)
+        default: break
         }
-        if body["output_format"] != nil { summary.capabilities.insert(.jsonMode) }
+        if DialectTranslation.anthropicStructuredOutput(body) != nil { summary.capabilities.insert(.jsonSchema) }
+        summary.capabilities.formUnion(parametersSet(body))
         return .success(summary)
+    }
+
+    /// The request parameters a body sets away from their defaults (temperature and top_p 1, penalties 0, no logprobs,
+    /// no logit bias): a model that refuses one is not planned on. A value that is not a number counts as set.
+    static func parametersSet(_ body: JSONObject) -> Capabilities {
+        var set: Capabilities = []
+        func differs(_ key: String, from standard: Double) -> Bool {
+            guard let value = body[key], !value.isNull else { return false }
+            guard let text = value.numberText, let number = Double(text) else { return true }
+            return number != standard
+        }
+        if differs("temperature", from: 1) { set.insert(.temperature) }
+        if differs("top_p", from: 1) { set.insert(.topP) }
+        if differs("presence_penalty", from: 0) { set.insert(.presencePenalty) }
+        if differs("frequency_penalty", from: 0) { set.insert(.frequencyPenalty) }
+        if body["logprobs"]?.boolValue == true || (body["top_logprobs"].map { !$0.isNull } ?? false) { set.insert(.logprobs) }
+        if let bias = body["logit_bias"]?.objectValue, !bias.members.isEmpty { set.insert(.logitBias) }
+        return set
     }
 
     private static func addContentPart(_ part: JSONValue, to summary: inout ChatBodySummary) {

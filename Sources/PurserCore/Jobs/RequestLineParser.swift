@@ -252,7 +252,8 @@ public struct RequestLineParser {
                 exclusions.append(exclusion)
                 continue
             }
-            let output = OutputHistoryByTier.expectedOutputTokens(samples, model: index, maxOutputTokens: needs.maxOutputTokens)
+            let output = OutputHistoryByTier.expectedOutputTokens(
+                samples, model: index, maxOutputTokens: facts[index].outputAllowance(needs.maxOutputTokens))
             let cost = cheapestSyncPrices[index].cost(inputTokens: needs.inputTokens, outputTokens: output)
             if cheapest == nil || cost < cheapest! { cheapest = cost }
         }

@@ -32,7 +32,7 @@ struct Baseline {
 
     private func expectedOutput(_ index: Int, _ request: PlannableRequest) -> Int {
         OutputHistoryByTier.expectedOutputTokens(
-            history.samples(tier: request.needs.qualityTier), model: index, maxOutputTokens: request.needs.maxOutputTokens)
+            history.samples(tier: request.needs.qualityTier), model: index, maxOutputTokens: facts[index].outputAllowance(request.needs.maxOutputTokens))
     }
 
     private func modelIndex(for request: PlannableRequest) -> Int? {

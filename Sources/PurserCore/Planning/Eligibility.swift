@@ -31,6 +31,8 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
     case context(needed: Int, window: Int)
     case maxOutput(requested: Int, limit: Int)
     case capabilities(missing: [String])
+    case parameters(refused: [String])
+    case reasoningRoom(requested: Int, room: Int, limit: Int)
     case providerNotAllowed(String)
     case noKey(provider: String, variable: String)
     case unknownProvider(String)
@@ -44,6 +46,9 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
         case .context(let needed, let window): "needs ~\(needed) tokens of context, the window is \(window)"
         case .maxOutput(let requested, let limit): "max_tokens \(requested) is above the model's \(limit)"
         case .capabilities(let missing): "lacks \(missing.joined(separator: ", "))"
+        case .parameters(let refused): "does not accept \(refused.joined(separator: ", ")) (see parameters.unsupported in its tables)"
+        case .reasoningRoom(let requested, let room, let limit):
+            "max_tokens \(requested) plus its \(room) tokens of reasoning room is above its output limit \(limit)"
         case .providerNotAllowed(let provider): "provider \(provider) is not allowed for this request (its providers only/ignore)"
         case .noKey(let provider, let variable): "provider \(provider) has no key (set \(variable), or plan with --simulate)"
         case .unknownProvider(let provider): "provider \(provider) is not in providers.json"
@@ -66,18 +71,24 @@ public struct ModelFacts: Sendable {
     public var batchPrices: TokenPrices?
     public var speed: Speed
     public var provider: String
+    public var reasoningRoomTokens: Int
 
     public init(_ model: Model) {
         provider = model.provider
         quality = model.quality
         contextWindow = model.contextWindow
         maxOutputTokens = model.maxOutputTokens
-        capabilities = model.capabilities
+        // Its features, and every request parameter its tables do not say it refuses.
+        capabilities = model.capabilities.union(Capabilities.allParameters.subtracting(model.parameters.unsupported))
+        reasoningRoomTokens = model.parameters.reasoningRoomTokens
         prices = model.prices
         flexPrices = model.flexPrices
         batchPrices = model.batchPrices
         speed = model.speed
     }
+
+    /// As `Model.outputAllowance`: the request's limit plus the model's reasoning room.
+    public func outputAllowance(_ requested: Int) -> Int { requested + reasoningRoomTokens }
 }
 
 public enum Eligibility {
@@ -90,12 +101,18 @@ public enum Eligibility {
     public static func staticExclusion(of model: ModelFacts, isPinnedModel: Bool, for needs: RequestNeeds) -> Exclusion? {
         if let pinned = needs.pinnedModel, !isPinnedModel { return .pinnedElsewhere(pinned) }
         if needs.pinnedModel == nil, model.quality < needs.qualityFloor { return .quality(score: model.quality, floor: needs.qualityFloor) }
-        if needs.inputTokens + needs.maxOutputTokens > model.contextWindow {
-            return .context(needed: needs.inputTokens + needs.maxOutputTokens, window: model.contextWindow)
+        let allowance = model.outputAllowance(needs.maxOutputTokens)
+        if needs.inputTokens + allowance > model.contextWindow {
+            return .context(needed: needs.inputTokens + allowance, window: model.contextWindow)
         }
         if needs.maxOutputTokens > model.maxOutputTokens { return .maxOutput(requested: needs.maxOutputTokens, limit: model.maxOutputTokens) }
+        if allowance > model.maxOutputTokens {
+            return .reasoningRoom(requested: needs.maxOutputTokens, room: model.reasoningRoomTokens, limit: model.maxOutputTokens)
+        }
         let missing = needs.capabilities.subtracting(model.capabilities)
-        if !missing.isEmpty { return .capabilities(missing: missing.names) }
+        let refused = missing.intersection(Capabilities.allParameters)
+        if !missing.subtracting(refused).isEmpty { return .capabilities(missing: missing.subtracting(refused).names) }
+        if !refused.isEmpty { return .parameters(refused: refused.names) }
         if let filter = needs.providers, !filter.allows(model.provider) { return .providerNotAllowed(model.provider) }
         return nil
     }

@@ -208,6 +208,8 @@ final class PlanningProblem {
     let modelRankByID: [Int]
     let tierNames: [String]
     private let samplesByTier: [[OutputHistory.Sample?]?]
+    /// Each model's reasoning room (`ModelParameters.reasoningRoomTokens`), added to every request's output limit on it.
+    private let reasoningRoom: [Int]
     private(set) var tierOfRequest: [Int32] = []
     private var eligibleModels: [[Int32]] = []
 
@@ -226,6 +228,7 @@ final class PlanningProblem {
         self.requests = requests
         self.held = held
         self.models = context.catalog.models
+        reasoningRoom = context.catalog.models.map(\.parameters.reasoningRoomTokens)
         modelIsUsable = context.catalog.models.map { model in
             context.catalog.providers[model.provider] != nil && context.usableProviders.contains(model.provider)
         }
@@ -281,8 +284,10 @@ final class PlanningProblem {
     }
 
     private func buildSignatures() {
-        let windows = Array(Set(models.map(\.contextWindow))).sorted()
-        let outputLimits = Array(Set(models.map(\.maxOutputTokens))).sorted()
+        // A model with reasoning room judges a request as if its window and output limit were that much smaller, so
+        // requests on the same side of every such threshold share their eligibility.
+        let windows = Array(Set(models.map { $0.contextWindow - $0.parameters.reasoningRoomTokens } + models.map(\.contextWindow))).sorted()
+        let outputLimits = Array(Set(models.map { $0.maxOutputTokens - $0.parameters.reasoningRoomTokens } + models.map(\.maxOutputTokens))).sorted()
         func rank(_ sorted: [Int], below value: Int) -> Int32 {
             var low = 0, high = sorted.count
             while low < high {
@@ -362,8 +367,9 @@ final class PlanningProblem {
 
     // MARK: - Options
 
+    /// What a request allowing `maxOutput` tokens is expected to produce on `model`, its reasoning included.
     func expectedOutput(tier: Int32, model: Int, maxOutput: Int) -> Int {
-        OutputHistoryByTier.expectedOutputTokens(samplesByTier[Int(tier)], model: model, maxOutputTokens: maxOutput)
+        OutputHistoryByTier.expectedOutputTokens(samplesByTier[Int(tier)], model: model, maxOutputTokens: maxOutput + reasoningRoom[model])
     }
 
     /// Rounds a latest start down to the grid: 1/256 of the time left, at least a second.

@@ -28,7 +28,7 @@ public enum BundledPricing {
       },
       "capabilities": [
         "tools",
-        "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -64,7 +64,7 @@ public enum BundledPricing {
       },
       "capabilities": [
         "tools",
-        "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -100,7 +100,7 @@ public enum BundledPricing {
       },
       "capabilities": [
         "tools",
-        "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -312,8 +312,13 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
+      "parameters": {
+        "reasoning_room_tokens": 4096,
+        "source": "https://ai.google.dev/gemini-api/docs/thinking - thinking is on by default and its tokens count against the output limit; the room added to each request's limit is Purser's allowance, not a figure of Google's"
+      },
       "rate_limits": {
         "requests_per_minute": 150,
         "tokens_per_minute": 2000000
@@ -348,8 +353,13 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
+      "parameters": {
+        "reasoning_room_tokens": 2048,
+        "source": "https://ai.google.dev/gemini-api/docs/thinking - thinking is on by default and its tokens count against the output limit; the room added to each request's limit is Purser's allowance, not a figure of Google's"
+      },
       "rate_limits": {
         "requests_per_minute": 1000,
         "tokens_per_minute": 1000000
@@ -384,6 +394,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -424,8 +435,14 @@ public enum BundledPricing {
       },
       "capabilities": [
         "tools",
-        "json_mode"
+        "json_mode",
+        "json_schema"
       ],
+      "parameters": {
+        "output_limit": "max_completion_tokens",
+        "reasoning_room_tokens": 2048,
+        "source": "https://console.groq.com/docs/reasoning - gpt-oss reasons before it answers and its reasoning is part of the token output; the 2048-token room added to each request's limit is Purser's allowance, not a figure of Groq's"
+      },
       "rate_limits": {
         "requests_per_minute": 1000,
         "tokens_per_minute": 250000
@@ -459,8 +476,14 @@ public enum BundledPricing {
       },
       "capabilities": [
         "tools",
-        "json_mode"
+        "json_mode",
+        "json_schema"
       ],
+      "parameters": {
+        "output_limit": "max_completion_tokens",
+        "reasoning_room_tokens": 2048,
+        "source": "https://console.groq.com/docs/reasoning - gpt-oss reasons before it answers and its reasoning is part of the token output; the 2048-token room added to each request's limit is Purser's allowance, not a figure of Groq's"
+      },
       "rate_limits": {
         "requests_per_minute": 1000,
         "tokens_per_minute": 250000
@@ -501,6 +524,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -537,6 +561,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -573,6 +598,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -621,8 +647,22 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
+      "parameters": {
+        "unsupported": [
+          "temperature",
+          "top_p",
+          "presence_penalty",
+          "frequency_penalty",
+          "logprobs",
+          "logit_bias"
+        ],
+        "output_limit": "max_completion_tokens",
+        "reasoning_room_tokens": 4096,
+        "source": "https://developers.openai.com/docs/guides/reasoning - reasoning tokens count against max_completion_tokens and sampling parameters are refused; the 4096-token room added to each request's limit is Purser's allowance, not a figure of OpenAI's"
+      },
       "rate_limits": {
         "requests_per_minute": 5000,
         "tokens_per_minute": 2000000
@@ -662,8 +702,22 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
+      "parameters": {
+        "unsupported": [
+          "temperature",
+          "top_p",
+          "presence_penalty",
+          "frequency_penalty",
+          "logprobs",
+          "logit_bias"
+        ],
+        "output_limit": "max_completion_tokens",
+        "reasoning_room_tokens": 4096,
+        "source": "https://developers.openai.com/docs/guides/reasoning - reasoning tokens count against max_completion_tokens and sampling parameters are refused; the 4096-token room added to each request's limit is Purser's allowance, not a figure of OpenAI's"
+      },
       "rate_limits": {
         "requests_per_minute": 5000,
         "tokens_per_minute": 2000000
@@ -703,8 +757,22 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
+      "parameters": {
+        "unsupported": [
+          "temperature",
+          "top_p",
+          "presence_penalty",
+          "frequency_penalty",
+          "logprobs",
+          "logit_bias"
+        ],
+        "output_limit": "max_completion_tokens",
+        "reasoning_room_tokens": 4096,
+        "source": "https://developers.openai.com/docs/guides/reasoning - reasoning tokens count against max_completion_tokens and sampling parameters are refused; the 4096-token room added to each request's limit is Purser's allowance, not a figure of OpenAI's"
+      },
       "rate_limits": {
         "requests_per_minute": 5000,
         "tokens_per_minute": 2000000
@@ -738,6 +806,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -773,6 +842,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -808,6 +878,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -843,6 +914,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -875,6 +947,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {
@@ -907,8 +980,22 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
+      "parameters": {
+        "unsupported": [
+          "temperature",
+          "top_p",
+          "presence_penalty",
+          "frequency_penalty",
+          "logprobs",
+          "logit_bias"
+        ],
+        "output_limit": "max_completion_tokens",
+        "reasoning_room_tokens": 4096,
+        "source": "https://developers.openai.com/docs/guides/reasoning - reasoning tokens count against max_completion_tokens and sampling parameters are refused; the 4096-token room added to each request's limit is Purser's allowance, not a figure of OpenAI's"
+      },
       "rate_limits": {
         "requests_per_minute": 5000,
         "tokens_per_minute": 2000000
@@ -939,6 +1026,7 @@ public enum BundledPricing {
       "capabilities": [
         "tools",
         "json_mode",
+        "json_schema",
         "vision"
       ],
       "rate_limits": {

@@ -93,9 +93,14 @@ public struct LiteLLMImport {
             let maxOutput = min(max(entry["max_output_tokens"]?.intValue ?? 4096, 1), context)
             var capabilities: Capabilities = []
             if entry["supports_function_calling"]?.boolValue == true { capabilities.insert(.tools) }
-            if entry["supports_response_schema"]?.boolValue == true { capabilities.insert(.jsonMode) }
-            if entry["supports_vision"]?.boolValue == true { capabilities.insert(.vision) }
             let known = existing.first { $0.id == id }
+            // LiteLLM says whether a model takes a JSON schema; JSON mode without one is the current row's to say, and
+            // otherwise what OpenAI-dialect providers offer beside schemas (Anthropic has no schema-less JSON mode).
+            if entry["supports_response_schema"]?.boolValue == true {
+                capabilities.insert(.jsonSchema)
+                if known.map({ $0.capabilities.contains(.jsonMode) }) ?? (provider != "anthropic") { capabilities.insert(.jsonMode) }
+            }
+            if entry["supports_vision"]?.boolValue == true { capabilities.insert(.vision) }
             let source = entry["source"]?.stringValue.flatMap { $0.hasPrefix("http") ? $0 : nil }
                 ?? known?.priceSource
                 ?? "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json"
@@ -108,6 +113,8 @@ public struct LiteLLMImport {
                     tokensPerMinute: min(max(entry["tpm"]?.intValue ?? 100_000, 1), RateLimits.maximumTokensPerMinute)),
                 speed: known?.speed ?? Speed(timeToFirstTokenMilliseconds: 1_000, outputTokensPerSecond: 50),
                 discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source))
+            // What a model refuses and how it takes its limit are not in LiteLLM's file: the current row's are kept.
+            models[models.count - 1].parameters = known?.parameters ?? ModelParameters()
         }
         return Result(models: foldSnapshots(models, skipped: &skipped), skipped: skipped)
     }
@@ -169,7 +176,7 @@ public enum PricingFileWriter {
         object["context_window"] = .number(String(model.contextWindow))
         object["max_output_tokens"] = .number(String(model.maxOutputTokens))
         object["quality"] = .object(JSONObject(["score": .number(String(model.quality)), "source": .string(model.qualitySource)]))
-        object["capabilities"] = .array(model.capabilities.names.map { .string($0) })
+        object["capabilities"] = .array(model.capabilities.featureNames.map { .string($0) })
         object["rate_limits"] = .object(JSONObject([
             "requests_per_minute": .number(String(model.rateLimits.requestsPerMinute)),
             "tokens_per_minute": .number(String(model.rateLimits.tokensPerMinute)),
@@ -190,6 +197,17 @@ public enum PricingFileWriter {
         }
         if !model.aliases.isEmpty { object["aliases"] = .array(model.aliases.map { .string($0) }) }
         if model.referenceOnly { object["reference_only"] = .bool(true) }
+        if !model.parameters.isDefault {
+            var parameters = JSONObject()
+            let refused = Capabilities.parameterNamed.filter { model.parameters.unsupported.contains($0.capability) }
+            if !refused.isEmpty { parameters["unsupported"] = .array(refused.map { .string($0.name) }) }
+            if let name = model.parameters.outputLimitName { parameters["output_limit"] = .string(name) }
+            if model.parameters.reasoningRoomTokens > 0 {
+                parameters["reasoning_room_tokens"] = .number(String(model.parameters.reasoningRoomTokens))
+            }
+            if let source = model.parameters.source { parameters["source"] = .string(source) }
+            object["parameters"] = .object(parameters)
+        }
         object["price_date"] = .string(model.priceDate)
         object["price_source"] = .string(model.priceSource)
         return .object(object)

@@ -37,6 +37,12 @@ public struct Model: Sendable, Identifiable {
     /// A row a request may name as its reference model (for its quality floor and its baseline) that Purser does not
     /// serve: a legacy or retired model (`"reference_only": true` in the tables). Never planned on.
     public var referenceOnly = false
+    /// Which request parameters it refuses, how its output limit is named, and how much reasoning it spends inside that limit.
+    public var parameters = ModelParameters()
+
+    /// The output limit sent for a request allowing `requested` tokens of answer: that plus the model's reasoning room,
+    /// so a reasoning model's thinking does not eat the answer. Worst cases, estimates and time are figured on it.
+    public func outputAllowance(_ requested: Int) -> Int { requested + parameters.reasoningRoomTokens }
 
     public init(
         id: String, provider: String, providerModel: String, prices: TokenPrices, batchPrices: TokenPrices? = nil,
@@ -95,13 +101,58 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
     public static let tools = Capabilities(rawValue: 1 << 0)
     public static let jsonMode = Capabilities(rawValue: 1 << 1)
     public static let vision = Capabilities(rawValue: 1 << 2)
+    /// Structured output against a JSON schema (OpenAI's `response_format` json_schema, Anthropic's `output_format`).
+    public static let jsonSchema = Capabilities(rawValue: 1 << 3)
 
-    /// The names used in the pricing files, in a fixed order.
+    /// The request parameters a model may refuse (reasoning models do), each a capability a request needs when its body
+    /// sets it away from its default. Every model accepts them unless its tables' `parameters.unsupported` names them.
+    public static let temperature = Capabilities(rawValue: 1 << 8)
+    public static let topP = Capabilities(rawValue: 1 << 9)
+    public static let presencePenalty = Capabilities(rawValue: 1 << 10)
+    public static let frequencyPenalty = Capabilities(rawValue: 1 << 11)
+    public static let logprobs = Capabilities(rawValue: 1 << 12)
+    public static let logitBias = Capabilities(rawValue: 1 << 13)
+
+    /// The feature names used in the pricing files' `capabilities`, in a fixed order.
     public static let named: [(name: String, capability: Capabilities)] = [
-        ("tools", .tools), ("json_mode", .jsonMode), ("vision", .vision),
+        ("tools", .tools), ("json_mode", .jsonMode), ("json_schema", .jsonSchema), ("vision", .vision),
     ]
+    /// The parameter names used in `parameters.unsupported`, as a request body spells them.
+    public static let parameterNamed: [(name: String, capability: Capabilities)] = [
+        ("temperature", .temperature), ("top_p", .topP), ("presence_penalty", .presencePenalty),
+        ("frequency_penalty", .frequencyPenalty), ("logprobs", .logprobs), ("logit_bias", .logitBias),
+    ]
+    public static let allParameters = Capabilities(parameterNamed.map(\.capability))
 
-    public var names: [String] { Capabilities.named.filter { contains($0.capability) }.map(\.name) }
+    /// Feature names, then parameter names, for messages.
+    public var names: [String] { (Capabilities.named + Capabilities.parameterNamed).filter { contains($0.capability) }.map(\.name) }
+    /// Feature names only, as the tables' `capabilities` list them.
+    public var featureNames: [String] { Capabilities.named.filter { contains($0.capability) }.map(\.name) }
+}
+
+/// What the tables' `parameters` say of a model's request parameters.
+public struct ModelParameters: Sendable, Hashable {
+    /// The most reasoning room the tables may give, so allowances stay far from overflow.
+    public static let maximumReasoningRoomTokens = 1_000_000
+
+    /// Parameters it refuses when set away from their defaults (OpenAI's reasoning models: temperature, top_p, …).
+    public var unsupported: Capabilities = []
+    /// The body field its output limit goes in; nil for the dialect's own (`max_tokens`; OpenAI's own models take
+    /// `max_completion_tokens`).
+    public var outputLimitName: String?
+    /// Tokens of reasoning that count against its output limit, added to each request's limit (0: not a reasoning model).
+    public var reasoningRoomTokens = 0
+    /// Where the above was read.
+    public var source: String?
+
+    public init(unsupported: Capabilities = [], outputLimitName: String? = nil, reasoningRoomTokens: Int = 0, source: String? = nil) {
+        self.unsupported = unsupported
+        self.outputLimitName = outputLimitName
+        self.reasoningRoomTokens = reasoningRoomTokens
+        self.source = source
+    }
+
+    public var isDefault: Bool { self == ModelParameters() }
 }
 
 public struct RateLimits: Sendable, Hashable {

@@ -289,7 +289,10 @@ public struct PricingCatalog: Sendable {
             if let names = list.arrayValue {
                 for name in names {
                     if let match = Capabilities.named.first(where: { $0.name == name.stringValue }) { capabilities.insert(match.capability) }
-                    else { reader.problem("capabilities", "unknown capability \(JSONWriter.string(name)); use tools, json_mode, vision") }
+                    else {
+                        let known = Capabilities.named.map(\.name).joined(separator: ", ")
+                        reader.problem("capabilities", "unknown capability \(JSONWriter.string(name)); use \(known)")
+                    }
                 }
             } else {
                 reader.problem("capabilities", "expected an array of names")
@@ -342,8 +345,16 @@ public struct PricingCatalog: Sendable {
             }
         }
         let referenceOnly = reader.bool("reference_only", required: false) ?? false
+        var parameters = ModelParameters()
+        if var child = reader.child("parameters", required: false) {
+            parameters = readParameters(&child)
+            reader.absorb(&child)
+        }
         if let contextWindow, let maxOutput, maxOutput > contextWindow {
             reader.problem("max_output_tokens", "\(maxOutput) is more than the context window (\(contextWindow))")
+        }
+        if let maxOutput, parameters.reasoningRoomTokens >= maxOutput {
+            reader.problem("parameters.reasoning_room_tokens", "\(parameters.reasoningRoomTokens) leaves no room for an answer in max_output_tokens \(maxOutput)")
         }
         reader.finish(into: &problems)
         guard let id, let provider, let providerModel, let prices, let contextWindow, let maxOutput, let quality, let qualitySource,
@@ -356,7 +367,39 @@ public struct PricingCatalog: Sendable {
             priceSource: priceSource, batchEnqueuedTokens: batchEnqueuedTokens, batchPriceSource: batchPriceSource)
         model.aliases = aliases
         model.referenceOnly = referenceOnly
+        model.parameters = parameters
         return model
+    }
+
+    /// A model's `parameters`: `unsupported` (request parameters it refuses), `output_limit` (`max_tokens` or
+    /// `max_completion_tokens`), `reasoning_room_tokens` and the `source` they were read from.
+    private static func readParameters(_ reader: inout PricingFieldReader) -> ModelParameters {
+        var parameters = ModelParameters()
+        if let list = reader.value("unsupported", required: false) {
+            if let names = list.arrayValue {
+                for name in names {
+                    if let match = Capabilities.parameterNamed.first(where: { $0.name == name.stringValue }) {
+                        parameters.unsupported.insert(match.capability)
+                    } else {
+                        let known = Capabilities.parameterNamed.map(\.name).joined(separator: ", ")
+                        reader.problem("unsupported", "unknown parameter \(JSONWriter.string(name)); use \(known)")
+                    }
+                }
+            } else {
+                reader.problem("unsupported", "expected an array of parameter names, such as [\"temperature\"]")
+            }
+        }
+        if let name = reader.string("output_limit", required: false) {
+            if ["max_tokens", "max_completion_tokens"].contains(name) { parameters.outputLimitName = name }
+            else { reader.problem("output_limit", "'\(name)' is not an output limit; use max_tokens or max_completion_tokens") }
+        }
+        parameters.reasoningRoomTokens = reader.integer(
+            "reasoning_room_tokens", required: false, minimum: 0, maximum: ModelParameters.maximumReasoningRoomTokens) ?? 0
+        parameters.source = reader.string("source", required: !parameters.isDefault)
+        if let source = parameters.source, !source.hasPrefix("https://") && !source.hasPrefix("http://") {
+            reader.problem("source", "'\(source)' is not a URL; cite the public page the parameters were read from")
+        }
+        return parameters
     }
 
     /// An alias that is also another row's model name or alias would make a body's model ambiguous.
