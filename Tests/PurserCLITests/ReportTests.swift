@@ -8,7 +8,7 @@ import PurserCore
 
     init() async throws {
         #expect(purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database).code == 0)
-        #expect(purser(["budget", "set", "0.01"], database: database).code == 0)
+        #expect(purser(["budget", "set", "0.1"], database: database).code == 0)
         #expect(await purserOnOwnThread(["run", "--simulate", "--speedup", "1000"], database: database).code == 0)
     }
 
@@ -85,7 +85,7 @@ import PurserCore
         #expect(html.hasPrefix("<!DOCTYPE html>"))
         #expect(html.contains("aria-label=\"Daily spend against the budget\""))
         #expect(html.contains("aria-label=\"Spend by model\""))
-        #expect(html.contains(">budget $0.0100</text>"))
+        #expect(html.contains(">budget $0.1000</text>"))
         #expect(html.contains("Simulated runs: no provider was called or charged."))
         // Nothing to fetch: no scripts, stylesheets, images or fonts from anywhere.
         for outside in ["<script", "src=", "<link", "@import", "url("] { #expect(!html.contains(outside), "\(outside)") }
@@ -102,7 +102,7 @@ import PurserCore
         #expect(json["simulated"] == .bool(true))
         let budgets = try #require(json["budgets"]?.arrayValue)
         #expect(budgets.count == 1)
-        #expect(budgets[0].objectValue?["cap_usd"] == .string("0.01"))
+        #expect(budgets[0].objectValue?["cap_usd"] == .string("0.1"))
     }
 
     @Test func otherMonthsAndOtherProjectsAreOutOfScope() throws {
