@@ -22,12 +22,17 @@ public enum DialectTranslation {
         body["model"] = .string(model.providerModel)
         // The limit always goes out, so an answer can never be longer than what was reserved for it: the request's own
         // (or the default it was planned with), plus the model's reasoning room, under the name the model takes.
-        let requested = (body["max_completion_tokens"] ?? body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
+        let requested = outputLimit(of: body)
         body["max_completion_tokens"] = nil
         body["max_tokens"] = nil
         body[outputLimitName(of: model, provider: provider)] = .number(String(model.outputAllowance(requested)))
         if mode == .flex { body["service_tier"] = .string("flex") }
         return body
+    }
+
+    /// The output limit a body gives (`max_completion_tokens` or `max_tokens`), or the default it is planned with.
+    static func outputLimit(of body: JSONObject) -> Int {
+        (body["max_completion_tokens"] ?? body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
     }
 
     /// The body field a model's output limit goes in: its tables' `parameters.output_limit`, else `max_tokens`, except

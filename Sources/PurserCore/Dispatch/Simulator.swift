@@ -38,7 +38,7 @@ public struct Simulator: ModelCaller {
 
     public static func answer(_ call: ProviderCall) -> ProviderResponse {
         var random = SplitMix64(seed: Simulator.seed(call.requestID, call.model.id))
-        let limit = (call.body["max_completion_tokens"] ?? call.body["max_tokens"])?.intValue ?? TokenEstimator.defaultMaxOutputTokens
+        let limit = DialectTranslation.outputLimit(of: call.body)
         // Answers use between a third and nine tenths of what they may. A reasoning model first spends a quarter to
         // three quarters of its reasoning room, inside the same limit: a limit that leaves no room is an empty answer.
         let room = call.model.parameters.reasoningRoomTokens

@@ -110,8 +110,8 @@ public enum Eligibility {
             return .reasoningRoom(requested: needs.maxOutputTokens, room: model.reasoningRoomTokens, limit: model.maxOutputTokens)
         }
         let missing = needs.capabilities.subtracting(model.capabilities)
-        let refused = missing.intersection(Capabilities.allParameters)
-        if !missing.subtracting(refused).isEmpty { return .capabilities(missing: missing.subtracting(refused).names) }
+        let refused = missing.intersection(Capabilities.allParameters), lacking = missing.subtracting(refused)
+        if !lacking.isEmpty { return .capabilities(missing: lacking.names) }
         if !refused.isEmpty { return .parameters(refused: refused.names) }
         if let filter = needs.providers, !filter.allows(model.provider) { return .providerNotAllowed(model.provider) }
         return nil

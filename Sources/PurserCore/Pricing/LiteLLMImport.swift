@@ -104,7 +104,7 @@ public struct LiteLLMImport {
             let source = entry["source"]?.stringValue.flatMap { $0.hasPrefix("http") ? $0 : nil }
                 ?? known?.priceSource
                 ?? "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json"
-            models.append(Model(
+            var model = Model(
                 id: id, provider: provider, providerModel: providerModel, prices: prices, batchPrices: batch ?? known?.batchPrices,
                 flexPrices: flex ?? known?.flexPrices, contextWindow: context, maxOutputTokens: maxOutput, quality: known?.quality ?? 0,
                 qualitySource: known?.qualitySource ?? unratedSource, capabilities: capabilities,
@@ -112,9 +112,10 @@ public struct LiteLLMImport {
                     requestsPerMinute: min(max(entry["rpm"]?.intValue ?? 60, 1), RateLimits.maximumRequestsPerMinute),
                     tokensPerMinute: min(max(entry["tpm"]?.intValue ?? 100_000, 1), RateLimits.maximumTokensPerMinute)),
                 speed: known?.speed ?? Speed(timeToFirstTokenMilliseconds: 1_000, outputTokensPerSecond: 50),
-                discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source))
+                discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source)
             // What a model refuses and how it takes its limit are not in LiteLLM's file: the current row's are kept.
-            models[models.count - 1].parameters = known?.parameters ?? ModelParameters()
+            model.parameters = known?.parameters ?? ModelParameters()
+            models.append(model)
         }
         return Result(models: foldSnapshots(models, skipped: &skipped), skipped: skipped)
     }
@@ -199,8 +200,8 @@ public enum PricingFileWriter {
         if model.referenceOnly { object["reference_only"] = .bool(true) }
         if !model.parameters.isDefault {
             var parameters = JSONObject()
-            let refused = Capabilities.parameterNamed.filter { model.parameters.unsupported.contains($0.capability) }
-            if !refused.isEmpty { parameters["unsupported"] = .array(refused.map { .string($0.name) }) }
+            let refused = model.parameters.unsupported.names
+            if !refused.isEmpty { parameters["unsupported"] = .array(refused.map { .string($0) }) }
             if let name = model.parameters.outputLimitName { parameters["output_limit"] = .string(name) }
             if model.parameters.reasoningRoomTokens > 0 {
                 parameters["reasoning_room_tokens"] = .number(String(model.parameters.reasoningRoomTokens))
