@@ -17,17 +17,20 @@ struct Bench {
     /// For `--phase crosscheck`: instance sizes and how many of each.
     var sizes = [500, 1_000, 2_000, 5_000]
     var instances = 3
+    /// For `--phase estimate`: requests in the calibration sample (half learn, half are measured).
+    var estimateLines = 40_000
 
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|crosscheck] [--lines N] [--dispatch-calls N]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|estimate|crosscheck] [--lines N] [--dispatch-calls N]
                             [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
-                                  batch: a week-long job through the fake batch API; crosscheck: write planning instances for
+                                  batch: a week-long job through the fake batch API; estimate: input-token estimates
+                                  before and after calibration; crosscheck: write planning instances for
                                   scripts/crosscheck-planner.sh
           --lines <n>             lines to generate and ingest (default: 1000000)
           --dispatch-calls <n>    calls per dispatch round (default: 5000)
@@ -135,6 +138,18 @@ func freshDatabase(_ name: String) throws -> Database {
     let path = bench.work + "/" + name
     for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
     return try PurserDatabase.open(path: path)
+}
+
+// Input estimates against the (simulated) providers' counts, before and after calibration.
+if bench.phase == "all" || bench.phase == "estimate" {
+    let figures = try EstimateBench.run(lines: bench.estimateLines, catalog: catalog, now: benchNow)
+    func percent(_ basisPoints: Int64) -> String { String(format: "%.1f%%", Double(basisPoints) / 100) }
+    let scales = figures.scales.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", Double($0.value) / 10_000))" }.joined(separator: ", ")
+    print("Input token estimates on \(figures.requests.formatted()) mixed requests (counts from the simulator's tokenizers, not real ones)")
+    row("input estimate error, uncalibrated", "\(percent(figures.meanErrorBefore)) a request", "\(percent(figures.sumErrorBefore)) on each provider's sum")
+    row("input estimate error, calibrated", "\(percent(figures.meanErrorAfter)) a request", "\(percent(figures.sumErrorAfter)) on each provider's sum; scales learnt from as many other requests: \(scales)")
+    print()
+    if bench.phase == "estimate" { exit(0) }
 }
 
 if bench.phase == "crosscheck" {

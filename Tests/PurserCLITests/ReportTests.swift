@@ -105,6 +105,30 @@ import PurserCore
         #expect(budgets[0].objectValue?["cap_usd"] == .string("0.1"))
     }
 
+    /// Issue 16, item 7: what each provider counted against Purser's estimates, per ledger, and what plans use.
+    @Test func theReportShowsEachProvidersCountsAgainstTheEstimatesAndTheScalePlansUse() throws {
+        let json = try #require(try JSONParser.parse(try report(["--json"])).objectValue)
+        let families = try #require(json["input_calibration"]?.arrayValue).compactMap(\.objectValue)
+        let byProvider = Dictionary(uniqueKeysWithValues: families.map { ($0["provider"]?.stringValue ?? "", $0) })
+        let total = families.reduce(0) { $0 + ($1["results"]?.intValue ?? 0) }
+        #expect(total == 50)
+        for (provider, family) in byProvider {
+            let results = try #require(family["results"]?.intValue)
+            let estimated = try #require(family["estimated_input_tokens"]?.intValue)
+            let reported = try #require(family["reported_input_tokens"]?.intValue)
+            let scale = try #require(family["reported_basis_points"]?.intValue)
+            #expect(estimated > 0 && abs(scale - reported * 10_000 / estimated) <= 1, "\(provider)")
+            // Under 20 results a provider's scale is shown but not used.
+            #expect(family["applied_basis_points"]?.intValue == (results >= 20 ? scale : 10_000), "\(provider)")
+        }
+        // The simulator's tokenizers do not count what the estimate says.
+        #expect(families.contains { $0["estimated_input_tokens"] != $0["reported_input_tokens"] })
+        #expect(try report([]).contains("input tokens, Purser's estimates against the providers' counts"))
+        // Simulated counts never calibrate real plans: the real ledger has none.
+        let real = try #require(try JSONParser.parse(purser(["report", "--json"], database: database).out).objectValue)
+        #expect(real["input_calibration"]?.arrayValue?.isEmpty == true)
+    }
+
     @Test func otherMonthsAndOtherProjectsAreOutOfScope() throws {
         #expect(try report(["--month", "2026-10"]).contains("Nothing was spent in simulated runs in this period."))
         let research = try report(["--project", "research"])

@@ -152,3 +152,24 @@ private func needs(_ capabilities: Capabilities, maxOutput: Int = 1_024) -> Requ
         #expect(again.model(id: model.id)?.capabilities == model.capabilities, "\(model.id)")
     }
 }
+
+@Test func anAnthropicTopKIsNotPlannedOnAModelSpokenToInTheOpenAIDialect() throws {
+    #expect(ChatBody.parametersSet(try body(#"{"top_k": 5}"#)) == [.topK])
+    #expect(ChatBody.parametersSet(try body(#"{"top_k": null}"#)) == [])
+    let catalog = try Fixtures.bundledCatalog()
+    let mini4o = try #require(catalog.model(id: "openai/gpt-4o-mini"))
+    let haiku = try #require(catalog.model(id: "anthropic/claude-haiku-4-5"))
+    let exclusion = Eligibility.staticExclusion(of: mini4o, for: needs([.topK]))
+    #expect(exclusion == .parameters(refused: ["top_k"]))
+    #expect(exclusion?.description.contains("OpenAI dialect, which has no top_k") == true)
+    #expect(Eligibility.staticExclusion(of: haiku, for: needs([.topK])) == nil)
+    // A line that keeps top_k is served by a Claude model, never silently without it.
+    var parser = RequestLineParser(catalog: catalog, defaults: .init(), submittedAt: 0, history: OutputHistory())
+    var line = #"{"custom_id": "k", "params": {"model": "claude-haiku-4-5", "max_tokens": 50, "top_k": 5, "messages": [{"role": "user", "content": "Hi"}]}}"#
+    let draft = try line.withUTF8 { parser.parse($0, lineNumber: 1) }.get()
+    let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys))).plan([
+        PlannableRequest(id: 1, needs: draft.needs, referenceModel: draft.referenceModel, deadlineAt: 86_400_000, maxCost: nil),
+    ])
+    let chosen = try #require(plan.entries[0].model)
+    #expect(catalog.providers[try #require(catalog.model(id: chosen)).provider]?.dialect == .anthropic, "\(chosen)")
+}

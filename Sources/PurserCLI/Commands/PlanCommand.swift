@@ -22,6 +22,7 @@ enum PlanCommand {
             usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")),
             now: context.clock.now())
         request.save = explained == nil
+        request.simulated = arguments.flag("simulate")
         let outcome = try JobPlanning(database: database).plan(request)
         if let customID = explained {
             guard let id = try PlanStore(database: database).plannableRequestID(job: job.id, customID: customID),

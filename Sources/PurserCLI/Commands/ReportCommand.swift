@@ -91,6 +91,7 @@ enum ReportCommand {
             }
             if report.unsettled.calls > 0 { out += BudgetCommand.unsettledLine(calls: report.unsettled.calls, amount: report.unsettled.amount) + "\n" }
         }
+        out += calibrationTable(report.inputCalibration)
         if !report.caps.isEmpty || report.forecast != nil { out += "\n" }
         for cap in report.caps { out += BudgetCommand.line(cap, simulated: query.simulated) + "\n" }
         if report.caps.isEmpty, let month = query.month {
@@ -103,6 +104,25 @@ enum ReportCommand {
                     + forecastAgainstCaps(report) + "\n"
         }
         return out
+    }
+
+    /// Input estimates against what each provider counted, and the scale plans use for it.
+    static func calibrationTable(_ calibration: InputCalibration) -> String {
+        guard !calibration.byProvider.isEmpty else { return "" }
+        func ratio(_ basisPoints: Int64) -> String {
+            let hundredths = (basisPoints + 50) / 100
+            return "\(hundredths / 100)." + (hundredths % 100 < 10 ? "0" : "") + "\(hundredths % 100)×"
+        }
+        var table = TextTable(headers: ["provider", "results", "estimated input", "reported input", "reported/estimated", "plans use"], rightAligned: Set(1...5))
+        for (provider, family) in calibration.byProvider.sorted(by: { $0.key < $1.key }) {
+            let applied = calibration.scaleBasisPoints(provider: provider)
+            let enough = family.results >= InputCalibration.minimumSamples
+            table.rows.append([
+                provider, String(family.results), String(family.estimatedTokens), String(family.reportedTokens), ratio(family.scaleBasisPoints),
+                enough ? ratio(applied) : "1.00× (under \(InputCalibration.minimumSamples))",
+            ])
+        }
+        return "\ninput tokens, Purser's estimates against the providers' counts (all results of this ledger):\n" + table.render() + "\n"
     }
 
     /// " — within every cap", or which project budget the forecast passes.

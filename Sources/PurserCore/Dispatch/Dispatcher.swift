@@ -145,6 +145,7 @@ public final class Dispatcher: Sendable {
             usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate), now: now)
         let state = self.state
         request.shouldStop = { state.stopWasRequested }
+        request.simulated = options.simulate
         return try await store.planJobs(request) > 0
     }
 

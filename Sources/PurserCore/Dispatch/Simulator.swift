@@ -47,7 +47,7 @@ public struct Simulator: ModelCaller {
         let answer = limit > reasoning ? min(max(1, answerRoom * (33 + random.below(58)) / 100), limit - reasoning) : 0
         let output = max(reasoning + answer, 1)
         let truncated = answer == 0
-        let input = TokenEstimator.inputTokens(textBytes: JSONWriter.string(.object(call.body)).utf8.count, messages: 1, images: 0)
+        let input = Simulator.reportedInputTokens(of: call.body, model: call.model, provider: call.provider, requestID: call.requestID)
         let cached = random.below(4) == 0 ? input / 2 : 0
         let text = truncated ? "" : "Simulated answer from \(call.model.id) to \(call.customID) (\(answer) tokens)."
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"
@@ -95,6 +95,25 @@ public struct Simulator: ModelCaller {
             ])
         }
         return ProviderResponse(statusCode: 200, providerRequestID: id, body: JSONWriter.string(.object(body)), usage: usage, simulated: true)
+    }
+
+    /// How many tokens each simulated provider counts where Purser's estimate says 100: every tokenizer splits text its
+    /// own way, and the estimate knows none of them. These are the simulator's assumptions, not measurements (Claude's
+    /// tokenizer is the one widely reported to count more); they make a rehearsal show what calibration learns
+    /// (`InputCalibration`). A provider not named counts what the estimate says.
+    static let tokenizerPercent: [String: Int] = ["openai": 100, "anthropic": 118, "google": 93, "deepseek": 107, "mistral": 112, "groq": 104]
+
+    /// The input a simulated provider reports for `body` (in its dialect) on `model`: the estimate of that body at its
+    /// tokenizer's share, give or take 6% per request (from its own seed, so the rest of an answer is as it was).
+    public static func reportedInputTokens(of body: JSONObject, model: Model, provider: Provider, requestID: Int64) -> Int {
+        let estimate: Int
+        switch ChatBody.summarize(body, dialect: provider.dialect, fieldPrefix: "body.") {
+        case .success(let summary): estimate = summary.inputTokens
+        case .failure: estimate = TokenEstimator.inputTokens(textBytes: JSONWriter.string(.object(body)).utf8.count, messages: 1, images: 0)
+        }
+        var random = SplitMix64(seed: Simulator.seed(requestID, model.id) ^ 0x746F_6B65_6E69_7A65)
+        let percent = (tokenizerPercent[provider.name] ?? 100) * (94 + random.below(13))
+        return max(1, Int((Int64(estimate) * Int64(percent) + 5_000) / 10_000))
     }
 
     static func seed(_ requestID: Int64, _ model: String) -> UInt64 {

@@ -63,7 +63,8 @@ enum ChatBody {
     }
 
     /// The request parameters a body sets away from their defaults (temperature and top_p 1, penalties 0, no logprobs,
-    /// no logit bias): a model that refuses one is not planned on. A value that is not a number counts as set.
+    /// no logit bias; Anthropic's `top_k` whenever given): a model that refuses one is not planned on. A value that is
+    /// not a number counts as set.
     static func parametersSet(_ body: JSONObject) -> Capabilities {
         var set: Capabilities = []
         func differs(_ key: String, from standard: Double) -> Bool {
@@ -77,6 +78,7 @@ enum ChatBody {
         if differs("frequency_penalty", from: 0) { set.insert(.frequencyPenalty) }
         if body["logprobs"]?.boolValue == true || (body["top_logprobs"].map { !$0.isNull } ?? false) { set.insert(.logprobs) }
         if let bias = body["logit_bias"]?.objectValue, !bias.members.isEmpty { set.insert(.logitBias) }
+        if let topK = body["top_k"], !topK.isNull { set.insert(.topK) }
         return set
     }
 

@@ -157,6 +157,20 @@ public struct JobStore {
         return history
     }
 
+    /// Input estimates against what providers reported, per provider, over one ledger's results: real ones for real
+    /// plans; a rehearsal learns from simulated ones, which never calibrate a real plan.
+    public func inputCalibration(simulated: Bool) throws -> InputCalibration {
+        var calibration = InputCalibration()
+        try database.statement("""
+            SELECT s.provider, count(*), sum(r.input_tokens), sum(s.input_tokens + s.cached_input_tokens + s.cache_write_tokens)
+            FROM results s JOIN requests r ON r.id = s.request_id WHERE s.simulated = ? GROUP BY s.provider
+            """).forEachRow([.int(simulated ? 1 : 0)]) { row in
+            calibration.byProvider[row.text(0)] = InputCalibration.Family(
+                results: row.int64(1), estimatedTokens: row.int64(2), reportedTokens: row.int64(3))
+        }
+        return calibration
+    }
+
     /// Adds one result's output length to the history (called by dispatch when a result lands).
     /// Adds `samples` answers (one by default) and their tokens to the model's history for the tier.
     public func recordOutput(model: String, tier: String, samples: Int = 1, outputTokens: Int, maxOutputTokens: Int) throws {

@@ -75,19 +75,22 @@ public struct JobSubmitter {
     public func submit(files: [String], options: SubmitOptions) throws -> [SubmittedJob] {
         let store = JobStore(database: database)
         let history = try store.outputHistory()
+        let calibration = try store.inputCalibration(simulated: false)
         let submittedAt = clock.now()
         // Every reference written here is to a row written just before in the same transaction,
         // so the per-row foreign-key lookups are skipped.
         return try database.withoutForeignKeyChecks {
             try database.writeTransaction {
                 try files.map { file in
-                    try submit(file: file, options: options, store: store, history: history, submittedAt: submittedAt)
+                    try submit(file: file, options: options, store: store, history: history, calibration: calibration, submittedAt: submittedAt)
                 }
             }
         }
     }
 
-    private func submit(file: String, options: SubmitOptions, store: JobStore, history: OutputHistory, submittedAt: Int64) throws -> SubmittedJob {
+    private func submit(
+        file: String, options: SubmitOptions, store: JobStore, history: OutputHistory, calibration: InputCalibration, submittedAt: Int64
+    ) throws -> SubmittedJob {
         // A regular file is fingerprinted first, so a resubmission costs one fast read and no parsing.
         if file != "-", !options.force {
             let fingerprint = fingerprintKey(try JobFileReader.fingerprint(ofFile: file), options: options)
@@ -98,7 +101,7 @@ public struct JobSubmitter {
         let catalog = catalog
         let defaults = RequestLineParser.Defaults(quality: options.quality, deadline: options.deadline, providers: options.providers)
         let stream = try ParsedLineStream(file: file, maximumLineBytes: options.maximumLineBytes) {
-            RequestLineParser(catalog: catalog, defaults: defaults, submittedAt: submittedAt, history: history)
+            RequestLineParser(catalog: catalog, defaults: defaults, submittedAt: submittedAt, history: history, inputCalibration: calibration)
         }
         var finished = false
         defer { if !finished { stream.cancel() } }

@@ -32,13 +32,16 @@ public struct RequestLineParser {
     private let defaultDeadline: Result<Int64, Problem>
     private let defaultQuality: Result<(floor: Int, tier: String), Problem>?
 
-    public init(catalog: PricingCatalog, defaults: Defaults, submittedAt: Int64, history: OutputHistory) {
+    /// `inputCalibration` prices the submit check's estimates as plans will (`InputCalibration`).
+    public init(
+        catalog: PricingCatalog, defaults: Defaults, submittedAt: Int64, history: OutputHistory, inputCalibration: InputCalibration = InputCalibration()
+    ) {
         self.catalog = catalog
         self.defaults = defaults
         self.submittedAt = submittedAt
         self.history = history
         self.historyByTier = history.byTier(models: catalog.models)
-        self.cheapestSyncPrices = catalog.models.map(Eligibility.cheapestSyncPrices(of:))
+        self.cheapestSyncPrices = catalog.models.map { Eligibility.cheapestSyncPrices(of: inputCalibration.expected($0)) }
         self.facts = catalog.models.map(ModelFacts.init)
         self.defaultDeadline = RoutingText.deadline(
             defaults.deadline ?? catalog.tiers.defaultDeadline, submittedAt: submittedAt, tiers: catalog.tiers)

@@ -15,7 +15,7 @@ struct Baseline {
     init(context: PlanningContext) {
         self.context = context
         // Reference rows (models Purser does not serve) come last.
-        models = context.catalog.models + context.catalog.references
+        models = (context.catalog.models + context.catalog.references).map(context.inputCalibration.expected)
         servedCount = context.catalog.models.count
         facts = models.map(ModelFacts.init)
         indexByID = Dictionary(models.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })

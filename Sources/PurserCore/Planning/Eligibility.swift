@@ -46,7 +46,10 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
         case .context(let needed, let window): "needs ~\(needed) tokens of context, the window is \(window)"
         case .maxOutput(let requested, let limit): "max_tokens \(requested) is above the model's \(limit)"
         case .capabilities(let missing): "lacks \(missing.joined(separator: ", "))"
-        case .parameters(let refused): "does not accept \(refused.joined(separator: ", ")) (see parameters.unsupported in its tables)"
+        case .parameters(let refused):
+            refused == ["top_k"]
+                ? "does not accept top_k (it is spoken to in the OpenAI dialect, which has no top_k)"
+                : "does not accept \(refused.joined(separator: ", ")) (see parameters.unsupported in its tables)"
         case .reasoningRoom(let requested, let room, let limit):
             "max_tokens \(requested) plus its \(room) tokens of reasoning room is above its output limit \(limit)"
         case .providerNotAllowed(let provider): "provider \(provider) is not allowed for this request (its providers only/ignore)"
@@ -79,7 +82,8 @@ public struct ModelFacts: Sendable {
         contextWindow = model.contextWindow
         maxOutputTokens = model.maxOutputTokens
         // Its features, and every request parameter its tables do not say it refuses.
-        capabilities = model.capabilities.union(Capabilities.allParameters.subtracting(model.parameters.unsupported))
+        capabilities = model.capabilities.union(
+            Capabilities.allParameters.subtracting(model.parameters.unsupported).subtracting(model.parameters.dialectLacks))
         reasoningRoomTokens = model.parameters.reasoningRoomTokens
         prices = model.prices
         flexPrices = model.flexPrices

@@ -15,6 +15,8 @@ public struct JobPlanning {
         public var now: Int64
         /// Store the plan (`purser plan`, `purser run`), or only show it.
         public var save = true
+        /// A rehearsal: its input estimates are calibrated from simulated results, a real plan's from real ones.
+        public var simulated = false
         public var shouldStop: @Sendable () -> Bool = { false }
 
         public init(jobs: [Int64], catalog: PricingCatalog, usableProviders: Set<String>, now: Int64) {
@@ -37,7 +39,9 @@ public struct JobPlanning {
         let store = PlanStore(database: database)
         let context = PlanningContext(
             catalog: request.catalog, now: request.now, usableProviders: request.usableProviders,
-            history: try JobStore(database: database).outputHistory(), batchCompletion: try JobPlanning.batchCompletion(database))
+            history: try JobStore(database: database).outputHistory(),
+            inputCalibration: try JobStore(database: database).inputCalibration(simulated: request.simulated),
+            batchCompletion: try JobPlanning.batchCompletion(database))
         let planner = Planner(context: context, shouldStop: request.shouldStop)
         var jobs = Array(Set(request.jobs)).sorted()
         var requests = try store.plannableRequests(jobs: jobs)

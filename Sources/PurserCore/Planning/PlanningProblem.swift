@@ -45,6 +45,8 @@ public struct PlanningContext: Sendable {
     /// Providers that can be called: a key is set, or the run simulates.
     public var usableProviders: Set<String>
     public var history: OutputHistory
+    /// How far input estimates ran from providers' counts; expected costs are priced on the calibrated input.
+    public var inputCalibration: InputCalibration
     /// How long batches have taken, for requests whose deadline is shorter than the batch window.
     public var batchCompletion: BatchCompletionHistory
     /// Flex calls may be refused with 429; only requests with at least this much time left use them.
@@ -56,13 +58,14 @@ public struct PlanningContext: Sendable {
 
     public init(
         catalog: PricingCatalog, now: Int64, usableProviders: Set<String>, history: OutputHistory = OutputHistory(),
-        batchCompletion: BatchCompletionHistory = BatchCompletionHistory(), flexMinimumLeadMilliseconds: Int64 = 3_600_000,
+        inputCalibration: InputCalibration = InputCalibration(), batchCompletion: BatchCompletionHistory = BatchCompletionHistory(), flexMinimumLeadMilliseconds: Int64 = 3_600_000,
         horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds
     ) {
         self.catalog = catalog
         self.now = now
         self.usableProviders = usableProviders
         self.history = history
+        self.inputCalibration = inputCalibration
         self.batchCompletion = batchCompletion
         self.flexMinimumLeadMilliseconds = flexMinimumLeadMilliseconds
         self.horizonMilliseconds = horizonMilliseconds
@@ -227,7 +230,8 @@ final class PlanningProblem {
         self.context = context
         self.requests = requests
         self.held = held
-        self.models = context.catalog.models
+        // Expected costs price each model's input at its provider's calibrated estimate.
+        self.models = context.catalog.models.map(context.inputCalibration.expected)
         reasoningRoom = context.catalog.models.map(\.parameters.reasoningRoomTokens)
         modelIsUsable = context.catalog.models.map { model in
             context.catalog.providers[model.provider] != nil && context.usableProviders.contains(model.provider)

@@ -78,3 +78,56 @@ public struct OutputHistoryByTier: Sendable {
         return OutputHistory.expectedOutputTokens(samples[model], maxOutputTokens: maxOutputTokens)
     }
 }
+
+/// How far input estimates fell from what providers reported, per provider: a provider's models share a tokenizer (or
+/// near enough), and `TokenEstimator` knows none of them. Once a provider has `minimumSamples` results, expected costs
+/// on its models price input at the reported share of the estimate. Worst-case reservations never use it: they bound
+/// what any tokenizer could report (`Charges.inputBoundFactor`), whatever history says.
+public struct InputCalibration: Sendable, Hashable {
+    public struct Family: Sendable, Hashable {
+        public var results: Int64
+        /// Purser's estimates for those results' requests, and what the provider billed (cached and cache writes included).
+        public var estimatedTokens: Int64
+        public var reportedTokens: Int64
+
+        public init(results: Int64, estimatedTokens: Int64, reportedTokens: Int64) {
+            self.results = results
+            self.estimatedTokens = estimatedTokens
+            self.reportedTokens = reportedTokens
+        }
+
+        /// Reported over estimated, in basis points, held to `InputCalibration.scaleRange`.
+        public var scaleBasisPoints: Int64 {
+            guard estimatedTokens > 0 else { return 10_000 }
+            let ratio = Int64(clamping: (Int128(reportedTokens) * 10_000 + Int128(estimatedTokens / 2)) / Int128(estimatedTokens))
+            return min(max(ratio, InputCalibration.scaleRange.lowerBound), InputCalibration.scaleRange.upperBound)
+        }
+    }
+
+    /// Results a provider needs before its scale is used.
+    public static let minimumSamples: Int64 = 20
+    /// A quarter to four times the estimate: four times is the most any tokenizer can report (one token per byte).
+    public static let scaleRange: ClosedRange<Int64> = 2_500...40_000
+
+    public var byProvider: [String: Family]
+
+    public init(byProvider: [String: Family] = [:]) { self.byProvider = byProvider }
+
+    /// The scale applied to input estimates on `provider`'s models, in basis points (10,000 until it has enough results).
+    public func scaleBasisPoints(provider: String) -> Int64 {
+        guard let family = byProvider[provider], family.results >= InputCalibration.minimumSamples else { return 10_000 }
+        return family.scaleBasisPoints
+    }
+
+    /// `model` with every price of its input (list, flex, batch) scaled by its provider's calibration, so an expected
+    /// cost from its estimate is what the provider's own count would cost.
+    public func expected(_ model: Model) -> Model {
+        let scale = scaleBasisPoints(provider: model.provider)
+        guard scale != 10_000 else { return model }
+        var calibrated = model
+        calibrated.prices = model.prices.scalingInput(basisPoints: scale)
+        calibrated.flexPrices = model.flexPrices?.scalingInput(basisPoints: scale)
+        calibrated.batchPrices = model.batchPrices?.scalingInput(basisPoints: scale)
+        return calibrated
+    }
+}

@@ -91,6 +91,13 @@ public struct TokenPrices: Sendable, Hashable {
             input: input.scaled(basisPoints: basisPoints), output: output.scaled(basisPoints: basisPoints),
             cachedInput: cachedInput.scaled(basisPoints: basisPoints))
     }
+
+    /// The same prices with input (and cached input) scaled, for an input estimate known to run high or low
+    /// (`InputCalibration`): an estimate of N tokens then costs what N × the scale would.
+    public func scalingInput(basisPoints: Int64) -> TokenPrices {
+        guard basisPoints != 10_000 else { return self }
+        return TokenPrices(input: input.scaled(basisPoints: basisPoints), output: output, cachedInput: cachedInput.scaled(basisPoints: basisPoints))
+    }
 }
 
 /// What a request's body may use that not every model offers.
@@ -112,6 +119,8 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
     public static let frequencyPenalty = Capabilities(rawValue: 1 << 11)
     public static let logprobs = Capabilities(rawValue: 1 << 12)
     public static let logitBias = Capabilities(rawValue: 1 << 13)
+    /// Anthropic's `top_k`: the OpenAI dialect has no such parameter, so no model spoken to in it takes one.
+    public static let topK = Capabilities(rawValue: 1 << 14)
 
     /// The feature names used in the pricing files' `capabilities`, in a fixed order.
     public static let named: [(name: String, capability: Capabilities)] = [
@@ -120,7 +129,7 @@ public struct Capabilities: OptionSet, Sendable, Hashable {
     /// The parameter names used in `parameters.unsupported`, as a request body spells them.
     public static let parameterNamed: [(name: String, capability: Capabilities)] = [
         ("temperature", .temperature), ("top_p", .topP), ("presence_penalty", .presencePenalty),
-        ("frequency_penalty", .frequencyPenalty), ("logprobs", .logprobs), ("logit_bias", .logitBias),
+        ("frequency_penalty", .frequencyPenalty), ("logprobs", .logprobs), ("logit_bias", .logitBias), ("top_k", .topK),
     ]
     public static let allParameters = Capabilities(parameterNamed.map(\.capability))
 
@@ -144,6 +153,9 @@ public struct ModelParameters: Sendable, Hashable {
     public var reasoningRoomTokens = 0
     /// Where the above was read.
     public var source: String?
+    /// Parameters its provider's dialect has no field for (`top_k` in the OpenAI dialect): set from the provider when
+    /// the catalog is made, never written to the tables.
+    public var dialectLacks: Capabilities = []
 
     public init(unsupported: Capabilities = [], outputLimitName: String? = nil, reasoningRoomTokens: Int = 0, source: String? = nil) {
         self.unsupported = unsupported

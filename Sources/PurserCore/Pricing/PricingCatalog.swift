@@ -13,8 +13,13 @@ public struct PricingCatalog: Sendable {
     public var tiers: Tiers
 
     public init(models: [Model], references: [Model] = [], providers: [String: Provider], tiers: Tiers) {
-        self.models = models
-        self.references = references
+        func withDialect(_ model: Model) -> Model {
+            var model = model
+            model.parameters.dialectLacks = providers[model.provider]?.dialect == .openai ? .topK : []
+            return model
+        }
+        self.models = models.map(withDialect)
+        self.references = references.map(withDialect)
         self.providers = providers
         self.tiers = tiers
     }

@@ -34,6 +34,14 @@ extension SpendReport {
                 ]))
             } ?? .null,
             "unsettled": .object(JSONObject(["calls": .number(String(unsettled.calls)), "usd": .string(unsettled.amount.exactUSD)])),
+            "input_calibration": .array(inputCalibration.byProvider.sorted { $0.key < $1.key }.map { provider, family in
+                .object(JSONObject([
+                    "provider": .string(provider), "results": .number(String(family.results)),
+                    "estimated_input_tokens": .number(String(family.estimatedTokens)), "reported_input_tokens": .number(String(family.reportedTokens)),
+                    "reported_basis_points": .number(String(family.scaleBasisPoints)),
+                    "applied_basis_points": .number(String(inputCalibration.scaleBasisPoints(provider: provider))),
+                ]))
+            }),
             "daily": .array(daily.map { .object(JSONObject(["day": .string($0.day), "cost_usd": .string($0.cost.exactUSD)])) }),
         ]))
     }

@@ -71,6 +71,9 @@ public struct SpendReport: Sendable {
     /// Calls in the report's scope that may have been billed with no answer stored (cut off by a crash, lines a
     /// batch did not give back), at their worst case: not in the lines, but counted against the caps.
     public var unsettled: (calls: Int, amount: Money) = (0, .zero)
+    /// Input estimates against providers' counts over the ledger's whole history (not only this report's scope): what
+    /// plans price input at (`InputCalibration`).
+    public var inputCalibration = InputCalibration()
 
     /// Each line's share of the total cost, in basis points, apportioned so that they add up to exactly 100%.
     public var shares: [Int64] {
@@ -115,6 +118,7 @@ public struct ReportStore {
                 """).firstRow([.int(query.simulated ? 1 : 0), .optionalText(query.month?.description), .optionalText(query.project), .optionalInt64(query.job)]) {
                 ($0.int(0), Money(picoUSD: $0.int64(1)))
             } ?? (0, .zero)
+            report.inputCalibration = try JobStore(database: database).inputCalibration(simulated: query.simulated)
             return report
         }
     }
