@@ -85,7 +85,7 @@ import PurserCore
         #expect(html.hasPrefix("<!DOCTYPE html>"))
         #expect(html.contains("aria-label=\"Daily spend against the budget\""))
         #expect(html.contains("aria-label=\"Spend by model\""))
-        #expect(html.contains(">budget $0.1000</text>"))
+        #expect(html.contains(">default budget $0.1000</text>"))
         #expect(html.contains("Simulated runs: no provider was called or charged."))
         // Nothing to fetch: no scripts, stylesheets, images or fonts from anywhere.
         for outside in ["<script", "src=", "<link", "@import", "url("] { #expect(!html.contains(outside), "\(outside)") }
@@ -103,6 +103,21 @@ import PurserCore
         let budgets = try #require(json["budgets"]?.arrayValue)
         #expect(budgets.count == 1)
         #expect(budgets[0].objectValue?["cap_usd"] == .string("0.1"))
+    }
+
+    /// Issue 16, item 10: each capped project has its own budget line, and a forecast from little spending says so.
+    @Test func eachCappedProjectHasItsBudgetLineAndAForecastSaysHowLittleItHasSeen() throws {
+        #expect(purser(["budget", "set", "5", "--project", "search"], database: database).code == 0)
+        let html = try report(["--format", "html"])
+        #expect(html.contains(">default budget $0.1000</text>") && html.contains(">search budget $5.00</text>"), "\(html.suffix(2_000))")
+        #expect(html.contains("each project's budget, against every project's spending"))
+        #expect(!html.contains("budget $5.10"))
+        // Everything was spent today: one day of spending is little to go on, and the forecast says so.
+        let table = try report([])
+        let forecast = try #require(table.split(separator: "\n").first { $0.hasPrefix("forecast:") })
+        #expect(forecast.hasSuffix("spending on 1 day: little to go on)"), "\(forecast)")
+        let json = try #require(try JSONParser.parse(try report(["--json"])).objectValue?["forecast"]?.objectValue)
+        #expect(json["days_with_spending"]?.intValue == 1 && json["little_to_go_on"] == .bool(true))
     }
 
     /// Issue 16, item 7: what each provider counted against Purser's estimates, per ledger, and what plans use.

@@ -52,7 +52,7 @@ enum PricingCommand {
         context.console.print(table.render())
         let dates = Set(catalog.models.map(\.priceDate)).sorted()
         context.console.print()
-        context.console.print("\(count(catalog.models.count, "model")) from \(count(Set(catalog.models.map(\.provider)).count, "provider")); prices read \(dates.joined(separator: ", ")); batch mode is priced but used once batch dispatch exists")
+        context.console.print("\(count(catalog.models.count, "model")) from \(count(Set(catalog.models.map(\.provider)).count, "provider")); prices read \(dates.joined(separator: ", ")); batch goes through the provider's batch API (24-hour window) for requests whose deadline allows it")
         return 0
     }
 

@@ -100,7 +100,7 @@ enum ReportCommand {
         if let forecast = report.forecast, let month = query.month {
             out += forecast.elapsedBasisPoints >= 10_000
                 ? "\(month) is over: \(forecast.atMonthEnd.formatted) spent\n"
-                : "forecast: \(forecast.atMonthEnd.formatted) by the end of \(month) at the pace so far (\(percentText(forecast.elapsedBasisPoints)) of the month gone)"
+                : "forecast: \(forecast.atMonthEnd.formatted) by the end of \(month) at the pace so far (\(forecast.basisText))"
                     + forecastAgainstCaps(report) + "\n"
         }
         return out

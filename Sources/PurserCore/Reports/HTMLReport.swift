@@ -9,7 +9,10 @@ public enum HTMLReport {
         var scope: [String] = []
         if let project = report.query.project { scope.append("project \(project)") }
         if let job = report.query.job { scope.append("job \(job)") }
-        let budgetLine = report.caps.filter(\.scope.isProject).reduce(Money.zero) { $0 + $1.cap }
+        // One line per capped project: caps of different projects are not one budget.
+        let budgets: [(project: String, cap: Money)] = report.caps.compactMap { use in
+            if case .project(let project, _) = use.scope { (project, use.cap) } else { nil }
+        }
         var html = """
             <!DOCTYPE html>
             <html lang="en">
@@ -55,11 +58,11 @@ public enum HTMLReport {
             html += tile("Left: \(cap.scopeText)", cap.left.formatted, note: "\(percentText(cap.usedBasisPoints)) of \(cap.cap.formatted) used")
         }
         if let forecast = report.forecast {
-            html += tile("Forecast at month end", forecast.atMonthEnd.formatted, note: "at the pace of the first \(percentText(forecast.elapsedBasisPoints)) of the month")
+            html += tile("Forecast at month end", forecast.atMonthEnd.formatted, note: "at the pace so far: \(forecast.basisText)")
         }
         html += "</div>\n"
         if report.query.month != nil {
-            html += "<h2>Daily spend against the budget</h2>\n" + dailyChart(report, budget: budgetLine)
+            html += "<h2>Daily spend against the budget</h2>\n" + dailyChart(report, budgets: budgets)
         }
         // Grouped by model, the bars carry the table's figures, so the two never disagree in the last digit.
         let labels = report.query.grouping == .model ? display.rows.map(\.cost) : report.byModel.map(\.cost.formatted)
@@ -87,9 +90,9 @@ public enum HTMLReport {
 
     static let width = 900, height = 300, left = 80, right = 20, top = 16, bottom = 34
 
-    /// Bars of each day's spend, the running total as a line, the budget as a dashed line, and the
+    /// Bars of each day's spend, the running total as a line, each capped project's budget as a dashed line, and the
     /// forecast carried on from today to the month's end.
-    static func dailyChart(_ report: SpendReport, budget: Money) -> String {
+    static func dailyChart(_ report: SpendReport, budgets: [(project: String, cap: Money)]) -> String {
         var cumulative: [Int64] = []
         var running = Money.zero
         for day in report.daily {
@@ -97,7 +100,7 @@ public enum HTMLReport {
             cumulative.append(running.picoUSD)
         }
         let forecastEnd = report.forecast?.atMonthEnd.picoUSD ?? 0
-        let ceiling = Int64(clamping: Int128([budget.picoUSD, forecastEnd, running.picoUSD, 1].max()!) * 11 / 10)
+        let ceiling = Int64(clamping: Int128((budgets.map(\.cap.picoUSD) + [forecastEnd, running.picoUSD, 1]).max()!) * 11 / 10)
         let plotWidth = width - left - right, plotHeight = height - top - bottom
         let days = max(report.daily.count, 1)
         func x(_ day: Int) -> Int { left + plotWidth * day / days }
@@ -124,13 +127,17 @@ public enum HTMLReport {
         if let forecast = report.forecast, elapsedDays < days {
             svg += "<line x1=\"\(x(shown.count))\" y1=\"\(y(shown.last ?? 0))\" x2=\"\(x(days))\" y2=\"\(y(forecast.atMonthEnd.picoUSD))\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" stroke-dasharray=\"3 4\"><title>forecast: \(escape(forecast.atMonthEnd.formatted))</title></line>\n"
         }
-        if budget.picoUSD > 0 {
-            svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(y(budget.picoUSD))\" y2=\"\(y(budget.picoUSD))\" stroke=\"#c0392b\" stroke-width=\"2\" stroke-dasharray=\"8 5\"/>"
-            svg += "<text x=\"\(width - right)\" y=\"\(y(budget.picoUSD) - 6)\" text-anchor=\"end\" style=\"fill:#c0392b\">budget \(escape(budget.formatted))</text>\n"
+        for (index, budget) in budgets.enumerated() where budget.cap.picoUSD > 0 {
+            let level = y(budget.cap.picoUSD)
+            // Labels of lines close together are set apart along the line.
+            let labelX = width - right - (index % 3) * (plotWidth / 3)
+            svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(level)\" y2=\"\(level)\" stroke=\"#c0392b\" stroke-width=\"2\" stroke-dasharray=\"8 5\"><title>project \(escape(budget.project)): \(escape(budget.cap.formatted))</title></line>"
+            svg += "<text x=\"\(labelX)\" y=\"\(level - 6)\" text-anchor=\"end\" style=\"fill:#c0392b\">\(escape(budget.project)) budget \(escape(budget.cap.formatted))</text>\n"
         }
         svg += "<line x1=\"\(left)\" x2=\"\(left)\" y1=\"\(top)\" y2=\"\(top + plotHeight)\" stroke=\"#9aa3b5\"/>"
         svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(top + plotHeight)\" y2=\"\(top + plotHeight)\" stroke=\"#9aa3b5\"/>\n"
-        svg += "</svg>\n<p class=\"muted\">Bars: each day's spend. Solid line: spent so far. Dashed blue: the forecast at the same pace. Dashed red: the budget.</p>\n"
+        svg += "</svg>\n<p class=\"muted\">Bars: each day's spend. Solid line: spent so far. Dashed blue: the forecast at the same pace. Dashed red: "
+            + (budgets.count > 1 ? "each project's budget, against every project's spending (--project P shows one).</p>\n" : "the budget.</p>\n")
         return svg
     }
 

@@ -31,6 +31,7 @@ extension SpendReport {
                 .object(JSONObject([
                     "spent_usd": .string(forecast.spentSoFar.exactUSD), "month_end_usd": .string(forecast.atMonthEnd.exactUSD),
                     "month_elapsed_basis_points": .number(String(forecast.elapsedBasisPoints)),
+                    "days_with_spending": .number(String(forecast.daysWithSpending)), "little_to_go_on": .bool(forecast.hasLittleToGoOn),
                 ]))
             } ?? .null,
             "unsettled": .object(JSONObject(["calls": .number(String(unsettled.calls)), "usd": .string(unsettled.amount.exactUSD)])),

@@ -53,6 +53,18 @@ public struct SpendReport: Sendable {
         public var atMonthEnd: Money
         /// The fraction of the month gone, in basis points.
         public var elapsedBasisPoints: Int64
+        /// Days of the month so far with any spending: what the pace is drawn from.
+        public var daysWithSpending = 0
+
+        /// Fewer days of spending than this and the forecast says it has little to go on.
+        public static let daysForASteadyPace = 7
+        public var hasLittleToGoOn: Bool { daysWithSpending < Forecast.daysForASteadyPace }
+
+        /// "5.3% of the month gone, spending on 1 day: little to go on".
+        public var basisText: String {
+            let days = daysWithSpending == 1 ? "1 day" : "\(daysWithSpending) days"
+            return "\(percentText(elapsedBasisPoints)) of the month gone, spending on \(days)" + (hasLittleToGoOn ? ": little to go on" : "")
+        }
     }
 
     public var query: ReportQuery
@@ -106,6 +118,7 @@ public struct ReportStore {
                     }
                 }
                 forecast = Self.forecast(spent: total.cost, month: month, now: now)
+                forecast?.daysWithSpending = daily.filter { $0.cost.picoUSD > 0 }.count
             }
             var otherQuery = query
             otherQuery.simulated.toggle()
