@@ -3,7 +3,8 @@ import Testing
 import PurserCore
 
 /// The files users already have: the providers' documentation examples, dated model ids of both providers, an
-/// Anthropic Message Batches request body (jobs/real-world). Each is accepted as it is and served, on the
+/// Anthropic Message Batches request body, and the features of both dialects — tools, tool results, images by URL and
+/// base64, JSON mode and schemas, stop sequences (jobs/real-world). Each is accepted as it is and served, on the
 /// simulator and against the fake provider with the bundled tables.
 @Suite(.serialized)
 struct RealWorldFilesTests {
@@ -47,5 +48,22 @@ struct RealWorldFilesTests {
         let total = try integer(database, "SELECT count(*) FROM requests")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == total)
         #expect(try server.stats()["calls"]?.intValue == total)
+
+        // Tools requests come back with the fake's tool calls, in either format, whichever dialect served them.
+        func line(_ customID: String, format: String) throws -> JSONObject {
+            let results = try purser(["results", "features", "--format", format], database: database, pricing: pricing)
+            let lines = results.out.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)).objectValue }
+            return try #require(lines.first { $0["custom_id"]?.stringValue == customID }, "\(customID) in \(results.out.prefix(300))")
+        }
+        for customID in ["oa-tools", "an-tools"] {
+            let openai = try line(customID, format: "openai")
+            let call = openai["response"]?.objectValue?["body"]?.objectValue?["choices"]?.arrayValue?.first?.objectValue?["message"]?
+                .objectValue?["tool_calls"]?.arrayValue?.first?.objectValue?["function"]?.objectValue
+            #expect(call?["name"]?.stringValue == "get_weather", "\(customID): \(JSONWriter.string(.object(openai)))")
+            let anthropic = try line(customID, format: "anthropic")
+            let blocks = anthropic["result"]?.objectValue?["message"]?.objectValue?["content"]?.arrayValue?.compactMap(\.objectValue) ?? []
+            #expect(blocks.contains { $0["type"]?.stringValue == "tool_use" && $0["name"]?.stringValue == "get_weather" },
+                "\(customID): \(JSONWriter.string(.object(anthropic)))")
+        }
     }
 }
