@@ -286,5 +286,11 @@ func expectBooksBalance(_ database: String, requests: Int, sourceLocation: Sourc
         sourceLocation: sourceLocation)
     #expect(try integer(database, "SELECT count(*) FROM reservations") == 0, sourceLocation: sourceLocation)
     #expect(try integer(database, "SELECT count(*) FROM batches WHERE state != 'done'") == 0, sourceLocation: sourceLocation)
+    // The input history kept as results land says what the results themselves say, once each.
+    #expect(try query(database, "SELECT provider, simulated, results, estimated_tokens, reported_tokens FROM input_history ORDER BY 1, 2")
+        == (try query(database, """
+            SELECT s.provider, s.simulated, count(*), sum(r.input_tokens), sum(s.input_tokens + s.cached_input_tokens + s.cache_write_tokens)
+            FROM results s JOIN requests r ON r.id = s.request_id GROUP BY 1, 2 ORDER BY 1, 2
+            """)), sourceLocation: sourceLocation)
 }
 

@@ -454,6 +454,8 @@ extension DispatchStore {
             var counts = BatchResultCounts()
             var charges = ChargeTotals()
             var outputs: [String: (samples: Int, output: Int, maxOutput: Int)] = [:]
+            // Estimated and reported input by ledger, for `InputCalibration`: written once per chunk, not per line.
+            var inputs: [Bool: (results: Int, estimated: Int, reported: Int)] = [:]
             let ledger = Ledger(database: database)
             let owner = batch.owner
             let model = catalog.model(id: batch.model)
@@ -502,6 +504,9 @@ extension DispatchStore {
                         cost: cost, finishedAt: now, billedAt: billedAt, baseline: baseline)
                     try insertAttempt(
                         attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), request: member.requestID, worker: owner)
+                    inputs[response.simulated, default: (0, 0, 0)].results += 1
+                    inputs[response.simulated]!.estimated += member.needs.inputTokens
+                    inputs[response.simulated]!.reported += response.usage.inputTokens + response.usage.cachedInputTokens + response.usage.cacheWriteTokens
                     outputs[member.needs.qualityTier, default: (0, 0, 0)].samples += 1
                     outputs[member.needs.qualityTier]!.output += response.usage.outputTokens
                     outputs[member.needs.qualityTier]!.maxOutput += model?.outputAllowance(member.needs.maxOutputTokens) ?? member.needs.maxOutputTokens
@@ -528,9 +533,13 @@ extension DispatchStore {
                 }
             }
             try ledger.add(charges)
+            let history = JobStore(database: database)
             for (tier, output) in outputs {
-                try JobStore(database: database).recordOutput(
-                    model: batch.model, tier: tier, samples: output.samples, outputTokens: output.output, maxOutputTokens: output.maxOutput)
+                try history.recordOutput(model: batch.model, tier: tier, samples: output.samples, outputTokens: output.output, maxOutputTokens: output.maxOutput)
+            }
+            for (simulated, input) in inputs {
+                try history.recordInput(
+                    provider: batch.provider, simulated: simulated, results: input.results, estimatedTokens: input.estimated, reportedTokens: input.reported)
             }
             return counts
         }

@@ -193,8 +193,12 @@ public actor DispatchStore {
                 cost: answer.cost, finishedAt: answer.finishedAt, billedAt: billedAt, baseline: answer.baseline)
             try insertAttempt(answer.attempt, request: id)
             try ledger.add(charges)
-            try JobStore(database: database).recordOutput(
+            let history = JobStore(database: database)
+            try history.recordOutput(
                 model: answer.model, tier: answer.tier, outputTokens: answer.response.usage.outputTokens, maxOutputTokens: answer.maxOutputTokens)
+            let estimate = try database.scalarInt("SELECT input_tokens FROM requests WHERE id = ?", [.integer(id)]) ?? 0
+            try history.recordInput(
+                provider: answer.provider, simulated: answer.response.simulated, estimatedTokens: Int(estimate), usage: answer.response.usage)
             return true
         }
     }
@@ -292,8 +296,11 @@ public actor DispatchStore {
             request.id, model: model.id, provider: success.provider.name, dialect: success.provider.dialect, mode: success.mode, response: response,
             cost: success.cost, finishedAt: success.now, billedAt: billedAt, baseline: success.baseline)
         try insertAttempt(success.attempt, request: request.id)
-        try JobStore(database: database).recordOutput(
+        let history = JobStore(database: database)
+        try history.recordOutput(
             model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens))
+        try history.recordInput(
+            provider: success.provider.name, simulated: response.simulated, estimatedTokens: request.needs.inputTokens, usage: response.usage)
         return true
     }
 

@@ -161,14 +161,28 @@ public struct JobStore {
     /// plans; a rehearsal learns from simulated ones, which never calibrate a real plan.
     public func inputCalibration(simulated: Bool) throws -> InputCalibration {
         var calibration = InputCalibration()
-        try database.statement("""
-            SELECT s.provider, count(*), sum(r.input_tokens), sum(s.input_tokens + s.cached_input_tokens + s.cache_write_tokens)
-            FROM results s JOIN requests r ON r.id = s.request_id WHERE s.simulated = ? GROUP BY s.provider
-            """).forEachRow([.int(simulated ? 1 : 0)]) { row in
-            calibration.byProvider[row.text(0)] = InputCalibration.Family(
-                results: row.int64(1), estimatedTokens: row.int64(2), reportedTokens: row.int64(3))
-        }
+        try database.statement("SELECT provider, results, estimated_tokens, reported_tokens FROM input_history WHERE simulated = ?")
+            .forEachRow([.int(simulated ? 1 : 0)]) { row in
+                calibration.byProvider[row.text(0)] = InputCalibration.Family(
+                    results: row.int64(1), estimatedTokens: row.int64(2), reportedTokens: row.int64(3))
+            }
         return calibration
+    }
+
+    /// Adds `results` answers of `provider` to the input history: Purser's estimates for their requests and what the
+    /// provider counted (cached and cache-write tokens included). Usage is bounded where it is read.
+    public func recordInput(provider: String, simulated: Bool, results: Int = 1, estimatedTokens: Int, usage: Usage) throws {
+        try recordInput(
+            provider: provider, simulated: simulated, results: results, estimatedTokens: estimatedTokens,
+            reportedTokens: usage.inputTokens + usage.cachedInputTokens + usage.cacheWriteTokens)
+    }
+
+    public func recordInput(provider: String, simulated: Bool, results: Int, estimatedTokens: Int, reportedTokens: Int) throws {
+        try database.statement("""
+            INSERT INTO input_history (provider, simulated, results, estimated_tokens, reported_tokens) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (provider, simulated) DO UPDATE SET results = results + excluded.results,
+                estimated_tokens = estimated_tokens + excluded.estimated_tokens, reported_tokens = reported_tokens + excluded.reported_tokens
+            """).execute([.text(provider), .int(simulated ? 1 : 0), .int(results), .int(estimatedTokens), .int(reportedTokens)])
     }
 
     /// Adds one result's output length to the history (called by dispatch when a result lands).

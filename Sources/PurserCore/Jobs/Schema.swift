@@ -354,6 +354,21 @@ public enum Schema {
             -- The providers a request may go to, when its line or its submit restricted them: {"only": [...], "ignore": [...]}.
             ALTER TABLE requests ADD COLUMN provider_filter TEXT;
             """),
+        Migration(version: 9, sql: """
+            -- Input tokens as Purser estimated them against what each provider reported, per ledger: kept as results are
+            -- stored, so plans read one row per provider rather than every result (`InputCalibration`).
+            CREATE TABLE input_history (
+                provider TEXT NOT NULL,
+                simulated INTEGER NOT NULL,
+                results INTEGER NOT NULL,
+                estimated_tokens INTEGER NOT NULL,
+                reported_tokens INTEGER NOT NULL,
+                PRIMARY KEY (provider, simulated)
+            );
+            INSERT INTO input_history (provider, simulated, results, estimated_tokens, reported_tokens)
+                SELECT s.provider, s.simulated, count(*), sum(r.input_tokens), sum(s.input_tokens + s.cached_input_tokens + s.cache_write_tokens)
+                FROM results s JOIN requests r ON r.id = s.request_id GROUP BY 1, 2;
+            """),
     ])
 }
 

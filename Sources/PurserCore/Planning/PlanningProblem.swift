@@ -58,8 +58,8 @@ public struct PlanningContext: Sendable {
 
     public init(
         catalog: PricingCatalog, now: Int64, usableProviders: Set<String>, history: OutputHistory = OutputHistory(),
-        inputCalibration: InputCalibration = InputCalibration(), batchCompletion: BatchCompletionHistory = BatchCompletionHistory(), flexMinimumLeadMilliseconds: Int64 = 3_600_000,
-        horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds
+        inputCalibration: InputCalibration = InputCalibration(), batchCompletion: BatchCompletionHistory = BatchCompletionHistory(),
+        flexMinimumLeadMilliseconds: Int64 = 3_600_000, horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds
     ) {
         self.catalog = catalog
         self.now = now
