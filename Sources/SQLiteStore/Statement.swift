@@ -117,6 +117,17 @@ public final class Statement {
         return value
     }
 
+    /// Iterates rows until `body` returns false (or they run out), then leaves the statement ready to run again.
+    public func scanRows(_ values: [SQLiteValue] = [], _ body: (Row) throws -> Bool) throws {
+        try bind(values)
+        while try step() {
+            guard try body(Row(statement: self)) else {
+                sqlite3_reset(sqliteStatement)
+                return
+            }
+        }
+    }
+
     /// Iterates rows without collecting them, for large scans.
     public func forEachRow(_ values: [SQLiteValue] = [], _ body: (Row) throws -> Void) throws {
         try bind(values)

@@ -70,28 +70,45 @@ public actor DispatchStore {
         var capUses: [CapUse] = []
     }
 
-    /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), skipping
-    /// those planned on `excludedModels`, and reserves each one's worst case under its caps in the same
-    /// transaction; requests that do not fit are held or left for later (`Admission`). Held requests whose
-    /// month has ended are released first. Attempts are counted here.
+    /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), in deadline order, skipping
+    /// those planned on `excludedModels` and, per model, taking no more than its `allowances` (what its rate limits let
+    /// start in a moment; a model without one is not limited here), and reserves each one's worst case under its caps in
+    /// the same transaction; requests that do not fit are held or left for later (`Admission`). Held requests whose
+    /// month has ended are released first. Attempts are counted here. A model at its limit is passed over, so the
+    /// requests of the others behind it are claimed; the scan stops after `scanLimit` rows.
     func claim(
-        limit: Int, now: Int64, leaseUntil: Int64, job: Int64?, excludedModels: [String], simulated: Bool, catalog: PricingCatalog
+        limit: Int, now: Int64, leaseUntil: Int64, job: Int64?, excludedModels: [String], simulated: Bool, catalog: PricingCatalog,
+        allowances: [String: RateLimiter.Allowance]? = nil
     ) throws -> Claim {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
+        let scanLimit = max(limit * 64, 4_096)
         var claim = Claim()
         let ids: [Int64] = try database.writeTransaction {
             try lifecycle.stage(now: now)
-            let candidates = try database.statement("""
+            let month = BudgetMonth(containing: now)
+            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            var allowances = allowances ?? [:]
+            var candidates: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
+            var scanned = 0
+            try database.statement("""
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode
                 FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
                 WHERE p.queue = 1 AND l.mode != 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
-                ORDER BY p.deadline_at, p.request_id LIMIT ?3
-                """).rows([.optionalInt64(job), .text(excluded), .int(limit)]) { row in
-                (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),
-                    mode: DispatchMode(rawValue: row.text(6)) ?? .sync)
+                ORDER BY p.deadline_at, p.request_id
+                """).scanRows([.optionalInt64(job), .text(excluded)]) { row in
+                scanned += 1
+                let model = row.text(5)
+                let tokens = row.int(3) + row.int(4)
+                if let allowance = allowances[model] {
+                    guard allowance.requests > 0, min(tokens, allowance.tokenBucketSize) <= allowance.tokens else { return scanned < scanLimit }
+                    allowances[model]!.requests -= 1
+                    allowances[model]!.tokens -= tokens
+                }
+                candidates.append((
+                    row.int64(0), row.int64(1), row.text(2), row.int(3), row.int(4), model, DispatchMode(rawValue: row.text(6)) ?? .sync))
+                return candidates.count < limit && scanned < scanLimit
             }
-            let month = BudgetMonth(containing: now)
-            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            // Admitted after the scan: holding a request writes to the rows the scan reads.
             var leased: [Int64] = []
             for candidate in candidates {
                 // A model gone from the tables reserves nothing; serving it fails the request with that reason.
@@ -335,9 +352,9 @@ public actor DispatchStore {
         }
     }
 
-    func recordExpiry(_ request: ClaimedRequest) throws {
+    func recordExpiry(_ request: ClaimedRequest, reason: String = "the deadline passed before it could be served") throws {
         try database.writeTransaction {
-            _ = try finish(request.id, state: .expired, error: "the deadline passed before it could be served")
+            _ = try finish(request.id, state: .expired, error: reason)
         }
     }
 

@@ -270,9 +270,16 @@ public final class Dispatcher: Sendable {
             let excluded = await excludedModels(now: now)
             let room = await state.room(for: options.concurrency)
             guard room > 0 else { return 20 }
+            // Per model, no more than its limits let start now, less what is claimed for it already: a model at its limit
+            // holds no worker while the others' requests wait behind its own, and the room is shared by what can start.
+            var allowances = await limiter.allowances(catalog.models, within: 0)
+            for (model, load) in await state.claimedLoad() {
+                allowances[model]?.requests -= load.requests
+                allowances[model]?.tokens -= load.tokens
+            }
             let claim = try await store.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
-                excludedModels: excluded, simulated: options.simulate, catalog: catalog)
+                excludedModels: excluded, simulated: options.simulate, catalog: catalog, allowances: allowances)
             if claim.held > 0 { await state.countHeld(claim.held) }
             await reportBudget(holdReasons: claim.holdReasons, capUses: claim.capUses)
             if !claim.requests.isEmpty {
@@ -436,21 +443,13 @@ public final class Dispatcher: Sendable {
                 }
                 return
             }
-            (model, provider, mode) = alternative
-            // The reservation was made for the planned model; the new one must fit under the caps too.
-            let worstCase = Charges.worstCase(model: model, mode: mode, inputTokens: request.needs.inputTokens, maxOutputTokens: request.needs.maxOutputTokens)
-            let moved = await read("move the reservation of \(request.customID)", fallback: false) {
-                try await self.store.moveReservation(request, to: worstCase, now: now, simulated: self.options.simulate)
-            }
-            guard moved else {
+            guard await move(request, to: alternative, now: now) else {
                 await persist("return \(request.customID) to the queue") {
                     try await self.store.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
                 return
             }
-            let cost = Charges.prices(of: model, mode: mode, at: now).cost(inputTokens: request.needs.inputTokens, outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
-            let (chosenModel, chosenMode) = (model, mode)
-            await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: chosenModel.id, mode: chosenMode, cost: cost) }
+            (model, provider, mode) = alternative
         }
         // When a rehearsal answers a request planned for a window ahead of time, it prices it at the window's opening.
         var windowOpening: Int64?
@@ -469,19 +468,38 @@ public final class Dispatcher: Sendable {
                 return
             }
         }
+        // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
+        // its model's limits leave no room by then, a model with room now takes it, or it expires.
+        let tokens = request.needs.inputTokens + request.needs.maxOutputTokens
+        var acquired: RateLimiter.Slot?
+        do {
+            acquired = try await limiter.acquire(model, tokens: tokens, startBy: latestStart(of: request, on: model))
+            if acquired == nil {
+                let full = await limiter.allowances(catalog.models, within: 0).filter { $0.value.requests == 0 }.map(\.key)
+                if let alternative = await alternative(for: request, excluding: Set(full + [model.id])), await move(request, to: alternative, now: clock.now()) {
+                    (model, provider, mode) = alternative
+                    windowOpening = nil
+                    await state.count(.fellBack)
+                    acquired = try await limiter.acquire(model, tokens: tokens, startBy: latestStart(of: request, on: model))
+                }
+            }
+        } catch {
+            await persist("return \(request.customID) to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
+            return
+        }
+        guard let slot = acquired else {
+            let reason = "no model's rate limits left room to start it by its latest start (its deadline less the call's time)"
+            await persist("expire \(request.customID)") { try await self.store.recordExpiry(request, reason: reason) }
+            await state.count(.expired)
+            return
+        }
         let body: JSONObject
         do {
             body = try DialectTranslation.requestBody(
                 stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode)
         } catch {
+            await limiter.release(slot)
             await fail(request, "\(error)", attempt: nil)
-            return
-        }
-        let slot: RateLimiter.Slot
-        do {
-            slot = try await limiter.acquire(model, tokens: request.needs.inputTokens + request.needs.maxOutputTokens)
-        } catch {
-            await persist("return \(request.customID) to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
             return
         }
         let call = ProviderCall(
@@ -599,6 +617,30 @@ public final class Dispatcher: Sendable {
             await persist("schedule a retry of \(request.customID)") { try await self.store.recordRetry(request, at: retryAt, attempt: attempt) }
             await state.dueAt(retryAt)
         }
+    }
+
+    /// The last moment a call of `request` on `model` can start and still finish by its deadline: its plan's latest
+    /// start on its planned model (or later, where the modelled call leaves more), the deadline less the modelled call
+    /// elsewhere; nil with `--allow-late`.
+    private func latestStart(of request: ClaimedRequest, on model: Model) -> Int64? {
+        guard !options.allowLate else { return nil }
+        let modelled = request.deadlineAt - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
+        return model.id == request.plannedModel ? max(request.latestStart, modelled) : modelled
+    }
+
+    /// Moves `request` onto `alternative` for this call: its reservation, which must fit under the caps too, and its plan.
+    /// False, moving nothing, when the reservation does not fit.
+    private func move(_ request: ClaimedRequest, to alternative: (Model, Provider, DispatchMode), now: Int64) async -> Bool {
+        let (model, _, mode) = alternative
+        let worstCase = Charges.worstCase(model: model, mode: mode, inputTokens: request.needs.inputTokens, maxOutputTokens: request.needs.maxOutputTokens)
+        let moved = await read("move the reservation of \(request.customID)", fallback: false) {
+            try await self.store.moveReservation(request, to: worstCase, now: now, simulated: self.options.simulate)
+        }
+        guard moved else { return false }
+        let cost = Charges.prices(of: model, mode: mode, at: now).cost(
+            inputTokens: request.needs.inputTokens, outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
+        await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: model.id, mode: mode, cost: cost) }
+        return true
     }
 
     private func fail(_ request: ClaimedRequest, _ message: String, attempt: AttemptRecord?) async {
@@ -785,6 +827,16 @@ actor RunState {
     /// Paid answers that could be neither stored nor kept in the recovery file, by custom id.
     private(set) var lost: [String] = []
     func lostAnswer(_ customID: String) { lost.append(customID) }
+
+    /// Requests claimed and not yet started, and their tokens, by planned model.
+    func claimedLoad() -> [String: (requests: Int, tokens: Int)] {
+        var load: [String: (requests: Int, tokens: Int)] = [:]
+        for request in claimed {
+            load[request.plannedModel, default: (0, 0)].requests += 1
+            load[request.plannedModel, default: (0, 0)].tokens += request.needs.inputTokens + request.needs.maxOutputTokens
+        }
+        return load
+    }
 
     func addClaimed(_ requests: [ClaimedRequest]) {
         claimed.insert(contentsOf: requests.reversed(), at: 0)

@@ -84,40 +84,90 @@ public actor RateLimiter {
         self.clock = clock
     }
 
-    /// Waits until `model` may take one more call of about `tokens` tokens, then takes it.
-    @discardableResult
-    public func acquire(_ model: Model, tokens: Int) async throws -> Slot {
+    /// How much of a model's limits calls claimed now may use: what its buckets will hold a moment from now.
+    public struct Allowance: Sendable, Hashable {
+        public var requests: Int
+        public var tokens: Int
+        /// What its token bucket holds when full: a call larger than that waits for a full bucket, and takes it all.
+        public var tokenBucketSize: Int
+    }
+
+    /// For each of `models`, the calls (and their tokens) that could start within `milliseconds`: what its buckets hold
+    /// then at the rates in force, no more than its in-flight caps leave room for. A claim takes no more, so a request
+    /// waiting on its model's limit never holds a worker that another model could use.
+    public func allowances(_ models: [Model], within milliseconds: Int64) -> [String: Allowance] {
+        let now = clock.now()
+        var result: [String: Allowance] = [:]
+        for model in models {
+            let factor = slowdowns[model.id]?.rateFactor ?? 1
+            var requests = requestBuckets[model.id]
+                ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
+            var tokens = tokenBuckets[model.id]
+                ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
+            requests.refill(now, factor: factor)
+            tokens.refill(now, factor: factor)
+            let ahead = Double(milliseconds) * factor
+            var calls = Int(min(requests.available + requests.perMillisecond * ahead, requests.capacity + requests.perMillisecond * ahead))
+            let inFlight = inFlightByModel[model.id, default: 0]
+            if let cap = limits.inFlightPerModel { calls = min(calls, max(cap - inFlight, 0)) }
+            if let slowdown = slowdowns[model.id] { calls = min(calls, max(max(Int(slowdown.inFlight), 1) - answering(model.id, now: now), 0)) }
+            if let cap = limits.inFlightPerProvider { calls = min(calls, max(cap - inFlightByProvider[model.provider, default: 0], 0)) }
+            let tokenRoom = min(tokens.available + tokens.perMillisecond * ahead, tokens.capacity + tokens.perMillisecond * ahead)
+            result[model.id] = Allowance(
+                requests: max(calls, 0), tokens: Int(min(tokenRoom, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))))
+        }
+        return result
+    }
+
+    /// Waits until `model` may take one more call of about `tokens` tokens, then takes it; nil, taking nothing, once it
+    /// is clear the call could not start by `startBy` (epoch ms): its buckets refill too late, or its in-flight calls
+    /// have not come back by then.
+    public func acquire(_ model: Model, tokens: Int, startBy: Int64?) async throws -> Slot? {
         while true {
             try Task.checkCancellation()
             let now = clock.now()
-            let slowdown = slowdowns[model.id]
-            let factor = slowdown?.rateFactor ?? 1
-            var requests = requestBuckets[model.id]
-                ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
-            var tokenBucket = tokenBuckets[model.id]
-                ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
-            requests.refill(now, factor: factor)
-            tokenBucket.refill(now, factor: factor)
-            let inFlight = inFlightByModel[model.id, default: 0]
-            let slotsFree = inFlight < (limits.inFlightPerModel ?? .max)
-                && slowdown.map { answering(model.id, now: now) < max(Int($0.inFlight), 1) } ?? true
-                && inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max)
-            let wait = max(requests.wait(for: 1, factor: factor), tokenBucket.wait(for: Double(tokens), factor: factor))
-            if slotsFree && wait == 0 {
-                requests.available -= 1
-                tokenBucket.available -= Double(tokens)
-                requestBuckets[model.id] = requests
-                tokenBuckets[model.id] = tokenBucket
-                inFlightByModel[model.id, default: 0] += 1
-                inFlightByProvider[model.provider, default: 0] += 1
-                nextTicket += 1
-                startedAt[model.id, default: [:]][nextTicket] = now
-                return Slot(model: model.id, provider: model.provider, ticket: nextTicket)
-            }
-            requestBuckets[model.id] = requests
-            tokenBuckets[model.id] = tokenBucket
-            try await Task.sleep(nanoseconds: UInt64(max(wait, 5)) * 1_000_000)
+            if let startBy, now > startBy { return nil }
+            let attempt = take(model, tokens: tokens, now: now)
+            if let slot = attempt.slot { return slot }
+            if let startBy, let wait = attempt.rateWait, now + wait > startBy { return nil }
+            let sleep = min(max(attempt.rateWait ?? 5, 5), startBy.map { max($0 - now, 5) } ?? .max)
+            try await Task.sleep(nanoseconds: UInt64(sleep) * 1_000_000)
         }
+    }
+
+    /// Waits until `model` may take one more call of about `tokens` tokens, then takes it.
+    @discardableResult
+    public func acquire(_ model: Model, tokens: Int) async throws -> Slot {
+        // With no latest start, the wait only ends in a slot (or cancellation).
+        try await acquire(model, tokens: tokens, startBy: nil)!
+    }
+
+    /// Takes a call of `model` now if its buckets and in-flight caps allow; otherwise how long its buckets need to
+    /// refill (nil when only an in-flight cap stands in the way: that frees when a call comes back).
+    private func take(_ model: Model, tokens: Int, now: Int64) -> (slot: Slot?, rateWait: Int64?) {
+        let slowdown = slowdowns[model.id]
+        let factor = slowdown?.rateFactor ?? 1
+        var requests = requestBuckets[model.id]
+            ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
+        var tokenBucket = tokenBuckets[model.id]
+            ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
+        requests.refill(now, factor: factor)
+        tokenBucket.refill(now, factor: factor)
+        requestBuckets[model.id] = requests
+        tokenBuckets[model.id] = tokenBucket
+        let inFlight = inFlightByModel[model.id, default: 0]
+        let slotsFree = inFlight < (limits.inFlightPerModel ?? .max)
+            && slowdown.map { answering(model.id, now: now) < max(Int($0.inFlight), 1) } ?? true
+            && inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max)
+        let wait = max(requests.wait(for: 1, factor: factor), tokenBucket.wait(for: Double(tokens), factor: factor))
+        guard slotsFree && wait == 0 else { return (nil, wait > 0 ? wait : slotsFree ? 0 : nil) }
+        requestBuckets[model.id]!.available -= 1
+        tokenBuckets[model.id]!.available -= Double(tokens)
+        inFlightByModel[model.id, default: 0] += 1
+        inFlightByProvider[model.provider, default: 0] += 1
+        nextTicket += 1
+        startedAt[model.id, default: [:]][nextTicket] = now
+        return (Slot(model: model.id, provider: model.provider, ticket: nextTicket), nil)
     }
 
     /// The in-flight cap a 429 has put on `model`, if it is slowed.

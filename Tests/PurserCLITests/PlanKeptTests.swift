@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+import PurserCore
+
+/// Issue 17: a capacity-bound plan is kept when served. Four models limited to 240 requests a minute and 360 requests due
+/// in 30 seconds: the plan fills the three cheapest to what their limits allow by then (116 each) and puts the rest on
+/// the fourth. Planned and served on the simulator with the rate limits and deadlines on the wall clock. Claimed in
+/// deadline order, one model's requests come first; a worker waiting on that model's limit must not hold back the other
+/// models' requests behind it, and each model must run at its full rate from the first second. (Before: 190 served,
+/// 170 expired, calls finishing after their deadline.)
+@Suite(.serialized)
+struct PlanKeptTests {
+    static func pricing() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try """
+            {"providers": [{"name": "limited", "dialect": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "LIMITED_KEY", "batch_api": false}]}
+            """.write(to: directory.appendingPathComponent("providers.json"), atomically: true, encoding: .utf8)
+        let models = (1...4).map { index in
+            """
+            {"id": "limited/m\(index)", "provider": "limited", "model": "m\(index)", "prices": {"input": "\(index)", "output": "\(index)"},
+             "context_window": 100000, "max_output_tokens": 8000, "quality": {"score": 70, "source": "test"}, "capabilities": [],
+             "rate_limits": {"requests_per_minute": 240, "tokens_per_minute": 1000000000},
+             "speed": {"time_to_first_token_ms": 50, "output_tokens_per_second": 1000},
+             "price_date": "2026-11-24", "price_source": "https://example.com/prices"}
+            """
+        }
+        try #"{"models": [\#(models.joined(separator: ", "))]}"#.write(to: directory.appendingPathComponent("models.json"), atomically: true, encoding: .utf8)
+        try String(contentsOf: repository.appendingPathComponent("pricing/tiers.json"), encoding: .utf8)
+            .write(to: directory.appendingPathComponent("tiers.json"), atomically: true, encoding: .utf8)
+        return directory.path
+    }
+
+    @Test func aCapacityBoundPlanServedAtItsRealLimitsMeetsEveryDeadline() throws {
+        let pricing = try Self.pricing()
+        let database = temporaryDatabase()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+        let lines = (0..<360).map { index in
+            #"{"custom_id": "r\#(index)", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "Question \#(index)"}], "max_tokens": 20}, "deadline": "30s", "quality": 70}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let submit = try purser(["submit", path], database: database, pricing: pricing, key: nil)
+        #expect(submit.code == 0, "\(submit.error)")
+        let plan = try purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
+        #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
+        // Simulated latency at a hundredth; the limits and deadlines run on the wall clock.
+        let run = try purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(800))")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'expired'") == 0)
+        // No call finished after its request's deadline, so none started after its latest start.
+        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+        // Every model served its share: none stood idle while another's requests waited.
+        #expect(try integer(database, "SELECT count(DISTINCT model) FROM results") == 4)
+    }
+}
