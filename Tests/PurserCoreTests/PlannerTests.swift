@@ -372,7 +372,10 @@ private func capacityBoundInstance(requests count: Int, seed: UInt64) -> (catalo
         Fixtures.model("cheap", input: 100_000, output: 100_000, quality: 50, requestsPerMinute: 100, tokensPerMinute: 10_000, ttft: 10, tokensPerSecond: 100_000),
         Fixtures.model("dear", input: 1_000_000, output: 1_000_000, quality: 50, requestsPerMinute: 100, tokensPerMinute: 1_000_000, ttft: 10, tokensPerSecond: 100_000),
     ]
-    let requests = (0..<20).map { index in Fixtures.request(Int64(index), input: index < 10 ? 90 : 1_890, output: 10, deadlineAt: 61_000) }
+    // The calls take 10 ms, so the latest start is 60 s exactly, on the planner's grid: the rounded problem is the real one
+    // and the plan can be proven optimal. (With a deadline of 61 s the real limit allows 10,165 tokens by the latest start,
+    // one more small request fits, and the bound rightly stops calling the plan optimal.)
+    let requests = (0..<20).map { index in Fixtures.request(Int64(index), input: index < 10 ? 90 : 1_890, output: 10, deadlineAt: 60_010) }
     let catalog = Fixtures.catalog(models)
     let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys))).plan(requests)
     #expect(LimitCheck(catalog: catalog, now: 0).violations(plan, requests).isEmpty)

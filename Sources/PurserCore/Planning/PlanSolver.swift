@@ -106,7 +106,9 @@ struct PlanSolver {
             exhaustive = searchExhaustively(residuals: &residuals, assignment: &assignment)
         }
         let unplaced = assignment.option.lazy.filter { $0 < 0 }.count
-        var bound = exhaustive ? assignment.totalCost : lowerBound(solution: solution, program: program, unplaced: unplaced)
+        // A few requests: the real problem's own optimum where the search finds it, else the program's bound.
+        var bound = (exhaustive ? relaxedOptimum(placed: problem.requests.count - unplaced, unfitHeld: unfitHeld) : nil)
+            ?? lowerBound(solution: solution, program: program, unplaced: unplaced)
         bound = min(bound, assignment.totalCost)
         return Outcome(
             optionOfRequest: assignment.option, costOfRequest: assignment.cost, lowerBound: bound, unplaced: unplaced, unfitHeld: unfitHeld,
@@ -371,12 +373,45 @@ struct PlanSolver {
             let signature = problem.signatures[Int(problem.signatureOfRequest[request])]
             base.add(signature.options[Int(assignment.option[request])], requests: -1, tokens: -Int64(problem.requests[request].rateLimitTokens))
         }
+        let start = (placed: count - assignment.option.filter { $0 < 0 }.count, cost: assignment.totalCost, choice: assignment.option)
+        guard let best = bestAssignment(room: base, start: start) else { return false }
+        residuals = base
+        for request in 0..<count {
+            assignment.unplace(request)
+            let index = best.choice[request]
+            guard index >= 0 else { continue }
+            let option = problem.signatures[Int(problem.signatureOfRequest[request])].options[Int(index)]
+            residuals.add(option, requests: 1, tokens: Int64(problem.requests[request].rateLimitTokens))
+            assignment.place(request, option, index, problem: problem)
+        }
+        return true
+    }
+
+    /// The real problem's optimum for a few requests, found the same way over the real capacities (`Residuals(relaxed:)`,
+    /// every boundary's latest unrounded moment): a lower bound for plans placing as many requests as `placed`, or nil
+    /// when the search gave up or the real problem places more (then this says nothing of plans placing fewer).
+    private func relaxedOptimum(placed: Int, unfitHeld: [Int]) -> Int64? {
+        var room = Residuals(problem.families, relaxed: true)
+        // Other jobs' plans hold what they held in the plan: those that no longer fit are planned again, not held.
+        for requestClass in problem.classes where requestClass.held >= 0 && !unfitHeld.contains(Int(requestClass.held)) {
+            room.add(problem.option(requestClass, requestClass.options[0]), requests: Int64(requestClass.count), tokens: requestClass.tokenSum)
+        }
+        let count = problem.requests.count
+        guard let best = bestAssignment(room: room, start: (0, 0, [Int32](repeating: -1, count: count))), best.placed == placed else { return nil }
+        return best.cost
+    }
+
+    /// Every assignment of the problem's requests within `room` (most placed first, then least cost, then preference),
+    /// starting from `start` as the best known; nil if it gave up.
+    private func bestAssignment(room: Residuals, start: (placed: Int, cost: Int64, choice: [Int32])) -> (placed: Int, cost: Int64, choice: [Int32])? {
+        let count = problem.requests.count
+        var base = room
         let ranked = (0..<count).map(rankedOptions)
         let cheapest = ranked.map { $0.first?.cost ?? 0 }
         var suffixCheapest = [Int64](repeating: 0, count: count + 1)
         for request in stride(from: count - 1, through: 0, by: -1) { suffixCheapest[request] = suffixCheapest[request + 1] + cheapest[request] }
-        var best = (placed: count - assignment.option.filter { $0 < 0 }.count, cost: assignment.totalCost, preference: Int64.max)
-        var bestChoice = assignment.option
+        var best = (placed: start.placed, cost: start.cost, preference: Int64.max)
+        var bestChoice = start.choice
         var choice = [Int32](repeating: -1, count: count)
         var nodes = 0
         var completed = true
@@ -405,35 +440,27 @@ struct PlanSolver {
             search(request + 1, placed: placed, cost: cost, preference: preference)
         }
         search(0, placed: 0, cost: 0, preference: 0)
-        guard completed else { return false }
-        residuals = base
-        for request in 0..<count {
-            assignment.unplace(request)
-            let index = bestChoice[request]
-            guard index >= 0 else { continue }
-            let option = problem.signatures[Int(problem.signatureOfRequest[request])].options[Int(index)]
-            residuals.add(option, requests: 1, tokens: Int64(problem.requests[request].rateLimitTokens))
-            assignment.place(request, option, index, problem: problem)
-        }
-        return true
+        return completed ? (best.placed, best.cost, bestChoice) : nil
     }
 
     // MARK: - The lower bound
 
     /// Lagrangian duality: for any prices λ ≥ 0 on the rows, Σ over requests of min over its options of
     /// (cost + the prices of the rows it would use), minus Σ λ × capacity, is at most the cost of any plan
-    /// plus its penalties. The prices come from the program, rounded to a fixed point; everything else is
-    /// exact integers, so the bound holds whatever the floating-point solve did.
+    /// placing every request. The capacities are the real problem's (each boundary's latest unrounded moment, not the
+    /// rounded-down grid the program keeps to), so the bound holds for every real plan, not only for those on the
+    /// grid. The prices come from the program, rounded to a fixed point; everything else is exact integers, so the
+    /// bound holds whatever the floating-point solve did.
     private func lowerBound(solution: AssignmentLP.Solution?, program: ProgramIndex, unplaced: Int) -> Int64 {
         let scale = PlanSolver.priceScale
-        // The penalties are relative to the dearest option of any request, so no real cost is cut short by them.
+        // The held penalty is relative to the dearest option of any request, so no real cost is cut short by it.
         var dearest = program.costScale
         for signature in problem.signatures where !signature.members.isEmpty {
             let input = problem.requests[Int(problem.members[signature.members.upperBound - 1])].needs.inputTokens
             for option in signature.options { dearest = max(dearest, Double(option.cost(input: input).cost)) }
         }
-        let penalty = Int128(dearest * PlanSolver.unplacedPenalty) * scale
         let heldPenalty = Int128(dearest * PlanSolver.heldPenalty) * scale
+        let penalty = Int128(dearest * PlanSolver.unplacedPenalty) * scale
         // Per family and boundary, suffix sums of the rows' prices: per request, and per token.
         var requestPrice = problem.families.map { [Int128](repeating: 0, count: $0.boundaries.count + 1) }
         var tokenPrice = requestPrice
@@ -446,40 +473,59 @@ struct PlanSolver {
                     if requestRow >= 0 {
                         let price = PlanSolver.fixedPoint(solution.rowPrices[Int(requestRow)] * program.costScale, scale: scale)
                         requestSum += price
-                        subtracted += price * Int128(value.requestCapacity[boundary])
+                        subtracted += price * Int128(value.relaxedRequestCapacity[boundary])
                     }
                     if tokenRow >= 0 {
                         let price = PlanSolver.fixedPoint(solution.rowPrices[Int(tokenRow)] * program.costScale / program.tokenScale, scale: scale)
                         tokenSum += price
-                        subtracted += price * Int128(value.tokenCapacity[boundary])
+                        subtracted += price * Int128(value.relaxedTokenCapacity[boundary])
                     }
                     requestPrice[family][boundary] = requestSum
                     tokenPrice[family][boundary] = tokenSum
                 }
             }
         }
+        // Each request's cheapest option at those prices. Two bounds for plans placing as many requests, both valid,
+        // the larger kept: leaving out the dearest terms (requests with no option at all are never placed), or, as the
+        // program does, letting any request go unplaced at the penalty and taking the penalties off again.
         var total: Int128 = 0
+        var penalized: Int128 = 0
+        var terms: [Int128] = []
+        var unplaceable = 0
         for (request, value) in problem.requests.enumerated() {
             let options = problem.signatures[Int(problem.signatureOfRequest[request])].options
             let tokens = Int128(value.rateLimitTokens)
-            var best = penalty
+            var best: Int128?
             for option in options {
                 let family = Int(option.family), boundary = Int(option.boundary)
                 let term = Int128(option.cost(input: value.needs.inputTokens).cost) * scale + requestPrice[family][boundary]
                     + tokenPrice[family][boundary] * tokens
-                if term < best { best = term }
+                if best == nil || term < best! { best = term }
+            }
+            penalized += min(best ?? penalty, penalty)
+            guard let best else {
+                unplaceable += 1
+                continue
             }
             total += best
+            if unplaced > 0 { terms.append(best) }
+        }
+        let leftOut = min(max(unplaced - unplaceable, 0), terms.count)
+        if leftOut > 0 {
+            terms.sort(by: >)
+            total -= terms.prefix(leftOut).reduce(0, +)
         }
         for requestClass in problem.classes where requestClass.held >= 0 {
             let option = problem.option(requestClass, requestClass.options[0])
             let family = Int(option.family), boundary = Int(option.boundary)
             let largest = requestPrice[family][boundary] + tokenPrice[family][boundary] * Int128(requestClass.tokenMax)
-            total += largest <= heldPenalty
+            let held = largest <= heldPenalty
                 ? requestPrice[family][boundary] * Int128(requestClass.count) + tokenPrice[family][boundary] * Int128(requestClass.tokenSum)
                 : heldPenalty * Int128(requestClass.count)
+            total += held
+            penalized += held
         }
-        let bound = (total - subtracted - penalty * Int128(unplaced)) / scale
+        let bound = max(total - subtracted, penalized - subtracted - penalty * Int128(unplaced)) / scale
         return Int64(clamping: max(bound, 0))
     }
 
@@ -502,12 +548,17 @@ struct Residuals {
     /// Per family and boundary: the first binding position at or after it.
     private var firstBinding: [[Int32]]
 
-    init(_ families: [PlanningProblem.Family]) {
+    /// `relaxed`: the real problem's capacities (each boundary's latest unrounded moment), for bounds, not plans.
+    init(_ families: [PlanningProblem.Family], relaxed: Bool = false) {
         bindingBoundaries = families.map { family in
             family.boundaries.indices.filter { family.requestRowBinds[$0] || family.tokenRowBinds[$0] }.map { Int32($0) }
         }
-        requestRoom = zip(families, bindingBoundaries).map { family, binding in binding.map { family.requestCapacity[Int($0)] } }
-        tokenRoom = zip(families, bindingBoundaries).map { family, binding in binding.map { family.tokenCapacity[Int($0)] } }
+        requestRoom = zip(families, bindingBoundaries).map { family, binding in
+            binding.map { relaxed ? family.relaxedRequestCapacity[Int($0)] : family.requestCapacity[Int($0)] }
+        }
+        tokenRoom = zip(families, bindingBoundaries).map { family, binding in
+            binding.map { relaxed ? family.relaxedTokenCapacity[Int($0)] : family.tokenCapacity[Int($0)] }
+        }
         firstBinding = zip(families, bindingBoundaries).map { family, binding in
             var result = [Int32](repeating: Int32(binding.count), count: family.boundaries.count + 1)
             var position = binding.count

@@ -127,6 +127,10 @@ final class PlanningProblem {
         /// Requests, and tokens, that may start by each boundary (cumulative from now).
         var requestCapacity: [Int64] = []
         var tokenCapacity: [Int64] = []
+        /// The same by the latest real (unrounded) latest start each boundary stands for: the capacity the real problem
+        /// has there, which the lower bound counts so that it bounds every real plan.
+        var relaxedRequestCapacity: [Int64] = []
+        var relaxedTokenCapacity: [Int64] = []
         /// Whether each boundary's request row, and token row, can bind: demand could pass capacity there.
         var requestRowBinds: [Bool] = []
         var tokenRowBinds: [Bool] = []
@@ -376,13 +380,19 @@ final class PlanningProblem {
         OutputHistoryByTier.expectedOutputTokens(samplesByTier[Int(tier)], model: model, maxOutputTokens: maxOutput + reasoningRoom[model])
     }
 
-    /// Rounds a latest start down to the grid: 1/256 of the time left, at least a second.
+    /// Rounds a latest start down to the grid: a power-of-two number of seconds, the smallest at least 1/256 of the
+    /// time left (so between 1/256 and 1/128 of it), at least a second.
     func snapped(_ latestStart: Int64) -> Int64 {
         let left = latestStart - now
         guard left > 1_000 else { return latestStart }
+        let quantum = PlanningProblem.quantum(forTimeLeft: left)
+        return now + left / quantum * quantum
+    }
+
+    static func quantum(forTimeLeft left: Int64) -> Int64 {
         var quantum: Int64 = 1_000
         while quantum < left / 256 { quantum <<= 1 }
-        return now + left / quantum * quantum
+        return quantum
     }
 
     private func family(model: Int, kind: Family.Kind) -> Int {
@@ -393,11 +403,12 @@ final class PlanningProblem {
         return families.count - 1
     }
 
-    private var boundarySets: [Set<Int64>] = []
+    /// Per family: each boundary, with the latest real (unrounded) latest start rounded down to it.
+    private var boundarySets: [[Int64: Int64]] = []
 
-    private func register(_ family: Int, _ moment: Int64) {
-        while boundarySets.count <= family { boundarySets.append([]) }
-        boundarySets[family].insert(moment)
+    private func register(_ family: Int, _ moment: Int64, latest: Int64) {
+        while boundarySets.count <= family { boundarySets.append([:]) }
+        boundarySets[family][moment] = max(boundarySets[family][moment] ?? moment, latest)
     }
 
     func preference(model: Int, duration: Int64, mode: DispatchMode) -> Int64 {
@@ -485,7 +496,7 @@ final class PlanningProblem {
         }
         let index = family(model: Int(option.model), kind: kind)
         let moment = snapped(latest)
-        register(index, moment)
+        register(index, moment, latest: latest)
         option.family = Int32(index)
         // The boundary index is filled in once every family's boundaries are known; the moment is kept meanwhile.
         option.boundary = -1
@@ -514,8 +525,9 @@ final class PlanningProblem {
                 kind = .window(basisPoints: basisPoints)
             }
             let index = family(model: model, kind: kind)
-            let moment = snapped(min(group.latestStart, horizonEnd))
-            register(index, moment)
+            let latest = min(group.latestStart, horizonEnd)
+            let moment = snapped(latest)
+            register(index, moment, latest: latest)
             heldPlacement.append((index, moment))
         }
     }
@@ -525,28 +537,32 @@ final class PlanningProblem {
     private func finishFamilies() {
         for index in families.indices {
             let model = models[families[index].model]
-            let boundaries = (index < boundarySets.count ? boundarySets[index] : []).sorted()
+            let unrounded = index < boundarySets.count ? boundarySets[index] : [:]
+            let boundaries = unrounded.keys.sorted()
             families[index].boundaries = boundaries
-            let time: [Int64]
-            switch families[index].kind {
-            case .batch:
-                // The batch API's own pool. Where the tables give the tokens a model may have waiting in batches, each
-                // window's worth of time before a boundary lets that many through again; otherwise it holds everything.
-                families[index].requestCapacity = boundaries.map { _ in Int64.max / 4 }
-                families[index].tokenCapacity = boundaries.map { boundary in
-                    guard let enqueued = model.batchEnqueuedTokens else { return Int64.max / 4 }
-                    return Int64(enqueued) * (1 + max(boundary - now, 0) / Tiers.BatchTiming.windowMilliseconds)
+            let kind = families[index].kind
+            func capacities(at moments: [Int64]) -> (requests: [Int64], tokens: [Int64]) {
+                let time: [Int64]
+                switch kind {
+                case .batch:
+                    // The batch API's own pool. Where the tables give the tokens a model may have waiting in batches, each
+                    // window's worth of time before a boundary lets that many through again; otherwise it holds everything.
+                    return (moments.map { _ in Int64.max / 4 }, moments.map { moment in
+                        guard let enqueued = model.batchEnqueuedTokens else { return Int64.max / 4 }
+                        return Int64(enqueued) * (1 + max(moment - now, 0) / Tiers.BatchTiming.windowMilliseconds)
+                    })
+                case .list:
+                    let windows = mergedWindows(model, basisPoints: nil)
+                    time = moments.map { ($0 - now) - covered(windows, until: $0) }
+                case .window(let basisPoints):
+                    let windows = mergedWindows(model, basisPoints: basisPoints)
+                    time = moments.map { covered(windows, until: $0) }
                 }
-                continue
-            case .list:
-                let windows = mergedWindows(model, basisPoints: nil)
-                time = boundaries.map { ($0 - now) - covered(windows, until: $0) }
-            case .window(let basisPoints):
-                let windows = mergedWindows(model, basisPoints: basisPoints)
-                time = boundaries.map { covered(windows, until: $0) }
+                return (time.map { PlanningProblem.allowance(perMinute: model.rateLimits.requestsPerMinute, milliseconds: $0) },
+                    time.map { PlanningProblem.allowance(perMinute: model.rateLimits.tokensPerMinute, milliseconds: $0) })
             }
-            families[index].requestCapacity = time.map { PlanningProblem.allowance(perMinute: model.rateLimits.requestsPerMinute, milliseconds: $0) }
-            families[index].tokenCapacity = time.map { PlanningProblem.allowance(perMinute: model.rateLimits.tokensPerMinute, milliseconds: $0) }
+            (families[index].requestCapacity, families[index].tokenCapacity) = capacities(at: boundaries)
+            (families[index].relaxedRequestCapacity, families[index].relaxedTokenCapacity) = capacities(at: boundaries.map { unrounded[$0] ?? $0 })
         }
         for (signature, option, moment) in pendingMoments {
             let family = Int(signatures[signature].options[option].family)

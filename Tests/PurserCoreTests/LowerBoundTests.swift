@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+@testable import PurserCore
+
+/// Issue 17: the printed lower bound bounds the real problem, not only the planner's rounded one. The real limits: on
+/// each model, the requests started by each latest start fit what requests/min and tokens/min allow from now to then.
+
+/// The cheapest plan of `requests` on `models` under the real (unrounded) limits, by trying every assignment, and how
+/// many requests it places: the most any plan places, then the least cost.
+private func exhaustiveOptimum(_ requests: [PlannableRequest], _ models: [Model], now: Int64) -> (placed: Int, cost: Int64) {
+    var best = (placed: -1, cost: Int64.max)
+    var choice = [Int](repeating: -1, count: requests.count)
+    func latestStart(_ request: PlannableRequest, _ model: Model) -> Int64 {
+        request.deadlineAt - model.speed.callDuration(outputTokens: request.needs.maxOutputTokens)
+    }
+    func feasible() -> Bool {
+        for (index, model) in models.enumerated() {
+            let starts = requests.indices.filter { choice[$0] == index }.map { (latestStart(requests[$0], model), requests[$0].rateLimitTokens) }.sorted { $0.0 < $1.0 }
+            var tokens: Int64 = 0
+            for (position, start) in starts.enumerated() {
+                tokens += Int64(start.1)
+                let time = start.0 - now
+                if time <= 0 || Int64(position + 1) > PlanningProblem.allowance(perMinute: model.rateLimits.requestsPerMinute, milliseconds: time)
+                    || tokens > PlanningProblem.allowance(perMinute: model.rateLimits.tokensPerMinute, milliseconds: time)
+                {
+                    return false
+                }
+            }
+        }
+        return true
+    }
+    func visit(_ request: Int) {
+        guard request < requests.count else {
+            guard feasible() else { return }
+            let placed = choice.filter { $0 >= 0 }.count
+            var cost: Int64 = 0
+            for (index, model) in choice.enumerated() where model >= 0 {
+                cost += models[model].prices.cost(inputTokens: requests[index].needs.inputTokens, outputTokens: requests[index].needs.maxOutputTokens).picoUSD
+            }
+            if placed > best.placed || (placed == best.placed && cost < best.cost) { best = (placed, cost) }
+            return
+        }
+        for model in -1..<models.count {
+            choice[request] = model
+            visit(request + 1)
+        }
+        choice[request] = -1
+    }
+    visit(0)
+    return best
+}
+
+@Test func theBoundHoldsWhereRoundingLatestStartsDownCostsCapacity() {
+    // A's 40 requests a minute allow 201 starts by 301.5 s, but only 200 by 300 s, where the grid (2 s at five minutes)
+    // rounds that latest start down. The real optimum puts all 201 on A; the rounded problem can put only 200 there.
+    let a = Fixtures.model("a", input: 1_000_000, output: 0, quality: 50, requestsPerMinute: 40)
+    let b = Fixtures.model("b", input: 2_000_000, output: 0, quality: 50)
+    let deadline = 301_500 + a.speed.callDuration(outputTokens: 1)
+    let requests = (1...201).map { Fixtures.request(Int64($0), input: 1_000, output: 1, deadlineAt: deadline) }
+    let catalog = Fixtures.catalog([a, b])
+    let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: ["p"])).plan(requests)
+    let optimum: Int64 = 201 * 1_000 * 1_000_000
+    #expect(plan.unplaced == 0)
+    #expect(plan.lowerBound.picoUSD <= optimum, "bound \(plan.lowerBound.picoUSD) above the real optimum \(optimum)")
+    #expect(plan.lowerBound.picoUSD > 0)
+}
+
+@Test func theBoundNeverExceedsTheExhaustiveOptimumOfTheRealProblem() {
+    var random = SplitMix64(seed: 17)
+    var roundingMattered = 0
+    for instance in 0..<60 {
+        // Two or three models whose limits bind (5 to 13 requests a minute: a start every 4.6 to 12 s, off the grid's
+        // whole seconds), and six requests due within 5 to 60 seconds.
+        let count = 2 + random.below(2)
+        let models = (0..<count).map { index in
+            Fixtures.model(
+                "m\(index)", input: Int64(1 + random.below(9)) * 100_000, output: 0, quality: 50, requestsPerMinute: 5 + random.below(9),
+                tokensPerMinute: 5_000 + random.below(4) * 2_000, ttft: 100 + random.below(900))
+        }
+        let requests = (1...6).map { id in
+            Fixtures.request(Int64(id), input: 100 + random.below(900), output: 1, deadlineAt: Int64(5_000 + random.below(55_000)))
+        }
+        let catalog = Fixtures.catalog(models)
+        let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: ["p"])).plan(requests)
+        let optimum = exhaustiveOptimum(requests, models, now: 0)
+        if (plan.count - plan.unplaced, plan.estimatedCost.picoUSD) != (optimum.placed, optimum.cost) { roundingMattered += 1 }
+        #expect(plan.count - plan.unplaced <= optimum.placed, "instance \(instance): the plan places more than the real problem allows")
+        if plan.count - plan.unplaced == optimum.placed {
+            #expect(plan.lowerBound.picoUSD <= optimum.cost, "instance \(instance): bound \(plan.lowerBound.picoUSD) above the real optimum \(optimum.cost)")
+        }
+    }
+    // The instances are ones where the planner's rounding costs something, or the test would show nothing.
+    #expect(roundingMattered > 0)
+}
+
+@Test func aPlanLeavingARequestOutStillHasABoundAboveZero() {
+    // One model with room for 10 of 12 requests (more than the planner searches exhaustively): the bound is what placing
+    // the ten cheapest could cost, not $0.
+    let a = Fixtures.model("a", input: 1_000_000, output: 0, quality: 50, requestsPerMinute: 5)
+    let deadline = 120_000 + a.speed.callDuration(outputTokens: 1)
+    let requests = (1...12).map { Fixtures.request(Int64($0), input: 1_000 * $0, output: 1, deadlineAt: deadline) }
+    let plan = Planner(context: PlanningContext(catalog: Fixtures.catalog([a]), now: 0, usableProviders: ["p"])).plan(requests)
+    #expect(plan.unplaced == 2)
+    let cheapestTen = Int64((1...10).reduce(0, +)) * 1_000 * 1_000_000
+    #expect(plan.lowerBound.picoUSD > 0 && plan.lowerBound.picoUSD <= cheapestTen, "\(plan.lowerBound.picoUSD) against \(cheapestTen)")
+}
