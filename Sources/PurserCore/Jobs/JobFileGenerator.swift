@@ -89,10 +89,12 @@ public struct JobFileGenerator {
         }
     }
 
+    /// A line as OpenAI's batch files have it; a temperature only for models that take one (OpenAI's gpt-5 family refuses it,
+    /// so files written for them leave it out).
     private func openaiLine(customID: String, model: String, system: String, user: String, maxTokens: Int, routing: String) -> String {
         "{\"custom_id\": \(JSONWriter.quoted(customID)), \"method\": \"POST\", \"url\": \"/v1/chat/completions\", \"body\": {\"model\": \"\(model)\", "
             + "\"messages\": [{\"role\": \"system\", \"content\": \(JSONWriter.quoted(system))}, {\"role\": \"user\", \"content\": \(JSONWriter.quoted(user))}], "
-            + "\"max_tokens\": \(maxTokens), \"temperature\": 0.2}\(routing)}"
+            + "\"max_tokens\": \(maxTokens)\(model.hasPrefix("gpt-5") ? "" : ", \"temperature\": 0.2")}\(routing)}"
     }
 }
 
