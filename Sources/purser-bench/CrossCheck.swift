@@ -4,10 +4,20 @@ import PurserCore
 /// Generated capacity-bound planning instances, planned by Purser and written as data with Purser's
 /// figures, for `scripts/crosscheck-planner.sh` to solve exactly with an independent solver (HiGHS).
 enum CrossCheck {
+    /// The kinds of instance: `capacity` (six deadlines from ten minutes to a day, live calls and a night window),
+    /// `wide` (eight deadlines from ten minutes to a week, with batch prices on three models: the kind issue 17 found
+    /// furthest from the optimum), and `pinned` (wide, with one request in fifty pinned to the cheapest model, which is
+    /// contested).
+    enum Kind: String, CaseIterable {
+        case capacity, wide, pinned
+    }
+
     /// Five models (two cheap ones bound by requests/min or by tokens/min, one half price at night, one in the
     /// middle, one dear with room for everything), requests of log-uniform sizes with six deadlines from ten
     /// minutes to a day and three quality floors. `now` is 01:00 UTC, an hour before the night window.
-    static func instance(requests count: Int, seed: UInt64, tiers: Tiers) -> (catalog: PricingCatalog, requests: [PlannableRequest], now: Int64) {
+    static func instance(
+        requests count: Int, seed: UInt64, tiers: Tiers, kind: Kind = .capacity
+    ) -> (catalog: PricingCatalog, requests: [PlannableRequest], now: Int64) {
         var random = SplitMix64(seed: seed)
         let now: Int64 = 1_795_478_400_000 + 3_600_000
         let night = DiscountWindow(weekdays: Set(1...7), startMinute: 120, endMinute: 360, timeZoneIdentifier: "UTC", multiplierBasisPoints: 5_000)
@@ -23,34 +33,43 @@ enum CrossCheck {
                 speed: Speed(timeToFirstTokenMilliseconds: ttft, outputTokensPerSecond: speed), discountWindows: windows,
                 priceDate: "2026-11-30", priceSource: "https://example.com/cross-check")
         }
-        let models = [
+        var models = [
             model("cheap-small", 50_000, 200_000, quality: 45, rpm: 6, tpm: 200_000, ttft: 300, speed: 200),
             model("cheap-tokens", 80_000, 300_000, quality: 50, rpm: 1_000, tpm: 4_000, ttft: 500, speed: 150),
             model("night", 90_000, 360_000, quality: 55, rpm: 10, tpm: 10_000, ttft: 800, speed: 100, windows: [night]),
             model("mid", 400_000, 1_600_000, quality: 55, rpm: 10, tpm: 10_000, ttft: 400, speed: 120),
             model("dear", 2_500_000, 10_000_000, quality: 70, rpm: 100_000, tpm: 1_000_000_000, ttft: 300, speed: 300),
         ]
-        let provider = Provider(name: "x", dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "X_KEY")
-        let deadlines: [Int64] = [600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000]
+        var provider = Provider(name: "x", dialect: .openai, baseURL: "https://example.com/v1", apiKeyEnvironmentVariable: "X_KEY")
+        var deadlines: [Int64] = [600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000]
+        if kind != .capacity {
+            // Batch at half price on the cheap-by-requests, middle and dear models; deadlines out to a week.
+            provider.batchDialect = .openai
+            for index in [0, 3, 4] { models[index].batchPrices = models[index].prices.scaled(basisPoints: 5_000) }
+            deadlines = [600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000, 259_200_000, 604_800_000]
+        }
         let requests = (0..<count).map { index in
             let input = Int(exp(Double(random.below(1_000)) / 1_000 * log(3_000.0))) + 20
+            let pinned = kind == .pinned && index % 50 == 0
             return PlannableRequest(
                 id: Int64(index + 1),
                 needs: RequestNeeds(
-                    qualityFloor: [0, 45, 50][random.below(3)], qualityTier: "standard", inputTokens: input,
-                    maxOutputTokens: [20, 100, 400][random.below(3)], capabilities: [], pinnedModel: nil),
+                    qualityFloor: pinned ? 0 : [0, 45, 50][random.below(3)], qualityTier: "standard", inputTokens: input,
+                    maxOutputTokens: [20, 100, 400][random.below(3)], capabilities: [], pinnedModel: pinned ? "x/cheap-small" : nil),
                 referenceModel: nil, deadlineAt: now + deadlines[random.below(deadlines.count)], maxCost: nil)
         }
         return (PricingCatalog(models: models, providers: ["x": provider], tiers: tiers), requests, now)
     }
 
-    /// Plans `instances` instances of each size and writes `instance-SIZE-SEED.json` files into `directory`.
-    static func write(sizes: [Int], instances: Int, directory: String, tiers: Tiers) throws {
+    /// Plans `instances` instances of each size and kind, prints Purser's figures and writes `instance-KIND-SIZE-SEED.json`
+    /// files into `directory` for the exact solver.
+    static func write(sizes: [Int], instances: Int, directory: String, tiers: Tiers, kinds: [Kind] = [.capacity]) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        print("size      seed  purser cost      lower bound      gap      plan time")
+        print("kind      size      seed  purser cost      lower bound      gap      unplaced  plan time")
+        for kind in kinds {
         for size in sizes {
             for seed in UInt64(1)...UInt64(instances) {
-                let (catalog, requests, now) = instance(requests: size, seed: seed, tiers: tiers)
+                let (catalog, requests, now) = instance(requests: size, seed: seed, tiers: tiers, kind: kind)
                 let planner = Planner(context: PlanningContext(catalog: catalog, now: now, usableProviders: ["x"]))
                 let started = DispatchTime.now().uptimeNanoseconds
                 let plan = planner.plan(requests)
@@ -63,14 +82,16 @@ enum CrossCheck {
                     ])),
                     "problem": planner.problemDocument(requests),
                 ]))
-                let path = "\(directory)/instance-\(size)-\(seed).json"
+                let path = "\(directory)/instance-\(kind.rawValue)-\(size)-\(seed).json"
                 try JSONWriter.string(document).write(toFile: path, atomically: true, encoding: .utf8)
                 let gap = plan.gapText
-                print(String(size).padding(toLength: 10, withPad: " ", startingAt: 0) + String(seed).padding(toLength: 6, withPad: " ", startingAt: 0)
+                print(kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) + String(size).padding(toLength: 10, withPad: " ", startingAt: 0)
+                    + String(seed).padding(toLength: 6, withPad: " ", startingAt: 0)
                     + plan.estimatedCost.exactUSD.padding(toLength: 17, withPad: " ", startingAt: 0)
                     + plan.lowerBound.exactUSD.padding(toLength: 17, withPad: " ", startingAt: 0) + gap.padding(toLength: 9, withPad: " ", startingAt: 0)
-                    + String(format: "%.2f s", seconds))
+                    + String(plan.unplaced).padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: "%.2f s", seconds))
             }
+        }
         }
     }
 }

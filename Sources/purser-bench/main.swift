@@ -17,21 +17,23 @@ struct Bench {
     /// For `--phase crosscheck`: instance sizes and how many of each.
     var sizes = [500, 1_000, 2_000, 5_000]
     var instances = 3
+    var sizesGiven = false, instancesGiven = false
     /// For `--phase estimate`: requests in the calibration sample (half learn, half are measured).
     var estimateLines = 40_000
 
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|estimate|crosscheck] [--lines N] [--dispatch-calls N]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
                             [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
                                   batch: a week-long job through the fake batch API; estimate: input-token estimates
-                                  before and after calibration; crosscheck: write planning instances for
-                                  scripts/crosscheck-planner.sh
+                                  before and after calibration; hard: plan every kind of hard instance
+                                  (1,500 to 100,000 requests) and print time, gap and bound; crosscheck:
+                                  write planning instances for scripts/crosscheck-planner.sh
           --lines <n>             lines to generate and ingest (default: 1000000)
           --dispatch-calls <n>    calls per dispatch round (default: 5000)
           --batch-requests <n>    requests in the batch job (default: 100000)
@@ -64,8 +66,12 @@ struct Bench {
             case "--work": work = arguments[index + 1]
             case "--phase": phase = arguments[index + 1]
             case "--dispatch-calls": dispatchCalls = Int(arguments[index + 1]) ?? dispatchCalls
-            case "--sizes": sizes = arguments[index + 1].split(separator: ",").compactMap { Int($0) }
-            case "--instances": instances = Int(arguments[index + 1]) ?? instances
+            case "--sizes":
+                sizes = arguments[index + 1].split(separator: ",").compactMap { Int($0) }
+                sizesGiven = true
+            case "--instances":
+                instances = Int(arguments[index + 1]) ?? instances
+                instancesGiven = true
             case "--batch-requests": batchRequests = Int(arguments[index + 1]) ?? batchRequests
             default: break
             }
@@ -152,8 +158,12 @@ if bench.phase == "all" || bench.phase == "estimate" {
     if bench.phase == "estimate" { exit(0) }
 }
 
-if bench.phase == "crosscheck" {
-    try CrossCheck.write(sizes: bench.sizes, instances: bench.instances, directory: bench.work + "/crosscheck", tiers: catalog.tiers)
+if bench.phase == "crosscheck" || bench.phase == "hard" {
+    // `hard`: every kind of instance, from 1,500 to 100,000 requests unless --sizes says otherwise.
+    let hard = bench.phase == "hard"
+    try CrossCheck.write(
+        sizes: hard && !bench.sizesGiven ? [1_500, 10_000, 50_000, 100_000] : bench.sizes, instances: hard && !bench.instancesGiven ? 1 : bench.instances,
+        directory: bench.work + "/crosscheck", tiers: catalog.tiers, kinds: hard ? CrossCheck.Kind.allCases : [.capacity])
     exit(0)
 }
 
