@@ -51,26 +51,30 @@ private func exhaustiveOptimum(_ requests: [PlannableRequest], _ models: [Model]
 }
 
 @Test func theBoundHoldsWhereRoundingLatestStartsDownCostsCapacity() {
-    // A's 40 requests a minute allow 201 starts by 301.5 s, but only 200 by 300 s, where the grid (2 s at five minutes)
-    // rounds that latest start down. The real optimum puts all 201 on A; the rounded problem can put only 200 there.
+    // 2,100 requests with latest starts a millisecond apart from 601 s on: more distinct latest starts than the planner keeps
+    // exactly, so they are rounded down onto its grid, all to 600 s (4 s steps there). A's 40 requests a minute allow 400
+    // starts by 600 s but 402 by the last real latest start, 603.099 s: the rounded problem gives up two of A's starts.
     let a = Fixtures.model("a", input: 1_000_000, output: 0, quality: 50, requestsPerMinute: 40)
     let b = Fixtures.model("b", input: 2_000_000, output: 0, quality: 50)
-    let deadline = 301_500 + a.speed.callDuration(outputTokens: 1)
-    let requests = (1...201).map { Fixtures.request(Int64($0), input: 1_000, output: 1, deadlineAt: deadline) }
-    let catalog = Fixtures.catalog([a, b])
-    let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: ["p"])).plan(requests)
-    let optimum: Int64 = 201 * 1_000 * 1_000_000
+    let duration = a.speed.callDuration(outputTokens: 1)
+    let count = 2_100
+    let latestStarts = (0..<count).map { 601_000 + Int64($0) }
+    let requests = latestStarts.enumerated().map { Fixtures.request(Int64($0.offset + 1), input: 1_000, output: 1, deadlineAt: $0.element + duration) }
+    // The real optimum: as many as possible on A (identical requests, so deadline order decides), the rest on B.
+    var onA = 0
+    for latest in latestStarts where onA + 1 <= PlanningProblem.allowance(perMinute: 40, milliseconds: latest) { onA += 1 }
+    let optimum = Int64(onA) * 1_000 * 1_000_000 + Int64(count - onA) * 1_000 * 2_000_000
+    let plan = Planner(context: PlanningContext(catalog: Fixtures.catalog([a, b]), now: 0, usableProviders: ["p"])).plan(requests)
     #expect(plan.unplaced == 0)
     #expect(plan.lowerBound.picoUSD <= optimum, "bound \(plan.lowerBound.picoUSD) above the real optimum \(optimum)")
-    #expect(plan.lowerBound.picoUSD > 0)
+    #expect(onA == 402 && plan.estimatedCost.picoUSD >= optimum)
 }
 
 @Test func theBoundNeverExceedsTheExhaustiveOptimumOfTheRealProblem() {
     var random = SplitMix64(seed: 17)
-    var roundingMattered = 0
     for instance in 0..<60 {
-        // Two or three models whose limits bind (5 to 13 requests a minute: a start every 4.6 to 12 s, off the grid's
-        // whole seconds), and six requests due within 5 to 60 seconds.
+        // Two or three models whose limits bind (5 to 13 requests a minute: a start every 4.6 to 12 s, off whole
+        // seconds), and six requests due within 5 to 60 seconds.
         let count = 2 + random.below(2)
         let models = (0..<count).map { index in
             Fixtures.model(
@@ -83,14 +87,11 @@ private func exhaustiveOptimum(_ requests: [PlannableRequest], _ models: [Model]
         let catalog = Fixtures.catalog(models)
         let plan = Planner(context: PlanningContext(catalog: catalog, now: 0, usableProviders: ["p"])).plan(requests)
         let optimum = exhaustiveOptimum(requests, models, now: 0)
-        if (plan.count - plan.unplaced, plan.estimatedCost.picoUSD) != (optimum.placed, optimum.cost) { roundingMattered += 1 }
-        #expect(plan.count - plan.unplaced <= optimum.placed, "instance \(instance): the plan places more than the real problem allows")
-        if plan.count - plan.unplaced == optimum.placed {
-            #expect(plan.lowerBound.picoUSD <= optimum.cost, "instance \(instance): bound \(plan.lowerBound.picoUSD) above the real optimum \(optimum.cost)")
-        }
+        // Few latest starts are kept exactly, so the plan is the real optimum, and the bound at most that.
+        #expect(plan.count - plan.unplaced == optimum.placed, "instance \(instance)")
+        #expect(plan.estimatedCost.picoUSD == optimum.cost, "instance \(instance): plan \(plan.estimatedCost.picoUSD), real optimum \(optimum.cost)")
+        #expect(plan.lowerBound.picoUSD <= optimum.cost, "instance \(instance): bound \(plan.lowerBound.picoUSD) above the real optimum \(optimum.cost)")
     }
-    // The instances are ones where the planner's rounding costs something, or the test would show nothing.
-    #expect(roundingMattered > 0)
 }
 
 @Test func aPlanLeavingARequestOutStillHasABoundAboveZero() {

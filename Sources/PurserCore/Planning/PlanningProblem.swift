@@ -106,8 +106,10 @@ public struct HeldCapacity: Sendable, Hashable {
 /// on a family any time up to its latest start there, its deadline less the call's modelled duration. For
 /// a family, requests can all be started in deadline order under both rate limits exactly when, at each
 /// latest start, those due by then fit what requests/min and tokens/min allow from now to then, each counted
-/// with its own tokens. Latest starts are rounded down to a grid of 1/256 of the time left (at least a
-/// second), so the program has few boundaries; the rounding only ever makes a plan earlier.
+/// with its own tokens. A family keeps its latest starts exactly when it has up to 2,048 distinct ones (jobs with a few
+/// deadlines); with more, they are rounded down onto a grid of whole seconds between 1/256 and 1/128 of the time left,
+/// so the program has few boundaries; the rounding only ever makes a plan earlier, and the lower bound counts each
+/// boundary's capacity at the latest real latest start rounded onto it.
 ///
 /// Requests alike in everything but input size form a *signature*; signatures whose cheapest option can
 /// never run out of room are planned whole, the others are split into classes by input size for the linear
@@ -403,13 +405,21 @@ final class PlanningProblem {
         return families.count - 1
     }
 
-    /// Per family: each boundary, with the latest real (unrounded) latest start rounded down to it.
-    private var boundarySets: [[Int64: Int64]] = []
+    /// Per family: the latest starts its options and held groups have, exactly.
+    private var latestStartSets: [Set<Int64>] = []
+    /// Per family: whether its latest starts are rounded onto the grid (they are too many to keep as they are).
+    private var roundsOntoGrid: [Bool] = []
 
-    private func register(_ family: Int, _ moment: Int64, latest: Int64) {
-        while boundarySets.count <= family { boundarySets.append([:]) }
-        boundarySets[family][moment] = max(boundarySets[family][moment] ?? moment, latest)
+    /// A family keeps up to this many distinct latest starts exactly; with more, they are rounded onto the grid.
+    static let exactLatestStartLimit = 2_048
+
+    private func register(_ family: Int, latest: Int64) {
+        while latestStartSets.count <= family { latestStartSets.append([]) }
+        latestStartSets[family].insert(latest)
     }
+
+    /// The boundary a latest start of `family` stands at: itself, or rounded down onto the grid.
+    private func moment(_ family: Int, _ latest: Int64) -> Int64 { roundsOntoGrid[family] ? snapped(latest) : latest }
 
     func preference(model: Int, duration: Int64, mode: DispatchMode) -> Int64 {
         let quality = Int64(100 - min(max(models[model].quality, 0), 100))
@@ -495,16 +505,15 @@ final class PlanningProblem {
             guard option.cost(input: input).cost <= ceiling else { return }
         }
         let index = family(model: Int(option.model), kind: kind)
-        let moment = snapped(latest)
-        register(index, moment, latest: latest)
+        register(index, latest: latest)
         option.family = Int32(index)
-        // The boundary index is filled in once every family's boundaries are known; the moment is kept meanwhile.
+        // The boundary index is filled in once every family's boundaries are known; the latest start is kept meanwhile.
         option.boundary = -1
-        pendingMoments.append((signature, signatures[signature].options.count, moment))
+        pendingMoments.append((signature, signatures[signature].options.count, latest))
         signatures[signature].options.append(option)
     }
 
-    private var pendingMoments: [(signature: Int, option: Int, moment: Int64)] = []
+    private var pendingMoments: [(signature: Int, option: Int, latest: Int64)] = []
     private var heldPlacement: [(family: Int, moment: Int64)?] = []
 
     private func buildHeld() {
@@ -526,9 +535,8 @@ final class PlanningProblem {
             }
             let index = family(model: model, kind: kind)
             let latest = min(group.latestStart, horizonEnd)
-            let moment = snapped(latest)
-            register(index, moment, latest: latest)
-            heldPlacement.append((index, moment))
+            register(index, latest: latest)
+            heldPlacement.append((index, latest))
         }
     }
 
@@ -537,7 +545,16 @@ final class PlanningProblem {
     private func finishFamilies() {
         for index in families.indices {
             let model = models[families[index].model]
-            let unrounded = index < boundarySets.count ? boundarySets[index] : [:]
+            // Few latest starts are kept as they are, so nothing is lost to rounding; many are rounded onto the grid, each
+            // boundary remembering the latest real latest start it stands for (for the lower bound).
+            let exact = index < latestStartSets.count ? latestStartSets[index] : []
+            let rounds = exact.count > PlanningProblem.exactLatestStartLimit
+            roundsOntoGrid.append(rounds)
+            var unrounded: [Int64: Int64] = [:]
+            for latest in exact {
+                let boundary = rounds ? snapped(latest) : latest
+                unrounded[boundary] = max(unrounded[boundary] ?? latest, latest)
+            }
             let boundaries = unrounded.keys.sorted()
             families[index].boundaries = boundaries
             let kind = families[index].kind
@@ -564,11 +581,12 @@ final class PlanningProblem {
             (families[index].requestCapacity, families[index].tokenCapacity) = capacities(at: boundaries)
             (families[index].relaxedRequestCapacity, families[index].relaxedTokenCapacity) = capacities(at: boundaries.map { unrounded[$0] ?? $0 })
         }
-        for (signature, option, moment) in pendingMoments {
+        for (signature, option, latest) in pendingMoments {
             let family = Int(signatures[signature].options[option].family)
-            signatures[signature].options[option].boundary = Int32(boundaryIndex(family, moment))
+            signatures[signature].options[option].boundary = Int32(boundaryIndex(family, moment(family, latest)))
         }
         pendingMoments = []
+        heldPlacement = heldPlacement.map { placement in placement.map { ($0.family, moment($0.family, $0.moment)) } }
     }
 
     /// What a rate of `perMinute` allows in `milliseconds`, rounded down; so large it cannot bind counts as unlimited.
