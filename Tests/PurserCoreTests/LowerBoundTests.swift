@@ -105,3 +105,18 @@ private func exhaustiveOptimum(_ requests: [PlannableRequest], _ models: [Model]
     let cheapestTen = Int64((1...10).reduce(0, +)) * 1_000 * 1_000_000
     #expect(plan.lowerBound.picoUSD > 0 && plan.lowerBound.picoUSD <= cheapestTen, "\(plan.lowerBound.picoUSD) against \(cheapestTen)")
 }
+
+@Test func aPinnedRequestGetsItsOnlyModelBeforeRequestsThatHaveOthers() {
+    // A allows 60 starts in ten minutes and is the cheapest; 200 unpinned requests of mixed sizes want it, and one
+    // request is pinned to it. The optimum places the pinned one on A and one fewer unpinned: nothing is left unplaced.
+    let a = Fixtures.model("a", input: 100_000, output: 0, quality: 50, requestsPerMinute: 6)
+    let b = Fixtures.model("b", input: 2_000_000, output: 0, quality: 50)
+    let deadline = 600_000 + a.speed.callDuration(outputTokens: 1) + 500
+    var random = SplitMix64(seed: 5)
+    var requests = (1...200).map { Fixtures.request(Int64($0), input: 200 + random.below(4_000), output: 1, deadlineAt: deadline) }
+    requests.append(Fixtures.request(201, input: 100, output: 1, deadlineAt: deadline, pinned: "p/a"))
+    let plan = Planner(context: PlanningContext(catalog: Fixtures.catalog([a, b]), now: 0, usableProviders: ["p"])).plan(requests)
+    #expect(plan.unplaced == 0)
+    #expect(plan.entries[200].model == "p/a")
+    #expect(plan.entries.filter { $0.model == "p/a" }.count == 60)
+}
