@@ -272,7 +272,7 @@ public final class Dispatcher: Sendable {
             guard room > 0 else { return 20 }
             // Per model, no more than its limits let start now, less what is claimed for it already: a model at its limit
             // holds no worker while the others' requests wait behind its own, and the room is shared by what can start.
-            var allowances = await limiter.allowances(catalog.models, within: 0)
+            var allowances = await limiter.allowances(catalog.models)
             for (model, load) in await state.claimedLoad() {
                 allowances[model]?.requests -= load.requests
                 allowances[model]?.tokens -= load.tokens
@@ -475,7 +475,7 @@ public final class Dispatcher: Sendable {
         do {
             acquired = try await limiter.acquire(model, tokens: tokens, startBy: latestStart(of: request, on: model))
             if acquired == nil {
-                let full = await limiter.allowances(catalog.models, within: 0).filter { $0.value.requests == 0 }.map(\.key)
+                let full = await limiter.allowances(catalog.models).filter { $0.value.requests == 0 }.map(\.key)
                 if let alternative = await alternative(for: request, excluding: Set(full + [model.id])), await move(request, to: alternative, now: clock.now()) {
                     (model, provider, mode) = alternative
                     windowOpening = nil

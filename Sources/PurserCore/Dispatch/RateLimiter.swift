@@ -92,31 +92,35 @@ public actor RateLimiter {
         public var tokenBucketSize: Int
     }
 
-    /// For each of `models`, the calls (and their tokens) that could start within `milliseconds`: what its buckets hold
-    /// then at the rates in force, no more than its in-flight caps leave room for. A claim takes no more, so a request
-    /// waiting on its model's limit never holds a worker that another model could use.
-    public func allowances(_ models: [Model], within milliseconds: Int64) -> [String: Allowance] {
+    /// For each of `models`, the calls (and their tokens) that could start now: what its buckets hold at the rates in
+    /// force, no more than its in-flight caps leave room for. A claim takes no more, so a request waiting on its model's
+    /// limit never holds a worker that another model could use.
+    public func allowances(_ models: [Model]) -> [String: Allowance] {
         let now = clock.now()
         var result: [String: Allowance] = [:]
         for model in models {
-            let factor = slowdowns[model.id]?.rateFactor ?? 1
-            var requests = requestBuckets[model.id]
-                ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
-            var tokens = tokenBuckets[model.id]
-                ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
-            requests.refill(now, factor: factor)
-            tokens.refill(now, factor: factor)
-            let ahead = Double(milliseconds) * factor
-            var calls = Int(min(requests.available + requests.perMillisecond * ahead, requests.capacity + requests.perMillisecond * ahead))
+            let (requests, tokens, _) = refilledBuckets(model, now: now)
+            var calls = Int(requests.available)
             let inFlight = inFlightByModel[model.id, default: 0]
             if let cap = limits.inFlightPerModel { calls = min(calls, max(cap - inFlight, 0)) }
             if let slowdown = slowdowns[model.id] { calls = min(calls, max(max(Int(slowdown.inFlight), 1) - answering(model.id, now: now), 0)) }
             if let cap = limits.inFlightPerProvider { calls = min(calls, max(cap - inFlightByProvider[model.provider, default: 0], 0)) }
-            let tokenRoom = min(tokens.available + tokens.perMillisecond * ahead, tokens.capacity + tokens.perMillisecond * ahead)
             result[model.id] = Allowance(
-                requests: max(calls, 0), tokens: Int(min(tokenRoom, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))))
+                requests: max(calls, 0), tokens: Int(min(tokens.available, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))))
         }
         return result
+    }
+
+    /// `model`'s request and token buckets refilled to `now` at the rate factor in force (new ones start full), and that factor.
+    private func refilledBuckets(_ model: Model, now: Int64) -> (requests: Bucket, tokens: Bucket, factor: Double) {
+        let factor = slowdowns[model.id]?.rateFactor ?? 1
+        var requests = requestBuckets[model.id]
+            ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
+        var tokens = tokenBuckets[model.id]
+            ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
+        requests.refill(now, factor: factor)
+        tokens.refill(now, factor: factor)
+        return (requests, tokens, factor)
     }
 
     /// Waits until `model` may take one more call of about `tokens` tokens, then takes it; nil, taking nothing, once it
@@ -146,13 +150,7 @@ public actor RateLimiter {
     /// refill (nil when only an in-flight cap stands in the way: that frees when a call comes back).
     private func take(_ model: Model, tokens: Int, now: Int64) -> (slot: Slot?, rateWait: Int64?) {
         let slowdown = slowdowns[model.id]
-        let factor = slowdown?.rateFactor ?? 1
-        var requests = requestBuckets[model.id]
-            ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
-        var tokenBucket = tokenBuckets[model.id]
-            ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
-        requests.refill(now, factor: factor)
-        tokenBucket.refill(now, factor: factor)
+        let (requests, tokenBucket, factor) = refilledBuckets(model, now: now)
         requestBuckets[model.id] = requests
         tokenBuckets[model.id] = tokenBucket
         let inFlight = inFlightByModel[model.id, default: 0]
