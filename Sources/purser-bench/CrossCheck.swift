@@ -7,9 +7,10 @@ enum CrossCheck {
     /// The kinds of instance: `capacity` (six deadlines from ten minutes to a day, live calls and a night window),
     /// `wide` (eight deadlines from ten minutes to a week, with batch prices on three models: the kind issue 17 found
     /// furthest from the optimum), and `pinned` (wide, with one request in fifty pinned to the cheapest model, which is
-    /// contested).
+    /// contested), and `spread` (wide, each request with a deadline of its own anywhere from ten minutes to a week, as
+    /// lines with RFC 3339 deadlines have: too many latest starts to keep exactly, so they are rounded onto the grid).
     enum Kind: String, CaseIterable {
-        case capacity, wide, pinned
+        case capacity, wide, pinned, spread
     }
 
     /// Five models (two cheap ones bound by requests/min or by tokens/min, one half price at night, one in the
@@ -56,7 +57,9 @@ enum CrossCheck {
                 needs: RequestNeeds(
                     qualityFloor: pinned ? 0 : [0, 45, 50][random.below(3)], qualityTier: "standard", inputTokens: input,
                     maxOutputTokens: [20, 100, 400][random.below(3)], capabilities: [], pinnedModel: pinned ? "x/cheap-small" : nil),
-                referenceModel: nil, deadlineAt: now + deadlines[random.below(deadlines.count)], maxCost: nil)
+                referenceModel: nil,
+                deadlineAt: now + (kind == .spread ? 600_000 + Int64(random.below(604_200_000)) : deadlines[random.below(deadlines.count)]),
+                maxCost: nil)
         }
         return (PricingCatalog(models: models, providers: ["x": provider], tiers: tiers), requests, now)
     }
