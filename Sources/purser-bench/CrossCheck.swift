@@ -9,8 +9,11 @@ enum CrossCheck {
     /// furthest from the optimum), and `pinned` (wide, with one request in fifty pinned to the cheapest model, which is
     /// contested), and `spread` (wide, each request with a deadline of its own anywhere from ten minutes to a week, as
     /// lines with RFC 3339 deadlines have: too many latest starts to keep exactly, so they are rounded onto the grid).
+    /// `two-jobs` (wide, half the requests planned first as one job, the other half planned beside what it holds, as a
+    /// second job submitted later would be; the figures are the second job's).
     enum Kind: String, CaseIterable {
         case capacity, wide, pinned, spread
+        case twoJobs = "two-jobs"
     }
 
     /// Five models (two cheap ones bound by requests/min or by tokens/min, one half price at night, one in the
@@ -64,6 +67,23 @@ enum CrossCheck {
         return (PricingCatalog(models: models, providers: ["x": provider], tiers: tiers), requests, now)
     }
 
+    /// What a first job's plan holds on each model and mode, by latest start, as the store keeps it for later plans.
+    static func heldCapacity(of plan: Plan, requests: [PlannableRequest]) -> [HeldCapacity] {
+        struct Key: Hashable { var model: String; var mode: DispatchMode; var latest: Int64 }
+        var groups: [Key: HeldCapacity] = [:]
+        for (index, entry) in plan.entries.enumerated() {
+            guard let model = entry.model, let mode = entry.mode, let latest = entry.latestStart else { continue }
+            let tokens = Int64(requests[index].rateLimitTokens)
+            let key = Key(model: model, mode: mode, latest: latest)
+            var group = groups[key] ?? HeldCapacity(job: 1, model: model, mode: mode, latestStart: latest, requests: 0, tokens: 0, largestRequestTokens: 0)
+            group.requests += 1
+            group.tokens += tokens
+            group.largestRequestTokens = max(group.largestRequestTokens, tokens)
+            groups[key] = group
+        }
+        return groups.values.sorted { ($0.latestStart, $0.model, $0.mode.rawValue) < ($1.latestStart, $1.model, $1.mode.rawValue) }
+    }
+
     /// Plans `instances` instances of each size and kind, prints Purser's figures and writes `instance-KIND-SIZE-SEED.json`
     /// files into `directory` for the exact solver.
     static func write(sizes: [Int], instances: Int, directory: String, tiers: Tiers, kinds: [Kind] = [.capacity]) throws {
@@ -72,10 +92,17 @@ enum CrossCheck {
         for kind in kinds {
         for size in sizes {
             for seed in UInt64(1)...UInt64(instances) {
-                let (catalog, requests, now) = instance(requests: size, seed: seed, tiers: tiers, kind: kind)
+                let (catalog, generated, now) = instance(requests: size, seed: seed, tiers: tiers, kind: kind == .twoJobs ? .wide : kind)
+                var requests = generated
                 let planner = Planner(context: PlanningContext(catalog: catalog, now: now, usableProviders: ["x"]))
+                var held: [HeldCapacity] = []
+                if kind == .twoJobs {
+                    let first = requests.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+                    held = heldCapacity(of: planner.plan(first), requests: first)
+                    requests = requests.enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+                }
                 let started = DispatchTime.now().uptimeNanoseconds
-                let plan = planner.plan(requests)
+                let plan = planner.plan(requests, held: held)
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 let document = JSONValue.object(JSONObject([
                     "size": .number(String(size)), "seed": .number(String(seed)),
@@ -85,8 +112,11 @@ enum CrossCheck {
                     ])),
                     "problem": planner.problemDocument(requests),
                 ]))
-                let path = "\(directory)/instance-\(kind.rawValue)-\(size)-\(seed).json"
-                try JSONWriter.string(document).write(toFile: path, atomically: true, encoding: .utf8)
+                // The exact solver's documents carry no held capacity, so the second job of two is not written for it.
+                if held.isEmpty {
+                    let path = "\(directory)/instance-\(kind.rawValue)-\(size)-\(seed).json"
+                    try JSONWriter.string(document).write(toFile: path, atomically: true, encoding: .utf8)
+                }
                 let gap = plan.gapText
                 print(kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) + String(size).padding(toLength: 10, withPad: " ", startingAt: 0)
                     + String(seed).padding(toLength: 6, withPad: " ", startingAt: 0)
