@@ -23,7 +23,7 @@ enum RunCommand {
             .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
             .init(name: "max-in-flight-per-model", value: "n", help: "Calls in flight to one model at once."),
             .init(name: "max-in-flight-per-provider", value: "n", help: "Calls in flight to one provider at once."),
-            .init(name: "allow-late", value: nil, help: "Serve requests whose deadline has passed instead of expiring them."),
+            .init(name: "allow-late", value: nil, help: "Start calls after their latest start, or after the deadline has passed, instead of expiring the requests."),
             .init(name: "detach", value: nil, help: "Send batches, then end without waiting for those still at the provider (a later run collects them)."),
             .init(name: "quiet", value: nil, help: "No progress or step lines: only warnings, errors and the summary."),
             CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
