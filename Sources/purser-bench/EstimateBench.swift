@@ -9,6 +9,8 @@ import PurserCore
 enum EstimateBench {
     struct Figures {
         var requests: Int
+        /// Lines whose body the chosen model's dialect could not carry, left out of the sample.
+        var untranslatable: Int
         /// Mean of each request's |estimate − count| / count, and |Σ estimate − Σ count| / Σ count per provider,
         /// weighted by count, in basis points.
         var meanErrorBefore: Int64, meanErrorAfter: Int64
@@ -21,14 +23,21 @@ enum EstimateBench {
         var parser = RequestLineParser(catalog: catalog, defaults: .init(), submittedAt: now, history: OutputHistory())
         let served = catalog.models.filter { model in catalog.providers[model.provider].map { $0.name != "local" } ?? false }
         var samples: [(provider: String, estimate: Int64, reported: Int64)] = []
+        var untranslatable = 0
         for index in 0..<count {
             var line = generator.line(index)
             let parsed = line.withUTF8 { parser.parse($0, lineNumber: index + 1) }
             guard case .success(let draft) = parsed else { continue }
             let model = served[index % served.count]
-            guard let provider = catalog.providers[model.provider],
-                let body = try? DialectTranslation.requestBody(stored: draft.body, storedDialect: draft.shape.bodyDialect, model: model, provider: provider, mode: .sync)
-            else { continue }
+            guard let provider = catalog.providers[model.provider] else { continue }
+            let body: JSONObject
+            do {
+                body = try DialectTranslation.requestBody(stored: draft.body, storedDialect: draft.shape.bodyDialect, model: model, provider: provider, mode: .sync)
+            } catch {
+                // A body the model's dialect cannot carry is left out of the sample, and counted.
+                untranslatable += 1
+                continue
+            }
             let reported = Simulator.reportedInputTokens(of: body, model: model, provider: provider, requestID: Int64(index))
             samples.append((provider.name, Int64(draft.needs.inputTokens), Int64(reported)))
         }
@@ -57,7 +66,7 @@ enum EstimateBench {
         let before = errors { _, estimate in estimate }
         let after = errors { provider, estimate in (estimate * calibration.scaleBasisPoints(provider: provider) + 5_000) / 10_000 }
         return Figures(
-            requests: held.count, meanErrorBefore: before.mean, meanErrorAfter: after.mean, sumErrorBefore: before.sums, sumErrorAfter: after.sums,
+            requests: held.count, untranslatable: untranslatable, meanErrorBefore: before.mean, meanErrorAfter: after.mean, sumErrorBefore: before.sums, sumErrorAfter: after.sums,
             scales: Dictionary(uniqueKeysWithValues: calibration.byProvider.keys.map { ($0, calibration.scaleBasisPoints(provider: $0)) }))
     }
 }

@@ -151,7 +151,8 @@ if bench.phase == "all" || bench.phase == "estimate" {
     let figures = try EstimateBench.run(lines: bench.estimateLines, catalog: catalog, now: benchNow)
     func percent(_ basisPoints: Int64) -> String { String(format: "%.1f%%", Double(basisPoints) / 100) }
     let scales = figures.scales.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", Double($0.value) / 10_000))" }.joined(separator: ", ")
-    print("Input token estimates on \(figures.requests.formatted()) mixed requests (counts from the simulator's tokenizers, not real ones)")
+    print("Input token estimates on \(figures.requests.formatted()) mixed requests (counts from the simulator's tokenizers, not real ones; "
+        + "\(figures.untranslatable) lines the chosen model's dialect could not carry left out)")
     row("input estimate error, uncalibrated", "\(percent(figures.meanErrorBefore)) a request", "\(percent(figures.sumErrorBefore)) on each provider's sum")
     row("input estimate error, calibrated", "\(percent(figures.meanErrorAfter)) a request", "\(percent(figures.sumErrorAfter)) on each provider's sum; scales learnt from as many other requests: \(scales)")
     print()

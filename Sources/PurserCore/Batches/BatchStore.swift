@@ -506,7 +506,7 @@ extension DispatchStore {
                         attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), request: member.requestID, worker: owner)
                     inputs[response.simulated, default: (0, 0, 0)].results += 1
                     inputs[response.simulated]!.estimated += member.needs.inputTokens
-                    inputs[response.simulated]!.reported += response.usage.inputTokens + response.usage.cachedInputTokens + response.usage.cacheWriteTokens
+                    inputs[response.simulated]!.reported += response.usage.allInputTokens
                     outputs[member.needs.qualityTier, default: (0, 0, 0)].samples += 1
                     outputs[member.needs.qualityTier]!.output += response.usage.outputTokens
                     outputs[member.needs.qualityTier]!.maxOutput += model?.outputAllowance(member.needs.maxOutputTokens) ?? member.needs.maxOutputTokens

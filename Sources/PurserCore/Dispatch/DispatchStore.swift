@@ -72,7 +72,7 @@ public actor DispatchStore {
 
     /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), in deadline order, skipping
     /// those planned on `excludedModels` and, per model, taking no more than its `allowances` (what its rate limits let
-    /// start in a moment; a model without one is not limited here), and reserves each one's worst case under its caps in
+    /// start now; a model without one is not limited here), and reserves each one's worst case under its caps in
     /// the same transaction; requests that do not fit are held or left for later (`Admission`). Held requests whose
     /// month has ended are released first. Attempts are counted here. A model at its limit is passed over, so the
     /// requests of the others behind it are claimed; the scan stops after `scanLimit` rows.
@@ -98,7 +98,7 @@ public actor DispatchStore {
                 """).scanRows([.optionalInt64(job), .text(excluded)]) { row in
                 scanned += 1
                 let model = row.text(5)
-                let tokens = row.int(3) + row.int(4)
+                let tokens = row.int(3) + row.int(4)  // as `RequestNeeds.rateLimitTokens`
                 if let allowance = allowances[model] {
                     guard allowance.requests > 0, min(tokens, allowance.tokenBucketSize) <= allowance.tokens else { return scanned < scanLimit }
                     allowances[model]!.requests -= 1
@@ -215,7 +215,8 @@ public actor DispatchStore {
                 model: answer.model, tier: answer.tier, outputTokens: answer.response.usage.outputTokens, maxOutputTokens: answer.maxOutputTokens)
             let estimate = try database.scalarInt("SELECT input_tokens FROM requests WHERE id = ?", [.integer(id)]) ?? 0
             try history.recordInput(
-                provider: answer.provider, simulated: answer.response.simulated, estimatedTokens: Int(estimate), usage: answer.response.usage)
+                provider: answer.provider, simulated: answer.response.simulated, estimatedTokens: Int(estimate),
+                reportedTokens: answer.response.usage.allInputTokens)
             return true
         }
     }
@@ -317,7 +318,8 @@ public actor DispatchStore {
         try history.recordOutput(
             model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens))
         try history.recordInput(
-            provider: success.provider.name, simulated: response.simulated, estimatedTokens: request.needs.inputTokens, usage: response.usage)
+            provider: success.provider.name, simulated: response.simulated, estimatedTokens: request.needs.inputTokens,
+            reportedTokens: response.usage.allInputTokens)
         return true
     }
 

@@ -470,7 +470,7 @@ public final class Dispatcher: Sendable {
         }
         // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
         // its model's limits leave no room by then, a model with room now takes it, or it expires.
-        let tokens = request.needs.inputTokens + request.needs.maxOutputTokens
+        let tokens = request.needs.rateLimitTokens
         var acquired: RateLimiter.Slot?
         do {
             acquired = try await limiter.acquire(model, tokens: tokens, startBy: latestStart(of: request, on: model))
@@ -833,7 +833,7 @@ actor RunState {
         var load: [String: (requests: Int, tokens: Int)] = [:]
         for request in claimed {
             load[request.plannedModel, default: (0, 0)].requests += 1
-            load[request.plannedModel, default: (0, 0)].tokens += request.needs.inputTokens + request.needs.maxOutputTokens
+            load[request.plannedModel, default: (0, 0)].tokens += request.needs.rateLimitTokens
         }
         return load
     }

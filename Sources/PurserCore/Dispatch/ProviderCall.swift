@@ -23,6 +23,9 @@ public struct Usage: Sendable, Hashable {
         self.cacheWriteTokens = cacheWriteTokens
         self.outputTokens = outputTokens
     }
+
+    /// Every input token the provider counted: uncached, cached and cache writes.
+    public var allInputTokens: Int { inputTokens + cachedInputTokens + cacheWriteTokens }
 }
 
 /// A successful answer.

@@ -84,7 +84,7 @@ public actor RateLimiter {
         self.clock = clock
     }
 
-    /// How much of a model's limits calls claimed now may use: what its buckets will hold a moment from now.
+    /// How much of a model's limits calls claimed now may use: what its buckets hold now.
     public struct Allowance: Sendable, Hashable {
         public var requests: Int
         public var tokens: Int

@@ -170,14 +170,8 @@ public struct JobStore {
     }
 
     /// Adds `results` answers of `provider` to the input history: Purser's estimates for their requests and what the
-    /// provider counted (cached and cache-write tokens included). Usage is bounded where it is read.
-    public func recordInput(provider: String, simulated: Bool, results: Int = 1, estimatedTokens: Int, usage: Usage) throws {
-        try recordInput(
-            provider: provider, simulated: simulated, results: results, estimatedTokens: estimatedTokens,
-            reportedTokens: usage.inputTokens + usage.cachedInputTokens + usage.cacheWriteTokens)
-    }
-
-    public func recordInput(provider: String, simulated: Bool, results: Int, estimatedTokens: Int, reportedTokens: Int) throws {
+    /// provider counted (`Usage.allInputTokens`). Usage is bounded where it is read.
+    public func recordInput(provider: String, simulated: Bool, results: Int = 1, estimatedTokens: Int, reportedTokens: Int) throws {
         try database.statement("""
             INSERT INTO input_history (provider, simulated, results, estimated_tokens, reported_tokens) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (provider, simulated) DO UPDATE SET results = results + excluded.results,

@@ -22,6 +22,9 @@ public struct RequestNeeds: Sendable, Hashable {
         self.capabilities = capabilities
         self.pinnedModel = pinnedModel
     }
+
+    /// What the request counts against a model's tokens/min: its input and all the output it may ask for.
+    public var rateLimitTokens: Int { inputTokens + maxOutputTokens }
 }
 
 /// Why a model cannot serve a request, in words a user can act on.

@@ -23,7 +23,7 @@ public struct PlannableRequest: Sendable {
     }
 
     /// What the request counts against a model's tokens/min: its input and all the output it may ask for.
-    public var rateLimitTokens: Int { needs.inputTokens + needs.maxOutputTokens }
+    public var rateLimitTokens: Int { needs.rateLimitTokens }
 }
 
 /// How a planned request will be sent.
