@@ -34,6 +34,20 @@ struct RealWorldFilesTests {
         ])
     }
 
+    /// A sped-up rehearsal at 08:00 UTC, when DeepSeek's off-peak window (16:30 to 00:30 UTC) is eight and a half hours
+    /// away: the requests planned for the window are answered now, priced as the window will price them, rather than the
+    /// run waiting for it on the wall clock. (Before, such a run waited for the window, so this suite hung when run in the
+    /// morning, UTC.) The clock is stopped, so a run that waited would never end.
+    @Test(.timeLimit(.minutes(1))) func aSpedUpRehearsalDoesNotWaitForADiscountWindow() async throws {
+        let database = temporaryDatabasePath()
+        let morning = testNow + 8 * 3_600_000
+        for file in try files { #expect(purser(["submit", file], database: database, at: morning).code == 0, "\(file)") }
+        let run = await purserOnOwnThread(["run", "--simulate", "--speedup", "1000"], database: database, at: morning)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state != 'succeeded'") == 0)
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE mode = 'offpeak'") > 0)
+    }
+
     @Test func everyRealWorldFileIsServedByTheFakeProvider() throws {
         let server = try FakeProviderProcess([])
         defer { server.stop() }

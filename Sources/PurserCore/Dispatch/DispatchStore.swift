@@ -148,6 +148,11 @@ public actor DispatchStore {
         return claim
     }
 
+    /// In a sped-up rehearsal, requests planned to wait for a discount window are due now (`RequestLifecycle.endPlannedWaits`).
+    func endPlannedWaits(now: Int64) throws {
+        try database.writeTransaction { try lifecycle.endPlannedWaits(now: now) }
+    }
+
     /// Requests held by a month's cap that has ended go back to the queue, to be planned again. Returns how many.
     func releaseEndedHolds(now: Int64) throws -> Int {
         try database.writeTransaction { try lifecycle.releaseEndedHolds(now: now) }

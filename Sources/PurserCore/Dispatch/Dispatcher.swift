@@ -267,6 +267,7 @@ public final class Dispatcher: Sendable {
             try await takeOverGoneRuns(now: now)
             _ = try await store.releaseEndedHolds(now: now)
             _ = try await planNewJobs(now: now)
+            if options.simulate && options.simulationSpeedup > 1 { try await store.endPlannedWaits(now: now) }
             let excluded = await excludedModels(now: now)
             let room = await state.room(for: options.concurrency)
             guard room > 0 else { return 20 }

@@ -38,6 +38,13 @@ public struct RequestLifecycle {
         try database.statement("UPDATE request_plans SET queue = 2 WHERE request_id = ?").execute([.integer(id)])
     }
 
+    /// In a sped-up rehearsal, requests planned to wait (for a discount window) are due now: the simulator answers them
+    /// as the window will, like it shortens every other wait.
+    func endPlannedWaits(now: Int64) throws {
+        try database.statement("UPDATE requests SET next_attempt_at = ? WHERE state = 'waiting' AND attempts = 0 AND next_attempt_at > ?")
+            .execute([.integer(now), .integer(now)])
+    }
+
     /// Before a job is planned again, requests waiting only for a discount window become plain queued ones.
     func unwaitForReplanning(jobs: [Int64]) throws {
         // `+job_id` keeps SQLite on the small index of waiting requests rather than walking the job's requests.
