@@ -10,13 +10,15 @@ import PurserCore
 /// 170 expired, calls finishing after their deadline.)
 @Suite(.serialized)
 struct PlanKeptTests {
-    static func pricing() throws -> String {
+    /// `count` models m1… of one provider at `baseURL` (the simulator's, by default, which is never called), each
+    /// limited to 240 requests a minute, m1 the cheapest.
+    static func pricing(models count: Int = 4, baseURL: String = "http://127.0.0.1:9/v1") throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try """
-            {"providers": [{"name": "limited", "dialect": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "LIMITED_KEY", "batch_api": false}]}
+            {"providers": [{"name": "limited", "dialect": "openai", "base_url": "\(baseURL)", "api_key_env": "FAKE_KEY", "batch_api": false}]}
             """.write(to: directory.appendingPathComponent("providers.json"), atomically: true, encoding: .utf8)
-        let models = (1...4).map { index in
+        let models = (1...count).map { index in
             """
             {"id": "limited/m\(index)", "provider": "limited", "model": "m\(index)", "prices": {"input": "\(index)", "output": "\(index)"},
              "context_window": 100000, "max_output_tokens": 8000, "quality": {"score": 70, "source": "test"}, "capabilities": [],
@@ -35,10 +37,7 @@ struct PlanKeptTests {
         let pricing = try Self.pricing()
         let database = temporaryDatabase()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
-        let lines = (0..<360).map { index in
-            #"{"custom_id": "r\#(index)", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "Question \#(index)"}], "max_tokens": 20}, "deadline": "30s", "quality": 70}"#
-        }
-        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try Self.writeJob(to: path)
         let submit = try purser(["submit", path], database: database, pricing: pricing, key: nil)
         #expect(submit.code == 0, "\(submit.error)")
         let plan = try purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
@@ -52,5 +51,40 @@ struct PlanKeptTests {
         #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
         // Every model served its share: none stood idle while another's requests waited.
         #expect(try integer(database, "SELECT count(DISTINCT model) FROM results") == 4)
+    }
+
+    /// 360 requests due in 30 seconds, any model of quality 70 will do.
+    static func writeJob(to path: String) throws {
+        let lines = (0..<360).map { index in
+            #"{"custom_id": "r\#(index)", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m1", "messages": [{"role": "user", "content": "Question \#(index)"}], "max_tokens": 20}, "deadline": "30s", "quality": 70}"#
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// When a model's real rate falls short of what the plan counted on (here the cheapest answers every call 429, as a
+    /// provider does when its limits are lower than the tables say), its requests are moved onto models with room in
+    /// time, over real HTTP to the fake provider, and none expires. Five models: the plan fills m1 to m3 and part of m4,
+    /// leaving m4 and m5 room enough for m1's share.
+    @Test func whenAModelsRealRateFallsShortItsRequestsMoveToModelsWithRoomInTime() throws {
+        let server = try FakeProviderProcess(["--rate-limit-model", "m1", "--retry-after", "1"])
+        defer { server.stop() }
+        let pricing = try Self.pricing(models: 5, baseURL: "http://127.0.0.1:\(server.port)/v1")
+        let database = temporaryDatabase()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+        try Self.writeJob(to: path)
+        #expect(try purser(["submit", path], database: database, pricing: pricing).code == 0)
+        let plan = try purser(["plan", "1"], database: database, pricing: pricing)
+        #expect(plan.code == 0 && plan.out.contains("limited/m1") && !plan.out.contains("limited/m5"), "\(plan.out)")
+        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error.suffix(1_500))")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(1_500))")
+        let lost = try query(database, """
+            SELECT r.custom_id, r.state, r.last_error, l.model, (SELECT count(*) FROM attempts a WHERE a.request_id = r.id)
+            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line WHERE r.state IN ('expired', 'failed')
+            """)
+        #expect(lost.isEmpty, "\(lost)")
+        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m1'") == 0)
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") > 0)
     }
 }

@@ -68,6 +68,10 @@ public actor DispatchStore {
         var waitingForBudget = 0
         /// The caps this claim looked at, with its reservations added.
         var capUses: [CapUse] = []
+        /// Claimed to spill over off a model running short of its plan (`ClaimedRequest.spillsOver`).
+        var spilling: Set<Int64> = []
+        /// Models with requests of their own left waiting for their limits: none to spare for others'.
+        var fullyBooked: Set<String> = []
     }
 
     /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), in deadline order, skipping
@@ -89,9 +93,12 @@ public actor DispatchStore {
             var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
             var allowances = allowances ?? [:]
             var candidates: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
+            // Per model running short of its plan, the requests passed over so far: its queue ahead of the next one.
+            var waitingOnShort: [String: Int] = [:]
+            var spillable: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
             var scanned = 0
             try database.statement("""
-                SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode
+                SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode, l.latest_start
                 FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
                 WHERE p.queue = 1 AND l.mode != 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
                 ORDER BY p.deadline_at, p.request_id
@@ -99,15 +106,32 @@ public actor DispatchStore {
                 scanned += 1
                 let model = row.text(5)
                 let tokens = row.int(3) + row.int(4)  // as `RequestNeeds.rateLimitTokens`
+                let candidate = (
+                    id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: model,
+                    mode: DispatchMode(rawValue: row.text(6)) ?? .sync)
                 if let allowance = allowances[model] {
-                    guard allowance.requests > 0, min(tokens, allowance.tokenBucketSize) <= allowance.tokens else { return scanned < scanLimit }
+                    guard allowance.requests > 0, min(tokens, allowance.tokenBucketSize) <= allowance.tokens else {
+                        claim.fullyBooked.insert(model)
+                        // On a model running short, a request its present rate would not reach by its latest start spills
+                        // over to a model with room, if one is left once every model's own requests are claimed.
+                        if let rate = allowance.shortOfPlan {
+                            waitingOnShort[model, default: 0] += 1
+                            let reachedAt = Double(now) + Double(waitingOnShort[model]!) * 60_000 / max(rate, 0.001)
+                            if reachedAt > Double(row.int64(7)) { spillable.append(candidate) }
+                        }
+                        return scanned < scanLimit
+                    }
                     allowances[model]!.requests -= 1
                     allowances[model]!.tokens -= tokens
                 }
-                candidates.append((
-                    row.int64(0), row.int64(1), row.text(2), row.int(3), row.int(4), model, DispatchMode(rawValue: row.text(6)) ?? .sync))
+                candidates.append(candidate)
                 return candidates.count < limit && scanned < scanLimit
             }
+            // As many as the room the models not running short have left over, earliest deadline first.
+            let spare = allowances.filter { $0.value.shortOfPlan == nil && !claim.fullyBooked.contains($0.key) }.reduce(0) { $0 + max($1.value.requests, 0) }
+            let spilling = Array(spillable.prefix(max(min(spare, limit - candidates.count), 0)))
+            candidates += spilling
+            claim.spilling = Set(spilling.map(\.id))
             // Admitted after the scan: holding a request writes to the rows the scan reads.
             var leased: [Int64] = []
             for candidate in candidates {
@@ -143,7 +167,7 @@ public actor DispatchStore {
                     providers: try ProviderFilter.stored(row.optionalText(18))),
                 referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
                 attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16),
-                latestStart: row.int64(17))
+                latestStart: row.int64(17), spillsOver: claim.spilling.contains(row.int64(0)))
         }
         return claim
     }

@@ -281,6 +281,7 @@ public final class Dispatcher: Sendable {
             let claim = try await store.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog, allowances: allowances)
+            await state.noteFullyBooked(claim.fullyBooked)
             if claim.held > 0 { await state.countHeld(claim.held) }
             await reportBudget(holdReasons: claim.holdReasons, capUses: claim.capUses)
             if !claim.requests.isEmpty {
@@ -452,6 +453,19 @@ public final class Dispatcher: Sendable {
             }
             (model, provider, mode) = alternative
         }
+        if request.spillsOver && model.id == request.plannedModel {
+            // Its model runs short of the plan's rate: the cheapest model with room to spare now takes it.
+            guard let alternative = await alternative(for: request, excluding: await modelsWithoutRoomToSpare().union([model.id])),
+                await move(request, to: alternative, now: now)
+            else {
+                await persist("return \(request.customID) to the queue") {
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
+                }
+                return
+            }
+            (model, provider, mode) = alternative
+            await state.count(.fellBack)
+        }
         // When a rehearsal answers a request planned for a window ahead of time, it prices it at the window's opening.
         var windowOpening: Int64?
         if mode == .offpeak, let opening = Dispatcher.nextWindowOpening(model, after: now), opening > now,
@@ -563,7 +577,10 @@ public final class Dispatcher: Sendable {
         case .permanent:
             await fail(request, failure.message, attempt: attempt)
         case .modelRefused, .retryable, .unreachable:
-            if failure.kind != .modelRefused {
+            // A 429 speaks of one model's rate limit, not of the provider's health: the limiter slows that model down
+            // and the request moves on, while the provider's other models keep serving.
+            let rateLimited = failure.status == 429
+            if failure.kind != .modelRefused && !rateLimited {
                 let longestPause = max(request.deadlineAt - now - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens)), 1_000)
                 if let change = await health.recordFailure(
                     provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message, longestPause: longestPause)
@@ -577,7 +594,7 @@ public final class Dispatcher: Sendable {
                     }
                 }
             }
-            if failure.status == 429 { await limiter.slowDown(model) }
+            if rateLimited { await limiter.slowDown(model) }
             if request.attempts >= options.retry.maximumAttempts {
                 await fail(request, "gave up after \(request.attempts) attempts; last: \(failure.message)", attempt: attempt)
                 return
@@ -594,15 +611,16 @@ public final class Dispatcher: Sendable {
             // on this model: the request moves to the next one, or fails when none can serve it in time.
             let latestStart = request.deadlineAt - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
             let waitPassesDeadline = !options.allowLate && now + delay > latestStart
-            let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel || waitPassesDeadline
-            if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union([model.id])) {
+            // A 429 says the model is at its limit now: a model with room to spare takes the request, if there is one.
+            let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel || waitPassesDeadline || rateLimited
+            if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union(await modelsWithoutRoomToSpare()).union([model.id])) {
                 let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
                     inputTokens: request.needs.inputTokens, outputTokens: next.outputAllowance(request.needs.maxOutputTokens))
                 await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: next.id, mode: nextMode, cost: cost) }
                 await state.count(.fellBack)
                 onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
                 // A new model owes nothing to the old one's backoff, only to what a provider asked for.
-                delay = failure.kind == .modelRefused || waitPassesDeadline ? 0 : delay
+                delay = failure.kind == .modelRefused || waitPassesDeadline || rateLimited ? 0 : delay
             } else if waitPassesDeadline {
                 let asked = failure.retryAfterMilliseconds.map { "\(model.provider) asked to wait \(DurationText.approximate($0))" } ?? "the next try would start"
                 await fail(request, "\(asked), past its latest start for the deadline, and no other model can serve it in time; last: \(failure.message)",
@@ -627,6 +645,15 @@ public final class Dispatcher: Sendable {
         guard !options.allowLate else { return nil }
         let modelled = request.deadlineAt - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
         return model.id == request.plannedModel ? max(request.latestStart, modelled) : modelled
+    }
+
+    /// The models a request moved off another should not go to: those whose limits leave no room beyond the calls
+    /// claimed for them already, those whose own requests waited for their limits at the last claim, and those running
+    /// short of their plan.
+    private func modelsWithoutRoomToSpare() async -> Set<String> {
+        var allowances = await limiter.allowances(catalog.models)
+        for (model, load) in await state.claimedLoad() { allowances[model]?.requests -= load.requests }
+        return Set(allowances.filter { $0.value.requests <= 0 || $0.value.shortOfPlan != nil }.map(\.key)).union(await state.fullyBooked)
     }
 
     /// Moves `request` onto `alternative` for this call: its reservation, which must fit under the caps too, and its plan.
@@ -828,6 +855,11 @@ actor RunState {
     /// Paid answers that could be neither stored nor kept in the recovery file, by custom id.
     private(set) var lost: [String] = []
     func lostAnswer(_ customID: String) { lost.append(customID) }
+
+    /// Models whose own requests waited for their limits at the last claim.
+    private(set) var fullyBooked: Set<String> = []
+
+    func noteFullyBooked(_ models: Set<String>) { fullyBooked = models }
 
     /// Requests claimed and not yet started, and their tokens, by planned model.
     func claimedLoad() -> [String: (requests: Int, tokens: Int)] {

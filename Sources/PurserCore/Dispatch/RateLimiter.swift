@@ -90,6 +90,9 @@ public actor RateLimiter {
         public var tokens: Int
         /// What its token bucket holds when full: a call larger than that waits for a full bucket, and takes it all.
         public var tokenBucketSize: Int
+        /// Set while the provider's 429s hold the model below the rate its tables give (and so below what the plan
+        /// counted on): the calls a minute it is allowed now.
+        public var shortOfPlan: Double? = nil
     }
 
     /// For each of `models`, the calls (and their tokens) that could start now: what its buckets hold at the rates in
@@ -99,14 +102,20 @@ public actor RateLimiter {
         let now = clock.now()
         var result: [String: Allowance] = [:]
         for model in models {
-            let (requests, tokens, _) = refilledBuckets(model, now: now)
+            let (requests, tokens, factor) = refilledBuckets(model, now: now)
             var calls = Int(requests.available)
             let inFlight = inFlightByModel[model.id, default: 0]
             if let cap = limits.inFlightPerModel { calls = min(calls, max(cap - inFlight, 0)) }
             if let slowdown = slowdowns[model.id] { calls = min(calls, max(max(Int(slowdown.inFlight), 1) - answering(model.id, now: now), 0)) }
             if let cap = limits.inFlightPerProvider { calls = min(calls, max(cap - inFlightByProvider[model.provider, default: 0], 0)) }
             result[model.id] = Allowance(
-                requests: max(calls, 0), tokens: Int(min(tokens.available, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))))
+                requests: max(calls, 0), tokens: Int(min(tokens.available, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))),
+                shortOfPlan: slowdowns[model.id].map { slowdown in
+                    let rate = Double(limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute) * factor
+                    // Calls held to `slowdown.inFlight` at once, each taking about its typical latency.
+                    guard let latency = typicalLatency[model.id], latency >= 1 else { return rate }
+                    return min(rate, max(slowdown.inFlight, 1) * 60_000 / latency)
+                })
         }
         return result
     }
