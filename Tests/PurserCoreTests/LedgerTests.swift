@@ -44,13 +44,15 @@ private struct LedgerWorkspace {
     let provider = try #require(workspace.catalog.providers[model.provider])
     let usage = Usage(inputTokens: request.needs.inputTokens, outputTokens: 40)
     let cost = Charges.cost(of: usage, prices: model.prices)
-    let kept = try await workspace.store.recordSuccess(
-        request, response: ProviderResponse(statusCode: 200, providerRequestID: "x", body: "{}", usage: usage, simulated: false), model: model,
-        provider: provider, mode: request.plannedMode, cost: cost, baseline: cost,
+    let answer = PaidAnswer(
+        requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens,
+        model: model.id, provider: provider.name, dialect: provider.dialect, mode: request.plannedMode,
+        response: ProviderResponse(statusCode: 200, providerRequestID: "x", body: "{}", usage: usage, simulated: false), cost: cost, baseline: cost,
         attempt: AttemptRecord(
             model: model.id, provider: provider.name, mode: request.plannedMode, startedAt: december - 900, latencyMilliseconds: 2_000, status: 200,
             outcome: "succeeded", error: nil, usage: usage, simulated: false),
-        now: december + 1_100)
+        finishedAt: december + 1_100)
+    let kept = try await workspace.store.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
     #expect(kept)
     // Finished in December, charged to November, whose cap admitted it; the reservation became the charge.
     let after = try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 11), simulated: false)

@@ -452,10 +452,8 @@ extension DispatchStore {
     ) throws -> BatchResultCounts {
         try database.writeTransaction {
             var counts = BatchResultCounts()
-            var charges = ChargeTotals()
-            var outputs: [String: (samples: Int, output: Int, maxOutput: Int)] = [:]
-            // Estimated and reported input by ledger, for `InputCalibration`: written once per chunk, not per line.
-            var inputs: [Bool: (results: Int, estimated: Int, reported: Int)] = [:]
+            // The chunk's charges and histories, written once at its end rather than once a line.
+            var totals = AnswerTotals()
             let ledger = Ledger(database: database)
             let owner = batch.owner
             let model = catalog.model(id: batch.model)
@@ -495,21 +493,12 @@ extension DispatchStore {
                 switch decision {
                 case .succeed(let response, let cost, let baseline):
                     guard try lifecycle.endLease(member.requestID, owner: owner, state: .succeeded, error: nil) else { continue }
-                    let billedAt = reservation?.reservedAt ?? now
-                    let project = try reservation?.project
-                        ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(member.jobID)]) ?? "default"
-                    charges.add(cost, job: member.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
-                    try insertResult(
-                        member.requestID, model: batch.model, provider: batch.provider, dialect: batch.dialect, mode: .batch, response: response,
-                        cost: cost, finishedAt: now, billedAt: billedAt, baseline: baseline)
-                    try insertAttempt(
-                        attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), request: member.requestID, worker: owner)
-                    inputs[response.simulated, default: (0, 0, 0)].results += 1
-                    inputs[response.simulated]!.estimated += member.needs.inputTokens
-                    inputs[response.simulated]!.reported += response.usage.allInputTokens
-                    outputs[member.needs.qualityTier, default: (0, 0, 0)].samples += 1
-                    outputs[member.needs.qualityTier]!.output += response.usage.outputTokens
-                    outputs[member.needs.qualityTier]!.maxOutput += model?.outputAllowance(member.needs.maxOutputTokens) ?? member.needs.maxOutputTokens
+                    let answer = PaidAnswer(
+                        requestID: member.requestID, jobID: member.jobID, tier: member.needs.qualityTier,
+                        maxOutputTokens: model?.outputAllowance(member.needs.maxOutputTokens) ?? member.needs.maxOutputTokens, model: batch.model,
+                        provider: batch.provider, dialect: batch.dialect, mode: .batch, response: response, cost: cost, baseline: baseline,
+                        attempt: attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), finishedAt: now)
+                    try storeAnswer(answer, estimatedInputTokens: member.needs.inputTokens, reservation: reservation, worker: owner, into: &totals)
                     counts.succeeded += 1
                     counts.spend += cost
                 case .replan(let reason), .replanLive(let reason):
@@ -532,15 +521,7 @@ extension DispatchStore {
                     if try lifecycle.endLease(member.requestID, owner: owner, state: .failed, error: message) { counts.failed += 1 }
                 }
             }
-            try ledger.add(charges)
-            let history = JobStore(database: database)
-            for (tier, output) in outputs {
-                try history.recordOutput(model: batch.model, tier: tier, samples: output.samples, outputTokens: output.output, maxOutputTokens: output.maxOutput)
-            }
-            for (simulated, input) in inputs {
-                try history.recordInput(
-                    provider: batch.provider, simulated: simulated, results: input.results, estimatedTokens: input.estimated, reportedTokens: input.reported)
-            }
+            try totals.write(to: database)
             return counts
         }
     }

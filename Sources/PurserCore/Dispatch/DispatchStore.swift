@@ -219,33 +219,20 @@ public actor DispatchStore {
 
     /// Stores a paid answer from the recovery file, once: its result, attempt and charge, in place of any
     /// reservation or unsettled charge for its call. False when the request already has a result.
-    func storeRecovered(_ answer: RecoveredAnswer) throws -> Bool {
+    func storeRecovered(_ answer: PaidAnswer) throws -> Bool {
         try database.writeTransaction {
             let id = answer.requestID
             guard try database.scalarInt("SELECT count(*) FROM results WHERE request_id = ?", [.integer(id)]) == 0,
                 try lifecycle.succeedFromRecovery(id)
             else { return false }
-            let ledger = Ledger(database: database)
+            // Whichever run reserved its call, the reservation (or unsettled charge) becomes this charge.
             let reservation = try database.statement("DELETE FROM reservations WHERE request_id = ? RETURNING reserved_at, project")
-                .firstRow([.integer(id)]) { ($0.int64(0), $0.text(1)) }
-            try ledger.settle(request: id)
-            let billedAt = reservation?.0 ?? answer.finishedAt
-            let project = try reservation?.1
-                ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(answer.jobID)]) ?? "default"
-            var charges = ChargeTotals()
-            charges.add(answer.cost, job: answer.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: answer.response.simulated)
-            try insertResult(
-                id, model: answer.model, provider: answer.provider, dialect: answer.dialect, mode: answer.mode, response: answer.response,
-                cost: answer.cost, finishedAt: answer.finishedAt, billedAt: billedAt, baseline: answer.baseline)
-            try insertAttempt(answer.attempt, request: id)
-            try ledger.add(charges)
-            let history = JobStore(database: database)
-            try history.recordOutput(
-                model: answer.model, tier: answer.tier, outputTokens: answer.response.usage.outputTokens, maxOutputTokens: answer.maxOutputTokens)
+                .firstRow([.integer(id)]) { (reservedAt: $0.int64(0), project: $0.text(1)) }
+            try Ledger(database: database).settle(request: id)
             let estimate = try database.scalarInt("SELECT input_tokens FROM requests WHERE id = ?", [.integer(id)]) ?? 0
-            try history.recordInput(
-                provider: answer.provider, simulated: answer.response.simulated, estimatedTokens: Int(estimate),
-                reportedTokens: answer.response.usage.allInputTokens)
+            var totals = AnswerTotals()
+            try storeAnswer(answer, estimatedInputTokens: Int(estimate), reservation: reservation, worker: nil, into: &totals)
+            try totals.write(to: database)
             return true
         }
     }
@@ -266,15 +253,8 @@ public actor DispatchStore {
 
     /// A success waiting for the next group commit.
     private struct PendingSuccess {
-        var request: ClaimedRequest
-        var response: ProviderResponse
-        var model: Model
-        var provider: Provider
-        var mode: DispatchMode
-        var cost: Money
-        var baseline: Money
-        var attempt: AttemptRecord
-        var now: Int64
+        var answer: PaidAnswer
+        var estimatedInputTokens: Int
         var continuation: CheckedContinuation<Bool, any Error>
     }
 
@@ -286,15 +266,9 @@ public actor DispatchStore {
     /// the lease was lost (another worker took the request over), in which case nothing is written.
     /// Successes that arrive while a commit is being written share the next transaction (group
     /// commit), so a burst of answers costs one commit rather than one each.
-    func recordSuccess(
-        _ request: ClaimedRequest, response: ProviderResponse, model: Model, provider: Provider, mode: DispatchMode, cost: Money,
-        baseline: Money, attempt: AttemptRecord, now: Int64
-    ) async throws -> Bool {
+    func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool {
         try await withCheckedThrowingContinuation { continuation in
-            pendingSuccesses.append(PendingSuccess(
-                request: request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baseline,
-                attempt: attempt, now: now,
-                continuation: continuation))
+            pendingSuccesses.append(PendingSuccess(answer: answer, estimatedInputTokens: estimatedInputTokens, continuation: continuation))
             if !commitScheduled {
                 commitScheduled = true
                 Task { self.commitSuccesses() }
@@ -308,9 +282,9 @@ public actor DispatchStore {
         commitScheduled = false
         do {
             let kept = try database.writeTransaction {
-                var charges = ChargeTotals()
-                let kept = try batch.map { try writeSuccess($0, charges: &charges) }
-                try Ledger(database: database).add(charges)
+                var totals = AnswerTotals()
+                let kept = try batch.map { try writeSuccess($0, into: &totals) }
+                try totals.write(to: database)
                 return kept
             }
             for (success, wasKept) in zip(batch, kept) { success.continuation.resume(returning: wasKept) }
@@ -319,9 +293,9 @@ public actor DispatchStore {
             for success in batch {
                 success.continuation.resume(with: Result {
                     try database.writeTransaction {
-                        var charges = ChargeTotals()
-                        let kept = try writeSuccess(success, charges: &charges)
-                        try Ledger(database: database).add(charges)
+                        var totals = AnswerTotals()
+                        let kept = try writeSuccess(success, into: &totals)
+                        try totals.write(to: database)
                         return kept
                     }
                 })
@@ -329,43 +303,39 @@ public actor DispatchStore {
         }
     }
 
-    /// Writes one result and adds its cost to `charges`, which the caller adds to the ledger's running
-    /// totals in the same transaction (once per batch rather than once per result).
-    private func writeSuccess(_ success: PendingSuccess, charges: inout ChargeTotals) throws -> Bool {
-        let (request, response, model) = (success.request, success.response, success.model)
-        let reservation = try dropReservation(request.id)
-        guard try endLease(request.id, state: .succeeded, error: nil) else { return false }
-        let billedAt = reservation?.reservedAt ?? success.now
-        let project = try reservation?.project
-            ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(request.jobID)]) ?? "default"
-        charges.add(success.cost, job: request.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
-        try insertResult(
-            request.id, model: model.id, provider: success.provider.name, dialect: success.provider.dialect, mode: success.mode, response: response,
-            cost: success.cost, finishedAt: success.now, billedAt: billedAt, baseline: success.baseline)
-        try insertAttempt(success.attempt, request: request.id)
-        let history = JobStore(database: database)
-        try history.recordOutput(
-            model: model.id, tier: request.needs.qualityTier, outputTokens: response.usage.outputTokens, maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens))
-        try history.recordInput(
-            provider: success.provider.name, simulated: response.simulated, estimatedTokens: request.needs.inputTokens,
-            reportedTokens: response.usage.allInputTokens)
+    /// Ends the lease of a live call's request `succeeded` and stores its answer; false, storing nothing, when the lease
+    /// was lost.
+    private func writeSuccess(_ success: PendingSuccess, into totals: inout AnswerTotals) throws -> Bool {
+        let reservation = try dropReservation(success.answer.requestID)
+        guard try endLease(success.answer.requestID, state: .succeeded, error: nil) else { return false }
+        try storeAnswer(success.answer, estimatedInputTokens: success.estimatedInputTokens, reservation: reservation, worker: nil, into: &totals)
         return true
     }
 
-    func insertResult(
-        _ request: Int64, model: String, provider: String, dialect: Provider.Dialect, mode: DispatchMode, response: ProviderResponse, cost: Money,
-        finishedAt: Int64, billedAt: Int64, baseline: Money
+    /// The one write of a paid answer, for live calls, batch result lines and the recovery file alike, once its request
+    /// has ended `succeeded`: its result and attempt, billed to the month its call was reserved in (the month it finished,
+    /// without a reservation), and its cost and tokens counted in `totals`, which the caller writes in the same transaction.
+    func storeAnswer(
+        _ answer: PaidAnswer, estimatedInputTokens: Int, reservation: (reservedAt: Int64, project: String)?, worker: String?,
+        into totals: inout AnswerTotals
     ) throws {
+        let billedAt = reservation?.reservedAt ?? answer.finishedAt
+        let project = try reservation?.project
+            ?? database.scalarText("SELECT project FROM jobs WHERE id = ?", [.integer(answer.jobID)]) ?? "default"
+        let response = answer.response
         try database.statement("""
             INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
                 cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at, billed_at, baseline_pico)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute([
-            .integer(request), .text(model), .text(provider), .text(dialect.rawValue), .text(mode.rawValue), .int(response.statusCode),
-            .optionalText(response.providerRequestID), .text(response.body), .int(response.usage.inputTokens), .int(response.usage.cachedInputTokens),
-            .int(response.usage.cacheWriteTokens), .int(response.usage.outputTokens), .integer(cost.picoUSD), .int(response.simulated ? 1 : 0),
-            .integer(finishedAt), .integer(billedAt), .integer(baseline.picoUSD),
+            .integer(answer.requestID), .text(answer.model), .text(answer.provider), .text(answer.dialect.rawValue), .text(answer.mode.rawValue),
+            .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body), .int(response.usage.inputTokens),
+            .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens), .int(response.usage.outputTokens),
+            .integer(answer.cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(answer.finishedAt), .integer(billedAt),
+            .integer(answer.baseline.picoUSD),
         ])
+        try insertAttempt(answer.attempt, request: answer.requestID, worker: worker)
+        totals.add(answer, project: project, billedAt: billedAt, estimatedInputTokens: estimatedInputTokens)
     }
 
     /// Schedules another try at `at`.

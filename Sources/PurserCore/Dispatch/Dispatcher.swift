@@ -372,10 +372,7 @@ public final class Dispatcher: Sendable {
     }
 
     /// Stores a paid answer: written again if the database refuses it once, then kept in the recovery file.
-    private func storeAnswer(
-        _ request: ClaimedRequest, response: ProviderResponse, model: Model, provider: Provider, mode: DispatchMode, cost: Money,
-        baseline: Money, attempt: AttemptRecord, now: Int64
-    ) async -> Bool {
+    private func storeAnswer(_ answer: PaidAnswer, of request: ClaimedRequest) async -> Bool {
         var lastError: (any Error)?
         // Once the database has refused a write, answers still coming in go straight to the recovery file: a write
         // that gets through now (in the space given back for that file) would only leave the next answer none.
@@ -384,16 +381,11 @@ public final class Dispatcher: Sendable {
         for pause in databaseFailed == nil ? [0, 200, 1_000] as [UInt64] : [] {
             if pause > 0 { try? await Task.sleep(nanoseconds: pause * 1_000_000) }
             do {
-                return try await store.recordSuccess(
-                    request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baseline, attempt: attempt, now: now)
+                return try await store.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
             } catch {
                 lastError = error
             }
         }
-        let answer = RecoveredAnswer(
-            requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens),
-            model: model.id, provider: provider.name, dialect: provider.dialect, mode: mode, response: response, cost: cost, baseline: baseline,
-            attempt: attempt, finishedAt: now)
         let kept: String
         if let recovery = options.recovery {
             do {
@@ -537,9 +529,13 @@ public final class Dispatcher: Sendable {
             let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: windowOpening ?? callStarted))
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
             let baselineCost = baseline.model(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
-            let kept = await storeAnswer(
-                request, response: response, model: model, provider: provider, mode: mode, cost: cost, baseline: baselineCost,
-                attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated), now: finished)
+            let answer = PaidAnswer(
+                requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier,
+                maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens), model: model.id, provider: provider.name,
+                dialect: provider.dialect, mode: mode, response: response, cost: cost, baseline: baselineCost,
+                attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
+                finishedAt: finished)
+            let kept = await storeAnswer(answer, of: request)
             if kept { await state.succeeded(cost: cost) }
         case .failure where Task.isCancelled:
             // Stopped after the grace period, mid-call: the provider may have billed it.

@@ -60,7 +60,7 @@ public struct RecoveryFile: Sendable {
     }
 
     /// Appends one answer and flushes it to disk before returning; into the space set aside while it lasts.
-    func append(_ answer: RecoveredAnswer) throws {
+    func append(_ answer: PaidAnswer) throws {
         let bytes = Array((JSONWriter.string(answer.json) + "\n").utf8)
         let ownPath = ownPath
         try writer.state.withLock { state in
@@ -84,7 +84,7 @@ public struct RecoveryFile: Sendable {
 
     /// Takes the files of processes that are gone (this one's too, left by an earlier process of the same id) and
     /// reads their answers; nil when there are none.
-    func take() throws -> (answers: [RecoveredAnswer], taken: [String])? {
+    func take() throws -> (answers: [PaidAnswer], taken: [String])? {
         let file = URL(fileURLWithPath: path)
         let folder = file.deletingLastPathComponent().path, base = file.lastPathComponent
         // A folder that cannot be listed would hide paid answers: it is an error, not "none".
@@ -92,7 +92,7 @@ public struct RecoveryFile: Sendable {
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
             throw Problem("cannot look for recovery files in \(folder): \(error)")
         }
-        var answers: [RecoveredAnswer] = [], taken: [String] = []
+        var answers: [PaidAnswer] = [], taken: [String] = []
         for name in names.sorted() where name == base || name.hasPrefix(base + ".") {
             let suffix = name.dropFirst(base.count)
             if !suffix.isEmpty {
@@ -109,7 +109,7 @@ public struct RecoveryFile: Sendable {
             let text = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
             for (index, line) in text.split(separator: "\n").enumerated() {
                 // A line cut short by a crash while it was written is the only kind that cannot be read.
-                guard let value = try? JSONParser.parse(String(line)), let answer = RecoveredAnswer(value) else {
+                guard let value = try? JSONParser.parse(String(line)), let answer = PaidAnswer(value) else {
                     throw Problem("\(source) line \(index + 1) cannot be read; it is kept in \(taking)")
                 }
                 answers.append(answer)
@@ -119,28 +119,14 @@ public struct RecoveryFile: Sendable {
     }
 
     /// Puts back the answers a run could not store, for the next one.
-    func giveBack(_ answers: [RecoveredAnswer]) throws {
+    func giveBack(_ answers: [PaidAnswer]) throws {
         for answer in answers { try append(answer) }
         close()
     }
 }
 
-/// Everything needed to store a paid answer without the run that received it.
-struct RecoveredAnswer: Sendable {
-    var requestID: Int64
-    var jobID: Int64
-    var tier: String
-    var maxOutputTokens: Int
-    var model: String
-    var provider: String
-    var dialect: Provider.Dialect
-    var mode: DispatchMode
-    var response: ProviderResponse
-    var cost: Money
-    var baseline: Money
-    var attempt: AttemptRecord
-    var finishedAt: Int64
-
+/// A paid answer as one line of the recovery file: everything needed to store it without the run that received it.
+extension PaidAnswer {
     var json: JSONValue {
         func number(_ value: Int64) -> JSONValue { .number(String(value)) }
         return .object(JSONObject([
@@ -153,25 +139,6 @@ struct RecoveredAnswer: Sendable {
             "cost_pico": number(cost.picoUSD), "baseline_pico": number(baseline.picoUSD), "finished_at": number(finishedAt),
             "started_at": number(attempt.startedAt), "latency_ms": number(attempt.latencyMilliseconds),
         ]))
-    }
-
-    init(
-        requestID: Int64, jobID: Int64, tier: String, maxOutputTokens: Int, model: String, provider: String, dialect: Provider.Dialect,
-        mode: DispatchMode, response: ProviderResponse, cost: Money, baseline: Money, attempt: AttemptRecord, finishedAt: Int64
-    ) {
-        self.requestID = requestID
-        self.jobID = jobID
-        self.tier = tier
-        self.maxOutputTokens = maxOutputTokens
-        self.model = model
-        self.provider = provider
-        self.dialect = dialect
-        self.mode = mode
-        self.response = response
-        self.cost = cost
-        self.baseline = baseline
-        self.attempt = attempt
-        self.finishedAt = finishedAt
     }
 
     init?(_ value: JSONValue) {
