@@ -232,7 +232,7 @@ final class RunReporter: Sendable {
                     "expired": .number(String(summary.expired)), "retries": .number(String(summary.retried)),
                     "fallbacks": .number(String(summary.fellBack)), "held": .number(String(summary.held)), "spend_usd": .string(summary.spend.exactUSD),
                     "simulated": .bool(summary.simulated),
-                    "elapsed_ms": .number(String(summary.elapsedMilliseconds)), "left_queued": .array(summary.leftQueued.map { .string($0) }),
+                    "elapsed_ms": .number(String(summary.elapsedMilliseconds)), "left_queued": .array(summary.leftQueued.map { .string(Self.words($0)) }),
                     "recovered": .number(String(summary.recovered)), "kept_for_recovery": .number(String(summary.keptForRecovery)),
                     "storage_failure": summary.storageFailure.map { .string($0) } ?? .null,
                 ])
@@ -245,7 +245,21 @@ final class RunReporter: Sendable {
             if summary.keptForRecovery > 0 {
                 console.print("note: \(summary.keptForRecovery) paid answers could not be written to the database and are kept in its .recovery file; the next run stores them without calling again")
             }
-            for line in summary.leftQueued { console.print("note: \(line)") }
+            for reason in summary.leftQueued { console.print("note: \(Self.words(reason))") }
+        }
+    }
+
+    /// What a run left undone, in words.
+    static func words(_ reason: LeftQueued) -> String {
+        switch reason {
+        case .providerDisabled(let provider, let why): "provider \(provider) cannot be used in this run: \(why)"
+        case .onUnusableProviders(let requests): "\(requests) requests stay queued on providers that cannot be used now"
+        case .unplanned(let requests): "\(requests) requests have no plan: no usable model has room before their deadline"
+        case .heldByCap(let requests):
+            "\(requests) requests are held by a budget cap (see 'purser budget show'); raising the cap with 'purser budget set' or the start of the next month releases them"
+        case .notServed(let requests): "\(requests) requests were not served (the run stopped early)"
+        case .inBatches(let requests):
+            "\(requests) requests are in batches (at their provider, or still to be sent); the next 'purser run' carries them on"
         }
     }
 

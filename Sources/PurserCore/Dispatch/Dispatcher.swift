@@ -703,11 +703,8 @@ public final class Dispatcher: Sendable {
 
     private func summary(started: Int64, recovered: Int) async throws -> RunSummary {
         let totals = await state.totals
-        var leftQueued: [String] = []
         let disabled = await health.disabledProviders
-        for (provider, reason) in disabled.sorted(by: { $0.key < $1.key }) {
-            leftQueued.append("provider \(provider) cannot be used in this run: \(reason)")
-        }
+        var leftQueued = disabled.sorted(by: { $0.key < $1.key }).map { LeftQueued.providerDisabled(provider: $0.key, reason: $0.value) }
         let storageFailure = await state.storageFailure
         var remaining: DispatchStore.Remaining?
         if storageFailure == nil {
@@ -715,17 +712,11 @@ public final class Dispatcher: Sendable {
             remaining = try await store.remaining(job: options.job, excludedModels: excluded)
         }
         if let remaining {
-            if remaining.blocked > 0 { leftQueued.append("\(remaining.blocked) requests stay queued on providers that cannot be used now") }
-            if remaining.unplanned > 0 {
-                leftQueued.append("\(remaining.unplanned) requests have no plan: no usable model has room before their deadline")
-            }
-            if remaining.held > 0 {
-                leftQueued.append("\(remaining.held) requests are held by a budget cap (see 'purser budget show'); raising the cap with 'purser budget set' or the start of the next month releases them")
-            }
-            if remaining.dispatchable > 0 { leftQueued.append("\(remaining.dispatchable) requests were not served (the run stopped early)") }
-            if remaining.inBatches > 0 {
-                leftQueued.append("\(remaining.inBatches) requests are in batches (at their provider, or still to be sent); the next 'purser run' carries them on")
-            }
+            if remaining.blocked > 0 { leftQueued.append(.onUnusableProviders(requests: remaining.blocked)) }
+            if remaining.unplanned > 0 { leftQueued.append(.unplanned(requests: remaining.unplanned)) }
+            if remaining.held > 0 { leftQueued.append(.heldByCap(requests: remaining.held)) }
+            if remaining.dispatchable > 0 { leftQueued.append(.notServed(requests: remaining.dispatchable)) }
+            if remaining.inBatches > 0 { leftQueued.append(.inBatches(requests: remaining.inBatches)) }
         }
         var summary = RunSummary(
             succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, retried: totals.retried, fellBack: totals.fellBack,

@@ -106,6 +106,30 @@ public struct OpenBatchProgress: Sendable, Hashable {
     public var fromHistory: Bool
 }
 
+/// One reason a run ended with requests in scope not served.
+public enum LeftQueued: Sendable, Equatable {
+    /// The provider cannot be used for the rest of this run (a refused key, an exhausted quota, unreachable).
+    case providerDisabled(provider: String, reason: String)
+    /// Requests queued on models whose providers cannot be used now.
+    case onUnusableProviders(requests: Int)
+    /// Requests no usable model has room for before their deadline.
+    case unplanned(requests: Int)
+    /// Requests a budget cap holds.
+    case heldByCap(requests: Int)
+    /// Requests ready to serve when the run stopped early.
+    case notServed(requests: Int)
+    /// Requests in batches, at their provider or still to be sent: the next run carries them on.
+    case inBatches(requests: Int)
+
+    /// True for the reasons that are a provider this run could not use.
+    public var isOnUnusableProvider: Bool {
+        switch self {
+        case .providerDisabled, .onUnusableProviders: true
+        case .unplanned, .heldByCap, .notServed, .inBatches: false
+        }
+    }
+}
+
 public struct RunSummary: Sendable {
     public var succeeded: Int
     public var failed: Int
@@ -117,8 +141,8 @@ public struct RunSummary: Sendable {
     public var spend: Money
     public var simulated: Bool
     public var elapsedMilliseconds: Int64
-    /// Requests left queued, and why (providers disabled, no plan, stopped early).
-    public var leftQueued: [String]
+    /// What the run left undone, and why (providers disabled, no plan, stopped early): rendered by the front end.
+    public var leftQueued: [LeftQueued]
     /// Providers this run could not use, and why (a refused key, an exhausted quota, unreachable).
     public var disabledProviders: [String: String] = [:]
     /// Set when the database stopped taking writes: what failed, and how many paid answers went to the recovery file.
@@ -145,7 +169,7 @@ public struct RunSummary: Sendable {
                 + missingKeys.joined(separator: ", ") + " (any one with its provider's models), or pass --simulate to rehearse on the simulator"
         }
         if failed > 0 { return "\(failed) request\(failed == 1 ? "" : "s") failed; 'purser results JOB --only failed' shows why" }
-        if !disabledProviders.isEmpty, leftQueued.contains(where: { $0.contains("cannot be used") }) || succeeded == 0 {
+        if !disabledProviders.isEmpty, leftQueued.contains(where: \.isOnUnusableProvider) || succeeded == 0 {
             return disabledProviders.sorted { $0.key < $1.key }.map { "provider \($0.key) could not be used: \($0.value)" }.joined(separator: "; ")
         }
         return nil
