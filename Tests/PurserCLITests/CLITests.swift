@@ -230,3 +230,16 @@ import PurserCore
     #expect(process.terminationStatus == 0)
     #expect(try String(contentsOf: out, encoding: .utf8).hasPrefix("ok: 20 models from 6 providers"))
 }
+
+/// A choice option's values come from its type: the help lists them with the default marked, and any other value is
+/// refused before the command runs (issue 18: hand-written lists had drifted from the types).
+@Test func aChoiceOptionsHelpAndCheckComeFromItsType() {
+    let help = purser(["report", "--help"]).out
+    let groupings = ReportQuery.Grouping.allCases.map { $0 == .model ? "model (default)" : $0.rawValue }
+    #expect(help.contains(groupings.dropLast().joined(separator: ", ") + " or " + groupings.last!), "\(help)")
+    #expect(purser(["results", "--help"]).out.contains("openai (default), anthropic, jsonl or csv."))
+
+    let only = purser(["results", "1", "--only", "running"])
+    #expect(only.code == 64)
+    #expect(only.error.hasPrefix("Error: --only: 'running' is not one of succeeded, failed.\n"), "\(only.error)")
+}

@@ -10,24 +10,18 @@ enum ReportCommand {
             .init(name: "month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job or --by month, all time)."),
             .init(name: "project", value: "name", help: "Only this project."),
             .init(name: "job", value: "job", help: "Only this job (number or name)."),
-            .init(name: "by", value: "grouping", help: "model (default), provider, project, job, day, month, tier or mode (sync, flex, offpeak, batch)."),
-            .init(name: "format", value: "format", help: "table (default), json, csv, or html (one self-contained page with charts)."),
+            .choice("by", value: "grouping", of: ReportQuery.Grouping.self, default: .model, help: "How to group the lines (mode means sync, flex, offpeak or batch)"),
+            .choice("format", value: "format", of: Format.self, default: .table, help: "The report's format (html: one self-contained page with charts)"),
             .init(name: "output", value: "file", help: "Write the report here instead of standard output."),
             .init(name: "simulated", value: nil, help: "Report the simulated runs (rehearsals) instead of real spending."),
             CommandContext.databaseOption, CommandContext.jsonOption,
         ])
 
-    enum Format: String { case table, json, csv, html }
+    enum Format: String, CaseIterable { case table, json, csv, html }
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let formatName = arguments.flag("json") ? "json" : arguments.value("format") ?? "table"
-        guard let format = Format(rawValue: formatName) else {
-            throw UsageError(message: "--format: '\(formatName)' is not one of table, json, csv, html.", spec: spec)
-        }
-        let groupingName = arguments.value("by") ?? "model"
-        guard let grouping = ReportQuery.Grouping(rawValue: groupingName) else {
-            throw UsageError(message: "--by: '\(groupingName)' is not one of \(ReportQuery.Grouping.allCases.map(\.rawValue).joined(separator: ", ")).", spec: spec)
-        }
+        let format = arguments.flag("json") ? .json : arguments.choice("format", as: Format.self)!
+        let grouping = arguments.choice("by", as: ReportQuery.Grouping.self)!
         let now = context.clock.now()
         // Across months unless one is asked for: a job's whole life, or every month side by side.
         var month: BudgetMonth? = arguments.value("job") == nil && grouping != .month ? BudgetMonth(containing: now) : nil

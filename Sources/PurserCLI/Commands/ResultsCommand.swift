@@ -8,24 +8,18 @@ enum ResultsCommand {
         overview: "Write a job's results: OpenAI batch output (line for line), Anthropic batch results, JSON lines or CSV.",
         arguments: [.init(name: "job", help: "The job's number or name.")],
         options: [
-            .init(name: "format", value: "format", help: "openai (default), anthropic, jsonl or csv."),
+            .choice("format", value: "format", of: ResultFormat.self, default: .openai, help: "The results' format"),
             .init(name: "output", value: "file", help: "Write here instead of standard output."),
-            .init(name: "only", value: "state", help: "Only succeeded, or only failed, requests."),
+            .choice("only", value: "state", of: Only.self, default: nil, help: "Only the requests that ended so"),
             CommandContext.databaseOption,
         ])
 
+    /// The states `--only` takes.
+    enum Only: String, CaseIterable { case succeeded, failed }
+
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let formatName = arguments.value("format") ?? "openai"
-        guard let format = ResultFormat(rawValue: formatName) else {
-            throw UsageError(message: "--format: '\(formatName)' is not one of openai, anthropic, jsonl, csv.", spec: spec)
-        }
-        var only: RequestState?
-        if let text = arguments.value("only") {
-            guard let state = RequestState(rawValue: text), state == .succeeded || state == .failed else {
-                throw UsageError(message: "--only: '\(text)' is not succeeded or failed.", spec: spec)
-            }
-            only = state
-        }
+        let format = arguments.choice("format", as: ResultFormat.self)!
+        let only = arguments.choice("only", as: Only.self).map { RequestState(rawValue: $0.rawValue)! }
         let database = try context.openDatabaseForReading(arguments)
         let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
         let writer = try arguments.value("output").map(LineWriter.init(path:))

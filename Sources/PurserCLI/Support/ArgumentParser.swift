@@ -14,6 +14,33 @@ struct CommandSpec {
         /// Nil for a flag.
         var value: String?
         var help: String
+        /// The only values the option takes, when it is a choice: the parser refuses any other, and the help lists them.
+        var choices: [String] = []
+        /// The choice taken when the option is not given, marked in the help.
+        var defaultChoice: String?
+
+        init(name: String, value: String?, help: String) {
+            self.name = name
+            self.value = value
+            self.help = help
+        }
+
+        /// An option taking one of `type`'s cases by their raw values; its help is `help` followed by the cases.
+        static func choice<Choice: RawRepresentable & CaseIterable>(
+            _ name: String, value: String, of type: Choice.Type, default: Choice?, help: String
+        ) -> Option where Choice.RawValue == String {
+            var option = Option(name: name, value: value, help: help)
+            option.choices = type.allCases.map(\.rawValue)
+            option.defaultChoice = `default`?.rawValue
+            return option
+        }
+
+        /// What `--help` says of the option: for a choice, its help and then its values, the default marked.
+        var helpText: String {
+            guard !choices.isEmpty else { return help }
+            let marked = choices.map { $0 == defaultChoice ? "\($0) (default)" : $0 }
+            return "\(help): \(ParsedArguments.listed(marked, or: true))."
+        }
     }
 
     var name: String
@@ -49,7 +76,7 @@ struct CommandSpec {
             lines.append("")
         }
         lines.append("OPTIONS:")
-        for option in options { lines.append(row("--\(option.name)\(option.value.map { " <\($0)>" } ?? "")", option.help)) }
+        for option in options { lines.append(row("--\(option.name)\(option.value.map { " <\($0)>" } ?? "")", option.helpText)) }
         lines.append(row("-h, --help", CommandSpec.help.help))
         if !subcommands.isEmpty {
             lines += ["", "SUBCOMMANDS:"]
@@ -76,6 +103,19 @@ struct ParsedArguments {
 
     func value(_ name: String) -> String? { values[name]?.last }
     func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    /// A choice option's value as its type (the parser has checked it is one), or its default when not given.
+    func choice<Choice: RawRepresentable>(_ name: String, as type: Choice.Type) -> Choice? where Choice.RawValue == String {
+        let option = spec.options.first { $0.name == name }
+        precondition(option?.choices.isEmpty == false, "--\(name) is declared as a choice")
+        return (value(name) ?? option?.defaultChoice).flatMap(Choice.init(rawValue:))
+    }
+
+    /// "a, b or c".
+    static func listed(_ items: [String], or: Bool) -> String {
+        guard items.count > 1 else { return items.first ?? "" }
+        return items.dropLast().joined(separator: ", ") + (or ? " or " : " and ") + items.last!
+    }
 
     /// A whole-number option within `range`, nil when not given. Anything else is a usage error naming the flag:
     /// every number that enters on the command line is bounded here.
@@ -139,6 +179,10 @@ struct ParsedArguments {
                     index += 1
                 } else {
                     throw UsageError(message: "Missing value for '--\(name) <\(valueName)>'.", spec: spec)
+                }
+                guard option.choices.isEmpty || option.choices.contains(value) else {
+                    throw UsageError(
+                        message: "--\(name): '\(DecimalText.shown(value))' is not one of \(option.choices.joined(separator: ", ")).", spec: spec)
                 }
                 values[name, default: []].append(value)
             } else {
