@@ -136,7 +136,7 @@ extension DispatchStore {
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, r.deadline_at, length(b.body)
                 FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
                     JOIN request_bodies b ON b.request_id = r.id
-                WHERE p.queue = 1 AND l.mode = 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
+                WHERE p.queue = \(RequestLifecycle.Queue.ready.sql) AND l.mode = 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
                 ORDER BY l.model, p.deadline_at, p.request_id
                 """).rows([.optionalInt64(job), .text(excluded)]) { row in
                 (id: row.int64(0), job: row.int64(1), project: row.text(2), input: row.int(3), output: row.int(4), model: row.text(5),

@@ -100,7 +100,7 @@ public actor DispatchStore {
             try database.statement("""
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode, l.latest_start
                 FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
-                WHERE p.queue = 1 AND l.mode != 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
+                WHERE p.queue = \(RequestLifecycle.Queue.ready.sql) AND l.mode != 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
                 ORDER BY p.deadline_at, p.request_id
                 """).scanRows([.optionalInt64(job), .text(excluded)]) { row in
                 scanned += 1
@@ -503,7 +503,7 @@ public actor DispatchStore {
         let queue = try database.statement("""
             SELECT sum(l.model NOT IN (SELECT value FROM json_each(?2))), sum(l.model IN (SELECT value FROM json_each(?2)))
             FROM request_plans p JOIN plan_lines l ON l.id = p.line
-            WHERE p.queue > 0 AND (?1 IS NULL OR p.job_id = ?1)
+            WHERE p.queue > \(RequestLifecycle.Queue.out.sql) AND (?1 IS NULL OR p.job_id = ?1)
             """).firstRow([.optionalInt64(job), .text(excluded)]) { ($0.optionalInt64(0) ?? 0, $0.optionalInt64(1) ?? 0) }
         let waiting = try database.statement("""
             SELECT min(next_attempt_at) FROM requests WHERE state = 'waiting' AND (?1 IS NULL OR job_id = ?1)

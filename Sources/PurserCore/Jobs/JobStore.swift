@@ -92,7 +92,7 @@ public struct JobStore {
     public func stateCounts(job: Int64) throws -> [RequestState: Int] {
         var counts: [RequestState: Int] = [:]
         try database.statement("""
-            SELECT CASE WHEN requests.state = 'queued' AND request_plans.queue = 1 THEN 'planned' ELSE requests.state END AS shown,
+            SELECT CASE WHEN requests.state = 'queued' AND request_plans.queue = \(RequestLifecycle.Queue.ready.sql) THEN 'planned' ELSE requests.state END AS shown,
                 count(*)
             FROM requests LEFT JOIN request_plans ON request_plans.request_id = requests.id
             WHERE requests.job_id = ? GROUP BY shown

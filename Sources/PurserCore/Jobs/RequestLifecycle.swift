@@ -22,6 +22,10 @@ public struct RequestLifecycle {
     /// The place in the queue: ready to be claimed, waiting for `next_attempt_at`, or out of the queue.
     enum Queue: Int64 {
         case out = 0, ready = 1, waiting = 2
+
+        /// The value as SQL text, for statements that name it: a literal, so that SQLite can use the partial index of
+        /// ready rows (`request_plans_ready`, `WHERE queue = 1`).
+        var sql: String { String(rawValue) }
     }
 
     /// States in which a request has not started and may be planned again (waiting only for a discount window).
@@ -35,7 +39,7 @@ public struct RequestLifecycle {
     func waitForStart(_ id: Int64, until start: Int64) throws {
         try database.statement("UPDATE requests SET state = 'waiting', next_attempt_at = ? WHERE id = ? AND \(RequestLifecycle.notStarted)")
             .execute([.integer(start), .integer(id)])
-        try database.statement("UPDATE request_plans SET queue = 2 WHERE request_id = ?").execute([.integer(id)])
+        try database.statement("UPDATE request_plans SET queue = \(Queue.waiting.sql) WHERE request_id = ?").execute([.integer(id)])
     }
 
     /// In a sped-up rehearsal, requests planned to wait (for a discount window) are due now: the simulator answers them
@@ -76,8 +80,8 @@ public struct RequestLifecycle {
     /// Waiting requests whose moment has come (a retry's backoff over, a discount window open) are ready.
     func stage(now: Int64) throws {
         try database.statement("""
-            UPDATE request_plans SET queue = 1
-            WHERE queue = 2 AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND next_attempt_at <= ?)
+            UPDATE request_plans SET queue = \(Queue.ready.sql)
+            WHERE queue = \(Queue.waiting.sql) AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND next_attempt_at <= ?)
             """).execute([.integer(now)])
         try database.statement("UPDATE requests SET state = 'queued', next_attempt_at = NULL WHERE state = 'waiting' AND next_attempt_at <= ?")
             .execute([.integer(now)])
@@ -90,7 +94,7 @@ public struct RequestLifecycle {
             UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
             """).execute([.text(owner), .integer(until), ids(leased)])
-        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
+        try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
     }
 
     /// Ready requests go into a batch: running under the batch's lease (`batch:ID`), which lapses only with the
@@ -101,7 +105,7 @@ public struct RequestLifecycle {
             UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = NULL, attempts = attempts + 1, next_attempt_at = NULL
             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
             """).execute([.text(owner), ids(leased)])
-        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
+        try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
     }
 
     /// A request leaves its batch without an answer (its line errored or expired, the batch was cancelled or
@@ -133,7 +137,7 @@ public struct RequestLifecycle {
     func hold(_ id: Int64, until: Int64?, reason: String) throws {
         try database.statement("UPDATE requests SET state = 'held', next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'queued'")
             .execute([.optionalInt64(until), .text(reason), .integer(id)])
-        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id = ?").execute([.integer(id)])
+        try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id = ?").execute([.integer(id)])
     }
 
     /// Ends `owner`'s lease with a final state (succeeded, failed, expired) or a retry later (waiting until
@@ -145,7 +149,7 @@ public struct RequestLifecycle {
             WHERE id = ? AND state = 'running' AND lease_owner = ?
             """).execute([.text(state.rawValue), .optionalText(error), .optionalInt64(nextAttemptAt), .integer(id), .text(owner)])
         guard database.changes == 1 else { return false }
-        if state == .waiting { try database.statement("UPDATE request_plans SET queue = 2 WHERE request_id = ?").execute([.integer(id)]) }
+        if state == .waiting { try database.statement("UPDATE request_plans SET queue = \(Queue.waiting.sql) WHERE request_id = ?").execute([.integer(id)]) }
         return true
     }
 
@@ -177,7 +181,7 @@ public struct RequestLifecycle {
             WHERE state = 'running' AND lease_expires_at < ? RETURNING id
             """).rows([.integer(now)]) { $0.int64(0) }
         if !rescued.isEmpty {
-            try database.statement("UPDATE request_plans SET queue = 1 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(rescued)])
+            try database.statement("UPDATE request_plans SET queue = \(Queue.ready.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(rescued)])
         }
         return rescued
     }
@@ -191,7 +195,7 @@ public struct RequestLifecycle {
             WHERE state = 'running' AND lease_owner = ? RETURNING id
             """).rows([.text(owner)]) { $0.int64(0) }
         if !taken.isEmpty {
-            try database.statement("UPDATE request_plans SET queue = 1 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(taken)])
+            try database.statement("UPDATE request_plans SET queue = \(Queue.ready.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(taken)])
         }
         return taken
     }
@@ -205,7 +209,7 @@ public struct RequestLifecycle {
             WHERE id = ? AND state != 'succeeded'
             """).execute([.integer(id)])
         guard database.changes == 1 else { return false }
-        try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id = ?").execute([.integer(id)])
+        try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id = ?").execute([.integer(id)])
         return true
     }
 
@@ -216,7 +220,7 @@ public struct RequestLifecycle {
             WHERE state IN ('queued', 'waiting', 'held') AND deadline_at < ?1 AND (?2 IS NULL OR job_id = ?2) RETURNING id
             """).rows([.integer(now), .optionalInt64(job)]) { $0.int64(0) }
         if !expired.isEmpty {
-            try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(expired)])
+            try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(expired)])
         }
         return expired.count
     }
@@ -254,7 +258,7 @@ public struct RequestLifecycle {
             WHERE job_id = ? AND state IN ('queued', 'waiting', 'held') RETURNING id
             """).rows([.integer(job)]) { $0.int64(0) }
         if !cancelled.isEmpty {
-            try database.statement("UPDATE request_plans SET queue = 0 WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(cancelled)])
+            try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(cancelled)])
         }
         let running = try database.statement("""
             SELECT count(*), coalesce(sum(lease_owner LIKE 'batch:%'), 0) FROM requests WHERE job_id = ? AND state = 'running'

@@ -42,7 +42,7 @@ public struct PlanStore {
         return try database.statement("""
             SELECT p.job_id, l.model, l.mode, l.latest_start, count(*), sum(p.tokens), max(p.tokens)
             FROM request_plans p JOIN plan_lines l ON l.id = p.line
-            WHERE p.queue > 0 AND p.job_id NOT IN (SELECT value FROM json_each(?))
+            WHERE p.queue > \(RequestLifecycle.Queue.out.sql) AND p.job_id NOT IN (SELECT value FROM json_each(?))
             GROUP BY p.job_id, p.line ORDER BY l.latest_start
             """).rows([.text(excluded)]) { row in
             HeldCapacity(
@@ -74,7 +74,7 @@ public struct PlanStore {
         try database.writeTransaction {
             // The old plans of requests that have not started: those ready, and those waiting only for a window.
             try database.statement("""
-                DELETE FROM request_plans WHERE job_id IN (SELECT value FROM json_each(?1)) AND (queue = 1 OR (queue = 2
+                DELETE FROM request_plans WHERE job_id IN (SELECT value FROM json_each(?1)) AND (queue = \(RequestLifecycle.Queue.ready.sql) OR (queue = \(RequestLifecycle.Queue.waiting.sql)
                     AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND attempts = 0 AND job_id IN (SELECT value FROM json_each(?1)))))
                 """).execute([.text(jobList)])
             try lifecycle.unwaitForReplanning(jobs: jobs)
@@ -96,7 +96,7 @@ public struct PlanStore {
             }
             let insert = try database.statement("""
                 INSERT INTO request_plans (request_id, job_id, line, cost_pico, baseline_pico, deadline_at, tokens, queue)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (request_id) DO NOTHING
+                VALUES (?, ?, ?, ?, ?, ?, ?, \(RequestLifecycle.Queue.ready.sql)) ON CONFLICT (request_id) DO NOTHING
                 """)
             for index in 0..<plan.count {
                 let model = plan.modelOfRequest[index]
