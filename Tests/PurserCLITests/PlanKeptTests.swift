@@ -87,4 +87,29 @@ struct PlanKeptTests {
         #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m1'") == 0)
         #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") > 0)
     }
+
+    /// A plan is a promise made at the moment it was made: run eight seconds later, the three models filled to their
+    /// limits have lost eight seconds of their rate, and the requests they can no longer reach by their latest start
+    /// spill over to the fourth, which has room, instead of expiring. (Before: 322 served, 38 expired.)
+    @Test func aPlanRunAWhileAfterItWasMadeMovesWhatItsModelsCanNoLongerReach() throws {
+        let pricing = try Self.pricing()
+        let database = temporaryDatabase()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+        try Self.writeJob(to: path)
+        #expect(try purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
+        let plan = try purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
+        #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
+        Thread.sleep(forTimeInterval: 8)
+        let run = try purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
+        #expect(run.code == 0, "\(run.error)")
+        let served = try query(database, "SELECT model, count(*) FROM results GROUP BY model ORDER BY model").map { $0.joined(separator: " ") }
+        let lost = try query(database, """
+            SELECT r.custom_id, r.state, r.last_error, l.model, r.deadline_at - l.latest_start FROM requests r JOIN request_plans p ON p.request_id = r.id
+            JOIN plan_lines l ON l.id = p.line WHERE r.state != 'succeeded'
+            """)
+        #expect(lost.isEmpty, "\(served)\n\(lost)\n\(run.error.suffix(800))")
+        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+        // The fourth model served more than the plan gave it (12): the others' tail.
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m4'") > 12, "\(served)")
+    }
 }

@@ -15,8 +15,9 @@ public struct ClaimedRequest: Sendable {
     public var body: String
     /// The latest moment the call may start and still finish by the deadline, as planned.
     public var latestStart: Int64
-    /// Claimed to move off its planned model, which its provider's 429s hold below the rate the plan counted on, so
-    /// that it would not reach this request by its latest start: a model with room now serves it instead.
+    /// Claimed to move off its planned model, whose present rate would not reach this request by its latest start (its
+    /// provider's 429s hold it below the rate the plan counted on, or the plan was made a while before the run): a
+    /// model with room now serves it instead.
     public var spillsOver = false
 
     var plannable: PlannableRequest {

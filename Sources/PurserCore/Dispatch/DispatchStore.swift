@@ -68,7 +68,7 @@ public actor DispatchStore {
         var waitingForBudget = 0
         /// The caps this claim looked at, with its reservations added.
         var capUses: [CapUse] = []
-        /// Claimed to spill over off a model running short of its plan (`ClaimedRequest.spillsOver`).
+        /// Claimed to spill over off a model whose present rate would not reach them in time (`ClaimedRequest.spillsOver`).
         var spilling: Set<Int64> = []
         /// Models with requests of their own left waiting for their limits: none to spare for others'.
         var fullyBooked: Set<String> = []
@@ -93,8 +93,8 @@ public actor DispatchStore {
             var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
             var allowances = allowances ?? [:]
             var candidates: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
-            // Per model running short of its plan, the requests passed over so far: its queue ahead of the next one.
-            var waitingOnShort: [String: Int] = [:]
+            // Per model at its limit, the requests passed over so far: its queue ahead of the next one.
+            var passedOver: [String: Int] = [:]
             var spillable: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
             var scanned = 0
             try database.statement("""
@@ -112,13 +112,16 @@ public actor DispatchStore {
                 if let allowance = allowances[model] {
                     guard allowance.requests > 0, min(tokens, allowance.tokenBucketSize) <= allowance.tokens else {
                         claim.fullyBooked.insert(model)
-                        // On a model running short, a request its present rate would not reach by its latest start spills
-                        // over to a model with room, if one is left once every model's own requests are claimed.
-                        if let rate = allowance.shortOfPlan {
-                            waitingOnShort[model, default: 0] += 1
-                            let reachedAt = Double(now) + Double(waitingOnShort[model]!) * 60_000 / max(rate, 0.001)
-                            if reachedAt > Double(row.int64(7)) { spillable.append(candidate) }
-                        }
+                        // A request its model's present rate would not reach by its latest start (the model is held
+                        // below its tables' rate by 429s, or the plan was made a while before this run) spills over to
+                        // a model with room, if one is left once every model's own requests are claimed.
+                        passedOver[model, default: 0] += 1
+                        // Ahead of it: the ones passed over before it, and any claimed already beyond what the buckets hold.
+                        let callsAhead = max(Double(passedOver[model]! + max(-allowance.requests, 0)) - allowance.partialCall, 0)
+                        let interval = 60_000 / max(allowance.presentRate, 0.001)
+                        // With a margin of one call (at least a quarter second) for the moments between a claim and its call.
+                        let reachedAt = Double(now) + callsAhead * interval + max(interval, 250)
+                        if reachedAt > Double(row.int64(7)) { spillable.append(candidate) }
                         return scanned < scanLimit
                     }
                     allowances[model]!.requests -= 1
@@ -127,7 +130,7 @@ public actor DispatchStore {
                 candidates.append(candidate)
                 return candidates.count < limit && scanned < scanLimit
             }
-            // As many as the room the models not running short have left over, earliest deadline first.
+            // As many as the room the models neither slowed nor fully booked have left over, earliest deadline first.
             let spare = allowances.filter { $0.value.shortOfPlan == nil && !claim.fullyBooked.contains($0.key) }.reduce(0) { $0 + max($1.value.requests, 0) }
             let spilling = Array(spillable.prefix(max(min(spare, limit - candidates.count), 0)))
             candidates += spilling

@@ -93,6 +93,13 @@ public actor RateLimiter {
         /// Set while the provider's 429s hold the model below the rate its tables give (and so below what the plan
         /// counted on): the calls a minute it is allowed now.
         public var shortOfPlan: Double? = nil
+        /// The calls a minute its request bucket refills at now, and the part of the next call it holds already: when
+        /// the calls queued behind `requests` will be reached.
+        public var callsPerMinute: Double = 0
+        public var partialCall: Double = 0
+
+        /// The calls a minute the model starts at now: its slowed rate while 429s hold it back, else its bucket's.
+        public var presentRate: Double { shortOfPlan ?? callsPerMinute }
     }
 
     /// For each of `models`, the calls (and their tokens) that could start now: what its buckets hold at the rates in
@@ -108,14 +115,15 @@ public actor RateLimiter {
             if let cap = limits.inFlightPerModel { calls = min(calls, max(cap - inFlight, 0)) }
             if let slowdown = slowdowns[model.id] { calls = min(calls, max(max(Int(slowdown.inFlight), 1) - answering(model.id, now: now), 0)) }
             if let cap = limits.inFlightPerProvider { calls = min(calls, max(cap - inFlightByProvider[model.provider, default: 0], 0)) }
+            let rate = Double(limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute) * factor
             result[model.id] = Allowance(
                 requests: max(calls, 0), tokens: Int(min(tokens.available, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))),
                 shortOfPlan: slowdowns[model.id].map { slowdown in
-                    let rate = Double(limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute) * factor
                     // Calls held to `slowdown.inFlight` at once, each taking about its typical latency.
                     guard let latency = typicalLatency[model.id], latency >= 1 else { return rate }
                     return min(rate, max(slowdown.inFlight, 1) * 60_000 / latency)
-                })
+                },
+                callsPerMinute: rate, partialCall: requests.available - requests.available.rounded(.down))
         }
         return result
     }
