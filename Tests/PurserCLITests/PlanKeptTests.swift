@@ -90,9 +90,9 @@ struct PlanKeptTests {
 
     /// A plan is a promise made at the moment it was made: run eight seconds later, the three models filled to their
     /// limits have lost eight seconds of their rate, and the requests they can no longer reach by their latest start
-    /// spill over to the fourth, which has room, instead of expiring. (Before: 322 served, 38 expired.)
+    /// spill over to the fourth (the cheapest with room in time; a fifth, dearer, stands idle), instead of expiring. (Before: 322 served, 38 expired.)
     @Test func aPlanRunAWhileAfterItWasMadeMovesWhatItsModelsCanNoLongerReach() throws {
-        let pricing = try Self.pricing()
+        let pricing = try Self.pricing(models: 5)
         let database = temporaryDatabase()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
         try Self.writeJob(to: path)
@@ -111,5 +111,7 @@ struct PlanKeptTests {
         #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
         // The fourth model served more than the plan gave it (12): the others' tail.
         #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m4'") > 12, "\(served)")
+        // All of it: the fourth has room for them in time, so none goes to the dearer fifth for having room a moment sooner.
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") == 0, "\(served)")
     }
 }

@@ -654,18 +654,6 @@ enum BatchStore {
 
 extension DispatchStore {
 
-    /// Points a request's plan at `model` in `mode` (a fallback), ready to be claimed.
-    private func movePlan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {
-        let values: [SQLiteValue] = [.text(model), .text(mode.rawValue), .integer(latestStart)]
-        var line = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?").firstRow(values) { $0.int64(0) }
-        if line == nil {
-            try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)").execute(values)
-            line = database.lastInsertRowID
-        }
-        try database.statement("UPDATE request_plans SET line = ?, cost_pico = ? WHERE request_id = ?")
-            .execute([.optionalInt64(line), .integer(cost.picoUSD), .integer(request)])
-    }
-
     func batch(_ id: Int64) throws -> BatchRow? {
         try database.statement("""
             SELECT id, key, provider, model, dialect, simulated, state, request_count, planned_at, create_started_at, submitted_at, pull_back_at,

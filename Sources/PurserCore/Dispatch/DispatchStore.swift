@@ -70,8 +70,9 @@ public actor DispatchStore {
         var capUses: [CapUse] = []
         /// Claimed to spill over off a model whose present rate would not reach them in time (`ClaimedRequest.spillsOver`).
         var spilling: Set<Int64> = []
-        /// Models with requests of their own left waiting for their limits: none to spare for others'.
-        var fullyBooked: Set<String> = []
+        /// Models whose present rate would not reach every request queued on them by its latest start: they take no
+        /// requests spilled from others.
+        var overbooked: Set<String> = []
     }
 
     /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), in deadline order, skipping
@@ -111,7 +112,6 @@ public actor DispatchStore {
                     mode: DispatchMode(rawValue: row.text(6)) ?? .sync)
                 if let allowance = allowances[model] {
                     guard allowance.requests > 0, min(tokens, allowance.tokenBucketSize) <= allowance.tokens else {
-                        claim.fullyBooked.insert(model)
                         // A request its model's present rate would not reach by its latest start (the model is held
                         // below its tables' rate by 429s, or the plan was made a while before this run) spills over to
                         // a model with room, if one is left once every model's own requests are claimed.
@@ -121,7 +121,10 @@ public actor DispatchStore {
                         let interval = 60_000 / max(allowance.presentRate, 0.001)
                         // With a margin of one call (at least a quarter second) for the moments between a claim and its call.
                         let reachedAt = Double(now) + callsAhead * interval + max(interval, 250)
-                        if reachedAt > Double(row.int64(7)) { spillable.append(candidate) }
+                        if reachedAt > Double(row.int64(7)) {
+                            spillable.append(candidate)
+                            claim.overbooked.insert(model)
+                        }
                         return scanned < scanLimit
                     }
                     allowances[model]!.requests -= 1
@@ -130,9 +133,9 @@ public actor DispatchStore {
                 candidates.append(candidate)
                 return candidates.count < limit && scanned < scanLimit
             }
-            // As many as the room the models neither slowed nor fully booked have left over, earliest deadline first.
-            let spare = allowances.filter { $0.value.shortOfPlan == nil && !claim.fullyBooked.contains($0.key) }.reduce(0) { $0 + max($1.value.requests, 0) }
-            let spilling = Array(spillable.prefix(max(min(spare, limit - candidates.count), 0)))
+            // As many as the claim has room for, earliest deadline first: the dispatcher moves each to the cheapest model
+            // that takes spills, or plans it there.
+            let spilling = Array(spillable.prefix(max(limit - candidates.count, 0)))
             candidates += spilling
             claim.spilling = Set(spilling.map(\.id))
             // Admitted after the scan: holding a request writes to the rows the scan reads.
@@ -391,16 +394,19 @@ public actor DispatchStore {
 
     /// Moves a request's plan to another model (fallback).
     func replan(_ request: ClaimedRequest, model: String, mode: DispatchMode, cost: Money) throws {
-        try database.writeTransaction {
-            let values: [SQLiteValue] = [.text(model), .text(mode.rawValue), .integer(request.latestStart)]
-            var line = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?").firstRow(values) { $0.int64(0) }
-            if line == nil {
-                try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)").execute(values)
-                line = database.lastInsertRowID
-            }
-            try database.statement("UPDATE request_plans SET line = ?, cost_pico = ? WHERE request_id = ?")
-                .execute([.optionalInt64(line), .integer(cost.picoUSD), .integer(request.id)])
+        try database.writeTransaction { try movePlan(request.id, model: model, mode: mode, cost: cost, latestStart: request.latestStart) }
+    }
+
+    /// Moves a request's plan onto the line of `model` and `mode` with `latestStart`, made if there is none yet.
+    func movePlan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {
+        let values: [SQLiteValue] = [.text(model), .text(mode.rawValue), .integer(latestStart)]
+        var line = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?").firstRow(values) { $0.int64(0) }
+        if line == nil {
+            try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)").execute(values)
+            line = database.lastInsertRowID
         }
+        try database.statement("UPDATE request_plans SET line = ?, cost_pico = ? WHERE request_id = ?")
+            .execute([.optionalInt64(line), .integer(cost.picoUSD), .integer(request)])
     }
 
     /// Models this request should not be tried on again: any that refused it, and any that failed it `threshold` times.

@@ -281,7 +281,7 @@ public final class Dispatcher: Sendable {
             let claim = try await store.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog, allowances: allowances)
-            await state.noteFullyBooked(claim.fullyBooked)
+            await state.noteOverbooked(claim.overbooked)
             if claim.held > 0 { await state.countHeld(claim.held) }
             await reportBudget(holdReasons: claim.holdReasons, capUses: claim.capUses)
             if !claim.requests.isEmpty {
@@ -446,17 +446,27 @@ public final class Dispatcher: Sendable {
             (model, provider, mode) = alternative
         }
         if request.spillsOver && model.id == request.plannedModel {
-            // Its model runs short of the plan's rate: the cheapest model with room to spare now takes it.
-            guard let alternative = await alternative(for: request, excluding: await modelsWithoutRoomToSpare().union([model.id])),
-                await move(request, to: alternative, now: now)
-            else {
+            // Its model's present rate would not reach it in time. The cheapest model that takes spills (not slowed, its
+            // own queue reached in time) serves it now if it has room, or is planned for it, to serve it as its limits
+            // free up: a spill is never sent to a dear model only because a cheap one is a few seconds from room.
+            let (takingSpills, withRoom) = await modelsTakingSpills()
+            guard let alternative = await alternative(for: request, excluding: Set(catalog.models.map(\.id)).subtracting(takingSpills).union([model.id])) else {
                 await persist("return \(request.customID) to the queue") {
                     try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
                 }
                 return
             }
-            (model, provider, mode) = alternative
             await state.count(.fellBack)
+            guard withRoom.contains(alternative.0.id), await move(request, to: alternative, now: now) else {
+                let cost = Charges.prices(of: alternative.0, mode: alternative.2, at: now).cost(
+                    inputTokens: request.needs.inputTokens, outputTokens: alternative.0.outputAllowance(request.needs.maxOutputTokens))
+                await persist("plan \(request.customID) on \(alternative.0.id)") {
+                    try await self.store.replan(request, model: alternative.0.id, mode: alternative.2, cost: cost)
+                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: nil)
+                }
+                return
+            }
+            (model, provider, mode) = alternative
         }
         // When a rehearsal answers a request planned for a window ahead of time, it prices it at the window's opening.
         var windowOpening: Int64?
@@ -643,13 +653,21 @@ public final class Dispatcher: Sendable {
         return model.id == request.plannedModel ? max(request.latestStart, modelled) : modelled
     }
 
-    /// The models a request moved off another should not go to: those whose limits leave no room beyond the calls
-    /// claimed for them already, those whose own requests waited for their limits at the last claim, and those running
-    /// short of their plan.
+    /// The models a request moved off another at once should not go to: those whose limits leave no room now beyond
+    /// the calls claimed for them already, and those that take no spills (`modelsTakingSpills`).
     private func modelsWithoutRoomToSpare() async -> Set<String> {
+        let (takingSpills, withRoom) = await modelsTakingSpills()
+        return Set(catalog.models.map(\.id)).subtracting(takingSpills.intersection(withRoom))
+    }
+
+    /// The models that may take requests moved off others (not slowed by 429s, and at the last claim able to reach
+    /// every request queued on them in time), and those whose limits have room now beyond the calls claimed for them.
+    private func modelsTakingSpills() async -> (takingSpills: Set<String>, withRoom: Set<String>) {
         var allowances = await limiter.allowances(catalog.models)
         for (model, load) in await state.claimedLoad() { allowances[model]?.requests -= load.requests }
-        return Set(allowances.filter { $0.value.requests <= 0 || $0.value.shortOfPlan != nil }.map(\.key)).union(await state.fullyBooked)
+        let overbooked = await state.overbooked
+        let taking = Set(catalog.models.map(\.id).filter { allowances[$0]?.shortOfPlan == nil && !overbooked.contains($0) })
+        return (taking, Set(catalog.models.map(\.id).filter { (allowances[$0]?.requests ?? 1) > 0 }))
     }
 
     /// Moves `request` onto `alternative` for this call: its reservation, which must fit under the caps too, and its plan.
@@ -843,10 +861,10 @@ actor RunState {
     private(set) var lost: [String] = []
     func lostAnswer(_ customID: String) { lost.append(customID) }
 
-    /// Models whose own requests waited for their limits at the last claim.
-    private(set) var fullyBooked: Set<String> = []
+    /// Models whose present rate would not reach every request queued on them in time, at the last claim.
+    private(set) var overbooked: Set<String> = []
 
-    func noteFullyBooked(_ models: Set<String>) { fullyBooked = models }
+    func noteOverbooked(_ models: Set<String>) { overbooked = models }
 
     /// Requests claimed and not yet started, and their tokens, by planned model.
     func claimedLoad() -> [String: (requests: Int, tokens: Int)] {
