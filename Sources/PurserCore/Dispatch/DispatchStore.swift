@@ -393,8 +393,8 @@ public actor DispatchStore {
     }
 
     /// Moves a request's plan to another model (fallback).
-    func replan(_ request: ClaimedRequest, model: String, mode: DispatchMode, cost: Money) throws {
-        try database.writeTransaction { try movePlan(request.id, model: model, mode: mode, cost: cost, latestStart: request.latestStart) }
+    func replan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {
+        try database.writeTransaction { try movePlan(request, model: model, mode: mode, cost: cost, latestStart: latestStart) }
     }
 
     /// Moves a request's plan onto the line of `model` and `mode` with `latestStart`, made if there is none yet.

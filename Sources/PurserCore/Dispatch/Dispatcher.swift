@@ -458,10 +458,8 @@ public final class Dispatcher: Sendable {
             }
             await state.count(.fellBack)
             guard withRoom.contains(alternative.0.id), await move(request, to: alternative, now: now) else {
-                let cost = Charges.prices(of: alternative.0, mode: alternative.2, at: now).cost(
-                    inputTokens: request.needs.inputTokens, outputTokens: alternative.0.outputAllowance(request.needs.maxOutputTokens))
-                await persist("plan \(request.customID) on \(alternative.0.id)") {
-                    try await self.store.replan(request, model: alternative.0.id, mode: alternative.2, cost: cost)
+                await replan(request, onto: alternative.0, mode: alternative.2, now: now)
+                await persist("return \(request.customID) to the queue") {
                     try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: nil)
                 }
                 return
@@ -620,9 +618,7 @@ public final class Dispatcher: Sendable {
             // A 429 says the model is at its limit now: a model with room to spare takes the request, if there is one.
             let modelIsDone = failure.kind == .modelRefused || failuresHere >= options.retry.attemptsPerModel || waitPassesDeadline || rateLimited
             if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union(await modelsWithoutRoomToSpare()).union([model.id])) {
-                let cost = Charges.prices(of: next, mode: nextMode, at: now).cost(
-                    inputTokens: request.needs.inputTokens, outputTokens: next.outputAllowance(request.needs.maxOutputTokens))
-                await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: next.id, mode: nextMode, cost: cost) }
+                await replan(request, onto: next, mode: nextMode, now: now)
                 await state.count(.fellBack)
                 onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
                 // A new model owes nothing to the old one's backoff, only to what a provider asked for.
@@ -679,10 +675,19 @@ public final class Dispatcher: Sendable {
             try await self.store.moveReservation(request, to: worstCase, now: now, simulated: self.options.simulate)
         }
         guard moved else { return false }
+        await replan(request, onto: model, mode: mode, now: now)
+        return true
+    }
+
+    /// Points the plan of `request` at `model` in `mode`: its expected cost there, and its latest start there (the
+    /// deadline less the modelled call on that model, never the old model's, which may be later).
+    private func replan(_ request: ClaimedRequest, onto model: Model, mode: DispatchMode, now: Int64) async {
         let cost = Charges.prices(of: model, mode: mode, at: now).cost(
             inputTokens: request.needs.inputTokens, outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
-        await persist("move the plan of \(request.customID)") { try await self.store.replan(request, model: model.id, mode: mode, cost: cost) }
-        return true
+        let latestStart = request.deadlineAt - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
+        await persist("move the plan of \(request.customID)") {
+            try await self.store.replan(request.id, model: model.id, mode: mode, cost: cost, latestStart: latestStart)
+        }
     }
 
     private func fail(_ request: ClaimedRequest, _ message: String, attempt: AttemptRecord?) async {
