@@ -113,5 +113,8 @@ struct PlanKeptTests {
         #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m4'") > 12, "\(served)")
         // All of it: the fourth has room for them in time, so none goes to the dearer fifth for having room a moment sooner.
         #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") == 0, "\(served)")
+        // Each moved about once, not round and round between models at their limits.
+        let fallbacks = run.out.firstMatch(of: /(\d+) fallbacks?/).flatMap { Int($0.1) }
+        #expect(fallbacks.map { $0 <= 100 } == true, "\(run.out)")
     }
 }

@@ -449,8 +449,13 @@ public final class Dispatcher: Sendable {
             // Its model's present rate would not reach it in time. The cheapest model that takes spills (not slowed, its
             // own queue reached in time) serves it now if it has room, or is planned for it, to serve it as its limits
             // free up: a spill is never sent to a dear model only because a cheap one is a few seconds from room.
+            // Never back onto a model it spilled off in this run: a spill can push the next model's own tail out of
+            // reach, and without this the same requests went round between models that were each at their limit.
             let (takingSpills, withRoom) = await modelsTakingSpills()
-            guard let alternative = await alternative(for: request, excluding: Set(catalog.models.map(\.id)).subtracting(takingSpills).union([model.id])) else {
+            let spilledOff = await state.spill(request.id, off: model.id)
+            guard let alternative = await alternative(
+                for: request, excluding: Set(catalog.models.map(\.id)).subtracting(takingSpills).union(spilledOff))
+            else {
                 await persist("return \(request.customID) to the queue") {
                     try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
                 }
@@ -865,6 +870,15 @@ actor RunState {
     /// Paid answers that could be neither stored nor kept in the recovery file, by custom id.
     private(set) var lost: [String] = []
     func lostAnswer(_ customID: String) { lost.append(customID) }
+
+    /// Per request, the models it spilled off in this run.
+    private var spilledOff: [Int64: Set<String>] = [:]
+
+    /// Notes that `request` spills off `model`; returns every model it has spilled off.
+    func spill(_ request: Int64, off model: String) -> Set<String> {
+        spilledOff[request, default: []].insert(model)
+        return spilledOff[request]!
+    }
 
     /// Models whose present rate would not reach every request queued on them in time, at the last claim.
     private(set) var overbooked: Set<String> = []
