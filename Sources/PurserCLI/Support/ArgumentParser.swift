@@ -39,7 +39,7 @@ struct CommandSpec {
         var helpText: String {
             guard !choices.isEmpty else { return help }
             let marked = choices.map { $0 == defaultChoice ? "\($0) (default)" : $0 }
-            return "\(help): \(ParsedArguments.listed(marked, or: true))."
+            return "\(help): \(ParsedArguments.listed(marked))."
         }
     }
 
@@ -112,9 +112,9 @@ struct ParsedArguments {
     }
 
     /// "a, b or c".
-    static func listed(_ items: [String], or: Bool) -> String {
-        guard items.count > 1 else { return items.first ?? "" }
-        return items.dropLast().joined(separator: ", ") + (or ? " or " : " and ") + items.last!
+    static func listed(_ items: [String]) -> String {
+        guard let last = items.last, items.count > 1 else { return items.first ?? "" }
+        return items.dropLast().joined(separator: ", ") + " or " + last
     }
 
     /// A whole-number option within `range`, nil when not given. Anything else is a usage error naming the flag:

@@ -93,10 +93,12 @@ public actor DispatchStore {
             let month = BudgetMonth(containing: now)
             var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
             var allowances = allowances ?? [:]
-            var candidates: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
+            // A due request as the scan reads it.
+            typealias Candidate = (id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)
+            var candidates: [Candidate] = []
             // Per model at its limit, the requests passed over so far: its queue ahead of the next one.
             var passedOver: [String: Int] = [:]
-            var spillable: [(id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)] = []
+            var spillable: [Candidate] = []
             var scanned = 0
             try database.statement("""
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, l.mode, l.latest_start

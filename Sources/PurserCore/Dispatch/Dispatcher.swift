@@ -266,8 +266,11 @@ public final class Dispatcher: Sendable {
             _ = try await store.rescueExpiredLeases(now: now)
             try await takeOverGoneRuns(now: now)
             _ = try await store.releaseEndedHolds(now: now)
-            _ = try await planNewJobs(now: now)
-            if options.simulate && options.simulationSpeedup > 1 { try await store.endPlannedWaits(now: now) }
+            let planned = try await planNewJobs(now: now)
+            // A write, so not every poll: after this run plans, and once a second for plans made elsewhere.
+            if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
+                try await store.endPlannedWaits(now: now)
+            }
             let excluded = await excludedModels(now: now)
             let room = await state.room(for: options.concurrency)
             guard room > 0 else { return 20 }
@@ -870,6 +873,16 @@ actor RunState {
     /// Paid answers that could be neither stored nor kept in the recovery file, by custom id.
     private(set) var lost: [String] = []
     func lostAnswer(_ customID: String) { lost.append(customID) }
+
+    /// When a sped-up rehearsal last made window-planned requests due (`DispatchStore.endPlannedWaits`).
+    private var plannedWaitsEndedAt: Int64?
+
+    /// True when window-planned requests should be made due now: after a plan, and otherwise once a second.
+    func plannedWaitsAreDue(now: Int64, planned: Bool) -> Bool {
+        guard planned || plannedWaitsEndedAt.map({ now - $0 >= 1_000 }) ?? true else { return false }
+        plannedWaitsEndedAt = now
+        return true
+    }
 
     /// Per request, the models it spilled off in this run.
     private var spilledOff: [Int64: Set<String>] = [:]

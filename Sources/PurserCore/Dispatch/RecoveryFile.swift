@@ -109,8 +109,12 @@ public struct RecoveryFile: Sendable {
             let text = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
             for (index, line) in text.split(separator: "\n").enumerated() {
                 // A line cut short by a crash while it was written is the only kind that cannot be read.
-                guard let value = try? JSONParser.parse(String(line)), let answer = PaidAnswer(value) else {
-                    throw Problem("\(source) line \(index + 1) cannot be read; it is kept in \(taking)")
+                let value: JSONValue
+                do { value = try JSONParser.parse(String(line)) } catch {
+                    throw Problem("\(source) line \(index + 1) cannot be read (\(error)); it is kept in \(taking)")
+                }
+                guard let answer = PaidAnswer(value) else {
+                    throw Problem("\(source) line \(index + 1) is not a paid answer this version reads; it is kept in \(taking)")
                 }
                 answers.append(answer)
             }
