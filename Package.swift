@@ -13,17 +13,18 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]
         ),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
-        .target(name: "PurserCore", dependencies: ["SQLiteStore"]),
-        .target(name: "PurserCLI", dependencies: ["PurserCore"]),
+        .target(name: "PurserCore"),
+        .target(name: "PurserSQLite", dependencies: ["PurserCore", "SQLiteStore"]),
+        .target(name: "PurserCLI", dependencies: ["PurserCore", "PurserSQLite"]),
         .target(name: "PurserFuzz", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser", dependencies: ["PurserCLI"]),
-        .executableTarget(name: "purser-bench", dependencies: ["PurserCore", "SQLiteStore"]),
+        .executableTarget(name: "purser-bench", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore"]),
         .executableTarget(name: "purser-jobgen", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser-fake-provider"),
         .executableTarget(name: "purser-fuzz", dependencies: ["PurserFuzz"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
-        .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "SQLiteStore", "PurserFuzz"]),
-        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "purser", "purser-fake-provider"]),
+        .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore", "PurserFuzz"]),
+        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "PurserSQLite", "purser", "purser-fake-provider"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
 import Foundation
 import PurserCore
-import SQLiteStore
+import PurserSQLite
 
 /// The `purser` command line: parses, runs one command, and returns the exit code
 /// (0 success, 1 failure, 64 usage error). The core never prints; only this module does.
@@ -58,9 +58,9 @@ public enum Purser {
         }
         do {
             return try command.run(parsed, context)
-        } catch let sqlite as SQLiteError {
+        } catch let trouble where DatabaseTrouble.words(for: trouble) != nil {
             // Only the database speaks SQLite, so its path is the place at fault.
-            console.error("Error: \(context.databasePath(parsed)): \(DatabaseTrouble.words(for: sqlite))")
+            console.error("Error: \(context.databasePath(parsed)): \(DatabaseTrouble.words(for: trouble)!)")
             return 1
         } catch {
             return report(error, console: console)
@@ -116,18 +116,18 @@ struct CommandContext {
         arguments.value("db") ?? environment["PURSER_DB"] ?? "purser.db"
     }
 
-    func openDatabase(_ arguments: ParsedArguments) throws -> Database {
-        try PurserDatabase.open(path: databasePath(arguments))
+    func openDatabase(_ arguments: ParsedArguments) throws -> StoreFile {
+        try StoreFile.open(path: databasePath(arguments))
     }
 
     /// Opens the database only if it exists: commands that only look must not create one.
-    func openExistingDatabase(_ arguments: ParsedArguments) throws -> Database {
-        try PurserDatabase.open(path: existingDatabasePath(arguments))
+    func openExistingDatabase(_ arguments: ParsedArguments) throws -> StoreFile {
+        try StoreFile.open(path: existingDatabasePath(arguments))
     }
 
     /// Opens an existing database to read it, writing nothing (so it works in a read-only folder).
-    func openDatabaseForReading(_ arguments: ParsedArguments) throws -> Database {
-        try PurserDatabase.openForReading(path: existingDatabasePath(arguments))
+    func openDatabaseForReading(_ arguments: ParsedArguments) throws -> StoreFile {
+        try StoreFile.openForReading(path: existingDatabasePath(arguments))
     }
 
     private func existingDatabasePath(_ arguments: ParsedArguments) throws -> String {
@@ -170,23 +170,4 @@ extension Money {
 /// "6 requests", "1 request"; irregular plurals are given ("entry", plural: "entries").
 func count(_ number: Int, _ noun: String, plural: String? = nil) -> String {
     "\(number) \(number == 1 ? noun : plural ?? noun + "s")"
-}
-
-
-/// What a SQLite failure means to a user, and what to do about it; the code is kept at the end for support.
-enum DatabaseTrouble {
-    static func words(for error: SQLiteError) -> String {
-        let advice: String
-        switch error.primaryCode {
-        case 5, 6: advice = "the database is busy: another purser kept it locked for more than 10 seconds; try again"
-        case 8: advice = "the database or its folder is read-only; run where it can be written, or pass --db PATH"
-        case 10: advice = "the disk failed to read or write the database; check the disk and its free space"
-        case 11: advice = "the database file is damaged; restore it from a backup"
-        case 13: advice = "the disk is full; free some space and run the command again (this command stored nothing)"
-        case 14: advice = "cannot open the database file; check the path and the permissions of its folder"
-        case 26: advice = "the file is not a Purser database; pass --db PATH to the right one"
-        default: return "\(error.message) (SQLite \(error.code))"
-        }
-        return "\(advice) (SQLite \(error.code): \(error.message))"
-    }
 }

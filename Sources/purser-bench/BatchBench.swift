@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 import Synchronization
 
 /// The batch figures: a `week` job through the fake provider's OpenAI-style batch API end to end (submit, plan,
@@ -65,7 +66,7 @@ enum BatchBench {
         let environment = ["FAKE_KEY": "bench"]
         let events = Mutex<[BatchEvent]>([])
         let dispatcher = Dispatcher(
-            store: try DispatchStore(path: path, owner: "bench"),
+            storage: try DispatchStore(path: path, owner: "bench").storage,
             caller: HTTPProviderClient(maximumConnectionsPerHost: 16, timeoutSeconds: 60, environment: environment),
             catalog: catalog, environment: environment, options: options, onEvent: { event in
                 if case .batch(let batch) = event { events.withLock { $0.append(batch) } }

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// Generated capacity-bound planning instances, planned by Purser and written as data with Purser's
 /// figures, for `scripts/crosscheck-planner.sh` to solve exactly with an independent solver (HiGHS).

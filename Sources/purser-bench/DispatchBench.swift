@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -201,7 +202,7 @@ enum DispatchBench {
         adjust(&options)
         let environment = ["FAKE_KEY": "bench"]
         let dispatcher = Dispatcher(
-            store: try DispatchStore(path: path, owner: "bench"),
+            storage: try DispatchStore(path: path, owner: "bench").storage,
             caller: HTTPProviderClient(maximumConnectionsPerHost: concurrency, timeoutSeconds: options.timeoutSeconds, environment: environment),
             catalog: catalog, environment: environment, options: options, onEvent: { _ in })
         let started = DispatchTime.now().uptimeNanoseconds

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// How far Purser's input estimate falls from what providers count, before and after calibration, on a mixed sample:
 /// generated lines of all three shapes, each sent (translated where needed) to a model of every provider in turn. The

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

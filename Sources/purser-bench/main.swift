@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 import SQLiteStore
 
 // purser-bench [--lines N] [--pricing DIR] [--work DIR]

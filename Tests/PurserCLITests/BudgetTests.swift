@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+@testable import PurserSQLite
 
 /// Budgets end to end, in-process on the simulator, with the clock set where each test needs it.
 @Suite struct BudgetTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import PurserCLI
 import PurserCore
+@testable import PurserSQLite
 
 @Test func rootHelpListsTheSubcommands() {
     let run = purser(["--help"])

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import PurserCore
+@testable import PurserSQLite
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -1,6 +1,7 @@
 import Foundation
 @testable import PurserCLI
 import PurserCore
+@testable import PurserSQLite
 import SQLiteStore
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+@testable import PurserSQLite
 
 /// What `purser results` writes validates with the official SDKs' own types (pinned in .build/sdk-venv by
 /// scripts/sdk-venv.sh, as .ci/run makes it), for native, translated, simulated, failed, expired and cancelled

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+@testable import PurserSQLite
 
 /// Reports over the quickstart job served on the simulator: 50 results on several models.
 @Suite struct ReportTests {

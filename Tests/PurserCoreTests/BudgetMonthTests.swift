@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PurserCore
+@testable import PurserSQLite
 
 @Test func monthsAreCalendarMonthsInUTC() throws {
     let formatter = ISO8601DateFormatter()

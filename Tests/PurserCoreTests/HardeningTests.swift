@@ -3,6 +3,7 @@ import SQLiteStore
 import Synchronization
 import Testing
 @testable import PurserCore
+@testable import PurserSQLite
 
 // MARK: - Numbers are bounded where they enter
 
@@ -223,12 +224,12 @@ import Testing
     #expect(use.unsettled == Money(picoUSD: 400_000_000_000) && use.reserved == .zero && use.charged == .zero)
     #expect(use.left == (try Money(usd: "0.6")))
     // A call that now would not fit beside it is held.
-    var admission = Admission(ledger: ledger, month: month, simulated: false)
+    var admission = try ledger.admission(for: [("default", 1)], month: month, simulated: false)
     guard case .hold(_, let reason, _) = try admission.decide(amount: Money(picoUSD: 700_000_000_000), job: 1, project: "default") else {
         Issue.record("expected a hold")
         return
     }
-    #expect(reason.contains("$0.4000 unsettled"))
+    #expect(reason.stored.contains("$0.4000 unsettled"))
     #expect(try ledger.unsettledTotal(simulated: false) == (1, Money(picoUSD: 400_000_000_000)))
 }
 
@@ -334,7 +335,7 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     let now = WallClock.system.now()
     _ = try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog, clock: .fixed(now)).submit(files: [file], options: SubmitOptions())
     _ = try JobPlanning(database: try PurserDatabase.open(path: path))
-        .plan(JobPlanning.Request(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: now))
+        .plan(PlanningRequest(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: now))
     let pages = try #require(try PurserDatabase.open(path: path).scalarInt("PRAGMA page_count"))
     var options = RunOptions(worker: LeaseOwner.current().description)
     options.simulate = true
@@ -343,7 +344,7 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     let caller = CountingCaller()
     // The disk is "full": the file may not grow at all, so results fit only in the table's first page.
     let full = try DispatchStore(path: path, owner: options.worker, maximumPageCount: Int(pages))
-    let first = try await Dispatcher(store: full, caller: caller, catalog: catalog, environment: [:], options: options, onEvent: { _ in }).run()
+    let first = try await Dispatcher(storage: full.storage, caller: caller, catalog: catalog, environment: [:], options: options, onEvent: { _ in }).run()
     #expect(first.storageFailure?.contains("disk") == true || first.storageFailure?.contains("full") == true, "\(first.storageFailure ?? "no failure")")
     #expect(first.keptForRecovery > 0)
     #expect(first.trouble != nil, "the run ends with the failure")
@@ -352,7 +353,7 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     // Storage is back: the next run stores the kept answers first, then serves the rest.
     options.worker = LeaseOwner.current().description
     let second = try await Dispatcher(
-        store: try DispatchStore(path: path, owner: options.worker), caller: caller, catalog: catalog, environment: [:], options: options,
+        storage: try DispatchStore(path: path, owner: options.worker).storage, caller: caller, catalog: catalog, environment: [:], options: options,
         onEvent: { _ in }).run()
     #expect(second.recovered == first.keptForRecovery)
     #expect(second.storageFailure == nil)

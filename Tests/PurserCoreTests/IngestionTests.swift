@@ -2,6 +2,7 @@ import Foundation
 import SQLiteStore
 import Testing
 @testable import PurserCore
+@testable import PurserSQLite
 
 /// 2026-11-24T00:00:00Z
 let submitTime: Int64 = 1_795_478_400_000

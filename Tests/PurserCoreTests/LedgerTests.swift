@@ -2,6 +2,7 @@ import Foundation
 import SQLiteStore
 import Testing
 @testable import PurserCore
+@testable import PurserSQLite
 
 /// One job of identical requests, planned for live calls (no provider takes batches here), in a database of its
 /// own, with a dispatch store on it.
@@ -17,12 +18,12 @@ private struct LedgerWorkspace {
         _ = try JobSubmitter(database: try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path), catalog: catalog, clock: .fixed(submitTime))
             .submit(files: [file], options: SubmitOptions())
         store = try DispatchStore(path: directory.appendingPathComponent("purser.db").path, owner: "worker-1")
-        _ = try await store.planJobs(JobPlanning.Request(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: submitTime))
+        _ = try await store.planJobs(PlanningRequest(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: submitTime))
     }
 
     var ledger: Ledger { Ledger(database: try! PurserDatabase.open(path: path)) }
 
-    func claim(_ limit: Int, at now: Int64) async throws -> DispatchStore.Claim {
+    func claim(_ limit: Int, at now: Int64) async throws -> Claim {
         try await store.claim(limit: limit, now: now, leaseUntil: now + 60_000, job: nil, excludedModels: [], simulated: false, catalog: catalog)
     }
 

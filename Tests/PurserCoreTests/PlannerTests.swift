@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PurserCore
+@testable import PurserSQLite
 
 private func planner(_ models: [Model], now: Int64 = 0, usable: Set<String>? = nil) -> Planner {
     let catalog = Fixtures.catalog(models)
@@ -425,8 +426,8 @@ private func capacityBoundInstance(requests count: Int, seed: UInt64) -> (catalo
         #expect(submitted[0].job.requestCount == 5 && !submitted[0].alreadySubmitted)
     }
     let planning = JobPlanning(database: database)
-    func plan(_ job: Int64, at moment: Int64) throws -> JobPlanning.Outcome {
-        try planning.plan(JobPlanning.Request(jobs: [job], catalog: catalog, usableProviders: ["p"], now: moment))
+    func plan(_ job: Int64, at moment: Int64) throws -> PlanningOutcome {
+        try planning.plan(PlanningRequest(jobs: [job], catalog: catalog, usableProviders: ["p"], now: moment))
     }
     let first = try plan(1, at: now)
     #expect(first.plan.entries.allSatisfy { $0.model == "p/cheap" })

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// `purser budget set USD | show | clear`: monthly caps per project, and job caps.
 enum BudgetCommand {
@@ -50,9 +51,9 @@ enum BudgetCommand {
             warnPercent = value
         }
         let database = try context.openDatabase(arguments)
-        let ledger = Ledger(database: database)
+        let ledger = database.ledger
         if let reference = arguments.value("job") {
-            return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, ledger: ledger, context: context)
+            return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, database: database, context: context)
         }
         let project = arguments.value("project") ?? "default"
         let (warningAt, released) = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
@@ -70,9 +71,9 @@ enum BudgetCommand {
     static func clear(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget clear' takes no amount.", spec: spec) }
         let database = try context.openExistingDatabase(arguments)
-        let ledger = Ledger(database: database)
+        let ledger = database.ledger
         if let reference = arguments.value("job") {
-            return try capJob(reference, at: nil, warnPercent: nil, arguments: arguments, ledger: ledger, context: context)
+            return try capJob(reference, at: nil, warnPercent: nil, arguments: arguments, database: database, context: context)
         }
         let project = arguments.value("project") ?? "default"
         let month = try self.month(arguments)
@@ -90,7 +91,7 @@ enum BudgetCommand {
         if arguments.value("job") != nil { throw UsageError(message: "--job is for set and clear; 'budget show' lists every cap.", spec: spec) }
         let month = try self.month(arguments) ?? BudgetMonth(containing: context.clock.now())
         let database = try context.openDatabaseForReading(arguments)
-        let ledger = Ledger(database: database)
+        let ledger = database.ledger
         var uses = try ledger.capsInForce(month: month, simulated: false)
         if let project = arguments.value("project") {
             uses = uses.filter { if case .project(project, _) = $0.scope { true } else { false } }
@@ -138,7 +139,7 @@ enum BudgetCommand {
             context.console.print(unsettledLine(calls: unsettled.calls, amount: unsettled.amount))
         }
         for rehearsal in rehearsals where rehearsal.used > .zero { context.console.print(line(rehearsal, simulated: true)) }
-        let held = try JobStore(database: database).heldCount()
+        let held = try database.jobs.heldCount()
         if held > 0 { context.console.print("\(count(held, "request")) held by caps; raise a cap with 'purser budget set' to release them") }
         context.console.print()
         context.console.print("budgets:")
@@ -164,13 +165,13 @@ enum BudgetCommand {
 
     /// `--job`: caps one job over its whole life, or removes its cap (`cap == nil`), releasing what it held.
     static func capJob(
-        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, ledger: Ledger, context: CommandContext
+        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, database: StoreFile, context: CommandContext
     ) throws -> Int32 {
         if arguments.value("project") != nil || arguments.value("month") != nil {
             throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: spec)
         }
-        let job = try context.job(reference, store: JobStore(database: ledger.database))
-        let released = try ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
+        let job = try context.job(reference, store: database.jobs)
+        let released = try database.ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
         context.console.print(
             "job \(job.id) (\(job.name)) " + (cap.map { "is capped at \($0.formatted)" } ?? "has no cap")
                 + (released > 0 ? "; \(count(released, "held request")) released" : ""))

@@ -1,4 +1,5 @@
 import PurserCore
+import PurserSQLite
 
 /// `purser estimate FILE`: plans a file without storing anything.
 enum EstimateCommand {

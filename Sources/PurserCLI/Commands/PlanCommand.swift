@@ -1,4 +1,5 @@
 import PurserCore
+import PurserSQLite
 
 /// `purser plan JOB`: chooses a model and mode for every request and shows the mix and the saving.
 enum PlanCommand {
@@ -14,18 +15,18 @@ enum PlanCommand {
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let database = try context.openExistingDatabase(arguments)
-        let store = JobStore(database: database)
+        let store = database.jobs
         let job = try context.job(arguments.positionals[0], store: store)
         let explained = arguments.value("explain")
-        var request = JobPlanning.Request(
+        var request = PlanningRequest(
             jobs: [job.id], catalog: catalog,
             usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")),
             now: context.clock.now())
         request.save = explained == nil
         request.simulated = arguments.flag("simulate")
-        let outcome = try JobPlanning(database: database).plan(request)
+        let outcome = try database.planning.plan(request)
         if let customID = explained {
-            guard let id = try PlanStore(database: database).plannableRequestID(job: job.id, customID: customID),
+            guard let id = try database.plans.plannableRequestID(job: job.id, customID: customID),
                 let index = outcome.requests.firstIndex(where: { $0.id == id })
             else {
                 throw Problem("job \(job.id) has no request with custom_id \(JSONWriter.quoted(customID)) waiting to be served (running and finished requests are not planned)")
@@ -40,7 +41,7 @@ enum PlanCommand {
             outcome.plan, title: "job \(job.id) \"\(job.name)\"" + (others.isEmpty ? "" : " and jobs \(others.map(String.init).joined(separator: ", ")), whose plans no longer fitted"),
             catalog: catalog, arguments: arguments, context: context)
         if !arguments.flag("json") {
-            let ledger = Ledger(database: database)
+            let ledger = database.ledger
             let simulated = arguments.flag("simulate")
             let caps = [try ledger.use(project: job.project, month: BudgetMonth(containing: context.clock.now()), simulated: simulated),
                         try ledger.use(job: job.id, simulated: simulated)].compactMap { $0 }

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// `purser pricing list | validate | import-litellm FILE`.
 enum PricingCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// `purser report`: where the money went, what the routing saved, and what is left of the budgets.
 enum ReportCommand {
@@ -36,9 +37,9 @@ enum ReportCommand {
             }
         }
         let database = try context.openDatabaseForReading(arguments)
-        let job = try arguments.value("job").map { try context.job($0, store: JobStore(database: database)).id }
+        let job = try arguments.value("job").map { try context.job($0, store: database.jobs).id }
         let query = ReportQuery(month: month, project: arguments.value("project"), job: job, grouping: grouping, simulated: arguments.flag("simulated"))
-        let report = try ReportStore(database: database).report(query, now: now)
+        let report = try database.reports.report(query, now: now)
         let text: String
         switch format {
         case .table: text = table(report)

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// `purser results JOB`: every finished request, in the chosen format.
 enum ResultsCommand {
@@ -21,18 +22,18 @@ enum ResultsCommand {
         let format = arguments.choice("format", as: ResultFormat.self)!
         let only = arguments.choice("only", as: Only.self).map { RequestState(rawValue: $0.rawValue)! }
         let database = try context.openDatabaseForReading(arguments)
-        let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
+        let job = try context.job(arguments.positionals[0], store: database.jobs)
         let writer = try arguments.value("output").map(LineWriter.init(path:))
         let write: (String) -> Void = { line in if let writer { writer.write(line) } else { context.console.print(line) } }
         if format == .csv { write(ResultFormat.csvHeader) }
         var written = 0, simulated = 0
-        try ResultStore(database: database).forEachFinished(job: job.id, only: only) { row in
+        try database.results.forEachFinished(job: job.id, only: only) { row in
             write(format.line(row))
             written += 1
             if row.answer?.simulated == true { simulated += 1 }
         }
         try writer?.close()
-        let open = try JobStore(database: database).stateCounts(job: job.id)
+        let open = try database.jobs.stateCounts(job: job.id)
             .filter { !$0.key.isFinished }.values.reduce(0, +)
         var note = "\(count(written, "result")) written"
         if simulated > 0 { note += "; \(simulated) simulated (no provider was called)" }
@@ -78,8 +79,8 @@ enum CancelCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
-        let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
-        let (cancelled, running, inBatches) = try ResultStore(database: database).cancel(job: job.id)
+        let job = try context.job(arguments.positionals[0], store: database.jobs)
+        let (cancelled, running, inBatches) = try database.results.cancel(job: job.id)
         var words = "job \(job.id) \"\(job.name)\": \(count(cancelled, "request")) cancelled"
         if running > inBatches { words += "; \(running - inBatches) running will finish" }
         if inBatches > 0 { words += "; \(inBatches) in batches will finish with their batch (and be charged at batch prices)" }
@@ -97,8 +98,8 @@ enum RetryCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
-        let job = try context.job(arguments.positionals[0], store: JobStore(database: database))
-        let queued = try ResultStore(database: database).retry(job: job.id, onlyFailed: arguments.flag("failed"))
+        let job = try context.job(arguments.positionals[0], store: database.jobs)
+        let queued = try database.results.retry(job: job.id, onlyFailed: arguments.flag("failed"))
         context.console.print("job \(job.id) \"\(job.name)\": \(count(queued, "request")) queued again; 'purser run' plans and serves them")
         return 0
     }

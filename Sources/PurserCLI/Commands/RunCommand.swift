@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 import Synchronization
 
 /// `purser run`: serves what is due and exits (or keeps serving with --watch).
@@ -36,7 +37,10 @@ enum RunCommand {
         options.watch = arguments.flag("watch")
         options.allowLate = arguments.flag("allow-late")
         options.detachBatches = arguments.flag("detach")
-        options.crashAfterBatchStep = context.environment["PURSER_TEST_CRASH_AFTER"]
+        if let step = context.environment["PURSER_TEST_CRASH_AFTER"].flatMap(BatchCall.init(rawValue:)) {
+            // The kill tests' fault: the process dies right after this step's call, before storing what it returned.
+            options.afterBatchCall = { if $0 == step { kill(getpid(), SIGKILL) } }
+        }
         if let value = try arguments.integer("concurrency", in: 1...RunOptions.maximumConcurrency) { options.concurrency = value }
         if let value = try arguments.number("speedup", in: 0.001...1_000_000) {
             guard options.simulate else { throw UsageError(message: "--speedup shortens the simulator's latency: it goes with --simulate.", spec: spec) }
@@ -55,7 +59,7 @@ enum RunCommand {
             inFlightPerProvider: try arguments.integer("max-in-flight-per-provider", in: 1...RunOptions.maximumConcurrency))
         let path = context.databasePath(arguments)
         if let reference = arguments.value("job") {
-            let store = JobStore(database: try context.openExistingDatabase(arguments))
+            let store = try context.openExistingDatabase(arguments).jobs
             options.job = try context.job(reference, store: store).id
         } else {
             _ = try context.openExistingDatabase(arguments)
@@ -68,7 +72,7 @@ enum RunCommand {
             : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
         let reporter = RunReporter(console: context.console, json: arguments.flag("json"), quiet: arguments.flag("quiet"), simulated: options.simulate)
         let dispatcher = Dispatcher(
-            store: store, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
+            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
             onEvent: reporter.report)
         let signals = SignalWatcher { Task { await dispatcher.stop() } }
         defer { signals.cancel() }
@@ -201,6 +205,8 @@ final class RunReporter: Sendable {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
                 console.error(log("warning", message, ""))
             }
+        case .held(let reason):
+            report(.notice(Self.words(reason)))
         case .info(let message):
             if json { emit(level: "info", ["event": .string("info"), "message": .string(message)]) } else if !quiet {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
@@ -261,6 +267,11 @@ final class RunReporter: Sendable {
         case .inBatches(let requests):
             "\(requests) requests are in batches (at their provider, or still to be sent); the next 'purser run' carries them on"
         }
+    }
+
+    /// Why a cap holds requests, with what releases them.
+    static func words(_ reason: HoldReason) -> String {
+        reason.stored + "; raise the cap with 'purser budget set'" + (reason.waitFor.map { ", or wait for \($0)" } ?? "")
     }
 
     private let recentNotices = Mutex<[String: Date]>([:])

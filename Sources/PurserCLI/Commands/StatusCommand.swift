@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// `purser status [JOB]`: per job, requests by state and the plan's cost.
 enum StatusCommand {
@@ -11,10 +12,10 @@ enum StatusCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openDatabaseForReading(arguments)
-        let store = JobStore(database: database)
+        let store = database.jobs
         let jobs = try arguments.positionals.first.map { [try context.job($0, store: store)] } ?? store.jobs()
-        let results = ResultStore(database: database)
-        let ledger = Ledger(database: database)
+        let results = database.results
+        let ledger = database.ledger
         let month = BudgetMonth(containing: context.clock.now())
         let caps = try ledger.capsInForce(month: month, simulated: false).filter { use in jobs.contains { use.applies(to: $0) } }
         let rehearsals = try ledger.hasSimulatedSpending()

@@ -1,5 +1,6 @@
 import Foundation
 import PurserCore
+import PurserSQLite
 
 /// `purser submit FILE...`: stores job files, all or nothing.
 enum SubmitCommand {
@@ -90,7 +91,7 @@ enum SubmitCommand {
         let options = try options(arguments, catalog: catalog, now: context.clock.now())
         let path = context.databasePath(arguments)
         func store(into path: String) throws -> [SubmittedJob] {
-            try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog, clock: context.clock)
+            try StoreFile.open(path: path).submitter(catalog: catalog, clock: context.clock)
                 .submit(files: arguments.positionals, options: options)
         }
         let submitted = FileManager.default.fileExists(atPath: path) ? try store(into: path) : try storeIntoNewDatabase(path, store)

@@ -7,7 +7,8 @@ import Synchronization
 /// results, finish. Each step is one API call followed by one transaction that stores what the call returned,
 /// so that after a crash at any point the next run carries on from the last stored step.
 final class BatchRunner: Sendable {
-    let store: DispatchStore
+    let queue: any RequestQueue
+    let book: any BatchBook
     let catalog: PricingCatalog
     let environment: [String: String]
     let options: RunOptions
@@ -31,11 +32,12 @@ final class BatchRunner: Sendable {
     static let cancelAllowanceShare: Int64 = 2
 
     init(
-        store: DispatchStore, catalog: PricingCatalog, environment: [String: String], options: RunOptions, clock: WallClock,
+        queue: any RequestQueue, book: any BatchBook, catalog: PricingCatalog, environment: [String: String], options: RunOptions, clock: WallClock,
         health: ProviderHealth, baseline: Baseline, onEvent: @escaping @Sendable (RunEvent) -> Void,
         alternative: @escaping @Sendable (PlannableRequest, Set<String>) async -> (Model, DispatchMode)?
     ) {
-        self.store = store
+        self.queue = queue
+        self.book = book
         self.catalog = catalog
         self.environment = environment
         self.options = options
@@ -52,7 +54,7 @@ final class BatchRunner: Sendable {
         var failed = 0
         var spend = Money.zero
         var held = 0
-        var holdReasons: [String: String] = [:]
+        var holdReasons: [String: HoldReason] = [:]
         var capUses: [CapUse] = []
     }
 
@@ -61,7 +63,7 @@ final class BatchRunner: Sendable {
     func tick(stopping: Bool, excludedModels: [String], report: (Progress) async -> Void) async throws -> Int64? {
         let now = clock.now()
         if !stopping {
-            let formed = try await store.formBatches(
+            let formed = try await book.formBatches(
                 now: now, job: options.job, excludedModels: excludedModels, simulated: options.simulate, catalog: catalog)
             for batch in formed.batches {
                 onEvent(.batch(BatchEvent(
@@ -73,11 +75,11 @@ final class BatchRunner: Sendable {
                 await report(Progress(held: formed.held, holdReasons: formed.holdReasons, capUses: formed.capUses))
             }
         }
-        for batch in try await store.batchesToAdvance(now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000)) {
+        for batch in try await book.batchesToAdvance(now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000)) {
             if Task.isCancelled { break }
             try await advance(batch, report: report)
         }
-        return try await store.nextBatchStep()
+        return try await book.nextBatchStep()
     }
 
     // MARK: - One step
@@ -85,7 +87,7 @@ final class BatchRunner: Sendable {
     private func advance(_ batch: BatchRow, report: (Progress) async -> Void) async throws {
         let now = clock.now()
         guard let provider = catalog.providers[batch.provider], catalog.model(id: batch.model) != nil else {
-            let left = try await store.abandonBatch(batch, reason: "batch \(batch.id): \(batch.model) is no longer in the pricing tables")
+            let left = try await book.abandonBatch(batch, reason: "batch \(batch.id): \(batch.model) is no longer in the pricing tables")
             onEvent(.notice("batch \(batch.id): \(batch.model) is no longer in the pricing tables; its \(left) requests are planned again"))
             return
         }
@@ -125,7 +127,7 @@ final class BatchRunner: Sendable {
                 }
             }
             let wait = max(failure.retryAfterMilliseconds ?? 0, BatchRunner.retryMilliseconds)
-            try await store.recordBatchError(batch.id, message: failure.message, retryAt: now + min(wait, 60_000))
+            try await book.recordBatchError(batch.id, message: failure.message, retryAt: now + min(wait, 60_000))
         }
     }
 
@@ -150,7 +152,7 @@ final class BatchRunner: Sendable {
         guard batch.state != .done else { return false }
         // `batch` is the row as this step found it: no create started before it means none can have succeeded.
         if batch.state == .planned || batch.state == .uploaded, batch.createStartedAt == nil {
-            let left = try await store.finishBatch(
+            let left = try await book.finishBatch(
                 batch, reason: "\(batch.provider)'s batch API refused batch \(batch.id): \(what)", lineErrors: [:], liveOnly: true).replanned
             onEvent(.notice("batch \(batch.id) (\(batch.provider)): the batch API refused it (\(what)); its \(left) requests are served live"))
             return true
@@ -162,8 +164,8 @@ final class BatchRunner: Sendable {
         }
         refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
         let reason = "\(batch.provider) answered \(what) about batch \(batch.id) for \(DurationText.approximate(now - since)); served live"
-        let taken = try await store.detachBatch(batch, now: now, reason: reason)
-        try await store.finishBatch(batch, reason: reason, lineErrors: [:])
+        let taken = try await book.detachBatch(batch, now: now, reason: reason)
+        try await book.finishBatch(batch, reason: reason, lineErrors: [:])
         onEvent(.notice("batch \(batch.id) (\(batch.providerBatchID ?? "?")): \(batch.provider) has answered \(what) for \(DurationText.approximate(now - since)); "
             + "given up: its \(taken) requests are served live, and what it may have billed stays counted as unsettled"))
         return true
@@ -193,12 +195,12 @@ final class BatchRunner: Sendable {
             if batch.uploadStartedAt != nil, let found = try await api.findUpload(named: name) {
                 inputFileID = found
             } else {
-                try await store.recordBatchUploadStarted(batch.id, now: now)
-                bytes = try await timed(&writing) { try await store.writeBatchInput(batch, to: input, catalog: catalog) }
+                try await book.recordBatchUploadStarted(batch.id, now: now)
+                bytes = try await timed(&writing) { try await book.writeBatchInput(batch, to: input, catalog: catalog) }
                 inputFileID = try await timed(&sending) { try await api.upload(file: input, named: name) }
             }
-            crashPoint("upload")
-            try await store.recordBatchUpload(batch.id, fileID: inputFileID!)
+            options.afterBatchCall?(.upload)
+            try await book.recordBatchUpload(batch.id, fileID: inputFileID!)
         }
         var providerBatchID: String?
         if batch.createStartedAt != nil {
@@ -213,25 +215,25 @@ final class BatchRunner: Sendable {
             }
         }
         if providerBatchID == nil {
-            try await store.recordBatchCreateStarted(batch.id, now: now)
+            try await book.recordBatchCreateStarted(batch.id, now: now)
             let inline = batch.dialect == .anthropic && !batch.simulated
-            if inline { bytes = try await timed(&writing) { try await store.writeBatchInput(batch, to: input, catalog: catalog) } }
+            if inline { bytes = try await timed(&writing) { try await book.writeBatchInput(batch, to: input, catalog: catalog) } }
             var creating: UInt64 = 0
             providerBatchID = try await timed(&creating) {
-                try await api.create(key: batch.key, database: store.databaseID, inputFileID: inputFileID, file: input)
+                try await api.create(key: batch.key, database: book.databaseID, inputFileID: inputFileID, file: input)
             }
             if inline { sending += creating }
         }
-        crashPoint("create")
+        options.afterBatchCall?(.create)
         let created = clock.now()
-        try await store.recordBatchCreated(batch.id, providerBatchID: providerBatchID!, now: created, nextPoll: nextPoll(batch, submittedAt: created, now: created))
+        try await book.recordBatchCreated(batch.id, providerBatchID: providerBatchID!, now: created, nextPoll: nextPoll(batch, submittedAt: created, now: created))
         onEvent(.batch(BatchEvent(
             batch: batch.id, step: .sent(bytes: bytes, writeMilliseconds: Int64(writing / 1_000_000), uploadMilliseconds: Int64(sending / 1_000_000)),
             message: "batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) request\(batch.requestCount == 1 ? "" : "s") for \(batch.model))", isWarning: false)))
     }
 
     private func abandonUnsent(_ batch: BatchRow) async throws {
-        let left = try await store.abandonBatch(batch, reason: "its batch could not be sent before it had to be served live")
+        let left = try await book.abandonBatch(batch, reason: "its batch could not be sent before it had to be served live")
         onEvent(.notice("batch \(batch.id) was not sent before its requests had to be served live; its \(left) requests are planned again"))
     }
 
@@ -244,8 +246,8 @@ final class BatchRunner: Sendable {
     /// lost create may bill as unsettled); one found to be another database's is never looked at again for it.
     private func earlierCreate(_ batch: BatchRow, api: any BatchAPI, now: Int64) async throws -> EarlierCreate {
         guard let started = batch.createStartedAt else { return .none }
-        let known = try await store.knownProviderBatchIDs(provider: batch.provider).union(batch.foreignCandidates)
-        let candidates = try await api.findBatch(key: batch.key, database: store.databaseID, createdAfter: started, requestCount: batch.requestCount)
+        let known = try await book.knownProviderBatchIDs(provider: batch.provider).union(batch.foreignCandidates)
+        let candidates = try await api.findBatch(key: batch.key, database: book.databaseID, createdAfter: started, requestCount: batch.requestCount)
             .filter { !known.contains($0.id) }
         if let certain = candidates.first(where: \.certain) { return .found(certain.id) }
         var undecided: [String] = []
@@ -256,25 +258,25 @@ final class BatchRunner: Sendable {
                 continue
             }
             if let first = try await api.firstCustomID(of: status, batchID: candidate.id),
-                BatchInput.isOf(first, database: store.databaseID, batch: batch.id)
+                BatchInput.isOf(first, database: book.databaseID, batch: batch.id)
             {
                 onEvent(.notice("batch \(batch.id): \(candidate.id), created when this batch's create was cut off by a crash, holds its requests: carried on with it"))
                 return .found(candidate.id)
             }
-            try await store.recordForeignCandidate(batch.id, providerBatchID: candidate.id)
+            try await book.recordForeignCandidate(batch.id, providerBatchID: candidate.id)
             onEvent(.notice("batch \(batch.id): \(candidate.id), of the same size and created about when this batch's create was cut off, holds another database's requests; it is left alone"))
         }
         guard !undecided.isEmpty else { return .none }
         if now >= batch.pullBackAt {
             let reason = "batch \(batch.id)'s create was cut off by a crash and whether it reached \(batch.provider) could not be told in time; served live"
-            let taken = try await store.detachBatch(batch, now: now, reason: reason)
-            try await store.finishBatch(batch, reason: reason, lineErrors: [:])
+            let taken = try await book.detachBatch(batch, now: now, reason: reason)
+            try await book.finishBatch(batch, reason: reason, lineErrors: [:])
             onEvent(.notice("\(reason): its \(taken) requests are served live, and what the lost create may bill stays counted as unsettled"))
             return .undecided
         }
         let message = "waiting for \(undecided.joined(separator: ", ")) to end, to tell whether \(undecided.count == 1 ? "it is" : "one is") this batch (its create was cut off by a crash)"
         if sayOnce(batch.id, message, now: now) { onEvent(.notice("batch \(batch.id): \(message)")) }
-        try await store.recordBatchError(batch.id, message: message, retryAt: now + min(max((now - started) / 10, 1_000), 60_000))
+        try await book.recordBatchError(batch.id, message: message, retryAt: now + min(max((now - started) / 10, 1_000), 60_000))
         return .undecided
     }
 
@@ -284,19 +286,19 @@ final class BatchRunner: Sendable {
         guard let providerBatchID = batch.providerBatchID else { return }
         if batch.cancelRequestedAt == nil && now >= batch.pullBackAt {
             try await api.cancel(providerBatchID)
-            try await store.recordBatchCancelRequested(batch.id, now: now)
+            try await book.recordBatchCancelRequested(batch.id, now: now)
             onEvent(.notice("batch \(batch.id) (\(providerBatchID)) has not ended and a deadline is near: cancelled; what it did not finish is served live"))
         } else if let cancelled = batch.cancelRequestedAt,
             now - cancelled >= catalog.tiers.batch.pullBackMilliseconds / BatchRunner.cancelAllowanceShare
         {
-            let taken = try await store.detachBatch(batch, now: now, reason: "taken back from batch \(batch.id), which did not end in time, to be served live")
+            let taken = try await book.detachBatch(batch, now: now, reason: "taken back from batch \(batch.id), which did not end in time, to be served live")
             if taken > 0 {
                 onEvent(.notice("batch \(batch.id) (\(providerBatchID)) is still being cancelled: its \(taken) requests are served live now; any answer it still gives stays counted as unsettled"))
             }
         }
         let status = try await api.status(providerBatchID)
-        if status.phase == .ended { crashPoint("ended") }
-        try await store.recordBatchPoll(batch.id, status: status, now: clock.now(), nextPoll: nextPoll(batch, submittedAt: batch.submittedAt ?? now, now: now))
+        if status.phase == .ended { options.afterBatchCall?(.ended) }
+        try await book.recordBatchPoll(batch.id, status: status, now: clock.now(), nextPoll: nextPoll(batch, submittedAt: batch.submittedAt ?? now, now: now))
         if status.phase == .ended {
             onEvent(.batch(BatchEvent(
                 batch: batch.id, step: .ended(providerStatus: status.providerStatus),
@@ -308,7 +310,7 @@ final class BatchRunner: Sendable {
     /// batch did not answer, and closes it.
     private func storeResults(_ batch: BatchRow, api: any BatchAPI, now: Int64, report: (Progress) async -> Void) async throws {
         guard let providerBatchID = batch.providerBatchID else { return }
-        var totals = DispatchStore.BatchResultCounts()
+        var totals = BatchResultCounts()
         var chunks = 0, lineCount = 0
         var storing: UInt64 = 0
         let started = DispatchTime.now().uptimeNanoseconds
@@ -317,7 +319,7 @@ final class BatchRunner: Sendable {
                 lineCount += lines.count
                 let chunkStarted = DispatchTime.now().uptimeNanoseconds
                 defer { storing += DispatchTime.now().uptimeNanoseconds - chunkStarted }
-                let members = try await store.batchMembers(batch.id, providerCustomIDs: lines.map(\.customID))
+                let members = try await book.batchMembers(batch.id, providerCustomIDs: lines.map(\.customID))
                 var decided: [(line: BatchResultLine, member: BatchMember?, decision: BatchDecision?)] = []
                 for line in lines {
                     if let member = members[line.customID] {
@@ -326,7 +328,7 @@ final class BatchRunner: Sendable {
                         decided.append((line, nil, nil))
                     }
                 }
-                let counts = try await store.applyBatchResults(batch, lines: decided, now: now, catalog: catalog)
+                let counts = try await book.applyBatchResults(batch, lines: decided, now: now, catalog: catalog)
                 totals.succeeded += counts.succeeded
                 totals.failed += counts.failed
                 totals.replanned += counts.replanned
@@ -334,15 +336,15 @@ final class BatchRunner: Sendable {
                 totals.spend += counts.spend
                 await report(Progress(succeeded: counts.succeeded, failed: counts.failed, spend: counts.spend))
                 chunks += 1
-                if chunks == 1 { crashPoint("results") }
+                if chunks == 1 { options.afterBatchCall?(.results) }
             }
         }
-        let errors = try await store.batchErrors(batch.id)
+        let errors = try await book.batchErrors(batch.id)
         let reason = batch.providerStatus == "failed"
             ? "batch \(batch.id) failed at \(batch.provider)" + (errors[0].map { " (\($0))" } ?? "")
             : "batch \(batch.id) ended (\(batch.providerStatus ?? "ended")) without an answer for it"
         let failed = batch.providerStatus == "failed"
-        let finished = try await store.finishBatch(
+        let finished = try await book.finishBatch(
             batch, reason: reason, lineErrors: errors, liveOnly: failed,
             unanswered: failed ? .notBilled : .mayBeBilled(maximumAttempts: options.retry.maximumAttempts, now: now))
         let left = finished.replanned
@@ -386,7 +388,7 @@ final class BatchRunner: Sendable {
             case .modelRefused:
                 // Every model that refused it (or failed it as often as a model may) is passed over, so that two
                 // models' batches never hand a request back and forth.
-                let passedOver = try await store.exhaustedModels(for: member.requestID, threshold: options.retry.attemptsPerModel)
+                let passedOver = try await queue.exhaustedModels(for: member.requestID, threshold: options.retry.attemptsPerModel)
                 guard let (next, mode) = await alternative(member.plannable, passedOver.union([model.id])) else {
                     return .fail("no other model can serve it; \(model.id) refused: \(failure.message)")
                 }
@@ -410,9 +412,9 @@ final class BatchRunner: Sendable {
             if let api = apis[key] { return api }
             let api: any BatchAPI
             if batch.simulated {
-                let store = store, catalog = catalog
+                let book = book, catalog = catalog
                 api = SimulatedBatchAPI(speedup: options.simulationSpeedup) { id in
-                    try await store.batchCalls(providerBatchID: id, catalog: catalog)
+                    try await book.batchCalls(providerBatchID: id, catalog: catalog)
                 }
             } else {
                 switch batch.dialect {
@@ -433,11 +435,5 @@ final class BatchRunner: Sendable {
     private func nextPoll(_ batch: BatchRow, submittedAt: Int64, now: Int64) -> Int64 {
         guard !batch.simulated else { return now }
         return min(now + min(max((now - submittedAt) / 10, 1_000), 60_000), max(batch.pullBackAt, now))
-    }
-
-    /// Where a test asks the process to die (`PURSER_TEST_CRASH_AFTER`): right after a step's API call, before
-    /// what it returned is stored, the worst moment for a crash.
-    private func crashPoint(_ step: String) {
-        if options.crashAfterBatchStep == step { kill(getpid(), SIGKILL) }
     }
 }

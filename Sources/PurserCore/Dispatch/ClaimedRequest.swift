@@ -20,21 +20,57 @@ public struct ClaimedRequest: Sendable {
     /// model with room now serves it instead.
     public var spillsOver = false
 
-    var plannable: PlannableRequest {
+    public var plannable: PlannableRequest {
         PlannableRequest(id: id, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)
+    }
+
+    public init(
+        id: Int64, jobID: Int64, customID: String, shape: RequestShape, needs: RequestNeeds, referenceModel: String? = nil, deadlineAt: Int64, maxCost: Money? = nil, attempts: Int, plannedModel: String, plannedMode: DispatchMode, body: String, latestStart: Int64,
+        spillsOver: Bool = false
+    ) {
+        self.id = id
+        self.jobID = jobID
+        self.customID = customID
+        self.shape = shape
+        self.needs = needs
+        self.referenceModel = referenceModel
+        self.deadlineAt = deadlineAt
+        self.maxCost = maxCost
+        self.attempts = attempts
+        self.plannedModel = plannedModel
+        self.plannedMode = plannedMode
+        self.body = body
+        self.latestStart = latestStart
+        self.spillsOver = spillsOver
     }
 }
 
 /// One call as recorded in `attempts`.
-struct AttemptRecord: Sendable {
-    var model: String
-    var provider: String
-    var mode: DispatchMode
-    var startedAt: Int64
-    var latencyMilliseconds: Int64
-    var status: Int?
-    var outcome: String
-    var error: String?
-    var usage: Usage?
-    var simulated: Bool
+public struct AttemptRecord: Sendable {
+    public var model: String
+    public var provider: String
+    public var mode: DispatchMode
+    public var startedAt: Int64
+    public var latencyMilliseconds: Int64
+    public var status: Int?
+    public var outcome: String
+    public var error: String?
+    public var usage: Usage?
+    public var simulated: Bool
+
+    public init(
+        model: String, provider: String, mode: DispatchMode, startedAt: Int64, latencyMilliseconds: Int64,
+        status: Int? = nil, outcome: String, error: String? = nil, usage: Usage? = nil, simulated: Bool
+    ) {
+        self.model = model
+        self.provider = provider
+        self.mode = mode
+        self.startedAt = startedAt
+        self.latencyMilliseconds = latencyMilliseconds
+        self.status = status
+        self.outcome = outcome
+        self.error = error
+        self.usage = usage
+        self.simulated = simulated
+    }
 }

@@ -13,7 +13,9 @@ import Synchronization
 /// still refuses it, kept in the recovery file beside it; the run then stops claiming, lets its calls finish
 /// and ends with the failure, and the next run stores those answers first, without calling again.
 public final class Dispatcher: Sendable {
-    let store: DispatchStore
+    let queue: any RequestQueue
+    let plans: any PlanBook
+    let batchBook: any BatchBook
     let caller: any ModelCaller
     let catalog: PricingCatalog
     let environment: [String: String]
@@ -27,10 +29,12 @@ public final class Dispatcher: Sendable {
     private let batches: BatchRunner
 
     public init(
-        store: DispatchStore, caller: any ModelCaller, catalog: PricingCatalog, environment: [String: String], options: RunOptions,
+        storage: RunStorage, caller: any ModelCaller, catalog: PricingCatalog, environment: [String: String], options: RunOptions,
         clock: WallClock = .system, onEvent: @escaping @Sendable (RunEvent) -> Void
     ) {
-        self.store = store
+        queue = storage.queue
+        plans = storage.plans
+        batchBook = storage.batches
         self.caller = caller
         self.catalog = catalog
         self.environment = environment
@@ -45,7 +49,7 @@ public final class Dispatcher: Sendable {
         baseline = Baseline(context: PlanningContext(catalog: catalog, now: 0, usableProviders: Set(catalog.providers.keys)))
         let providerHealth = self.health
         batches = BatchRunner(
-            store: store, catalog: catalog, environment: environment, options: options, clock: clock, health: providerHealth, baseline: baseline,
+            queue: storage.queue, book: storage.batches, catalog: catalog, environment: environment, options: options, clock: clock, health: providerHealth, baseline: baseline,
             onEvent: onEvent,
             alternative: { request, excluded in
                 await Dispatcher.cheapestAlternative(
@@ -71,13 +75,13 @@ public final class Dispatcher: Sendable {
             options.workFolder.removeIfEmpty()
         }
         try await takeOverGoneRuns(now: started)
-        if !options.allowLate { _ = try await store.expireOverdue(now: started, job: options.job) }
-        let stranded = try await store.unplanStranded(onModels: keylessModels(), job: options.job)
+        if !options.allowLate { _ = try await queue.expireOverdue(now: started, job: options.job) }
+        let stranded = try await queue.unplanStranded(onModels: keylessModels(), job: options.job)
         if stranded > 0 {
             onEvent(.notice("\(stranded) requests were planned on providers this run cannot use (no key set); they are planned again on those it can"))
         }
         _ = try await planNewJobs(now: started)
-        let counts = try await store.stateCounts(job: options.job)
+        let counts = try await queue.stateCounts(job: options.job)
         let total = counts.values.reduce(0, +)
         let open = [RequestState.queued, .waiting, .running].reduce(0) { $0 + (counts[$1] ?? 0) }
         onEvent(.started(total: total, planned: open))
@@ -93,10 +97,10 @@ public final class Dispatcher: Sendable {
             for await role in group where role == .pool || role == .graceOver { group.cancelAll() }
         }
         for request in await state.drainClaimed() {
-            await persist("return a claimed request to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
+            await persist("return a claimed request to the queue") { try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil) }
         }
         // Another run may advance this run's batches at once.
-        await persist("hand back this run's batches") { try await self.store.releaseBatchLeases() }
+        await persist("hand back this run's batches") { try await self.batchBook.releaseBatchLeases() }
         return try await summary(started: started, recovered: recovered)
     }
 
@@ -108,7 +112,7 @@ public final class Dispatcher: Sendable {
         var stored = 0
         for (index, answer) in answers.enumerated() {
             do {
-                if try await store.storeRecovered(answer) { stored += 1 }
+                if try await queue.storeRecovered(answer) { stored += 1 }
             } catch {
                 // Still failing: what is left goes back in the file for the next run.
                 try recovery.giveBack(Array(answers[index...]))
@@ -128,7 +132,7 @@ public final class Dispatcher: Sendable {
 
     /// Takes over the leases of runs on this host whose process is gone, and says who holds the others.
     private func takeOverGoneRuns(now: Int64) async throws {
-        for (owner, requests) in try await store.takeOverGoneOwners(now: now) {
+        for (owner, requests) in try await queue.takeOverGoneOwners(now: now) {
             onEvent(.notice("took over \(requests) requests leased by process \(owner.pid) on \(owner.host), which is gone; their calls may have been billed, so their reservations stay counted as unsettled"))
         }
     }
@@ -137,16 +141,16 @@ public final class Dispatcher: Sendable {
     /// every request not yet started is planned again with them, so the new job and the old ones share the
     /// models' capacity. True when it placed any.
     private func planNewJobs(now: Int64) async throws -> Bool {
-        let needingPlans = try await store.jobsNeedingPlans(job: options.job)
+        let needingPlans = try await plans.jobsNeedingPlans(job: options.job)
         guard !needingPlans.isEmpty else { return false }
-        let jobs = options.watch ? try await store.jobsNotStarted(job: options.job) : needingPlans
-        var request = JobPlanning.Request(
+        let jobs = options.watch ? try await plans.jobsNotStarted(job: options.job) : needingPlans
+        var request = PlanningRequest(
             jobs: jobs, catalog: catalog,
             usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate), now: now)
         let state = self.state
         request.shouldStop = { state.stopWasRequested }
         request.simulated = options.simulate
-        return try await store.planJobs(request) > 0
+        return try await plans.planJobs(request) > 0
     }
 
     // MARK: - The siblings
@@ -164,8 +168,8 @@ public final class Dispatcher: Sendable {
             if Task.isCancelled { return }
             let until = clock.now() + Int64(options.leaseSeconds * 1000)
             await persist("renew this run's leases") {
-                try await self.store.extendLeases(until: until)
-                try await self.store.extendBatchLeases(until: until)
+                try await self.queue.extendLeases(until: until)
+                try await self.batchBook.extendBatchLeases(until: until)
             }
         }
     }
@@ -180,8 +184,8 @@ public final class Dispatcher: Sendable {
             let now = clock.now()
             // Counts for the progress line only: when they cannot be read, the last ones stand.
             do {
-                inBatches = try await store.requestsInBatches(job: options.job)
-                batches = inBatches > 0 ? try await store.openBatchProgress(job: options.job, now: now, window: Tiers.BatchTiming.windowMilliseconds) : []
+                inBatches = try await queue.requestsInBatches(job: options.job)
+                batches = inBatches > 0 ? try await batchBook.openBatchProgress(job: options.job, now: now, window: Tiers.BatchTiming.windowMilliseconds) : []
             } catch {}
             var progress = RunProgress(
                 succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
@@ -263,13 +267,13 @@ public final class Dispatcher: Sendable {
     private func poll() async -> Int64? {
         let now = clock.now()
         do {
-            _ = try await store.rescueExpiredLeases(now: now)
+            _ = try await queue.rescueExpiredLeases(now: now)
             try await takeOverGoneRuns(now: now)
-            _ = try await store.releaseEndedHolds(now: now)
+            _ = try await queue.releaseEndedHolds(now: now)
             let planned = try await planNewJobs(now: now)
             // A write, so not every poll: after this run plans, and once a second for plans made elsewhere.
             if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
-                try await store.endPlannedWaits(now: now)
+                try await queue.endPlannedWaits(now: now)
             }
             let excluded = await excludedModels(now: now)
             let room = await state.room(for: options.concurrency)
@@ -281,7 +285,7 @@ public final class Dispatcher: Sendable {
                 allowances[model]?.requests -= load.requests
                 allowances[model]?.tokens -= load.tokens
             }
-            let claim = try await store.claim(
+            let claim = try await queue.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog, allowances: allowances)
             await state.noteOverbooked(claim.overbooked)
@@ -293,7 +297,7 @@ public final class Dispatcher: Sendable {
             }
             // Held requests left the queue: look again at once for others that fit.
             if claim.held > 0 { return nil }
-            let remaining = try await store.remaining(job: options.job, excludedModels: excluded, waitForBatches: !options.detachBatches)
+            let remaining = try await queue.remaining(job: options.job, excludedModels: excluded, waitForBatches: !options.detachBatches)
             let inFlight = await state.inFlight
             if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && remaining.openBatches == 0 && inFlight == 0 {
                 await state.markExhausted()
@@ -311,16 +315,16 @@ public final class Dispatcher: Sendable {
 
     /// Says once per holder who holds the leases this run is waiting for, and until when.
     private func reportLeasesHeldElsewhere() async throws {
-        for (owner, requests, until) in try await store.leasesHeldElsewhere() where await state.firstNotice("leased \(owner)") {
+        for (owner, requests, until) in try await queue.leasesHeldElsewhere() where await state.firstNotice("leased \(owner)") {
             let who = LeaseOwner(owner).map { "process \($0.pid) on \($0.host)" } ?? owner
             onEvent(.notice("\(requests) requests are leased by \(who) until \(RunEvent.timestamp(until)); this run serves them if that lease lapses"))
         }
     }
 
     /// Tells the user, once per cap and run, when a cap holds requests or passes its warning share.
-    private func reportBudget(holdReasons: [String: String], capUses: [CapUse]) async {
+    private func reportBudget(holdReasons: [String: HoldReason], capUses: [CapUse]) async {
         for (cap, reason) in holdReasons.sorted(by: { $0.key < $1.key }) where await state.firstNotice("hold \(cap)") {
-            onEvent(.notice(reason))
+            onEvent(.held(reason))
         }
         for use in capUses where use.isPastWarning && use.cap.picoUSD > 0 {
             if await state.firstNotice("warn \(use.scopeText)") {
@@ -384,7 +388,7 @@ public final class Dispatcher: Sendable {
         for pause in databaseFailed == nil ? [0, 200, 1_000] as [UInt64] : [] {
             if pause > 0 { try? await Task.sleep(nanoseconds: pause * 1_000_000) }
             do {
-                return try await store.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
+                return try await queue.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
             } catch {
                 lastError = error
             }
@@ -414,7 +418,7 @@ public final class Dispatcher: Sendable {
     private func serve(_ request: ClaimedRequest) async {
         let now = clock.now()
         if !options.allowLate && request.deadlineAt < now {
-            await persist("expire \(request.customID)") { try await self.store.recordExpiry(request) }
+            await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request) }
             await state.count(.expired)
             return
         }
@@ -428,7 +432,7 @@ public final class Dispatcher: Sendable {
             break
         case .disabled(let reason):
             await persist("return \(request.customID) to the queue") {
-                try await self.store.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name): \(reason)")
+                try await self.queue.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name): \(reason)")
             }
             return
         case .wait(let until):
@@ -436,13 +440,13 @@ public final class Dispatcher: Sendable {
             let paused = "provider \(provider.name) is paused" + (await health.lastError(provider.name).map { " after: \($0)" } ?? "")
             guard let alternative = await alternative(for: request, excluding: [model.id]) else {
                 await persist("return \(request.customID) to the queue") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
+                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
                 return
             }
             guard await move(request, to: alternative, now: now) else {
                 await persist("return \(request.customID) to the queue") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
+                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
                 return
             }
@@ -460,7 +464,7 @@ public final class Dispatcher: Sendable {
                 for: request, excluding: Set(catalog.models.map(\.id)).subtracting(takingSpills).union(spilledOff))
             else {
                 await persist("return \(request.customID) to the queue") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
+                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
                 }
                 return
             }
@@ -468,7 +472,7 @@ public final class Dispatcher: Sendable {
             guard withRoom.contains(alternative.0.id), await move(request, to: alternative, now: now) else {
                 await replan(request, onto: alternative.0, mode: alternative.2, now: now)
                 await persist("return \(request.customID) to the queue") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: nil)
+                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: nil)
                 }
                 return
             }
@@ -486,7 +490,7 @@ public final class Dispatcher: Sendable {
             } else {
                 // Planned for a discount window that is not open: wait for it, since it still leaves time.
                 await persist("return \(request.customID) to wait for its window") {
-                    try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
+                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
                 }
                 return
             }
@@ -507,12 +511,12 @@ public final class Dispatcher: Sendable {
                 }
             }
         } catch {
-            await persist("return \(request.customID) to the queue") { try await self.store.release(request, countAttempt: false, attempt: nil, reason: nil) }
+            await persist("return \(request.customID) to the queue") { try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil) }
             return
         }
         guard let slot = acquired else {
             let reason = "no model's rate limits left room to start it by its latest start (its deadline less the call's time)"
-            await persist("expire \(request.customID)") { try await self.store.recordExpiry(request, reason: reason) }
+            await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request, reason: reason) }
             await state.count(.expired)
             return
         }
@@ -556,8 +560,9 @@ public final class Dispatcher: Sendable {
         case .failure where Task.isCancelled:
             // Stopped after the grace period, mid-call: the provider may have billed it.
             await persist("return \(request.customID) to the queue") {
-                try await self.store.release(
-                    request, countAttempt: false, attempt: nil, reason: "the run stopped before the call finished", mayHaveBeenBilled: true, now: finished)
+                try await self.queue.release(
+                    request, countAttempt: false, attempt: nil, reason: "the run stopped before the call finished", notBefore: nil, mayHaveBeenBilled: true,
+                    now: finished)
             }
         case .failure(let failure):
             let record = attempt(failure.kind.rawValue, status: failure.status, error: failure.message, usage: nil, simulated: false)
@@ -584,7 +589,7 @@ public final class Dispatcher: Sendable {
                 onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.advice(for: provider))): \(failure.message)"))
             }
             await persist("return \(request.customID) to the queue") {
-                try await self.store.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")
+                try await self.queue.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")
             }
         case .permanent:
             await fail(request, failure.message, attempt: attempt)
@@ -600,7 +605,7 @@ public final class Dispatcher: Sendable {
                     report(change, provider: provider)
                     if case .unreachable = change {
                         await persist("return \(request.customID) to the queue") {
-                            try await self.store.release(request, countAttempt: true, attempt: attempt, reason: failure.message)
+                            try await self.queue.release(request, countAttempt: true, attempt: attempt, reason: failure.message)
                         }
                         return
                     }
@@ -612,11 +617,11 @@ public final class Dispatcher: Sendable {
                 return
             }
             let onThisModel = await read("read the attempts of \(request.customID)", fallback: Set<String>()) {
-                try await self.store.exhaustedModels(for: request.id, threshold: self.options.retry.attemptsPerModel)
+                try await self.queue.exhaustedModels(for: request.id, threshold: self.options.retry.attemptsPerModel)
             }
             // This failure is not recorded yet, so it is added to the ones before it.
             let failuresHere = await read("read the attempts of \(request.customID)", fallback: 0) {
-                try await self.store.failures(on: model.id, request: request.id)
+                try await self.queue.failures(on: model.id, request: request.id)
             } + 1
             var delay = await state.delay(options.retry, afterAttempt: request.attempts, retryAfterMilliseconds: failure.retryAfterMilliseconds)
             // A wait (a provider's Retry-After, say) that would pass the request's latest start is not waited out
@@ -643,7 +648,7 @@ public final class Dispatcher: Sendable {
             // With no other model (a pinned request, say), it keeps trying this one up to the overall limit.
             await state.count(.retried)
             let retryAt = now + delay
-            await persist("schedule a retry of \(request.customID)") { try await self.store.recordRetry(request, at: retryAt, attempt: attempt) }
+            await persist("schedule a retry of \(request.customID)") { try await self.queue.recordRetry(request, at: retryAt, attempt: attempt) }
             await state.dueAt(retryAt)
         }
     }
@@ -680,7 +685,7 @@ public final class Dispatcher: Sendable {
         let (model, _, mode) = alternative
         let worstCase = Charges.worstCase(model: model, mode: mode, inputTokens: request.needs.inputTokens, maxOutputTokens: request.needs.maxOutputTokens)
         let moved = await read("move the reservation of \(request.customID)", fallback: false) {
-            try await self.store.moveReservation(request, to: worstCase, now: now, simulated: self.options.simulate)
+            try await self.queue.moveReservation(request, to: worstCase, now: now, simulated: self.options.simulate)
         }
         guard moved else { return false }
         await replan(request, onto: model, mode: mode, now: now)
@@ -694,12 +699,12 @@ public final class Dispatcher: Sendable {
             inputTokens: request.needs.inputTokens, outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
         let latestStart = request.deadlineAt - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))
         await persist("move the plan of \(request.customID)") {
-            try await self.store.replan(request.id, model: model.id, mode: mode, cost: cost, latestStart: latestStart)
+            try await self.queue.replan(request.id, model: model.id, mode: mode, cost: cost, latestStart: latestStart)
         }
     }
 
     private func fail(_ request: ClaimedRequest, _ message: String, attempt: AttemptRecord?) async {
-        await persist("record the failure of \(request.customID)") { try await self.store.recordFailure(request, error: message, attempt: attempt) }
+        await persist("record the failure of \(request.customID)") { try await self.queue.recordFailure(request, error: message, attempt: attempt) }
         await state.count(.failed)
     }
 
@@ -737,10 +742,10 @@ public final class Dispatcher: Sendable {
         let disabled = await health.disabledProviders
         var leftQueued = disabled.sorted(by: { $0.key < $1.key }).map { LeftQueued.providerDisabled(provider: $0.key, reason: $0.value) }
         let storageFailure = await state.storageFailure
-        var remaining: DispatchStore.Remaining?
+        var remaining: WorkRemaining?
         if storageFailure == nil {
             let excluded = await excludedModels(now: clock.now())
-            remaining = try await store.remaining(job: options.job, excludedModels: excluded)
+            remaining = try await queue.remaining(job: options.job, excludedModels: excluded)
         }
         if let remaining {
             if remaining.blocked > 0 { leftQueued.append(.onUnusableProviders(requests: remaining.blocked)) }

@@ -1,44 +1,66 @@
-import SQLiteStore
+
 
 /// A provider's answer to one request, paid for and ready to store. Live calls, batch result lines and the recovery file
 /// each hand their successes to the store in this one shape, and `DispatchStore.storeAnswer` is the one write of it.
-struct PaidAnswer: Sendable {
-    var requestID: Int64
-    var jobID: Int64
+public struct PaidAnswer: Sendable {
+    public var requestID: Int64
+    public var jobID: Int64
     /// The request's quality tier, for the output history.
-    var tier: String
+    public var tier: String
     /// The output the answer was allowed on its model (`Model.outputAllowance`), for the output history.
-    var maxOutputTokens: Int
-    var model: String
-    var provider: String
-    var dialect: Provider.Dialect
-    var mode: DispatchMode
-    var response: ProviderResponse
-    var cost: Money
-    var baseline: Money
-    var attempt: AttemptRecord
-    var finishedAt: Int64
+    public var maxOutputTokens: Int
+    public var model: String
+    public var provider: String
+    public var dialect: Provider.Dialect
+    public var mode: DispatchMode
+    public var response: ProviderResponse
+    public var cost: Money
+    public var baseline: Money
+    public var attempt: AttemptRecord
+    public var finishedAt: Int64
+
+    public init(
+        requestID: Int64, jobID: Int64, tier: String, maxOutputTokens: Int, model: String, provider: String,
+        dialect: Provider.Dialect, mode: DispatchMode, response: ProviderResponse, cost: Money, baseline: Money,
+        attempt: AttemptRecord, finishedAt: Int64
+    ) {
+        self.requestID = requestID
+        self.jobID = jobID
+        self.tier = tier
+        self.maxOutputTokens = maxOutputTokens
+        self.model = model
+        self.provider = provider
+        self.dialect = dialect
+        self.mode = mode
+        self.response = response
+        self.cost = cost
+        self.baseline = baseline
+        self.attempt = attempt
+        self.finishedAt = finishedAt
+    }
 }
 
 /// What the answers stored in one transaction add to the ledger's running totals and to the output and input
 /// histories: summed as they are stored and written once, at the end of the transaction.
-struct AnswerTotals {
-    var charges = ChargeTotals()
-    private var outputs: [OutputKey: (samples: Int, output: Int, maxOutput: Int)] = [:]
-    private var inputs: [InputKey: (results: Int, estimated: Int, reported: Int)] = [:]
+package struct AnswerTotals {
+    package var charges = ChargeTotals()
+    package private(set) var outputs: [OutputKey: (samples: Int, output: Int, maxOutput: Int)] = [:]
+    package private(set) var inputs: [InputKey: (results: Int, estimated: Int, reported: Int)] = [:]
 
-    private struct OutputKey: Hashable {
-        var model: String
-        var tier: String
+    package init() {}
+
+    package struct OutputKey: Hashable {
+        package var model: String
+        package var tier: String
     }
 
-    private struct InputKey: Hashable {
-        var provider: String
-        var simulated: Bool
+    package struct InputKey: Hashable {
+        package var provider: String
+        package var simulated: Bool
     }
 
     /// Counts `answer`, billed to `project` in the month of `billedAt`; its request was estimated at `estimatedInputTokens`.
-    mutating func add(_ answer: PaidAnswer, project: String, billedAt: Int64, estimatedInputTokens: Int) {
+    package mutating func add(_ answer: PaidAnswer, project: String, billedAt: Int64, estimatedInputTokens: Int) {
         let response = answer.response
         charges.add(answer.cost, job: answer.jobID, project: project, month: BudgetMonth(containing: billedAt), simulated: response.simulated)
         let output = OutputKey(model: answer.model, tier: answer.tier)
@@ -49,18 +71,5 @@ struct AnswerTotals {
         inputs[input, default: (0, 0, 0)].results += 1
         inputs[input]!.estimated += estimatedInputTokens
         inputs[input]!.reported += response.usage.allInputTokens
-    }
-
-    /// Adds the totals to the ledger and the histories, inside the caller's transaction.
-    func write(to database: Database) throws {
-        try Ledger(database: database).add(charges)
-        let history = JobStore(database: database)
-        for (key, output) in outputs {
-            try history.recordOutput(model: key.model, tier: key.tier, samples: output.samples, outputTokens: output.output, maxOutputTokens: output.maxOutput)
-        }
-        for (key, input) in inputs {
-            try history.recordInput(
-                provider: key.provider, simulated: key.simulated, results: input.results, estimatedTokens: input.estimated, reportedTokens: input.reported)
-        }
     }
 }

@@ -8,6 +8,19 @@ public struct ProviderCall: Sendable {
     /// The JSON body to POST, in `provider.dialect`.
     public var body: JSONObject
     public var timeoutSeconds: Double
+
+    package init(
+        requestID: Int64, customID: String, model: Model, provider: Provider, mode: DispatchMode, body: JSONObject,
+        timeoutSeconds: Double
+    ) {
+        self.requestID = requestID
+        self.customID = customID
+        self.model = model
+        self.provider = provider
+        self.mode = mode
+        self.body = body
+        self.timeoutSeconds = timeoutSeconds
+    }
 }
 
 /// Tokens as the provider reported them, normalised: `inputTokens` excludes cached and cache-write tokens.

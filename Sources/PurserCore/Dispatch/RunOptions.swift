@@ -29,9 +29,9 @@ public struct RunOptions: Sendable {
     public var worker: String
     /// Send and advance batches, but end without waiting for those still at the provider (a later run collects them).
     public var detachBatches = false
-    /// Test fault injection (`PURSER_TEST_CRASH_AFTER`): the process kills itself right after this batch step's API
-    /// call (upload, create, ended, results), before storing what it returned.
-    public var crashAfterBatchStep: String?
+    /// Told right after each batch step's API call returned, before what it returned is stored: the moment a crash
+    /// would do most harm, which is where the front end's crash tests stop the process.
+    public var afterBatchCall: (@Sendable (BatchCall) -> Void)?
 
     public init(worker: String) { self.worker = worker }
 }
@@ -42,6 +42,8 @@ public enum RunEvent: Sendable {
     case progress(RunProgress)
     /// Something that needs the user's eye: a cap, a paused provider, a failure.
     case notice(String)
+    /// A cap holds requests (the first time this run, per cap): what it holds them at.
+    case held(HoldReason)
     /// Progress worth a line of its own.
     case info(String)
     /// A batch's step: formed, sent, ended, its results stored.
@@ -56,6 +58,11 @@ public enum RunEvent: Sendable {
         func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(day)T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
     }
+}
+
+/// A batch step's call to its provider's API.
+public enum BatchCall: String, Sendable, CaseIterable {
+    case upload, create, ended, results
 }
 
 public struct BatchEvent: Sendable {
@@ -104,6 +111,19 @@ public struct OpenBatchProgress: Sendable, Hashable {
     public var expectedEndAt: Int64
     /// True when the expected end comes from the batches seen; false when it is the provider's window.
     public var fromHistory: Bool
+
+    package init(
+        id: Int64, provider: String, model: String, requests: Int, submittedAt: Int64? = nil, expectedEndAt: Int64,
+        fromHistory: Bool
+    ) {
+        self.id = id
+        self.provider = provider
+        self.model = model
+        self.requests = requests
+        self.submittedAt = submittedAt
+        self.expectedEndAt = expectedEndAt
+        self.fromHistory = fromHistory
+    }
 }
 
 /// One reason a run ended with requests in scope not served.

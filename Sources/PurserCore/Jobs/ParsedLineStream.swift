@@ -4,13 +4,13 @@ import Synchronization
 /// Reads and checks a job file on its own thread and hands the results over in bounded batches,
 /// so parsing (one core) overlaps storing (the caller's core). Memory stays bounded: at most
 /// `maximumBatches` batches wait at any time.
-final class ParsedLineStream: Sendable {
-    enum Item: Sendable {
+package final class ParsedLineStream: Sendable {
+    package enum Item: Sendable {
         case request(RequestDraft)
         case problem(LineProblem)
     }
 
-    enum Message: Sendable {
+    package enum Message: Sendable {
         case batch([Item])
         case finished(ContentFingerprint)
         case failed(String)
@@ -24,11 +24,11 @@ final class ParsedLineStream: Sendable {
     private let state = Mutex(State())
     private let available = DispatchSemaphore(value: 0)
     private let space: DispatchSemaphore
-    static let batchSize = 512
-    static let maximumBatches = 8
+    package static let batchSize = 512
+    package static let maximumBatches = 8
 
     /// Starts reading `file` at once. The reader is opened before returning, so a missing file throws here.
-    init(file: String, maximumLineBytes: Int, makeParser: @escaping @Sendable () -> RequestLineParser) throws {
+    package init(file: String, maximumLineBytes: Int, makeParser: @escaping @Sendable () -> RequestLineParser) throws {
         space = DispatchSemaphore(value: ParsedLineStream.maximumBatches)
         let reader = try JobLines.open(path: file, maximumLineBytes: maximumLineBytes)
         let handOver = UncheckedBox(reader)
@@ -78,7 +78,7 @@ final class ParsedLineStream: Sendable {
     }
 
     /// The next message, waiting for one if needed.
-    func next() -> Message {
+    package func next() -> Message {
         available.wait()
         let message = state.withLock { $0.messages.removeFirst() }
         space.signal()
@@ -86,7 +86,7 @@ final class ParsedLineStream: Sendable {
     }
 
     /// Stops the reading thread early (the consumer failed): it finishes its current batch and exits.
-    func cancel() {
+    package func cancel() {
         state.withLock { $0.cancelled = true }
         // Wake the producer if it waits for room; it sees the flag and stops.
         for _ in 0..<ParsedLineStream.maximumBatches { space.signal() }

@@ -47,7 +47,7 @@ public struct LineProblem: Error, Sendable, Hashable, CustomStringConvertible {
             message: "line is \(byteCount) bytes, over the \(limit)-byte limit; shorten it or raise --max-line-bytes")
     }
 
-    static func duplicate(customID: String, lineNumber: Int, firstLine: Int) -> LineProblem {
+    package static func duplicate(customID: String, lineNumber: Int, firstLine: Int) -> LineProblem {
         LineProblem(
             lineNumber: lineNumber, customID: customID,
             message: "duplicate custom_id (first used on line \(firstLine)); custom_id must be unique in a job")

@@ -38,7 +38,7 @@ public struct BudgetMonth: Sendable, Hashable, Comparable, CustomStringConvertib
 
     public static func < (lhs: BudgetMonth, rhs: BudgetMonth) -> Bool { (lhs.year, lhs.month) < (rhs.year, rhs.month) }
 
-    static let millisecondsPerDay: Int64 = 86_400_000
+    package static let millisecondsPerDay: Int64 = 86_400_000
 
     /// `YYYY-MM-DD` of the UTC day containing `milliseconds`.
     public static func dayText(_ milliseconds: Int64) -> String {

@@ -1,3 +1,5 @@
+import Foundation
+import PurserCore
 import SQLiteStore
 
 /// The one way jobs are planned. Their requests that have not started are planned together, beside the
@@ -8,34 +10,7 @@ public struct JobPlanning {
 
     public init(database: Database) { self.database = database }
 
-    public struct Request: Sendable {
-        public var jobs: [Int64]
-        public var catalog: PricingCatalog
-        public var usableProviders: Set<String>
-        public var now: Int64
-        /// Store the plan (`purser plan`, `purser run`), or only show it.
-        public var save = true
-        /// A rehearsal: its input estimates are calibrated from simulated results, a real plan's from real ones.
-        public var simulated = false
-        public var shouldStop: @Sendable () -> Bool = { false }
-
-        public init(jobs: [Int64], catalog: PricingCatalog, usableProviders: Set<String>, now: Int64) {
-            self.jobs = jobs
-            self.catalog = catalog
-            self.usableProviders = usableProviders
-            self.now = now
-        }
-    }
-
-    public struct Outcome: Sendable {
-        public var plan: Plan
-        public var context: PlanningContext
-        public var requests: [PlannableRequest]
-        /// The jobs planned: those asked for, and any whose plans no longer fitted.
-        public var jobs: [Int64]
-    }
-
-    public func plan(_ request: Request) throws -> Outcome {
+    public func plan(_ request: PlanningRequest) throws -> PlanningOutcome {
         let store = PlanStore(database: database)
         let context = PlanningContext(
             catalog: request.catalog, now: request.now, usableProviders: request.usableProviders,
@@ -53,7 +28,7 @@ public struct JobPlanning {
             plan = planner.plan(requests, held: try store.heldCapacity(excludingJobs: jobs))
         }
         if request.save { try store.save(plan, requests: requests, jobs: jobs, now: request.now) }
-        return Outcome(plan: plan, context: context, requests: requests, jobs: jobs)
+        return PlanningOutcome(plan: plan, context: context, requests: requests, jobs: jobs)
     }
 
     /// How long this database's batches took, from creation to the provider's end, for those that finished

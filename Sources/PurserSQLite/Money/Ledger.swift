@@ -1,66 +1,6 @@
+import Foundation
+import PurserCore
 import SQLiteStore
-
-/// A project's cap for one month, or for every month that has no cap of its own (`month == nil`).
-public struct Budget: Sendable, Hashable {
-    public var project: String
-    public var month: BudgetMonth?
-    public var cap: Money
-    /// Warn once charges and reservations reach this share of the cap.
-    public var warnPercent: Int
-    public var setAt: Int64
-
-    public var periodText: String { month?.description ?? "every month" }
-}
-
-/// One cap and what counts against it right now.
-public struct CapUse: Sendable, Hashable {
-    public enum Scope: Sendable, Hashable {
-        case project(String, BudgetMonth)
-        case job(Int64, name: String)
-
-        public var isProject: Bool { if case .project = self { true } else { false } }
-    }
-
-    public var scope: Scope
-    public var cap: Money
-    public var warnPercent: Int
-    public var charged: Money
-    /// Calls cut off by a crash or a forced stop that the provider may have billed, at their worst case.
-    public var unsettled: Money = .zero
-    public var reserved: Money
-
-    /// What is spent for certain or may be: charges and unsettled calls. New calls must fit beside this.
-    public var spent: Money { charged + unsettled }
-    public var used: Money { charged + unsettled + reserved }
-    public var left: Money { cap - used }
-    /// Charges and reservations as a share of the cap, in basis points (a zero cap counts as full).
-    public var usedBasisPoints: Int64 { used.basisPoints(of: cap) ?? 10_000 }
-    public var isPastWarning: Bool { usedBasisPoints >= Int64(warnPercent) * 100 }
-
-    /// Whether this cap counts the job's spending.
-    public func applies(to job: Job) -> Bool {
-        switch scope {
-        case .project(let project, _): project == job.project
-        case .job(let id, _): id == job.id
-        }
-    }
-
-    /// "project default", "job 3 (quickstart)".
-    public var scopeName: String {
-        switch scope {
-        case .project(let project, _): "project \(project)"
-        case .job(let id, let name): "job \(id) (\(name))"
-        }
-    }
-
-    /// "project default's budget for 2026-11", "job 3 (quickstart)'s cap".
-    public var scopeText: String {
-        switch scope {
-        case .project(_, let month): "\(scopeName)'s budget for \(month)"
-        case .job: "\(scopeName)'s cap"
-        }
-    }
-}
 
 /// The budgets and the ledger against them: caps per project and month and per job, the
 /// reservations held for calls in flight, and the running totals of charges.
@@ -71,7 +11,7 @@ public struct Ledger {
     public static let defaultWarnPercent = 80
     static let everyMonth = "*"
 
-    public let database: Database
+    let database: Database
 
     public init(database: Database) { self.database = database }
 
@@ -211,6 +151,16 @@ public struct Ledger {
             unsettled: spending.unsettled, reserved: spending.reserved)
     }
 
+    /// An admission over the caps of these projects (in `month`) and jobs, with what counts against them now.
+    func admission(for owners: [(project: String, job: Int64)], month: BudgetMonth, simulated: Bool) throws -> Admission {
+        var projectUses: [String: CapUse?] = [:], jobUses: [Int64: CapUse?] = [:]
+        for (project, job) in owners {
+            if projectUses[project] == nil { projectUses[project] = .some(try use(project: project, month: month, simulated: simulated)) }
+            if jobUses[job] == nil { jobUses[job] = .some(try use(job: job, simulated: simulated)) }
+        }
+        return Admission(month: month, simulated: simulated, projectUses: projectUses, jobUses: jobUses)
+    }
+
     /// Every cap in force in `month` with what counts against it: each project's budget, then each job cap.
     public func capsInForce(month: BudgetMonth, simulated: Bool) throws -> [CapUse] {
         let projects = try database.statement("SELECT DISTINCT project FROM budgets ORDER BY project").rows { $0.text(0) }
@@ -243,27 +193,5 @@ public struct Ledger {
         for (key, amount) in charges.byJob {
             try byJob.execute([.integer(key.job), .int(key.simulated ? 1 : 0), .integer(amount.picoUSD)])
         }
-    }
-}
-
-/// Charges gathered from a batch of results, to be added to the ledger's running totals at once.
-struct ChargeTotals {
-    struct ProjectMonth: Hashable {
-        var project: String
-        var month: BudgetMonth
-        var simulated: Bool
-    }
-
-    struct JobKey: Hashable {
-        var job: Int64
-        var simulated: Bool
-    }
-
-    var byProjectMonth: [ProjectMonth: Money] = [:]
-    var byJob: [JobKey: Money] = [:]
-
-    mutating func add(_ cost: Money, job: Int64, project: String, month: BudgetMonth, simulated: Bool) {
-        byProjectMonth[ProjectMonth(project: project, month: month, simulated: simulated), default: .zero] += cost
-        byJob[JobKey(job: job, simulated: simulated), default: .zero] += cost
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+import PurserCore
 import SQLiteStore
 
 /// The one owner of a request's life. Every change of `requests.state`, and of the request's place in the

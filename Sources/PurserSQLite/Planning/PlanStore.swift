@@ -1,3 +1,5 @@
+import Foundation
+import PurserCore
 import SQLiteStore
 
 /// Reads the requests to plan and what other plans hold, and writes plans back.

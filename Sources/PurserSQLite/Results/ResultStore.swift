@@ -1,32 +1,6 @@
+import Foundation
+import PurserCore
 import SQLiteStore
-
-/// One request of a job as results show it: its outcome and, when it succeeded, the answer.
-public struct ResultRow: Sendable {
-    public var requestID: Int64
-    public var customID: String
-    public var state: RequestState
-    public var lastError: String?
-    public var attempts: Int
-    public var answer: Answer?
-    /// The last attempt's HTTP status and outcome (`retryable`, `timeout`…), for a request that did not succeed.
-    public var lastStatus: Int?
-    public var lastOutcome: String?
-
-    public struct Answer: Sendable {
-        public var model: String
-        public var provider: String
-        public var dialect: Provider.Dialect
-        public var mode: String
-        public var statusCode: Int
-        public var providerRequestID: String?
-        public var body: String
-        public var usage: Usage
-        public var cost: Money
-        public var simulated: Bool
-        /// When the answer was stored (epoch milliseconds).
-        public var finishedAt: Int64 = 0
-    }
-}
 
 /// Reads results and changes what is left of a job (cancel, retry).
 public struct ResultStore {

@@ -1,3 +1,5 @@
+import Foundation
+import PurserCore
 import SQLiteStore
 
 /// Jobs and requests in the database. Every statement is prepared; nothing is built from input.

@@ -1,4 +1,5 @@
 import Foundation
+import PurserCore
 import SQLiteStore
 
 /// Purser's tables. Money is stored in pico-USD and times in epoch milliseconds, all as integers.

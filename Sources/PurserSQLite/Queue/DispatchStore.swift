@@ -1,3 +1,5 @@
+import Foundation
+import PurserCore
 import SQLiteStore
 
 /// The dispatch side of the database, owned by one actor so that a process uses one connection.
@@ -8,7 +10,7 @@ public actor DispatchStore {
     let owner: String
     let lifecycle: RequestLifecycle
     /// The database's own random id (`database_identity`), in every batch's custom ids and metadata.
-    let databaseID: String
+    public nonisolated let databaseID: String
 
     /// `maximumPageCount` caps how large this connection may grow the file (SQLite's `max_page_count`), so a
     /// test can run out of disk on purpose.
@@ -28,12 +30,6 @@ public actor DispatchStore {
 
     // MARK: - Claiming
 
-    /// What admitting candidates under the caps did: how many it held and why, how many wait for calls in flight.
-    protocol BudgetTally {
-        var held: Int { get set }
-        var holdReasons: [String: String] { get set }
-        var waitingForBudget: Int { get set }
-    }
 
     /// Reserves `amount` for request `id` under its caps; or holds it (counted in `tally`) when it cannot fit even
     /// with nothing in flight; or leaves it queued until calls in flight settle. True when reserved.
@@ -50,30 +46,13 @@ public actor DispatchStore {
             tally.waitingForBudget += 1
             return false
         case .hold(let cap, let reason, let until):
-            try lifecycle.hold(id, until: until, reason: reason)
+            try lifecycle.hold(id, until: until, reason: reason.stored)
             tally.held += 1
             tally.holdReasons[cap] = reason
             return false
         }
     }
 
-    /// What one claim did: the requests it leased, with their money reserved, and what budgets said.
-    struct Claim: Sendable, BudgetTally {
-        var requests: [ClaimedRequest] = []
-        /// Requests held because their worst case does not fit under a cap, and why (one reason per cap).
-        var held = 0
-        /// The latest reason given, per cap that held something.
-        var holdReasons: [String: String] = [:]
-        /// Requests left queued until calls in flight settle and free their reservations.
-        var waitingForBudget = 0
-        /// The caps this claim looked at, with its reservations added.
-        var capUses: [CapUse] = []
-        /// Claimed to spill over off a model whose present rate would not reach them in time (`ClaimedRequest.spillsOver`).
-        var spilling: Set<Int64> = []
-        /// Models whose present rate would not reach every request queued on them by its latest start: they take no
-        /// requests spilled from others.
-        var overbooked: Set<String> = []
-    }
 
     /// Leases up to `limit` due requests (planned, queued or waiting past their retry time), in deadline order, skipping
     /// those planned on `excludedModels` and, per model, taking no more than its `allowances` (what its rate limits let
@@ -81,7 +60,7 @@ public actor DispatchStore {
     /// the same transaction; requests that do not fit are held or left for later (`Admission`). Held requests whose
     /// month has ended are released first. Attempts are counted here. A model at its limit is passed over, so the
     /// requests of the others behind it are claimed; the scan stops after `scanLimit` rows.
-    func claim(
+    public func claim(
         limit: Int, now: Int64, leaseUntil: Int64, job: Int64?, excludedModels: [String], simulated: Bool, catalog: PricingCatalog,
         allowances: [String: RateLimiter.Allowance]? = nil
     ) throws -> Claim {
@@ -90,8 +69,6 @@ public actor DispatchStore {
         var claim = Claim()
         let ids: [Int64] = try database.writeTransaction {
             try lifecycle.stage(now: now)
-            let month = BudgetMonth(containing: now)
-            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
             var allowances = allowances ?? [:]
             // A due request as the scan reads it.
             typealias Candidate = (id: Int64, job: Int64, project: String, input: Int, output: Int, model: String, mode: DispatchMode)
@@ -142,6 +119,8 @@ public actor DispatchStore {
             claim.spilling = Set(spilling.map(\.id))
             // Admitted after the scan: holding a request writes to the rows the scan reads.
             var leased: [Int64] = []
+            var admission = try Ledger(database: database).admission(
+                for: candidates.map { ($0.project, $0.job) }, month: BudgetMonth(containing: now), simulated: simulated)
             for candidate in candidates {
                 // A model gone from the tables reserves nothing; serving it fails the request with that reason.
                 let amount = catalog.model(id: candidate.model).map {
@@ -181,18 +160,18 @@ public actor DispatchStore {
     }
 
     /// In a sped-up rehearsal, requests planned to wait for a discount window are due now (`RequestLifecycle.endPlannedWaits`).
-    func endPlannedWaits(now: Int64) throws {
+    public func endPlannedWaits(now: Int64) throws {
         try database.writeTransaction { try lifecycle.endPlannedWaits(now: now) }
     }
 
     /// Requests held by a month's cap that has ended go back to the queue, to be planned again. Returns how many.
-    func releaseEndedHolds(now: Int64) throws -> Int {
+    public func releaseEndedHolds(now: Int64) throws -> Int {
         try database.writeTransaction { try lifecycle.releaseEndedHolds(now: now) }
     }
 
     /// Returns requests whose holder stopped renewing its lease to the queue, their attempts counted. Their
     /// calls may have been billed, so their reservations stay counted, as unsettled charges.
-    func rescueExpiredLeases(now: Int64) throws -> Int {
+    public func rescueExpiredLeases(now: Int64) throws -> Int {
         try database.writeTransaction {
             let rescued = try lifecycle.rescueExpiredLeases(now: now)
             try Ledger(database: database).unsettle(requests: rescued, now: now)
@@ -201,7 +180,7 @@ public actor DispatchStore {
     }
 
     /// Leases held by runs on other processes: each owner, how many requests, and until when.
-    func leasesHeldElsewhere() throws -> [(owner: String, requests: Int, until: Int64)] {
+    public func leasesHeldElsewhere() throws -> [(owner: String, requests: Int, until: Int64)] {
         try database.statement("""
             SELECT lease_owner, count(*), max(lease_expires_at) FROM requests
             WHERE state = 'running' AND lease_owner != ? AND lease_owner NOT LIKE 'batch:%' GROUP BY lease_owner
@@ -211,7 +190,7 @@ public actor DispatchStore {
     /// Takes over, at once, the leases of runs on this host whose process is gone (killed, crashed): no need to
     /// wait for their leases to lapse. Their reservations become unsettled charges. Returns who was taken
     /// over and how many requests each held.
-    func takeOverGoneOwners(now: Int64) throws -> [(owner: LeaseOwner, requests: Int)] {
+    public func takeOverGoneOwners(now: Int64) throws -> [(owner: LeaseOwner, requests: Int)] {
         var taken: [(LeaseOwner, Int)] = []
         for (text, _, _) in try leasesHeldElsewhere() {
             guard let owner = LeaseOwner(text), owner.isGoneFromThisHost else { continue }
@@ -227,7 +206,7 @@ public actor DispatchStore {
 
     /// Stores a paid answer from the recovery file, once: its result, attempt and charge, in place of any
     /// reservation or unsettled charge for its call. False when the request already has a result.
-    func storeRecovered(_ answer: PaidAnswer) throws -> Bool {
+    public func storeRecovered(_ answer: PaidAnswer) throws -> Bool {
         try database.writeTransaction {
             let id = answer.requestID
             guard try database.scalarInt("SELECT count(*) FROM results WHERE request_id = ?", [.integer(id)]) == 0,
@@ -246,14 +225,14 @@ public actor DispatchStore {
     }
 
     /// Keeps this worker's leases alive while its calls run.
-    func extendLeases(until: Int64) throws {
+    public func extendLeases(until: Int64) throws {
         try database.writeTransaction {
             try lifecycle.extendLeases(owner: owner, until: until)
         }
     }
 
     /// Requests whose deadline passed while they waited end `expired`.
-    func expireOverdue(now: Int64, job: Int64?) throws -> Int {
+    public func expireOverdue(now: Int64, job: Int64?) throws -> Int {
         try database.writeTransaction { try lifecycle.expireOverdue(now: now, job: job) }
     }
 
@@ -274,7 +253,7 @@ public actor DispatchStore {
     /// the lease was lost (another worker took the request over), in which case nothing is written.
     /// Successes that arrive while a commit is being written share the next transaction (group
     /// commit), so a burst of answers costs one commit rather than one each.
-    func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool {
+    public func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool {
         try await withCheckedThrowingContinuation { continuation in
             pendingSuccesses.append(PendingSuccess(answer: answer, estimatedInputTokens: estimatedInputTokens, continuation: continuation))
             if !commitScheduled {
@@ -347,21 +326,21 @@ public actor DispatchStore {
     }
 
     /// Schedules another try at `at`.
-    func recordRetry(_ request: ClaimedRequest, at: Int64, attempt: AttemptRecord) throws {
+    public func recordRetry(_ request: ClaimedRequest, at: Int64, attempt: AttemptRecord) throws {
         try database.writeTransaction {
             guard try finish(request.id, state: .waiting, error: attempt.error, nextAttemptAt: at) else { return }
             try insertAttempt(attempt, request: request.id)
         }
     }
 
-    func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws {
+    public func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws {
         try database.writeTransaction {
             guard try finish(request.id, state: .failed, error: error) else { return }
             if let attempt { try insertAttempt(attempt, request: request.id) }
         }
     }
 
-    func recordExpiry(_ request: ClaimedRequest, reason: String = "the deadline passed before it could be served") throws {
+    public func recordExpiry(_ request: ClaimedRequest, reason: String = "the deadline passed before it could be served") throws {
         try database.writeTransaction {
             _ = try finish(request.id, state: .expired, error: reason)
         }
@@ -370,7 +349,7 @@ public actor DispatchStore {
     /// Puts a request back in the queue. `countAttempt: false` undoes the count made at claim (the call never
     /// happened, or failed for a reason that is not the request's). `mayHaveBeenBilled`: its call was cut off
     /// mid-way (the run stopped), so its reservation stays counted as an unsettled charge.
-    func release(
+    public func release(
         _ request: ClaimedRequest, countAttempt: Bool, attempt: AttemptRecord?, reason: String?, notBefore: Int64? = nil,
         mayHaveBeenBilled: Bool = false, now: Int64 = 0
     ) throws {
@@ -383,11 +362,11 @@ public actor DispatchStore {
 
     /// Replaces this worker's reservation for a request with `amount` (its call moved to another model), if
     /// that fits under its caps. False when it does not; the request then holds no reservation and must be released.
-    func moveReservation(_ request: ClaimedRequest, to amount: Money, now: Int64, simulated: Bool) throws -> Bool {
+    public func moveReservation(_ request: ClaimedRequest, to amount: Money, now: Int64, simulated: Bool) throws -> Bool {
         try database.writeTransaction {
             guard let old = try dropReservation(request.id) else { return false }
             let month = BudgetMonth(containing: old.reservedAt)
-            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            var admission = try Ledger(database: database).admission(for: [(old.project, request.jobID)], month: month, simulated: simulated)
             guard case .reserve = try admission.decide(amount: amount, job: request.jobID, project: old.project) else { return false }
             try insertReservation(request.id, job: request.jobID, project: old.project, month: month, simulated: simulated, amount: amount, at: old.reservedAt)
             return true
@@ -395,7 +374,7 @@ public actor DispatchStore {
     }
 
     /// Moves a request's plan to another model (fallback).
-    func replan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {
+    public func replan(_ request: Int64, model: String, mode: DispatchMode, cost: Money, latestStart: Int64) throws {
         try database.writeTransaction { try movePlan(request, model: model, mode: mode, cost: cost, latestStart: latestStart) }
     }
 
@@ -412,7 +391,7 @@ public actor DispatchStore {
     }
 
     /// Models this request should not be tried on again: any that refused it, and any that failed it `threshold` times.
-    func exhaustedModels(for request: Int64, threshold: Int) throws -> Set<String> {
+    public func exhaustedModels(for request: Int64, threshold: Int) throws -> Set<String> {
         Set(try database.statement("""
             SELECT model FROM attempts WHERE request_id = ? AND outcome IN ('retryable', 'model_refused')
             GROUP BY model HAVING sum(outcome = 'model_refused') > 0 OR count(*) >= ?
@@ -420,7 +399,7 @@ public actor DispatchStore {
     }
 
     /// Retryable failures of this request on this model so far.
-    func failures(on model: String, request: Int64) throws -> Int {
+    public func failures(on model: String, request: Int64) throws -> Int {
         Int(try database.scalarInt(
             "SELECT count(*) FROM attempts WHERE request_id = ? AND model = ? AND outcome = 'retryable'", [.integer(request), .text(model)]) ?? 0)
     }
@@ -474,7 +453,7 @@ public actor DispatchStore {
     /// Requests not started whose plan is on a model this run cannot call at all (its provider has no key: a plan
     /// made with --simulate, or before a key was unset) lose that plan, so the run plans them again on what it can
     /// use. Returns how many.
-    func unplanStranded(onModels models: [String], job: Int64?) throws -> Int {
+    public func unplanStranded(onModels models: [String], job: Int64?) throws -> Int {
         guard !models.isEmpty else { return 0 }
         return try database.writeTransaction {
             let stranded = try database.statement("""
@@ -488,28 +467,10 @@ public actor DispatchStore {
         }
     }
 
-    struct Remaining: Sendable {
-        /// Queued or waiting requests whose plan is on a usable model.
-        var dispatchable: Int
-        /// The soonest moment something becomes claimable (a retry time or a lease expiry).
-        var soonest: Int64?
-        /// Requests running under any lease.
-        var running: Int
-        /// Queued requests planned on models that cannot be used now (providers disabled or paused).
-        var blocked: Int
-        /// Queued requests with no plan (no eligible model had room before the deadline).
-        var unplanned: Int
-        /// Requests held by a budget cap.
-        var held: Int
-        /// Requests in batches sent to a provider, not counted in `running` when the run does not wait for them.
-        var inBatches = 0
-        /// Batches with a step left for this run: to send, to poll, or results to store.
-        var openBatches = 0
-    }
 
     /// `waitForBatches: false` leaves requests in batches already at a provider out of `running` (a run that
     /// does not wait for them); requests in batches whose model cannot be used now are always left out.
-    func remaining(job: Int64?, excludedModels: [String], waitForBatches: Bool = true) throws -> Remaining {
+    public func remaining(job: Int64?, excludedModels: [String], waitForBatches: Bool = true) throws -> WorkRemaining {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         let queue = try database.statement("""
             SELECT sum(l.model NOT IN (SELECT value FROM json_each(?2))), sum(l.model IN (SELECT value FROM json_each(?2)))
@@ -537,33 +498,33 @@ public actor DispatchStore {
             SELECT count(*) FROM batches WHERE state != 'done' AND model NOT IN (SELECT value FROM json_each(?2))
                 AND (?1 = 1 OR state != 'created')
             """, [.int(waitForBatches ? 1 : 0), .text(excluded)]) ?? 0
-        return Remaining(
+        return WorkRemaining(
             dispatchable: Int(queue?.0 ?? 0), soonest: soonest, running: (running?.0 ?? 0) - Int(inBatches?.1 ?? 0), blocked: Int(queue?.1 ?? 0),
             unplanned: Int(unplanned), held: Int(held ?? 0), inBatches: inBatches?.0 ?? 0, openBatches: Int(openBatches))
     }
 
     /// Requests in scope that are in batches (to be sent, at a provider, or with results to store).
-    func requestsInBatches(job: Int64?) throws -> Int {
+    public func requestsInBatches(job: Int64?) throws -> Int {
         Int(try database.scalarInt("""
             SELECT count(*) FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE ?1 IS NULL OR r.job_id = ?1
             """, [.optionalInt64(job)]) ?? 0)
     }
 
     /// Jobs in scope with requests waiting for a plan.
-    func jobsNeedingPlans(job: Int64?) throws -> [Int64] { try lifecycle.jobsNeedingPlans(job: job) }
+    public func jobsNeedingPlans(job: Int64?) throws -> [Int64] { try lifecycle.jobsNeedingPlans(job: job) }
 
     /// Jobs in scope with requests that have not started, planned or not.
-    func jobsNotStarted(job: Int64?) throws -> [Int64] { try lifecycle.jobsNotStarted(job: job) }
+    public func jobsNotStarted(job: Int64?) throws -> [Int64] { try lifecycle.jobsNotStarted(job: job) }
 
     /// Plans those jobs' requests that have not started, together, beside what other jobs' plans hold.
     /// Returns how many requests were placed.
-    func planJobs(_ request: JobPlanning.Request) throws -> Int {
+    public func planJobs(_ request: PlanningRequest) throws -> Int {
         let outcome = try JobPlanning(database: database).plan(request)
         return outcome.plan.count - outcome.plan.unplaced
     }
 
     /// Requests in scope by state, for the start and end of a run.
-    func stateCounts(job: Int64?) throws -> [RequestState: Int] {
+    public func stateCounts(job: Int64?) throws -> [RequestState: Int] {
         var counts: [RequestState: Int] = [:]
         try database.statement("SELECT state, count(*) FROM requests WHERE (?1 IS NULL OR job_id = ?1) GROUP BY state")
             .forEachRow([.optionalInt64(job)]) { row in
@@ -571,4 +532,9 @@ public actor DispatchStore {
             }
         return counts
     }
+}
+
+extension DispatchStore: RequestQueue, PlanBook, BatchBook {
+    /// This database as a run works on it: its queue, plans and batches, all kept by this one actor.
+    public nonisolated var storage: RunStorage { RunStorage(queue: self, plans: self, batches: self) }
 }

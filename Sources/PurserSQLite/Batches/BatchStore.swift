@@ -1,132 +1,18 @@
 import Foundation
+import PurserCore
 import SQLiteStore
-
-/// A batch as stored: where it is in its state machine and every provider id known so far.
-public struct BatchRow: Sendable {
-    public enum State: String, Sendable {
-        case planned, uploaded, created, ended, done
-    }
-
-    public var id: Int64
-    public var key: String
-    public var provider: String
-    public var model: String
-    /// The batch API's dialect.
-    public var dialect: Provider.Dialect
-    public var simulated: Bool
-    public var state: State
-    public var requestCount: Int
-    public var plannedAt: Int64
-    public var createStartedAt: Int64?
-    public var submittedAt: Int64?
-    public var pullBackAt: Int64
-    public var nextPollAt: Int64?
-    public var cancelRequestedAt: Int64?
-    public var inputFileID: String?
-    public var providerBatchID: String?
-    public var providerStatus: String?
-    public var outputFileID: String?
-    public var errorFileID: String?
-    public var resultsURL: String?
-    /// Provider batches found to be another database's while looking for this one after a crash.
-    public var foreignCandidates: Set<String> = []
-    /// When an upload of the input was started (a run that died after it may have left the file at the provider).
-    public var uploadStartedAt: Int64?
-
-    /// The lease owner of the requests it holds, and of their reservations.
-    public var owner: String { BatchRow.owner(id) }
-    static func owner(_ id: Int64) -> String { "batch:\(id)" }
-
-    /// The provider's status as the API client reads results from it.
-    var status: BatchStatus {
-        BatchStatus(phase: .ended, providerStatus: providerStatus ?? "ended", outputFileID: outputFileID, errorFileID: errorFileID, resultsURL: resultsURL)
-    }
-}
-
-/// A request in a batch, as the run needs it to decide what a result line means.
-public struct BatchMember: Sendable {
-    public var requestID: Int64
-    public var jobID: Int64
-    public var customID: String
-    public var needs: RequestNeeds
-    public var referenceModel: String?
-    public var deadlineAt: Int64
-    public var maxCost: Money?
-    public var attempts: Int
-
-    var plannable: PlannableRequest {
-        PlannableRequest(id: requestID, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)
-    }
-}
-
-/// What becomes of a request after its batch line was read.
-public enum BatchDecision: Sendable {
-    case succeed(ProviderResponse, cost: Money, baseline: Money)
-    /// Planned again (a later batch, or live if the deadline is near), this try counted.
-    case replan(String)
-    /// Planned again for a live call (the batch expired on it, or was cancelled to meet its deadline).
-    case replanLive(String)
-    /// Served live on another model next (this one refused it).
-    case move(model: String, mode: DispatchMode, cost: Money, reason: String)
-    case fail(String)
-}
-
-/// The provider's ids of a batch's requests: the database's id, the batch's and the request's
-/// (`3f9a1c2b7d4e5f60_12_34567`), which fits Anthropic's `^[a-zA-Z0-9_-]{1,64}$` and is unique to this database
-/// and batch, so that a batch of another database on the same key is never taken for this one's. Results are
-/// joined on it, never by order. Batches stored before this form was used have `r` and the request id.
-enum BatchInput {
-    static func providerCustomID(database: String, batch: Int64, request: Int64) -> String { "\(database)_\(batch)_\(request)" }
-
-    /// The request a results line names, when the line is of this database's batch `batch` (or of a batch stored
-    /// before custom ids named their database, `r` and the request id).
-    static func requestID(inCustomID customID: String, database: String, batch: Int64) -> Int64? {
-        if customID.hasPrefix("r") { return Int64(customID.dropFirst()) }
-        let prefix = "\(database)_\(batch)_"
-        guard customID.hasPrefix(prefix) else { return nil }
-        return Int64(customID.dropFirst(prefix.count))
-    }
-
-    /// True when a line with this custom id belongs to this database's batch `batch`.
-    static func isOf(_ customID: String, database: String, batch: Int64) -> Bool {
-        customID.hasPrefix("\(database)_\(batch)_")
-    }
-
-    /// The provider's dialect for batch bodies.
-    static func batchProvider(_ provider: Provider) -> Provider {
-        var batchProvider = provider
-        batchProvider.dialect = provider.batchDialect ?? provider.dialect
-        return batchProvider
-    }
-
-    /// The API limits a batch is cut to (requests, and bytes of input with room to spare).
-    static func limits(_ dialect: Provider.Dialect) -> (requests: Int, bytes: Int) {
-        switch dialect {
-        case .openai: return (50_000, 190_000_000)
-        case .anthropic: return (100_000, 240_000_000)
-        }
-    }
-}
 
 /// The batch side of the dispatch store: every batch step is one transaction here, and every change of a
 /// request's state goes through `RequestLifecycle`.
 extension DispatchStore {
     // MARK: - Forming batches
 
-    struct FormedBatches: Sendable, BudgetTally {
-        var batches: [BatchRow] = []
-        var held = 0
-        var holdReasons: [String: String] = [:]
-        var waitingForBudget = 0
-        /// The caps looked at, with the batches' reservations added.
-        var capUses: [CapUse] = []
-    }
 
     /// Puts ready requests planned for batch mode into new batches, one model per batch, cut to the API's limits,
     /// in deadline order. Each request's worst case at batch prices is reserved under its caps in the same
     /// transaction (the batch's requests are then `running` under the batch's lease), or it is held or left for
     /// later, as for a live call. Requests whose provider cannot take batches any more are planned again.
-    func formBatches(
+    public func formBatches(
         now: Int64, job: Int64?, excludedModels: [String], simulated: Bool, catalog: PricingCatalog
     ) throws -> FormedBatches {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
@@ -144,7 +30,7 @@ extension DispatchStore {
             }
             var formed = FormedBatches()
             let month = BudgetMonth(containing: now)
-            var admission = Admission(ledger: Ledger(database: database), month: month, simulated: simulated)
+            var admission = try Ledger(database: database).admission(for: candidates.map { ($0.project, $0.job) }, month: month, simulated: simulated)
             let timing = catalog.tiers.batch
             var unbatchable: [Int64] = []
             var start = 0
@@ -211,7 +97,7 @@ extension DispatchStore {
 
     /// Open batches due for a step (a send, a poll, their results, a pull-back), which this run takes the lease
     /// of: unowned ones, its own, those whose lease lapsed, and those of a process on this host that is gone.
-    func batchesToAdvance(now: Int64, leaseUntil: Int64) throws -> [BatchRow] {
+    public func batchesToAdvance(now: Int64, leaseUntil: Int64) throws -> [BatchRow] {
         try database.writeTransaction {
             let due = try database.statement("""
                 SELECT id, owner, lease_expires_at FROM batches
@@ -232,7 +118,7 @@ extension DispatchStore {
     }
 
     /// When the next batch step falls due (a poll, a pull-back), or nil when no batch is open.
-    func nextBatchStep() throws -> Int64? {
+    public func nextBatchStep() throws -> Int64? {
         try database.statement("""
             SELECT min(min(coalesce(next_poll_at, 0),
                 CASE WHEN state = 'created' AND cancel_requested_at IS NULL THEN pull_back_at ELSE 9223372036854775807 END))
@@ -241,7 +127,7 @@ extension DispatchStore {
     }
 
     /// Open batches with their expected ends, oldest first, for progress.
-    func openBatchProgress(job: Int64?, now: Int64, window: Int64) throws -> [OpenBatchProgress] {
+    public func openBatchProgress(job: Int64?, now: Int64, window: Int64) throws -> [OpenBatchProgress] {
         let history = try JobPlanning.batchCompletion(database)
         return try database.statement("""
             SELECT b.id, b.provider, b.model, b.submitted_at, count(m.request_id) FROM batches b JOIN batch_requests m ON m.batch_id = b.id
@@ -257,19 +143,19 @@ extension DispatchStore {
     }
 
     /// Open batches and the requests they hold, for progress and `status`.
-    func openBatches() throws -> (batches: Int, requests: Int) {
+    public func openBatches() throws -> (batches: Int, requests: Int) {
         try database.statement("SELECT count(*), coalesce(sum(request_count), 0) FROM batches WHERE state != 'done'")
             .firstRow { ($0.int(0), $0.int(1)) } ?? (0, 0)
     }
 
     /// Provider batch ids already stored, so a batch found again after a crash is never adopted twice.
-    func knownProviderBatchIDs(provider: String) throws -> Set<String> {
+    public func knownProviderBatchIDs(provider: String) throws -> Set<String> {
         Set(try database.statement("SELECT provider_batch_id FROM batches WHERE provider = ? AND provider_batch_id IS NOT NULL")
             .rows([.text(provider)]) { $0.text(0) })
     }
 
     /// A provider batch looked at for `id` after a crash and found to be another database's: never taken for it.
-    func recordForeignCandidate(_ id: Int64, providerBatchID: String) throws {
+    public func recordForeignCandidate(_ id: Int64, providerBatchID: String) throws {
         try database.writeTransaction {
             let known = try BatchStore.foreignCandidates(
                 try database.scalarText("SELECT foreign_candidates FROM batches WHERE id = ?", [.integer(id)]), batch: id)
@@ -281,7 +167,7 @@ extension DispatchStore {
 
     /// Writes the batch's input to `file`: JSONL lines for OpenAI-style APIs, the `{"requests": [...]}` body for
     /// Anthropic's. Bodies are translated to the batch dialect and named for the batch's model. Returns the bytes.
-    func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) throws -> Int {
+    public func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) throws -> Int {
         guard let model = catalog.model(id: batch.model), let provider = catalog.providers[batch.provider] else {
             throw Problem("batch \(batch.id): its model \(batch.model) is no longer in the pricing tables")
         }
@@ -320,7 +206,7 @@ extension DispatchStore {
     }
 
     /// The calls a simulated batch stands for, by its provider batch id, each with its provider custom id.
-    func batchCalls(providerBatchID: String, catalog: PricingCatalog) throws -> [(customID: String, call: ProviderCall)] {
+    public func batchCalls(providerBatchID: String, catalog: PricingCatalog) throws -> [(customID: String, call: ProviderCall)] {
         guard let batch = try database.statement("SELECT id FROM batches WHERE provider_batch_id = ?").firstRow([.text(providerBatchID)], { $0.int64(0) }),
             let row = try self.batch(batch), let model = catalog.model(id: row.model), let provider = catalog.providers[row.provider]
         else { return [] }
@@ -350,7 +236,7 @@ extension DispatchStore {
         }
     }
 
-    func recordBatchUpload(_ id: Int64, fileID: String) throws {
+    public func recordBatchUpload(_ id: Int64, fileID: String) throws {
         try database.writeTransaction {
             try database.statement("""
                 UPDATE batches SET state = 'uploaded', input_file_id = ?, last_error = NULL, next_poll_at = NULL WHERE id = ? AND state = 'planned'
@@ -360,20 +246,20 @@ extension DispatchStore {
     }
 
     /// Written before the upload, so that a run that dies during it looks for the file before uploading another.
-    func recordBatchUploadStarted(_ id: Int64, now: Int64) throws {
+    public func recordBatchUploadStarted(_ id: Int64, now: Int64) throws {
         try database.writeTransaction {
             try database.statement("UPDATE batches SET upload_started_at = ? WHERE id = ? AND upload_started_at IS NULL").execute([.integer(now), .integer(id)])
         }
     }
 
     /// Written before the create call, so that a run that dies during it looks for the batch before creating another.
-    func recordBatchCreateStarted(_ id: Int64, now: Int64) throws {
+    public func recordBatchCreateStarted(_ id: Int64, now: Int64) throws {
         try database.writeTransaction {
             try database.statement("UPDATE batches SET create_started_at = ? WHERE id = ?").execute([.integer(now), .integer(id)])
         }
     }
 
-    func recordBatchCreated(_ id: Int64, providerBatchID: String, now: Int64, nextPoll: Int64) throws {
+    public func recordBatchCreated(_ id: Int64, providerBatchID: String, now: Int64, nextPoll: Int64) throws {
         try database.writeTransaction {
             try database.statement("""
                 UPDATE batches SET state = 'created', provider_batch_id = ?, submitted_at = ?, next_poll_at = ?, provider_status = 'submitted',
@@ -384,7 +270,7 @@ extension DispatchStore {
     }
 
     /// A poll's answer: still running (polled again at `nextPoll`), or ended with where its results are.
-    func recordBatchPoll(_ id: Int64, status: BatchStatus, now: Int64, nextPoll: Int64) throws {
+    public func recordBatchPoll(_ id: Int64, status: BatchStatus, now: Int64, nextPoll: Int64) throws {
         try database.writeTransaction {
             if status.phase == .ended {
                 try database.statement("""
@@ -408,7 +294,7 @@ extension DispatchStore {
         }
     }
 
-    func recordBatchCancelRequested(_ id: Int64, now: Int64) throws {
+    public func recordBatchCancelRequested(_ id: Int64, now: Int64) throws {
         try database.writeTransaction {
             try database.statement("UPDATE batches SET cancel_requested_at = ?, next_poll_at = ? WHERE id = ?")
                 .execute([.integer(now), .integer(now), .integer(id)])
@@ -416,7 +302,7 @@ extension DispatchStore {
     }
 
     /// A step that failed (the API refused or could not be reached): tried again at `retryAt`.
-    func recordBatchError(_ id: Int64, message: String, retryAt: Int64) throws {
+    public func recordBatchError(_ id: Int64, message: String, retryAt: Int64) throws {
         try database.writeTransaction {
             try database.statement("UPDATE batches SET last_error = ?, next_poll_at = ? WHERE id = ?")
                 .execute([.text(message), .integer(retryAt), .integer(id)])
@@ -424,13 +310,13 @@ extension DispatchStore {
     }
 
     /// Hands the batch back so another run may advance it at once (this one is stopping).
-    func releaseBatchLeases() throws {
+    public func releaseBatchLeases() throws {
         try database.writeTransaction {
             try database.statement("UPDATE batches SET owner = NULL, lease_expires_at = NULL WHERE owner = ?").execute([.text(owner)])
         }
     }
 
-    func extendBatchLeases(until: Int64) throws {
+    public func extendBatchLeases(until: Int64) throws {
         try database.writeTransaction {
             try database.statement("UPDATE batches SET lease_expires_at = ? WHERE owner = ? AND state != 'done'").execute([.integer(until), .text(owner)])
         }
@@ -438,16 +324,12 @@ extension DispatchStore {
 
     // MARK: - Results
 
-    struct BatchResultCounts: Sendable {
-        var succeeded = 0, failed = 0, replanned = 0, moved = 0, late = 0
-        var spend = Money.zero
-    }
 
     /// Stores one chunk of a batch's result lines in one transaction. Each line is joined to its request by its
     /// provider custom id; a line whose request is no longer in the batch (stored already, or taken back to be
     /// served live) stores nothing, so reading the results again after a crash stores nothing twice. A late
     /// answer for a request taken back stays counted as unsettled, at its real cost: the provider billed it.
-    func applyBatchResults(
+    public func applyBatchResults(
         _ batch: BatchRow, lines: [(line: BatchResultLine, member: BatchMember?, decision: BatchDecision?)], now: Int64, catalog: PricingCatalog
     ) throws -> BatchResultCounts {
         try database.writeTransaction {
@@ -527,7 +409,7 @@ extension DispatchStore {
     }
 
     /// The reasons a batch failed at the provider, by input line (1-based; 0 for the batch as a whole).
-    func batchErrors(_ id: Int64) throws -> [Int: String] {
+    public func batchErrors(_ id: Int64) throws -> [Int: String] {
         // Written by `recordBatchPoll` from the provider's answer: text that does not read back is an error.
         guard let text = try database.scalarText("SELECT provider_errors FROM batches WHERE id = ?", [.integer(id)]),
             let errors = try JSONParser.parse(text).arrayValue
@@ -541,23 +423,14 @@ extension DispatchStore {
         return byLine
     }
 
-    /// What the provider may have done with the requests a batch still holds when it is closed.
-    enum Unanswered: Sendable {
-        /// Nothing was billed for them (the batch was never sent, was refused, or failed validation).
-        case notBilled
-        /// The batch ended and gave no line for them (a line cut off, or too long to read): the provider may have
-        /// answered and billed them, so their worst case stays counted as unsettled. Each batch a request went into
-        /// was an attempt: at `maximumAttempts` it fails rather than go into another.
-        case mayBeBilled(maximumAttempts: Int, now: Int64)
-    }
 
     /// Ends a batch whose results were all read: requests it still holds (no line came back for them, or the
     /// batch failed validation) are planned again with the reason. After a failed validation they go live
     /// (`liveOnly`), where each call gets an answer of its own, rather than into another batch the API may refuse
     /// the same way. Returns how many were planned again (and, of those given up on, how many failed).
     @discardableResult
-    func finishBatch(
-        _ batch: BatchRow, reason: String, lineErrors: [Int: String], liveOnly: Bool = false, unanswered: Unanswered = .notBilled
+    public func finishBatch(
+        _ batch: BatchRow, reason: String, lineErrors: [Int: String], liveOnly: Bool = false, unanswered: UnansweredLines = .notBilled
     ) throws -> (replanned: Int, failed: Int) {
         try database.writeTransaction {
             var failed = 0
@@ -595,7 +468,7 @@ extension DispatchStore {
     /// Takes every request out of a batch the provider has not ended in time, to be served live: they may still be
     /// answered (and billed) by the batch, so their reservations stay counted, as unsettled charges, until its
     /// results say. Returns how many.
-    func detachBatch(_ batch: BatchRow, now: Int64, reason: String) throws -> Int {
+    public func detachBatch(_ batch: BatchRow, now: Int64, reason: String) throws -> Int {
         try database.writeTransaction {
             let members = try database.statement("SELECT request_id FROM batch_requests WHERE batch_id = ?").rows([.integer(batch.id)]) { $0.int64(0) }
             try Ledger(database: database).unsettle(requests: members, now: now)
@@ -607,14 +480,14 @@ extension DispatchStore {
 
     /// A batch that was never sent (its pull-back came first, or its input could not be written): its requests
     /// are planned again and it is closed.
-    func abandonBatch(_ batch: BatchRow, reason: String) throws -> Int {
+    public func abandonBatch(_ batch: BatchRow, reason: String) throws -> Int {
         try finishBatch(batch, reason: reason, lineErrors: [:]).replanned
     }
 
     /// The requests a chunk of result lines names that are still in the batch, by provider custom id (one query).
     /// A line names a member only by the exact custom id stored for it in this batch: a line of another batch or
     /// another database's batch matches none.
-    func batchMembers(_ batch: Int64, providerCustomIDs: [String]) throws -> [String: BatchMember] {
+    public func batchMembers(_ batch: Int64, providerCustomIDs: [String]) throws -> [String: BatchMember] {
         let ids = providerCustomIDs.compactMap { BatchInput.requestID(inCustomID: $0, database: databaseID, batch: batch) }
         var members: [String: BatchMember] = [:]
         try database.statement("""
@@ -669,27 +542,6 @@ extension DispatchStore {
                 providerStatus: row.optionalText(16), outputFileID: row.optionalText(17), errorFileID: row.optionalText(18), resultsURL: row.optionalText(19),
                 foreignCandidates: Set(try BatchStore.foreignCandidates(row.optionalText(20), batch: row.int64(0))),
                 uploadStartedAt: row.optionalInt64(21))
-        }
-    }
-}
-
-extension BatchResultLine.Outcome {
-    /// How the line is recorded among the attempts: its outcome and HTTP status.
-    var attemptWords: (outcome: String, status: Int?) {
-        switch self {
-        case .succeeded(let response): return ("succeeded", response.statusCode)
-        case .failed(let failure): return (failure.kind.rawValue, failure.status)
-        case .expired: return ("expired", nil)
-        case .cancelled: return ("cancelled", nil)
-        }
-    }
-
-    /// True when the provider answered the line (a 2xx), so billed it, whether or not the answer could be read.
-    var wasAnswered: Bool {
-        switch self {
-        case .succeeded: return true
-        case .failed(let failure): return (200..<300).contains(failure.status ?? 0)
-        case .expired, .cancelled: return false
         }
     }
 }

@@ -1,0 +1,25 @@
+import PurserCore
+import SQLiteStore
+
+/// One Purser database as a front end opens it: its books, each over the one connection. The front ends never see
+/// the connection itself, so they cannot write SQL; what they may do is what the books offer.
+public struct StoreFile {
+    let database: Database
+
+    /// Opens the database at `path`, creating it and its schema if needed.
+    public static func open(path: String) throws -> StoreFile { StoreFile(database: try PurserDatabase.open(path: path)) }
+
+    /// Opens an existing database to read it, writing nothing (so it works in a read-only folder).
+    public static func openForReading(path: String) throws -> StoreFile { StoreFile(database: try PurserDatabase.openForReading(path: path)) }
+
+    public var jobs: JobStore { JobStore(database: database) }
+    public var results: ResultStore { ResultStore(database: database) }
+    public var ledger: Ledger { Ledger(database: database) }
+    public var reports: ReportStore { ReportStore(database: database) }
+    public var plans: PlanStore { PlanStore(database: database) }
+    public var planning: JobPlanning { JobPlanning(database: database) }
+
+    public func submitter(catalog: PricingCatalog, clock: WallClock) -> JobSubmitter {
+        JobSubmitter(database: database, catalog: catalog, clock: clock)
+    }
+}
