@@ -81,6 +81,9 @@ public enum Purser {
                 "Error: \(rejected.file) has \(rejected.totalBadLines) bad line\(rejected.totalBadLines == 1 ? "" : "s"); nothing was stored. "
                     + "Fix \(rejected.totalBadLines == 1 ? "it" : "them"), or pass --skip-invalid to store the good lines and keep the rejects on the job.")
             return 1
+        case let unknown as UnknownJob:
+            console.error("Error: no job '\(unknown.reference)'; 'purser status' lists the jobs")
+            return 1
         case let invalid as PricingTablesInvalid:
             console.error(invalid.description)
             console.error("Error: the pricing tables have \(invalid.problems.count) problem\(invalid.problems.count == 1 ? "" : "s"); fix them and run 'purser pricing validate'.")
@@ -147,13 +150,6 @@ struct CommandContext {
             throw Problem("no pricing tables at \(directory); pass --pricing DIR (or PURSER_PRICING) naming a folder of tables, or neither to use the built-in ones")
         }
         return try PricingCatalog.load(directory: directory)
-    }
-
-    func job(_ reference: String, store: JobStore) throws -> Job {
-        guard let job = try store.job(reference: reference) else {
-            throw Problem("no job '\(reference)'; 'purser status' lists the jobs")
-        }
-        return job
     }
 
     func printJSON(_ value: JSONValue) { console.print(JSONWriter.string(value, pretty: true)) }

@@ -90,63 +90,56 @@ enum BudgetCommand {
         guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget show' takes no amount.", spec: spec) }
         if arguments.value("job") != nil { throw UsageError(message: "--job is for set and clear; 'budget show' lists every cap.", spec: spec) }
         let month = try self.month(arguments) ?? BudgetMonth(containing: context.clock.now())
-        let database = try context.openDatabaseForReading(arguments)
-        let ledger = database.ledger
-        var uses = try ledger.capsInForce(month: month, simulated: false)
-        if let project = arguments.value("project") {
-            uses = uses.filter { if case .project(project, _) = $0.scope { true } else { false } }
+        let report = try context.openDatabaseForReading(arguments).workspace.budgetReport(month: month, project: arguments.value("project"))
+        if arguments.flag("json") { context.printJSON(json(report)) } else { render(report, console: context.console) }
+        return 0
+    }
+
+    static func json(_ report: BudgetReport) -> JSONValue {
+        .object(JSONObject([
+            "month": .string(report.month.description),
+            "caps": .array(report.caps.map { use in
+                var members = use.jsonMembers
+                if let rehearsal = report.rehearsals.first(where: { $0.scope == use.scope }) {
+                    members.append(.init(key: "simulated", value: .object(JSONObject(rehearsal.jsonMembers))))
+                }
+                return .object(JSONObject(members))
+            }),
+            "budgets": .array(report.budgets.map { budget in
+                .object(JSONObject([
+                    "project": .string(budget.project), "month": budget.month.map { .string($0.description) } ?? .null,
+                    "cap_usd": budget.cap.jsonUSD, "warn_percent": .number(String(budget.warnPercent)),
+                ]))
+            }),
+        ]))
+    }
+
+    static func render(_ report: BudgetReport, console: Console) {
+        guard !report.caps.isEmpty || !report.budgets.isEmpty else {
+            console.print("No budgets. Set one with: purser budget set 100 (USD, every month, project default)")
+            return
         }
-        let rehearsals = try ledger.hasSimulatedSpending() ? try ledger.capsInForce(month: month, simulated: true) : []
-        let budgets = try ledger.budgets().filter { arguments.value("project") == nil || $0.project == arguments.value("project") }
-        if arguments.flag("json") {
-            context.printJSON(.object(JSONObject([
-                "month": .string(month.description),
-                "caps": .array(uses.map { use in
-                    var members = use.jsonMembers
-                    if let rehearsal = rehearsals.first(where: { $0.scope == use.scope }) {
-                        members.append(.init(key: "simulated", value: .object(JSONObject(rehearsal.jsonMembers))))
-                    }
-                    return .object(JSONObject(members))
-                }),
-                "budgets": .array(budgets.map { budget in
-                    .object(JSONObject([
-                        "project": .string(budget.project), "month": budget.month.map { .string($0.description) } ?? .null,
-                        "cap_usd": budget.cap.jsonUSD, "warn_percent": .number(String(budget.warnPercent)),
-                    ]))
-                }),
-            ])))
-            return 0
-        }
-        guard !uses.isEmpty || !budgets.isEmpty else {
-            context.console.print("No budgets. Set one with: purser budget set 100 (USD, every month, project default)")
-            return 0
-        }
-        context.console.print("caps in force for \(month) (UTC):")
+        console.print("caps in force for \(report.month) (UTC):")
         // Unsettled calls get a column only when there are any.
-        let showUnsettled = uses.contains { $0.unsettled > .zero }
+        let showUnsettled = report.caps.contains { $0.unsettled > .zero }
         var table = TextTable(
             headers: ["cap", "limit", "charged"] + (showUnsettled ? ["unsettled"] : []) + ["reserved", "left", "used", ""],
             rightAligned: Set(1...(showUnsettled ? 6 : 5)))
-        for use in uses {
+        for use in report.caps {
             table.rows.append([use.scopeName, use.cap.formatted, use.charged.formatted] + (showUnsettled ? [use.unsettled.formatted] : []) + [
                 use.reserved.formatted, use.left.formatted, percentText(use.usedBasisPoints),
                 use.used > use.cap ? "over" : use.isPastWarning ? "past \(use.warnPercent)% warning" : "",
             ])
         }
-        context.console.print(table.render())
-        let unsettled = try ledger.unsettledTotal(simulated: false)
-        if unsettled.calls > 0 {
-            context.console.print(unsettledLine(calls: unsettled.calls, amount: unsettled.amount))
+        console.print(table.render())
+        if report.unsettled.calls > 0 { console.print(unsettledLine(calls: report.unsettled.calls, amount: report.unsettled.amount)) }
+        for rehearsal in report.rehearsals where rehearsal.used > .zero { console.print(line(rehearsal, simulated: true)) }
+        if report.held > 0 { console.print("\(count(report.held, "request")) held by caps; raise a cap with 'purser budget set' to release them") }
+        console.print()
+        console.print("budgets:")
+        for budget in report.budgets {
+            console.print("  project \(budget.project): \(budget.cap.formatted) for \(budget.periodText), warning at \(budget.warnPercent)%")
         }
-        for rehearsal in rehearsals where rehearsal.used > .zero { context.console.print(line(rehearsal, simulated: true)) }
-        let held = try database.jobs.heldCount()
-        if held > 0 { context.console.print("\(count(held, "request")) held by caps; raise a cap with 'purser budget set' to release them") }
-        context.console.print()
-        context.console.print("budgets:")
-        for budget in budgets {
-            context.console.print("  project \(budget.project): \(budget.cap.formatted) for \(budget.periodText), warning at \(budget.warnPercent)%")
-        }
-        return 0
     }
 
     /// "project default's budget for 2026-11 (UTC): 12.5% used, $1.20 charged + $0.05 reserved of $10.00, $8.75 left".
@@ -170,7 +163,7 @@ enum BudgetCommand {
         if arguments.value("project") != nil || arguments.value("month") != nil {
             throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: spec)
         }
-        let job = try context.job(reference, store: database.jobs)
+        let job = try database.workspace.job(reference)
         let released = try database.ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
         context.console.print(
             "job \(job.id) (\(job.name)) " + (cap.map { "is capped at \($0.formatted)" } ?? "has no cap")

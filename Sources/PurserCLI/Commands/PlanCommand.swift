@@ -15,8 +15,7 @@ enum PlanCommand {
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let database = try context.openExistingDatabase(arguments)
-        let store = database.jobs
-        let job = try context.job(arguments.positionals[0], store: store)
+        let job = try database.workspace.job(arguments.positionals[0])
         let explained = arguments.value("explain")
         var request = PlanningRequest(
             jobs: [job.id], catalog: catalog,

@@ -71,13 +71,7 @@ enum PricingCommand {
             throw UsageError(message: "Missing expected argument '<file>' (LiteLLM's model_prices_and_context_window.json).", spec: spec)
         }
         let path = arguments.positionals[1]
-        guard let bytes = FileManager.default.contents(atPath: path) else { throw Problem("cannot read \(path)") }
-        let document: JSONValue
-        do {
-            document = try JSONParser.parse(Array(bytes))
-        } catch {
-            throw Problem("\(path): invalid JSON at byte \(error.column): \(error.reason)")
-        }
+        let document = try readJSON(path)
         // Quality, limits and speed are kept from the current tables, reference rows included; when they cannot be
         // read the import still runs, and says that nothing was kept.
         var existing: [Model] = []
@@ -107,17 +101,30 @@ enum PricingCommand {
         } else {
             context.console.print(text.trimmingTrailingNewline())
         }
-        let console = context.console
+        reportImport(result, from: path, listSkipped: arguments.flag("list-skipped"), console: context.console)
+        return 0
+    }
+
+    static func readJSON(_ path: String) throws -> JSONValue {
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw Problem("cannot read \(path)") }
+        do {
+            return try JSONParser.parse(Array(bytes))
+        } catch {
+            throw Problem("\(path): invalid JSON at byte \(error.column): \(error.reason)")
+        }
+    }
+
+    /// What an import took and what it skipped, grouped by reason (each entry with `listSkipped`).
+    static func reportImport(_ result: LiteLLMImport.Result, from path: String, listSkipped: Bool, console: Console) {
         let rated = result.models.filter { $0.quality > 0 }.count
         console.error("imported \(count(result.models.count, "chat model")) from \(path) (\(rated) with quality kept from the current tables, \(result.models.count - rated) unrated)")
         var reasons: [String: Int] = [:]
         for skipped in result.skipped { reasons[LiteLLMImportSummary.category(skipped.reason), default: 0] += 1 }
-        console.error("skipped \(count(result.skipped.count, "entry", plural: "entries"))" + (arguments.flag("list-skipped") ? ":" : " (--list-skipped lists each):"))
+        console.error("skipped \(count(result.skipped.count, "entry", plural: "entries"))" + (listSkipped ? ":" : " (--list-skipped lists each):"))
         for (reason, number) in reasons.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { console.error("  \(number)  \(reason)") }
-        if arguments.flag("list-skipped") {
+        if listSkipped {
             for skipped in result.skipped { console.error("  \(skipped.entry): \(skipped.reason)") }
         }
-        return 0
     }
 }
 

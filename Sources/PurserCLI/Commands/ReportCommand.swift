@@ -37,7 +37,7 @@ enum ReportCommand {
             }
         }
         let database = try context.openDatabaseForReading(arguments)
-        let job = try arguments.value("job").map { try context.job($0, store: database.jobs).id }
+        let job = try arguments.value("job").map { try database.workspace.job($0).id }
         let query = ReportQuery(month: month, project: arguments.value("project"), job: job, grouping: grouping, simulated: arguments.flag("simulated"))
         let report = try database.reports.report(query, now: now)
         let text: String

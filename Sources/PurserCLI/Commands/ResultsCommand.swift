@@ -22,7 +22,7 @@ enum ResultsCommand {
         let format = arguments.choice("format", as: ResultFormat.self)!
         let only = arguments.choice("only", as: Only.self).map { RequestState(rawValue: $0.rawValue)! }
         let database = try context.openDatabaseForReading(arguments)
-        let job = try context.job(arguments.positionals[0], store: database.jobs)
+        let job = try database.workspace.job(arguments.positionals[0])
         let writer = try arguments.value("output").map(LineWriter.init(path:))
         let write: (String) -> Void = { line in if let writer { writer.write(line) } else { context.console.print(line) } }
         if format == .csv { write(ResultFormat.csvHeader) }
@@ -79,7 +79,7 @@ enum CancelCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
-        let job = try context.job(arguments.positionals[0], store: database.jobs)
+        let job = try database.workspace.job(arguments.positionals[0])
         let (cancelled, running, inBatches) = try database.results.cancel(job: job.id)
         var words = "job \(job.id) \"\(job.name)\": \(count(cancelled, "request")) cancelled"
         if running > inBatches { words += "; \(running - inBatches) running will finish" }
@@ -98,7 +98,7 @@ enum RetryCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
-        let job = try context.job(arguments.positionals[0], store: database.jobs)
+        let job = try database.workspace.job(arguments.positionals[0])
         let queued = try database.results.retry(job: job.id, onlyFailed: arguments.flag("failed"))
         context.console.print("job \(job.id) \"\(job.name)\": \(count(queued, "request")) queued again; 'purser run' plans and serves them")
         return 0

@@ -32,6 +32,25 @@ enum RunCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
+        let options = try options(arguments, context: context)
+        let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
+        let caller: any ModelCaller = options.simulate
+            ? Simulator(speedup: options.simulationSpeedup)
+            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
+        let reporter = RunReporter(console: context.console, json: arguments.flag("json"), quiet: arguments.flag("quiet"), simulated: options.simulate)
+        let dispatcher = Dispatcher(
+            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
+            onEvent: reporter.report)
+        let signals = SignalWatcher { Task { await dispatcher.stop() } }
+        defer { signals.cancel() }
+        let summary = try waitFor { try await dispatcher.run() }
+        guard let trouble = summary.trouble else { return 0 }
+        context.console.error("Error: \(trouble)")
+        return 1
+    }
+
+    /// The run's options from its flags, each number bounded; the database must exist (a run never creates one).
+    static func options(_ arguments: ParsedArguments, context: CommandContext) throws -> RunOptions {
         var options = RunOptions(worker: LeaseOwner.current().description)
         options.simulate = arguments.flag("simulate")
         options.watch = arguments.flag("watch")
@@ -59,27 +78,13 @@ enum RunCommand {
             inFlightPerProvider: try arguments.integer("max-in-flight-per-provider", in: 1...RunOptions.maximumConcurrency))
         let path = context.databasePath(arguments)
         if let reference = arguments.value("job") {
-            let store = try context.openExistingDatabase(arguments).jobs
-            options.job = try context.job(reference, store: store).id
+            options.job = try context.openExistingDatabase(arguments).workspace.job(reference).id
         } else {
             _ = try context.openExistingDatabase(arguments)
         }
         options.recovery = RecoveryFile(databasePath: path)
         options.workFolder = WorkFolder(databasePath: path)
-        let store = try DispatchStore(path: path, owner: options.worker)
-        let caller: any ModelCaller = options.simulate
-            ? Simulator(speedup: options.simulationSpeedup)
-            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
-        let reporter = RunReporter(console: context.console, json: arguments.flag("json"), quiet: arguments.flag("quiet"), simulated: options.simulate)
-        let dispatcher = Dispatcher(
-            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
-            onEvent: reporter.report)
-        let signals = SignalWatcher { Task { await dispatcher.stop() } }
-        defer { signals.cancel() }
-        let summary = try waitFor { try await dispatcher.run() }
-        guard let trouble = summary.trouble else { return 0 }
-        context.console.error("Error: \(trouble)")
-        return 1
+        return options
     }
 }
 

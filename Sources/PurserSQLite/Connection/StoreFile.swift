@@ -23,3 +23,12 @@ public struct StoreFile {
         JobSubmitter(database: database, catalog: catalog, clock: clock)
     }
 }
+
+extension StoreFile {
+    /// The use cases over this database.
+    public var workspace: Workspace { Workspace(jobs: jobs, budgets: ledger, results: results) }
+}
+
+extension JobStore: JobBook {}
+extension Ledger: BudgetBook {}
+extension ResultStore: ResultBook {}

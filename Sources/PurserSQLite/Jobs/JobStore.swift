@@ -115,27 +115,15 @@ public struct JobStore {
             """).rows([.integer(job)]) { ($0.text(0), $0.int(1), $0.int(2)) }
     }
 
-    /// A batch holding requests of a job, as `status` shows it.
-    public struct OpenBatch: Sendable {
-        public var id: Int64
-        public var provider: String
-        public var model: String
-        public var state: String
-        public var providerStatus: String?
-        public var providerBatchID: String?
-        public var requests: Int
-        public var submittedAt: Int64?
-        public var lastError: String?
-    }
 
     /// The batches that hold requests of `job` now.
-    public func openBatches(job: Int64) throws -> [OpenBatch] {
+    public func openBatches(job: Int64) throws -> [BatchSummary] {
         try database.statement("""
             SELECT b.id, b.provider, b.model, b.state, b.provider_status, b.provider_batch_id, count(*), b.submitted_at, b.last_error
             FROM batch_requests m JOIN requests r ON r.id = m.request_id JOIN batches b ON b.id = m.batch_id
             WHERE r.job_id = ? GROUP BY b.id ORDER BY b.id
             """).rows([.integer(job)]) { row in
-            OpenBatch(
+            BatchSummary(
                 id: row.int64(0), provider: row.text(1), model: row.text(2), state: row.text(3), providerStatus: row.optionalText(4),
                 providerBatchID: row.optionalText(5), requests: row.int(6), submittedAt: row.optionalInt64(7), lastError: row.optionalText(8))
         }

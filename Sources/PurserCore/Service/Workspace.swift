@@ -1,0 +1,95 @@
+/// The use cases every front end calls on one database — the CLI today, the service next: each reads or changes
+/// what the books hold and answers in typed values, which the front end renders. Nothing here prints, and nothing
+/// here knows which backend keeps the books.
+public struct Workspace {
+    public let jobs: any JobBook
+    public let budgets: any BudgetBook
+    public let results: any ResultBook
+
+    public init(jobs: any JobBook, budgets: any BudgetBook, results: any ResultBook) {
+        self.jobs = jobs
+        self.budgets = budgets
+        self.results = results
+    }
+
+    /// A job by its number or name.
+    public func job(_ reference: String) throws -> Job {
+        guard let job = try jobs.job(reference: reference) else { throw UnknownJob(reference: reference) }
+        return job
+    }
+
+    /// Every job, or the one named, with what its requests are doing, what it spent, and the caps in force over it
+    /// in the month of `now`.
+    public func status(job reference: String?, now: Int64) throws -> StatusReport {
+        let chosen = try reference.map { [try job($0)] } ?? jobs.jobs()
+        let month = BudgetMonth(containing: now)
+        let caps = try budgets.capsInForce(month: month, simulated: false).filter { use in chosen.contains { use.applies(to: $0) } }
+        let rehearsals = try budgets.hasSimulatedSpending()
+            ? try budgets.capsInForce(month: month, simulated: true).filter { use in use.used > .zero && chosen.contains { use.applies(to: $0) } } : []
+        let rows = try chosen.map { job in
+            let totals = try jobs.planTotals(job: job.id)
+            let spend = try results.spend(job: job.id)
+            return JobStatus(
+                job: job, counts: try jobs.stateCounts(job: job.id), estimated: totals.estimated, baseline: totals.baseline, spent: spend.cost,
+                simulatedResults: spend.simulated, modes: try jobs.modeCounts(job: job.id), batches: try jobs.openBatches(job: job.id),
+                unsettled: try budgets.unsettled(job: job.id, simulated: false),
+                rejections: chosen.count == 1 && job.rejectedCount > 0 ? try jobs.rejections(job: job.id, limit: 20) : [])
+        }
+        return StatusReport(jobs: rows, caps: caps, rehearsals: rehearsals)
+    }
+
+    /// The caps in force in `month` (only `project`'s, when given) and the budgets set, with what counts against them.
+    public func budgetReport(month: BudgetMonth, project: String?) throws -> BudgetReport {
+        let uses = try budgets.capsInForce(month: month, simulated: false).filter { use in
+            guard let project else { return true }
+            if case .project(project, _) = use.scope { return true } else { return false }
+        }
+        return BudgetReport(
+            month: month, caps: uses, rehearsals: try budgets.hasSimulatedSpending() ? try budgets.capsInForce(month: month, simulated: true) : [],
+            budgets: try budgets.budgets().filter { project == nil || $0.project == project },
+            unsettled: try budgets.unsettledTotal(simulated: false), held: try jobs.heldCount())
+    }
+}
+
+/// A job number or name that names no job.
+public struct UnknownJob: Error, Sendable {
+    public var reference: String
+
+    public init(reference: String) { self.reference = reference }
+}
+
+/// What `status` shows: per job, and the caps over them.
+public struct StatusReport: Sendable {
+    public var jobs: [JobStatus]
+    /// The caps in force over these jobs, real money.
+    public var caps: [CapUse]
+    /// The same caps in the rehearsals' ledger, where simulated runs used some.
+    public var rehearsals: [CapUse]
+}
+
+/// One job as `status` shows it.
+public struct JobStatus: Sendable {
+    public var job: Job
+    public var counts: [RequestState: Int]
+    public var estimated: Money
+    public var baseline: Money
+    public var spent: Money
+    /// Results of simulated runs among its results.
+    public var simulatedResults: Int
+    public var modes: [(mode: String, requests: Int, done: Int)]
+    public var batches: [BatchSummary]
+    public var unsettled: (calls: Int, amount: Money)
+    /// The first lines rejected at submit, when one job was asked for.
+    public var rejections: [LineProblem]
+}
+
+/// What `budget show` shows.
+public struct BudgetReport: Sendable {
+    public var month: BudgetMonth
+    public var caps: [CapUse]
+    public var rehearsals: [CapUse]
+    public var budgets: [Budget]
+    public var unsettled: (calls: Int, amount: Money)
+    /// Requests held by caps, in every job.
+    public var held: Int
+}

@@ -1,0 +1,62 @@
+/// The jobs and what their requests are doing, as the front ends show them.
+public protocol JobBook {
+    func jobs() throws -> [Job]
+    /// A job by its number or name.
+    func job(reference: String) throws -> Job?
+    func stateCounts(job: Int64) throws -> [RequestState: Int]
+    func modeCounts(job: Int64) throws -> [(mode: String, requests: Int, done: Int)]
+    func openBatches(job: Int64) throws -> [BatchSummary]
+    /// The estimate and the baseline of the job's plan.
+    func planTotals(job: Int64) throws -> (estimated: Money, baseline: Money)
+    /// The first `limit` lines rejected at submit.
+    func rejections(job: Int64, limit: Int) throws -> [LineProblem]
+    /// Requests held by caps, in every job.
+    func heldCount() throws -> Int
+}
+
+/// The budgets and the ledger against them, as the front ends show them.
+public protocol BudgetBook {
+    func budgets() throws -> [Budget]
+    /// Every cap in force in `month`, with what counts against it.
+    func capsInForce(month: BudgetMonth, simulated: Bool) throws -> [CapUse]
+    func hasSimulatedSpending() throws -> Bool
+    /// Calls cut off that the provider may have billed: how many and their worst case.
+    func unsettled(job: Int64, simulated: Bool) throws -> (calls: Int, amount: Money)
+    func unsettledTotal(simulated: Bool) throws -> (calls: Int, amount: Money)
+}
+
+/// The results of jobs: what they spent, each finished request streamed in line order, and changes to what is left.
+public protocol ResultBook {
+    func spend(job: Int64) throws -> (cost: Money, simulated: Int)
+    func forEachFinished(job: Int64, only: RequestState?, _ body: (ResultRow) throws -> Void) throws
+    func cancel(job: Int64) throws -> (cancelled: Int, running: Int, inBatches: Int)
+    func retry(job: Int64, onlyFailed: Bool) throws -> Int
+}
+
+/// A batch holding requests of a job, as `status` shows it.
+public struct BatchSummary: Sendable {
+    public var id: Int64
+    public var provider: String
+    public var model: String
+    public var state: String
+    public var providerStatus: String?
+    public var providerBatchID: String?
+    public var requests: Int
+    public var submittedAt: Int64?
+    public var lastError: String?
+
+    public init(
+        id: Int64, provider: String, model: String, state: String, providerStatus: String? = nil,
+        providerBatchID: String? = nil, requests: Int, submittedAt: Int64? = nil, lastError: String? = nil
+    ) {
+        self.id = id
+        self.provider = provider
+        self.model = model
+        self.state = state
+        self.providerStatus = providerStatus
+        self.providerBatchID = providerBatchID
+        self.requests = requests
+        self.submittedAt = submittedAt
+        self.lastError = lastError
+    }
+}
