@@ -16,17 +16,20 @@ public enum Purser {
             Subcommand(spec: StatusCommand.spec, run: StatusCommand.run),
             Subcommand(spec: ResultsCommand.spec, run: ResultsCommand.run),
             Subcommand(spec: ReportCommand.spec, run: ReportCommand.run),
-            Subcommand(spec: BudgetCommand.spec, run: BudgetCommand.run),
+            BudgetCommand.subcommand,
             Subcommand(spec: CancelCommand.spec, run: CancelCommand.run),
             Subcommand(spec: RetryCommand.spec, run: RetryCommand.run),
-            Subcommand(spec: PricingCommand.spec, run: PricingCommand.run),
+            PricingCommand.subcommand,
         ]
     }
 
     static var rootSpec: CommandSpec { CommandSpec(
         name: "",
         overview: "Purser schedules batches of LLM prompts on the cheapest models that meet their quality and deadline.",
-        options: [CommandSpec.Option(name: "version", value: nil, help: "Show the version.")],
+        options: [
+            CommandSpec.Option(name: "version", value: nil, help: "Show the version."),
+            .choice("generate-completion-script", value: "shell", of: CompletionScript.Shell.self, default: nil, help: "Print a completion script for a shell"),
+        ],
         subcommands: commands.map { ($0.spec.name, $0.spec.overview) }) }
 
     public static func run(_ arguments: [String], environment: [String: String], console: Console, clock: WallClock = .system) -> Int32 {
@@ -38,26 +41,39 @@ public enum Purser {
         }
         guard let name = arguments.first, !name.hasPrefix("-") else {
             if arguments.contains("--version") { console.print(version); return 0 }
+            if arguments.first?.hasPrefix("--generate-completion-script") == true {
+                do {
+                    let parsed = try ParsedArguments(arguments, spec: rootSpec)
+                    guard let shell = parsed.choice("generate-completion-script", as: CompletionScript.Shell.self) else {
+                        throw UsageError(message: "--generate-completion-script takes bash, zsh or fish.", spec: rootSpec)
+                    }
+                    console.print(CompletionScript.script(for: shell, commands: commands, root: rootSpec).trimmingTrailingNewline())
+                    return 0
+                } catch { return report(error, console: console) }
+            }
             if arguments.isEmpty || arguments.contains("--help") || arguments.contains("-h") {
                 console.print(rootSpec.helpText.trimmingTrailingNewline())
                 return arguments.isEmpty ? 64 : 0
             }
             return report(UsageError(message: "Unknown option '\(arguments[0])'.", spec: rootSpec), console: console)
         }
-        guard let command = commands.first(where: { $0.spec.name == name }) else {
+        guard let found = commands.first(where: { $0.spec.name == name }) else {
             let suggestion = ParsedArguments.closest(to: name, among: commands.map(\.spec.name))
             return report(
                 UsageError(message: "Unknown subcommand '\(name)'." + (suggestion.map { " Did you mean '\($0)'?" } ?? ""), spec: rootSpec),
                 console: console)
         }
+        let command: Subcommand
+        let rest: [String]
+        do { (command, rest) = try found.leaf(Array(arguments.dropFirst())) } catch { return report(error, console: console) }
         let parsed: ParsedArguments
-        do { parsed = try ParsedArguments(Array(arguments.dropFirst()), spec: command.spec) } catch { return report(error, console: console) }
-        if parsed.wantsHelp {
+        do { parsed = try ParsedArguments(rest, spec: command.spec) } catch { return report(error, console: console) }
+        guard let run = command.run, !parsed.wantsHelp else {
             console.print(command.spec.helpText.trimmingTrailingNewline())
-            return 0
+            return parsed.wantsHelp ? 0 : 64
         }
         do {
-            return try command.run(parsed, context)
+            return try run(parsed, context)
         } catch let trouble where DatabaseTrouble.words(for: trouble) != nil {
             // Only the database speaks SQLite, so its path is the place at fault.
             console.error("Error: \(context.databasePath(parsed)): \(DatabaseTrouble.words(for: trouble)!)")
@@ -95,10 +111,48 @@ public enum Purser {
     }
 }
 
-/// One subcommand: its interface and what it does. Each lives in its own file under Commands/.
+/// One subcommand: its interface and what it does, or the subcommands it groups (`budget set|show|clear`). Each
+/// lives in its own file under Commands/.
 struct Subcommand {
+    typealias Run = (_ arguments: ParsedArguments, _ context: CommandContext) throws -> Int32
+
     var spec: CommandSpec
-    var run: (_ arguments: ParsedArguments, _ context: CommandContext) throws -> Int32
+    /// Nil for a group.
+    var run: Run?
+    var children: [Subcommand] = []
+
+    init(spec: CommandSpec, run: @escaping Run) {
+        self.spec = spec
+        self.run = run
+    }
+
+    /// A group: its spec lists the children, named by the last word of theirs.
+    init(spec: CommandSpec, children: [Subcommand]) {
+        var spec = spec
+        spec.subcommands = children.map { ($0.name, $0.spec.overview) }
+        self.spec = spec
+        self.children = children
+    }
+
+    /// The last word of the spec's name: "set" of "budget set".
+    var name: String { String(spec.name.split(separator: " ").last ?? "") }
+
+    /// The command `arguments` name under this one, with the arguments left for it: a group takes its child's name
+    /// first (`help CHILD` asks for the child's help); anything else is a usage error naming the group's children.
+    func leaf(_ arguments: [String]) throws -> (Subcommand, [String]) {
+        guard !children.isEmpty, var first = arguments.first, !first.hasPrefix("-") else { return (self, arguments) }
+        var rest = Array(arguments.dropFirst())
+        if first == "help", let child = rest.first {
+            first = child
+            rest = Array(rest.dropFirst()) + ["--help"]
+        }
+        guard let child = children.first(where: { $0.name == first }) else {
+            let names = children.map(\.name)
+            let suggestion = ParsedArguments.closest(to: first, among: names).map { " Did you mean '\($0)'?" } ?? ""
+            throw UsageError(message: "Unknown subcommand '\(first)' of '\(spec.name)'; use \(ParsedArguments.listed(names)).\(suggestion)", spec: spec)
+        }
+        return try child.leaf(rest)
+    }
 }
 
 /// What every command may need: the environment, where to print, the time, and how to find the

@@ -177,7 +177,7 @@ import PurserCore
         #expect(purser(["budget", "set", "5"], database: database).code == 0)
         let before = try Data(contentsOf: URL(fileURLWithPath: database))
         let cases: [([String], Int32, String)] = [
-            (["budget", "set"], 64, "Error: Missing the cap: 'purser budget set USD', such as 'purser budget set 250'."),
+            (["budget", "set"], 64, "Error: Missing expected argument '<usd>'.\nUsage: purser budget set <usd>"),
             (["budget", "set", "five"], 64, "Error: <usd>: 'five' is not an amount of US dollars, such as 250 or 12.50."),
             (["budget", "set", "12.5.0"], 64, "Error: <usd>: '12.5.0' is not an amount of US dollars, such as 250 or 12.50."),
             (["budget", "set", "5", "--month", "2026-13"], 64, "Error: --month: '2026-13' is not a month written YYYY-MM, such as 2026-11."),
@@ -186,7 +186,8 @@ import PurserCore
              "Error: --job caps the job over its whole life; it cannot be combined with --project or --month."),
             (["budget", "set", "5", "--job", "nine"], 1, "Error: no job 'nine'; 'purser status' lists the jobs"),
             (["budget", "clear", "--project", "research"], 1, "Error: project research has no budget for every month; 'purser budget show' lists the budgets"),
-            (["budget", "raise"], 64, "Error: Unknown action 'raise'; use set, show or clear."),
+            (["budget", "raise"], 64, "Error: Unknown subcommand 'raise' of 'budget'; use set, show or clear."),
+            (["budget", "show", "--job", "1"], 64, "Error: Unknown option '--job'."),
         ]
         for (arguments, code, message) in cases {
             let run = purser(arguments, database: database)

@@ -10,10 +10,12 @@ import PurserCore
     #expect(run.out == """
         OVERVIEW: Purser schedules batches of LLM prompts on the cheapest models that meet their quality and deadline.
 
-        USAGE: purser <subcommand> [--version]
+        USAGE: purser <subcommand> [--version] [--generate-completion-script <shell>]
 
         OPTIONS:
           --version                 Show the version.
+          --generate-completion-script <shell>
+                                    Print a completion script for a shell: bash, zsh or fish.
           -h, --help                Show help information.
 
         SUBCOMMANDS:
@@ -243,4 +245,51 @@ import PurserCore
     let only = purser(["results", "1", "--only", "running"])
     #expect(only.code == 64)
     #expect(only.error.hasPrefix("Error: --only: 'running' is not one of succeeded, failed.\n"), "\(only.error)")
+}
+
+/// Grouped commands take their subcommands by name, each with its own help and options (issue 18).
+@Test func budgetAndPricingAreGroupsOfSubcommandsEachWithItsOwnHelp() {
+    let group = purser(["budget", "--help"])
+    #expect(group.code == 0 && group.out.contains("USAGE: purser budget <subcommand>"))
+    for name in ["set", "show", "clear"] { #expect(group.out.contains("\n  \(name) "), "\(name) in \(group.out)") }
+    let set = purser(["budget", "help", "set"])
+    #expect(set.out.hasPrefix("OVERVIEW: Set a cap") && set.out.contains("USAGE: purser budget set <usd> "), "\(set.out)")
+    #expect(purser(["budget", "set", "--help"]).out == set.out)
+    #expect(!purser(["budget", "show", "--help"]).out.contains("--warn-at"), "show takes only its own options")
+    let importing = purser(["pricing", "import-litellm"])
+    #expect(importing.code == 64 && importing.error.hasPrefix("Error: Missing expected argument '<file>'.\nUsage: purser pricing import-litellm <file>"))
+    let unknown = purser(["pricing", "lsit"])
+    #expect(unknown.code == 64 && unknown.error.hasPrefix("Error: Unknown subcommand 'lsit' of 'pricing'; use list, validate or import-litellm. Did you mean 'list'?"))
+}
+
+/// The completion scripts come from the same declarations as parsing and help: bash, run for real, completes
+/// commands, nested subcommands, their own flags and a choice's values.
+@Test func completionScriptsCompleteCommandsSubcommandsFlagsAndChoices() throws {
+    let script = purser(["--generate-completion-script", "bash"])
+    #expect(script.code == 0)
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("purser-completion-\(UUID().uuidString).bash")
+    try script.out.write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    func completions(_ words: [String]) throws -> Set<String> {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        let quoted = words.map { "'\($0)'" }.joined(separator: " ")
+        process.arguments = ["-c", "source '\(file.path)'; COMP_WORDS=(\(quoted)); COMP_CWORD=\(words.count - 1); _purser; printf '%s\\n' \"${COMPREPLY[@]}\""]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Set(String(decoding: out, as: UTF8.self).split(separator: "\n").map(String.init))
+    }
+    #expect(try completions(["purser", "bu"]) == ["budget"])
+    #expect(try completions(["purser", "budget", ""]).isSuperset(of: ["set", "show", "clear"]))
+    #expect(try completions(["purser", "budget", "set", "--w"]) == ["--warn-at"])
+    #expect(try completions(["purser", "budget", "show", "--w"]).isEmpty, "show has no --warn-at")
+    #expect(try completions(["purser", "report", "--by", ""]) == Set(ReportQuery.Grouping.allCases.map(\.rawValue)))
+
+    let fish = purser(["--generate-completion-script", "fish"]).out
+    #expect(fish.contains("-a set -d 'Set a cap") && fish.contains("-l warn-at"))
+    #expect(purser(["--generate-completion-script", "zsh"]).out.hasPrefix("#compdef purser\n"))
+    #expect(purser(["--generate-completion-script", "tcsh"]).code == 64)
 }

@@ -7,17 +7,6 @@ enum BudgetCommand {
     static let spec = CommandSpec(
         name: "budget",
         overview: "Set, show or clear spending caps: per project for every month or one month (UTC), or per job.",
-        arguments: [
-            .init(name: "action", help: "set, show, or clear."),
-            .init(name: "usd", help: "For set: the cap in US dollars, such as 250 or 12.50.", optional: true),
-        ],
-        options: [
-            .init(name: "project", value: "name", help: "The project the cap applies to (default: default)."),
-            .init(name: "month", value: "yyyy-mm", help: "set/clear: only this month (default: every month); show: the month to show (default: this one)."),
-            .init(name: "job", value: "job", help: "set/clear: cap one job (number or name) instead of a project."),
-            .init(name: "warn-at", value: "percent", help: "set: warn when charges and reservations reach this share of the cap (default: 80)."),
-            CommandContext.databaseOption, CommandContext.jsonOption,
-        ],
         discussion: """
             Before each call Purser reserves its worst case under every cap it falls under; a request whose
             worst case does not fit is held, never failed, until the cap is raised or the month ends.
@@ -25,28 +14,52 @@ enum BudgetCommand {
             against the same caps in a ledger of their own.
             """)
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        switch arguments.positionals[0] {
-        case "set": return try set(arguments, context: context)
-        case "show": return try show(arguments, context: context)
-        case "clear": return try clear(arguments, context: context)
-        case let other: throw UsageError(message: "Unknown action '\(other)'; use set, show or clear.", spec: spec)
-        }
+    static let projectOption = CommandSpec.Option(name: "project", value: "name", help: "The project the cap applies to (default: default).")
+    static let jobOption = CommandSpec.Option(name: "job", value: "job", help: "Cap one job (number or name) instead of a project.")
+
+    static let setSpec = CommandSpec(
+        name: "budget set",
+        overview: "Set a cap: a project's for every month or one month (UTC), or a job's over its whole life.",
+        arguments: [.init(name: "usd", help: "The cap in US dollars, such as 250 or 12.50.")],
+        options: [
+            projectOption, .init(name: "month", value: "yyyy-mm", help: "Only this month (default: every month)."), jobOption,
+            .init(name: "warn-at", value: "percent", help: "Warn when charges and reservations reach this share of the cap (default: 80)."),
+            CommandContext.databaseOption,
+        ])
+
+    static let showSpec = CommandSpec(
+        name: "budget show",
+        overview: "Show the caps in force with what is charged, unsettled, reserved and left, and the budgets set.",
+        options: [
+            .init(name: "project", value: "name", help: "Only this project's caps and budgets."),
+            .init(name: "month", value: "yyyy-mm", help: "The month to show (default: this one)."),
+            CommandContext.databaseOption, CommandContext.jsonOption,
+        ])
+
+    static let clearSpec = CommandSpec(
+        name: "budget clear",
+        overview: "Remove a cap, releasing what it held.",
+        options: [
+            projectOption, .init(name: "month", value: "yyyy-mm", help: "Only this month's own cap (default: the every-month cap)."), jobOption,
+            CommandContext.databaseOption,
+        ])
+
+    static var subcommand: Subcommand {
+        Subcommand(spec: spec, children: [
+            Subcommand(spec: setSpec, run: set), Subcommand(spec: showSpec, run: show), Subcommand(spec: clearSpec, run: clear),
+        ])
     }
 
     static func set(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        guard arguments.positionals.count == 2 else {
-            throw UsageError(message: "Missing the cap: 'purser budget set USD', such as 'purser budget set 250'.", spec: spec)
-        }
-        let text = arguments.positionals[1]
+        let text = arguments.positionals[0]
         guard case .success(let cap) = RoutingText.usd(.string(text), field: "<usd>") else {
-            throw UsageError(message: "<usd>: '\(text)' is not an amount of US dollars, such as 250 or 12.50.", spec: spec)
+            throw UsageError(message: "<usd>: '\(text)' is not an amount of US dollars, such as 250 or 12.50.", spec: arguments.spec)
         }
         let month = try self.month(arguments)
         var warnPercent: Int?
         if let text = arguments.value("warn-at") {
             guard let value = Int(text.hasSuffix("%") ? String(text.dropLast()) : text), (1...100).contains(value) else {
-                throw UsageError(message: "--warn-at: '\(text)' is not a whole percentage from 1 to 100.", spec: spec)
+                throw UsageError(message: "--warn-at: '\(text)' is not a whole percentage from 1 to 100.", spec: arguments.spec)
             }
             warnPercent = value
         }
@@ -69,7 +82,6 @@ enum BudgetCommand {
     }
 
     static func clear(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget clear' takes no amount.", spec: spec) }
         let database = try context.openExistingDatabase(arguments)
         let ledger = database.ledger
         if let reference = arguments.value("job") {
@@ -87,8 +99,6 @@ enum BudgetCommand {
     }
 
     static func show(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        guard arguments.positionals.count == 1 else { throw UsageError(message: "'budget show' takes no amount.", spec: spec) }
-        if arguments.value("job") != nil { throw UsageError(message: "--job is for set and clear; 'budget show' lists every cap.", spec: spec) }
         let month = try self.month(arguments) ?? BudgetMonth(containing: context.clock.now())
         let report = try context.openDatabaseForReading(arguments).workspace.budgetReport(month: month, project: arguments.value("project"))
         if arguments.flag("json") { context.printJSON(json(report)) } else { render(report, console: context.console) }
@@ -152,7 +162,7 @@ enum BudgetCommand {
 
     static func month(_ arguments: ParsedArguments) throws -> BudgetMonth? {
         guard let text = arguments.value("month") else { return nil }
-        guard let month = BudgetMonth(text) else { throw UsageError(message: "--month: '\(text)' is not a month written YYYY-MM, such as 2026-11.", spec: spec) }
+        guard let month = BudgetMonth(text) else { throw UsageError(message: "--month: '\(text)' is not a month written YYYY-MM, such as 2026-11.", spec: arguments.spec) }
         return month
     }
 
@@ -161,7 +171,7 @@ enum BudgetCommand {
         _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, database: StoreFile, context: CommandContext
     ) throws -> Int32 {
         if arguments.value("project") != nil || arguments.value("month") != nil {
-            throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: spec)
+            throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: arguments.spec)
         }
         let job = try database.workspace.job(reference)
         let released = try database.ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)

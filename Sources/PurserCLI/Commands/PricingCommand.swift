@@ -4,29 +4,31 @@ import PurserSQLite
 
 /// `purser pricing list | validate | import-litellm FILE`.
 enum PricingCommand {
-    static let spec = CommandSpec(
-        name: "pricing",
-        overview: "List, check or import the pricing tables.",
-        arguments: [
-            .init(name: "action", help: "list, validate, or import-litellm."),
-            .init(name: "file", help: "For import-litellm: LiteLLM's model_prices_and_context_window.json.", optional: true),
-        ],
+    static let spec = CommandSpec(name: "pricing", overview: "List, check or import the pricing tables.")
+
+    static let listSpec = CommandSpec(
+        name: "pricing list", overview: "List the tables' models: quality, prices per million tokens, modes, context, whether a key is set.",
+        options: [CommandContext.pricingOption, CommandContext.jsonOption])
+
+    static let validateSpec = CommandSpec(
+        name: "pricing validate", overview: "Check the tables: every problem, with its file and key.", options: [CommandContext.pricingOption])
+
+    static let importSpec = CommandSpec(
+        name: "pricing import-litellm",
+        overview: "Convert LiteLLM's price list into a models file, keeping quality, limits and speed from the current tables.",
+        arguments: [.init(name: "file", help: "LiteLLM's model_prices_and_context_window.json.")],
         options: [
-            .init(name: "output", value: "file", help: "import-litellm: write the models file here (default: standard output)."),
-            .init(name: "providers", value: "names", help: "import-litellm: only these providers, comma-separated (e.g. openai,anthropic)."),
-            .init(name: "price-date", value: "date", help: "import-litellm: the date the prices were read (default: today, UTC)."),
-            .init(name: "list-skipped", value: nil, help: "import-litellm: list every skipped entry with its reason."),
-            CommandContext.pricingOption, CommandContext.jsonOption,
+            .init(name: "output", value: "file", help: "Write the models file here (default: standard output)."),
+            .init(name: "providers", value: "names", help: "Only these providers, comma-separated (e.g. openai,anthropic)."),
+            .init(name: "price-date", value: "date", help: "The date the prices were read (default: today, UTC)."),
+            .init(name: "list-skipped", value: nil, help: "List every skipped entry with its reason."),
+            CommandContext.pricingOption,
         ])
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        switch arguments.positionals[0] {
-        case "list": return try list(arguments, context: context)
-        case "validate": return try validate(arguments, context: context)
-        case "import-litellm": return try importLiteLLM(arguments, context: context)
-        case let other:
-            throw UsageError(message: "Unknown action '\(other)'; use list, validate or import-litellm.", spec: spec)
-        }
+    static var subcommand: Subcommand {
+        Subcommand(spec: spec, children: [
+            Subcommand(spec: listSpec, run: list), Subcommand(spec: validateSpec, run: validate), Subcommand(spec: importSpec, run: importLiteLLM),
+        ])
     }
 
     static func list(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
@@ -67,10 +69,7 @@ enum PricingCommand {
     }
 
     static func importLiteLLM(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        guard arguments.positionals.count == 2 else {
-            throw UsageError(message: "Missing expected argument '<file>' (LiteLLM's model_prices_and_context_window.json).", spec: spec)
-        }
-        let path = arguments.positionals[1]
+        let path = arguments.positionals[0]
         let document = try readJSON(path)
         // Quality, limits and speed are kept from the current tables, reference rows included; when they cannot be
         // read the import still runs, and says that nothing was kept.
