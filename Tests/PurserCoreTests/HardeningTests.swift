@@ -410,3 +410,23 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     #expect(use.usedBasisPoints == 9_500)
     #expect(use.isPastWarning)
 }
+
+/// Every batch step is written only by the run holding the batch's lease (issue 18): a run whose lease another run
+/// took over stores nothing of its step, and says so with a typed error.
+@Test func aBatchStepIsStoredOnlyByTheRunHoldingTheBatchsLease() async throws {
+    let path = Fixtures.temporaryDirectory().appendingPathComponent("purser.db").path
+    let holder = try DispatchStore(path: path, owner: "holder")
+    let other = try DispatchStore(path: path, owner: "other")
+    let database = try PurserDatabase.open(path: path)
+    try database.execute("""
+        INSERT INTO batches (key, provider, model, dialect, simulated, state, request_count, planned_at, pull_back_at)
+        VALUES ('pb_test', 'p', 'p/m', 'openai', 1, 'planned', 0, 1000, 9223372036854775807)
+        """)
+    let taken = try await holder.batchesToAdvance(now: 2_000, leaseUntil: 60_000)
+    let batch = try #require(taken.first)
+    await #expect(throws: BatchLeaseLost.self) { try await other.recordBatchError(batch.id, message: "not mine", retryAt: 3_000) }
+    await #expect(throws: BatchLeaseLost.self) { try await other.recordBatchCreated(batch.id, providerBatchID: "b1", now: 3_000, nextPoll: 4_000) }
+    #expect(try database.scalarText("SELECT coalesce(last_error, '') || state FROM batches WHERE id = \(batch.id)") == "planned")
+    try await holder.recordBatchError(batch.id, message: "mine", retryAt: 3_000)
+    #expect(try database.scalarText("SELECT last_error FROM batches WHERE id = \(batch.id)") == "mine")
+}

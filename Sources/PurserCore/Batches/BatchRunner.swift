@@ -77,7 +77,11 @@ final class BatchRunner: Sendable {
         }
         for batch in try await book.batchesToAdvance(now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000)) {
             if Task.isCancelled { break }
-            try await advance(batch, report: report)
+            do {
+                try await advance(batch, report: report)
+            } catch let lost as BatchLeaseLost {
+                onEvent(.notice("\(lost); this run stored nothing of its last step and leaves it to that run"))
+            }
         }
         return try await book.nextBatchStep()
     }

@@ -2,7 +2,8 @@ import Foundation
 
 /// The batches of one database: formed from ready requests (their money reserved as for a live call), then each step
 /// recorded once — uploaded, created, polled, ended, results stored — or closed, with its requests planned again.
-/// Every write is one atomic step.
+/// Every write is one atomic step, and every step's write is made only by the run holding the batch's lease (else it
+/// throws `BatchLeaseLost` and writes nothing).
 public protocol BatchBook: Sendable {
     /// The database's own random id, in every batch's custom ids and metadata.
     var databaseID: String { get }
@@ -57,4 +58,19 @@ extension BatchBook {
     ) async throws -> (replanned: Int, failed: Int) {
         try await finishBatch(batch, reason: reason, lineErrors: lineErrors, liveOnly: liveOnly, unanswered: .notBilled)
     }
+}
+
+/// A batch step's write refused: this run no longer holds the batch's lease (it lapsed, and another run took the
+/// batch over). Nothing of the step was stored; the batch is that run's to carry on.
+public struct BatchLeaseLost: Error, Sendable, CustomStringConvertible {
+    public var batch: Int64
+    /// Who holds it now, if anyone.
+    public var holder: String?
+
+    public init(batch: Int64, holder: String?) {
+        self.batch = batch
+        self.holder = holder
+    }
+
+    public var description: String { "batch \(batch) is no longer this run's (\(holder.map { "leased by \($0)" } ?? "its lease was handed back"))" }
 }

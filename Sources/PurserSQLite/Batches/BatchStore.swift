@@ -157,6 +157,7 @@ extension DispatchStore {
     /// A provider batch looked at for `id` after a crash and found to be another database's: never taken for it.
     public func recordForeignCandidate(_ id: Int64, providerBatchID: String) throws {
         try database.writeTransaction {
+            try requireLease(id)
             let known = try BatchStore.foreignCandidates(
                 try database.scalarText("SELECT foreign_candidates FROM batches WHERE id = ?", [.integer(id)]), batch: id)
             let list = JSONValue.array((known + [providerBatchID]).map { .string($0) })
@@ -238,6 +239,7 @@ extension DispatchStore {
 
     public func recordBatchUpload(_ id: Int64, fileID: String) throws {
         try database.writeTransaction {
+            try requireLease(id)
             try database.statement("""
                 UPDATE batches SET state = 'uploaded', input_file_id = ?, last_error = NULL, next_poll_at = NULL WHERE id = ? AND state = 'planned'
                 """)
@@ -248,6 +250,7 @@ extension DispatchStore {
     /// Written before the upload, so that a run that dies during it looks for the file before uploading another.
     public func recordBatchUploadStarted(_ id: Int64, now: Int64) throws {
         try database.writeTransaction {
+            try requireLease(id)
             try database.statement("UPDATE batches SET upload_started_at = ? WHERE id = ? AND upload_started_at IS NULL").execute([.integer(now), .integer(id)])
         }
     }
@@ -255,12 +258,14 @@ extension DispatchStore {
     /// Written before the create call, so that a run that dies during it looks for the batch before creating another.
     public func recordBatchCreateStarted(_ id: Int64, now: Int64) throws {
         try database.writeTransaction {
+            try requireLease(id)
             try database.statement("UPDATE batches SET create_started_at = ? WHERE id = ?").execute([.integer(now), .integer(id)])
         }
     }
 
     public func recordBatchCreated(_ id: Int64, providerBatchID: String, now: Int64, nextPoll: Int64) throws {
         try database.writeTransaction {
+            try requireLease(id)
             try database.statement("""
                 UPDATE batches SET state = 'created', provider_batch_id = ?, submitted_at = ?, next_poll_at = ?, provider_status = 'submitted',
                     last_error = NULL
@@ -272,6 +277,7 @@ extension DispatchStore {
     /// A poll's answer: still running (polled again at `nextPoll`), or ended with where its results are.
     public func recordBatchPoll(_ id: Int64, status: BatchStatus, now: Int64, nextPoll: Int64) throws {
         try database.writeTransaction {
+            try requireLease(id)
             if status.phase == .ended {
                 try database.statement("""
                     UPDATE batches SET state = 'ended', provider_status = ?, ended_at = ?, output_file_id = ?, error_file_id = ?, results_url = ?,
@@ -296,6 +302,7 @@ extension DispatchStore {
 
     public func recordBatchCancelRequested(_ id: Int64, now: Int64) throws {
         try database.writeTransaction {
+            try requireLease(id)
             try database.statement("UPDATE batches SET cancel_requested_at = ?, next_poll_at = ? WHERE id = ?")
                 .execute([.integer(now), .integer(now), .integer(id)])
         }
@@ -304,9 +311,17 @@ extension DispatchStore {
     /// A step that failed (the API refused or could not be reached): tried again at `retryAt`.
     public func recordBatchError(_ id: Int64, message: String, retryAt: Int64) throws {
         try database.writeTransaction {
+            try requireLease(id)
             try database.statement("UPDATE batches SET last_error = ?, next_poll_at = ? WHERE id = ?")
                 .execute([.text(message), .integer(retryAt), .integer(id)])
         }
+    }
+
+    /// Every batch step is written by the run that holds the batch's lease, inside the step's transaction: a run whose
+    /// lease lapsed while its API call ran (and another run took the batch over) stores nothing of that step.
+    private func requireLease(_ id: Int64) throws {
+        let holder = try database.statement("SELECT owner FROM batches WHERE id = ?").firstRow([.integer(id)]) { $0.optionalText(0) }
+        guard holder == .some(owner) else { throw BatchLeaseLost(batch: id, holder: holder ?? nil) }
     }
 
     /// Hands the batch back so another run may advance it at once (this one is stopping).
@@ -333,6 +348,7 @@ extension DispatchStore {
         _ batch: BatchRow, lines: [(line: BatchResultLine, member: BatchMember?, decision: BatchDecision?)], now: Int64, catalog: PricingCatalog
     ) throws -> BatchResultCounts {
         try database.writeTransaction {
+            try requireLease(batch.id)
             var counts = BatchResultCounts()
             // The chunk's charges and histories, written once at its end rather than once a line.
             var totals = AnswerTotals()
@@ -433,6 +449,7 @@ extension DispatchStore {
         _ batch: BatchRow, reason: String, lineErrors: [Int: String], liveOnly: Bool = false, unanswered: UnansweredLines = .notBilled
     ) throws -> (replanned: Int, failed: Int) {
         try database.writeTransaction {
+            try requireLease(batch.id)
             var failed = 0
             let left = try database.statement("""
                 SELECT m.request_id, m.line, r.attempts FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE m.batch_id = ?
@@ -470,6 +487,7 @@ extension DispatchStore {
     /// results say. Returns how many.
     public func detachBatch(_ batch: BatchRow, now: Int64, reason: String) throws -> Int {
         try database.writeTransaction {
+            try requireLease(batch.id)
             let members = try database.statement("SELECT request_id FROM batch_requests WHERE batch_id = ?").rows([.integer(batch.id)]) { $0.int64(0) }
             try Ledger(database: database).unsettle(requests: members, now: now)
             for request in members { try lifecycle.unplanFromBatch(request, owner: batch.owner, reason: reason, liveOnly: true) }
