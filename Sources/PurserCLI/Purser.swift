@@ -74,12 +74,11 @@ public enum Purser {
         }
         do {
             return try run(parsed, context)
-        } catch let trouble where DatabaseTrouble.words(for: trouble) != nil {
-            // Only the database speaks SQLite, so its path is the place at fault.
-            console.error("Error: \(context.databasePath(parsed)): \(DatabaseTrouble.words(for: trouble)!)")
-            return 1
         } catch {
-            return report(error, console: console)
+            // Only the database speaks SQLite, so its path is the place at fault.
+            guard let trouble = DatabaseTrouble.words(for: error) else { return report(error, console: console) }
+            console.error("Error: \(context.databasePath(parsed)): \(trouble)")
+            return 1
         }
     }
 

@@ -11,11 +11,11 @@ import Testing
     // The reservation just made counts: 400 charged + 500 reserved leaves 100.
     #expect(try decision(admission.decide(amount: Money(picoUSD: 200), job: 7, project: "default")) == "wait")
     // More than the cap less what is charged never fits: held, and a job's cap has no month to wait for.
-    guard case .hold(let scope, let reason, let until) = try admission.decide(amount: Money(picoUSD: 700), job: 7, project: "default") else {
+    guard case .hold(let reason, let until) = try admission.decide(amount: Money(picoUSD: 700), job: 7, project: "default") else {
         Issue.record("expected a hold")
         return
     }
-    #expect(scope == "job 7 (nightly)'s cap" && until == nil && reason.waitFor == nil)
+    #expect(reason.use.scopeText == "job 7 (nightly)'s cap" && until == nil && reason.waitFor == nil)
     #expect(reason.stored.contains("could cost up to") && !reason.stored.contains("purser"), "the stored reason names no command")
     #expect(admission.uses.map(\.reserved) == [Money(picoUSD: 500)])
 

@@ -225,7 +225,7 @@ import Testing
     #expect(use.left == (try Money(usd: "0.6")))
     // A call that now would not fit beside it is held.
     var admission = try ledger.admission(for: [("default", 1)], month: month, simulated: false)
-    guard case .hold(_, let reason, _) = try admission.decide(amount: Money(picoUSD: 700_000_000_000), job: 1, project: "default") else {
+    guard case .hold(let reason, _) = try admission.decide(amount: Money(picoUSD: 700_000_000_000), job: 1, project: "default") else {
         Issue.record("expected a hold")
         return
     }

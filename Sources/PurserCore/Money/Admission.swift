@@ -8,8 +8,9 @@ public struct Admission: Sendable {
         case reserve
         /// Fits once the calls in flight settle (their charges usually come well under their reservations).
         case wait
-        /// Does not fit even with nothing in flight: held until a cap is raised, or `until` (the month's end).
-        case hold(cap: String, reason: HoldReason, until: Int64?)
+        /// Does not fit even with nothing in flight: held until a cap is raised, or `until` (the month's end). The cap
+        /// is the reason's (`reason.use`).
+        case hold(reason: HoldReason, until: Int64?)
     }
 
     public let month: BudgetMonth
@@ -35,7 +36,7 @@ public struct Admission: Sendable {
         let uses = [projectUse, jobUse].compactMap { $0 }
         if let full = uses.first(where: { $0.spent + amount > $0.cap }) {
             let until: Int64? = if case .project = full.scope { month.end } else { nil }
-            return .hold(cap: full.scopeText, reason: HoldReason(use: full, amount: amount, simulated: simulated, waitFor: until == nil ? nil : month.next), until: until)
+            return .hold(reason: HoldReason(use: full, amount: amount, simulated: simulated, waitFor: until == nil ? nil : month.next), until: until)
         }
         if uses.contains(where: { $0.used + amount > $0.cap }) { return .wait }
         // `.some`: a project or job without a cap stays known as one (a bare nil would remove it).

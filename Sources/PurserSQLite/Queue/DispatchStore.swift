@@ -45,10 +45,10 @@ public actor DispatchStore {
         case .wait:
             tally.waitingForBudget += 1
             return false
-        case .hold(let cap, let reason, let until):
+        case .hold(let reason, let until):
             try lifecycle.hold(id, until: until, reason: reason.stored)
             tally.held += 1
-            tally.holdReasons[cap] = reason
+            tally.holdReasons[reason.use.scopeText] = reason
             return false
         }
     }
