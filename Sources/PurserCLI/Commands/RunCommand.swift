@@ -35,7 +35,7 @@ enum RunCommand {
         let options = try options(arguments, context: context)
         let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
         let caller: any ModelCaller = options.simulate
-            ? Simulator(speedup: options.simulationSpeedup)
+            ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
             : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
         let reporter = RunReporter(console: context.console, json: arguments.flag("json"), quiet: arguments.flag("quiet"), simulated: options.simulate)
         let dispatcher = Dispatcher(

@@ -162,9 +162,9 @@ public final class Dispatcher: Sendable {
     }
 
     private func heartbeat() async {
-        let interval = UInt64(options.leaseSeconds / 3 * 1e9)
+        let interval = Int64(options.leaseSeconds / 3 * 1000)
         while !Task.isCancelled {
-            try? await Task.sleep(nanoseconds: interval)
+            await clock.pause(milliseconds: interval)
             if Task.isCancelled { return }
             let until = clock.now() + Int64(options.leaseSeconds * 1000)
             await persist("renew this run's leases") {
@@ -178,7 +178,7 @@ public final class Dispatcher: Sendable {
         var inBatches = 0
         var batches: [OpenBatchProgress] = []
         while !Task.isCancelled {
-            try? await Task.sleep(nanoseconds: 1_000_000_000)
+            await clock.pause(milliseconds: 1_000)
             if Task.isCancelled { return }
             let totals = await state.totals
             let now = clock.now()
@@ -208,7 +208,7 @@ public final class Dispatcher: Sendable {
                     await self.reportBudget(holdReasons: progress.holdReasons, capUses: progress.capUses)
                 }
                 let wait = next.map { min(max($0 - clock.now(), 50), 1_000) } ?? 1_000
-                try? await Task.sleep(nanoseconds: UInt64(wait) * 1_000_000)
+                await clock.pause(milliseconds: wait)
             } catch {
                 await storageFailed("advance the batches", error)
                 return
@@ -218,9 +218,13 @@ public final class Dispatcher: Sendable {
 
     /// Returns `graceSeconds` after a stop request (the run then cancels the calls still in flight), or when cancelled.
     private func graceAfterStop() async {
-        while !Task.isCancelled && !state.stopWasRequested { try? await Task.sleep(nanoseconds: 50_000_000) }
+        await withTaskCancellationHandler {
+            await state.waitForStopRequest()
+        } onCancel: {
+            Task { await self.state.releaseStopWaiters() }
+        }
         if Task.isCancelled { return }
-        try? await Task.sleep(nanoseconds: UInt64(options.graceSeconds * 1e9))
+        await clock.pause(milliseconds: Int64(options.graceSeconds * 1000))
     }
 
     // MARK: - Workers
@@ -385,8 +389,8 @@ public final class Dispatcher: Sendable {
         // that gets through now (in the space given back for that file) would only leave the next answer none.
         let databaseFailed = await state.storageFailure
         if let databaseFailed { lastError = Problem(databaseFailed) }
-        for pause in databaseFailed == nil ? [0, 200, 1_000] as [UInt64] : [] {
-            if pause > 0 { try? await Task.sleep(nanoseconds: pause * 1_000_000) }
+        for pause in databaseFailed == nil ? [0, 200, 1_000] as [Int64] : [] {
+            if pause > 0 { await clock.pause(milliseconds: pause) }
             do {
                 return try await queue.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
             } catch {
@@ -934,7 +938,8 @@ actor RunState {
     /// call in flight ends, since the run may then be over, or when a retry falls due before it.
     func pollerSleep(until: Int64) async {
         let milliseconds = max(until - clock.now(), 0)
-        let sleep = Task { _ = try? await Task.sleep(nanoseconds: UInt64(milliseconds) * 1_000_000) }
+        let clock = self.clock
+        let sleep = Task { await clock.pause(milliseconds: milliseconds) }
         pollerPause = sleep
         pollerWakesAt = until
         await withTaskCancellationHandler { await sleep.value } onCancel: { sleep.cancel() }
@@ -984,6 +989,21 @@ actor RunState {
         stopRequested = true
         stopFlag.set()
         wakeWaiters()
+        releaseStopWaiters()
+    }
+
+    /// Who waits for a stop request: the shutdown watch.
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
+
+    /// Returns once a stop is requested (at once if it was), or once `releaseStopWaiters` is called on cancellation.
+    func waitForStopRequest() async {
+        if stopRequested || Task.isCancelled { return }
+        await withCheckedContinuation { stopWaiters.append($0) }
+    }
+
+    func releaseStopWaiters() {
+        for waiter in stopWaiters { waiter.resume() }
+        stopWaiters.removeAll()
     }
 
     /// Requests claimed but never started, handed back when the run stops.

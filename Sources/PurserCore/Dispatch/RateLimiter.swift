@@ -152,7 +152,7 @@ public actor RateLimiter {
             if let slot = attempt.slot { return slot }
             if let startBy, let wait = attempt.rateWait, now + wait > startBy { return nil }
             let sleep = min(max(attempt.rateWait ?? 5, 5), startBy.map { max($0 - now, 5) } ?? .max)
-            try await Task.sleep(nanoseconds: UInt64(sleep) * 1_000_000)
+            try await clock.sleep(milliseconds: sleep)
         }
     }
 

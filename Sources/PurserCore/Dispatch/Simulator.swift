@@ -8,14 +8,19 @@ import Foundation
 /// output limit on reasoning first, reported as `reasoning_tokens`, so a limit that leaves it none gets an empty answer.
 public struct Simulator: ModelCaller {
     public var speedup: Double
+    /// Whose time the modelled latency passes in.
+    public var clock: WallClock
 
-    public init(speedup: Double = 1) { self.speedup = max(speedup, 0.001) }
+    public init(speedup: Double = 1, clock: WallClock = .system) {
+        self.speedup = max(speedup, 0.001)
+        self.clock = clock
+    }
 
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
         let response = Simulator.answer(call)
         let milliseconds = min(Double(call.model.speed.callDuration(outputTokens: response.usage.outputTokens)) / speedup, 3_600_000)
         // Cancelled means the run is stopping: the answer is still given, and the run decides whether to keep it.
-        try? await Task.sleep(nanoseconds: UInt64(milliseconds * 1_000_000))
+        await clock.pause(milliseconds: Int64(milliseconds))
         return .success(response)
     }
 

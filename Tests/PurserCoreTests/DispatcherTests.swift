@@ -1,0 +1,218 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import PurserCore
+
+/// The dispatcher alone: an in-memory queue and budgets (`MemoryStorage`), a scripted caller, and virtual time
+/// running a hundred times faster than real time, so a minute of rate limits, backoffs and grace periods passes in
+/// under a second. Every assertion is one jitter cannot break: on a busy machine virtual time only passes faster
+/// between steps, never slower, so the tests bound what happens after a moment, never that it happens before one.
+@Suite struct DispatcherTests {
+    static let origin: Int64 = 1_795_478_400_000
+    let clock = WallClock.accelerated(from: DispatcherTests.origin, by: 100)
+    let catalog = Fixtures.catalog([
+        Fixtures.model("cheap", input: 1_000_000, output: 2_000_000, quality: 50, requestsPerMinute: 60),
+        Fixtures.model("dear", input: 5_000_000, output: 10_000_000, quality: 60),
+    ])
+
+    /// A request planned live on `model`, due a day from the origin unless told otherwise.
+    func request(_ id: Int64, model: String = "p/cheap", pinned: Bool = false, deadline: Int64 = 86_400_000) -> ClaimedRequest {
+        ClaimedRequest(
+            id: id, jobID: 1, customID: "r\(id)", shape: .openaiBatch,
+            needs: RequestNeeds(
+                qualityFloor: 40, qualityTier: "standard", inputTokens: 100, maxOutputTokens: 100, capabilities: [],
+                pinnedModel: pinned ? model : nil),
+            deadlineAt: Self.origin + deadline, attempts: 0, plannedModel: model, plannedMode: .sync,
+            body: #"{"model": "cheap", "messages": [{"role": "user", "content": "Question \#(id)"}], "max_tokens": 100}"#,
+            latestStart: Self.origin + deadline - 10_000)
+    }
+
+    func options(concurrency: Int = 16, grace: Double = 10) -> RunOptions {
+        var options = RunOptions(worker: "dispatcher-test")
+        options.concurrency = concurrency
+        options.graceSeconds = grace
+        options.workFolder = WorkFolder(folder: Fixtures.temporaryDirectory().appendingPathComponent("work").path)
+        return options
+    }
+
+    func dispatcher(_ store: MemoryStorage, _ caller: ScriptedCaller, _ options: RunOptions) -> Dispatcher {
+        Dispatcher(
+            storage: RunStorage(queue: store, plans: store, batches: store), caller: caller, catalog: catalog, environment: ["P_KEY": "test"],
+            options: options, clock: clock, onEvent: { _ in })
+    }
+
+    @Test func aCapIsNeverPassedWithManyCallsInFlightAndWhatDoesNotFitIsHeld() async throws {
+        let options = options(concurrency: 64)
+        let store = MemoryStorage(owner: options.worker)
+        for id in 1...200 { await store.add(request(Int64(id), model: "p/dear")) }
+        // Each answer costs 100 input and 50 output tokens on dear, and reserves its worst case first: the cap lets
+        // the hundredth call start with 99 paid for, and no more.
+        let perAnswer = TokenPrices.cost(inputTokens: 100, outputTokens: 50, input: 5_000_000, output: 10_000_000)
+        let worstCase = Charges.worstCase(model: try #require(catalog.model(id: "p/dear")), mode: .sync, inputTokens: 100, maxOutputTokens: 100)
+        let cap = Money(picoUSD: perAnswer.picoUSD * 99) + worstCase
+        await store.setCap(project: "default", cap)
+        let caller = ScriptedCaller(clock: clock, latency: 3_000)
+        let summary = try await dispatcher(store, caller, options).run()
+
+        #expect(await store.charged(project: "default") <= cap)
+        #expect(try #require(await store.highestCommitted["default"]) <= cap)
+        let states = await store.states()
+        #expect(states[.succeeded] == 100)
+        #expect(states[.held] == 100)
+        #expect(summary.succeeded == 100 && summary.held == 100)
+        #expect(await store.reservationCount == 0)
+        #expect(caller.mostInFlight > 1)
+    }
+
+    @Test func noCallStartsBeforeItsModelsRateLimitHasRoom() async throws {
+        let options = options(concurrency: 16)
+        let store = MemoryStorage(owner: options.worker)
+        for id in 1...30 { await store.add(request(Int64(id), pinned: true)) }
+        let caller = ScriptedCaller(clock: clock, latency: 100)
+        let summary = try await dispatcher(store, caller, options).run()
+
+        #expect(summary.succeeded == 30)
+        // cheap takes 60 a minute: a burst of 5 (a twelfth of a minute's), then one a second.
+        let starts = caller.calls.map(\.startedAt).sorted()
+        for (index, start) in starts.enumerated() where index >= 5 {
+            #expect(start >= Self.origin + Int64(index - 5) * 1_000 - 50, "call \(index + 1) started \(start - Self.origin) ms in")
+        }
+    }
+
+    @Test func aPinnedRequestIsRetriedOnItsModelNoSoonerThanTheProviderAsked() async throws {
+        let options = options()
+        let store = MemoryStorage(owner: options.worker)
+        await store.add(request(1, pinned: true))
+        let caller = ScriptedCaller(clock: clock, latency: 10) { _, attempt in
+            attempt <= 2 ? CallFailure(kind: .retryable, status: 503, message: "overloaded", retryAfterMilliseconds: 5_000) : nil
+        }
+        let summary = try await dispatcher(store, caller, options).run()
+
+        #expect(summary.succeeded == 1 && summary.retried == 2)
+        let starts = caller.calls.map(\.startedAt)
+        try #require(starts.count == 3)
+        #expect(starts[1] - starts[0] >= 5_000 && starts[2] - starts[1] >= 5_000)
+        let entry = try #require(await store.entry(1))
+        #expect(entry.attempts.map(\.outcome) == ["retryable", "retryable", "succeeded"])
+        #expect(entry.answer?.model == "p/cheap")
+    }
+
+    @Test func aRateLimitedRequestMovesToAModelWithRoomAndIsBilledThere() async throws {
+        let options = options()
+        let store = MemoryStorage(owner: options.worker)
+        await store.add(request(1))
+        let caller = ScriptedCaller(clock: clock, latency: 10) { call, _ in
+            call.model.id == "p/cheap" ? CallFailure(kind: .retryable, status: 429, message: "rate limited", retryAfterMilliseconds: 60_000) : nil
+        }
+        let summary = try await dispatcher(store, caller, options).run()
+
+        #expect(summary.succeeded == 1 && summary.fellBack == 1)
+        #expect(caller.calls.map(\.model) == ["p/cheap", "p/dear"])
+        let entry = try #require(await store.entry(1))
+        #expect(entry.answer?.model == "p/dear")
+        #expect(entry.answer?.cost == TokenPrices.cost(inputTokens: 100, outputTokens: 50, input: 5_000_000, output: 10_000_000))
+    }
+
+    @Test func requestsTheRateLimitCannotStartByTheirLatestStartExpireInsteadOfStartingLate() async throws {
+        let options = options(concurrency: 16)
+        let store = MemoryStorage(owner: options.worker)
+        // Due 11.5 s from the origin, and cheap's modelled call takes 1.5 s: the latest start is 10 s in, by which its
+        // rate limit (a burst of 5, then one a second) starts at most 16 of the 30.
+        for id in 1...30 { await store.add(request(Int64(id), pinned: true, deadline: 11_500)) }
+        let caller = ScriptedCaller(clock: clock, latency: 100)
+        let summary = try await dispatcher(store, caller, options).run()
+
+        // At most 16 start (fewer on a machine too busy to start them in time); every other one expires, none starts late.
+        #expect(summary.succeeded + summary.expired == 30)
+        #expect(summary.succeeded <= 16)
+        #expect(caller.calls.count == summary.succeeded)
+        #expect(await store.reservationCount == 0)
+    }
+
+    @Test func aStopLetsCallsInFlightFinishWithinTheGraceAndHandsTheRestBack() async throws {
+        let options = options(concurrency: 4, grace: 60)
+        let store = MemoryStorage(owner: options.worker)
+        for id in 1...40 { await store.add(request(Int64(id), model: "p/dear")) }
+        let caller = ScriptedCaller(clock: clock, latency: 20_000)
+        let dispatcher = dispatcher(store, caller, options)
+        let run = Task { try await dispatcher.run() }
+        while caller.calls.count < 4 { try await Task.sleep(nanoseconds: 1_000_000) }
+        await dispatcher.stop()
+        let summary = try await run.value
+
+        // The four calls out when the stop came finish (20 s, within the 60 s grace) and are kept; nothing else starts.
+        #expect(caller.calls.count == 4)
+        #expect(summary.succeeded == 4)
+        let states = await store.states()
+        #expect(states[.succeeded] == 4 && states[.queued] == 36)
+        #expect(await store.reservationCount == 0)
+    }
+
+    @Test func callsStillOutWhenTheGraceEndsAreCancelledAndCountedAsMaybeBilled() async throws {
+        let options = options(concurrency: 4, grace: 5)
+        let store = MemoryStorage(owner: options.worker)
+        for id in 1...8 { await store.add(request(Int64(id), model: "p/dear")) }
+        let caller = ScriptedCaller(clock: clock, latency: 3_600_000)
+        let dispatcher = dispatcher(store, caller, options)
+        let run = Task { try await dispatcher.run() }
+        while caller.calls.count < 4 { try await Task.sleep(nanoseconds: 1_000_000) }
+        await dispatcher.stop()
+        let summary = try await run.value
+
+        #expect(summary.succeeded == 0)
+        #expect(await store.states()[.queued] == 8)
+        #expect(await store.reservationCount == 0)
+        // The four cut off may have been billed: their worst cases stay counted against the cap, unsettled.
+        let worstCase = Charges.worstCase(model: try #require(catalog.model(id: "p/dear")), mode: .sync, inputTokens: 100, maxOutputTokens: 100)
+        #expect(await store.unsettled(project: "default") == Money(picoUSD: worstCase.picoUSD * 4))
+    }
+}
+
+extension TokenPrices {
+    /// What `inputTokens` and `outputTokens` cost at these list prices (micro-USD per million tokens).
+    static func cost(inputTokens: Int, outputTokens: Int, input: Int64, output: Int64) -> Money {
+        TokenPrices(input: TokenPrice(microUSDPerMillion: input), output: TokenPrice(microUSDPerMillion: output), cachedInput: TokenPrice(microUSDPerMillion: input / 10))
+            .cost(inputTokens: inputTokens, outputTokens: outputTokens)
+    }
+}
+
+/// Answers calls after `latency` of the test's clock with 100 input and 50 output tokens, or with the failure `script`
+/// gives for a request's n-th call; a call cancelled before its answer fails, as an HTTP call would.
+final class ScriptedCaller: ModelCaller {
+    struct Call: Sendable {
+        var requestID: Int64
+        var model: String
+        var startedAt: Int64
+    }
+
+    let clock: WallClock
+    let latency: Int64
+    let script: @Sendable (ProviderCall, Int) -> CallFailure?
+    private let log = Mutex<(calls: [Call], inFlight: Int, mostInFlight: Int)>(([], 0, 0))
+
+    init(clock: WallClock, latency: Int64, script: @escaping @Sendable (ProviderCall, Int) -> CallFailure? = { _, _ in nil }) {
+        self.clock = clock
+        self.latency = latency
+        self.script = script
+    }
+
+    var calls: [Call] { log.withLock { $0.calls } }
+    var mostInFlight: Int { log.withLock { $0.mostInFlight } }
+
+    func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
+        let attempt = log.withLock { log in
+            log.calls.append(Call(requestID: call.requestID, model: call.model.id, startedAt: clock.now()))
+            log.inFlight += 1
+            log.mostInFlight = max(log.mostInFlight, log.inFlight)
+            return log.calls.filter { $0.requestID == call.requestID }.count
+        }
+        defer { log.withLock { $0.inFlight -= 1 } }
+        do { try await clock.sleep(milliseconds: latency) } catch {
+            return .failure(CallFailure(kind: .retryable, status: nil, message: "cancelled"))
+        }
+        if let failure = script(call, attempt) { return .failure(failure) }
+        return .success(ProviderResponse(
+            statusCode: 200, providerRequestID: "answer-\(call.requestID)", body: "{}", usage: Usage(inputTokens: 100, outputTokens: 50), simulated: false))
+    }
+}
+
