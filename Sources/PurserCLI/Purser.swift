@@ -32,7 +32,7 @@ public enum Purser {
         ],
         subcommands: commands.map { ($0.spec.name, $0.spec.overview) }) }
 
-    public static func run(_ arguments: [String], environment: [String: String], console: Console, clock: WallClock = .system) -> Int32 {
+    public static func run(_ arguments: [String], environment: [String: String], console: Console, clock: WallClock = .system) async -> Int32 {
         let context = CommandContext(environment: environment, console: console, clock: clock)
         var arguments = arguments
         if arguments.first == "help" {
@@ -73,7 +73,7 @@ public enum Purser {
             return parsed.wantsHelp ? 0 : 64
         }
         do {
-            return try run(parsed, context)
+            return try await run(parsed, context)
         } catch {
             // Only the database speaks SQLite, so its path is the place at fault.
             guard let trouble = DatabaseTrouble.words(for: error) else { return report(error, console: console) }
@@ -113,7 +113,7 @@ public enum Purser {
 /// One subcommand: its interface and what it does, or the subcommands it groups (`budget set|show|clear`). Each
 /// lives in its own file under Commands/.
 struct Subcommand {
-    typealias Run = (_ arguments: ParsedArguments, _ context: CommandContext) throws -> Int32
+    typealias Run = (_ arguments: ParsedArguments, _ context: CommandContext) async throws -> Int32
 
     var spec: CommandSpec
     /// Nil for a group.

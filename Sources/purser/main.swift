@@ -1,5 +1,5 @@
 import Foundation
 import PurserCLI
 
-let code = Purser.run(Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment, console: .standard())
+let code = await Purser.run(Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment, console: .standard())
 exit(code)

@@ -9,17 +9,17 @@ import PurserCore
     let database = temporaryDatabasePath()
 
     /// Twenty identical requests submitted an hour before December, with a month to finish.
-    func submitJob(maxCost: String? = nil) throws -> String {
+    func submitJob(maxCost: String? = nil) async throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("budget-job-\(UUID().uuidString).jsonl").path
         let lines = (1...20).map { #"{"custom_id": "q\#($0)", "prompt": "Summarise the attached quarterly report in three sentences.", "max_tokens": 400}"# }
         try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        let submitted = purser(["submit", path, "--deadline", "30d"] + (maxCost.map { ["--max-cost", $0] } ?? []), database: database, at: december - 3_600_000)
+        let submitted = await purser(["submit", path, "--deadline", "30d"] + (maxCost.map { ["--max-cost", $0] } ?? []), database: database, at: december - 3_600_000)
         #expect(submitted.code == 0, "\(submitted.error)")
         return path
     }
 
     func run(at now: Int64) async -> Run {
-        await purserOnOwnThread(["run", "--simulate", "--speedup", "1000", "--concurrency", "8"], database: database, at: now)
+        await purser(["run", "--simulate", "--speedup", "1000", "--concurrency", "8"], database: database, at: now)
     }
 
     func scalar(_ sql: String) throws -> Int64 {
@@ -36,16 +36,16 @@ import PurserCore
     /// most one costs, and all twenty together (the simulator answers a request the same way every time).
     func uncappedCharges() async throws -> (perRequest: Int64, total: Int64) {
         let probe = BudgetTests()
-        _ = try probe.submitJob()
+        _ = try await probe.submitJob()
         #expect(await probe.run(at: december - 3_600_000).code == 0)
         return (try probe.scalar("SELECT max(cost_pico) FROM results"), try probe.scalar("SELECT sum(cost_pico) FROM results"))
     }
 
     @Test func heldRequestsResumeWhenTheCapIsRaised() async throws {
         let (perRequest, total) = try await uncappedCharges()
-        _ = try submitJob()
+        _ = try await submitJob()
         let cap = Money(picoUSD: perRequest * 7)
-        #expect(purser(["budget", "set", cap.exactUSD], database: database, at: december - 3_600_000).code == 0)
+        #expect(await purser(["budget", "set", cap.exactUSD], database: database, at: december - 3_600_000).code == 0)
         let capped = await run(at: december - 3_600_000)
         #expect(capped.code == 0)
         #expect(capped.out.contains("requests are held by a budget cap"))
@@ -56,7 +56,7 @@ import PurserCore
         #expect(try count("held") == 20 - served)
         #expect(try scalar("SELECT count(*) FROM reservations") == 0)
 
-        let raised = purser(["budget", "set", "5"], database: database, at: december - 3_600_000)
+        let raised = await purser(["budget", "set", "5"], database: database, at: december - 3_600_000)
         #expect(raised.out.contains("\(20 - served) held requests released"))
         #expect(await run(at: december - 3_600_000).code == 0)
         #expect(try count("succeeded") == 20)
@@ -65,8 +65,8 @@ import PurserCore
 
     @Test func aRecurringCapStartsAfreshEachMonthAndReleasesWhatItHeld() async throws {
         let (perRequest, total) = try await uncappedCharges()
-        _ = try submitJob()
-        #expect(purser(["budget", "set", Money(picoUSD: perRequest * 12).exactUSD], database: database, at: december - 3_600_000).code == 0)
+        _ = try await submitJob()
+        #expect(await purser(["budget", "set", Money(picoUSD: perRequest * 12).exactUSD], database: database, at: december - 3_600_000).code == 0)
         _ = await run(at: december - 3_600_000)
         let november = try count("succeeded")
         #expect(november < 20)
@@ -84,14 +84,14 @@ import PurserCore
     }
 
     @Test func aSingleMonthCapReplacesTheRecurringOneForThatMonthOnly() async throws {
-        _ = try submitJob()
-        #expect(purser(["budget", "set", "1000"], database: database, at: december - 3_600_000).code == 0)
-        #expect(purser(["budget", "set", "0", "--month", "2026-11"], database: database, at: december - 3_600_000).code == 0)
+        _ = try await submitJob()
+        #expect(await purser(["budget", "set", "1000"], database: database, at: december - 3_600_000).code == 0)
+        #expect(await purser(["budget", "set", "0", "--month", "2026-11"], database: database, at: december - 3_600_000).code == 0)
         _ = await run(at: december - 3_600_000)
         #expect(try count("held") == 20)
         #expect(try charged("2026-11") == 0)
 
-        let json = try #require(try JSONParser.parse(purser(["budget", "show", "--json"], database: database, at: december - 3_600_000).out).objectValue)
+        let json = try #require(try JSONParser.parse(await purser(["budget", "show", "--json"], database: database, at: december - 3_600_000).out).objectValue)
         #expect(json["month"] == .string("2026-11"))
         let caps = try #require(json["caps"]?.arrayValue)
         #expect(caps.count == 1)
@@ -99,11 +99,11 @@ import PurserCore
         // Every request was held, so the rehearsal ledger has nothing to show beside the real one.
         #expect(caps[0].objectValue?["simulated"] == nil)
         #expect(try #require(json["budgets"]?.arrayValue).compactMap { $0.objectValue?["month"] } == [.null, .string("2026-11")])
-        let status = try #require(try JSONParser.parse(purser(["status", "--json"], database: database, at: december - 3_600_000).out).arrayValue)
+        let status = try #require(try JSONParser.parse(await purser(["status", "--json"], database: database, at: december - 3_600_000).out).arrayValue)
         #expect(status.first?.objectValue?["caps"]?.arrayValue?.count == 1)
         #expect(status.first?.objectValue?["states"]?.objectValue?["held"] == .number("20"))
 
-        let shown = purser(["budget", "show"], database: database, at: december - 3_600_000)
+        let shown = await purser(["budget", "show"], database: database, at: december - 3_600_000)
         #expect(shown.out.contains("project default: $1,000.00 for every month, warning at 80%"))
         #expect(shown.out.contains("project default: $0.000000 for 2026-11, warning at 80%"))
         #expect(shown.out.contains("20 requests held by caps"))
@@ -114,8 +114,8 @@ import PurserCore
     }
 
     @Test func aSingleMonthCapEndsWithItsMonth() async throws {
-        _ = try submitJob()
-        #expect(purser(["budget", "set", "0", "--month", "2026-11"], database: database, at: december - 3_600_000).code == 0)
+        _ = try await submitJob()
+        #expect(await purser(["budget", "set", "0", "--month", "2026-11"], database: database, at: december - 3_600_000).code == 0)
         _ = await run(at: december - 3_600_000)
         #expect(try count("held") == 20)
         _ = await run(at: december)
@@ -135,13 +135,13 @@ import PurserCore
 
     @Test func aJobCapHoldsItsRequestsUntilRaised() async throws {
         let probe = BudgetTests()
-        _ = try probe.submitJob()
+        _ = try await probe.submitJob()
         #expect(await probe.run(at: december - 3_600_000).code == 0)
         let perRequest = try probe.scalar("SELECT max(cost_pico) FROM results")
         let total = try probe.scalar("SELECT sum(cost_pico) FROM results")
         // Room for five charges beside one reservation: a request waits only when what is left is below its worst case.
         let cap = perRequest * 5 + (try worstCase(servedIn: probe))
-        _ = try submitJob(maxCost: Money(picoUSD: cap).exactUSD)
+        _ = try await submitJob(maxCost: Money(picoUSD: cap).exactUSD)
         _ = await run(at: december - 3_600_000)
         let served = try count("succeeded")
         #expect(try charged("2026-11") <= cap)
@@ -152,7 +152,7 @@ import PurserCore
         _ = await run(at: december + 1)
         #expect(try count("succeeded") == served)
 
-        let raised = purser(["budget", "set", "10", "--job", "1"], database: database, at: december + 1)
+        let raised = await purser(["budget", "set", "10", "--job", "1"], database: database, at: december + 1)
         #expect(raised.out.hasPrefix("job 1 (budget-job-"))
         _ = await run(at: december + 1)
         #expect(try count("succeeded") == 20)
@@ -161,20 +161,20 @@ import PurserCore
 
     @Test func aWarningShowsOnceACapIsPastItsShare() async throws {
         let (_, total) = try await uncappedCharges()
-        _ = try submitJob()
-        #expect(purser(["budget", "set", Money(picoUSD: total * 2).exactUSD, "--warn-at", "40"], database: database, at: december - 3_600_000).code == 0)
+        _ = try await submitJob()
+        #expect(await purser(["budget", "set", Money(picoUSD: total * 2).exactUSD, "--warn-at", "40"], database: database, at: december - 3_600_000).code == 0)
         let served = await run(at: december - 3_600_000)
         #expect(try count("succeeded") == 20)
         #expect(served.error.contains("project default's budget for 2026-11 is "))
-        let status = purser(["status"], database: database, at: december - 3_600_000)
+        let status = await purser(["status"], database: database, at: december - 3_600_000)
         #expect(status.out.contains("project default's budget for 2026-11 (UTC), simulated runs: 50.0% used"))
         #expect(status.out.contains("(past the 40% warning)"))
         #expect(status.out.contains("project default's budget for 2026-11 (UTC): 0.0% used, $0.000000 charged + $0.000000 reserved"))
     }
 
     @Test func badBudgetCommandsSayWhatToDoAndChangeNothing() async throws {
-        _ = try submitJob()
-        #expect(purser(["budget", "set", "5"], database: database).code == 0)
+        _ = try await submitJob()
+        #expect(await purser(["budget", "set", "5"], database: database).code == 0)
         let before = try Data(contentsOf: URL(fileURLWithPath: database))
         let cases: [([String], Int32, String)] = [
             (["budget", "set"], 64, "Error: Missing expected argument '<usd>'.\nUsage: purser budget set <usd>"),
@@ -190,7 +190,7 @@ import PurserCore
             (["budget", "show", "--job", "1"], 64, "Error: Unknown option '--job'."),
         ]
         for (arguments, code, message) in cases {
-            let run = purser(arguments, database: database)
+            let run = await purser(arguments, database: database)
             #expect(run.code == code, "\(arguments)")
             #expect(run.error.hasPrefix(message), "\(arguments): \(run.error)")
         }

@@ -4,8 +4,8 @@ import Testing
 import PurserCore
 @testable import PurserSQLite
 
-@Test func rootHelpListsTheSubcommands() {
-    let run = purser(["--help"])
+@Test func rootHelpListsTheSubcommands() async {
+    let run = await purser(["--help"])
     #expect(run.code == 0)
     #expect(run.out == """
         OVERVIEW: Purser schedules batches of LLM prompts on the cheapest models that meet their quality and deadline.
@@ -34,11 +34,11 @@ import PurserCore
           See 'purser help <subcommand>' for detailed help.
 
         """)
-    #expect(purser([]).code == 64)
+    #expect(await purser([]).code == 64)
 }
 
-@Test func subcommandHelpShowsArgumentsAndOptions() {
-    let run = purser(["help", "plan"])
+@Test func subcommandHelpShowsArgumentsAndOptions() async {
+    let run = await purser(["help", "plan"])
     #expect(run.code == 0)
     #expect(run.out == """
         OVERVIEW: Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.
@@ -57,11 +57,11 @@ import PurserCore
           -h, --help                Show help information.
 
         """)
-    #expect(purser(["plan", "--help"]).out == run.out)
+    #expect(await purser(["plan", "--help"]).out == run.out)
 }
 
-@Test func usageErrorsSayWhatToDoAndExit64() {
-    let unknown = purser(["submit", "x.jsonl", "--projcet", "p"])
+@Test func usageErrorsSayWhatToDoAndExit64() async {
+    let unknown = await purser(["submit", "x.jsonl", "--projcet", "p"])
     #expect(unknown.code == 64)
     #expect(unknown.out.isEmpty)
     #expect(unknown.error.hasPrefix("""
@@ -70,38 +70,38 @@ import PurserCore
         """))
     #expect(unknown.error.hasSuffix("  See 'purser submit --help' for more information.\n"))
 
-    let missing = purser(["plan"])
+    let missing = await purser(["plan"])
     #expect(missing.code == 64)
     #expect(missing.error.hasPrefix("Error: Missing expected argument '<job>'.\n"))
 
-    let subcommand = purser(["sumbit"])
+    let subcommand = await purser(["sumbit"])
     #expect(subcommand.code == 64)
     #expect(subcommand.error.hasPrefix("Error: Unknown subcommand 'sumbit'. Did you mean 'submit'?\n"))
 
-    let badQuality = purser(["submit", "x.jsonl", "--quality", "ultra"])
+    let badQuality = await purser(["submit", "x.jsonl", "--quality", "ultra"])
     #expect(badQuality.code == 64)
     #expect(badQuality.error.hasPrefix("Error: --quality: unknown quality tier \"ultra\"; use one of basic (30), standard (45), premium (55), frontier (62) or a number 0–100.\n"))
 
-    let badDeadline = purser(["estimate", "x.jsonl", "--deadline", "yesterday"])
+    let badDeadline = await purser(["estimate", "x.jsonl", "--deadline", "yesterday"])
     #expect(badDeadline.code == 64)
     #expect(badDeadline.error.hasPrefix("Error: --deadline: deadline 'yesterday' is not a duration"))
 
-    let valueMissing = purser(["submit", "x.jsonl", "--name"])
+    let valueMissing = await purser(["submit", "x.jsonl", "--name"])
     #expect(valueMissing.error.hasPrefix("Error: Missing value for '--name <name>'.\n"))
 }
 
-@Test func submitPlanAndStatusWorkEndToEnd() throws {
+@Test func submitPlanAndStatusWorkEndToEnd() async throws {
     let database = temporaryDatabasePath()
     let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
-    let submitted = purser(["submit", quickstart], database: database)
+    let submitted = await purser(["submit", quickstart], database: database)
     #expect(submitted.code == 0)
     #expect(submitted.out.hasPrefix("job 1 \"quickstart\" (project default): "))
     #expect(submitted.out.hasSuffix("next: purser plan 1 --simulate to see the plan, or purser run --job 1 --simulate to serve it\n"))
 
-    let again = purser(["submit", quickstart], database: database)
+    let again = await purser(["submit", quickstart], database: database)
     #expect(again.out.hasPrefix("job 1 \"quickstart\" already holds these bytes"))
 
-    let plan = purser(["plan", "quickstart", "--simulate", "--json"], database: database)
+    let plan = await purser(["plan", "quickstart", "--simulate", "--json"], database: database)
     #expect(plan.code == 0)
     let json = try JSONParser.parse(plan.out).objectValue!
     let requests = json["requests"]!.intValue!
@@ -114,34 +114,34 @@ import PurserCore
     #expect(mix.reduce(0) { $0 + $1["requests"]!.intValue! } == requests)
     #expect(try mix.reduce(Money.zero) { $0 + (try Money(usd: $1["estimated_cost_usd"]!.stringValue!)) } == estimated)
 
-    let status = purser(["status", "1", "--json"], database: database)
+    let status = await purser(["status", "1", "--json"], database: database)
     let job = try JSONParser.parse(status.out).arrayValue![0].objectValue!
     #expect(job["states"]! == .object(JSONObject(["planned": .number(String(requests))])))
     #expect(job["estimated_cost_usd"]!.stringValue == estimated.exactUSD)
 
-    let explain = purser(["plan", "1", "--simulate", "--explain", "req-1"], database: database)
+    let explain = await purser(["plan", "1", "--simulate", "--explain", "req-1"], database: database)
     #expect(explain.code == 0)
     #expect(explain.out.hasPrefix("Request \"req-1\": quality floor "))
     #expect(explain.out.contains("quality 24 is below the floor"))
 }
 
-@Test func withoutKeysOrSimulateNothingIsPlannedAndThePlanSaysWhy() {
+@Test func withoutKeysOrSimulateNothingIsPlannedAndThePlanSaysWhy() async {
     let database = temporaryDatabasePath()
-    _ = purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
-    let plan = purser(["plan", "1"], database: database)
+    _ = await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
+    let plan = await purser(["plan", "1"], database: database)
     #expect(plan.code == 0)
     #expect(plan.out.contains("requests cannot be placed"))
     #expect(plan.out.contains("not considered (no key set): anthropic, deepseek, google, groq, mistral, openai; set their keys or pass --simulate"))
-    let keyed = purser(["plan", "1"], environment: ["GROQ_API_KEY": "x"], database: database)
+    let keyed = await purser(["plan", "1"], environment: ["GROQ_API_KEY": "x"], database: database)
     #expect(keyed.out.contains("groq/openai/gpt-oss"))
     #expect(!keyed.out.contains("x\n"))
 }
 
-@Test func rejectedSubmitExitsOneAndStoresNothing() {
+@Test func rejectedSubmitExitsOneAndStoresNothing() async {
     let database = temporaryDatabasePath()
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).jsonl").path
     _ = FileManager.default.createFile(atPath: file, contents: Data("{\"prompt\": \"ok\"}\n{oops\n".utf8))
-    let run = purser(["submit", file], database: database)
+    let run = await purser(["submit", file], database: database)
     #expect(run.code == 1)
     #expect(run.error == """
         \(file):2: invalid JSON at column 2: expected a quoted member name
@@ -151,28 +151,28 @@ import PurserCore
     #expect(!FileManager.default.fileExists(atPath: database), "a failed first submit must not leave a database behind")
 }
 
-@Test func statusWithoutADatabaseDoesNotCreateOne() {
+@Test func statusWithoutADatabaseDoesNotCreateOne() async {
     let database = temporaryDatabasePath()
-    let run = purser(["status"], database: database)
+    let run = await purser(["status"], database: database)
     #expect(run.code == 1)
     #expect(run.error == "Error: no database at \(database); submit a job first, or pass --db PATH\n")
     #expect(!FileManager.default.fileExists(atPath: database))
 }
 
-@Test func pricingValidateAndListReadTheBundledTables() {
-    let validate = purser(["pricing", "validate"])
+@Test func pricingValidateAndListReadTheBundledTables() async {
+    let validate = await purser(["pricing", "validate"])
     #expect(validate.code == 0)
     #expect(validate.out == "ok: 20 models from 6 providers, 4 reference rows (named by lines, never served), 4 quality tiers, 5 deadline tiers\n")
-    let list = purser(["pricing", "list"])
+    let list = await purser(["pricing", "list"])
     #expect(list.out.hasPrefix("model "))
     #expect(list.out.contains("deepseek/deepseek-flash"))
     #expect(list.out.contains("sync,offpeak"))
 }
 
-@Test func importLiteLLMWritesValidTablesAndCountsWhatItSkipped() throws {
+@Test func importLiteLLMWritesValidTablesAndCountsWhatItSkipped() async throws {
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("import-\(UUID().uuidString).json").path
     let litellm = repository.appendingPathComponent("Tests/Fixtures/litellm-excerpt.json").path
-    let run = purser(["pricing", "import-litellm", litellm, "--providers", "openai,anthropic", "--output", output, "--price-date", "2026-11-24"])
+    let run = await purser(["pricing", "import-litellm", litellm, "--providers", "openai,anthropic", "--output", output, "--price-date", "2026-11-24"])
     #expect(run.code == 0)
     #expect(run.out.isEmpty)
     #expect(run.error.hasPrefix("imported 8 chat models from \(litellm) (8 with quality kept from the current tables, 0 unrated)\n"))
@@ -184,11 +184,11 @@ import PurserCore
     #expect(ids.allSatisfy { $0.hasPrefix("openai/") || $0.hasPrefix("anthropic/") })
 }
 
-@Test func aPlanSavedLateKeepsThePlansOfRequestsClaimedMeanwhile() throws {
+@Test func aPlanSavedLateKeepsThePlansOfRequestsClaimedMeanwhile() async throws {
     // Two `purser run` processes can plan the same job at once; the second must not fail on requests the
     // first has already claimed, nor change the plan they are being served on.
     let path = temporaryDatabasePath()
-    #expect(purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: path).code == 0)
+    #expect(await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: path).code == 0)
     let database = try PurserDatabase.open(path: path)
     let store = PlanStore(database: database)
     let catalog = try PricingCatalog.load(directory: repository.appendingPathComponent("pricing").path)
@@ -208,7 +208,7 @@ import PurserCore
     #expect(try database.scalarInt("SELECT count(*) FROM request_plans WHERE queue = 1") == Int64(plan.count - plan.unplaced - 2))
 }
 
-@Test func theBuiltInTablesAreThePricingFolderAndServeWhereNoFolderIsGiven() throws {
+@Test func theBuiltInTablesAreThePricingFolderAndServeWhereNoFolderIsGiven() async throws {
     let folder = repository.appendingPathComponent("pricing")
     let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
     #expect(BundledPricing.files.map(\.name).sorted() == names, "run scripts/bundle-pricing.sh after changing pricing/")
@@ -229,48 +229,48 @@ import PurserCore
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: out)
     try process.run()
-    process.waitUntilExit()
+    await exited(process)
     #expect(process.terminationStatus == 0)
     #expect(try String(contentsOf: out, encoding: .utf8).hasPrefix("ok: 20 models from 6 providers"))
 }
 
 /// A choice option's values come from its type: the help lists them with the default marked, and any other value is
 /// refused before the command runs (issue 18: hand-written lists had drifted from the types).
-@Test func aChoiceOptionsHelpAndCheckComeFromItsType() {
-    let help = purser(["report", "--help"]).out
+@Test func aChoiceOptionsHelpAndCheckComeFromItsType() async {
+    let help = await purser(["report", "--help"]).out
     let groupings = ReportQuery.Grouping.allCases.map { $0 == .model ? "model (default)" : $0.rawValue }
     #expect(help.contains(groupings.dropLast().joined(separator: ", ") + " or " + groupings.last!), "\(help)")
-    #expect(purser(["results", "--help"]).out.contains("openai (default), anthropic, jsonl or csv."))
+    #expect(await purser(["results", "--help"]).out.contains("openai (default), anthropic, jsonl or csv."))
 
-    let only = purser(["results", "1", "--only", "running"])
+    let only = await purser(["results", "1", "--only", "running"])
     #expect(only.code == 64)
     #expect(only.error.hasPrefix("Error: --only: 'running' is not one of succeeded, failed.\n"), "\(only.error)")
 }
 
 /// Grouped commands take their subcommands by name, each with its own help and options (issue 18).
-@Test func budgetAndPricingAreGroupsOfSubcommandsEachWithItsOwnHelp() {
-    let group = purser(["budget", "--help"])
+@Test func budgetAndPricingAreGroupsOfSubcommandsEachWithItsOwnHelp() async {
+    let group = await purser(["budget", "--help"])
     #expect(group.code == 0 && group.out.contains("USAGE: purser budget <subcommand>"))
     for name in ["set", "show", "clear"] { #expect(group.out.contains("\n  \(name) "), "\(name) in \(group.out)") }
-    let set = purser(["budget", "help", "set"])
+    let set = await purser(["budget", "help", "set"])
     #expect(set.out.hasPrefix("OVERVIEW: Set a cap") && set.out.contains("USAGE: purser budget set <usd> "), "\(set.out)")
-    #expect(purser(["budget", "set", "--help"]).out == set.out)
-    #expect(!purser(["budget", "show", "--help"]).out.contains("--warn-at"), "show takes only its own options")
-    let importing = purser(["pricing", "import-litellm"])
+    #expect(await purser(["budget", "set", "--help"]).out == set.out)
+    #expect(!(await purser(["budget", "show", "--help"]).out.contains("--warn-at")), "show takes only its own options")
+    let importing = await purser(["pricing", "import-litellm"])
     #expect(importing.code == 64 && importing.error.hasPrefix("Error: Missing expected argument '<file>'.\nUsage: purser pricing import-litellm <file>"))
-    let unknown = purser(["pricing", "lsit"])
+    let unknown = await purser(["pricing", "lsit"])
     #expect(unknown.code == 64 && unknown.error.hasPrefix("Error: Unknown subcommand 'lsit' of 'pricing'; use list, validate or import-litellm. Did you mean 'list'?"))
 }
 
 /// The completion scripts come from the same declarations as parsing and help: bash, run for real, completes
 /// commands, nested subcommands, their own flags and a choice's values.
-@Test func completionScriptsCompleteCommandsSubcommandsFlagsAndChoices() throws {
-    let script = purser(["--generate-completion-script", "bash"])
+@Test func completionScriptsCompleteCommandsSubcommandsFlagsAndChoices() async throws {
+    let script = await purser(["--generate-completion-script", "bash"])
     #expect(script.code == 0)
     let file = FileManager.default.temporaryDirectory.appendingPathComponent("purser-completion-\(UUID().uuidString).bash")
     try script.out.write(to: file, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: file) }
-    func completions(_ words: [String]) throws -> Set<String> {
+    func completions(_ words: [String]) async throws -> Set<String> {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         let quoted = words.map { "'\($0)'" }.joined(separator: " ")
@@ -279,17 +279,17 @@ import PurserCore
         process.standardOutput = pipe
         try process.run()
         let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        await exited(process)
         return Set(String(decoding: out, as: UTF8.self).split(separator: "\n").map(String.init))
     }
-    #expect(try completions(["purser", "bu"]) == ["budget"])
-    #expect(try completions(["purser", "budget", ""]).isSuperset(of: ["set", "show", "clear"]))
-    #expect(try completions(["purser", "budget", "set", "--w"]) == ["--warn-at"])
-    #expect(try completions(["purser", "budget", "show", "--w"]).isEmpty, "show has no --warn-at")
-    #expect(try completions(["purser", "report", "--by", ""]) == Set(ReportQuery.Grouping.allCases.map(\.rawValue)))
+    await #expect(try completions(["purser", "bu"]) == ["budget"])
+    await #expect(try completions(["purser", "budget", ""]).isSuperset(of: ["set", "show", "clear"]))
+    await #expect(try completions(["purser", "budget", "set", "--w"]) == ["--warn-at"])
+    await #expect(try completions(["purser", "budget", "show", "--w"]).isEmpty, "show has no --warn-at")
+    await #expect(try completions(["purser", "report", "--by", ""]) == Set(ReportQuery.Grouping.allCases.map(\.rawValue)))
 
-    let fish = purser(["--generate-completion-script", "fish"]).out
+    let fish = await purser(["--generate-completion-script", "fish"]).out
     #expect(fish.contains("-a set -d 'Set a cap") && fish.contains("-l warn-at"))
-    #expect(purser(["--generate-completion-script", "zsh"]).out.hasPrefix("#compdef purser\n"))
-    #expect(purser(["--generate-completion-script", "tcsh"]).code == 64)
+    #expect(await purser(["--generate-completion-script", "zsh"]).out.hasPrefix("#compdef purser\n"))
+    #expect(await purser(["--generate-completion-script", "tcsh"]).code == 64)
 }

@@ -9,7 +9,7 @@ import FoundationNetworking
 
 @Suite(.serialized)
 struct DispatchIntegrationTests {
-    @Test func aCapAtHalfTheNeededSpendIsNeverPassedWith500CallsInFlight() throws {
+    @Test func aCapAtHalfTheNeededSpendIsNeverPassedWith500CallsInFlight() async throws {
         let job = try jobFile(2_000, model: { _ in "small" })
         // What the job costs with no cap, measured in a database and against a server of their own.
         let needed: Int64
@@ -18,22 +18,22 @@ struct DispatchIntegrationTests {
             defer { server.stop() }
             let pricing = try fakePricing(port: server.port)
             let database = temporaryDatabase()
-            try purser(["submit", job], database: database, pricing: pricing)
-            #expect(try purser(["run", "--concurrency", "500"], database: database, pricing: pricing).code == 0)
+            try await purser(["submit", job], database: database, pricing: pricing)
+            #expect(try await purser(["run", "--concurrency", "500"], database: database, pricing: pricing).code == 0)
             needed = Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])!
         }
         let server = try FakeProviderProcess(["--latency-ms", "300"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", job], database: database, pricing: pricing)
+        try await purser(["submit", job], database: database, pricing: pricing)
         let cap = needed / 2
-        try purser(["budget", "set", Money(picoUSD: cap).exactUSD], database: database, pricing: pricing)
+        try await purser(["budget", "set", Money(picoUSD: cap).exactUSD], database: database, pricing: pricing)
 
         // Two processes share the cap, 250 calls in flight each.
         let sampler = LedgerSampler(database: database)
         let runs = try (0..<2).map { _ in try startPurser(["run", "--concurrency", "250"], database: database, pricing: pricing) }
-        for run in runs { run.waitUntilExit() }
+        for run in runs { await exited(run) }
         let findings = sampler.stop()
         // How many calls were in flight at once depends on the machine's speed, which tests never assert
         // (the benchmark measures it); what must hold is the cap, at every sample.
@@ -47,14 +47,14 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT count(*) FROM reservations")[0][0] == "0")
 
         // Raising the cap releases the held requests, and the next run finishes them.
-        try purser(["budget", "set", Money(picoUSD: needed * 2).exactUSD], database: database, pricing: pricing)
-        #expect(try purser(["run", "--concurrency", "500"], database: database, pricing: pricing).code == 0)
+        try await purser(["budget", "set", Money(picoUSD: needed * 2).exactUSD], database: database, pricing: pricing)
+        #expect(try await purser(["run", "--concurrency", "500"], database: database, pricing: pricing).code == 0)
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 2000"])
         #expect(Int64(try query(database, "SELECT sum(cost_pico) FROM results")[0][0])! == needed)
         #expect(Int64(try query(database, "SELECT sum(charged_pico) FROM monthly_charges")[0][0])! == needed)
     }
 
-    @Test func everyFaultIsRetriedUntilEachRequestSucceedsExactlyOnce() throws {
+    @Test func everyFaultIsRetriedUntilEachRequestSucceedsExactlyOnce() async throws {
         let server = try FakeProviderProcess([
             "--fail-5xx", "0.10", "--fail-429", "0.05", "--retry-after", "1", "--hang", "0.02", "--hang-seconds", "3", "--malformed", "0.01",
             "--fail-529", "0.02", "--drop", "0.01", "--seed", "7",
@@ -62,8 +62,8 @@ struct DispatchIntegrationTests {
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(300)], database: database, pricing: pricing)
-        let run = try purser(["run", "--timeout", "1", "--concurrency", "32", "--backoff-ms", "50", "--cooldown", "1"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(300)], database: database, pricing: pricing)
+        let run = try await purser(["run", "--timeout", "1", "--concurrency", "32", "--backoff-ms", "50", "--cooldown", "1"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         #expect(run.out.hasPrefix("run finished in "))
         #expect(run.out.contains(": 300 succeeded, 0 failed, 0 expired; "))
@@ -80,13 +80,13 @@ struct DispatchIntegrationTests {
         #expect(stats["successes"]?.objectValue?.members.count == 300)
     }
 
-    @Test func anAuthErrorDisablesTheProviderAndItsRequestsStayQueued() throws {
+    @Test func anAuthErrorDisablesTheProviderAndItsRequestsStayQueued() async throws {
         let server = try FakeProviderProcess(["--auth-fail"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(20, model: { _ in "small" })], database: database, pricing: pricing)
-        let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing, key: "wrong-key")
+        try await purser(["submit", try jobFile(20, model: { _ in "small" })], database: database, pricing: pricing)
+        let run = try await purser(["run", "--timeout", "2"], database: database, pricing: pricing, key: "wrong-key")
         #expect(run.code == 1, "a run that could use no provider did not do its job")
         #expect(run.error.contains("provider fakeopenai disabled for this run (check FAKE_KEY): Incorrect API key provided"))
         #expect(run.out.contains("note: provider fakeopenai cannot be used in this run: HTTP 401: Incorrect API key provided"))
@@ -96,19 +96,19 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT count(*) FROM attempts WHERE error LIKE '%wrong-key%'")[0][0] == "0")
     }
 
-    @Test func exhaustedQuotaPausesTheProviderLikeAnAuthError() throws {
+    @Test func exhaustedQuotaPausesTheProviderLikeAnAuthError() async throws {
         let server = try FakeProviderProcess(["--quota-fail"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(10, model: { _ in "small" })], database: database, pricing: pricing)
-        let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(10, model: { _ in "small" })], database: database, pricing: pricing)
+        let run = try await purser(["run", "--timeout", "2"], database: database, pricing: pricing)
         #expect(run.error.contains("provider fakeopenai disabled for this run (quota or spend limit)"))
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["queued 10"])
         #expect(try server.stats()["calls"]?.intValue ?? 0 <= 12, "a disabled provider is not called again")
     }
 
-    @Test func aModelThatRefusesTheRequestFallsBackToTheNext() throws {
+    @Test func aModelThatRefusesTheRequestFallsBackToTheNext() async throws {
         let server = try FakeProviderProcess(["--refuse-model", "small"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
@@ -117,31 +117,31 @@ struct DispatchIntegrationTests {
         let file = try jobFile(10, model: { _ in "small" })
         let unpinned = try String(contentsOfFile: file, encoding: .utf8).replacingOccurrences(of: #", "pin": true"#, with: "")
         try unpinned.write(toFile: file, atomically: true, encoding: .utf8)
-        try purser(["submit", file], database: database, pricing: pricing)
-        let run = try purser(["run", "--timeout", "2"], database: database, pricing: pricing)
+        try await purser(["submit", file], database: database, pricing: pricing)
+        let run = try await purser(["run", "--timeout", "2"], database: database, pricing: pricing)
         #expect(run.out.contains(": 10 succeeded, 0 failed"), "\(run.out)\(run.error)")
         #expect(run.out.contains("10 fallbacks"))
         #expect(try query(database, "SELECT model, count(*) FROM results GROUP BY model").map { $0[0] + " " + $0[1] } == ["fakeanthropic/medium 10"])
         #expect(try query(database, "SELECT count(*) FROM attempts WHERE outcome = 'model_refused' AND model = 'fakeopenai/small'")[0][0] == "10")
     }
 
-    @Test func workersKilledMidJobLoseNothingAndDuplicateNothing() throws {
+    @Test func workersKilledMidJobLoseNothingAndDuplicateNothing() async throws {
         let server = try FakeProviderProcess(["--latency-ms", "150"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(400)], database: database, pricing: pricing)
-        try purser(["budget", "set", "100"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(400)], database: database, pricing: pricing)
+        try await purser(["budget", "set", "100"], database: database, pricing: pricing)
         var random = SplitMix64(seed: 20_261_124)
         for _ in 0..<4 {
             let worker = try startPurser(["run", "--lease", "1", "--concurrency", "24", "--timeout", "5"], database: database, pricing: pricing)
-            Thread.sleep(forTimeInterval: 0.2 + Double(random.below(600)) / 1000)
+            await pause(seconds: 0.2 + Double(random.below(600)) / 1000)
             kill(worker.processIdentifier, SIGKILL)
-            worker.waitUntilExit()
+            await exited(worker)
         }
         let finished = try query(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'")[0][0]
         #expect(Int(finished)! < 400, "the kills came too late to test anything")
-        let run = try purser(["run", "--lease", "1", "--concurrency", "24", "--timeout", "5"], database: database, pricing: pricing)
+        let run = try await purser(["run", "--lease", "1", "--concurrency", "24", "--timeout", "5"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 400"])
         // One result per request, and the job's charges are exactly the results' costs.
@@ -155,17 +155,17 @@ struct DispatchIntegrationTests {
         #expect(Int(try query(database, "SELECT count(*) FROM requests WHERE attempts > 1")[0][0])! > 0)
     }
 
-    @Test func twoProcessesOnOneDatabaseNeverCallTwiceForOneRequest() throws {
+    @Test func twoProcessesOnOneDatabaseNeverCallTwiceForOneRequest() async throws {
         let server = try FakeProviderProcess(["--latency-ms", "20"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(300)], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(300)], database: database, pricing: pricing)
         let logs = (0..<2).map { FileManager.default.temporaryDirectory.appendingPathComponent("purser-two-\($0)-\(UUID().uuidString).txt") }
         let first = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing, errorLog: logs[0])
         let second = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing, errorLog: logs[1])
-        first.waitUntilExit()
-        second.waitUntilExit()
+        await exited(first)
+        await exited(second)
         let errors = logs.map { (try? String(contentsOf: $0, encoding: .utf8)) ?? "" }
         #expect(first.terminationStatus == 0 && second.terminationStatus == 0, "\(errors)")
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 300"])
@@ -176,30 +176,30 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT count(DISTINCT worker) FROM attempts")[0][0] == "2")
     }
 
-    @Test func sigtermLetsCallsInFlightFinishAndReleasesTheRest() throws {
+    @Test func sigtermLetsCallsInFlightFinishAndReleasesTheRest() async throws {
         let server = try FakeProviderProcess(["--latency-ms", "1500"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(40)], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(40)], database: database, pricing: pricing)
         let worker = try startPurser(["run", "--concurrency", "10", "--grace", "10"], database: database, pricing: pricing)
-        Thread.sleep(forTimeInterval: 0.7)
+        await pause(seconds: 0.7)
         kill(worker.processIdentifier, SIGTERM)
-        worker.waitUntilExit()
+        await exited(worker)
         #expect(worker.terminationStatus == 0)
         let states = try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] }
         #expect(states == ["queued 30", "succeeded 10"], "the ten calls in flight finish; nothing stays running")
         #expect(try query(database, "SELECT count(*) FROM requests WHERE attempts > 0 AND state = 'queued'")[0][0] == "0", "released requests are not counted as tried")
     }
 
-    @Test func resultsReadLikeTheProvidersBatchOutputAndAddUpExactly() throws {
+    @Test func resultsReadLikeTheProvidersBatchOutputAndAddUpExactly() async throws {
         let server = try FakeProviderProcess(["--fail-5xx", "0.2", "--seed", "3"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(30)], database: database, pricing: pricing)
-        try purser(["run", "--backoff-ms", "20", "--cooldown", "1"], database: database, pricing: pricing)
-        let openai = try purser(["results", "1"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(30)], database: database, pricing: pricing)
+        try await purser(["run", "--backoff-ms", "20", "--cooldown", "1"], database: database, pricing: pricing)
+        let openai = try await purser(["results", "1"], database: database, pricing: pricing)
         #expect(openai.error == "30 results written\n")
         let lines = openai.out.split(separator: "\n").map { try! JSONParser.parse(String($0)).objectValue! }
         #expect(lines.count == 30)
@@ -209,70 +209,70 @@ struct DispatchIntegrationTests {
             #expect(response.keys == ["status_code", "request_id", "body"])
             #expect(response["body"]?.objectValue?["choices"]?.arrayValue?.count == 1, "Anthropic answers are shown as chat completions")
         }
-        let anthropic = try purser(["results", "1", "--format", "anthropic"], database: database, pricing: pricing)
+        let anthropic = try await purser(["results", "1", "--format", "anthropic"], database: database, pricing: pricing)
         let first = try JSONParser.parse(String(anthropic.out.split(separator: "\n")[0])).objectValue!
         #expect(first["result"]?.objectValue?["type"]?.stringValue == "succeeded")
         #expect(first["result"]?.objectValue?["message"]?.objectValue?["type"]?.stringValue == "message")
         // The sum of the lines' costs is the job's spend, to the last pico-dollar, in every format.
-        let status = try JSONParser.parse(try purser(["status", "1", "--json"], database: database, pricing: pricing).out).arrayValue![0].objectValue!
+        let status = try JSONParser.parse(try await purser(["status", "1", "--json"], database: database, pricing: pricing).out).arrayValue![0].objectValue!
         let spent = try Money(usd: status["spent_usd"]!.stringValue!)
         #expect(spent > .zero)
-        let jsonl = try purser(["results", "1", "--format", "jsonl"], database: database, pricing: pricing).out
+        let jsonl = try await purser(["results", "1", "--format", "jsonl"], database: database, pricing: pricing).out
         let jsonlTotal = try jsonl.split(separator: "\n").reduce(Money.zero) { $0 + (try Money(usd: try JSONParser.parse(String($1)).objectValue!["cost_usd"]!.stringValue!)) }
         #expect(jsonlTotal == spent)
-        let csv = try purser(["results", "1", "--format", "csv"], database: database, pricing: pricing).out.split(separator: "\n")
+        let csv = try await purser(["results", "1", "--format", "csv"], database: database, pricing: pricing).out.split(separator: "\n")
         #expect(csv[0] == Substring(ResultFormat.csvHeader))
         let csvTotal = try csv.dropFirst().reduce(Money.zero) { $0 + (try Money(usd: String($1.split(separator: ",")[8]))) }
         #expect(csvTotal == spent)
     }
 
-    @Test func watchServesJobsSubmittedWhileItRuns() throws {
+    @Test func watchServesJobsSubmittedWhileItRuns() async throws {
         let server = try FakeProviderProcess(["--latency-ms", "20"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(5)], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(5)], database: database, pricing: pricing)
         let watcher = try startPurser(["run", "--watch", "--concurrency", "4"], database: database, pricing: pricing)
         defer { if watcher.isRunning { kill(watcher.processIdentifier, SIGKILL) } }
         func succeeded() throws -> Int { Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'")[0][0])! }
-        func waitFor(_ count: Int) throws -> Bool {
-            for _ in 0..<200 where try succeeded() < count { Thread.sleep(forTimeInterval: 0.05) }
+        func waitFor(_ count: Int) async throws -> Bool {
+            for _ in 0..<200 where try succeeded() < count { await pause(seconds: 0.05) }
             return try succeeded() == count
         }
-        #expect(try waitFor(5), "the first job is served")
+        await #expect(try waitFor(5), "the first job is served")
         #expect(watcher.isRunning, "--watch keeps running when the queue is empty")
-        try purser(["submit", try jobFile(7)], database: database, pricing: pricing)
-        #expect(try waitFor(12), "a job submitted later is planned and served by the same run")
+        try await purser(["submit", try jobFile(7)], database: database, pricing: pricing)
+        await #expect(try waitFor(12), "a job submitted later is planned and served by the same run")
         kill(watcher.processIdentifier, SIGTERM)
-        watcher.waitUntilExit()
+        await exited(watcher)
         #expect(watcher.terminationStatus == 0)
         #expect(try query(database, "SELECT count(DISTINCT worker) FROM attempts")[0][0] == "1")
     }
 
-    @Test func cancelStopsWhatHasNotStartedAndRetryQueuesItAgain() throws {
+    @Test func cancelStopsWhatHasNotStartedAndRetryQueuesItAgain() async throws {
         let server = try FakeProviderProcess([])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(12)], database: database, pricing: pricing)
-        #expect(try purser(["cancel", "1"], database: database, pricing: pricing).out == "job 1 \"purser-job\": 12 requests cancelled\n".replacingOccurrences(
+        try await purser(["submit", try jobFile(12)], database: database, pricing: pricing)
+        #expect(try await purser(["cancel", "1"], database: database, pricing: pricing).out == "job 1 \"purser-job\": 12 requests cancelled\n".replacingOccurrences(
             of: "purser-job", with: try query(database, "SELECT name FROM jobs")[0][0]))
-        let idle = try purser(["run"], database: database, pricing: pricing)
+        let idle = try await purser(["run"], database: database, pricing: pricing)
         #expect(idle.out.contains(": 0 succeeded"))
-        #expect(try purser(["retry", "1"], database: database, pricing: pricing).out.contains(": 12 requests queued again"))
-        let run = try purser(["run"], database: database, pricing: pricing)
+        #expect(try await purser(["retry", "1"], database: database, pricing: pricing).out.contains(": 12 requests queued again"))
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.out.contains(": 12 succeeded, 0 failed"))
     }
 
     // MARK: - Hardening
 
-    @Test func parallelFirstSubmitsToANewDatabaseStoreEveryJob() throws {
+    @Test func parallelFirstSubmitsToANewDatabaseStoreEveryJob() async throws {
         let pricing = try fakePricing(port: 9)
         for round in 0..<20 {
             let database = temporaryDatabase()
             let files = try (0..<4).map { index in try jobFile(3 + index, model: { _ in "small" }) }
             let processes = try files.map { file in try startPurser(["submit", file], database: database, pricing: pricing) }
-            for process in processes { process.waitUntilExit() }
+            for process in processes { await exited(process) }
             #expect(processes.allSatisfy { $0.terminationStatus == 0 }, "round \(round): a submit failed")
             let jobs = try query(database, "SELECT count(*), sum(request_count) FROM jobs")[0]
             #expect(jobs == ["4", "18", "", "", "", "", "", ""], "round \(round): \(jobs)")
@@ -283,20 +283,20 @@ struct DispatchIntegrationTests {
         }
     }
 
-    @Test func aStoredBodyThatNoLongerReadsFailsItsRequestInsteadOfSendingAnEmptyOne() throws {
+    @Test func aStoredBodyThatNoLongerReadsFailsItsRequestInsteadOfSendingAnEmptyOne() async throws {
         let server = try FakeProviderProcess([])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(3)], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(3)], database: database, pricing: pricing)
         try PurserDatabase.open(path: database).execute("UPDATE request_bodies SET body = 'not json' WHERE request_id = 2")
-        let run = try purser(["run"], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(try query(database, "SELECT id, state FROM requests ORDER BY id").map { $0[0] + " " + $0[1] } == ["1 succeeded", "2 failed", "3 succeeded"])
         #expect(try query(database, "SELECT last_error FROM requests WHERE id = 2")[0][0].contains("stored body is not a JSON object"))
         #expect(try server.stats()["calls"]?.intValue == 2, "\(run.error)")
     }
 
-    @Test func anUnreachableEndpointEndsTheRunWithItsError() throws {
+    @Test func anUnreachableEndpointEndsTheRunWithItsError() async throws {
         // A port nothing listens on: bound, then closed.
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
@@ -309,8 +309,8 @@ struct DispatchIntegrationTests {
         let port = Int(UInt16(bigEndian: address.sin_port))
         let pricing = try fakePricing(port: port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(10)], database: database, pricing: pricing)
-        let run = try purser(["run", "--give-up-after", "2", "--backoff-ms", "100", "--concurrency", "4"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(10)], database: database, pricing: pricing)
+        let run = try await purser(["run", "--give-up-after", "2", "--backoff-ms", "100", "--concurrency", "4"], database: database, pricing: pricing)
         #expect(run.code == 1)
         #expect(run.error.contains("Error: provider fake") && run.error.contains("connection refused by 127.0.0.1:\(port)"), "\(run.error)")
         #expect(run.out.contains("cannot be used in this run: unreachable for"))
@@ -320,37 +320,37 @@ struct DispatchIntegrationTests {
         #expect(errors.allSatisfy { $0.contains("connection refused") }, "\(errors)")
     }
 
-    @Test func aRunTakesOverTheLeasesOfAKilledRunAtOnceAndKeepsItsCallsCounted() throws {
+    @Test func aRunTakesOverTheLeasesOfAKilledRunAtOnceAndKeepsItsCallsCounted() async throws {
         let server = try FakeProviderProcess(["--latency-ms", "400"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(60)], database: database, pricing: pricing)
-        try purser(["budget", "set", "100"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(60)], database: database, pricing: pricing)
+        try await purser(["budget", "set", "100"], database: database, pricing: pricing)
         // The default lease (three minutes): without a takeover the next run would wait that long.
         let worker = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing)
         for _ in 0..<100 where Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'running'")[0][0])! == 0 {
-            Thread.sleep(forTimeInterval: 0.05)
+            await pause(seconds: 0.05)
         }
         kill(worker.processIdentifier, SIGKILL)
-        worker.waitUntilExit()
+        await exited(worker)
         let leased = Int(try query(database, "SELECT count(*) FROM requests WHERE state = 'running'")[0][0])!
         #expect(leased > 0 && leased <= 8, "a run claims no more than it can have in flight (\(leased))")
-        let run = try purser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        let run = try await purser(["run", "--concurrency", "8"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         #expect(run.error.contains("took over \(leased) requests leased by process \(worker.processIdentifier)"), "\(run.error)")
         #expect(try query(database, "SELECT state, count(*) FROM requests GROUP BY state").map { $0[0] + " " + $0[1] } == ["succeeded 60"])
         // The killed run's calls may have been billed: they stay counted, unsettled, and budget show says so.
         #expect(try query(database, "SELECT count(*) FROM unsettled_charges")[0][0] == String(leased))
-        let show = try purser(["budget", "show"], database: database, pricing: pricing)
+        let show = try await purser(["budget", "show"], database: database, pricing: pricing)
         #expect(show.out.contains("unsettled") && show.out.contains("unsettled: \(leased) calls may have been billed with no answer stored (cut off by a crash or a forced stop"))
-        let report = try purser(["report"], database: database, pricing: pricing)
+        let report = try await purser(["report"], database: database, pricing: pricing)
         #expect(report.out.contains(" unsettled + "), "\(report.out)")
-        let json = try purser(["report", "--json"], database: database, pricing: pricing)
+        let json = try await purser(["report", "--json"], database: database, pricing: pricing)
         #expect(json.out.contains("\"unsettled_usd\""))
     }
 
-    @Test func benchmarkHelpIsHelpAndRunsNothing() throws {
+    @Test func benchmarkHelpIsHelpAndRunsNothing() async throws {
         let process = Process()
         process.executableURL = products.appendingPathComponent("purser-bench")
         process.arguments = ["--help"]
@@ -358,7 +358,7 @@ struct DispatchIntegrationTests {
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: output)
         try process.run()
-        process.waitUntilExit()
+        await exited(process)
         #expect(process.terminationStatus == 0)
         #expect(try String(contentsOf: output, encoding: .utf8).hasPrefix("OVERVIEW: Purser's benchmark"))
     }

@@ -7,7 +7,7 @@ import Testing
 
 // Words and exit codes for what hostile input and a broken environment do to the command line.
 
-@Test func flagsOutOfTheirRangeAreUsageErrorsNamingTheFlag() {
+@Test func flagsOutOfTheirRangeAreUsageErrorsNamingTheFlag() async {
     let database = temporaryDatabasePath()
     let cases: [([String], String)] = [
         (["run", "--concurrency", "100000000"], "Error: --concurrency: '100000000' is not a whole number from 1 to 10000."),
@@ -17,21 +17,21 @@ import Testing
         (["estimate", "x.jsonl", "--deadline", "99999999999999999999h"], "Error: --deadline: "),
     ]
     for (arguments, expected) in cases {
-        let run = purser(arguments, database: database)
+        let run = await purser(arguments, database: database)
         #expect(run.code == 64, "\(arguments)")
         #expect(run.error.hasPrefix(expected), "\(arguments): \(run.error)")
     }
     #expect(!FileManager.default.fileExists(atPath: database), "a usage error creates no database")
 }
 
-@Test func aFileThatIsNotAPurserDatabaseIsNamedAndLeftAlone() throws {
+@Test func aFileThatIsNotAPurserDatabaseIsNamedAndLeftAlone() async throws {
     let folder = URL(fileURLWithPath: temporaryDatabasePath()).deletingLastPathComponent()
     let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
 
     let text = folder.appendingPathComponent("notes.db").path
     try Data("hello, this is not a database\n".utf8).write(to: URL(fileURLWithPath: text))
     for arguments in [["status"], ["submit", quickstart]] {
-        let run = purser(arguments, database: text)
+        let run = await purser(arguments, database: text)
         #expect(run.code == 1)
         #expect(run.error == "Error: \(text): the file is not a Purser database; pass --db PATH to the right one (SQLite 26: file is not a database)\n")
     }
@@ -44,7 +44,7 @@ import Testing
         try database.execute("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me')")
     }
     for arguments in [["status"], ["submit", quickstart]] {
-        let run = purser(arguments, database: foreign)
+        let run = await purser(arguments, database: foreign)
         #expect(run.code == 1)
         #expect(run.error.hasPrefix("Error: \(foreign) is an SQLite database that another program wrote"), "\(run.error)")
     }
@@ -55,18 +55,18 @@ import Testing
     // An empty file is a new database to a command that writes, and says so to one that reads.
     let empty = folder.appendingPathComponent("empty.db").path
     #expect(FileManager.default.createFile(atPath: empty, contents: Data()))
-    let status = purser(["status"], database: empty)
+    let status = await purser(["status"], database: empty)
     #expect(status.code == 1)
     #expect(status.error == "Error: \(empty) holds no Purser data yet (it is empty); submit a job first, or pass --db PATH\n")
-    #expect(purser(["submit", quickstart], database: empty).code == 0)
+    #expect(await purser(["submit", quickstart], database: empty).code == 0)
 }
 
-@Test func readCommandsChangeNothingAndWorkInAReadOnlyFolder() throws {
+@Test func readCommandsChangeNothingAndWorkInAReadOnlyFolder() async throws {
     let database = temporaryDatabasePath()
     let folder = URL(fileURLWithPath: database).deletingLastPathComponent()
-    #expect(purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database).code == 0)
-    #expect(purser(["budget", "set", "100"], database: database).code == 0)
-    #expect(purser(["plan", "1", "--simulate"], database: database).code == 0)
+    #expect(await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database).code == 0)
+    #expect(await purser(["budget", "set", "100"], database: database).code == 0)
+    #expect(await purser(["plan", "1", "--simulate"], database: database).code == 0)
     func snapshot() throws -> [String: Data] {
         var files: [String: Data] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
@@ -88,7 +88,7 @@ import Testing
         ["report"], ["report", "--format", "html"], ["report", "--json"], ["budget", "show"], ["budget", "show", "--json"],
     ]
     for arguments in reads {
-        let run = purser(arguments, database: database)
+        let run = await purser(arguments, database: database)
         #expect(run.code == 0, "\(arguments): \(run.error)")
         #expect(!run.error.contains("SQLite"), "\(arguments): \(run.error)")
     }
@@ -115,13 +115,13 @@ import Testing
     #expect(printed.filter { $0.contains("fakeopenai") }.count == 1)
 }
 
-@Test func aFolderADeviceOrANegativeSchemaVersionIsNamedForWhatItIs() throws {
+@Test func aFolderADeviceOrANegativeSchemaVersionIsNamedForWhatItIs() async throws {
     let folder = URL(fileURLWithPath: temporaryDatabasePath()).deletingLastPathComponent().path
     let quickstart = repository.appendingPathComponent("jobs/quickstart.jsonl").path
     for arguments in [["status"], ["submit", quickstart]] {
-        let run = purser(arguments, database: folder)
+        let run = await purser(arguments, database: folder)
         #expect(run.code == 1 && run.error == "Error: \(folder) is a folder, not a database file; pass --db PATH to a file (it is created when missing)\n", "\(run.error)")
-        let device = purser(arguments, database: "/dev/null")
+        let device = await purser(arguments, database: "/dev/null")
         #expect(device.code == 1 && device.error.hasPrefix("Error: /dev/null is not a regular file (a device, a pipe or a socket)"), "\(device.error)")
     }
     #expect(!FileManager.default.fileExists(atPath: "/dev/null-journal"), "nothing is written beside a device")
@@ -130,41 +130,41 @@ import Testing
         let database = try Database(path: negative)
         try database.execute("PRAGMA user_version = -1")
     }
-    let status = purser(["status"], database: negative)
+    let status = await purser(["status"], database: negative)
     #expect(status.error == "Error: \(negative) has schema version -1, which no purser writes: it is not a Purser database; pass --db PATH to one\n")
-    let submit = purser(["submit", quickstart], database: negative)
+    let submit = await purser(["submit", quickstart], database: negative)
     #expect(submit.code == 1 && submit.error.contains("its schema version is -1, which no purser writes"), "\(submit.error)")
 }
 
-@Test func aSpeedupWithoutTheSimulatorIsAUsageError() {
-    let run = purser(["run", "--speedup", "60"], database: temporaryDatabasePath())
+@Test func aSpeedupWithoutTheSimulatorIsAUsageError() async {
+    let run = await purser(["run", "--speedup", "60"], database: temporaryDatabasePath())
     #expect(run.code == 64)
     #expect(run.error.hasPrefix("Error: --speedup shortens the simulator's latency: it goes with --simulate."), "\(run.error)")
 }
 
-@Test func anImportThatKeepsNothingLeavesTheOutputAsItWasAndFails() throws {
+@Test func anImportThatKeepsNothingLeavesTheOutputAsItWasAndFails() async throws {
     let folder = URL(fileURLWithPath: temporaryDatabasePath()).deletingLastPathComponent()
     let source = folder.appendingPathComponent("litellm.json").path
     try #"{"embedder": {"mode": "embedding", "litellm_provider": "openai"}, "sample_spec": {}}"#.write(toFile: source, atomically: true, encoding: .utf8)
     let output = folder.appendingPathComponent("models.json").path
     try "kept as it was\n".write(toFile: output, atomically: true, encoding: .utf8)
-    let run = purser(["pricing", "import-litellm", source, "--output", output])
+    let run = await purser(["pricing", "import-litellm", source, "--output", output])
     #expect(run.code == 1)
     #expect(run.error.contains("none of its 2 entries could be imported") && run.error.contains("\(output) was left as it was"), "\(run.error)")
     #expect(try String(contentsOfFile: output, encoding: .utf8) == "kept as it was\n")
 }
 
-@Test func whatAKilledFirstSubmitLeftBehindIsRemovedByTheNext() throws {
+@Test func whatAKilledFirstSubmitLeftBehindIsRemovedByTheNext() async throws {
     let database = temporaryDatabasePath()
     let folder = URL(fileURLWithPath: database).deletingLastPathComponent().path
     // A process that has exited stands for a submit killed midway.
     let child = Process()
     child.executableURL = URL(fileURLWithPath: "/bin/true")
     try child.run()
-    child.waitUntilExit()
+    await exited(child)
     let left = ["", "-wal", "-shm"].map { "\(database).building-\(child.processIdentifier)-12345\($0)" }
     for path in left { #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8))) }
-    let run = purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
+    let run = await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
     #expect(run.code == 0, "\(run.error)")
     #expect(try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".building-") }.isEmpty)
 }

@@ -20,13 +20,13 @@ private final class Capture: @unchecked Sendable {
 }
 
 /// Runs `purser` in-process with the bundled pricing tables and the clock stopped at `now`.
-func purser(_ arguments: [String], environment: [String: String] = [:], database: String? = nil, at now: Int64 = testNow) -> Run {
+func purser(_ arguments: [String], environment: [String: String] = [:], database: String? = nil, at now: Int64 = testNow) async -> Run {
     let capture = Capture()
     let console = Console(out: { capture.out += $0 }, error: { capture.error += $0 })
     var environment = environment
     environment["PURSER_PRICING"] = repository.appendingPathComponent("pricing").path
     if let database { environment["PURSER_DB"] = database }
-    let code = Purser.run(arguments, environment: environment, console: console, clock: .fixed(now))
+    let code = await Purser.run(arguments, environment: environment, console: console, clock: .fixed(now))
     return Run(code: code, out: capture.out, error: capture.error)
 }
 
@@ -35,12 +35,4 @@ func temporaryDatabasePath() -> String {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-cli-\(UUID().uuidString)")
     try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return directory.appendingPathComponent("purser.db").path
-}
-
-/// Runs `purser` in-process on a thread of its own, for commands that wait on async work (`run`): a test
-/// blocking a thread of the cooperative pool could starve the very tasks it waits for.
-func purserOnOwnThread(_ arguments: [String], database: String, at now: Int64 = testNow) async -> Run {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(returning: purser(arguments, database: database, at: now)) }
-    }
 }

@@ -11,7 +11,7 @@ struct OutputShapesTests {
     private static let repository = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The SDKs' python, made on first use (PyPI is one of the registries this machine reaches).
-    private func sdkPython() throws -> String {
+    private func sdkPython() async throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [OutputShapesTests.repository.appendingPathComponent("scripts/sdk-venv.sh").path]
@@ -19,13 +19,13 @@ struct OutputShapesTests {
         process.standardOutput = out
         try process.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        await exited(process)
         try #require(process.terminationStatus == 0, "scripts/sdk-venv.sh could not install the pinned SDKs")
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Runs the SDK validator on `lines` written in `format`; its counts of line kinds.
-    private func validate(_ format: String, _ text: String, python: String) throws -> [String: Int] {
+    private func validate(_ format: String, _ text: String, python: String) async throws -> [String: Int] {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("purser-results-\(UUID().uuidString).jsonl")
         try text.write(to: file, atomically: true, encoding: .utf8)
         let process = Process()
@@ -35,7 +35,7 @@ struct OutputShapesTests {
         process.standardOutput = out
         try process.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        await exited(process)
         let said = String(decoding: data, as: UTF8.self)
         #expect(process.terminationStatus == 0, "\(said)")
         return Dictionary(uniqueKeysWithValues: ((try? JSONParser.parse(said))?.objectValue?.members ?? []).map { ($0.key, $0.value.intValue ?? 0) })
@@ -66,35 +66,35 @@ struct OutputShapesTests {
         return lines
     }
 
-    @Test func everyOutputFormatValidatesWithTheOfficialSDKsAndToolCallsSurviveEveryCrossing() throws {
-        let python = try sdkPython()
+    @Test func everyOutputFormatValidatesWithTheOfficialSDKsAndToolCallsSurviveEveryCrossing() async throws {
+        let python = try await sdkPython()
         let server = try FakeProviderProcess([])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
         // Job 1: every feature through every pair of dialects.
-        try purser(["submit", try write(featureLines)], database: database, pricing: pricing)
+        try await purser(["submit", try write(featureLines)], database: database, pricing: pricing)
         // Job 2: expired (its deadline moved into the past), job 3: cancelled, job 4: failed (the provider refuses its model).
         let plain = (0..<2).map { #"{"custom_id": "p\#($0)", "prompt": "Hi", "max_tokens": 10, "model": "small", "pin": true}"# }
-        for _ in 0..<3 { try purser(["submit", try write(plain), "--force"], database: database, pricing: pricing) }
+        for _ in 0..<3 { try await purser(["submit", try write(plain), "--force"], database: database, pricing: pricing) }
         let connection = try PurserDatabase.open(path: database)
         try connection.execute("UPDATE requests SET deadline_at = 1 WHERE job_id = 2")
-        #expect(try purser(["cancel", "3"], database: database, pricing: pricing).code == 0)
-        #expect(try purser(["run", "--job", "1"], database: database, pricing: pricing).code == 0)
-        #expect(try purser(["run", "--job", "2"], database: database, pricing: pricing).code == 0)
+        #expect(try await purser(["cancel", "3"], database: database, pricing: pricing).code == 0)
+        #expect(try await purser(["run", "--job", "1"], database: database, pricing: pricing).code == 0)
+        #expect(try await purser(["run", "--job", "2"], database: database, pricing: pricing).code == 0)
         server.stop()
         let refusing = try FakeProviderProcess(["--refuse-model", "small"])
         defer { refusing.stop() }
-        #expect(try purser(["run", "--job", "4"], database: database, pricing: try fakePricing(port: refusing.port)).code == 1)
+        #expect(try await purser(["run", "--job", "4"], database: database, pricing: try fakePricing(port: refusing.port)).code == 1)
 
         var openai = "", anthropic = ""
         for job in 1...4 {
-            openai += try purser(["results", String(job)], database: database, pricing: pricing).out
-            anthropic += try purser(["results", String(job), "--format", "anthropic"], database: database, pricing: pricing).out
+            openai += try await purser(["results", String(job)], database: database, pricing: pricing).out
+            anthropic += try await purser(["results", String(job), "--format", "anthropic"], database: database, pricing: pricing).out
         }
-        let openaiKinds = try validate("openai", openai, python: python)
+        let openaiKinds = try await validate("openai", openai, python: python)
         #expect(openaiKinds == ["200 completion": 8, "200 tool_calls": 4, "400 error": 2, "batch_cancelled": 2, "batch_expired": 2], "\(openaiKinds)")
-        let anthropicKinds = try validate("anthropic", anthropic, python: python)
+        let anthropicKinds = try await validate("anthropic", anthropic, python: python)
         #expect(anthropicKinds == ["succeeded": 8, "succeeded tool_use": 4, "errored invalid_request_error": 2, "canceled": 2, "expired": 2],
             "\(anthropicKinds)")
         // The call itself, whichever dialect served it: the function's name and its arguments.
@@ -113,12 +113,12 @@ struct OutputShapesTests {
             #expect(body?["model"]?.stringValue.map { !$0.contains("/") } == true, "\(id)")
         }
         // The simulator's answers too (job 5: the features again, rehearsed).
-        try purser(["submit", try write(featureLines), "--force"], database: database, pricing: pricing)
-        #expect(try purser(["run", "--job", "5", "--simulate", "--speedup", "1000"], database: database, pricing: pricing).code == 0)
-        let simulatedOpenAI = try purser(["results", "5"], database: database, pricing: pricing).out
-        #expect(try validate("openai", simulatedOpenAI, python: python) == ["200 completion": 8, "200 tool_calls": 4])
-        let simulatedAnthropic = try purser(["results", "5", "--format", "anthropic"], database: database, pricing: pricing).out
-        #expect(try validate("anthropic", simulatedAnthropic, python: python) == ["succeeded": 8, "succeeded tool_use": 4])
+        try await purser(["submit", try write(featureLines), "--force"], database: database, pricing: pricing)
+        #expect(try await purser(["run", "--job", "5", "--simulate", "--speedup", "1000"], database: database, pricing: pricing).code == 0)
+        let simulatedOpenAI = try await purser(["results", "5"], database: database, pricing: pricing).out
+        await #expect(try validate("openai", simulatedOpenAI, python: python) == ["200 completion": 8, "200 tool_calls": 4])
+        let simulatedAnthropic = try await purser(["results", "5", "--format", "anthropic"], database: database, pricing: pricing).out
+        await #expect(try validate("anthropic", simulatedAnthropic, python: python) == ["succeeded": 8, "succeeded tool_use": 4])
         #expect(!simulatedOpenAI.contains(#""simulated":true,"#) || simulatedOpenAI.components(separatedBy: #""simulated":true"#).count - 1 == 12,
             "simulated is said once per line, under purser, never inside the body")
         // Nothing of Purser's inside the provider's body; all of it under `purser`.

@@ -33,17 +33,17 @@ struct PlanKeptTests {
         return directory.path
     }
 
-    @Test func aCapacityBoundPlanServedAtItsRealLimitsMeetsEveryDeadline() throws {
+    @Test func aCapacityBoundPlanServedAtItsRealLimitsMeetsEveryDeadline() async throws {
         let pricing = try Self.pricing()
         let database = temporaryDatabase()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
         try Self.writeJob(to: path)
-        let submit = try purser(["submit", path], database: database, pricing: pricing, key: nil)
+        let submit = try await purser(["submit", path], database: database, pricing: pricing, key: nil)
         #expect(submit.code == 0, "\(submit.error)")
-        let plan = try purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
+        let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
         #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
         // Simulated latency at a hundredth; the limits and deadlines run on the wall clock.
-        let run = try purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
+        let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
         #expect(run.code == 0, "\(run.error)")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(800))")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'expired'") == 0)
@@ -65,17 +65,17 @@ struct PlanKeptTests {
     /// provider does when its limits are lower than the tables say), its requests are moved onto models with room in
     /// time, over real HTTP to the fake provider, and none expires. Five models: the plan fills m1 to m3 and part of m4,
     /// leaving m4 and m5 room enough for m1's share.
-    @Test func whenAModelsRealRateFallsShortItsRequestsMoveToModelsWithRoomInTime() throws {
+    @Test func whenAModelsRealRateFallsShortItsRequestsMoveToModelsWithRoomInTime() async throws {
         let server = try FakeProviderProcess(["--rate-limit-model", "m1", "--retry-after", "1"])
         defer { server.stop() }
         let pricing = try Self.pricing(models: 5, baseURL: "http://127.0.0.1:\(server.port)/v1")
         let database = temporaryDatabase()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
         try Self.writeJob(to: path)
-        #expect(try purser(["submit", path], database: database, pricing: pricing).code == 0)
-        let plan = try purser(["plan", "1"], database: database, pricing: pricing)
+        #expect(try await purser(["submit", path], database: database, pricing: pricing).code == 0)
+        let plan = try await purser(["plan", "1"], database: database, pricing: pricing)
         #expect(plan.code == 0 && plan.out.contains("limited/m1") && !plan.out.contains("limited/m5"), "\(plan.out)")
-        let run = try purser(["run"], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error.suffix(1_500))")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(1_500))")
         let lost = try query(database, """
@@ -91,16 +91,16 @@ struct PlanKeptTests {
     /// A plan is a promise made at the moment it was made: run eight seconds later, the three models filled to their
     /// limits have lost eight seconds of their rate, and the requests they can no longer reach by their latest start
     /// spill over to the fourth (the cheapest with room in time; a fifth, dearer, stands idle), instead of expiring. (Before: 322 served, 38 expired.)
-    @Test func aPlanRunAWhileAfterItWasMadeMovesWhatItsModelsCanNoLongerReach() throws {
+    @Test func aPlanRunAWhileAfterItWasMadeMovesWhatItsModelsCanNoLongerReach() async throws {
         let pricing = try Self.pricing(models: 5)
         let database = temporaryDatabase()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
         try Self.writeJob(to: path)
-        #expect(try purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
-        let plan = try purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
+        #expect(try await purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
+        let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
         #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
-        Thread.sleep(forTimeInterval: 8)
-        let run = try purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
+        await pause(seconds: 8)
+        let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
         #expect(run.code == 0, "\(run.error)")
         let served = try query(database, "SELECT model, count(*) FROM results GROUP BY model ORDER BY model").map { $0.joined(separator: " ") }
         let lost = try query(database, """

@@ -44,7 +44,7 @@ import PurserCore
             argument.hasPrefix("jobs/") ? repository.appendingPathComponent(String(argument)).path : String(argument)
         }
         for index in arguments.indices.dropFirst() where arguments[index - 1] == "--output" { arguments[index] = folder + arguments[index] }
-        let result = arguments.first == "run" ? await purserOnOwnThread(arguments, database: database) : purser(arguments, database: database)
+        let result = arguments.first == "run" ? await purser(arguments, database: database) : await purser(arguments, database: database)
         #expect(result.code == exitCode, "\(line): \(result.error)")
         if discard { return [] }
         // The README shows relative paths; the run was given absolute ones.

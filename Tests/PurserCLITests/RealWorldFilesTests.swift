@@ -15,16 +15,16 @@ struct RealWorldFilesTests {
         get throws { try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted().map { folder.appendingPathComponent($0).path } }
     }
 
-    @Test func everyRealWorldFileIsAcceptedAndServedOnTheSimulator() throws {
+    @Test func everyRealWorldFileIsAcceptedAndServedOnTheSimulator() async throws {
         let database = temporaryDatabase()
         let pricing = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("pricing").path
         let files = try self.files
         #expect(files.count >= 3)
         for file in files {
-            let submit = try purser(["submit", file], database: database, pricing: pricing, key: nil)
+            let submit = try await purser(["submit", file], database: database, pricing: pricing, key: nil)
             #expect(submit.code == 0, "\(file): \(submit.error)")
         }
-        let run = try purser(["run", "--simulate", "--speedup", "1000"], database: database, pricing: pricing, key: nil)
+        let run = try await purser(["run", "--simulate", "--speedup", "1000"], database: database, pricing: pricing, key: nil)
         #expect(run.code == 0, "\(run.error)")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state != 'succeeded'") == 0)
         // A line naming a snapshot is measured against its model; one naming a reference row, against that row.
@@ -43,40 +43,40 @@ struct RealWorldFilesTests {
     @Test(.timeLimit(.minutes(5))) func aSpedUpRehearsalDoesNotWaitForADiscountWindow() async throws {
         let database = temporaryDatabasePath()
         let morning = testNow + 8 * 3_600_000
-        for file in try files { #expect(purser(["submit", file], database: database, at: morning).code == 0, "\(file)") }
-        let run = await purserOnOwnThread(["run", "--simulate", "--speedup", "1000"], database: database, at: morning)
+        for file in try files { #expect(await purser(["submit", file], database: database, at: morning).code == 0, "\(file)") }
+        let run = await purser(["run", "--simulate", "--speedup", "1000"], database: database, at: morning)
         #expect(run.code == 0, "\(run.error)")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state != 'succeeded'") == 0)
         #expect(try integer(database, "SELECT count(*) FROM results WHERE mode = 'offpeak'") > 0)
     }
 
-    @Test func everyRealWorldFileIsServedByTheFakeProvider() throws {
+    @Test func everyRealWorldFileIsServedByTheFakeProvider() async throws {
         let server = try FakeProviderProcess([])
         defer { server.stop() }
         let pricing = try bundledPricingOnFake(port: server.port)
         let database = temporaryDatabase()
         for file in try files {
-            let submit = try purser(["submit", file, "--deadline", "hour"], database: database, pricing: pricing)
+            let submit = try await purser(["submit", file, "--deadline", "hour"], database: database, pricing: pricing)
             #expect(submit.code == 0, "\(file): \(submit.error)")
         }
-        let run = try purser(["run"], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         let total = try integer(database, "SELECT count(*) FROM requests")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == total)
         #expect(try server.stats()["calls"]?.intValue == total)
 
         // Tools requests come back with the fake's tool calls, in either format, whichever dialect served them.
-        func line(_ customID: String, format: String) throws -> JSONObject {
-            let results = try purser(["results", "features", "--format", format], database: database, pricing: pricing)
+        func line(_ customID: String, format: String) async throws -> JSONObject {
+            let results = try await purser(["results", "features", "--format", format], database: database, pricing: pricing)
             let lines = results.out.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)).objectValue }
             return try #require(lines.first { $0["custom_id"]?.stringValue == customID }, "\(customID) in \(results.out.prefix(300))")
         }
         for customID in ["oa-tools", "an-tools"] {
-            let openai = try line(customID, format: "openai")
+            let openai = try await line(customID, format: "openai")
             let call = openai["response"]?.objectValue?["body"]?.objectValue?["choices"]?.arrayValue?.first?.objectValue?["message"]?
                 .objectValue?["tool_calls"]?.arrayValue?.first?.objectValue?["function"]?.objectValue
             #expect(call?["name"]?.stringValue == "get_weather", "\(customID): \(JSONWriter.string(.object(openai)))")
-            let anthropic = try line(customID, format: "anthropic")
+            let anthropic = try await line(customID, format: "anthropic")
             let blocks = anthropic["result"]?.objectValue?["message"]?.objectValue?["content"]?.arrayValue?.compactMap(\.objectValue) ?? []
             #expect(blocks.contains { $0["type"]?.stringValue == "tool_use" && $0["name"]?.stringValue == "get_weather" },
                 "\(customID): \(JSONWriter.string(.object(anthropic)))")

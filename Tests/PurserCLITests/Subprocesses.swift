@@ -122,7 +122,7 @@ func bundledPricingOnFake(port: Int) throws -> String {
 
 /// Runs the real `purser` executable and waits for it.
 @discardableResult
-func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:]) throws -> (code: Int32, out: String, error: String) {
+func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:]) async throws -> (code: Int32, out: String, error: String) {
     let process = purserProcess(arguments, database: database, pricing: pricing, key: key, environment: extra)
     // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
     let directory = FileManager.default.temporaryDirectory
@@ -132,7 +132,7 @@ func purser(_ arguments: [String], database: String, pricing: String, key: Strin
     process.standardOutput = try FileHandle(forWritingTo: out)
     process.standardError = try FileHandle(forWritingTo: error)
     try process.run()
-    process.waitUntilExit()
+    await exited(process)
     let outData = try Data(contentsOf: out), errorData = try Data(contentsOf: error)
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
 }
@@ -149,6 +149,20 @@ private func purserProcess(_ arguments: [String], database: String, pricing: Str
     for (name, value) in extra { environment[name] = value }
     process.environment = environment
     return process
+}
+
+/// Waits for a child process to end without holding a thread: the tests share a pool of as many threads as
+/// cores, and a test blocked in `waitUntilExit` keeps every other test off its thread meanwhile.
+func exited(_ process: Process) async {
+    while process.isRunning {
+        do { try await Task.sleep(nanoseconds: 5_000_000) } catch { break }
+    }
+    process.waitUntilExit()
+}
+
+/// Waits in a test without holding a thread (see `exited`).
+func pause(seconds: Double) async {
+    do { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) } catch {}
 }
 
 /// Starts the real `purser` executable without waiting for it; its error output goes to `errorLog` when given.

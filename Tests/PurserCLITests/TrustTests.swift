@@ -18,13 +18,13 @@ struct TrustTests {
         return (stats["requests"]?.intValue ?? -1, stats["with_credentials"]?.intValue ?? -1)
     }
 
-    @Test func aLiveCallRedirectedToAnotherOriginIsNotFollowedInEitherDialect() throws {
+    @Test func aLiveCallRedirectedToAnotherOriginIsNotFollowedInEitherDialect() async throws {
         let (provider, elsewhere) = try servers { ["--redirect", "live", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
         let pricing = try fakePricing(port: provider.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(6)], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(6)], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 1, "\(run.out)\n\(run.error)")
         // Both providers (one per dialect) were told to go elsewhere; neither followed.
         for name in ["fakeopenai", "fakeanthropic"] {
@@ -36,52 +36,52 @@ struct TrustTests {
     }
 
     @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
-    func aBatchUploadOrCreateRedirectedElsewhereIsRefusedAndNothingReachesTheOtherOrigin(model: String) throws {
+    func aBatchUploadOrCreateRedirectedElsewhereIsRefusedAndNothingReachesTheOtherOrigin(model: String) async throws {
         let (provider, elsewhere) = try servers { ["--redirect", "create", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
         let pricing = try fakePricing(port: provider.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.error.contains("another origin; its key goes only to http://127.0.0.1:\(provider.port)"), "\(run.error)")
         #expect(try reached(elsewhere).requests == 0)
     }
 
     @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
-    func aBatchPollRedirectedElsewhereIsRefusedAndTheBatchStaysForALaterRun(model: String) throws {
+    func aBatchPollRedirectedElsewhereIsRefusedAndTheBatchStaysForALaterRun(model: String) async throws {
         let (provider, elsewhere) = try servers { ["--redirect", "poll", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
         let pricing = try fakePricing(port: provider.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 1, "\(run.error)")
         #expect(run.error.contains("redirected GET /v1") && run.error.contains("another origin"), "\(run.error)")
         #expect(try reached(elsewhere).requests == 0)
         #expect(try integer(database, "SELECT count(*) FROM batches WHERE state = 'created'") == 1, "the batch waits at the provider")
     }
 
-    @Test func aBatchCancelRedirectedElsewhereIsRefused() throws {
+    @Test func aBatchCancelRedirectedElsewhereIsRefused() async throws {
         let (provider, elsewhere) = try servers { ["--batch-never-ends", "--redirect", "cancel", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
         // A speculative batch that must be pulled back 10 s after submit, whose cancel is sent elsewhere.
         let pricing = try pulledBackSoonPricing(port: provider.port)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(4, model: "small", deadline: "20m")], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(4, model: "small", deadline: "20m")], database: database, pricing: pricing)
         try recordQuickBatches(database)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.error.contains("redirected POST /v1/batches/") && run.error.contains("another origin"), "\(run.error)")
         #expect(try reached(elsewhere).requests == 0)
     }
 
     @Test(arguments: ["fakeopenai/small", "fakeanthropic/medium"])
-    func aResultsDownloadRedirectedElsewhereIsFollowedWithoutTheKey(model: String) throws {
+    func aResultsDownloadRedirectedElsewhereIsFollowedWithoutTheKey(model: String) async throws {
         let (provider, elsewhere) = try servers { ["--redirect", "download", "--redirect-to", $0] }
         defer { provider.stop(); elsewhere.stop() }
         let pricing = try fakePricing(port: provider.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
-        let run = try purser(["run", "--give-up-after", "2"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(5, model: String(model.split(separator: "/")[1]))], database: database, pricing: pricing)
+        let run = try await purser(["run", "--give-up-after", "2"], database: database, pricing: pricing)
         // The other origin has no such results: the batch is given up and its requests are served live.
         let seen = try reached(elsewhere)
         #expect(seen.requests > 0 && seen.withCredentials == 0, "\(seen)\n\(run.error)")
@@ -90,13 +90,13 @@ struct TrustTests {
     }
 
     @Test(arguments: ["relative", "foreign"])
-    func anAnthropicResultsURLIsReadOnTheProvidersOwnOrigin(form: String) throws {
+    func anAnthropicResultsURLIsReadOnTheProvidersOwnOrigin(form: String) async throws {
         let (provider, elsewhere) = try servers { ["--results-url", form, "--foreign-origin", $0] }
         defer { provider.stop(); elsewhere.stop() }
         let pricing = try fakePricing(port: provider.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(20, model: "medium")], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(20, model: "medium")], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         try expectBooksBalance(database, requests: 20)
         #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["batch"])
@@ -106,19 +106,19 @@ struct TrustTests {
         }
     }
 
-    @Test func aProviderErrorThatEchoesTheKeyIsMaskedWhereverItIsKeptOrShown() throws {
+    @Test func aProviderErrorThatEchoesTheKeyIsMaskedWhereverItIsKeptOrShown() async throws {
         let secret = "sk-test-0123456789abcdef"
         let server = try FakeProviderProcess(["--echo-key", "--fail-5xx", "1"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        try purser(["submit", try jobFile(2)], database: database, pricing: pricing, key: secret)
-        let run = try purser(["run", "--backoff-ms", "1"], database: database, pricing: pricing, key: secret)
+        try await purser(["submit", try jobFile(2)], database: database, pricing: pricing, key: secret)
+        let run = try await purser(["run", "--backoff-ms", "1"], database: database, pricing: pricing, key: secret)
         #expect(!(run.out + run.error).contains(secret))
         let kept = try query(database, "SELECT coalesce(group_concat(error, ' '), '') FROM attempts")[0][0]
             + (try query(database, "SELECT coalesce(group_concat(last_error, ' '), '') FROM requests")[0][0])
         #expect(kept.contains("fake server error (key [key masked])") && !kept.contains(secret), "\(kept)")
-        let results = try purser(["results", "1", "--format", "jsonl"], database: database, pricing: pricing, key: secret)
+        let results = try await purser(["results", "1", "--format", "jsonl"], database: database, pricing: pricing, key: secret)
         #expect(!results.out.contains(secret))
         let bytes = try Data(contentsOf: URL(fileURLWithPath: database))
         #expect(bytes.range(of: Data(secret.utf8)) == nil, "the key is nowhere in the database file")
@@ -126,18 +126,18 @@ struct TrustTests {
 
     // MARK: - A batch belongs to one database
 
-    @Test func aRunKilledInsideItsCreateNeverAdoptsAnotherDatabasesBatchOnTheSameKey() throws {
+    @Test func aRunKilledInsideItsCreateNeverAdoptsAnotherDatabasesBatchOnTheSameKey() async throws {
         let server = try FakeProviderProcess(["--batch-delay-ms", "1500"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
         let other = temporaryDatabase(), mine = temporaryDatabase()
         // Another project's database sends a batch of the same size first, and leaves it at the provider.
-        try purser(["submit", try batchJob(30, model: "medium")], database: other, pricing: pricing)
-        #expect(try purser(["run", "--detach"], database: other, pricing: pricing).code == 0)
-        try purser(["submit", try batchJob(30, model: "medium")], database: mine, pricing: pricing)
-        let killed = try purser(["run"], database: mine, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": "create"])
+        try await purser(["submit", try batchJob(30, model: "medium")], database: other, pricing: pricing)
+        #expect(try await purser(["run", "--detach"], database: other, pricing: pricing).code == 0)
+        try await purser(["submit", try batchJob(30, model: "medium")], database: mine, pricing: pricing)
+        let killed = try await purser(["run"], database: mine, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": "create"])
         #expect(killed.code == 137 || killed.code == 9, "\(killed.error)")
-        let again = try purser(["run"], database: mine, pricing: pricing)
+        let again = try await purser(["run"], database: mine, pricing: pricing)
         #expect(again.code == 0, "\(again.error)")
         // The other database's batch is never taken for this one's. Whether it is looked at at all depends on which of the
         // two has ended by the first poll (once this one's is found, the other is not read); when it is, it is left alone.
@@ -149,20 +149,20 @@ struct TrustTests {
         let lines = try linesPerCustomID(server)
         #expect(lines.count == 60 && lines.values.allSatisfy { $0 == 1 }, "the two databases' custom ids never collide: \(lines.keys.sorted().prefix(4))")
         // The other database still gets its own batch's answers, once.
-        #expect(try purser(["run"], database: other, pricing: pricing).code == 0)
+        #expect(try await purser(["run"], database: other, pricing: pricing).code == 0)
         try expectBooksBalance(other, requests: 30)
         #expect(try server.stats()["batches_created"]?.intValue == 2)
     }
 
     // MARK: - What a batch does not answer
 
-    @Test func aLineMissingFromEveryBatchIsTriedAsOftenAsAnyRequestAndWhatItMayCostStaysCounted() throws {
+    @Test func aLineMissingFromEveryBatchIsTriedAsOftenAsAnyRequestAndWhatItMayCostStaysCounted() async throws {
         let server = try FakeProviderProcess(["--batch-delay-ms", "100", "--cut-results-line"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(10, model: "medium")], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(10, model: "medium")], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         // Each batch's first line comes back cut short: after the first batch, one request is left, alone in each
         // batch, until its attempts run out.
         #expect(run.code == 1, "\(run.error)")
@@ -174,36 +174,36 @@ struct TrustTests {
         #expect(try integer(database, "SELECT count(*) FROM unsettled_charges") == 8)
         #expect(try integer(database, "SELECT count(*) FROM attempts WHERE outcome = 'missing'") == 8)
         // With no budget set, status, report and their JSON still show them.
-        let status = try purser(["status", "1"], database: database, pricing: pricing)
+        let status = try await purser(["status", "1"], database: database, pricing: pricing)
         #expect(status.out.contains("unsettled: 8 calls may have been billed with no answer stored"), "\(status.out)")
-        let statusJSON = try JSONParser.parse(try purser(["status", "1", "--json"], database: database, pricing: pricing).out)
+        let statusJSON = try JSONParser.parse(try await purser(["status", "1", "--json"], database: database, pricing: pricing).out)
         #expect(statusJSON.arrayValue?.first?.objectValue?["unsettled_calls"]?.intValue == 8)
-        let report = try purser(["report"], database: database, pricing: pricing)
+        let report = try await purser(["report"], database: database, pricing: pricing)
         #expect(report.out.contains("unsettled: 8 calls may have been billed"), "\(report.out)")
-        let reportJSON = try JSONParser.parse(try purser(["report", "--format", "json"], database: database, pricing: pricing).out)
+        let reportJSON = try JSONParser.parse(try await purser(["report", "--format", "json"], database: database, pricing: pricing).out)
         #expect(reportJSON.objectValue?["unsettled"]?.objectValue?["calls"]?.intValue == 8)
     }
 
-    @Test func anAnswerWhoseUsageCannotBeReadIsCountedAsMayBeBilledAndTriedNoMoreThanAnyRequest() throws {
+    @Test func anAnswerWhoseUsageCannotBeReadIsCountedAsMayBeBilledAndTriedNoMoreThanAnyRequest() async throws {
         let server = try FakeProviderProcess(["--batch-delay-ms", "100", "--unreadable-usage"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(2, model: "small")], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(2, model: "small")], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 1, "\(run.error)")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'failed' AND last_error LIKE '%malformed response body%'") == 2)
         #expect(try server.stats()["batches_created"]?.intValue == 8)
         #expect(try integer(database, "SELECT count(*) FROM unsettled_charges") == 16, "each answered line may have been billed")
     }
 
-    @Test func anOpenAICompatibleBatchServerWithoutAFileListStillGetsBatches() throws {
+    @Test func anOpenAICompatibleBatchServerWithoutAFileListStillGetsBatches() async throws {
         let server = try FakeProviderProcess(["--batch-delay-ms", "100", "--no-files-list"])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
         let database = temporaryDatabase()
-        try purser(["submit", try batchJob(12, model: "small")], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", try batchJob(12, model: "small")], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 0, "\(run.error)")
         try expectBooksBalance(database, requests: 12)
         #expect(try query(database, "SELECT DISTINCT mode FROM results").map { $0[0] } == ["batch"])
@@ -224,7 +224,7 @@ struct TrustTests {
         return process.terminationStatus
     }
 
-    @Test func answersInFlightWhenTheDiskFillsUpAreKeptAndStoredByTheNextRunWithoutCallingAgain() throws {
+    @Test func answersInFlightWhenTheDiskFillsUpAreKeptAndStoredByTheNextRunWithoutCallingAgain() async throws {
         // A small file system of its own (tmpfs; this machine's tests run as root, as CI does), filled while calls are out.
         let disk = FileManager.default.temporaryDirectory.appendingPathComponent("purser-full-disk-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
@@ -234,25 +234,25 @@ struct TrustTests {
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = disk + "/purser.db"
-        try purser(["submit", try jobFile(40)], database: database, pricing: pricing)
+        try await purser(["submit", try jobFile(40)], database: database, pricing: pricing)
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("purser-full-disk-\(UUID().uuidString).log")
         let run = try startPurser(["run", "--concurrency", "40"], database: database, pricing: pricing, errorLog: log)
         // Once the run has set its recovery file's space aside and its calls are out, the disk is filled to the last byte.
         let recovery = database + ".recovery.\(run.processIdentifier)"
-        for _ in 0..<500 where !FileManager.default.fileExists(atPath: recovery) { Thread.sleep(forTimeInterval: 0.01) }
-        Thread.sleep(forTimeInterval: 1)
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: recovery) { await pause(seconds: 0.01) }
+        await pause(seconds: 1)
         let filler = disk + "/filler"
         _ = FileManager.default.createFile(atPath: filler, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: filler))
         let block = Data(count: 1 << 16)
         while (try? handle.write(contentsOf: block)) != nil {}
         try? handle.close()
-        run.waitUntilExit()
+        await exited(run)
         #expect(run.terminationStatus == 1, "the run says the database stopped taking writes")
         let kept = try String(contentsOfFile: recovery, encoding: .utf8).split(separator: "\n").count
         #expect(kept > 0, "the answers that could not be stored are in the recovery file")
         try FileManager.default.removeItem(atPath: filler)
-        let again = try purser(["run"], database: database, pricing: pricing)
+        let again = try await purser(["run"], database: database, pricing: pricing)
         #expect(again.code == 0, "\(again.error)")
         #expect(again.error.contains("stored \(kept) paid answers an earlier run could not write"), "\(again.error)")
         #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 40)
@@ -265,7 +265,7 @@ struct TrustTests {
 
     // MARK: - A wait past the deadline
 
-    @Test func aRetryAfterPastTheDeadlineMovesTheRequestOnOrFailsItInsteadOfWaiting() throws {
+    @Test func aRetryAfterPastTheDeadlineMovesTheRequestOnOrFailsItInsteadOfWaiting() async throws {
         // Every call to the cheaper model is told to wait almost three hours (with spaces around the value).
         let server = try FakeProviderProcess(["--rate-limit-model", "small", "--retry-after", "10000"])
         defer { server.stop() }
@@ -276,8 +276,8 @@ struct TrustTests {
             #"{"custom_id": "q\#(index)", "prompt": "Question \#(index)", "max_tokens": 20, "model": "small", "deadline": "1h"\#(index < 2 ? ", \"pin\": true" : "")}"#
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: job, atomically: true, encoding: .utf8)
-        try purser(["submit", job], database: database, pricing: pricing)
-        let run = try purser(["run"], database: database, pricing: pricing)
+        try await purser(["submit", job], database: database, pricing: pricing)
+        let run = try await purser(["run"], database: database, pricing: pricing)
         #expect(run.code == 1, "two pinned requests cannot be served in time: \(run.error)")
         // The unpinned ones moved to the other model at once; the pinned ones failed, saying why, instead of waiting.
         #expect(try query(database, "SELECT r.custom_id, s.model FROM results s JOIN requests r ON r.id = s.request_id ORDER BY 1").map { $0[0] + " " + $0[1] }

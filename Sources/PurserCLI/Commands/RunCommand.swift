@@ -30,7 +30,7 @@ enum RunCommand {
             CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
         ])
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let options = try options(arguments, context: context)
         let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
@@ -43,7 +43,7 @@ enum RunCommand {
             onEvent: reporter.report)
         let signals = SignalWatcher { Task { await dispatcher.stop() } }
         defer { signals.cancel() }
-        let summary = try waitFor { try await dispatcher.run() }
+        let summary = try await dispatcher.run()
         guard let trouble = summary.trouble else { return 0 }
         context.console.error("Error: \(trouble)")
         return 1
