@@ -1,7 +1,7 @@
 import Foundation
 @testable import PurserCore
 
-/// A request queue, budgets and an empty batch book held in memory: what the dispatcher's unit tests run against,
+/// A request queue, budgets and a batch book (batch members only) held in memory: what the dispatcher's unit tests run against,
 /// so they exercise the dispatcher alone (its workers, limiter, retries, fallbacks, budgets and shutdown) on virtual
 /// time, without SQLite. It keeps the contract of `RequestQueue` — admission inside the one atomic claim (an actor
 /// turn here), every finishing write guarded by the lease, a result written once — and records the most that
@@ -256,7 +256,15 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
     func extendBatchLeases(until: Int64) throws {}
 
     private static let noBatches = Problem("the in-memory store keeps no batches")
-    func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) throws -> Int { throw Self.noBatches }
+    /// The members of batches, by batch, that `batchInputPage` reads: the one batch step this store takes part in.
+    private var batchLines: [Int64: [StoredBatchLine]] = [:]
+    func setBatchLines(_ batch: Int64, _ lines: [StoredBatchLine]) { batchLines[batch] = lines }
+    private(set) var batchPagesRead = 0
+
+    func batchInputPage(_ batch: Int64, afterLine: Int64, limit: Int) throws -> [StoredBatchLine] {
+        batchPagesRead += 1
+        return Array((batchLines[batch] ?? []).filter { $0.line > afterLine }.sorted { $0.line < $1.line }.prefix(limit))
+    }
     func batchCalls(providerBatchID: String, catalog: PricingCatalog) throws -> [(customID: String, call: ProviderCall)] { throw Self.noBatches }
     func knownProviderBatchIDs(provider: String) throws -> Set<String> { [] }
     func recordForeignCandidate(_ id: Int64, providerBatchID: String) throws { throw Self.noBatches }

@@ -200,7 +200,7 @@ final class BatchRunner: Sendable {
                 inputFileID = found
             } else {
                 try await book.recordBatchUploadStarted(batch.id, now: now)
-                bytes = try await timed(&writing) { try await book.writeBatchInput(batch, to: input, catalog: catalog) }
+                bytes = try await timed(&writing) { try await BatchInputFile.write(batch, to: input, catalog: catalog, book: book) }
                 inputFileID = try await timed(&sending) { try await api.upload(file: input, named: name) }
             }
             options.afterBatchCall?(.upload)
@@ -221,7 +221,7 @@ final class BatchRunner: Sendable {
         if providerBatchID == nil {
             try await book.recordBatchCreateStarted(batch.id, now: now)
             let inline = batch.dialect == .anthropic && !batch.simulated
-            if inline { bytes = try await timed(&writing) { try await book.writeBatchInput(batch, to: input, catalog: catalog) } }
+            if inline { bytes = try await timed(&writing) { try await BatchInputFile.write(batch, to: input, catalog: catalog, book: book) } }
             var creating: UInt64 = 0
             providerBatchID = try await timed(&creating) {
                 try await api.create(key: batch.key, database: book.databaseID, inputFileID: inputFileID, file: input)

@@ -19,8 +19,9 @@ public protocol BatchBook: Sendable {
     func releaseBatchLeases() async throws
     func extendBatchLeases(until: Int64) async throws
 
-    /// Writes a batch's input file; returns its bytes.
-    func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) async throws -> Int
+    /// Up to `limit` of a batch's members after line `afterLine`, in line order, each with its body as stored: what its
+    /// input file is written from (`BatchInputFile`), page by page, so the store is never held by file I/O.
+    func batchInputPage(_ batch: Int64, afterLine: Int64, limit: Int) async throws -> [StoredBatchLine]
     /// The calls a provider batch holds, by custom id (the simulator serves them).
     func batchCalls(providerBatchID: String, catalog: PricingCatalog) async throws -> [(customID: String, call: ProviderCall)]
     func knownProviderBatchIDs(provider: String) async throws -> Set<String>
@@ -73,4 +74,23 @@ public struct BatchLeaseLost: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "batch \(batch) is no longer this run's (\(holder.map { "leased by \($0)" } ?? "its lease was handed back"))" }
+}
+
+/// A member of a batch as stored: its line, its request, the provider's custom id and the body in its stored dialect.
+public struct StoredBatchLine: Sendable {
+    public var line: Int64
+    public var requestID: Int64
+    public var customID: String
+    public var providerCustomID: String
+    public var shape: RequestShape
+    public var body: String
+
+    public init(line: Int64, requestID: Int64, customID: String, providerCustomID: String, shape: RequestShape, body: String) {
+        self.line = line
+        self.requestID = requestID
+        self.customID = customID
+        self.providerCustomID = providerCustomID
+        self.shape = shape
+        self.body = body
+    }
 }

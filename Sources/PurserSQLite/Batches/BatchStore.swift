@@ -166,44 +166,16 @@ extension DispatchStore {
         }
     }
 
-    /// Writes the batch's input to `file`: JSONL lines for OpenAI-style APIs, the `{"requests": [...]}` body for
-    /// Anthropic's. Bodies are translated to the batch dialect and named for the batch's model. Returns the bytes.
-    public func writeBatchInput(_ batch: BatchRow, to file: URL, catalog: PricingCatalog) throws -> Int {
-        guard let model = catalog.model(id: batch.model), let provider = catalog.providers[batch.provider] else {
-            throw Problem("batch \(batch.id): its model \(batch.model) is no longer in the pricing tables")
+    public func batchInputPage(_ batch: Int64, afterLine: Int64, limit: Int) throws -> [StoredBatchLine] {
+        try database.statement("""
+            SELECT m.line, r.id, r.custom_id, m.provider_custom_id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id
+                JOIN request_bodies b ON b.request_id = r.id
+            WHERE m.batch_id = ? AND m.line > ? ORDER BY m.line LIMIT ?
+            """).rows([.integer(batch), .integer(afterLine), .integer(Int64(limit))]) { row in
+            StoredBatchLine(
+                line: row.int64(0), requestID: row.int64(1), customID: row.text(2), providerCustomID: row.text(3),
+                shape: RequestShape(rawValue: row.text(4)) ?? .openaiBatch, body: row.text(5))
         }
-        let batchProvider = BatchInput.batchProvider(provider)
-        // Readable by its owner only: the file holds the users' prompts.
-        let descriptor = open(file.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard descriptor >= 0 else { throw Problem("cannot create \(file.path): \(String(cString: strerror(errno)))") }
-        close(descriptor)
-        // Closed at the end, where a failure to flush is an error; on an earlier error the handle closes as it goes.
-        let handle = try FileHandle(forWritingTo: file)
-        var buffer = batch.dialect == .anthropic ? "{\"requests\": [\n" : ""
-        var written = 0
-        var first = true
-        try forEachMemberBody(batch.id, model: model, provider: batchProvider) { member, body in
-            let customID = JSONValue.string(member.providerCustomID)
-            switch batch.dialect {
-            case .openai:
-                buffer += JSONWriter.string(.object(JSONObject([
-                    "custom_id": customID, "method": .string("POST"), "url": .string("/v1/chat/completions"), "body": .object(body),
-                ]))) + "\n"
-            case .anthropic:
-                buffer += (first ? "" : ",\n") + JSONWriter.string(.object(JSONObject(["custom_id": customID, "params": .object(body)])))
-            }
-            first = false
-            if buffer.utf8.count >= 4 << 20 {
-                written += buffer.utf8.count
-                try handle.write(contentsOf: Data(buffer.utf8))
-                buffer = ""
-            }
-        }
-        if batch.dialect == .anthropic { buffer += "\n]}\n" }
-        written += buffer.utf8.count
-        try handle.write(contentsOf: Data(buffer.utf8))
-        try handle.close()
-        return written
     }
 
     /// The calls a simulated batch stands for, by its provider batch id, each with its provider custom id.
