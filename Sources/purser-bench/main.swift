@@ -370,7 +370,7 @@ if bench.phase == "faults" {
     let unreachable = try await DispatchBench.purserRun(
         port: port, calls: 100, concurrency: 16, work: bench.work, catalog: DispatchBench.catalog(port: port, tiers: catalog.tiers))
     row("unreachable endpoint, 100 requests", String(format: "%.1f s", unreachable.seconds),
-        "bar ≤ 60 s; ends with: \(unreachable.summary.trouble ?? "no error (a defect)")")
+        "bar ≤ 60 s; ends with: \(unreachable.summary.trouble.map { "\($0)" } ?? "no error (a defect)")")
 }
 
 // Batch: a week-long job of 100,000 requests through the fake's OpenAI-style batch API, end to end.

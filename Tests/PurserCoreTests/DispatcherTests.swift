@@ -97,6 +97,22 @@ import Testing
         #expect(entry.answer?.model == "p/cheap")
     }
 
+    @Test func aRequestTheProviderRefusesFailsAtOnceAndTheRunSaysSoInATypedTrouble() async throws {
+        let options = options()
+        let store = MemoryStorage(owner: options.worker)
+        await store.add(request(1, pinned: true))
+        await store.add(request(2, pinned: true))
+        let caller = ScriptedCaller(clock: clock, latency: 10) { call, _ in
+            call.requestID == 1 ? CallFailure(kind: .permanent, status: 400, message: "messages: field required") : nil
+        }
+        let summary = try await dispatcher(store, caller, options).run()
+
+        #expect(summary.succeeded == 1 && summary.failed == 1 && summary.retried == 0)
+        #expect(summary.trouble == .requestsFailed(1))
+        #expect(await store.entry(1)?.lastError == "messages: field required")
+        #expect(await store.reservationCount == 0)
+    }
+
     @Test func aRateLimitedRequestMovesToAModelWithRoomAndIsBilledThere() async throws {
         let options = options()
         let store = MemoryStorage(owner: options.worker)

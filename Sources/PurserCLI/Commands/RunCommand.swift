@@ -45,7 +45,7 @@ enum RunCommand {
         defer { signals.cancel() }
         let summary = try await dispatcher.run()
         guard let trouble = summary.trouble else { return 0 }
-        context.console.error("Error: \(trouble)")
+        context.console.error("Error: \(RunReporter.words(trouble))")
         return 1
     }
 
@@ -261,6 +261,26 @@ final class RunReporter: Sendable {
     }
 
     /// What a run left undone, in words.
+    /// Why the run exits non-zero, with what to do about it.
+    static func words(_ trouble: RunTrouble) -> String {
+        switch trouble {
+        case .answersLost(let lost, let storageFailure):
+            let named = lost.prefix(10).joined(separator: ", ") + (lost.count > 10 ? " and \(lost.count - 10) more" : "")
+            return (storageFailure.map { $0 + "; " } ?? "")
+                + "\(lost.count) paid answer\(lost.count == 1 ? "" : "s") could be neither stored nor kept in the recovery file and "
+                + "\(lost.count == 1 ? "is" : "are") lost (\(named)); their calls were billed"
+        case .storageFailed(let failure):
+            return failure
+        case .noKeys(let variables):
+            return "no request could be served: no provider can be used, since none has its key set; set "
+                + variables.joined(separator: ", ") + " (any one with its provider's models), or pass --simulate to rehearse on the simulator"
+        case .requestsFailed(let count):
+            return "\(count) request\(count == 1 ? "" : "s") failed; 'purser results JOB --only failed' shows why"
+        case .providersUnusable(let providers):
+            return providers.sorted { $0.key < $1.key }.map { "provider \($0.key) could not be used: \($0.value)" }.joined(separator: "; ")
+        }
+    }
+
     static func words(_ reason: LeftQueued) -> String {
         switch reason {
         case .providerDisabled(let provider, let why): "provider \(provider) cannot be used in this run: \(why)"

@@ -175,23 +175,29 @@ public struct RunSummary: Sendable {
     /// Paid answers from an earlier run's recovery file, stored at the start of this one.
     public var recovered = 0
 
-    /// Why the run should exit non-zero, or nil when it did its job.
-    public var trouble: String? {
-        if !lostAnswers.isEmpty {
-            let named = lostAnswers.prefix(10).joined(separator: ", ") + (lostAnswers.count > 10 ? " and \(lostAnswers.count - 10) more" : "")
-            return (storageFailure.map { $0 + "; " } ?? "")
-                + "\(lostAnswers.count) paid answer\(lostAnswers.count == 1 ? "" : "s") could be neither stored nor kept in the recovery file and "
-                + "\(lostAnswers.count == 1 ? "is" : "are") lost (\(named)); their calls were billed"
-        }
-        if let storageFailure { return storageFailure }
-        if !missingKeys.isEmpty {
-            return "no request could be served: no provider can be used, since none has its key set; set "
-                + missingKeys.joined(separator: ", ") + " (any one with its provider's models), or pass --simulate to rehearse on the simulator"
-        }
-        if failed > 0 { return "\(failed) request\(failed == 1 ? "" : "s") failed; 'purser results JOB --only failed' shows why" }
+    /// Why the run should exit non-zero, or nil when it did its job; the front end words it.
+    public var trouble: RunTrouble? {
+        if !lostAnswers.isEmpty { return .answersLost(lostAnswers, storageFailure: storageFailure) }
+        if let storageFailure { return .storageFailed(storageFailure) }
+        if !missingKeys.isEmpty { return .noKeys(missingKeys) }
+        if failed > 0 { return .requestsFailed(failed) }
         if !disabledProviders.isEmpty, leftQueued.contains(where: \.isOnUnusableProvider) || succeeded == 0 {
-            return disabledProviders.sorted { $0.key < $1.key }.map { "provider \($0.key) could not be used: \($0.value)" }.joined(separator: "; ")
+            return .providersUnusable(disabledProviders)
         }
         return nil
     }
+}
+
+/// Why a run did not do its job, most serious first.
+public enum RunTrouble: Sendable, Equatable {
+    /// Paid answers neither stored nor kept in the recovery file (their custom ids), after the database failed.
+    case answersLost([String], storageFailure: String?)
+    /// The database stopped taking writes.
+    case storageFailed(String)
+    /// No provider could be used, since none has its key set: the variables to set.
+    case noKeys([String])
+    /// Requests failed.
+    case requestsFailed(Int)
+    /// Providers this run could not use, and why, when that left work undone.
+    case providersUnusable([String: String])
 }
