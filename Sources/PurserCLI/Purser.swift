@@ -27,8 +27,7 @@ public enum Purser {
         name: "",
         overview: "Purser schedules batches of LLM prompts on the cheapest models that meet their quality and deadline.",
         options: [
-            CommandSpec.Option(name: "version", value: nil, help: "Show the version."),
-            .choice("generate-completion-script", value: "shell", of: CompletionScript.Shell.self, default: nil, help: "Print a completion script for a shell"),
+            RootOptions.version.option, RootOptions.completionScript.option,
         ],
         subcommands: commands.map { ($0.spec.name, $0.spec.overview) }) }
 
@@ -44,7 +43,7 @@ public enum Purser {
             if arguments.first?.hasPrefix("--generate-completion-script") == true {
                 do {
                     let parsed = try ParsedArguments(arguments, spec: rootSpec)
-                    guard let shell = parsed.choice("generate-completion-script", as: CompletionScript.Shell.self) else {
+                    guard let shell = try parsed[RootOptions.completionScript] else {
                         throw UsageError(message: "--generate-completion-script takes bash, zsh or fish.", spec: rootSpec)
                     }
                     console.print(CompletionScript.script(for: shell, commands: commands, root: rootSpec).trimmingTrailingNewline())
@@ -161,15 +160,8 @@ struct CommandContext {
     let console: Console
     let clock: WallClock
 
-    static let databaseOption = CommandSpec.Option(name: "db", value: "path", help: "The SQLite file (default: $PURSER_DB or ./purser.db).")
-    static let pricingOption = CommandSpec.Option(
-        name: "pricing", value: "dir", help: "The pricing tables folder (default: $PURSER_PRICING or ./pricing).")
-    static let jsonOption = CommandSpec.Option(name: "json", value: nil, help: "Print machine-readable JSON.")
-    static let simulateOption = CommandSpec.Option(
-        name: "simulate", value: nil, help: "Plan as if every provider were usable (the built-in simulator needs no keys).")
-
     func databasePath(_ arguments: ParsedArguments) -> String {
-        arguments.value("db") ?? environment["PURSER_DB"] ?? "purser.db"
+        arguments[SharedOptions.database] ?? environment["PURSER_DB"] ?? "purser.db"
     }
 
     func openDatabase(_ arguments: ParsedArguments) throws -> StoreFile {
@@ -196,7 +188,7 @@ struct CommandContext {
 
     /// The tables of `--pricing DIR` or `PURSER_PRICING`, else of a `pricing` folder here, else those built in.
     func loadCatalog(_ arguments: ParsedArguments) throws -> PricingCatalog {
-        guard let directory = arguments.value("pricing") ?? environment["PURSER_PRICING"] else {
+        guard let directory = arguments[SharedOptions.pricing] ?? environment["PURSER_PRICING"] else {
             return FileManager.default.fileExists(atPath: "pricing") ? try PricingCatalog.load(directory: "pricing") : try PricingCatalog.bundled()
         }
         guard FileManager.default.fileExists(atPath: directory) else {
@@ -219,4 +211,19 @@ extension Money {
 /// "6 requests", "1 request"; irregular plurals are given ("entry", plural: "entries").
 func count(_ number: Int, _ noun: String, plural: String? = nil) -> String {
     "\(number) \(number == 1 ? noun : plural ?? noun + "s")"
+}
+
+/// The options of `purser` itself.
+enum RootOptions {
+    static let version = OptionKey.flag("version", help: "Show the version.")
+    static let completionScript = OptionKey.choice(
+        "generate-completion-script", value: "shell", of: CompletionScript.Shell.self, default: nil, help: "Print a completion script for a shell")
+}
+
+/// Options several commands take, each declared once.
+enum SharedOptions {
+    static let database = OptionKey.text("db", value: "path", help: "The SQLite file (default: $PURSER_DB or ./purser.db).")
+    static let pricing = OptionKey.text("pricing", value: "dir", help: "The pricing tables folder (default: $PURSER_PRICING or ./pricing).")
+    static let json = OptionKey.flag("json", help: "Print machine-readable JSON.")
+    static let simulate = OptionKey.flag("simulate", help: "Plan as if every provider were usable (the built-in simulator needs no keys).")
 }

@@ -14,34 +14,37 @@ enum BudgetCommand {
             against the same caps in a ledger of their own.
             """)
 
-    static let projectOption = CommandSpec.Option(name: "project", value: "name", help: "The project the cap applies to (default: default).")
-    static let jobOption = CommandSpec.Option(name: "job", value: "job", help: "Cap one job (number or name) instead of a project.")
+    /// Its options, each declared once: the specs list them and the subcommands read them through these keys.
+    enum Options {
+        static let project = OptionKey.text("project", value: "name", help: "The project the cap applies to (default: default).")
+        static let job = OptionKey.text("job", value: "job", help: "Cap one job (number or name) instead of a project.")
+        static let setMonth = OptionKey.text("month", value: "yyyy-mm", help: "Only this month (default: every month).")
+        static let warnAt = OptionKey.text("warn-at", value: "percent", help: "Warn when charges and reservations reach this share of the cap (default: 80).")
+        static let showProject = OptionKey.text("project", value: "name", help: "Only this project's caps and budgets.")
+        static let showMonth = OptionKey.text("month", value: "yyyy-mm", help: "The month to show (default: this one).")
+        static let clearMonth = OptionKey.text("month", value: "yyyy-mm", help: "Only this month's own cap (default: the every-month cap).")
+    }
 
     static let setSpec = CommandSpec(
         name: "budget set",
         overview: "Set a cap: a project's for every month or one month (UTC), or a job's over its whole life.",
         arguments: [.init(name: "usd", help: "The cap in US dollars, such as 250 or 12.50.")],
         options: [
-            projectOption, .init(name: "month", value: "yyyy-mm", help: "Only this month (default: every month)."), jobOption,
-            .init(name: "warn-at", value: "percent", help: "Warn when charges and reservations reach this share of the cap (default: 80)."),
-            CommandContext.databaseOption,
+            Options.project.option, Options.setMonth.option, Options.job.option, Options.warnAt.option, SharedOptions.database.option,
         ])
 
     static let showSpec = CommandSpec(
         name: "budget show",
         overview: "Show the caps in force with what is charged, unsettled, reserved and left, and the budgets set.",
         options: [
-            .init(name: "project", value: "name", help: "Only this project's caps and budgets."),
-            .init(name: "month", value: "yyyy-mm", help: "The month to show (default: this one)."),
-            CommandContext.databaseOption, CommandContext.jsonOption,
+            Options.showProject.option, Options.showMonth.option, SharedOptions.database.option, SharedOptions.json.option,
         ])
 
     static let clearSpec = CommandSpec(
         name: "budget clear",
         overview: "Remove a cap, releasing what it held.",
         options: [
-            projectOption, .init(name: "month", value: "yyyy-mm", help: "Only this month's own cap (default: the every-month cap)."), jobOption,
-            CommandContext.databaseOption,
+            Options.project.option, Options.clearMonth.option, Options.job.option, SharedOptions.database.option,
         ])
 
     static var subcommand: Subcommand {
@@ -55,9 +58,9 @@ enum BudgetCommand {
         guard case .success(let cap) = RoutingText.usd(.string(text), field: "<usd>") else {
             throw UsageError(message: "<usd>: '\(text)' is not an amount of US dollars, such as 250 or 12.50.", spec: arguments.spec)
         }
-        let month = try self.month(arguments)
+        let month = try self.month(arguments, Options.setMonth)
         var warnPercent: Int?
-        if let text = arguments.value("warn-at") {
+        if let text = arguments[Options.warnAt] {
             guard let value = Int(text.hasSuffix("%") ? String(text.dropLast()) : text), (1...100).contains(value) else {
                 throw UsageError(message: "--warn-at: '\(text)' is not a whole percentage from 1 to 100.", spec: arguments.spec)
             }
@@ -65,10 +68,10 @@ enum BudgetCommand {
         }
         let database = try context.openDatabase(arguments)
         let ledger = database.ledger
-        if let reference = arguments.value("job") {
-            return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, database: database, context: context)
+        if let reference = arguments[Options.job] {
+            return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, month: Options.setMonth, database: database, context: context)
         }
-        let project = arguments.value("project") ?? "default"
+        let project = arguments[Options.project] ?? "default"
         let (warningAt, released) = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
         context.console.print(
             "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(warningAt)%"
@@ -84,11 +87,11 @@ enum BudgetCommand {
     static func clear(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
         let ledger = database.ledger
-        if let reference = arguments.value("job") {
-            return try capJob(reference, at: nil, warnPercent: nil, arguments: arguments, database: database, context: context)
+        if let reference = arguments[Options.job] {
+            return try capJob(reference, at: nil, warnPercent: nil, arguments: arguments, month: Options.clearMonth, database: database, context: context)
         }
-        let project = arguments.value("project") ?? "default"
-        let month = try self.month(arguments)
+        let project = arguments[Options.project] ?? "default"
+        let month = try self.month(arguments, Options.clearMonth)
         let period = month.map { "\($0)" } ?? "every month"
         let (removed, released) = try ledger.clearBudget(project: project, month: month)
         guard removed else {
@@ -99,9 +102,9 @@ enum BudgetCommand {
     }
 
     static func show(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let month = try self.month(arguments) ?? BudgetMonth(containing: context.clock.now())
-        let report = try context.openDatabaseForReading(arguments).workspace.budgetReport(month: month, project: arguments.value("project"))
-        if arguments.flag("json") { context.printJSON(json(report)) } else { render(report, console: context.console) }
+        let month = try self.month(arguments, Options.showMonth) ?? BudgetMonth(containing: context.clock.now())
+        let report = try context.openDatabaseForReading(arguments).workspace.budgetReport(month: month, project: arguments[Options.showProject])
+        if arguments[SharedOptions.json] { context.printJSON(json(report)) } else { render(report, console: context.console) }
         return 0
     }
 
@@ -160,17 +163,19 @@ enum BudgetCommand {
             + (use.used > use.cap ? " (over)" : use.isPastWarning ? " (past the \(use.warnPercent)% warning)" : "")
     }
 
-    static func month(_ arguments: ParsedArguments) throws -> BudgetMonth? {
-        guard let text = arguments.value("month") else { return nil }
+    /// The month `--month` names (through the subcommand's own key), nil when not given.
+    static func month(_ arguments: ParsedArguments, _ key: OptionKey<String?>) throws -> BudgetMonth? {
+        guard let text = arguments[key] else { return nil }
         guard let month = BudgetMonth(text) else { throw UsageError(message: "--month: '\(text)' is not a month written YYYY-MM, such as 2026-11.", spec: arguments.spec) }
         return month
     }
 
     /// `--job`: caps one job over its whole life, or removes its cap (`cap == nil`), releasing what it held.
     static func capJob(
-        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, database: StoreFile, context: CommandContext
+        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, month: OptionKey<String?>, database: StoreFile,
+        context: CommandContext
     ) throws -> Int32 {
-        if arguments.value("project") != nil || arguments.value("month") != nil {
+        if arguments[Options.project] != nil || arguments[month] != nil {
             throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: arguments.spec)
         }
         let job = try database.workspace.job(reference)

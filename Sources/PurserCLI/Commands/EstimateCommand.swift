@@ -8,10 +8,9 @@ enum EstimateCommand {
         overview: "Plan a job file without submitting it: the mix, the estimated cost and the saving.",
         arguments: [.init(name: "file", help: "A job file; - reads standard input.")],
         options: [
-            .init(name: "quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100."),
-            .init(name: "deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier."),
-            SubmitCommand.onlyProvidersOption, SubmitCommand.ignoreProvidersOption,
-            CommandContext.simulateOption, CommandContext.pricingOption, CommandContext.jsonOption,
+            SubmitCommand.Options.quality.option, SubmitCommand.Options.deadline.option,
+            SubmitCommand.Options.onlyProviders.option, SubmitCommand.Options.ignoreProviders.option,
+            SharedOptions.simulate.option, SharedOptions.pricing.option, SharedOptions.json.option,
         ])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {

@@ -3,26 +3,31 @@ import PurserSQLite
 
 /// `purser plan JOB`: chooses a model and mode for every request and shows the mix and the saving.
 enum PlanCommand {
+    /// Its options, each declared once: the spec lists them and the command reads them through these keys.
+    enum Options {
+        static let explain = OptionKey.text("explain", value: "custom-id", help: "Show every candidate model for one request, with its cost or why it was excluded.")
+    }
+
     static let spec = CommandSpec(
         name: "plan",
         overview: "Plan a job: the cheapest model and mode for each request, with cost, baseline and saving.",
         arguments: [.init(name: "job", help: "The job's number or name.")],
         options: [
-            .init(name: "explain", value: "custom-id", help: "Show every candidate model for one request, with its cost or why it was excluded."),
-            CommandContext.simulateOption, CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
+            Options.explain.option,
+            SharedOptions.simulate.option, SharedOptions.database.option, SharedOptions.pricing.option, SharedOptions.json.option,
         ])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let database = try context.openExistingDatabase(arguments)
         let job = try database.workspace.job(arguments.positionals[0])
-        let explained = arguments.value("explain")
+        let explained = arguments[Options.explain]
         var request = PlanningRequest(
             jobs: [job.id], catalog: catalog,
-            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")),
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments[SharedOptions.simulate]),
             now: context.clock.now())
         request.save = explained == nil
-        request.simulated = arguments.flag("simulate")
+        request.simulated = arguments[SharedOptions.simulate]
         let outcome = try database.planning.plan(request)
         if let customID = explained {
             guard let id = try database.plans.plannableRequestID(job: job.id, customID: customID),
@@ -32,16 +37,16 @@ enum PlanCommand {
             }
             PlanOutput.explanation(
                 Planner(context: outcome.context).explain(outcome.requests, index: index, plan: outcome.plan), customID: customID, context: context,
-                json: arguments.flag("json"))
+                json: arguments[SharedOptions.json])
             return 0
         }
         let others = outcome.jobs.filter { $0 != job.id }
         PlanOutput.summary(
             outcome.plan, title: "job \(job.id) \"\(job.name)\"" + (others.isEmpty ? "" : " and jobs \(others.map(String.init).joined(separator: ", ")), whose plans no longer fitted"),
             catalog: catalog, arguments: arguments, context: context)
-        if !arguments.flag("json") {
+        if !arguments[SharedOptions.json] {
             let ledger = database.ledger
-            let simulated = arguments.flag("simulate")
+            let simulated = arguments[SharedOptions.simulate]
             let caps = [try ledger.use(project: job.project, month: BudgetMonth(containing: context.clock.now()), simulated: simulated),
                         try ledger.use(job: job.id, simulated: simulated)].compactMap { $0 }
             for cap in caps { context.console.print(budgetFit(outcome.plan.estimatedCost, cap: cap, simulated: simulated)) }
@@ -61,7 +66,7 @@ enum PlanCommand {
     static func planningContext(catalog: PricingCatalog, arguments: ParsedArguments, context: CommandContext) -> PlanningContext {
         PlanningContext(
             catalog: catalog, now: context.clock.now(),
-            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments.flag("simulate")))
+            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments[SharedOptions.simulate]))
     }
 }
 
@@ -69,7 +74,7 @@ enum PlanCommand {
 enum PlanOutput {
     static func summary(_ plan: Plan, title: String, catalog: PricingCatalog, arguments: ParsedArguments, context: CommandContext) {
         let requests = plan.count
-        if arguments.flag("json") {
+        if arguments[SharedOptions.json] {
             context.printJSON(.object(JSONObject([
                 "requests": .number(String(requests)), "planned": .number(String(requests - plan.unplaced)),
                 "unplaced": .number(String(plan.unplaced)),
@@ -104,11 +109,11 @@ enum PlanOutput {
         for line in summaryLines(plan) { console.print(line) }
         let missing = catalog.providers.values.filter { !$0.hasKey(in: context.environment) }.map(\.name).sorted()
         if plan.unplaced > 0 {
-            let why = !arguments.flag("simulate") && missing.count == catalog.providers.count
+            let why = !arguments[SharedOptions.simulate] && missing.count == catalog.providers.count
                 ? "no provider has its key set" : "no eligible model has room before the deadline"
             console.print("\(count(plan.unplaced, "request")) cannot be placed: \(why); they stay queued. 'purser plan JOB --explain CUSTOM_ID' shows why.")
         }
-        if !arguments.flag("simulate"), !missing.isEmpty {
+        if !arguments[SharedOptions.simulate], !missing.isEmpty {
             console.print("not considered (no key set): \(missing.joined(separator: ", ")); set their keys or pass --simulate")
         }
     }

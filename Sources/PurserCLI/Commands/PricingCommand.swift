@@ -4,25 +4,33 @@ import PurserSQLite
 
 /// `purser pricing list | validate | import-litellm FILE`.
 enum PricingCommand {
+    /// Its options, each declared once: the spec lists them and the command reads them through these keys.
+    enum Options {
+        static let output = OptionKey.text("output", value: "file", help: "Write the models file here (default: standard output).")
+        static let providers = OptionKey.text("providers", value: "names", help: "Only these providers, comma-separated (e.g. openai,anthropic).")
+        static let priceDate = OptionKey.text("price-date", value: "date", help: "The date the prices were read (default: today, UTC).")
+        static let listSkipped = OptionKey.flag("list-skipped", help: "List every skipped entry with its reason.")
+    }
+
     static let spec = CommandSpec(name: "pricing", overview: "List, check or import the pricing tables.")
 
     static let listSpec = CommandSpec(
         name: "pricing list", overview: "List the tables' models: quality, prices per million tokens, modes, context, whether a key is set.",
-        options: [CommandContext.pricingOption, CommandContext.jsonOption])
+        options: [SharedOptions.pricing.option, SharedOptions.json.option])
 
     static let validateSpec = CommandSpec(
-        name: "pricing validate", overview: "Check the tables: every problem, with its file and key.", options: [CommandContext.pricingOption])
+        name: "pricing validate", overview: "Check the tables: every problem, with its file and key.", options: [SharedOptions.pricing.option])
 
     static let importSpec = CommandSpec(
         name: "pricing import-litellm",
         overview: "Convert LiteLLM's price list into a models file, keeping quality, limits and speed from the current tables.",
         arguments: [.init(name: "file", help: "LiteLLM's model_prices_and_context_window.json.")],
         options: [
-            .init(name: "output", value: "file", help: "Write the models file here (default: standard output)."),
-            .init(name: "providers", value: "names", help: "Only these providers, comma-separated (e.g. openai,anthropic)."),
-            .init(name: "price-date", value: "date", help: "The date the prices were read (default: today, UTC)."),
-            .init(name: "list-skipped", value: nil, help: "List every skipped entry with its reason."),
-            CommandContext.pricingOption,
+            Options.output.option,
+            Options.providers.option,
+            Options.priceDate.option,
+            Options.listSkipped.option,
+            SharedOptions.pricing.option,
         ])
 
     static var subcommand: Subcommand {
@@ -34,7 +42,7 @@ enum PricingCommand {
     static func list(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let models = catalog.models.sorted { ($0.quality, $1.id) > ($1.quality, $0.id) }
-        if arguments.flag("json") {
+        if arguments[SharedOptions.json] {
             context.printJSON(PricingFileWriter.modelsDocument(models))
             return 0
         }
@@ -80,8 +88,8 @@ enum PricingCommand {
         } catch {
             context.console.error("note: the current tables could not be read, so no quality, limit or speed is kept from them: \(error)")
         }
-        let priceDate = arguments.value("price-date") ?? Date().formatted(.iso8601.year().month().day())
-        let providers = arguments.value("providers").map { Set($0.split(separator: ",").map { String($0) }) }
+        let priceDate = arguments[Options.priceDate] ?? Date().formatted(.iso8601.year().month().day())
+        let providers = arguments[Options.providers].map { Set($0.split(separator: ",").map { String($0) }) }
         let result: LiteLLMImport.Result
         do {
             result = try LiteLLMImport.convert(document, existing: existing, priceDate: priceDate, onlyProviders: providers)
@@ -89,18 +97,18 @@ enum PricingCommand {
             throw Problem("\(path): \(problem.message)")
         }
         guard !result.models.isEmpty else {
-            if arguments.flag("list-skipped") { for skipped in result.skipped { context.console.error("  \(skipped.entry): \(skipped.reason)") } }
+            if arguments[Options.listSkipped] { for skipped in result.skipped { context.console.error("  \(skipped.entry): \(skipped.reason)") } }
             let reasons = Set(result.skipped.map { LiteLLMImportSummary.category($0.reason) }).sorted().prefix(5).joined(separator: "; ")
             throw Problem("\(path): none of its \(count(result.skipped.count, "entry", plural: "entries")) could be imported (\(reasons))"
-                + (arguments.value("output").map { "; \($0) was left as it was" } ?? "") + "; pass --list-skipped to see each entry's reason")
+                + (arguments[Options.output].map { "; \($0) was left as it was" } ?? "") + "; pass --list-skipped to see each entry's reason")
         }
         let text = JSONWriter.string(PricingFileWriter.modelsDocument(result.models), pretty: true) + "\n"
-        if let output = arguments.value("output") {
+        if let output = arguments[Options.output] {
             guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8)) else { throw Problem("cannot write \(output)") }
         } else {
             context.console.print(text.trimmingTrailingNewline())
         }
-        reportImport(result, from: path, listSkipped: arguments.flag("list-skipped"), console: context.console)
+        reportImport(result, from: path, listSkipped: arguments[Options.listSkipped], console: context.console)
         return 0
     }
 

@@ -4,29 +4,40 @@ import PurserSQLite
 
 /// `purser report`: where the money went, what the routing saved, and what is left of the budgets.
 enum ReportCommand {
+    /// Its options, each declared once: the spec lists them and the command reads them through these keys.
+    enum Options {
+        static let month = OptionKey.text("month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job or --by month, all time).")
+        static let project = OptionKey.text("project", value: "name", help: "Only this project.")
+        static let job = OptionKey.text("job", value: "job", help: "Only this job (number or name).")
+        static let output = OptionKey.text("output", value: "file", help: "Write the report here instead of standard output.")
+        static let simulated = OptionKey.flag("simulated", help: "Report the simulated runs (rehearsals) instead of real spending.")
+        static let by = OptionKey.choice("by", value: "grouping", of: ReportQuery.Grouping.self, default: .model, help: "How to group the lines (mode means sync, flex, offpeak or batch)")
+        static let format = OptionKey.choice("format", value: "format", of: Format.self, default: .table, help: "The report's format (html: one self-contained page with charts)")
+    }
+
     static let spec = CommandSpec(
         name: "report",
         overview: "Report spending: requests, tokens, cost, share and savings by model, provider, project, job, day, month, tier or mode, with budgets and a forecast.",
         options: [
-            .init(name: "month", value: "yyyy-mm", help: "The month to report, UTC, or 'all' (default: this month; with --job or --by month, all time)."),
-            .init(name: "project", value: "name", help: "Only this project."),
-            .init(name: "job", value: "job", help: "Only this job (number or name)."),
-            .choice("by", value: "grouping", of: ReportQuery.Grouping.self, default: .model, help: "How to group the lines (mode means sync, flex, offpeak or batch)"),
-            .choice("format", value: "format", of: Format.self, default: .table, help: "The report's format (html: one self-contained page with charts)"),
-            .init(name: "output", value: "file", help: "Write the report here instead of standard output."),
-            .init(name: "simulated", value: nil, help: "Report the simulated runs (rehearsals) instead of real spending."),
-            CommandContext.databaseOption, CommandContext.jsonOption,
+            Options.month.option,
+            Options.project.option,
+            Options.job.option,
+            Options.by.option,
+            Options.format.option,
+            Options.output.option,
+            Options.simulated.option,
+            SharedOptions.database.option, SharedOptions.json.option,
         ])
 
     enum Format: String, CaseIterable { case table, json, csv, html }
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let format = arguments.flag("json") ? .json : arguments.choice("format", as: Format.self)!
-        let grouping = arguments.choice("by", as: ReportQuery.Grouping.self)!
+        let format = arguments[SharedOptions.json] ? .json : (try arguments[Options.format])!
+        let grouping = (try arguments[Options.by])!
         let now = context.clock.now()
         // Across months unless one is asked for: a job's whole life, or every month side by side.
-        var month: BudgetMonth? = arguments.value("job") == nil && grouping != .month ? BudgetMonth(containing: now) : nil
-        if let text = arguments.value("month") {
+        var month: BudgetMonth? = arguments[Options.job] == nil && grouping != .month ? BudgetMonth(containing: now) : nil
+        if let text = arguments[Options.month] {
             if text == "all" {
                 month = nil
             } else {
@@ -37,8 +48,8 @@ enum ReportCommand {
             }
         }
         let database = try context.openDatabaseForReading(arguments)
-        let job = try arguments.value("job").map { try database.workspace.job($0).id }
-        let query = ReportQuery(month: month, project: arguments.value("project"), job: job, grouping: grouping, simulated: arguments.flag("simulated"))
+        let job = try arguments[Options.job].map { try database.workspace.job($0).id }
+        let query = ReportQuery(month: month, project: arguments[Options.project], job: job, grouping: grouping, simulated: arguments[Options.simulated])
         let report = try database.reports.report(query, now: now)
         let text: String
         switch format {
@@ -47,7 +58,7 @@ enum ReportCommand {
         case .csv: text = report.csv()
         case .html: text = HTMLReport.page(report)
         }
-        if let path = arguments.value("output") {
+        if let path = arguments[Options.output] {
             guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
                 throw Problem("--output: cannot write \(path); check that its folder exists and is writable")
             }

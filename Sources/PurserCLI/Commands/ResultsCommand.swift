@@ -4,26 +4,33 @@ import PurserSQLite
 
 /// `purser results JOB`: every finished request, in the chosen format.
 enum ResultsCommand {
+    /// Its options, each declared once: the spec lists them and the command reads them through these keys.
+    enum Options {
+        static let output = OptionKey.text("output", value: "file", help: "Write here instead of standard output.")
+        static let format = OptionKey.choice("format", value: "format", of: ResultFormat.self, default: .openai, help: "The results' format")
+        static let only = OptionKey.choice("only", value: "state", of: Only.self, default: nil, help: "Only the requests that ended so")
+    }
+
     static let spec = CommandSpec(
         name: "results",
         overview: "Write a job's results: OpenAI batch output (line for line), Anthropic batch results, JSON lines or CSV.",
         arguments: [.init(name: "job", help: "The job's number or name.")],
         options: [
-            .choice("format", value: "format", of: ResultFormat.self, default: .openai, help: "The results' format"),
-            .init(name: "output", value: "file", help: "Write here instead of standard output."),
-            .choice("only", value: "state", of: Only.self, default: nil, help: "Only the requests that ended so"),
-            CommandContext.databaseOption,
+            Options.format.option,
+            Options.output.option,
+            Options.only.option,
+            SharedOptions.database.option,
         ])
 
     /// The states `--only` takes.
     enum Only: String, CaseIterable { case succeeded, failed }
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let format = arguments.choice("format", as: ResultFormat.self)!
-        let only = arguments.choice("only", as: Only.self).map { RequestState(rawValue: $0.rawValue)! }
+        let format = (try arguments[Options.format])!
+        let only = (try arguments[Options.only]).map { RequestState(rawValue: $0.rawValue)! }
         let database = try context.openDatabaseForReading(arguments)
         let job = try database.workspace.job(arguments.positionals[0])
-        let writer = try arguments.value("output").map(LineWriter.init(path:))
+        let writer = try arguments[Options.output].map(LineWriter.init(path:))
         let write: (String) -> Void = { line in if let writer { writer.write(line) } else { context.console.print(line) } }
         if format == .csv { write(ResultFormat.csvHeader) }
         var written = 0, simulated = 0
@@ -75,7 +82,7 @@ final class LineWriter {
 enum CancelCommand {
     static let spec = CommandSpec(
         name: "cancel", overview: "Cancel a job's requests that have not started; running ones finish.",
-        arguments: [.init(name: "job", help: "The job's number or name.")], options: [CommandContext.databaseOption])
+        arguments: [.init(name: "job", help: "The job's number or name.")], options: [SharedOptions.database.option])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
@@ -91,15 +98,19 @@ enum CancelCommand {
 
 /// `purser retry JOB`: queues failed (and expired, cancelled) requests again.
 enum RetryCommand {
+    enum Options {
+        static let failed = OptionKey.flag("failed", help: "Only failed requests.")
+    }
+
     static let spec = CommandSpec(
         name: "retry", overview: "Queue a job's failed, expired and cancelled requests again, with fresh attempts.",
         arguments: [.init(name: "job", help: "The job's number or name.")],
-        options: [.init(name: "failed", value: nil, help: "Only failed requests."), CommandContext.databaseOption])
+        options: [Options.failed.option, SharedOptions.database.option])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
         let job = try database.workspace.job(arguments.positionals[0])
-        let queued = try database.results.retry(job: job.id, onlyFailed: arguments.flag("failed"))
+        let queued = try database.results.retry(job: job.id, onlyFailed: arguments[Options.failed])
         context.console.print("job \(job.id) \"\(job.name)\": \(count(queued, "request")) queued again; 'purser run' plans and serves them")
         return 0
     }

@@ -5,29 +5,51 @@ import Synchronization
 
 /// `purser run`: serves what is due and exits (or keeps serving with --watch).
 enum RunCommand {
+    /// Its options, each declared once: the spec lists them and the command reads them through these keys.
+    enum Options {
+        static let job = OptionKey.text("job", value: "job", help: "Only this job (number or name).")
+        static let concurrency = OptionKey.integer("concurrency", value: "n", in: 1...RunOptions.maximumConcurrency, help: "Calls in flight at once (default: 16).")
+        static let simulate = OptionKey.flag("simulate", help: "Answer every call with the built-in simulator: no network, no keys, results marked simulated.")
+        static let speedup = OptionKey.number("speedup", value: "factor", in: 0.001...1_000_000, help: "With --simulate: divide the modelled latency by this (default: 1).")
+        static let watch = OptionKey.flag("watch", help: "Keep serving as new jobs arrive, until interrupted.")
+        static let grace = OptionKey.number("grace", value: "seconds", in: 0...3_600, help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10).")
+        static let timeout = OptionKey.number("timeout", value: "seconds", in: 0.1...3_600, help: "Give up on one call after this long (default: 120).")
+        static let backoffMs = OptionKey.integer("backoff-ms", value: "ms", in: 1...600_000, help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 100).")
+        static let cooldown = OptionKey.number("cooldown", value: "seconds", in: 0.1...3_600, help: "Pause a provider this long when most of its recent calls fail (default: 30; longer while probes fail).")
+        static let giveUpAfter = OptionKey.number("give-up-after", value: "seconds", in: 0.1...86_400, help: "Stop calling a provider none of whose calls has connected for this long (default: 30).")
+        static let lease = OptionKey.number("lease", value: "seconds", in: 1...86_400, help: "How long a claimed request stays reserved without renewal (default: 180).")
+        static let rpm = OptionKey.integer("rpm", value: "n", in: 1...RateLimits.maximumRequestsPerMinute, help: "Requests per minute for every model, instead of the tables' figures.")
+        static let tpm = OptionKey.integer("tpm", value: "n", in: 1...RateLimits.maximumTokensPerMinute, help: "Tokens per minute for every model, instead of the tables' figures.")
+        static let maxInFlightPerModel = OptionKey.integer("max-in-flight-per-model", value: "n", in: 1...RunOptions.maximumConcurrency, help: "Calls in flight to one model at once.")
+        static let maxInFlightPerProvider = OptionKey.integer("max-in-flight-per-provider", value: "n", in: 1...RunOptions.maximumConcurrency, help: "Calls in flight to one provider at once.")
+        static let allowLate = OptionKey.flag("allow-late", help: "Start calls after their latest start, or after the deadline has passed, instead of expiring the requests.")
+        static let detach = OptionKey.flag("detach", help: "Send batches, then end without waiting for those still at the provider (a later run collects them).")
+        static let quiet = OptionKey.flag("quiet", help: "No progress or step lines: only warnings, errors and the summary.")
+    }
+
     static let spec = CommandSpec(
         name: "run",
         overview: "Serve planned requests: call the chosen models with retries, fallbacks and rate limits, and store every result.",
         options: [
-            .init(name: "job", value: "job", help: "Only this job (number or name)."),
-            .init(name: "concurrency", value: "n", help: "Calls in flight at once (default: 16)."),
-            .init(name: "simulate", value: nil, help: "Answer every call with the built-in simulator: no network, no keys, results marked simulated."),
-            .init(name: "speedup", value: "factor", help: "With --simulate: divide the modelled latency by this (default: 1)."),
-            .init(name: "watch", value: nil, help: "Keep serving as new jobs arrive, until interrupted."),
-            .init(name: "grace", value: "seconds", help: "On SIGINT/SIGTERM, let calls in flight finish for this long (default: 10)."),
-            .init(name: "timeout", value: "seconds", help: "Give up on one call after this long (default: 120)."),
-            .init(name: "backoff-ms", value: "ms", help: "The first retry's longest wait; it doubles per attempt, with full jitter (default: 100)."),
-            .init(name: "cooldown", value: "seconds", help: "Pause a provider this long when most of its recent calls fail (default: 30; longer while probes fail)."),
-            .init(name: "give-up-after", value: "seconds", help: "Stop calling a provider none of whose calls has connected for this long (default: 30)."),
-            .init(name: "lease", value: "seconds", help: "How long a claimed request stays reserved without renewal (default: 180)."),
-            .init(name: "rpm", value: "n", help: "Requests per minute for every model, instead of the tables' figures."),
-            .init(name: "tpm", value: "n", help: "Tokens per minute for every model, instead of the tables' figures."),
-            .init(name: "max-in-flight-per-model", value: "n", help: "Calls in flight to one model at once."),
-            .init(name: "max-in-flight-per-provider", value: "n", help: "Calls in flight to one provider at once."),
-            .init(name: "allow-late", value: nil, help: "Start calls after their latest start, or after the deadline has passed, instead of expiring the requests."),
-            .init(name: "detach", value: nil, help: "Send batches, then end without waiting for those still at the provider (a later run collects them)."),
-            .init(name: "quiet", value: nil, help: "No progress or step lines: only warnings, errors and the summary."),
-            CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
+            Options.job.option,
+            Options.concurrency.option,
+            Options.simulate.option,
+            Options.speedup.option,
+            Options.watch.option,
+            Options.grace.option,
+            Options.timeout.option,
+            Options.backoffMs.option,
+            Options.cooldown.option,
+            Options.giveUpAfter.option,
+            Options.lease.option,
+            Options.rpm.option,
+            Options.tpm.option,
+            Options.maxInFlightPerModel.option,
+            Options.maxInFlightPerProvider.option,
+            Options.allowLate.option,
+            Options.detach.option,
+            Options.quiet.option,
+            SharedOptions.database.option, SharedOptions.pricing.option, SharedOptions.json.option,
         ])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
@@ -37,7 +59,7 @@ enum RunCommand {
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
             : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
-        let reporter = RunReporter(console: context.console, json: arguments.flag("json"), quiet: arguments.flag("quiet"), simulated: options.simulate)
+        let reporter = RunReporter(console: context.console, json: arguments[SharedOptions.json], quiet: arguments[Options.quiet], simulated: options.simulate)
         let dispatcher = Dispatcher(
             storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
             onEvent: reporter.report)
@@ -52,32 +74,32 @@ enum RunCommand {
     /// The run's options from its flags, each number bounded; the database must exist (a run never creates one).
     static func options(_ arguments: ParsedArguments, context: CommandContext) throws -> RunOptions {
         var options = RunOptions(worker: LeaseOwner.current().description)
-        options.simulate = arguments.flag("simulate")
-        options.watch = arguments.flag("watch")
-        options.allowLate = arguments.flag("allow-late")
-        options.detachBatches = arguments.flag("detach")
+        options.simulate = arguments[Options.simulate]
+        options.watch = arguments[Options.watch]
+        options.allowLate = arguments[Options.allowLate]
+        options.detachBatches = arguments[Options.detach]
         if let step = context.environment["PURSER_TEST_CRASH_AFTER"].flatMap(BatchCall.init(rawValue:)) {
             // The kill tests' fault: the process dies right after this step's call, before storing what it returned.
             options.afterBatchCall = { if $0 == step { kill(getpid(), SIGKILL) } }
         }
-        if let value = try arguments.integer("concurrency", in: 1...RunOptions.maximumConcurrency) { options.concurrency = value }
-        if let value = try arguments.number("speedup", in: 0.001...1_000_000) {
+        if let value = try arguments[Options.concurrency] { options.concurrency = value }
+        if let value = try arguments[Options.speedup] {
             guard options.simulate else { throw UsageError(message: "--speedup shortens the simulator's latency: it goes with --simulate.", spec: spec) }
             options.simulationSpeedup = value
         }
-        if let value = try arguments.number("grace", in: 0...3_600) { options.graceSeconds = value }
-        if let value = try arguments.number("timeout", in: 0.1...3_600) { options.timeoutSeconds = value }
-        if let value = try arguments.number("lease", in: 1...86_400) { options.leaseSeconds = value }
-        if let value = try arguments.number("cooldown", in: 0.1...3_600) { options.cooldownSeconds = value }
-        if let value = try arguments.number("give-up-after", in: 0.1...86_400) { options.health.unreachableAfterMilliseconds = Int64(value * 1000) }
-        if let value = try arguments.integer("backoff-ms", in: 1...600_000) { options.retry.baseDelayMilliseconds = Int64(value) }
+        if let value = try arguments[Options.grace] { options.graceSeconds = value }
+        if let value = try arguments[Options.timeout] { options.timeoutSeconds = value }
+        if let value = try arguments[Options.lease] { options.leaseSeconds = value }
+        if let value = try arguments[Options.cooldown] { options.cooldownSeconds = value }
+        if let value = try arguments[Options.giveUpAfter] { options.health.unreachableAfterMilliseconds = Int64(value * 1000) }
+        if let value = try arguments[Options.backoffMs] { options.retry.baseDelayMilliseconds = Int64(value) }
         options.limits = RateLimiter.Limits(
-            requestsPerMinuteOverride: try arguments.integer("rpm", in: 1...RateLimits.maximumRequestsPerMinute),
-            tokensPerMinuteOverride: try arguments.integer("tpm", in: 1...RateLimits.maximumTokensPerMinute),
-            inFlightPerModel: try arguments.integer("max-in-flight-per-model", in: 1...RunOptions.maximumConcurrency),
-            inFlightPerProvider: try arguments.integer("max-in-flight-per-provider", in: 1...RunOptions.maximumConcurrency))
+            requestsPerMinuteOverride: try arguments[Options.rpm],
+            tokensPerMinuteOverride: try arguments[Options.tpm],
+            inFlightPerModel: try arguments[Options.maxInFlightPerModel],
+            inFlightPerProvider: try arguments[Options.maxInFlightPerProvider])
         let path = context.databasePath(arguments)
-        if let reference = arguments.value("job") {
+        if let reference = arguments[Options.job] {
             options.job = try context.openExistingDatabase(arguments).workspace.job(reference).id
         } else {
             _ = try context.openExistingDatabase(arguments)

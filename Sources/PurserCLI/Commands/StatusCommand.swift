@@ -8,11 +8,11 @@ enum StatusCommand {
         name: "status",
         overview: "Show jobs: requests by state, what they spent, the estimate and baseline of their plans, and the budgets' use.",
         arguments: [.init(name: "job", help: "One job's number or name (default: every job).", optional: true)],
-        options: [CommandContext.databaseOption, CommandContext.jsonOption])
+        options: [SharedOptions.database.option, SharedOptions.json.option])
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let report = try context.openDatabaseForReading(arguments).workspace.status(job: arguments.positionals.first, now: context.clock.now())
-        if arguments.flag("json") {
+        if arguments[SharedOptions.json] {
             context.printJSON(.array(report.jobs.map { json($0, caps: report.caps) }))
         } else {
             render(report, console: context.console)

@@ -4,32 +4,41 @@ import PurserSQLite
 
 /// `purser submit FILE...`: stores job files, all or nothing.
 enum SubmitCommand {
+    /// Its options, each declared once: the spec lists them and the command reads them through these keys.
+    enum Options {
+        static let name = OptionKey.text("name", value: "name", help: "The job's name (default: the file name).")
+        static let project = OptionKey.text("project", value: "project", help: "The project whose budget the job uses (default: default).")
+        static let quality = OptionKey.text("quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100.")
+        static let deadline = OptionKey.text("deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier.")
+        static let maxCost = OptionKey.text("max-cost", value: "usd", help: "A spending cap for the job, in US dollars.")
+        static let skipInvalid = OptionKey.flag("skip-invalid", help: "Store the good lines and keep the bad ones, with reasons, on the job.")
+        static let force = OptionKey.flag("force", help: "Submit again even if the same bytes were submitted before.")
+        static let maxLineBytes = OptionKey.integer("max-line-bytes", value: "bytes", in: 64...(64 << 20), help: "The longest line accepted (default: 1048576).")
+        static let onlyProviders = OptionKey.text("only-providers", value: "names", help: "Send the requests only to these providers (comma-separated), for data policy.")
+        static let ignoreProviders = OptionKey.text("ignore-providers", value: "names", help: "Never send the requests to these providers (comma-separated).")
+    }
+
     static let spec = CommandSpec(
         name: "submit",
         overview: "Store JSONL job files as jobs (each file is one job).",
         arguments: [.init(name: "files", help: "Job files in OpenAI batch, Anthropic batch or minimal lines; - reads standard input.", repeating: true)],
         options: [
-            .init(name: "name", value: "name", help: "The job's name (default: the file name)."),
-            .init(name: "project", value: "project", help: "The project whose budget the job uses (default: default)."),
-            .init(name: "quality", value: "tier-or-score", help: "Default quality floor: a tier name or 0–100."),
-            .init(name: "deadline", value: "deadline", help: "Default deadline: 15m, 6h, 3d, an RFC 3339 time or a tier."),
-            .init(name: "max-cost", value: "usd", help: "A spending cap for the job, in US dollars."),
-            SubmitCommand.onlyProvidersOption, SubmitCommand.ignoreProvidersOption,
-            .init(name: "skip-invalid", value: nil, help: "Store the good lines and keep the bad ones, with reasons, on the job."),
-            .init(name: "force", value: nil, help: "Submit again even if the same bytes were submitted before."),
-            .init(name: "max-line-bytes", value: "bytes", help: "The longest line accepted (default: 1048576)."),
-            CommandContext.databaseOption, CommandContext.pricingOption, CommandContext.jsonOption,
+            Options.name.option,
+            Options.project.option,
+            Options.quality.option,
+            Options.deadline.option,
+            Options.maxCost.option,
+            Options.onlyProviders.option, Options.ignoreProviders.option,
+            Options.skipInvalid.option,
+            Options.force.option,
+            Options.maxLineBytes.option,
+            SharedOptions.database.option, SharedOptions.pricing.option, SharedOptions.json.option,
         ])
-
-    static let onlyProvidersOption = CommandSpec.Option(
-        name: "only-providers", value: "names", help: "Send the requests only to these providers (comma-separated), for data policy.")
-    static let ignoreProvidersOption = CommandSpec.Option(
-        name: "ignore-providers", value: "names", help: "Never send the requests to these providers (comma-separated).")
 
     static func options(_ arguments: ParsedArguments, catalog: PricingCatalog, now: Int64) throws -> SubmitOptions {
         var options = SubmitOptions()
-        let only = arguments.value("only-providers").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-        let ignore = arguments.value("ignore-providers").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let only = arguments[Options.onlyProviders].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let ignore = arguments[Options.ignoreProviders].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         if only != nil || ignore != nil {
             for (flag, names) in [("--only-providers", only ?? []), ("--ignore-providers", ignore ?? [])] {
                 if let unknown = names.first(where: { catalog.providers[$0] == nil }) {
@@ -39,30 +48,30 @@ enum SubmitCommand {
             }
             options.providers = ProviderFilter(only: only, ignore: ignore ?? [])
         }
-        options.name = arguments.value("name")
-        options.project = arguments.value("project") ?? "default"
-        options.skipInvalid = arguments.flag("skip-invalid")
-        options.force = arguments.flag("force")
-        if let text = arguments.value("quality") {
+        options.name = arguments[Options.name]
+        options.project = arguments[Options.project] ?? "default"
+        options.skipInvalid = arguments[Options.skipInvalid]
+        options.force = arguments[Options.force]
+        if let text = arguments[Options.quality] {
             let value: JSONValue = Int(text).map { .number(String($0)) } ?? .string(text)
             if case .failure(let problem) = RoutingText.quality(value, tiers: catalog.tiers) {
                 throw UsageError(message: "--quality: \(problem.message).", spec: spec)
             }
             options.quality = value
         }
-        if let text = arguments.value("deadline") {
+        if let text = arguments[Options.deadline] {
             if case .failure(let problem) = RoutingText.deadline(text, submittedAt: now, tiers: catalog.tiers) {
                 throw UsageError(message: "--deadline: \(problem.message).", spec: spec)
             }
             options.deadline = text
         }
-        if let text = arguments.value("max-cost") {
+        if let text = arguments[Options.maxCost] {
             guard case .success(let money) = RoutingText.usd(.string(text), field: "--max-cost"), money > .zero else {
                 throw UsageError(message: "--max-cost: '\(DecimalText.shown(text))' is not an amount of US dollars above zero, such as 25 or 7.50.", spec: spec)
             }
             options.maxCost = money
         }
-        if let bytes = try arguments.integer("max-line-bytes", in: 64...(64 << 20)) { options.maximumLineBytes = bytes }
+        if let bytes = try arguments[Options.maxLineBytes] { options.maximumLineBytes = bytes }
         return options
     }
 
@@ -95,7 +104,7 @@ enum SubmitCommand {
                 .submit(files: arguments.positionals, options: options)
         }
         let submitted = FileManager.default.fileExists(atPath: path) ? try store(into: path) : try storeIntoNewDatabase(path, store)
-        if arguments.flag("json") {
+        if arguments[SharedOptions.json] {
             context.printJSON(.array(submitted.map { item in
                 .object(JSONObject([
                     "job": .number(String(item.job.id)), "name": .string(item.job.name), "project": .string(item.job.project),

@@ -101,15 +101,19 @@ struct ParsedArguments {
     var wantsHelp = false
     let spec: CommandSpec
 
-    func value(_ name: String) -> String? { values[name]?.last }
-    func flag(_ name: String) -> Bool { flags.contains(name) }
-
-    /// A choice option's value as its type (the parser has checked it is one), or its default when not given.
-    func choice<Choice: RawRepresentable>(_ name: String, as type: Choice.Type) -> Choice? where Choice.RawValue == String {
-        let option = spec.options.first { $0.name == name }
-        precondition(option?.choices.isEmpty == false, "--\(name) is declared as a choice")
-        return (value(name) ?? option?.defaultChoice).flatMap(Choice.init(rawValue:))
+    /// An option's value as its key reads it. Commands read options only through their keys, never by name, so a
+    /// misspelt option cannot compile, and its help and bounds come from the one declaration. A key the command's spec
+    /// does not list (a helper shared by two commands) reads as not given, since the parser accepts only listed ones.
+    subscript<Value>(_ key: OptionKey<Value>) -> Value {
+        get throws { try key.read(self) }
     }
+
+    subscript(_ key: OptionKey<Bool>) -> Bool { flags.contains(key.option.name) }
+
+    /// A text option's value as written, nil when not given.
+    subscript(_ key: OptionKey<String?>) -> String? { value(key.option.name) }
+
+    fileprivate func value(_ name: String) -> String? { values[name]?.last }
 
     /// "a, b or c".
     static func listed(_ items: [String]) -> String {
@@ -119,7 +123,7 @@ struct ParsedArguments {
 
     /// A whole-number option within `range`, nil when not given. Anything else is a usage error naming the flag:
     /// every number that enters on the command line is bounded here.
-    func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+    fileprivate func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = value(name) else { return nil }
         guard let number = Int(text), range.contains(number) else {
             throw UsageError(message: "--\(name): '\(DecimalText.shown(text))' is not a whole number from \(range.lowerBound) to \(range.upperBound).", spec: spec)
@@ -128,7 +132,7 @@ struct ParsedArguments {
     }
 
     /// A decimal option (seconds, a factor) within `range`, nil when not given.
-    func number(_ name: String, in range: ClosedRange<Double>) throws -> Double? {
+    fileprivate func number(_ name: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let text = value(name) else { return nil }
         guard let number = Double(text), number.isFinite, range.contains(number) else {
             throw UsageError(
@@ -213,5 +217,50 @@ struct ParsedArguments {
             return previous[b.count]
         }
         return names.map { ($0, distance(Array(name), Array($0))) }.filter { $0.1 <= 2 }.min { $0.1 < $1.1 }?.0
+    }
+}
+
+/// An option declared once, as a typed value: its entry in the command's spec (from which help, usage and completion
+/// are generated) and how its text is read and bounded. A command lists `key.option` in its spec and reads
+/// `arguments[key]`.
+struct OptionKey<Value>: Sendable {
+    let option: CommandSpec.Option
+    fileprivate let read: @Sendable (ParsedArguments) throws -> Value
+}
+
+extension OptionKey where Value == Bool {
+    static func flag(_ name: String, help: String) -> OptionKey {
+        OptionKey(option: CommandSpec.Option(name: name, value: nil, help: help)) { $0.flags.contains(name) }
+    }
+}
+
+extension OptionKey where Value == String? {
+    /// A value taken as written (a path, a name, a month, a decimal amount its command reads).
+    static func text(_ name: String, value: String, help: String) -> OptionKey {
+        OptionKey(option: CommandSpec.Option(name: name, value: value, help: help)) { $0.value(name) }
+    }
+}
+
+extension OptionKey where Value == Int? {
+    /// A whole number within `range`: anything else is a usage error naming the flag.
+    static func integer(_ name: String, value: String, in range: ClosedRange<Int>, help: String) -> OptionKey {
+        OptionKey(option: CommandSpec.Option(name: name, value: value, help: help)) { try $0.integer(name, in: range) }
+    }
+}
+
+extension OptionKey where Value == Double? {
+    /// A decimal (seconds, a factor) within `range`.
+    static func number(_ name: String, value: String, in range: ClosedRange<Double>, help: String) -> OptionKey {
+        OptionKey(option: CommandSpec.Option(name: name, value: value, help: help)) { try $0.number(name, in: range) }
+    }
+}
+
+extension OptionKey {
+    /// One of `type`'s cases by its raw value (the parser refuses any other), or `default` when not given.
+    static func choice<Choice: RawRepresentable & CaseIterable & SendableMetatype>(
+        _ name: String, value: String, of type: Choice.Type, default: Choice?, help: String
+    ) -> OptionKey<Choice?> where Choice.RawValue == String, Value == Choice? {
+        let option = CommandSpec.Option.choice(name, value: value, of: type, default: `default`, help: help)
+        return OptionKey(option: option) { ($0.value(name) ?? option.defaultChoice).flatMap(Choice.init(rawValue:)) }
     }
 }
