@@ -108,8 +108,8 @@ import Testing
     final class Lines: @unchecked Sendable { var text = "" }
     let lines = Lines()
     let reporter = RunReporter(console: Console(out: { _ in }, error: { lines.text += $0 }), json: false, simulated: false)
-    for _ in 0..<3 { reporter.report(.notice("provider fakeopenai is paused for 4s")) }
-    reporter.report(.notice("provider other is paused for 4s"))
+    for _ in 0..<3 { reporter.report(.notice(.providerResumed(provider: "fakeopenai"))) }
+    reporter.report(.notice(.providerResumed(provider: "other")))
     let printed = lines.text.split(separator: "\n")
     #expect(printed.count == 2, "\(printed)")
     #expect(printed.filter { $0.contains("fakeopenai") }.count == 1)

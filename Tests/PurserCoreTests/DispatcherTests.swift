@@ -35,10 +35,14 @@ import Testing
         return options
     }
 
+    /// The notices a run gave, in order.
+    let notices = Notices()
+
     func dispatcher(_ store: MemoryStorage, _ caller: ScriptedCaller, _ options: RunOptions) -> Dispatcher {
-        Dispatcher(
+        let notices = notices
+        return Dispatcher(
             storage: RunStorage(queue: store, plans: store, batches: store), caller: caller, catalog: catalog, environment: ["P_KEY": "test"],
-            options: options, clock: clock, onEvent: { _ in })
+            options: options, clock: clock, onEvent: { event in if case .notice(let notice) = event { notices.add(notice) } })
     }
 
     @Test func aCapIsNeverPassedWithManyCallsInFlightAndWhatDoesNotFitIsHeld() async throws {
@@ -124,6 +128,8 @@ import Testing
 
         #expect(summary.succeeded == 1 && summary.fellBack == 1)
         #expect(caller.calls.map(\.model) == ["p/cheap", "p/dear"])
+        // Said as a typed notice, which a front end words and a service can count.
+        #expect(notices.all == [.movedToModel(customID: "r1", from: "p/cheap", to: "p/dear", after: "rate limited")])
         let entry = try #require(await store.entry(1))
         #expect(entry.answer?.model == "p/dear")
         #expect(entry.answer?.cost == TokenPrices.cost(inputTokens: 100, outputTokens: 50, input: 5_000_000, output: 10_000_000))
@@ -190,6 +196,13 @@ extension TokenPrices {
         TokenPrices(input: TokenPrice(microUSDPerMillion: input), output: TokenPrice(microUSDPerMillion: output), cachedInput: TokenPrice(microUSDPerMillion: input / 10))
             .cost(inputTokens: inputTokens, outputTokens: outputTokens)
     }
+}
+
+/// The notices a run gave, in order.
+final class Notices: Sendable {
+    private let list = Mutex<[RunNotice]>([])
+    func add(_ notice: RunNotice) { list.withLock { $0.append(notice) } }
+    var all: [RunNotice] { list.withLock { $0 } }
 }
 
 /// Answers calls after `latency` of the test's clock with 100 input and 50 output tokens, or with the failure `script`

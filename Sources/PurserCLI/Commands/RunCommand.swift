@@ -225,15 +225,10 @@ final class RunReporter: Sendable {
                     console.error(log("info", "progress", line))
                 }
             }
-        case .notice(let message):
-            // The same words twice within two seconds say nothing new (several workers can meet one cause at once).
-            guard firstSaying(message) else { return }
-            if json { emit(level: "warning", ["event": .string("notice"), "message": .string(message)]) } else {
-                if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
-                console.error(log("warning", message, ""))
-            }
+        case .notice(let notice):
+            warn(Self.words(notice))
         case .held(let reason):
-            report(.notice(Self.words(reason)))
+            warn(Self.words(reason))
         case .info(let message):
             if json { emit(level: "info", ["event": .string("info"), "message": .string(message)]) } else if !quiet {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
@@ -283,6 +278,16 @@ final class RunReporter: Sendable {
     }
 
     /// What a run left undone, in words.
+    /// A warning line (a JSON event with --json); the same words twice within two seconds say nothing new (several
+    /// workers can meet one cause at once).
+    func warn(_ message: String) {
+        guard firstSaying(message) else { return }
+        if json { emit(level: "warning", ["event": .string("notice"), "message": .string(message)]) } else {
+            if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
+            console.error(log("warning", message, ""))
+        }
+    }
+
     /// Why the run exits non-zero, with what to do about it.
     static func words(_ trouble: RunTrouble) -> String {
         switch trouble {

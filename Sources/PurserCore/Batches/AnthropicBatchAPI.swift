@@ -10,9 +10,9 @@ struct AnthropicBatchAPI: BatchAPI {
     let http: BatchHTTP
     let folder: WorkFolder
     /// Tells the run something about a batch it should know (a results URL that was not followed).
-    let say: @Sendable (String) -> Void
+    let say: @Sendable (RunNotice) -> Void
 
-    init(provider: Provider, environment: [String: String], folder: WorkFolder, say: @escaping @Sendable (String) -> Void = { _ in }) {
+    init(provider: Provider, environment: [String: String], folder: WorkFolder, say: @escaping @Sendable (RunNotice) -> Void = { _ in }) {
         http = BatchHTTP(provider: provider, environment: environment)
         self.folder = folder
         self.say = say
@@ -71,7 +71,7 @@ struct AnthropicBatchAPI: BatchAPI {
         if let text = status.resultsURL {
             do { url = try http.resolve(text) } catch {
                 guard error.failure.kind == .misdirected else { throw error }
-                say("batch \(batchID): \(error.failure.message); its results are read from \(own.absoluteString) instead")
+                say(.resultsReadFromOwnOrigin(providerBatchID: batchID, problem: error.failure.message, url: own.absoluteString))
             }
         }
         return try await http.download(url, into: folder)

@@ -80,7 +80,7 @@ final class BatchRunner: Sendable {
             do {
                 try await advance(batch, report: report)
             } catch let lost as BatchLeaseLost {
-                onEvent(.notice("\(lost); this run stored nothing of its last step and leaves it to that run"))
+                onEvent(.notice(.batchLeaseLost(lost)))
             }
         }
         return try await book.nextBatchStep()
@@ -92,7 +92,7 @@ final class BatchRunner: Sendable {
         let now = clock.now()
         guard let provider = catalog.providers[batch.provider], catalog.model(id: batch.model) != nil else {
             let left = try await book.abandonBatch(batch, reason: "batch \(batch.id): \(batch.model) is no longer in the pricing tables")
-            onEvent(.notice("batch \(batch.id): \(batch.model) is no longer in the pricing tables; its \(left) requests are planned again"))
+            onEvent(.notice(.batchModelGone(batch: batch.id, model: batch.model, replanned: left)))
             return
         }
         if await health.disabledProviders[provider.name] != nil { return }
@@ -117,7 +117,7 @@ final class BatchRunner: Sendable {
             if failure.kind == .permanent || failure.kind == .modelRefused, try await refused(batch, failure: failure, now: now) { return }
             if failure.disablesProvider {
                 if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
-                    onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.advice(for: provider))): \(failure.message)"))
+                    onEvent(.notice(.providerDisabled(provider, failure)))
                 }
             } else {
                 // Counted with the provider's live calls: an endpoint that keeps refusing connections ends the run.
@@ -125,9 +125,9 @@ final class BatchRunner: Sendable {
                     provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message,
                     longestPause: max(batch.pullBackAt - now, 1_000))
                 if case .unreachable(let reason)? = change {
-                    onEvent(.notice("provider \(provider.name) is \(reason); its batches stay where they are for a later run"))
+                    onEvent(.notice(.providerUnreachable(provider: provider.name, reason: reason, batches: true)))
                 } else if sayOnce(batch.id, failure.message, now: now) {
-                    onEvent(.notice("batch \(batch.id) (\(batch.provider)): \(failure.message); tried again shortly"))
+                    onEvent(.notice(.batchStepFailed(batch: batch.id, provider: batch.provider, message: failure.message)))
                 }
             }
             let wait = max(failure.retryAfterMilliseconds ?? 0, BatchRunner.retryMilliseconds)
@@ -158,7 +158,7 @@ final class BatchRunner: Sendable {
         if batch.state == .planned || batch.state == .uploaded, batch.createStartedAt == nil {
             let left = try await book.finishBatch(
                 batch, reason: "\(batch.provider)'s batch API refused batch \(batch.id): \(what)", lineErrors: [:], liveOnly: true).replanned
-            onEvent(.notice("batch \(batch.id) (\(batch.provider)): the batch API refused it (\(what)); its \(left) requests are served live"))
+            onEvent(.notice(.batchRefused(batch: batch.id, provider: batch.provider, what: what, servedLive: left)))
             return true
         }
         let since = refusedSince.withLock { $0[batch.id, default: now] }
@@ -170,8 +170,8 @@ final class BatchRunner: Sendable {
         let reason = "\(batch.provider) answered \(what) about batch \(batch.id) for \(DurationText.approximate(now - since)); served live"
         let taken = try await book.detachBatch(batch, now: now, reason: reason)
         try await book.finishBatch(batch, reason: reason, lineErrors: [:])
-        onEvent(.notice("batch \(batch.id) (\(batch.providerBatchID ?? "?")): \(batch.provider) has answered \(what) for \(DurationText.approximate(now - since)); "
-            + "given up: its \(taken) requests are served live, and what it may have billed stays counted as unsettled"))
+        onEvent(.notice(.batchGivenUp(
+            batch: batch.id, providerBatchID: batch.providerBatchID, provider: batch.provider, answered: what, forMilliseconds: now - since, servedLive: taken)))
         return true
     }
 
@@ -238,7 +238,7 @@ final class BatchRunner: Sendable {
 
     private func abandonUnsent(_ batch: BatchRow) async throws {
         let left = try await book.abandonBatch(batch, reason: "its batch could not be sent before it had to be served live")
-        onEvent(.notice("batch \(batch.id) was not sent before its requests had to be served live; its \(left) requests are planned again"))
+        onEvent(.notice(.batchNotSentInTime(batch: batch.id, replanned: left)))
     }
 
     enum EarlierCreate { case found(String), undecided, none }
@@ -264,22 +264,22 @@ final class BatchRunner: Sendable {
             if let first = try await api.firstCustomID(of: status, batchID: candidate.id),
                 BatchInput.isOf(first, database: book.databaseID, batch: batch.id)
             {
-                onEvent(.notice("batch \(batch.id): \(candidate.id), created when this batch's create was cut off by a crash, holds its requests: carried on with it"))
+                onEvent(.notice(.batchFoundAfterCrash(batch: batch.id, providerBatchID: candidate.id)))
                 return .found(candidate.id)
             }
             try await book.recordForeignCandidate(batch.id, providerBatchID: candidate.id)
-            onEvent(.notice("batch \(batch.id): \(candidate.id), of the same size and created about when this batch's create was cut off, holds another database's requests; it is left alone"))
+            onEvent(.notice(.batchOfAnotherDatabase(batch: batch.id, providerBatchID: candidate.id)))
         }
         guard !undecided.isEmpty else { return .none }
         if now >= batch.pullBackAt {
             let reason = "batch \(batch.id)'s create was cut off by a crash and whether it reached \(batch.provider) could not be told in time; served live"
             let taken = try await book.detachBatch(batch, now: now, reason: reason)
             try await book.finishBatch(batch, reason: reason, lineErrors: [:])
-            onEvent(.notice("\(reason): its \(taken) requests are served live, and what the lost create may bill stays counted as unsettled"))
+            onEvent(.notice(.batchCreateUndecided(reason: reason, servedLive: taken)))
             return .undecided
         }
         let message = "waiting for \(undecided.joined(separator: ", ")) to end, to tell whether \(undecided.count == 1 ? "it is" : "one is") this batch (its create was cut off by a crash)"
-        if sayOnce(batch.id, message, now: now) { onEvent(.notice("batch \(batch.id): \(message)")) }
+        if sayOnce(batch.id, message, now: now) { onEvent(.notice(.batchWaitingForCandidates(batch: batch.id, message: message))) }
         try await book.recordBatchError(batch.id, message: message, retryAt: now + min(max((now - started) / 10, 1_000), 60_000))
         return .undecided
     }
@@ -291,13 +291,13 @@ final class BatchRunner: Sendable {
         if batch.cancelRequestedAt == nil && now >= batch.pullBackAt {
             try await api.cancel(providerBatchID)
             try await book.recordBatchCancelRequested(batch.id, now: now)
-            onEvent(.notice("batch \(batch.id) (\(providerBatchID)) has not ended and a deadline is near: cancelled; what it did not finish is served live"))
+            onEvent(.notice(.batchCancelledNearDeadline(batch: batch.id, providerBatchID: providerBatchID)))
         } else if let cancelled = batch.cancelRequestedAt,
             now - cancelled >= catalog.tiers.batch.pullBackMilliseconds / BatchRunner.cancelAllowanceShare
         {
             let taken = try await book.detachBatch(batch, now: now, reason: "taken back from batch \(batch.id), which did not end in time, to be served live")
             if taken > 0 {
-                onEvent(.notice("batch \(batch.id) (\(providerBatchID)) is still being cancelled: its \(taken) requests are served live now; any answer it still gives stays counted as unsettled"))
+                onEvent(.notice(.batchStillCancelling(batch: batch.id, providerBatchID: providerBatchID, servedLive: taken)))
             }
         }
         let status = try await api.status(providerBatchID)

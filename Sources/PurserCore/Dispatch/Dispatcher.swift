@@ -78,7 +78,7 @@ public final class Dispatcher: Sendable {
         if !options.allowLate { _ = try await queue.expireOverdue(now: started, job: options.job) }
         let stranded = try await queue.unplanStranded(onModels: keylessModels(), job: options.job)
         if stranded > 0 {
-            onEvent(.notice("\(stranded) requests were planned on providers this run cannot use (no key set); they are planned again on those it can"))
+            onEvent(.notice(.replannedOffKeylessProviders(requests: stranded)))
         }
         _ = try await planNewJobs(now: started)
         let counts = try await queue.stateCounts(job: options.job)
@@ -119,21 +119,21 @@ public final class Dispatcher: Sendable {
                 // The answers are back in the recovery file; a taken copy that cannot be removed is only read by hand.
                 for file in taken {
                     do { try FileManager.default.removeItem(atPath: file) } catch {
-                        onEvent(.notice("cannot remove \(file) (its answers are back in \(recovery.ownPath)): \(error)"))
+                        onEvent(.notice(.recoveryCopyNotRemoved(file: file, recoveryPath: recovery.ownPath, error: "\(error)")))
                     }
                 }
                 throw error
             }
         }
         for file in taken { try FileManager.default.removeItem(atPath: file) }
-        if stored > 0 { onEvent(.notice("stored \(stored) paid answers an earlier run could not write (from \(recovery.path).*); none was called again")) }
+        if stored > 0 { onEvent(.notice(.recoveredAnswersStored(count: stored, recoveryPath: recovery.path))) }
         return stored
     }
 
     /// Takes over the leases of runs on this host whose process is gone, and says who holds the others.
     private func takeOverGoneRuns(now: Int64) async throws {
         for (owner, requests) in try await queue.takeOverGoneOwners(now: now) {
-            onEvent(.notice("took over \(requests) requests leased by process \(owner.pid) on \(owner.host), which is gone; their calls may have been billed, so their reservations stay counted as unsettled"))
+            onEvent(.notice(.tookOverGoneRun(owner: owner, requests: requests)))
         }
     }
 
@@ -320,8 +320,7 @@ public final class Dispatcher: Sendable {
     /// Says once per holder who holds the leases this run is waiting for, and until when.
     private func reportLeasesHeldElsewhere() async throws {
         for (owner, requests, until) in try await queue.leasesHeldElsewhere() where await state.firstNotice("leased \(owner)") {
-            let who = LeaseOwner(owner).map { "process \($0.pid) on \($0.host)" } ?? owner
-            onEvent(.notice("\(requests) requests are leased by \(who) until \(RunEvent.timestamp(until)); this run serves them if that lease lapses"))
+            onEvent(.notice(.leasedElsewhere(holder: owner, requests: requests, until: until)))
         }
     }
 
@@ -332,9 +331,7 @@ public final class Dispatcher: Sendable {
         }
         for use in capUses where use.isPastWarning && use.cap.picoUSD > 0 {
             if await state.firstNotice("warn \(use.scopeText)") {
-                onEvent(.notice("\(use.scopeText) is \(percentText(use.usedBasisPoints)) used: \(use.charged.formatted) charged"
-                    + (use.unsettled > .zero ? ", \(use.unsettled.formatted) unsettled" : "")
-                    + " and \(use.reserved.formatted) reserved of \(use.cap.formatted)\(options.simulate ? " (simulated)" : "")"))
+                onEvent(.notice(.capPastWarning(use, simulated: options.simulate)))
             }
         }
     }
@@ -377,8 +374,9 @@ public final class Dispatcher: Sendable {
     }
 
     private func storageFailed(_ what: String, _ error: any Error) async {
-        if await state.failStorage("the database failed to \(what): \(error)") {
-            onEvent(.notice("the database failed to \(what): \(error); this run stops claiming and lets its calls in flight finish"))
+        let message = "the database failed to \(what): \(error)"
+        if await state.failStorage(message) {
+            onEvent(.notice(.storageFailed(message: message)))
         }
     }
 
@@ -406,12 +404,12 @@ public final class Dispatcher: Sendable {
             } catch {
                 kept = "and so did the recovery file (\(error)): this answer is lost"
                 await state.lostAnswer(request.customID)
-                onEvent(.notice("the paid answer to \(request.customID) could be neither stored nor kept in \(recovery.ownPath) (\(error)); it is lost, and its call was billed"))
+                onEvent(.notice(.answerLost(customID: request.customID, recoveryPath: recovery.ownPath, error: "\(error)")))
             }
         } else {
             kept = "and this run keeps no recovery file: this answer is lost"
             await state.lostAnswer(request.customID)
-            onEvent(.notice("the paid answer to \(request.customID) could not be stored and this run keeps no recovery file; it is lost, and its call was billed"))
+            onEvent(.notice(.answerLost(customID: request.customID, recoveryPath: nil, error: nil)))
         }
         await storageFailed("store the paid answer to \(request.customID) (\(lastError.map { "\($0)" } ?? "unknown")); \(kept)", lastError ?? Problem("unknown"))
         return false
@@ -577,11 +575,11 @@ public final class Dispatcher: Sendable {
     private func report(_ change: ProviderHealth.Change, provider: Provider) {
         switch change {
         case .paused(let until, let percent, let lastError):
-            onEvent(.notice("provider \(provider.name) paused until \(RunEvent.timestamp(until)): \(percent)% of its recent calls failed (last: \(lastError)); it is probed before calls resume"))
+            onEvent(.notice(.providerPaused(provider: provider.name, until: until, failedPercent: percent, lastError: lastError)))
         case .resumed:
-            onEvent(.notice("provider \(provider.name) resumed: a probe call succeeded"))
+            onEvent(.notice(.providerResumed(provider: provider.name)))
         case .unreachable(let reason):
-            onEvent(.notice("provider \(provider.name) is \(reason); its requests stay queued for a later run"))
+            onEvent(.notice(.providerUnreachable(provider: provider.name, reason: reason, batches: false)))
         }
     }
 
@@ -590,7 +588,7 @@ public final class Dispatcher: Sendable {
         switch failure.kind {
         case .auth, .quota, .misdirected:
             if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
-                onEvent(.notice("provider \(provider.name) disabled for this run (\(failure.advice(for: provider))): \(failure.message)"))
+                onEvent(.notice(.providerDisabled(provider, failure)))
             }
             await persist("return \(request.customID) to the queue") {
                 try await self.queue.release(request, countAttempt: false, attempt: attempt, reason: "provider \(provider.name): \(failure.message)")
@@ -637,7 +635,7 @@ public final class Dispatcher: Sendable {
             if modelIsDone, let (next, _, nextMode) = await alternative(for: request, excluding: onThisModel.union(await modelsWithoutRoomToSpare()).union([model.id])) {
                 await replan(request, onto: next, mode: nextMode, now: now)
                 await state.count(.fellBack)
-                onEvent(.notice("\(request.customID): moving from \(model.id) to \(next.id) after: \(failure.message)"))
+                onEvent(.notice(.movedToModel(customID: request.customID, from: model.id, to: next.id, after: failure.message)))
                 // A new model owes nothing to the old one's backoff, only to what a provider asked for.
                 delay = failure.kind == .modelRefused || waitPassesDeadline || rateLimited ? 0 : delay
             } else if waitPassesDeadline {

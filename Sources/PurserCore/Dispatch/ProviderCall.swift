@@ -89,16 +89,6 @@ public struct CallFailure: Error, Sendable, Hashable {
 extension CallFailure {
     /// Failures after which the provider is not used for the rest of the run (its requests stay queued).
     var disablesProvider: Bool { kind == .auth || kind == .quota || kind == .misdirected }
-
-    /// What the user can do about a failure that disabled `provider`.
-    func advice(for provider: Provider) -> String {
-        switch kind {
-        case .auth: return "check \(provider.apiKeyEnvironmentVariable)"
-        case .quota: return "quota or spend limit"
-        case .misdirected: return "check its base_url"
-        default: return "see the message"
-        }
-    }
 }
 
 /// Something that answers calls: an HTTP client per dialect, or the simulator.

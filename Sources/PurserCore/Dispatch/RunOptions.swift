@@ -41,7 +41,7 @@ public enum RunEvent: Sendable {
     case started(total: Int, planned: Int)
     case progress(RunProgress)
     /// Something that needs the user's eye: a cap, a paused provider, a failure.
-    case notice(String)
+    case notice(RunNotice)
     /// A cap holds requests (the first time this run, per cap): what it holds them at.
     case held(HoldReason)
     /// Progress worth a line of its own.

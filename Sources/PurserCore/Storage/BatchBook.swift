@@ -63,7 +63,7 @@ extension BatchBook {
 
 /// A batch step's write refused: this run no longer holds the batch's lease (it lapsed, and another run took the
 /// batch over). Nothing of the step was stored; the batch is that run's to carry on.
-public struct BatchLeaseLost: Error, Sendable, CustomStringConvertible {
+public struct BatchLeaseLost: Error, Sendable, Equatable, CustomStringConvertible {
     public var batch: Int64
     /// Who holds it now, if anyone.
     public var holder: String?
