@@ -19,37 +19,24 @@ enum PlanCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
-        let database = try context.openExistingDatabase(arguments)
-        let job = try database.workspace.job(arguments.positionals[0])
-        let explained = arguments[Options.explain]
-        var request = PlanningRequest(
-            jobs: [job.id], catalog: catalog,
-            usableProviders: PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: arguments[SharedOptions.simulate]),
-            now: context.clock.now())
-        request.save = explained == nil
-        request.simulated = arguments[SharedOptions.simulate]
-        let outcome = try database.planning.plan(request)
-        if let customID = explained {
-            guard let id = try database.plans.plannableRequestID(job: job.id, customID: customID),
-                let index = outcome.requests.firstIndex(where: { $0.id == id })
-            else {
-                throw Problem("job \(job.id) has no request with custom_id \(JSONWriter.quoted(customID)) waiting to be served (running and finished requests are not planned)")
-            }
-            PlanOutput.explanation(
-                Planner(context: outcome.context).explain(outcome.requests, index: index, plan: outcome.plan), customID: customID, context: context,
-                json: arguments[SharedOptions.json])
+        let workspace = try context.openExistingDatabase(arguments).workspace
+        let simulated = arguments[SharedOptions.simulate]
+        let usable = PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: simulated)
+        let job = arguments.positionals[0], now = context.clock.now()
+        if let customID = arguments[Options.explain] {
+            let explanation = try workspace.explain(
+                job: job, customID: customID, catalog: catalog, usableProviders: usable, now: now, simulated: simulated)
+            PlanOutput.explanation(explanation, customID: customID, context: context, json: arguments[SharedOptions.json])
             return 0
         }
-        let others = outcome.jobs.filter { $0 != job.id }
+        let plan = try workspace.plan(job: job, catalog: catalog, usableProviders: usable, now: now, simulated: simulated)
         PlanOutput.summary(
-            outcome.plan, title: "job \(job.id) \"\(job.name)\"" + (others.isEmpty ? "" : " and jobs \(others.map(String.init).joined(separator: ", ")), whose plans no longer fitted"),
+            plan.outcome.plan,
+            title: "job \(plan.job.id) \"\(plan.job.name)\""
+                + (plan.others.isEmpty ? "" : " and jobs \(plan.others.map(String.init).joined(separator: ", ")), whose plans no longer fitted"),
             catalog: catalog, arguments: arguments, context: context)
         if !arguments[SharedOptions.json] {
-            let ledger = database.ledger
-            let simulated = arguments[SharedOptions.simulate]
-            let caps = [try ledger.use(project: job.project, month: BudgetMonth(containing: context.clock.now()), simulated: simulated),
-                        try ledger.use(job: job.id, simulated: simulated)].compactMap { $0 }
-            for cap in caps { context.console.print(budgetFit(outcome.plan.estimatedCost, cap: cap, simulated: simulated)) }
+            for cap in plan.caps { context.console.print(budgetFit(plan.outcome.plan.estimatedCost, cap: cap, simulated: simulated)) }
         }
         return 0
     }

@@ -5,11 +5,13 @@ public struct Workspace {
     public let jobs: any JobBook
     public let budgets: any BudgetBook
     public let results: any ResultBook
+    public let planning: any PlanningBook
 
-    public init(jobs: any JobBook, budgets: any BudgetBook, results: any ResultBook) {
+    public init(jobs: any JobBook, budgets: any BudgetBook, results: any ResultBook, planning: any PlanningBook) {
         self.jobs = jobs
         self.budgets = budgets
         self.results = results
+        self.planning = planning
     }
 
     /// A job by its number or name.
@@ -38,6 +40,32 @@ public struct Workspace {
         return StatusReport(jobs: rows, caps: caps, rehearsals: rehearsals)
     }
 
+    /// Plans a job's requests not started beside what the other plans hold, and keeps the plan unless `save` is false:
+    /// the plan with the caps over the job in the month of `now`, which say whether its estimate fits.
+    public func plan(
+        job reference: String, catalog: PricingCatalog, usableProviders: Set<String>, now: Int64, simulated: Bool, save: Bool = true
+    ) throws -> JobPlan {
+        let job = try job(reference)
+        var request = PlanningRequest(jobs: [job.id], catalog: catalog, usableProviders: usableProviders, now: now)
+        request.save = save
+        request.simulated = simulated
+        let outcome = try planning.plan(request)
+        let caps = [try budgets.use(project: job.project, month: BudgetMonth(containing: now), simulated: simulated),
+                    try budgets.use(job: job.id, simulated: simulated)].compactMap { $0 }
+        return JobPlan(job: job, outcome: outcome, caps: caps)
+    }
+
+    /// Why the job's request `customID` is planned where it is, from a plan made and not kept.
+    public func explain(
+        job reference: String, customID: String, catalog: PricingCatalog, usableProviders: Set<String>, now: Int64, simulated: Bool
+    ) throws -> PlanExplanation {
+        let plan = try plan(job: reference, catalog: catalog, usableProviders: usableProviders, now: now, simulated: simulated, save: false)
+        guard let id = try planning.plannableRequestID(job: plan.job.id, customID: customID),
+            let index = plan.outcome.requests.firstIndex(where: { $0.id == id })
+        else { throw NoPlannableRequest(job: plan.job.id, customID: customID) }
+        return Planner(context: plan.outcome.context).explain(plan.outcome.requests, index: index, plan: plan.outcome.plan)
+    }
+
     /// The caps in force in `month` (only `project`'s, when given) and the budgets set, with what counts against them.
     public func budgetReport(month: BudgetMonth, project: String?) throws -> BudgetReport {
         let uses = try budgets.capsInForce(month: month, simulated: false).filter { use in
@@ -56,6 +84,27 @@ public struct UnknownJob: Error, Sendable {
     public var reference: String
 
     public init(reference: String) { self.reference = reference }
+}
+
+/// A job's custom id that names no request waiting to be served.
+public struct NoPlannableRequest: Error, Sendable, CustomStringConvertible {
+    public var job: Int64
+    public var customID: String
+
+    public var description: String {
+        "job \(job) has no request with custom_id \(JSONWriter.quoted(customID)) waiting to be served (running and finished requests are not planned)"
+    }
+}
+
+/// A job's plan, with the caps over the job.
+public struct JobPlan: Sendable {
+    public var job: Job
+    public var outcome: PlanningOutcome
+    /// The project's cap in the plan's month and the job's own, where set.
+    public var caps: [CapUse]
+
+    /// The other jobs planned again with it, whose plans no longer fitted.
+    public var others: [Int64] { outcome.jobs.filter { $0 != job.id } }
 }
 
 /// What `status` shows: per job, and the caps over them.

@@ -20,9 +20,22 @@ public protocol BudgetBook {
     /// Every cap in force in `month`, with what counts against it.
     func capsInForce(month: BudgetMonth, simulated: Bool) throws -> [CapUse]
     func hasSimulatedSpending() throws -> Bool
+    /// A project's cap in `month` with what counts against it; nil when it has none.
+    func use(project: String, month: BudgetMonth, simulated: Bool) throws -> CapUse?
+    /// A job's cap with what counts against it; nil when it has none.
+    func use(job: Int64, simulated: Bool) throws -> CapUse?
     /// Calls cut off that the provider may have billed: how many and their worst case.
     func unsettled(job: Int64, simulated: Bool) throws -> (calls: Int, amount: Money)
     func unsettledTotal(simulated: Bool) throws -> (calls: Int, amount: Money)
+}
+
+/// Planning a job on demand (`plan`, `plan --explain`), beside what the other plans hold.
+public protocol PlanningBook {
+    /// Plans the requests of `request.jobs` not started (and any job whose plan no longer fits), keeping the plan
+    /// when `request.save`.
+    func plan(_ request: PlanningRequest) throws -> PlanningOutcome
+    /// The id of the job's request with this custom id that is waiting to be served, if any.
+    func plannableRequestID(job: Int64, customID: String) throws -> Int64?
 }
 
 /// The results of jobs: what they spent, each finished request streamed in line order, and changes to what is left.

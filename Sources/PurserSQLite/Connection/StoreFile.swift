@@ -26,9 +26,17 @@ public struct StoreFile {
 
 extension StoreFile {
     /// The use cases over this database.
-    public var workspace: Workspace { Workspace(jobs: jobs, budgets: ledger, results: results) }
+    public var workspace: Workspace { Workspace(jobs: jobs, budgets: ledger, results: results, planning: PlanningFile(database: database)) }
 }
 
 extension JobStore: JobBook {}
 extension Ledger: BudgetBook {}
 extension ResultStore: ResultBook {}
+
+/// Planning on demand: the plan from `JobPlanning`, the request ids from `PlanStore`.
+struct PlanningFile: PlanningBook {
+    let database: Database
+
+    func plan(_ request: PlanningRequest) throws -> PlanningOutcome { try JobPlanning(database: database).plan(request) }
+    func plannableRequestID(job: Int64, customID: String) throws -> Int64? { try PlanStore(database: database).plannableRequestID(job: job, customID: customID) }
+}
