@@ -125,6 +125,23 @@ import PurserCore
     #expect(explain.out.contains("quality 24 is below the floor"))
 }
 
+/// `plan` says whether the estimate fits what each cap over the job has left; `--explain` of a custom id the job's
+/// waiting requests do not have is an error naming it.
+@Test func thePlanSaysWhetherItsEstimateFitsEachCapAndExplainNamesAnUnknownCustomID() async throws {
+    let database = temporaryDatabasePath()
+    _ = await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
+    #expect(await purser(["budget", "set", "0.000001"], database: database).code == 0)
+    #expect(await purser(["budget", "set", "100", "--job", "1"], database: database).code == 0)
+    let plan = await purser(["plan", "1", "--simulate"], database: database)
+    #expect(plan.code == 0)
+    #expect(plan.out.contains("budget: project default's budget for 2026-11 (simulated ledger) has $0.000001 left of $0.000001, less than the estimate: "
+        + "requests past it will be held until the cap is raised or the month ends"), "\(plan.out)")
+    #expect(plan.out.contains("budget: job 1 (quickstart)'s cap (simulated ledger) has $100.00 left of $100.00; the estimate fits"), "\(plan.out)")
+    let unknown = await purser(["plan", "1", "--simulate", "--explain", "no-such-line"], database: database)
+    #expect(unknown.code == 1)
+    #expect(unknown.error == "Error: job 1 has no request with custom_id \"no-such-line\" waiting to be served (running and finished requests are not planned)\n")
+}
+
 @Test func withoutKeysOrSimulateNothingIsPlannedAndThePlanSaysWhy() async {
     let database = temporaryDatabasePath()
     _ = await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
