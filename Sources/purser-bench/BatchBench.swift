@@ -80,15 +80,15 @@ enum BatchBench {
         figures.failed = summary.failed
         for event in events.withLock({ $0 }) {
             switch event.step {
-            case .sent(let bytes, let write, let upload):
+            case .sent(_, let bytes, let write, let upload):
                 figures.uploadBytes += bytes
                 figures.writeMilliseconds += write
                 figures.uploadMilliseconds += upload
                 figures.batches += 1
-            case .stored(let lines, _, let read, let store):
-                figures.storedLines += lines
-                figures.readMilliseconds += read
-                figures.storeMilliseconds += store
+            case .stored(let stored):
+                figures.storedLines += stored.lines
+                figures.readMilliseconds += stored.readMilliseconds
+                figures.storeMilliseconds += stored.storeMilliseconds
             default: break
             }
         }

@@ -229,11 +229,6 @@ final class RunReporter: Sendable {
             warn(Self.words(notice))
         case .held(let reason):
             warn(Self.words(reason))
-        case .info(let message):
-            if json { emit(level: "info", ["event": .string("info"), "message": .string(message)]) } else if !quiet {
-                if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
-                console.error(log("info", message, ""))
-            }
         case .batch(let event):
             if json {
                 var object = JSONObject([
@@ -241,17 +236,17 @@ final class RunReporter: Sendable {
                     "batch": .number(String(event.batch)),
                 ])
                 switch event.step {
-                case .formed(let requests): object["step"] = .string("formed"); object["requests"] = .number(String(requests))
-                case .sent(let bytes, _, _): object["step"] = .string("sent"); object["bytes"] = .number(String(bytes))
-                case .ended(let status): object["step"] = .string("ended"); object["provider_status"] = .string(status)
-                case .stored(let lines, let answers, _, _):
-                    object["step"] = .string("stored"); object["lines"] = .number(String(lines)); object["answers"] = .number(String(answers))
+                case .formed: object["step"] = .string("formed"); object["requests"] = .number(String(event.requests))
+                case .sent(_, let bytes, _, _): object["step"] = .string("sent"); object["bytes"] = .number(String(bytes))
+                case .ended(_, let status): object["step"] = .string("ended"); object["provider_status"] = .string(status)
+                case .stored(let stored):
+                    object["step"] = .string("stored"); object["lines"] = .number(String(stored.lines)); object["answers"] = .number(String(stored.answers))
                 }
-                object["message"] = .string(event.message)
+                object["message"] = .string(Self.words(event))
                 console.print(JSONWriter.string(.object(object)))
             } else if !quiet || event.isWarning {
                 if console.isTerminal { console.errorInline("\r\u{1B}[2K") }
-                console.error(log(event.isWarning ? "warning" : "info", event.message, ""))
+                console.error(log(event.isWarning ? "warning" : "info", Self.words(event), ""))
             }
         case .finished(let summary):
             if json {

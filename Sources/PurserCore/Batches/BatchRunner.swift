@@ -66,10 +66,7 @@ final class BatchRunner: Sendable {
             let formed = try await book.formBatches(
                 now: now, job: options.job, excludedModels: excludedModels, simulated: options.simulate, catalog: catalog)
             for batch in formed.batches {
-                onEvent(.batch(BatchEvent(
-                    batch: batch.id, step: .formed(requests: batch.requestCount),
-                    message: "batch \(batch.id): \(batch.requestCount) request\(batch.requestCount == 1 ? "" : "s") for \(batch.model) to go through \(batch.provider)'s batch API\(options.simulate ? " (simulated)" : "")",
-                    isWarning: false)))
+                onEvent(.batch(event(batch, .formed)))
             }
             if formed.held > 0 || !formed.capUses.isEmpty {
                 await report(Progress(held: formed.held, holdReasons: formed.holdReasons, capUses: formed.capUses))
@@ -231,9 +228,8 @@ final class BatchRunner: Sendable {
         options.afterBatchCall?(.create)
         let created = clock.now()
         try await book.recordBatchCreated(batch.id, providerBatchID: providerBatchID!, now: created, nextPoll: nextPoll(batch, submittedAt: created, now: created))
-        onEvent(.batch(BatchEvent(
-            batch: batch.id, step: .sent(bytes: bytes, writeMilliseconds: Int64(writing / 1_000_000), uploadMilliseconds: Int64(sending / 1_000_000)),
-            message: "batch \(batch.id): sent to \(batch.provider) as \(providerBatchID!) (\(batch.requestCount) request\(batch.requestCount == 1 ? "" : "s") for \(batch.model))", isWarning: false)))
+        onEvent(.batch(event(batch, .sent(
+            providerBatchID: providerBatchID!, bytes: bytes, writeMilliseconds: Int64(writing / 1_000_000), uploadMilliseconds: Int64(sending / 1_000_000)))))
     }
 
     private func abandonUnsent(_ batch: BatchRow) async throws {
@@ -304,9 +300,7 @@ final class BatchRunner: Sendable {
         if status.phase == .ended { options.afterBatchCall?(.ended) }
         try await book.recordBatchPoll(batch.id, status: status, now: clock.now(), nextPoll: nextPoll(batch, submittedAt: batch.submittedAt ?? now, now: now))
         if status.phase == .ended {
-            onEvent(.batch(BatchEvent(
-                batch: batch.id, step: .ended(providerStatus: status.providerStatus),
-                message: "batch \(batch.id) (\(providerBatchID)) ended at \(batch.provider): \(status.providerStatus)", isWarning: false)))
+            onEvent(.batch(event(batch, .ended(providerBatchID: providerBatchID, providerStatus: status.providerStatus))))
         }
     }
 
@@ -354,21 +348,15 @@ final class BatchRunner: Sendable {
         let left = finished.replanned
         totals.failed += finished.failed
         if finished.failed > 0 { await report(Progress(failed: finished.failed)) }
-        var words = "batch \(batch.id): \(totals.succeeded) answer\(totals.succeeded == 1 ? "" : "s") stored at batch prices (\(totals.spend.formatted)\(batch.simulated ? ", simulated" : ""))"
-        if totals.replanned + left > 0 { words += ", \(totals.replanned + left) planned again\(batch.providerStatus == "failed" ? " for live calls" : "")" }
-        if totals.moved > 0 { words += ", \(totals.moved) moved to another model" }
-        if totals.failed > 0 { words += ", \(totals.failed) failed" }
-        if batch.providerStatus == "failed" {
-            let lines = errors.keys.filter { $0 > 0 }.sorted()
-            words += "; the batch failed validation" + (lines.isEmpty ? "" : " at line\(lines.count == 1 ? "" : "s") \(lines.prefix(10).map(String.init).joined(separator: ", "))")
-                + (errors.first.map { ": \($0.value)" } ?? "")
-        }
-        onEvent(.batch(BatchEvent(
-            batch: batch.id,
-            step: .stored(
-                lines: lineCount, answers: totals.succeeded, readMilliseconds: Int64((DispatchTime.now().uptimeNanoseconds - started - storing) / 1_000_000),
-                storeMilliseconds: Int64(storing / 1_000_000)),
-            message: words, isWarning: batch.providerStatus == "failed" || totals.failed > 0)))
+        onEvent(.batch(event(batch, .stored(BatchStored(
+            lines: lineCount, answers: totals.succeeded, spend: totals.spend, replanned: totals.replanned + left, moved: totals.moved,
+            failed: totals.failed, batchFailed: failed, errors: errors,
+            readMilliseconds: Int64((DispatchTime.now().uptimeNanoseconds - started - storing) / 1_000_000),
+            storeMilliseconds: Int64(storing / 1_000_000))))))
+    }
+
+    private func event(_ batch: BatchRow, _ step: BatchEvent.Step) -> BatchEvent {
+        BatchEvent(batch: batch.id, provider: batch.provider, model: batch.model, requests: batch.requestCount, simulated: batch.simulated, step: step)
     }
 
     /// What a result line means for its request: stored at batch prices; planned again (a later batch or live,

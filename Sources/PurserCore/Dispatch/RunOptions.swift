@@ -44,8 +44,6 @@ public enum RunEvent: Sendable {
     case notice(RunNotice)
     /// A cap holds requests (the first time this run, per cap): what it holds them at.
     case held(HoldReason)
-    /// Progress worth a line of its own.
-    case info(String)
     /// A batch's step: formed, sent, ended, its results stored.
     case batch(BatchEvent)
     case finished(RunSummary)
@@ -65,23 +63,47 @@ public enum BatchCall: String, Sendable, CaseIterable {
     case upload, create, ended, results
 }
 
+/// A batch's step, typed: the front end words it.
 public struct BatchEvent: Sendable {
     public enum Step: Sendable {
-        case formed(requests: Int)
-        /// Sent: the bytes of its input, how long writing them to disk took, and how long sending them took (the
-        /// upload of an OpenAI-style API, the create call of Anthropic's, where the requests travel inline).
-        case sent(bytes: Int, writeMilliseconds: Int64, uploadMilliseconds: Int64)
-        case ended(providerStatus: String)
-        /// Its results: lines read, answers stored, how long downloading and parsing took, and storing.
-        case stored(lines: Int, answers: Int, readMilliseconds: Int64, storeMilliseconds: Int64)
+        case formed
+        /// Sent as `providerBatchID`: the bytes of its input, how long writing them to disk took, and how long sending
+        /// them took (the upload of an OpenAI-style API, the create call of Anthropic's, where the requests travel inline).
+        case sent(providerBatchID: String, bytes: Int, writeMilliseconds: Int64, uploadMilliseconds: Int64)
+        case ended(providerBatchID: String, providerStatus: String)
+        case stored(BatchStored)
     }
 
     public var batch: Int64
+    public var provider: String
+    public var model: String
+    public var requests: Int
+    public var simulated: Bool
     public var step: Step
-    /// The step in words, as the run shows it.
-    public var message: String
-    /// True when the user should look (a batch that failed, requests that failed).
-    public var isWarning: Bool
+
+    /// True when the user should look: the batch failed, or requests of it did.
+    public var isWarning: Bool {
+        guard case .stored(let stored) = step else { return false }
+        return stored.batchFailed || stored.failed > 0
+    }
+}
+
+/// What storing a batch's results did.
+public struct BatchStored: Sendable {
+    /// Result lines read, and answers stored at batch prices.
+    public var lines: Int
+    public var answers: Int
+    public var spend: Money
+    /// Requests planned again (for live calls when the batch failed), moved to another model, and failed.
+    public var replanned: Int
+    public var moved: Int
+    public var failed: Int
+    /// The provider failed the whole batch (validation): `errors` by input line, 0 for the batch's own.
+    public var batchFailed: Bool
+    public var errors: [Int: String]
+    /// How long downloading and parsing took, and storing.
+    public var readMilliseconds: Int64
+    public var storeMilliseconds: Int64
 }
 
 public struct RunProgress: Sendable {

@@ -1,5 +1,6 @@
 import PurserCore
 
+/// How `purser run` words what the core reports in typed values: its notices and its batches' steps.
 extension RunReporter {
     /// A run's notice in words, with what the user can do about it.
     static func words(_ notice: RunNotice) -> String {
@@ -63,6 +64,31 @@ extension RunReporter {
             return "batch \(batch) (\(providerBatchID)) is still being cancelled: its \(servedLive) requests are served live now; any answer it still gives stays counted as unsettled"
         case .resultsReadFromOwnOrigin(let providerBatchID, let problem, let url):
             return "batch \(providerBatchID): \(problem); its results are read from \(url) instead"
+        }
+    }
+
+    /// A batch's step in words.
+    static func words(_ event: BatchEvent) -> String {
+        let requests = "\(event.requests) request\(event.requests == 1 ? "" : "s")"
+        switch event.step {
+        case .formed:
+            return "batch \(event.batch): \(requests) for \(event.model) to go through \(event.provider)'s batch API\(event.simulated ? " (simulated)" : "")"
+        case .sent(let providerBatchID, _, _, _):
+            return "batch \(event.batch): sent to \(event.provider) as \(providerBatchID) (\(requests) for \(event.model))"
+        case .ended(let providerBatchID, let status):
+            return "batch \(event.batch) (\(providerBatchID)) ended at \(event.provider): \(status)"
+        case .stored(let stored):
+            var words = "batch \(event.batch): \(stored.answers) answer\(stored.answers == 1 ? "" : "s") stored at batch prices "
+                + "(\(stored.spend.formatted)\(event.simulated ? ", simulated" : ""))"
+            if stored.replanned > 0 { words += ", \(stored.replanned) planned again\(stored.batchFailed ? " for live calls" : "")" }
+            if stored.moved > 0 { words += ", \(stored.moved) moved to another model" }
+            if stored.failed > 0 { words += ", \(stored.failed) failed" }
+            if stored.batchFailed {
+                let lines = stored.errors.keys.filter { $0 > 0 }.sorted()
+                words += "; the batch failed validation" + (lines.isEmpty ? "" : " at line\(lines.count == 1 ? "" : "s") \(lines.prefix(10).map(String.init).joined(separator: ", "))")
+                    + (stored.errors.first.map { ": \($0.value)" } ?? "")
+            }
+            return words
         }
     }
 
