@@ -151,16 +151,21 @@ import Testing
         #expect(await store.reservationCount == 0)
     }
 
-    @Test func aStopLetsCallsInFlightFinishWithinTheGraceAndHandsTheRestBack() async throws {
-        let options = options(concurrency: 4, grace: 60)
+    /// Runs `requests` requests four calls at a time, each taking `latency`, and asks the run to stop once four are out.
+    func stoppedOnceFourCallsAreOut(requests: Int, latency: Int64, grace: Double) async throws -> (MemoryStorage, ScriptedCaller, RunSummary) {
+        let options = options(concurrency: 4, grace: grace)
         let store = MemoryStorage(owner: options.worker)
-        for id in 1...40 { await store.add(request(Int64(id), model: "p/dear")) }
-        let caller = ScriptedCaller(clock: clock, latency: 20_000)
+        for id in 1...requests { await store.add(request(Int64(id), model: "p/dear")) }
+        let caller = ScriptedCaller(clock: clock, latency: latency)
         let dispatcher = dispatcher(store, caller, options)
         let run = Task { try await dispatcher.run() }
         while caller.calls.count < 4 { try await Task.sleep(nanoseconds: 1_000_000) }
         await dispatcher.stop()
-        let summary = try await run.value
+        return (store, caller, try await run.value)
+    }
+
+    @Test func aStopLetsCallsInFlightFinishWithinTheGraceAndHandsTheRestBack() async throws {
+        let (store, caller, summary) = try await stoppedOnceFourCallsAreOut(requests: 40, latency: 20_000, grace: 60)
 
         // The four calls out when the stop came finish (20 s, within the 60 s grace) and are kept; nothing else starts.
         #expect(caller.calls.count == 4)
@@ -171,15 +176,7 @@ import Testing
     }
 
     @Test func callsStillOutWhenTheGraceEndsAreCancelledAndCountedAsMaybeBilled() async throws {
-        let options = options(concurrency: 4, grace: 5)
-        let store = MemoryStorage(owner: options.worker)
-        for id in 1...8 { await store.add(request(Int64(id), model: "p/dear")) }
-        let caller = ScriptedCaller(clock: clock, latency: 3_600_000)
-        let dispatcher = dispatcher(store, caller, options)
-        let run = Task { try await dispatcher.run() }
-        while caller.calls.count < 4 { try await Task.sleep(nanoseconds: 1_000_000) }
-        await dispatcher.stop()
-        let summary = try await run.value
+        let (store, _, summary) = try await stoppedOnceFourCallsAreOut(requests: 8, latency: 3_600_000, grace: 5)
 
         #expect(summary.succeeded == 0)
         #expect(await store.states()[.queued] == 8)
