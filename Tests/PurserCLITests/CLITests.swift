@@ -142,6 +142,17 @@ import PurserCore
     #expect(unknown.error == "Error: job 1 has no request with custom_id \"no-such-line\" waiting to be served (running and finished requests are not planned)\n")
 }
 
+/// Results of a job that does not exist are an error that writes nothing, not even an empty output file.
+@Test func resultsOfAnUnknownJobWriteNoFile() async throws {
+    let database = temporaryDatabasePath()
+    _ = await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)
+    let output = URL(fileURLWithPath: database).deletingLastPathComponent().appendingPathComponent("results.jsonl").path
+    let results = await purser(["results", "no-such-job", "--output", output], database: database)
+    #expect(results.code == 1)
+    #expect(results.error == "Error: no job 'no-such-job'; 'purser status' lists the jobs\n")
+    #expect(!FileManager.default.fileExists(atPath: output))
+}
+
 @Test func withoutKeysOrSimulateNothingIsPlannedAndThePlanSaysWhy() async {
     let database = temporaryDatabasePath()
     _ = await purser(["submit", repository.appendingPathComponent("jobs/quickstart.jsonl").path], database: database)

@@ -53,7 +53,7 @@ enum BudgetCommand {
         ])
     }
 
-    static func set(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func set(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let text = arguments.positionals[0]
         guard case .success(let cap) = RoutingText.usd(.string(text), field: "<usd>") else {
             throw UsageError(message: "<usd>: '\(text)' is not an amount of US dollars, such as 250 or 12.50.", spec: arguments.spec)
@@ -69,7 +69,7 @@ enum BudgetCommand {
         let database = try context.openDatabase(arguments)
         let ledger = database.ledger
         if let reference = arguments[Options.job] {
-            return try capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, month: Options.setMonth, database: database, context: context)
+            return try await capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, month: Options.setMonth, database: database, context: context)
         }
         let project = arguments[Options.project] ?? "default"
         let (warningAt, released) = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
@@ -84,11 +84,11 @@ enum BudgetCommand {
         return 0
     }
 
-    static func clear(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func clear(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let database = try context.openExistingDatabase(arguments)
         let ledger = database.ledger
         if let reference = arguments[Options.job] {
-            return try capJob(reference, at: nil, warnPercent: nil, arguments: arguments, month: Options.clearMonth, database: database, context: context)
+            return try await capJob(reference, at: nil, warnPercent: nil, arguments: arguments, month: Options.clearMonth, database: database, context: context)
         }
         let project = arguments[Options.project] ?? "default"
         let month = try self.month(arguments, Options.clearMonth)
@@ -101,9 +101,9 @@ enum BudgetCommand {
         return 0
     }
 
-    static func show(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func show(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let month = try self.month(arguments, Options.showMonth) ?? BudgetMonth(containing: context.clock.now())
-        let report = try context.openDatabaseForReading(arguments).workspace.budgetReport(month: month, project: arguments[Options.showProject])
+        let report = try await context.openDatabaseForReading(arguments).workspace.budgetReport(month: month, project: arguments[Options.showProject])
         if arguments[SharedOptions.json] { context.printJSON(json(report)) } else { render(report, console: context.console) }
         return 0
     }
@@ -174,11 +174,11 @@ enum BudgetCommand {
     static func capJob(
         _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, month: OptionKey<String?>, database: StoreFile,
         context: CommandContext
-    ) throws -> Int32 {
+    ) async throws -> Int32 {
         if arguments[Options.project] != nil || arguments[month] != nil {
             throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: arguments.spec)
         }
-        let job = try database.workspace.job(reference)
+        let job = try await database.workspace.job(reference)
         let released = try database.ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
         context.console.print(
             "job \(job.id) (\(job.name)) " + (cap.map { "is capped at \($0.formatted)" } ?? "has no cap")

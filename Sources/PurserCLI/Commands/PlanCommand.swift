@@ -17,19 +17,19 @@ enum PlanCommand {
             SharedOptions.simulate.option, SharedOptions.database.option, SharedOptions.pricing.option, SharedOptions.json.option,
         ])
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let workspace = try context.openExistingDatabase(arguments).workspace
         let simulated = arguments[SharedOptions.simulate]
         let usable = PlanningContext.usableProviders(catalog: catalog, environment: context.environment, simulate: simulated)
         let job = arguments.positionals[0], now = context.clock.now()
         if let customID = arguments[Options.explain] {
-            let explanation = try workspace.explain(
+            let explanation = try await workspace.explain(
                 job: job, customID: customID, catalog: catalog, usableProviders: usable, now: now, simulated: simulated)
             PlanOutput.explanation(explanation, customID: customID, context: context, json: arguments[SharedOptions.json])
             return 0
         }
-        let plan = try workspace.plan(job: job, catalog: catalog, usableProviders: usable, now: now, simulated: simulated)
+        let plan = try await workspace.plan(job: job, catalog: catalog, usableProviders: usable, now: now, simulated: simulated)
         PlanOutput.summary(
             plan.outcome.plan,
             title: "job \(plan.job.id) \"\(plan.job.name)\""

@@ -31,7 +31,7 @@ enum ReportCommand {
 
     enum Format: String, CaseIterable { case table, json, csv, html }
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let format = arguments[SharedOptions.json] ? .json : (try arguments[Options.format])!
         let grouping = (try arguments[Options.by])!
         let now = context.clock.now()
@@ -48,7 +48,7 @@ enum ReportCommand {
             }
         }
         let database = try context.openDatabaseForReading(arguments)
-        let job = try arguments[Options.job].map { try database.workspace.job($0).id }
+        let job = if let reference = arguments[Options.job] { try await database.workspace.job(reference).id } else { nil as Int64? }
         let query = ReportQuery(month: month, project: arguments[Options.project], job: job, grouping: grouping, simulated: arguments[Options.simulated])
         let report = try database.reports.report(query, now: now)
         let text: String

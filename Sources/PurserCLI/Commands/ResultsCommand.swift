@@ -25,26 +25,19 @@ enum ResultsCommand {
     /// The states `--only` takes.
     enum Only: String, CaseIterable { case succeeded, failed }
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let format = (try arguments[Options.format])!
         let only = (try arguments[Options.only]).map { RequestState(rawValue: $0.rawValue)! }
-        let database = try context.openDatabaseForReading(arguments)
-        let job = try database.workspace.job(arguments.positionals[0])
+        let workspace = try context.openDatabaseForReading(arguments).workspace
+        let job = try await workspace.job(arguments.positionals[0])
         let writer = try arguments[Options.output].map(LineWriter.init(path:))
         let write: (String) -> Void = { line in if let writer { writer.write(line) } else { context.console.print(line) } }
         if format == .csv { write(ResultFormat.csvHeader) }
-        var written = 0, simulated = 0
-        try database.results.forEachFinished(job: job.id, only: only) { row in
-            write(format.line(row))
-            written += 1
-            if row.answer?.simulated == true { simulated += 1 }
-        }
+        let streamed = try await workspace.results(of: job, only: only) { write(format.line($0)) }
         try writer?.close()
-        let open = try database.jobs.stateCounts(job: job.id)
-            .filter { !$0.key.isFinished }.values.reduce(0, +)
-        var note = "\(count(written, "result")) written"
-        if simulated > 0 { note += "; \(simulated) simulated (no provider was called)" }
-        if open > 0 { note += "; \(count(open, "request")) not finished yet" }
+        var note = "\(count(streamed.rows, "result")) written"
+        if streamed.simulated > 0 { note += "; \(streamed.simulated) simulated (no provider was called)" }
+        if streamed.unfinished > 0 { note += "; \(count(streamed.unfinished, "request")) not finished yet" }
         context.console.error(note)
         return 0
     }
@@ -84,10 +77,8 @@ enum CancelCommand {
         name: "cancel", overview: "Cancel a job's requests that have not started; running ones finish.",
         arguments: [.init(name: "job", help: "The job's number or name.")], options: [SharedOptions.database.option])
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let database = try context.openExistingDatabase(arguments)
-        let job = try database.workspace.job(arguments.positionals[0])
-        let (cancelled, running, inBatches) = try database.results.cancel(job: job.id)
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
+        let (job, cancelled, running, inBatches) = try await context.openExistingDatabase(arguments).workspace.cancel(job: arguments.positionals[0])
         var words = "job \(job.id) \"\(job.name)\": \(count(cancelled, "request")) cancelled"
         if running > inBatches { words += "; \(running - inBatches) running will finish" }
         if inBatches > 0 { words += "; \(inBatches) in batches will finish with their batch (and be charged at batch prices)" }
@@ -107,10 +98,8 @@ enum RetryCommand {
         arguments: [.init(name: "job", help: "The job's number or name.")],
         options: [Options.failed.option, SharedOptions.database.option])
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let database = try context.openExistingDatabase(arguments)
-        let job = try database.workspace.job(arguments.positionals[0])
-        let queued = try database.results.retry(job: job.id, onlyFailed: arguments[Options.failed])
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
+        let (job, queued) = try await context.openExistingDatabase(arguments).workspace.retry(job: arguments.positionals[0], onlyFailed: arguments[Options.failed])
         context.console.print("job \(job.id) \"\(job.name)\": \(count(queued, "request")) queued again; 'purser run' plans and serves them")
         return 0
     }

@@ -54,7 +54,7 @@ enum RunCommand {
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
-        let options = try options(arguments, context: context)
+        let options = try await options(arguments, context: context)
         let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
@@ -72,7 +72,7 @@ enum RunCommand {
     }
 
     /// The run's options from its flags, each number bounded; the database must exist (a run never creates one).
-    static func options(_ arguments: ParsedArguments, context: CommandContext) throws -> RunOptions {
+    static func options(_ arguments: ParsedArguments, context: CommandContext) async throws -> RunOptions {
         var options = RunOptions(worker: LeaseOwner.current().description)
         options.simulate = arguments[Options.simulate]
         options.watch = arguments[Options.watch]
@@ -100,7 +100,7 @@ enum RunCommand {
             inFlightPerProvider: try arguments[Options.maxInFlightPerProvider])
         let path = context.databasePath(arguments)
         if let reference = arguments[Options.job] {
-            options.job = try context.openExistingDatabase(arguments).workspace.job(reference).id
+            options.job = try await context.openExistingDatabase(arguments).workspace.job(reference).id
         } else {
             _ = try context.openExistingDatabase(arguments)
         }

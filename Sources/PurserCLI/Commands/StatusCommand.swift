@@ -10,8 +10,8 @@ enum StatusCommand {
         arguments: [.init(name: "job", help: "One job's number or name (default: every job).", optional: true)],
         options: [SharedOptions.database.option, SharedOptions.json.option])
 
-    static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
-        let report = try context.openDatabaseForReading(arguments).workspace.status(job: arguments.positionals.first, now: context.clock.now())
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
+        let report = try await context.openDatabaseForReading(arguments).workspace.status(job: arguments.positionals.first, now: context.clock.now())
         if arguments[SharedOptions.json] {
             context.printJSON(.array(report.jobs.map { json($0, caps: report.caps) }))
         } else {

@@ -15,15 +15,15 @@ public struct Workspace {
     }
 
     /// A job by its number or name.
-    public func job(_ reference: String) throws -> Job {
+    public func job(_ reference: String) async throws -> Job {
         guard let job = try jobs.job(reference: reference) else { throw UnknownJob(reference: reference) }
         return job
     }
 
     /// Every job, or the one named, with what its requests are doing, what it spent, and the caps in force over it
     /// in the month of `now`.
-    public func status(job reference: String?, now: Int64) throws -> StatusReport {
-        let chosen = try reference.map { [try job($0)] } ?? jobs.jobs()
+    public func status(job reference: String?, now: Int64) async throws -> StatusReport {
+        let chosen = if let reference { [try await job(reference)] } else { try jobs.jobs() }
         let month = BudgetMonth(containing: now)
         let caps = try budgets.capsInForce(month: month, simulated: false).filter { use in chosen.contains { use.applies(to: $0) } }
         let rehearsals = try budgets.hasSimulatedSpending()
@@ -44,8 +44,8 @@ public struct Workspace {
     /// the plan with the caps over the job in the month of `now`, which say whether its estimate fits.
     public func plan(
         job reference: String, catalog: PricingCatalog, usableProviders: Set<String>, now: Int64, simulated: Bool, save: Bool = true
-    ) throws -> JobPlan {
-        let job = try job(reference)
+    ) async throws -> JobPlan {
+        let job = try await job(reference)
         var request = PlanningRequest(jobs: [job.id], catalog: catalog, usableProviders: usableProviders, now: now)
         request.save = save
         request.simulated = simulated
@@ -58,16 +58,44 @@ public struct Workspace {
     /// Why the job's request `customID` is planned where it is, from a plan made and not kept.
     public func explain(
         job reference: String, customID: String, catalog: PricingCatalog, usableProviders: Set<String>, now: Int64, simulated: Bool
-    ) throws -> PlanExplanation {
-        let plan = try plan(job: reference, catalog: catalog, usableProviders: usableProviders, now: now, simulated: simulated, save: false)
+    ) async throws -> PlanExplanation {
+        let plan = try await plan(job: reference, catalog: catalog, usableProviders: usableProviders, now: now, simulated: simulated, save: false)
         guard let id = try planning.plannableRequestID(job: plan.job.id, customID: customID),
             let index = plan.outcome.requests.firstIndex(where: { $0.id == id })
         else { throw NoPlannableRequest(job: plan.job.id, customID: customID) }
         return Planner(context: plan.outcome.context).explain(plan.outcome.requests, index: index, plan: plan.outcome.plan)
     }
 
+    /// Cancels the job's requests that have not started: what was cancelled, and what is still running (in batches
+    /// among it), which finishes.
+    public func cancel(job reference: String) async throws -> (job: Job, cancelled: Int, running: Int, inBatches: Int) {
+        let job = try await job(reference)
+        let (cancelled, running, inBatches) = try results.cancel(job: job.id)
+        return (job, cancelled, running, inBatches)
+    }
+
+    /// Queues the job's failed (and, unless `onlyFailed`, expired and cancelled) requests again; how many.
+    public func retry(job reference: String, onlyFailed: Bool) async throws -> (job: Job, queued: Int) {
+        let job = try await job(reference)
+        return (job, try results.retry(job: job.id, onlyFailed: onlyFailed))
+    }
+
+    /// Streams the job's finished requests (only those in `state`, when given) in line order: what was streamed, and
+    /// how many of the job's requests are not finished yet. The job is looked up first (`job(_:)`), so that a front end
+    /// can refuse an unknown one before it opens anything to write to.
+    public func results(of job: Job, only state: RequestState?, _ body: (ResultRow) throws -> Void) async throws -> ResultsStreamed {
+        var streamed = ResultsStreamed(job: job)
+        try results.forEachFinished(job: job.id, only: state) { row in
+            try body(row)
+            streamed.rows += 1
+            if row.answer?.simulated == true { streamed.simulated += 1 }
+        }
+        streamed.unfinished = try jobs.stateCounts(job: job.id).filter { !$0.key.isFinished }.values.reduce(0, +)
+        return streamed
+    }
+
     /// The caps in force in `month` (only `project`'s, when given) and the budgets set, with what counts against them.
-    public func budgetReport(month: BudgetMonth, project: String?) throws -> BudgetReport {
+    public func budgetReport(month: BudgetMonth, project: String?) async throws -> BudgetReport {
         let uses = try budgets.capsInForce(month: month, simulated: false).filter { use in
             guard let project else { return true }
             if case .project(project, _) = use.scope { return true } else { return false }
@@ -94,6 +122,16 @@ public struct NoPlannableRequest: Error, Sendable, CustomStringConvertible {
     public var description: String {
         "job \(job) has no request with custom_id \(JSONWriter.quoted(customID)) waiting to be served (running and finished requests are not planned)"
     }
+}
+
+/// What `results` streamed of a job.
+public struct ResultsStreamed: Sendable {
+    public var job: Job
+    public var rows = 0
+    /// Rows whose answer came from the simulator.
+    public var simulated = 0
+    /// The job's requests not finished yet.
+    public var unfinished = 0
 }
 
 /// A job's plan, with the caps over the job.
