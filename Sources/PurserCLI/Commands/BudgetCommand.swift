@@ -66,34 +66,30 @@ enum BudgetCommand {
             }
             warnPercent = value
         }
-        let database = try context.openDatabase(arguments)
-        let ledger = database.ledger
+        let workspace = try context.openDatabase(arguments).workspace
         if let reference = arguments[Options.job] {
-            return try await capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, month: Options.setMonth, database: database, context: context)
+            return try await capJob(reference, at: cap, warnPercent: warnPercent, arguments: arguments, month: Options.setMonth, workspace: workspace, context: context)
         }
         let project = arguments[Options.project] ?? "default"
-        let (warningAt, released) = try ledger.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
+        let (warningAt, released, passed) = try await workspace.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: context.clock.now())
         context.console.print(
             "project \(project): \(cap.formatted) for \(month.map { "\($0) (UTC)" } ?? "every month (UTC)"), warning at \(warningAt)%"
                 + (released > 0 ? "; \(count(released, "held request")) released for the next run" : ""))
-        if let use = try ledger.use(project: project, month: month ?? BudgetMonth(containing: context.clock.now()), simulated: false),
-            use.used > use.cap
-        {
+        if let use = passed {
             context.console.print("warning: \(use.scopeText) is already passed: \(use.charged.formatted) charged and \(use.reserved.formatted) reserved; new calls will be held")
         }
         return 0
     }
 
     static func clear(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
-        let database = try context.openExistingDatabase(arguments)
-        let ledger = database.ledger
+        let workspace = try context.openExistingDatabase(arguments).workspace
         if let reference = arguments[Options.job] {
-            return try await capJob(reference, at: nil, warnPercent: nil, arguments: arguments, month: Options.clearMonth, database: database, context: context)
+            return try await capJob(reference, at: nil, warnPercent: nil, arguments: arguments, month: Options.clearMonth, workspace: workspace, context: context)
         }
         let project = arguments[Options.project] ?? "default"
         let month = try self.month(arguments, Options.clearMonth)
         let period = month.map { "\($0)" } ?? "every month"
-        let (removed, released) = try ledger.clearBudget(project: project, month: month)
+        let (removed, released) = try await workspace.clearBudget(project: project, month: month)
         guard removed else {
             throw Problem("project \(project) has no budget for \(period); 'purser budget show' lists the budgets")
         }
@@ -172,14 +168,13 @@ enum BudgetCommand {
 
     /// `--job`: caps one job over its whole life, or removes its cap (`cap == nil`), releasing what it held.
     static func capJob(
-        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, month: OptionKey<String?>, database: StoreFile,
+        _ reference: String, at cap: Money?, warnPercent: Int?, arguments: ParsedArguments, month: OptionKey<String?>, workspace: Workspace,
         context: CommandContext
     ) async throws -> Int32 {
         if arguments[Options.project] != nil || arguments[month] != nil {
             throw UsageError(message: "--job caps the job over its whole life; it cannot be combined with --project or --month.", spec: arguments.spec)
         }
-        let job = try await database.workspace.job(reference)
-        let released = try database.ledger.setJobCap(cap, job: job.id, warnPercent: warnPercent)
+        let (job, released) = try await workspace.capJob(reference, at: cap, warnPercent: warnPercent)
         context.console.print(
             "job \(job.id) (\(job.name)) " + (cap.map { "is capped at \($0.formatted)" } ?? "has no cap")
                 + (released > 0 ? "; \(count(released, "held request")) released" : ""))

@@ -94,6 +94,27 @@ public struct Workspace {
         return streamed
     }
 
+    /// Sets a project's cap for `month` (every month when nil): the warning share in force, the held requests it
+    /// released, and the cap's use in that month (or this one) when it is already passed.
+    public func setBudget(
+        _ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int?, now: Int64
+    ) async throws -> (warnPercent: Int, released: Int, passed: CapUse?) {
+        let (warningAt, released) = try budgets.setBudget(cap, project: project, month: month, warnPercent: warnPercent, now: now)
+        let use = try budgets.use(project: project, month: month ?? BudgetMonth(containing: now), simulated: false)
+        return (warningAt, released, use.flatMap { $0.used > $0.cap ? $0 : nil })
+    }
+
+    /// Removes a project's cap for `month` (the every-month cap when nil): whether it had one, and what it released.
+    public func clearBudget(project: String, month: BudgetMonth?) async throws -> (removed: Bool, released: Int) {
+        try budgets.clearBudget(project: project, month: month)
+    }
+
+    /// Caps a job over its whole life (removes its cap, with nil): the job, and the held requests it released.
+    public func capJob(_ reference: String, at cap: Money?, warnPercent: Int?) async throws -> (job: Job, released: Int) {
+        let job = try await job(reference)
+        return (job, try budgets.setJobCap(cap, job: job.id, warnPercent: warnPercent))
+    }
+
     /// The caps in force in `month` (only `project`'s, when given) and the budgets set, with what counts against them.
     public func budgetReport(month: BudgetMonth, project: String?) async throws -> BudgetReport {
         let uses = try budgets.capsInForce(month: month, simulated: false).filter { use in

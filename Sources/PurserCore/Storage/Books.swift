@@ -24,6 +24,13 @@ public protocol BudgetBook {
     func use(project: String, month: BudgetMonth, simulated: Bool) throws -> CapUse?
     /// A job's cap with what counts against it; nil when it has none.
     func use(job: Int64, simulated: Bool) throws -> CapUse?
+    /// Sets a project's cap for one month or every month (`month` nil): the warning share in force, and how many
+    /// held requests it released.
+    func setBudget(_ cap: Money, project: String, month: BudgetMonth?, warnPercent: Int?, now: Int64) throws -> (warnPercent: Int, released: Int)
+    /// Removes a project's cap: whether there was one, and how many held requests it released.
+    func clearBudget(project: String, month: BudgetMonth?) throws -> (removed: Bool, released: Int)
+    /// Sets (or, with nil, removes) a job's cap; how many held requests it released.
+    func setJobCap(_ cap: Money?, job: Int64, warnPercent: Int?) throws -> Int
     /// Calls cut off that the provider may have billed: how many and their worst case.
     func unsettled(job: Int64, simulated: Bool) throws -> (calls: Int, amount: Money)
     func unsettledTotal(simulated: Bool) throws -> (calls: Int, amount: Money)
