@@ -133,6 +133,17 @@ import PurserCore
         return Charges.worstCase(model: model, mode: mode, inputTokens: try #require(Int(row[2])), maxOutputTokens: try #require(Int(row[3]))).picoUSD
     }
 
+    /// `budget set` warns when real charges already pass the new cap; a rehearsal's charges are in a ledger of their
+    /// own and do not.
+    @Test func simulatedChargesDoNotMakeANewCapAlreadyPassed() async throws {
+        _ = try await submitJob()
+        #expect(await run(at: december - 3_600_000).code == 0)
+        #expect(try charged("2026-11") > 0)
+        let set = await purser(["budget", "set", "0.000001"], database: database, at: december - 3_600_000)
+        #expect(set.code == 0)
+        #expect(set.out == "project default: $0.000001 for every month (UTC), warning at 80%\n", "\(set.out)")
+    }
+
     @Test func aJobCapHoldsItsRequestsUntilRaised() async throws {
         let probe = BudgetTests()
         _ = try await probe.submitJob()
