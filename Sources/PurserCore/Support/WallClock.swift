@@ -26,12 +26,6 @@ public struct WallClock: Sendable {
         try await Task.sleep(nanoseconds: UInt64(milliseconds) * 1_000_000 / UInt64(speed))
     }
 
-    /// Waits until this clock reads `moment` (at once when it already has); throws when the task is cancelled first.
-    public func sleep(until moment: Int64) async throws {
-        let (gap, overflow) = moment.subtractingReportingOverflow(now())
-        try await sleep(milliseconds: overflow ? (moment > 0 ? WallClock.longestSleep : 0) : gap)
-    }
-
     /// Waits `milliseconds` of the clock's time and returns early, without an error, when the task is cancelled:
     /// for the loops that check for cancellation themselves.
     public func pause(milliseconds: Int64) async {
