@@ -47,10 +47,9 @@ enum ReportCommand {
                 month = parsed
             }
         }
-        let database = try context.openDatabaseForReading(arguments)
-        let job = if let reference = arguments[Options.job] { try await database.workspace.job(reference).id } else { nil as Int64? }
-        let query = ReportQuery(month: month, project: arguments[Options.project], job: job, grouping: grouping, simulated: arguments[Options.simulated])
-        let report = try database.reports.report(query, now: now)
+        let report = try await context.openDatabaseForReading(arguments).workspace.report(
+            month: month, project: arguments[Options.project], job: arguments[Options.job], grouping: grouping, simulated: arguments[Options.simulated],
+            now: now)
         let text: String
         switch format {
         case .table: text = table(report)
@@ -62,7 +61,7 @@ enum ReportCommand {
             guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
                 throw Problem("--output: cannot write \(path); check that its folder exists and is writable")
             }
-            context.console.error("report written to \(path) (\(count(report.lines.count, "line")), total \(report.total.cost.formatted)\(query.simulated ? ", simulated" : ""))")
+            context.console.error("report written to \(path) (\(count(report.lines.count, "line")), total \(report.total.cost.formatted)\(report.query.simulated ? ", simulated" : ""))")
         } else {
             context.console.print(text.trimmingTrailingNewline())
         }

@@ -6,12 +6,14 @@ public struct Workspace {
     public let budgets: any BudgetBook
     public let results: any ResultBook
     public let planning: any PlanningBook
+    public let reports: any ReportBook
 
-    public init(jobs: any JobBook, budgets: any BudgetBook, results: any ResultBook, planning: any PlanningBook) {
+    public init(jobs: any JobBook, budgets: any BudgetBook, results: any ResultBook, planning: any PlanningBook, reports: any ReportBook) {
         self.jobs = jobs
         self.budgets = budgets
         self.results = results
         self.planning = planning
+        self.reports = reports
     }
 
     /// A job by its number or name.
@@ -113,6 +115,15 @@ public struct Workspace {
     public func capJob(_ reference: String, at cap: Money?, warnPercent: Int?) async throws -> (job: Job, released: Int) {
         let job = try await job(reference)
         return (job, try budgets.setJobCap(cap, job: job.id, warnPercent: warnPercent))
+    }
+
+    /// Where the money went in `month` (all time when nil), for one project or job (its number or name) when given,
+    /// grouped as asked, from real spending or (`simulated`) the rehearsals' ledger.
+    public func report(
+        month: BudgetMonth?, project: String?, job reference: String?, grouping: ReportQuery.Grouping, simulated: Bool, now: Int64
+    ) async throws -> SpendReport {
+        let job = if let reference { try await job(reference).id } else { nil as Int64? }
+        return try reports.report(ReportQuery(month: month, project: project, job: job, grouping: grouping, simulated: simulated), now: now)
     }
 
     /// The caps in force in `month` (only `project`'s, when given) and the budgets set, with what counts against them.

@@ -45,6 +45,11 @@ public protocol PlanningBook {
     func plannableRequestID(job: Int64, customID: String) throws -> Int64?
 }
 
+/// Where the money went: spending grouped as a query asks.
+public protocol ReportBook {
+    func report(_ query: ReportQuery, now: Int64) throws -> SpendReport
+}
+
 /// The results of jobs: what they spent, each finished request streamed in line order, and changes to what is left.
 public protocol ResultBook {
     func spend(job: Int64) throws -> (cost: Money, simulated: Int)

@@ -26,11 +26,12 @@ public struct StoreFile {
 
 extension StoreFile {
     /// The use cases over this database.
-    public var workspace: Workspace { Workspace(jobs: jobs, budgets: ledger, results: results, planning: PlanningFile(database: database)) }
+    public var workspace: Workspace { Workspace(jobs: jobs, budgets: ledger, results: results, planning: PlanningFile(database: database), reports: reports) }
 }
 
 extension JobStore: JobBook {}
 extension Ledger: BudgetBook {}
+extension ReportStore: ReportBook {}
 extension ResultStore: ResultBook {}
 
 /// Planning on demand: the plan from `JobPlanning`, the request ids from `PlanStore`.
