@@ -75,35 +75,11 @@ enum SubmitCommand {
         return options
     }
 
-    /// A first submit builds the database under a name of its own beside `path` and links it into place only
-    /// once the jobs are stored: a failed submit leaves no file behind, and a database that another process
-    /// created meanwhile is never replaced (`link` refuses; the jobs are then stored into that one).
-    static func storeIntoNewDatabase(_ path: String, _ store: (String) throws -> [SubmittedJob]) throws -> [SubmittedJob] {
-        // What submits that were killed midway left behind (a kill skips the cleanup below).
-        let file = URL(fileURLWithPath: path)
-        WorkFolder.removeFilesOfGoneProcesses(in: file.deletingLastPathComponent().path, prefix: file.lastPathComponent + ".building-")
-        let building = path + ".building-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { for suffix in ["", "-wal", "-shm"] { unlink(building + suffix) } }
-        let submitted = try store(building)  // its connection is closed on return, the log folded into the file
-        if link(building, path) == 0 { return submitted }
-        switch errno {
-        case EEXIST: return try store(path)
-        case EPERM, EXDEV, ENOTSUP, EMLINK:
-            // No hard links here: store into the path itself (a failed submit then leaves an empty database).
-            return try store(path)
-        default: throw Problem("cannot create \(path): \(String(cString: strerror(errno)))")
-        }
-    }
-
     static func run(_ arguments: ParsedArguments, context: CommandContext) throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let options = try options(arguments, catalog: catalog, now: context.clock.now())
-        let path = context.databasePath(arguments)
-        func store(into path: String) throws -> [SubmittedJob] {
-            try StoreFile.open(path: path).submitter(catalog: catalog, clock: context.clock)
-                .submit(files: arguments.positionals, options: options)
-        }
-        let submitted = FileManager.default.fileExists(atPath: path) ? try store(into: path) : try storeIntoNewDatabase(path, store)
+        let submitted = try StoreFile.submit(
+            files: arguments.positionals, options: options, catalog: catalog, clock: context.clock, path: context.databasePath(arguments))
         if arguments[SharedOptions.json] {
             context.printJSON(.array(submitted.map { item in
                 .object(JSONObject([

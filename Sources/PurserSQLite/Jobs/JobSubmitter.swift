@@ -119,3 +119,34 @@ public struct JobSubmitter {
         return base
     }
 }
+
+extension StoreFile {
+    /// Stores job files as jobs in the database at `path`, all or nothing, creating the database if there is none.
+    public static func submit(files: [String], options: SubmitOptions, catalog: PricingCatalog, clock: WallClock, path: String) throws -> [SubmittedJob] {
+        func store(into path: String) throws -> [SubmittedJob] {
+            try StoreFile.open(path: path).submitter(catalog: catalog, clock: clock).submit(files: files, options: options)
+        }
+        return FileManager.default.fileExists(atPath: path) ? try store(into: path) : try storeIntoNewDatabase(path, store)
+    }
+
+    /// A first submit builds the database under a name of its own beside `path` and links it into place only
+    /// once the jobs are stored: a failed submit leaves no file behind, and a database that another process
+    /// created meanwhile is never replaced (`link` refuses; the jobs are then stored into that one).
+    private static func storeIntoNewDatabase(_ path: String, _ store: (String) throws -> [SubmittedJob]) throws -> [SubmittedJob] {
+        // What submits that were killed midway left behind (a kill skips the cleanup below).
+        let file = URL(fileURLWithPath: path)
+        WorkFolder.removeFilesOfGoneProcesses(in: file.deletingLastPathComponent().path, prefix: file.lastPathComponent + ".building-")
+        let building = path + ".building-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { for suffix in ["", "-wal", "-shm"] { unlink(building + suffix) } }
+        let submitted = try store(building)  // its connection is closed on return, the log folded into the file
+        if link(building, path) == 0 { return submitted }
+        switch errno {
+        case EEXIST: return try store(path)
+        case EPERM, EXDEV, ENOTSUP, EMLINK:
+            // No hard links here: store into the path itself (a failed submit then leaves an empty database).
+            return try store(path)
+        default: throw Problem("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+}
