@@ -113,6 +113,17 @@ func row(_ name: String, _ figure: String, _ comparison: String) {
 func rate(_ count: Int, _ time: Double) -> String { "\(Int(Double(count) / time).formatted()) lines/s" }
 
 let bench = Bench(arguments: Array(CommandLine.arguments.dropFirst()))
+// The live and batch phases run the real executables beside this one.
+if ["all", "dispatch", "faults", "batch"].contains(bench.phase) {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let missing = ["purser", "purser-fake-provider"].filter { !FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent($0).path) }
+    if !missing.isEmpty {
+        FileHandle.standardError.write(Data((
+            "Error: --phase \(bench.phase) runs \(missing.joined(separator: " and ")) from \(folder.path), where \(missing.count == 1 ? "it is" : "they are") missing; "
+            + "build every product first with 'swift build -c release'.\n").utf8))
+        exit(1)
+    }
+}
 /// Submission and planning happen at a fixed moment, so runs compare: Tuesday 2026-11-24 02:00 UTC, 10:00 in
 /// Beijing, DeepSeek's peak hours, with its half-price window opening at 04:00 UTC.
 let benchNow: Int64 = 1_795_485_600_000
