@@ -18,13 +18,14 @@ let package = Package(
         .target(name: "PurserCLI", dependencies: ["PurserCore", "PurserSQLite"]),
         .target(name: "PurserFuzz", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser", dependencies: ["PurserCLI"]),
+        .executableTarget(name: "purser-crash-test", dependencies: ["PurserCLI", "PurserCore"]),
         .executableTarget(name: "purser-bench", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore"]),
         .executableTarget(name: "purser-jobgen", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser-fake-provider"),
         .executableTarget(name: "purser-fuzz", dependencies: ["PurserFuzz"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
         .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore", "PurserFuzz"]),
-        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "PurserSQLite", "purser", "purser-fake-provider"]),
+        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "PurserSQLite", "purser", "purser-crash-test", "purser-fake-provider"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -31,8 +31,13 @@ public enum Purser {
         ],
         subcommands: commands.map { ($0.spec.name, $0.spec.overview) }) }
 
-    public static func run(_ arguments: [String], environment: [String: String], console: Console, clock: WallClock = .system) async -> Int32 {
-        let context = CommandContext(environment: environment, console: console, clock: clock)
+    /// `afterBatchCall` is told right after each batch step's API call returns, before what it returned is stored: the
+    /// kill tests' executable (`purser-crash-test`) stops itself there; `purser` passes nothing.
+    public static func run(
+        _ arguments: [String], environment: [String: String], console: Console, clock: WallClock = .system,
+        afterBatchCall: (@Sendable (BatchCall) -> Void)? = nil
+    ) async -> Int32 {
+        let context = CommandContext(environment: environment, console: console, clock: clock, afterBatchCall: afterBatchCall)
         var arguments = arguments
         if arguments.first == "help" {
             arguments.removeFirst()
@@ -159,6 +164,8 @@ struct CommandContext {
     let environment: [String: String]
     let console: Console
     let clock: WallClock
+    /// Given to every run (`RunOptions.afterBatchCall`).
+    var afterBatchCall: (@Sendable (BatchCall) -> Void)?
 
     func databasePath(_ arguments: ParsedArguments) -> String {
         arguments[SharedOptions.database] ?? environment["PURSER_DB"] ?? "purser.db"

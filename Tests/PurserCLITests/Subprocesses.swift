@@ -120,10 +120,13 @@ func bundledPricingOnFake(port: Int) throws -> String {
     return directory.path
 }
 
-/// Runs the real `purser` executable and waits for it.
+/// Runs the real `purser` executable (or `executable`, such as the kill tests' `purser-crash-test`) and waits for it.
 @discardableResult
-func purser(_ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:]) async throws -> (code: Int32, out: String, error: String) {
-    let process = purserProcess(arguments, database: database, pricing: pricing, key: key, environment: extra)
+func purser(
+    _ arguments: [String], database: String, pricing: String, key: String? = "test-key", environment extra: [String: String] = [:],
+    executable: String = "purser"
+) async throws -> (code: Int32, out: String, error: String) {
+    let process = purserProcess(arguments, database: database, pricing: pricing, key: key, environment: extra, executable: executable)
     // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
     let directory = FileManager.default.temporaryDirectory
     let out = directory.appendingPathComponent("purser-out-\(UUID().uuidString)"), error = directory.appendingPathComponent("purser-err-\(UUID().uuidString)")
@@ -138,9 +141,11 @@ func purser(_ arguments: [String], database: String, pricing: String, key: Strin
 }
 
 /// The real `purser` executable, not started, on the test's database and tables, with the fake's key.
-private func purserProcess(_ arguments: [String], database: String, pricing: String, key: String?, environment extra: [String: String]) -> Process {
+private func purserProcess(
+    _ arguments: [String], database: String, pricing: String, key: String?, environment extra: [String: String], executable: String = "purser"
+) -> Process {
     let process = Process()
-    process.executableURL = products.appendingPathComponent("purser")
+    process.executableURL = products.appendingPathComponent(executable)
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     environment["PURSER_DB"] = database

@@ -135,7 +135,7 @@ struct TrustTests {
         try await purser(["submit", try batchJob(30, model: "medium")], database: other, pricing: pricing)
         #expect(try await purser(["run", "--detach"], database: other, pricing: pricing).code == 0)
         try await purser(["submit", try batchJob(30, model: "medium")], database: mine, pricing: pricing)
-        let killed = try await purser(["run"], database: mine, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": "create"])
+        let killed = try await purser(["run"], database: mine, pricing: pricing, environment: ["PURSER_TEST_CRASH_AFTER": "create"], executable: "purser-crash-test")
         #expect(killed.code == 137 || killed.code == 9, "\(killed.error)")
         let again = try await purser(["run"], database: mine, pricing: pricing)
         #expect(again.code == 0, "\(again.error)")

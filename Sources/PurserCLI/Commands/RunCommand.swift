@@ -78,10 +78,7 @@ enum RunCommand {
         options.watch = arguments[Options.watch]
         options.allowLate = arguments[Options.allowLate]
         options.detachBatches = arguments[Options.detach]
-        if let step = context.environment["PURSER_TEST_CRASH_AFTER"].flatMap(BatchCall.init(rawValue:)) {
-            // The kill tests' fault: the process dies right after this step's call, before storing what it returned.
-            options.afterBatchCall = { if $0 == step { kill(getpid(), SIGKILL) } }
-        }
+        options.afterBatchCall = context.afterBatchCall
         if let value = try arguments[Options.concurrency] { options.concurrency = value }
         if let value = try arguments[Options.speedup] {
             guard options.simulate else { throw UsageError(message: "--speedup shortens the simulator's latency: it goes with --simulate.", spec: spec) }
