@@ -17,10 +17,8 @@ import Testing
             let body = openai
                 ? #"{"model": "x", "messages": [{"role": "user", "content": "Question \#(index)"}], "max_tokens": 20}"#
                 : #"{"model": "x", "max_tokens": 20, "messages": [{"role": "user", "content": "Question \#(index)"}]}"#
-            let requestID = Int64(100 + index)
             return StoredBatchLine(
-                line: Int64(index), requestID: requestID, customID: "user-\(index)", providerCustomID: "db_7_\(requestID)",
-                shape: openai ? .openaiBatch : .anthropicBatch, body: body)
+                line: Int64(index), providerCustomID: "db_7_\(100 + index)", shape: openai ? .openaiBatch : .anthropicBatch, body: body)
         }
     }
 

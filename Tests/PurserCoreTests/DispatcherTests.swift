@@ -60,7 +60,7 @@ import Testing
 
         #expect(await store.charged(project: "default") <= cap)
         #expect(try #require(await store.highestCommitted["default"]) <= cap)
-        let states = await store.states()
+        let states = try await store.stateCounts(job: nil)
         #expect(states[.succeeded] == 100)
         #expect(states[.held] == 100)
         #expect(summary.succeeded == 100 && summary.held == 100)
@@ -170,7 +170,7 @@ import Testing
         // The four calls out when the stop came finish (20 s, within the 60 s grace) and are kept; nothing else starts.
         #expect(caller.calls.count == 4)
         #expect(summary.succeeded == 4)
-        let states = await store.states()
+        let states = try await store.stateCounts(job: nil)
         #expect(states[.succeeded] == 4 && states[.queued] == 36)
         #expect(await store.reservationCount == 0)
     }
@@ -179,7 +179,7 @@ import Testing
         let (store, _, summary) = try await stoppedOnceFourCallsAreOut(requests: 8, latency: 3_600_000, grace: 5)
 
         #expect(summary.succeeded == 0)
-        #expect(await store.states()[.queued] == 8)
+        #expect(try await store.stateCounts(job: nil)[.queued] == 8)
         #expect(await store.reservationCount == 0)
         // The four cut off may have been billed: their worst cases stay counted against the cap, unsettled.
         let worstCase = Charges.worstCase(model: try #require(catalog.model(id: "p/dear")), mode: .sync, inputTokens: 100, maxOutputTokens: 100)

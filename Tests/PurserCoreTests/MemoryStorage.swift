@@ -54,7 +54,6 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
     func setCap(job: Int64, _ cap: Money) { jobCaps[job] = cap }
 
     func entry(_ id: Int64) -> Entry? { entries[id] }
-    func states() -> [RequestState: Int] { entries.values.reduce(into: [:]) { $0[$1.state, default: 0] += 1 } }
     func charged(project: String) -> Money { (projectCharges[project] ?? [:]).values.reduce(.zero, +) }
     func unsettled(project: String) -> Money { (projectUnsettled[project] ?? [:]).values.reduce(.zero, +) }
     var reservationCount: Int { entries.values.filter { $0.reservation != nil }.count }

@@ -170,7 +170,7 @@ final class RunReporter: Sendable {
         guard let latest = batches.max(by: { $0.expectedEndAt < $1.expectedEndAt }) else { return nil }
         let oldest = batches.compactMap(\.submittedAt).min()
         return "\(count(batches.count, "batch", plural: "batches")) open" + (oldest.map { ", oldest \(DurationText.approximate(now - $0))" } ?? "")
-            + ", expected by \(RunEvent.timestamp(latest.expectedEndAt))" + (latest.fromHistory ? " (from the batches seen)" : " (the providers' 24h window)")
+            + ", expected by \(timestampText(latest.expectedEndAt))" + (latest.fromHistory ? " (from the batches seen)" : " (the providers' 24h window)")
     }
 
     func report(_ event: RunEvent) {
@@ -202,7 +202,7 @@ final class RunReporter: Sendable {
                     return .object(JSONObject([
                         "batch": .number(String(batch.id)), "provider": .string(batch.provider), "model": .string(batch.model),
                         "requests": .number(String(batch.requests)), "age_ms": age,
-                        "expected_end": .string(RunEvent.timestamp(batch.expectedEndAt)), "expected_from_history": .bool(batch.fromHistory),
+                        "expected_end": .string(timestampText(batch.expectedEndAt)), "expected_from_history": .bool(batch.fromHistory),
                     ]))
                 }
                 let etaValue: JSONValue = overall.map { .number(String($0)) } ?? .null

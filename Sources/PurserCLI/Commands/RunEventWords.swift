@@ -16,7 +16,7 @@ extension RunReporter {
                 + "so their reservations stay counted as unsettled"
         case .leasedElsewhere(let holder, let requests, let until):
             let who = LeaseOwner(holder).map { "process \($0.pid) on \($0.host)" } ?? holder
-            return "\(requests) requests are leased by \(who) until \(RunEvent.timestamp(until)); this run serves them if that lease lapses"
+            return "\(requests) requests are leased by \(who) until \(timestampText(until)); this run serves them if that lease lapses"
         case .capPastWarning(let use, let simulated):
             return "\(use.scopeText) is \(percentText(use.usedBasisPoints)) used: \(use.charged.formatted) charged"
                 + (use.unsettled > .zero ? ", \(use.unsettled.formatted) unsettled" : "")
@@ -28,7 +28,7 @@ extension RunReporter {
         case .answerLost(let customID, nil, _):
             return "the paid answer to \(customID) could not be stored and this run keeps no recovery file; it is lost, and its call was billed"
         case .providerPaused(let provider, let until, let percent, let lastError):
-            return "provider \(provider) paused until \(RunEvent.timestamp(until)): \(percent)% of its recent calls failed (last: \(lastError)); it is probed before calls resume"
+            return "provider \(provider) paused until \(timestampText(until)): \(percent)% of its recent calls failed (last: \(lastError)); it is probed before calls resume"
         case .providerResumed(let provider):
             return "provider \(provider) resumed: a probe call succeeded"
         case .providerUnreachable(let provider, let reason, let batches):

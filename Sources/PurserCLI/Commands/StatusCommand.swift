@@ -23,7 +23,7 @@ enum StatusCommand {
     static func json(_ row: JobStatus, caps: [CapUse]) -> JSONValue {
         .object(JSONObject([
             "job": .number(String(row.job.id)), "name": .string(row.job.name), "project": .string(row.job.project),
-            "submitted_at": .string(timestamp(row.job.submittedAt)), "requests": .number(String(row.job.requestCount)),
+            "submitted_at": .string(timestampText(row.job.submittedAt)), "requests": .number(String(row.job.requestCount)),
             "rejected": .number(String(row.job.rejectedCount)),
             "states": .object(JSONObject(RequestState.allCases.compactMap { state in
                 row.counts[state].map { JSONObject.Member(key: state.rawValue, value: .number(String($0))) }
@@ -45,7 +45,7 @@ enum StatusCommand {
             "batch": .number(String(batch.id)), "provider": .string(batch.provider), "model": .string(batch.model),
             "state": .string(batch.state), "provider_status": batch.providerStatus.map { .string($0) } ?? .null,
             "provider_batch_id": batch.providerBatchID.map { .string($0) } ?? .null, "requests": .number(String(batch.requests)),
-            "submitted_at": batch.submittedAt.map { .string(timestamp($0)) } ?? .null,
+            "submitted_at": batch.submittedAt.map { .string(timestampText($0)) } ?? .null,
             "last_error": batch.lastError.map { .string($0) } ?? .null,
         ]))
     }
@@ -79,13 +79,13 @@ enum StatusCommand {
     /// What `status JOB` adds for one job: where it came from, its modes, its batches and its rejected lines.
     static func render(_ only: JobStatus, console: Console) {
         console.print()
-        console.print("submitted \(timestamp(only.job.submittedAt)) from \(only.job.source)" + (only.job.maxCost.map { "; capped at \($0.formatted)" } ?? ""))
+        console.print("submitted \(timestampText(only.job.submittedAt)) from \(only.job.source)" + (only.job.maxCost.map { "; capped at \($0.formatted)" } ?? ""))
         if !only.modes.isEmpty {
             console.print("by mode: " + only.modes.map { "\($0.mode) \($0.requests)" + ($0.done < $0.requests ? " (\($0.done) done)" : "") }.joined(separator: ", "))
         }
         for batch in only.batches {
             let at = batch.providerBatchID.map { " as \($0)" } ?? ""
-            let since = batch.submittedAt.map { ", sent \(timestamp($0))" } ?? ", not sent yet"
+            let since = batch.submittedAt.map { ", sent \(timestampText($0))" } ?? ", not sent yet"
             console.print("batch \(batch.id): \(count(batch.requests, "request")) for \(batch.model) at \(batch.provider)\(at)"
                 + " (\(batch.providerStatus ?? batch.state)\(since))" + (batch.lastError.map { "; last error: \($0)" } ?? ""))
         }
@@ -93,9 +93,5 @@ enum StatusCommand {
             console.print("\(count(only.job.rejectedCount, "line")) rejected at submit:")
             for problem in only.rejections { console.print("  \(problem)") }
         }
-    }
-
-    static func timestamp(_ milliseconds: Int64) -> String {
-        Date(timeIntervalSince1970: Double(milliseconds / 1000)).formatted(.iso8601)
     }
 }

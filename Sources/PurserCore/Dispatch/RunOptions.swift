@@ -47,15 +47,6 @@ public enum RunEvent: Sendable {
     /// A batch's step: formed, sent, ended, its results stored.
     case batch(BatchEvent)
     case finished(RunSummary)
-
-    /// A moment as notices write it: `2026-11-24T10:00:00Z`.
-    public static func timestamp(_ milliseconds: Int64) -> String {
-        let seconds = BudgetMonth.floorDivide(milliseconds, 1_000)
-        let day = BudgetMonth.dayText(milliseconds)
-        let second = seconds - BudgetMonth.floorDivide(milliseconds, BudgetMonth.millisecondsPerDay) * 86_400
-        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(day)T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
-    }
 }
 
 /// A batch step's call to its provider's API.

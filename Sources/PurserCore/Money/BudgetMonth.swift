@@ -48,7 +48,7 @@ public struct BudgetMonth: Sendable, Hashable, Comparable, CustomStringConvertib
 
     // MARK: - Civil calendar (Howard Hinnant's days_from_civil / civil_from_days)
 
-    static func floorDivide(_ value: Int64, _ divisor: Int64) -> Int64 {
+    package static func floorDivide(_ value: Int64, _ divisor: Int64) -> Int64 {
         value >= 0 ? value / divisor : (value - divisor + 1) / divisor
     }
 

@@ -76,19 +76,15 @@ public struct BatchLeaseLost: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String { "batch \(batch) is no longer this run's (\(holder.map { "leased by \($0)" } ?? "its lease was handed back"))" }
 }
 
-/// A member of a batch as stored: its line, its request, the provider's custom id and the body in its stored dialect.
+/// A member of a batch as its input file needs it: its line, the provider's custom id and the body in its stored dialect.
 public struct StoredBatchLine: Sendable {
     public var line: Int64
-    public var requestID: Int64
-    public var customID: String
     public var providerCustomID: String
     public var shape: RequestShape
     public var body: String
 
-    public init(line: Int64, requestID: Int64, customID: String, providerCustomID: String, shape: RequestShape, body: String) {
+    public init(line: Int64, providerCustomID: String, shape: RequestShape, body: String) {
         self.line = line
-        self.requestID = requestID
-        self.customID = customID
         self.providerCustomID = providerCustomID
         self.shape = shape
         self.body = body

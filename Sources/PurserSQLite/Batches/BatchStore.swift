@@ -168,13 +168,12 @@ extension DispatchStore {
 
     public func batchInputPage(_ batch: Int64, afterLine: Int64, limit: Int) throws -> [StoredBatchLine] {
         try database.statement("""
-            SELECT m.line, r.id, r.custom_id, m.provider_custom_id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id
+            SELECT m.line, m.provider_custom_id, r.shape, b.body FROM batch_requests m JOIN requests r ON r.id = m.request_id
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE m.batch_id = ? AND m.line > ? ORDER BY m.line LIMIT ?
             """).rows([.integer(batch), .integer(afterLine), .integer(Int64(limit))]) { row in
             StoredBatchLine(
-                line: row.int64(0), requestID: row.int64(1), customID: row.text(2), providerCustomID: row.text(3),
-                shape: RequestShape(rawValue: row.text(4)) ?? .openaiBatch, body: row.text(5))
+                line: row.int64(0), providerCustomID: row.text(1), shape: RequestShape(rawValue: row.text(2)) ?? .openaiBatch, body: row.text(3))
         }
     }
 
