@@ -88,10 +88,15 @@ public final class Database {
         sqlite3_close_v2(sqliteConnection)
     }
 
-    /// SQLite creates new files with the process umask; Purser's file holds spend data, so it is private.
+    /// SQLite creates new files with the process umask; Purser's file holds spend data, so it is private. An existing
+    /// file is never opened here: closing a descriptor of a file drops every POSIX lock this process holds on it,
+    /// which would take the locks of the other connections this process has open to it (the service has several).
     private static func createPrivately(_ path: String) throws {
         guard path != ":memory:", !path.isEmpty else { return }
-        let descriptor = open(path, O_RDWR | O_CREAT, 0o600)
+        var status = stat()
+        if stat(path, &status) == 0 { return }
+        let descriptor = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        if descriptor < 0 && errno == EEXIST { return }
         guard descriptor >= 0 else {
             throw SQLiteError(code: SQLITE_CANTOPEN, message: "cannot open \(path): \(String(cString: strerror(errno)))")
         }
