@@ -20,6 +20,8 @@ public enum Purser {
             Subcommand(spec: CancelCommand.spec, run: CancelCommand.run),
             Subcommand(spec: RetryCommand.spec, run: RetryCommand.run),
             PricingCommand.subcommand,
+            Subcommand(spec: ServeCommand.spec, run: ServeCommand.run),
+            KeysCommand.subcommand,
         ]
     }
 

@@ -30,6 +30,8 @@ import PurserCore
           cancel                    Cancel a job's requests that have not started; running ones finish.
           retry                     Queue a job's failed, expired and cancelled requests again, with fresh attempts.
           pricing                   List, check or import the pricing tables.
+          serve                     Serve the OpenAI Files and Batches API and the Anthropic Message Batches API, with project keys and a live dashboard.
+          keys                      Create, list or revoke the project keys that purser serve checks on every request.
 
           See 'purser help <subcommand>' for detailed help.
 

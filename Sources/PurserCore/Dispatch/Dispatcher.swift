@@ -191,6 +191,7 @@ public final class Dispatcher: Sendable {
                 succeeded: totals.succeeded, failed: totals.failed, expired: totals.expired, inFlight: await state.inFlight,
                 inBatches: inBatches, remaining: await state.remaining, spend: totals.spend, elapsedMilliseconds: now - started)
             progress.batches = batches
+            (progress.retried, progress.fellBack, progress.slowDowns) = (totals.retried, totals.fellBack, totals.slowDowns)
             onEvent(.progress(progress))
         }
     }
@@ -613,7 +614,10 @@ public final class Dispatcher: Sendable {
                     }
                 }
             }
-            if rateLimited { await limiter.slowDown(model) }
+            if rateLimited {
+                await limiter.slowDown(model)
+                await state.countSlowDown()
+            }
             if request.attempts >= options.retry.maximumAttempts {
                 await fail(request, "gave up after \(request.attempts) attempts; last: \(failure.message)", attempt: attempt)
                 return
@@ -785,6 +789,8 @@ actor RunState {
         var expired = 0
         var retried = 0
         var fellBack = 0
+        /// 429 answers, each of which slowed its model down.
+        var slowDowns = 0
         /// Requests this run held because their worst case did not fit under a cap.
         var held = 0
         var spend = Money.zero
@@ -969,6 +975,8 @@ actor RunState {
         totals.held += progress.held
         remaining -= progress.succeeded + progress.failed + progress.held
     }
+
+    func countSlowDown() { totals.slowDowns += 1 }
 
     func count(_ counter: Counter) {
         switch counter {

@@ -110,6 +110,10 @@ public struct RunProgress: Sendable {
     public var elapsedMilliseconds: Int64
     /// The batches still open, oldest first, each with when it is expected to end.
     public var batches: [OpenBatchProgress] = []
+    /// Retries, moves to another model, and 429s that slowed a model down, so far in this run.
+    public var retried = 0
+    public var fellBack = 0
+    public var slowDowns = 0
 }
 
 /// A batch still open, for progress: its age and when it is expected to end — from this database's own history

@@ -370,6 +370,68 @@ public enum Schema {
                 SELECT s.provider, s.simulated, count(*), sum(r.input_tokens), sum(s.input_tokens + s.cached_input_tokens + s.cache_write_tokens)
                 FROM results s JOIN requests r ON r.id = s.request_id GROUP BY 1, 2;
             """),
+        Migration(version: 10, sql: """
+            -- purser serve. Project keys: only the SHA-256 of each token is kept, beside the token's first characters
+            -- (which name it in `keys list` and find its row) — never the token itself.
+            CREATE TABLE project_keys (
+                id INTEGER PRIMARY KEY,
+                project TEXT NOT NULL,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL CHECK (role IN ('submit', 'read', 'admin')),
+                prefix TEXT NOT NULL,
+                token_sha256 TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL,
+                revoked_at INTEGER
+            );
+            CREATE INDEX project_keys_by_prefix ON project_keys(prefix);
+            -- Files uploaded through the OpenAI Files API, and the output and error files of finished batches. The
+            -- bytes live in the work folder beside the database (`path`); `sha256` makes a retried upload the same file.
+            CREATE TABLE service_files (
+                id TEXT PRIMARY KEY,
+                project TEXT NOT NULL,
+                filename TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                bytes INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                path TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                deleted_at INTEGER
+            );
+            CREATE INDEX service_files_by_content ON service_files(project, sha256);
+            -- Batches created through either API. Each becomes a Purser job once its input is checked; `create_key`
+            -- (a hash of the project, the input and the parameters) makes a create retried within minutes the same batch.
+            CREATE TABLE service_batches (
+                seq INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                project TEXT NOT NULL,
+                dialect TEXT NOT NULL CHECK (dialect IN ('openai', 'anthropic')),
+                status TEXT NOT NULL CHECK (status IN
+                    ('validating', 'failed', 'in_progress', 'finalizing', 'completed', 'expired', 'cancelling', 'cancelled')),
+                job_id INTEGER REFERENCES jobs(id),
+                input_file_id TEXT,
+                endpoint TEXT NOT NULL,
+                completion_window TEXT NOT NULL,
+                metadata TEXT,
+                create_key TEXT NOT NULL,
+                errors TEXT,
+                output_file_id TEXT,
+                error_file_id TEXT,
+                created_at INTEGER NOT NULL,
+                in_progress_at INTEGER,
+                finalizing_at INTEGER,
+                ended_at INTEGER,
+                cancelling_at INTEGER,
+                deleted_at INTEGER,
+                -- The serve whose keeper is checking or finishing the batch, and until when its claim holds.
+                keeper TEXT,
+                keeper_until INTEGER
+            );
+            CREATE INDEX service_batches_by_key ON service_batches(project, create_key);
+            CREATE INDEX service_batches_by_status ON service_batches(status);
+            -- The dashboard's recent failures, without a scan of every request.
+            CREATE INDEX requests_unsuccessful ON requests(id) WHERE state IN ('failed', 'expired');
+            """),
     ])
 }
 

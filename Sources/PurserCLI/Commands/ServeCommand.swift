@@ -1,0 +1,102 @@
+import Foundation
+import PurserCore
+import PurserServe
+import PurserSQLite
+import Synchronization
+
+/// `purser serve`: the OpenAI and Anthropic batch APIs, Purser's budgets, report, metrics and dashboard on one
+/// port, and the run service beside them, serving new batches as they arrive (`run --watch`). SIGTERM or SIGINT
+/// stops accepting, finishes the HTTP exchanges in flight, then lets calls drain within the grace period.
+enum ServeCommand {
+    enum Options {
+        static let listen = OptionKey.text("listen", value: "host:port", help: "Where to listen (default: 127.0.0.1:8080; port 0 picks a free one).")
+    }
+
+    static let spec = CommandSpec(
+        name: "serve",
+        overview: "Serve the OpenAI Files and Batches API and the Anthropic Message Batches API, with project keys and a live dashboard.",
+        options: [
+            Options.listen.option,
+            RunCommand.Options.concurrency.option,
+            RunCommand.Options.simulate.option,
+            RunCommand.Options.speedup.option,
+            RunCommand.Options.grace.option,
+            RunCommand.Options.timeout.option,
+            RunCommand.Options.backoffMs.option,
+            RunCommand.Options.cooldown.option,
+            RunCommand.Options.giveUpAfter.option,
+            RunCommand.Options.lease.option,
+            RunCommand.Options.rpm.option,
+            RunCommand.Options.tpm.option,
+            RunCommand.Options.maxInFlightPerModel.option,
+            RunCommand.Options.maxInFlightPerProvider.option,
+            RunCommand.Options.allowLate.option,
+            RunCommand.Options.quiet.option,
+            SharedOptions.database.option, SharedOptions.pricing.option, SharedOptions.json.option,
+        ],
+        discussion: """
+            Code written for the providers' batch APIs works by changing only the base URL and key:
+            openai.OpenAI(base_url="http://HOST:PORT/v1", api_key=KEY) and
+            anthropic.Anthropic(base_url="http://HOST:PORT", api_key=KEY). Each batch becomes a Purser job,
+            planned across models by cost and served by this process. Keys come from purser keys create.
+            GET /healthz answers without a key; GET /metrics (Prometheus) needs an admin key; the dashboard
+            is at / (sign in with a key).
+            """)
+
+    /// `host:port`, checked.
+    static func listenAddress(_ text: String?) throws -> (host: String, port: UInt16) {
+        guard let text else { return ("127.0.0.1", 8080) }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = UInt16(parts[1]), !parts[0].isEmpty else {
+            throw UsageError(message: "--listen: '\(text)' is not HOST:PORT (such as 127.0.0.1:8080).", spec: spec)
+        }
+        return (String(parts[0]), port)
+    }
+
+    static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
+        let (host, port) = try listenAddress(arguments[Options.listen])
+        let catalog = try context.loadCatalog(arguments)
+        let path = context.databasePath(arguments)
+        _ = try context.openDatabase(arguments)  // a serve may start on no database: it makes one
+        var options = try await RunCommand.options(arguments, context: context)
+        options.watch = true
+        let live = Mutex(LiveFigures())
+        live.withLock { $0.simulated = options.simulate }
+        let console = context.console
+        let service = try PurserService(
+            databasePath: path, catalog: catalog, clock: context.clock, host: host, port: port,
+            live: { live.withLock { $0 } }, log: { console.error($0) })
+        let caller: any ModelCaller = options.simulate
+            ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
+            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
+        let reporter = RunReporter(console: console, json: arguments[SharedOptions.json], quiet: arguments[RunCommand.Options.quiet], simulated: options.simulate)
+        let store = try DispatchStore(path: path, owner: options.worker)
+        let dispatcher = Dispatcher(
+            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
+            onEvent: { event in
+                if case .progress(let progress) = event {
+                    live.withLock { figures in
+                        (figures.inFlight, figures.retried, figures.fellBack, figures.slowDowns) =
+                            (progress.inFlight, progress.retried, progress.fellBack, progress.slowDowns)
+                    }
+                }
+                reporter.report(event)
+            })
+        // The address goes to standard output, alone on its line, so a script (or a test) can read the port.
+        console.print("purser serve: listening on http://\(service.host):\(service.port)\(options.simulate ? " (simulated: no provider is called)" : "")")
+        if host != "127.0.0.1" && host != "localhost" {
+            console.error("warning: listening on \(host), not only loopback: every request still needs a project key, but the traffic is plain HTTP; put TLS in front")
+        }
+        let signals = SignalWatcher {
+            // On a dispatch thread: the HTTP side stops first (its exchanges finish), then the calls drain.
+            service.stop(waitingUpTo: 30)
+            Task { await dispatcher.stop() }
+        }
+        defer { signals.cancel() }
+        let summary = try await dispatcher.run()
+        service.stop(waitingUpTo: 30)
+        guard let trouble = summary.trouble else { return 0 }
+        console.error("Error: \(RunReporter.words(trouble))")
+        return 1
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import PurserCore
+import Synchronization
+
+/// `purser serve`'s HTTP side: the OpenAI Files and Batches API, the Anthropic Message Batches API, Purser's own
+/// budgets, report, metrics and dashboard, all on one port, and the keeper that turns new batches into jobs and
+/// finished jobs into output files. The run service (the dispatcher) runs beside it and serves the jobs.
+public final class PurserService: Sendable {
+    let server: HTTPServer
+    let keeper: BatchKeeper
+    public var host: String { server.host }
+    public var port: UInt16 { server.port }
+
+    /// Opens the database (creating it when missing), binds `host:port` (0: a free port) and starts answering.
+    /// `live` gives the run service's figures; `log` gets the service's own log lines (never a key).
+    public init(
+        databasePath: String, catalog: PricingCatalog, clock: WallClock, host: String, port: UInt16, limits: HTTPLimits = HTTPLimits(),
+        live: @escaping @Sendable () -> LiveFigures, log: @escaping @Sendable (String) -> Void
+    ) throws {
+        let context = try ServiceContext(databasePath: databasePath, catalog: catalog, clock: clock)
+        keeper = BatchKeeper(context: context, log: log)
+        // results_url names this server; a wildcard listener names itself by the loopback address.
+        let originHost = host == "0.0.0.0" ? "127.0.0.1" : host
+        let origin = Mutex<String>("")
+        let serverBox = Mutex<HTTPServer?>(nil)
+        let router = ServiceRouter(context: context, origin: { origin.withLock { $0 } }, live: {
+            var figures = live()
+            if let load = serverBox.withLock({ $0?.load }) { (figures.connections, figures.exchanges) = (load.connections, load.exchanges) }
+            return figures
+        }, log: log)
+        server = try HTTPServer(host: host, port: port, limits: limits, handler: router)
+        let bound = server.port
+        origin.withLock { $0 = "http://\(originHost):\(bound)" }
+        serverBox.withLock { $0 = server }
+        keeper.start()
+    }
+
+    /// Stops accepting, lets HTTP exchanges in flight finish (up to `seconds`), and stops the keeper after its step.
+    public func stop(waitingUpTo seconds: Double = 30) {
+        server.stop(waitingUpTo: seconds)
+        keeper.stop()
+    }
+}

@@ -1,0 +1,252 @@
+import Foundation
+import Testing
+import PurserCore
+@testable import PurserSQLite
+
+/// `purser serve` as a child process on a free port of 127.0.0.1, on the simulator, stopped by the test.
+final class ServeProcess {
+    let process = Process()
+    let port: Int
+    let log: URL
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(database: String, extra: [String] = []) async throws {
+        process.executableURL = products.appendingPathComponent("purser")
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--simulate", "--speedup", "600", "--db", database, "--quiet", "--grace", "5"] + extra
+        var environment = ProcessInfo.processInfo.environment
+        environment["PURSER_PRICING"] = repository.appendingPathComponent("pricing").path
+        process.environment = environment
+        let directory = FileManager.default.temporaryDirectory
+        let out = directory.appendingPathComponent("serve-out-\(UUID().uuidString)")
+        log = directory.appendingPathComponent("serve-err-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        var found: Int?
+        for _ in 0..<500 where found == nil {
+            await pause(seconds: 0.02)
+            let line = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+            if let range = line.range(of: "listening on http://127.0.0.1:") {
+                found = Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
+            if !process.isRunning { break }
+        }
+        guard let found else {
+            kill(process.processIdentifier, SIGKILL)
+            throw Problem("purser serve did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        }
+        port = found
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    var errorLog: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then the exit code (SIGKILL after 30 s).
+    func terminate() async -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        for _ in 0..<1500 where process.isRunning { await pause(seconds: 0.02) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        await exited(process)
+        return process.terminationStatus
+    }
+}
+
+/// One raw HTTP/1.1 exchange on a fresh connection: the status line, headers (lower-cased) and body.
+func rawHTTP(port: Int, _ request: String) throws -> (status: Int, headers: [String: String], body: String) {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard connected == 0 else { throw Problem("cannot connect to 127.0.0.1:\(port)") }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let bytes = Array(request.utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let count = bytes[sent...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if count <= 0 { break }
+        sent += count
+    }
+    var answer: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = read(descriptor, &chunk, chunk.count)
+        if count <= 0 { break }
+        answer += chunk[0..<count]
+        if let text = String(bytes: answer, encoding: .utf8), let end = text.range(of: "\r\n\r\n"),
+           let length = text[..<end.lowerBound].lowercased().split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") })
+            .flatMap({ Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }),
+           text.utf8.count - text.utf8.distance(from: text.startIndex, to: end.upperBound) >= length { break }
+    }
+    let text = String(decoding: answer, as: UTF8.self)
+    let parts = text.components(separatedBy: "\r\n\r\n")
+    let head = parts[0].split(separator: "\r\n")
+    let status = head.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+    var headers: [String: String] = [:]
+    for line in head.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return (status, headers, parts.dropFirst().joined(separator: "\r\n\r\n"))
+}
+
+/// A key made through the CLI: its token (the one line `keys create` prints on standard output).
+func makeKey(project: String, role: String = "submit", database: String) async throws -> String {
+    let run = await purser(["keys", "create", "--project", project, "--role", role], database: database)
+    try #require(run.code == 0, "\(run.error)")
+    return run.out.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+@Suite(.serialized) struct ServeTests {
+    /// The SDKs' python, made on first use (PyPI is one of the registries this machine reaches).
+    static func sdkPython() async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [repository.appendingPathComponent("scripts/sdk-venv.sh").path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        await exited(process)
+        try #require(process.terminationStatus == 0, "scripts/sdk-venv.sh could not install the pinned SDKs")
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs a python script of scripts/ with `arguments`; its exit code and output.
+    static func python(_ script: String, _ arguments: [String]) async throws -> (code: Int32, out: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try await sdkPython())
+        process.arguments = [repository.appendingPathComponent("scripts/\(script)").path] + arguments
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("sdk-check-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = process.standardOutput
+        try process.run()
+        await exited(process)
+        return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+    }
+
+    @Test func theOfficialSDKsDriveEveryEndpointAndEachProjectSeesOnlyItsOwn() async throws {
+        let database = temporaryDatabasePath()
+        let alpha = try await makeKey(project: "alpha", database: database)
+        let beta = try await makeKey(project: "beta", database: database)
+        let reader = try await makeKey(project: "alpha", role: "read", database: database)
+        let serve = try await ServeProcess(database: database)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("sdk-work-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let (code, out) = try await ServeTests.python("sdk_serve_check.py", [serve.base, alpha, beta, reader, work.path])
+        #expect(code == 0, "\(out)\n--- serve's log:\n\(serve.errorLog)")
+        #expect(out.contains("all checks passed"))
+        #expect(await serve.terminate() == 0)
+        for key in [alpha, beta, reader] { #expect(!serve.errorLog.contains(key), "a key appeared in the log") }
+    }
+
+    @Test func keysAreStoredOnlyAsHashesAndRevokedKeysAreRefused() async throws {
+        let database = temporaryDatabasePath()
+        let token = try await makeKey(project: "alpha", role: "admin", database: database)
+        #expect(ProjectToken(text: token).isWellFormed)
+        let serve = try await ServeProcess(database: database)
+        let metrics = try rawHTTP(port: serve.port, "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n")
+        #expect(metrics.status == 200)
+        for family in ["purser_requests", "purser_spend_usd", "purser_reserved_usd", "purser_calls_in_flight", "purser_retries_total",
+                       "purser_rate_limit_slowdowns_total", "purser_batches"] {
+            #expect(metrics.body.contains("# TYPE \(family) "), "\(family) missing from /metrics")
+        }
+        #expect(await serve.terminate() == 0)
+        var bytes = Data()
+        for suffix in ["", "-wal"] { bytes += (try? Data(contentsOf: URL(fileURLWithPath: database + suffix))) ?? Data() }
+        #expect(bytes.range(of: Data(token.utf8)) == nil, "the token is in the database")
+        #expect(bytes.range(of: Data(ProjectToken(text: token).sha256.utf8)) != nil, "the token's hash is not in the database")
+
+        let list = await purser(["keys", "list"], database: database)
+        #expect(list.out.contains(String(token.prefix(ProjectToken.prefixLength))) && !list.out.contains(token))
+        #expect(await purser(["keys", "revoke", "1"], database: database).code == 0)
+        let again = try await ServeProcess(database: database)
+        let refused = try rawHTTP(port: again.port, "GET /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n")
+        #expect(refused.status == 401)
+        #expect(!refused.body.contains(token), "an error repeated the key")
+        #expect(await again.terminate() == 0)
+    }
+
+    @Test func requestsThatBreakTheLimitsGetTheRightErrorsInEachAPIsShape() async throws {
+        let database = temporaryDatabasePath()
+        let token = try await makeKey(project: "alpha", database: database)
+        let serve = try await ServeProcess(database: database)
+        let health = try rawHTTP(port: serve.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(health.status == 200 && health.headers["x-request-id"] != nil)
+
+        let noKey = try rawHTTP(port: serve.port, "GET /v1/batches HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(noKey.status == 401)
+        let openAIError = try JSONParser.parse(noKey.body).objectValue?["error"]?.objectValue
+        #expect(openAIError?["type"]?.stringValue == "authentication_error" && openAIError?["param"] != nil && openAIError?["code"] != nil)
+        let anthropicNoKey = try rawHTTP(port: serve.port, "GET /v1/messages/batches HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let anthropicError = try JSONParser.parse(anthropicNoKey.body).objectValue
+        #expect(anthropicNoKey.status == 401 && anthropicError?["type"]?.stringValue == "error" && anthropicError?["request_id"]?.stringValue == anthropicNoKey.headers["request-id"])
+
+        let huge = String(repeating: "a", count: 20_000)
+        let tooLarge = try rawHTTP(port: serve.port, "GET /v1/batches HTTP/1.1\r\nHost: x\r\nX-Padding: \(huge)\r\n\r\n")
+        #expect(tooLarge.status == 431)
+        let body = String(repeating: "x", count: 2 << 20)
+        let bigBody = try rawHTTP(port: serve.port, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        #expect(bigBody.status == 413)
+        let malformed = try rawHTTP(port: serve.port, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{nope")
+        #expect(malformed.status == 400 && malformed.headers["x-should-retry"] == "false")
+        let unknown = try rawHTTP(port: serve.port, "GET /v1/nothing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n")
+        #expect(unknown.status == 404)
+        let garbage = try rawHTTP(port: serve.port, "NOT HTTP AT ALL\r\n\r\n")
+        #expect(garbage.status == 400)
+        #expect(await serve.terminate() == 0)
+    }
+
+    /// The README's two SDK snippets run unchanged against a serve, from the repository's folder.
+    @Test func theREADMEsSDKSnippetsRunAsShown() async throws {
+        let readme = try String(contentsOf: repository.appendingPathComponent("README.md"), encoding: .utf8).components(separatedBy: "\n")
+        let start = try #require(readme.firstIndex { $0.hasPrefix("## Service: `purser serve`") })
+        var snippets: [String] = []
+        var index = start + 1
+        while index < readme.count, !readme[index].hasPrefix("## ") {
+            if readme[index] == "```python", let close = readme[(index + 1)...].firstIndex(of: "```") {
+                snippets.append(readme[(index + 1)..<close].joined(separator: "\n"))
+                index = close
+            }
+            index += 1
+        }
+        try #require(snippets.count == 2, "the service section should show one OpenAI and one Anthropic snippet")
+        let database = temporaryDatabasePath()
+        let key = try await makeKey(project: "search", database: database)
+        let serve = try await ServeProcess(database: database)
+        let python = try await ServeTests.sdkPython()
+        for (snippet, expected) in zip(snippets, ["completed 5 of 5", "note-3 succeeded"]) {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).py")
+            try snippet.write(to: file, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: python)
+            process.arguments = [file.path]
+            process.currentDirectoryURL = repository
+            var environment = ProcessInfo.processInfo.environment
+            environment["PURSER_URL"] = serve.base
+            environment["PURSER_KEY"] = key
+            process.environment = environment
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).txt")
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: output)
+            process.standardError = process.standardOutput
+            try process.run()
+            await exited(process)
+            let said = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+            #expect(process.terminationStatus == 0 && said.contains(expected), "\(said)")
+        }
+        #expect(await serve.terminate() == 0)
+    }
+}
