@@ -10,9 +10,9 @@ final class ServeProcess {
     let log: URL
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init(database: String, extra: [String] = []) async throws {
+    init(database: String, speedup: Int = 600, extra: [String] = []) async throws {
         process.executableURL = products.appendingPathComponent("purser")
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--simulate", "--speedup", "600", "--db", database, "--quiet", "--grace", "5"] + extra
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--simulate", "--speedup", String(speedup), "--db", database, "--quiet", "--grace", "5"] + extra
         var environment = ProcessInfo.processInfo.environment
         environment["PURSER_PRICING"] = repository.appendingPathComponent("pricing").path
         process.environment = environment
@@ -247,6 +247,24 @@ func makeKey(project: String, role: String = "submit", database: String) async t
             let said = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
             #expect(process.terminationStatus == 0 && said.contains(expected), "\(said)")
         }
+        #expect(await serve.terminate() == 0)
+    }
+
+    /// The dashboard in a real headless Chromium (Debian's chromium and chromium-driver, which .ci/run installs):
+    /// sign-in, a job's progress moving, and the month's figures equal to `purser report`'s.
+    @Test func theDashboardShowsAJobMovingAndTheFiguresPurserReportGives() async throws {
+        for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+            try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is missing: apt-get install chromium chromium-driver (bash .ci/run does)")
+        }
+        let database = temporaryDatabasePath()
+        let admin = try await makeKey(project: "alpha", role: "admin", database: database)
+        let serve = try await ServeProcess(database: database, speedup: 60, extra: ["--concurrency", "4"])
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let (code, out) = try await ServeTests.python("dashboard_check.py", [
+            serve.base, admin, products.appendingPathComponent("purser").path, database, work.path,
+        ])
+        #expect(code == 0 && out.contains("all checks passed"), "\(out)\n--- serve's log:\n\(serve.errorLog)")
         #expect(await serve.terminate() == 0)
     }
 }

@@ -100,6 +100,7 @@ enum DashboardPage {
         function usd(text) {
           const value = Number(text);
           if (!isFinite(value)) return text;
+          if (value === 0) return "$0.00";
           const digits = Math.abs(value) >= 1 ? 2 : Math.abs(value) >= 0.01 ? 4 : 6;
           return "$" + value.toFixed(digits);
         }
