@@ -267,4 +267,40 @@ func makeKey(project: String, role: String = "submit", database: String) async t
         #expect(code == 0 && out.contains("all checks passed"), "\(out)\n--- serve's log:\n\(serve.errorLog)")
         #expect(await serve.terminate() == 0)
     }
+
+    /// Two serves on one database see the same batches; SIGTERM lets each one's calls in flight finish and be stored
+    /// (none is left running), and a later serve finishes what they left.
+    @Test func servesShareADatabaseAndSIGTERMDrainsTheirCallsInFlight() async throws {
+        let database = temporaryDatabasePath()
+        let key = try await makeKey(project: "alpha", database: database)
+        let first = try await ServeProcess(database: database, speedup: 10, extra: ["--concurrency", "6"])
+        let second = try await ServeProcess(database: database, speedup: 10, extra: ["--concurrency", "6"])
+        let requests = (0..<40).map { n in
+            #"{"custom_id":"n\#(n)","deadline":"hour","params":{"model":"claude-sonnet-4-5","max_tokens":300,"messages":[{"role":"user","content":"Note \#(n)"}]}}"#
+        }
+        let body = #"{"requests":["# + requests.joined(separator: ",") + "]}"
+        let created = try rawHTTP(port: first.port, "POST /v1/messages/batches HTTP/1.1\r\nHost: x\r\nx-api-key: \(key)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        try #require(created.status == 200, "\(created.body)")
+        let id = try #require(try JSONParser.parse(created.body).objectValue?["id"]?.stringValue)
+        let seen = try rawHTTP(port: second.port, "GET /v1/messages/batches/\(id) HTTP/1.1\r\nHost: x\r\nx-api-key: \(key)\r\nConnection: close\r\n\r\n")
+        #expect(seen.status == 200 && seen.body.contains(id))
+        // Once calls are under way (live calls: the hour's deadline leaves no room for a provider batch), both stop.
+        for _ in 0..<400 {
+            if try integer(database, "SELECT count(*) FROM results") >= 2 { break }
+            await pause(seconds: 0.05)
+        }
+        #expect(await first.terminate() == 0, "\(first.errorLog)")
+        #expect(await second.terminate() == 0, "\(second.errorLog)")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'running'") == 0, "a call was left running")
+        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == (try integer(database, "SELECT count(*) FROM results")))
+        let third = try await ServeProcess(database: database)
+        var ended = ""
+        for _ in 0..<600 {
+            ended = try rawHTTP(port: third.port, "GET /v1/messages/batches/\(id) HTTP/1.1\r\nHost: x\r\nx-api-key: \(key)\r\nConnection: close\r\n\r\n").body
+            if ended.contains(#""processing_status":"ended""#) { break }
+            await pause(seconds: 0.05)
+        }
+        #expect(ended.contains(#""succeeded":40"#), "\(ended)")
+        #expect(await third.terminate() == 0)
+    }
 }

@@ -154,17 +154,19 @@ public struct ServiceStore {
     }
 
     /// Stores a new batch, unless the project made one with the same create key since `since` (see above).
-    public func insertBatch(_ batch: ServiceBatch, createKey: String, since: Int64) throws -> (batch: ServiceBatch, created: Bool) {
+    /// A batch stored `claimedBy` a keeper name is that keeper's for two minutes (a create that checks its own input).
+    public func insertBatch(_ batch: ServiceBatch, createKey: String, since: Int64, claimedBy keeper: String? = nil) throws -> (batch: ServiceBatch, created: Bool) {
         try database.writeTransaction {
             if let existing = try self.batch(createKey: createKey, project: batch.project, since: since) { return (existing, false) }
             var stored = batch
             try database.statement("""
                 INSERT INTO service_batches (id, project, dialect, status, job_id, input_file_id, endpoint, completion_window, metadata, create_key,
-                    created_at, in_progress_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    created_at, in_progress_at, keeper, keeper_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).execute([
                     .text(stored.id), .text(stored.project), .text(stored.dialect.rawValue), .text(stored.status.rawValue), .optionalInt64(stored.jobID),
                     .optionalText(stored.inputFileID), .text(stored.endpoint), .text(stored.completionWindow), .optionalText(stored.metadata),
                     .text(createKey), .integer(stored.createdAt), .optionalInt64(stored.inProgressAt),
+                    .optionalText(keeper), keeper.map { _ in .integer(stored.createdAt + 120_000) } ?? .null,
                 ])
             stored.seq = database.lastInsertRowID
             return (stored, true)
@@ -254,7 +256,7 @@ public struct ServiceStore {
 
     /// A validated batch's job, and its move to in_progress; false when it was no longer validating.
     public func startBatch(_ id: String, job: Int64, at now: Int64) throws -> Bool {
-        try update("UPDATE service_batches SET status = 'in_progress', job_id = ?, in_progress_at = ? WHERE id = ? AND status = 'validating'",
+        try update("UPDATE service_batches SET status = 'in_progress', job_id = ?, in_progress_at = ?, keeper = NULL, keeper_until = NULL WHERE id = ? AND status = 'validating'",
             [.integer(job), .integer(now), .text(id)])
     }
 
@@ -293,6 +295,12 @@ public struct ServiceStore {
             }
             return true
         }
+    }
+
+    /// Removes a batch whose create was refused after it was stored (its requests did not pass the check).
+    public func discardBatch(_ id: String, at now: Int64) throws {
+        _ = try update("UPDATE service_batches SET status = 'failed', ended_at = ?1, deleted_at = ?1 WHERE id = ?2 AND status = 'validating'",
+            [.integer(now), .text(id)])
     }
 
     /// Removes an ended batch from the listings (Anthropic's delete); false when it has not ended or is not there.

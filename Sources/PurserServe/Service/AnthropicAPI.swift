@@ -61,10 +61,12 @@ struct AnthropicAPI {
         guard !requests.isEmpty, requests.count <= context.maximumBatchRequests else {
             throw APIError.invalid("requests must hold from 1 to \(context.maximumBatchRequests) requests; it holds \(requests.count).", param: "requests")
         }
-        // The requests become a job file of Anthropic batch lines, which submit reads like any other.
+        // The requests become a job file of Anthropic batch lines, which submit reads like any other. The batch is
+        // stored first, claimed by this create, so that a crash midway leaves a batch the keeper checks again (from the
+        // same file), never a job no batch names.
         let id = ServiceContext.newID("msgbatch_")
-        let inputPath = context.path(forFile: id + ".input.jsonl")
-        defer { unlink(inputPath) }
+        let inputName = AnthropicAPI.inputFileName(id)
+        let inputPath = context.path(forFile: inputName)
         var text = ""
         text.reserveCapacity(bytes.count + requests.count)
         for request in requests {
@@ -74,20 +76,32 @@ struct AnthropicAPI {
         guard FileManager.default.createFile(atPath: inputPath, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
             throw APIError.internalError("cannot write the batch's requests to \(context.filesFolder)")
         }
-        let job: Job
+        let claim = "create-\(id)"
+        let batch = ServiceBatch(
+            id: id, project: key.project, dialect: .anthropic, status: .validating, inputFileID: inputName, endpoint: "/v1/messages",
+            completionWindow: "24h", metadata: nil, createdAt: now)
+        let stored = try context.withStore { try $0.service.insertBatch(batch, createKey: createKey, since: now - context.retryWindowMilliseconds, claimedBy: claim) }
+        guard stored.created else {
+            unlink(inputPath)
+            return try show(stored.batch)
+        }
         do {
-            job = try BatchValidation.submit(path: inputPath, name: id, project: key.project, deadline: "24h", quality: nil, context: context)
+            let job = try BatchValidation.submit(path: inputPath, name: id, project: key.project, deadline: "24h", quality: nil, context: context)
+            if try !context.withStore({ try $0.service.startBatch(id, job: job.id, at: context.now()) }) {
+                _ = try context.withStore { try $0.results.cancel(job: job.id) }  // cancelled meanwhile
+            }
         } catch let rejected as SubmissionRejected {
+            try context.withStore { try $0.service.discardBatch(id, at: context.now()) }
+            unlink(inputPath)
             let first = rejected.problems.first.map { "requests[\($0.lineNumber - 1)]: \($0.message)" } ?? "bad requests"
             throw APIError.invalid(first + (rejected.totalBadLines > 1 ? " (and \(rejected.totalBadLines - 1) more bad requests)" : ""), param: "requests")
         }
-        let batch = ServiceBatch(
-            id: id, project: key.project, dialect: .anthropic, status: .inProgress, jobID: job.id, inputFileID: nil, endpoint: "/v1/messages",
-            completionWindow: "24h", metadata: nil, createdAt: now, inProgressAt: now)
-        let stored = try context.withStore { try $0.service.insertBatch(batch, createKey: createKey, since: now - context.retryWindowMilliseconds) }
-        if !stored.created { _ = try context.withStore { try $0.results.cancel(job: job.id) } }
-        return try show(stored.batch)
+        unlink(inputPath)
+        return try show(try self.batch(id, key: key))
     }
+
+    /// Where a message batch's requests wait, as job lines, until they are stored as its job.
+    static func inputFileName(_ id: String) -> String { id + ".input.jsonl" }
 
     private func list(_ request: HTTPRequest, key: ProjectKey) throws -> HTTPResponse {
         let limit = try OpenAIAPI.limit(request, default: 20, maximum: 1000)

@@ -118,6 +118,22 @@ final class BatchKeeper: @unchecked Sendable {
 
     private func validate(_ batch: ServiceBatch) throws {
         let now = context.now()
+        if batch.dialect == .anthropic {
+            // A create cut short after storing the batch: its requests are still in their file, unless it was the job that was stored.
+            let path = context.path(forFile: AnthropicAPI.inputFileName(batch.id))
+            do {
+                let job = try BatchValidation.submit(path: path, name: batch.id, project: batch.project, deadline: batch.completionWindow, quality: nil, context: context)
+                if try !context.withStore({ try $0.service.startBatch(batch.id, job: job.id, at: context.now()) }) {
+                    _ = try context.withStore { try $0.results.cancel(job: job.id) }
+                }
+                unlink(path)
+            } catch is SubmissionRejected {
+                try fail(batch, [(0, "invalid_request", "the batch's requests did not pass the check")])
+            } catch let problem as Problem {
+                try fail(batch, [(0, "invalid_file", problem.message)])
+            }
+            return
+        }
         guard let inputID = batch.inputFileID,
               let input = try context.withStore({ try $0.service.file(inputID, project: batch.project, now: now) }),
               FileManager.default.fileExists(atPath: input.path) else {
