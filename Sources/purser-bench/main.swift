@@ -25,13 +25,14 @@ struct Bench {
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|service|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
                             [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
-                                  batch: a week-long job through the fake batch API; estimate: input-token estimates
+                                  batch: a week-long job through the fake batch API; service: purser serve through
+                                  the official SDK beside purser submit, and pollers beside calls in flight; estimate: input-token estimates
                                   before and after calibration; hard: plan every kind of hard instance
                                   (1,500 to 100,000 requests) and print time, gap and bound; crosscheck:
                                   write planning instances for scripts/crosscheck-planner.sh
@@ -114,7 +115,7 @@ func rate(_ count: Int, _ time: Double) -> String { "\(Int(Double(count) / time)
 
 let bench = Bench(arguments: Array(CommandLine.arguments.dropFirst()))
 // The live and batch phases run the real executables beside this one.
-if ["all", "dispatch", "faults", "batch"].contains(bench.phase) {
+if ["all", "dispatch", "faults", "batch", "service"].contains(bench.phase) {
     let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let missing = ["purser", "purser-fake-provider"].filter { !FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent($0).path) }
     if !missing.isEmpty {
@@ -404,4 +405,20 @@ if bench.phase == "all" || bench.phase == "batch" {
         "\(figures.results.formatted()) results at batch prices of \(bench.batchRequests.formatted()); \(figures.linesSentTwice) requests sent twice; \(figures.failed) failed")
     row("  peak memory", "\(figures.peakMiB) MiB", "submit and run; output streamed, not held"
         + (bench.phase == "all" ? " (after the phases above: --phase batch alone measures it clean)" : ""))
+}
+
+// Service: a 100,000-line batch uploaded and created through the official openai SDK against `purser submit` of the
+// same file; then 200 clients polling a batch while the run service holds 1,000 calls in flight.
+if bench.phase == "all" || bench.phase == "service" {
+    print()
+    let file = try generate(100_000, name: "service-100k.jsonl")
+    let upload = try ServiceBench.upload(file: file, work: bench.work, pricing: bench.pricing)
+    row("purser submit, 100,000 lines", String(format: "%.2f s", upload.submitSeconds), "\(upload.fileMiB) MiB file, a process from start to exit")
+    row("SDK upload + create, 100,000 lines", String(format: "%.2f s", upload.sdkSeconds),
+        String(format: "bar ≥ 0.5× submit: %.2f× (upload %.2f s, then checked and stored; %@ with %d requests); serve's peak memory %d MiB",
+            upload.submitSeconds / upload.sdkSeconds, upload.uploadSeconds, upload.status, upload.total, upload.servePeakMiB))
+    let polls = try ServiceBench.pollWhileServing(requests: 6_000, clients: 200, inFlight: 1_000, latencyMilliseconds: 5_000, work: bench.work, pricing: bench.pricing)
+    row("200 clients polling batches.retrieve", "\(Int(Double(polls.answers) / polls.seconds).formatted()) answers/s",
+        String(format: "p50 %.1f ms, p99 %.1f ms; %d errors; run service %d calls in flight after, at most %d at the fake (5 s a call)",
+            polls.p50Milliseconds, polls.p99Milliseconds, polls.errors, polls.inFlightDuring, polls.peakInFlight))
 }

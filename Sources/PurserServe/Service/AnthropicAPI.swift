@@ -40,7 +40,7 @@ struct AnthropicAPI {
     }
 
     private func show(_ batch: ServiceBatch) throws -> HTTPResponse {
-        let view = try context.withStore { try BatchView(batch, store: $0) }
+        let view = try context.withStore { try BatchView(batch, store: $0, cache: context.jobFigures) }
         return .json(200, JSONWriter.string(.object(view.anthropic(origin: origin))))
     }
 
@@ -108,7 +108,7 @@ struct AnthropicAPI {
         let (items, hasMore) = try context.withStore { store in
             let (batches, hasMore) = try store.service.batches(
                 project: key.project, dialect: .anthropic, after: request.query["after_id"], before: request.query["before_id"], limit: limit)
-            return (try batches.map { try BatchView($0, store: store).anthropic(origin: origin) }, hasMore)
+            return (try batches.map { try BatchView($0, store: store, cache: context.jobFigures).anthropic(origin: origin) }, hasMore)
         }
         return .json(200, JSONWriter.string(.object(JSONObject([
             "data": .array(items.map(JSONValue.object)), "has_more": .bool(hasMore),

@@ -2,26 +2,44 @@ import Foundation
 import PurserCore
 import PurserSQLite
 
-/// A batch as its API shows it: the stored batch with its job's live counts and spend.
-struct BatchView {
-    var batch: ServiceBatch
+/// What a batch's job has done: its requests by state, what it spent, and its plan's estimate and baseline.
+struct JobFigures: Sendable {
     var counts: [RequestState: Int] = [:]
-    var total = 0
     var spent = Money.zero
     var estimated = Money.zero
     var baseline = Money.zero
-    var modes: [(mode: String, requests: Int, done: Int)] = []
 
-    init(_ batch: ServiceBatch, store: StoreFile) throws {
+    init() {}
+
+    init(job: Int64, store: StoreFile) throws {
+        counts = try store.jobs.stateCounts(job: job)
+        spent = try store.results.spend(job: job).cost
+        (estimated, baseline) = try store.jobs.planTotals(job: job)
+    }
+}
+
+/// A batch as its API shows it: the stored batch with its job's figures.
+struct BatchView {
+    var batch: ServiceBatch
+    var figures = JobFigures()
+
+    /// The batch with its job's figures, which may be up to `JobFiguresCache.freshMilliseconds` old (many clients
+    /// polling one batch read its job once, not once each); the batch's own status is always read fresh.
+    init(_ batch: ServiceBatch, store: StoreFile, cache: JobFiguresCache? = nil) throws {
         self.batch = batch
         guard let job = batch.jobID else { return }
-        counts = try store.jobs.stateCounts(job: job)
-        total = counts.values.reduce(0, +)
-        spent = try store.results.spend(job: job).cost
-        let totals = try store.jobs.planTotals(job: job)
-        (estimated, baseline) = (totals.estimated, totals.baseline)
-        modes = try store.jobs.modeCounts(job: job)
+        if batch.status.isEnded || cache == nil {
+            figures = try JobFigures(job: job, store: store)
+        } else if let cache {
+            figures = try cache.figures(job: job) { try JobFigures(job: job, store: store) }
+        }
     }
+
+    var counts: [RequestState: Int] { figures.counts }
+    var spent: Money { figures.spent }
+    var estimated: Money { figures.estimated }
+    var baseline: Money { figures.baseline }
+    var total: Int { counts.values.reduce(0, +) }
 
     var succeeded: Int { counts[.succeeded, default: 0] }
     var failed: Int { counts[.failed, default: 0] }

@@ -126,7 +126,7 @@ struct OpenAIAPI {
     }
 
     private func show(_ batch: ServiceBatch) throws -> HTTPResponse {
-        let view = try context.withStore { try BatchView(batch, store: $0) }
+        let view = try context.withStore { try BatchView(batch, store: $0, cache: context.jobFigures) }
         return .json(200, JSONWriter.string(.object(view.openAI)))
     }
 
@@ -162,7 +162,7 @@ struct OpenAIAPI {
         let limit = try OpenAIAPI.limit(request, default: 20, maximum: 100)
         let page = try context.withStore { store in
             let (batches, hasMore) = try store.service.batches(project: key.project, dialect: .openai, after: request.query["after"], before: nil, limit: limit)
-            return (try batches.map { try BatchView($0, store: store).openAI }, hasMore)
+            return (try batches.map { try BatchView($0, store: store, cache: context.jobFigures).openAI }, hasMore)
         }
         return OpenAIAPI.page(page.0, hasMore: page.1)
     }

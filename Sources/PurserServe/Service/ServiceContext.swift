@@ -1,6 +1,7 @@
 import Foundation
 import PurserCore
 import PurserSQLite
+import Synchronization
 
 /// What every part of the service shares: the database (one connection for short reads and writes, behind a lock;
 /// long work opens its own), the pricing tables, the clock, and the folder that holds the files' bytes.
@@ -22,6 +23,9 @@ final class ServiceContext: @unchecked Sendable {
     let maximumBatchRequests = 100_000
     /// Uploads one key may have in progress at once.
     let uploadsPerKey = 4
+
+    /// Job figures read for polls, shared for a moment by everyone polling the same batch.
+    let jobFigures = JobFiguresCache()
 
     private let uploads = NSLock()
     private var uploadsInProgress: [Int64: Int] = [:]
@@ -71,4 +75,21 @@ final class ServiceContext: @unchecked Sendable {
 
     /// Where a file's bytes live.
     func path(forFile id: String) -> String { filesFolder + "/" + id }
+}
+
+/// Each job's figures as last read, kept for a quarter of a second.
+final class JobFiguresCache: Sendable {
+    static let freshMilliseconds: UInt64 = 250
+    private let kept = Mutex<[Int64: (at: UInt64, figures: JobFigures)]>([:])
+
+    func figures(job: Int64, read: () throws -> JobFigures) throws -> JobFigures {
+        let now = DispatchTime.now().uptimeNanoseconds / 1_000_000
+        if let found = kept.withLock({ $0[job] }), now - found.at < JobFiguresCache.freshMilliseconds { return found.figures }
+        let figures = try read()
+        kept.withLock { kept in
+            if kept.count > 10_000 { kept.removeAll() }
+            kept[job] = (now, figures)
+        }
+        return figures
+    }
 }
