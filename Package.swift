@@ -26,6 +26,7 @@ let package = Package(
         .executableTarget(name: "purser-fuzz", dependencies: ["PurserFuzz"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
         .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore", "PurserFuzz"]),
+        .testTarget(name: "PurserServeTests", dependencies: ["PurserServe", "PurserCore"]),
         .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "PurserSQLite", "purser", "purser-crash-test", "purser-fake-provider"]),
     ],
     swiftLanguageModes: [.v6]

@@ -19,20 +19,30 @@ public final class PurserService: Sendable {
     ) throws {
         let context = try ServiceContext(databasePath: databasePath, catalog: catalog, clock: clock)
         keeper = BatchKeeper(context: context, log: log)
-        // results_url names this server; a wildcard listener names itself by the loopback address.
-        let originHost = host == "0.0.0.0" ? "127.0.0.1" : host
+        // results_url names this server: by its listening address, or, listening on every interface, by the name the
+        // client reached it by (the Host header, when it is a plain host and port).
         let origin = Mutex<String>("")
         let serverBox = Mutex<HTTPServer?>(nil)
-        let router = ServiceRouter(context: context, origin: { origin.withLock { $0 } }, live: {
+        let wildcard = host == "0.0.0.0"
+        let router = ServiceRouter(context: context, origin: { hostHeader in
+            if wildcard, let hostHeader, PurserService.isPlainHost(hostHeader) { return "http://\(hostHeader)" }
+            return origin.withLock { $0 }
+        }, live: {
             var figures = live()
             if let load = serverBox.withLock({ $0?.load }) { (figures.connections, figures.exchanges) = (load.connections, load.exchanges) }
             return figures
         }, log: log)
         server = try HTTPServer(host: host, port: port, limits: limits, handler: router)
         let bound = server.port
-        origin.withLock { $0 = "http://\(originHost):\(bound)" }
+        origin.withLock { $0 = "http://\(wildcard ? "127.0.0.1" : host):\(bound)" }
         serverBox.withLock { $0 = server }
         keeper.start()
+    }
+
+    /// A Host header fit to put in a URL: a name or address and a port, nothing else.
+    static func isPlainHost(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.count <= 255
+            && text.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]") }
     }
 
     /// Stops accepting, lets HTTP exchanges in flight finish (up to `seconds`), and stops the keeper after its step.

@@ -45,7 +45,7 @@ enum KeysCommand {
     /// A project name: what budgets and jobs name projects by, kept to characters that need no quoting anywhere.
     static func checkedProject(_ text: String?, spec: CommandSpec) throws -> String {
         guard let text else { throw UsageError(message: "--project is required: the project the key belongs to.", spec: spec) }
-        let allowed = text.utf8.allSatisfy { $0.isASCIILetterOrDigit || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
+        let allowed = text.utf8.allSatisfy { $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
         guard !text.isEmpty, text.utf8.count <= 64, allowed else {
             throw UsageError(message: "--project: '\(text)' is not a project name (1 to 64 letters, digits, '.', '-' or '_').", spec: spec)
         }
@@ -108,8 +108,4 @@ enum KeysCommand {
         context.console.print("key \(key.id) (\(key.prefix)…) of project \(key.project) is revoked")
         return 0
     }
-}
-
-extension UInt8 {
-    var isASCIILetterOrDigit: Bool { (48...57).contains(self) || (65...90).contains(self) || (97...122).contains(self) }
 }

@@ -7,13 +7,12 @@ import PurserSQLite
 /// checks them before it answers.
 struct AnthropicAPI {
     let context: ServiceContext
-    /// This server's own origin, for `results_url`.
-    let originText: @Sendable () -> String
-    var origin: String { originText() }
+    /// This server's own origin, for `results_url`, given the request's Host header.
+    let origin: @Sendable (String?) -> String
 
-    init(context: ServiceContext, origin: @escaping @Sendable () -> String) {
+    init(context: ServiceContext, origin: @escaping @Sendable (String?) -> String) {
         self.context = context
-        originText = origin
+        self.origin = origin
     }
 
     /// The purpose of a message batch's results file: kept with the files, never listed by the Files API.
@@ -21,12 +20,13 @@ struct AnthropicAPI {
 
     func route(_ request: HTTPRequest, _ body: HTTPBody, key: ProjectKey) throws -> HTTPResponse {
         let parts = request.segments  // ["v1", "messages", "batches", ...]
+        let origin = origin(request.header("host"))
         switch (request.method, parts.count) {
-        case ("POST", 3): return try create(body, key: key)
-        case ("GET", 3): return try list(request, key: key)
-        case ("GET", 4): return try show(try batch(parts[3], key: key))
+        case ("POST", 3): return try create(body, key: key, origin: origin)
+        case ("GET", 3): return try list(request, key: key, origin: origin)
+        case ("GET", 4): return try show(try batch(parts[3], key: key), origin: origin)
         case ("DELETE", 4): return try delete(parts[3], key: key)
-        case ("POST", 5) where parts[4] == "cancel": return try cancel(parts[3], key: key)
+        case ("POST", 5) where parts[4] == "cancel": return try cancel(parts[3], key: key, origin: origin)
         case ("GET", 5) where parts[4] == "results": return try results(parts[3], key: key)
         default: throw APIError(status: 404, type: "not_found_error", message: "Unknown request URL: \(request.method) \(request.path)")
         }
@@ -39,12 +39,12 @@ struct AnthropicAPI {
         return batch
     }
 
-    private func show(_ batch: ServiceBatch) throws -> HTTPResponse {
+    private func show(_ batch: ServiceBatch, origin: String) throws -> HTTPResponse {
         let view = try context.withStore { try BatchView(batch, store: $0, cache: context.jobFigures) }
         return .json(200, JSONWriter.string(.object(view.anthropic(origin: origin))))
     }
 
-    private func create(_ body: HTTPBody, key: ProjectKey) throws -> HTTPResponse {
+    private func create(_ body: HTTPBody, key: ProjectKey, origin: String) throws -> HTTPResponse {
         try OpenAIAPI.requireSubmit(key)
         let bytes: [UInt8]
         do { bytes = try body.readAll() } catch let failure as HTTPFailure {
@@ -53,7 +53,7 @@ struct AnthropicAPI {
         let createKey = SHA256.hex(of: Array((key.project + "\u{0}").utf8) + bytes)
         let now = context.now()
         if let existing = try context.withStore({ try $0.service.batch(createKey: createKey, project: key.project, since: now - context.retryWindowMilliseconds) }) {
-            return try show(existing)
+            return try show(existing, origin: origin)
         }
         guard let object = (try? JSONParser.parse(bytes))?.objectValue, let requests = object["requests"]?.arrayValue else {
             throw APIError.invalid("The body must be a JSON object with a 'requests' array of {custom_id, params}.", param: "requests")
@@ -83,7 +83,7 @@ struct AnthropicAPI {
         let stored = try context.withStore { try $0.service.insertBatch(batch, createKey: createKey, since: now - context.retryWindowMilliseconds, claimedBy: claim) }
         guard stored.created else {
             unlink(inputPath)
-            return try show(stored.batch)
+            return try show(stored.batch, origin: origin)
         }
         do {
             let job = try BatchValidation.submit(path: inputPath, name: id, project: key.project, deadline: "24h", quality: nil, context: context)
@@ -97,13 +97,13 @@ struct AnthropicAPI {
             throw APIError.invalid(first + (rejected.totalBadLines > 1 ? " (and \(rejected.totalBadLines - 1) more bad requests)" : ""), param: "requests")
         }
         unlink(inputPath)
-        return try show(try self.batch(id, key: key))
+        return try show(try self.batch(id, key: key), origin: origin)
     }
 
     /// Where a message batch's requests wait, as job lines, until they are stored as its job.
     static func inputFileName(_ id: String) -> String { id + ".input.jsonl" }
 
-    private func list(_ request: HTTPRequest, key: ProjectKey) throws -> HTTPResponse {
+    private func list(_ request: HTTPRequest, key: ProjectKey, origin: String) throws -> HTTPResponse {
         let limit = try OpenAIAPI.limit(request, default: 20, maximum: 1000)
         let (items, hasMore) = try context.withStore { store in
             let (batches, hasMore) = try store.service.batches(
@@ -116,11 +116,11 @@ struct AnthropicAPI {
         ]))))
     }
 
-    private func cancel(_ id: String, key: ProjectKey) throws -> HTTPResponse {
+    private func cancel(_ id: String, key: ProjectKey, origin: String) throws -> HTTPResponse {
         try OpenAIAPI.requireSubmit(key)
         let batch = try batch(id, key: key)
         try BatchCancel.cancel(batch, context: context) { _ in "Message batch \(id) has ended: there is nothing to cancel." }
-        return try show(try self.batch(id, key: key))
+        return try show(try self.batch(id, key: key), origin: origin)
     }
 
     private func delete(_ id: String, key: ProjectKey) throws -> HTTPResponse {

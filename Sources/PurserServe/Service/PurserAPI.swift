@@ -137,6 +137,7 @@ struct PurserAPI {
         family("purser_batches", "gauge", "Batches created through the service, by API and status.",
             batches.map { ("api=\"\($0.dialect)\",status=\"\($0.status)\"", String($0.count)) })
         family("purser_http_connections", "gauge", "HTTP connections open.", [("", String(figures.connections))])
+        family("purser_http_exchanges", "gauge", "HTTP requests being answered.", [("", String(figures.exchanges))])
         return .text(200, text, type: "text/plain; version=0.0.4; charset=utf-8")
     }
 

@@ -11,7 +11,7 @@ final class ServiceRouter: HTTPHandler, @unchecked Sendable {
     let purser: PurserAPI
     let log: @Sendable (String) -> Void
 
-    init(context: ServiceContext, origin: @escaping @Sendable () -> String, live: @escaping @Sendable () -> LiveFigures, log: @escaping @Sendable (String) -> Void) {
+    init(context: ServiceContext, origin: @escaping @Sendable (String?) -> String, live: @escaping @Sendable () -> LiveFigures, log: @escaping @Sendable (String) -> Void) {
         self.context = context
         openAI = OpenAIAPI(context: context)
         anthropic = AnthropicAPI(context: context, origin: origin)
