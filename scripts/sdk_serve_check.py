@@ -196,6 +196,16 @@ def check_openai():
     assert seen[0] == created[-1], "newest first"
     ok(f"batches.list pages one at a time through all {len(seen)} batches, newest first")
 
+    # Routing hints in metadata: a quality tier and a deadline of Purser's own, and a per-line key that wins over both.
+    hinted_lines = [chat_line(n) for n in range(200, 203)]
+    hinted_lines[2]["quality"] = "basic"
+    hinted_file = client.files.create(file=open(write("hinted.jsonl", hinted_lines), "rb"), purpose="batch")
+    hinted = client.batches.create(input_file_id=hinted_file.id, endpoint="/v1/chat/completions", completion_window="24h",
+                                   metadata={"purser_quality": "premium", "purser_deadline": "hour"})
+    hinted = wait_openai(client, hinted.id)
+    assert hinted.status == "completed", hinted.status
+    ok(f"routing hints batch {hinted.id}")
+
     # Cancel: a batch cancelled at once ends cancelled; a cancel of a completed batch is a 400, not retried.
     cancel_file = client.files.create(file=open(write("cancel.jsonl", [chat_line(n) for n in range(100, 140)]), "rb"), purpose="batch")
     doomed = client.batches.create(input_file_id=cancel_file.id, endpoint="/v1/chat/completions", completion_window="24h")

@@ -148,6 +148,13 @@ func makeKey(project: String, role: String = "submit", database: String) async t
         let (code, out) = try await ServeTests.python("sdk_serve_check.py", [serve.base, alpha, beta, reader, work.path])
         #expect(code == 0, "\(out)\n--- serve's log:\n\(serve.errorLog)")
         #expect(out.contains("all checks passed"))
+        // The hints in metadata reached the job: premium quality and an hour's deadline, except where a line said otherwise.
+        let hinted = try #require(out.firstMatch(of: /routing hints batch (batch_[0-9a-f]+)/).map { String($0.1) }, "\(out)")
+        let rows = try query(database, """
+            SELECT r.custom_id, r.quality_tier, r.deadline_at - j.submitted_at FROM requests r JOIN jobs j ON j.id = r.job_id
+            WHERE j.name = '\(hinted)' ORDER BY r.line_number
+            """).map { Array($0.prefix(3)) }
+        #expect(rows == [["req-200", "premium", "3600000"], ["req-201", "premium", "3600000"], ["req-202", "basic", "3600000"]], "\(rows)")
         #expect(await serve.terminate() == 0)
         for key in [alpha, beta, reader] { #expect(!serve.errorLog.contains(key), "a key appeared in the log") }
     }
