@@ -8,36 +8,12 @@ import PurserCore
 /// lines; and what crosses dialects keeps its tool calls, images and JSON mode.
 @Suite(.serialized)
 struct OutputShapesTests {
-    private static let repository = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// The SDKs' python, made on first use (PyPI is one of the registries this machine reaches).
-    private func sdkPython() async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [OutputShapesTests.repository.appendingPathComponent("scripts/sdk-venv.sh").path]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        await exited(process)
-        try #require(process.terminationStatus == 0, "scripts/sdk-venv.sh could not install the pinned SDKs")
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
     /// Runs the SDK validator on `lines` written in `format`; its counts of line kinds.
-    private func validate(_ format: String, _ text: String, python: String) async throws -> [String: Int] {
+    private func validate(_ format: String, _ text: String) async throws -> [String: Int] {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("purser-results-\(UUID().uuidString).jsonl")
         try text.write(to: file, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [OutputShapesTests.repository.appendingPathComponent("scripts/validate_sdk_shapes.py").path, format, file.path]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        await exited(process)
-        let said = String(decoding: data, as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(said)")
+        let (code, said) = try await runPython(repository.appendingPathComponent("scripts/validate_sdk_shapes.py").path, [format, file.path])
+        #expect(code == 0, "\(said)")
         return Dictionary(uniqueKeysWithValues: ((try? JSONParser.parse(said))?.objectValue?.members ?? []).map { ($0.key, $0.value.intValue ?? 0) })
     }
 
@@ -67,7 +43,6 @@ struct OutputShapesTests {
     }
 
     @Test func everyOutputFormatValidatesWithTheOfficialSDKsAndToolCallsSurviveEveryCrossing() async throws {
-        let python = try await sdkPython()
         let server = try FakeProviderProcess([])
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
@@ -92,9 +67,9 @@ struct OutputShapesTests {
             openai += try await purser(["results", String(job)], database: database, pricing: pricing).out
             anthropic += try await purser(["results", String(job), "--format", "anthropic"], database: database, pricing: pricing).out
         }
-        let openaiKinds = try await validate("openai", openai, python: python)
+        let openaiKinds = try await validate("openai", openai)
         #expect(openaiKinds == ["200 completion": 8, "200 tool_calls": 4, "400 error": 2, "batch_cancelled": 2, "batch_expired": 2], "\(openaiKinds)")
-        let anthropicKinds = try await validate("anthropic", anthropic, python: python)
+        let anthropicKinds = try await validate("anthropic", anthropic)
         #expect(anthropicKinds == ["succeeded": 8, "succeeded tool_use": 4, "errored invalid_request_error": 2, "canceled": 2, "expired": 2],
             "\(anthropicKinds)")
         // The call itself, whichever dialect served it: the function's name and its arguments.
@@ -116,9 +91,9 @@ struct OutputShapesTests {
         try await purser(["submit", try write(featureLines), "--force"], database: database, pricing: pricing)
         #expect(try await purser(["run", "--job", "5", "--simulate", "--speedup", "1000"], database: database, pricing: pricing).code == 0)
         let simulatedOpenAI = try await purser(["results", "5"], database: database, pricing: pricing).out
-        await #expect(try validate("openai", simulatedOpenAI, python: python) == ["200 completion": 8, "200 tool_calls": 4])
+        await #expect(try validate("openai", simulatedOpenAI) == ["200 completion": 8, "200 tool_calls": 4])
         let simulatedAnthropic = try await purser(["results", "5", "--format", "anthropic"], database: database, pricing: pricing).out
-        await #expect(try validate("anthropic", simulatedAnthropic, python: python) == ["succeeded": 8, "succeeded tool_use": 4])
+        await #expect(try validate("anthropic", simulatedAnthropic) == ["succeeded": 8, "succeeded tool_use": 4])
         #expect(!simulatedOpenAI.contains(#""simulated":true,"#) || simulatedOpenAI.components(separatedBy: #""simulated":true"#).count - 1 == 12,
             "simulated is said once per line, under purser, never inside the body")
         // Nothing of Purser's inside the provider's body; all of it under `purser`.

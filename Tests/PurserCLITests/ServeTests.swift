@@ -109,32 +109,9 @@ func makeKey(project: String, role: String = "submit", database: String) async t
 }
 
 @Suite(.serialized) struct ServeTests {
-    /// The SDKs' python, made on first use (PyPI is one of the registries this machine reaches).
-    static func sdkPython() async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [repository.appendingPathComponent("scripts/sdk-venv.sh").path]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        await exited(process)
-        try #require(process.terminationStatus == 0, "scripts/sdk-venv.sh could not install the pinned SDKs")
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    /// Runs a python script of scripts/ with `arguments`; its exit code and output.
+    /// Runs a python script of scripts/ with `arguments` in the SDKs' venv; its exit code and output.
     static func python(_ script: String, _ arguments: [String]) async throws -> (code: Int32, out: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try await sdkPython())
-        process.arguments = [repository.appendingPathComponent("scripts/\(script)").path] + arguments
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("sdk-check-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = process.standardOutput
-        try process.run()
-        await exited(process)
-        return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+        try await runPython(repository.appendingPathComponent("scripts/\(script)").path, arguments)
     }
 
     @Test func theOfficialSDKsDriveEveryEndpointAndEachProjectSeesOnlyItsOwn() async throws {
@@ -233,26 +210,11 @@ func makeKey(project: String, role: String = "submit", database: String) async t
         let database = temporaryDatabasePath()
         let key = try await makeKey(project: "search", database: database)
         let serve = try await ServeProcess(database: database)
-        let python = try await ServeTests.sdkPython()
         for (snippet, expected) in zip(snippets, ["completed 5 of 5", "note-3 succeeded"]) {
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).py")
             try snippet.write(to: file, atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: python)
-            process.arguments = [file.path]
-            process.currentDirectoryURL = repository
-            var environment = ProcessInfo.processInfo.environment
-            environment["PURSER_URL"] = serve.base
-            environment["PURSER_KEY"] = key
-            process.environment = environment
-            let output = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).txt")
-            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-            process.standardOutput = try FileHandle(forWritingTo: output)
-            process.standardError = process.standardOutput
-            try process.run()
-            await exited(process)
-            let said = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-            #expect(process.terminationStatus == 0 && said.contains(expected), "\(said)")
+            let (code, said) = try await runPython(file.path, [], in: repository, environment: ["PURSER_URL": serve.base, "PURSER_KEY": key])
+            #expect(code == 0 && said.contains(expected), "\(said)")
         }
         #expect(await serve.terminate() == 0)
     }

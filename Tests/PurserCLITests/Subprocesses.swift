@@ -314,3 +314,37 @@ func expectBooksBalance(_ database: String, requests: Int, sourceLocation: Sourc
             """)), sourceLocation: sourceLocation)
 }
 
+
+/// The official SDKs' python (.build/sdk-venv), made on first use by scripts/sdk-venv.sh (PyPI is one of the
+/// registries this machine reaches).
+func sdkPython() async throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = [repository.appendingPathComponent("scripts/sdk-venv.sh").path]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    await exited(process)
+    try #require(process.terminationStatus == 0, "scripts/sdk-venv.sh could not install the pinned SDKs")
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// Runs a python file with the SDKs' python, in `folder` when given, with `environment` added: its exit code and
+/// what it wrote (both streams, in a file: a pipe would leak into other tests' children).
+func runPython(_ file: String, _ arguments: [String], in folder: URL? = nil, environment extra: [String: String] = [:]) async throws -> (code: Int32, out: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try await sdkPython())
+    process.arguments = [file] + arguments
+    if let folder { process.currentDirectoryURL = folder }
+    var environment = ProcessInfo.processInfo.environment
+    for (name, value) in extra { environment[name] = value }
+    process.environment = environment
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("python-\(UUID().uuidString).txt")
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: output)
+    process.standardError = process.standardOutput
+    try process.run()
+    await exited(process)
+    return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+}
