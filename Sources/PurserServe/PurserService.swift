@@ -11,31 +11,35 @@ public final class PurserService: Sendable {
     public var host: String { server.host }
     public var port: UInt16 { server.port }
 
-    /// Opens the database (creating it when missing), binds `host:port` (0: a free port) and starts answering.
+    /// Binds `host:port` (0: a free port), opens the database (creating it when missing) and starts answering.
     /// `live` gives the run service's figures; `log` gets the service's own log lines (never a key).
     public init(
         databasePath: String, catalog: PricingCatalog, clock: WallClock, host: String, port: UInt16, limits: HTTPLimits = HTTPLimits(),
         live: @escaping @Sendable () -> LiveFigures, log: @escaping @Sendable (String) -> Void
     ) throws {
-        let context = try ServiceContext(databasePath: databasePath, catalog: catalog, clock: clock)
-        keeper = BatchKeeper(context: context, log: log)
-        // results_url names this server: by its listening address, or, listening on every interface, by the name the
-        // client reached it by (the Host header, when it is a plain host and port).
-        let origin = Mutex<String>("")
+        // The port first: a serve that cannot listen opens (and makes) no database.
+        let made = Mutex<ServiceContext?>(nil)
         let serverBox = Mutex<HTTPServer?>(nil)
         let wildcard = host == "0.0.0.0"
-        let router = ServiceRouter(context: context, origin: { hostHeader in
-            if wildcard, let hostHeader, PurserService.isPlainHost(hostHeader) { return "http://\(hostHeader)" }
-            return origin.withLock { $0 }
-        }, live: {
-            var figures = live()
-            if let load = serverBox.withLock({ $0?.load }) { (figures.connections, figures.exchanges) = (load.connections, load.exchanges) }
-            return figures
-        }, log: log)
-        server = try HTTPServer(host: host, port: port, limits: limits, handler: router)
-        let bound = server.port
-        origin.withLock { $0 = "http://\(wildcard ? "127.0.0.1" : host):\(bound)" }
+        let server = try HTTPServer(host: host, port: port, limits: limits) { bound in
+            let context = try ServiceContext(databasePath: databasePath, catalog: catalog, clock: clock)
+            // results_url names this server: by its listening address, or, listening on every interface, by the name
+            // the client reached it by (the Host header, when it is a plain host and port).
+            let origin = "http://\(wildcard ? "127.0.0.1" : host):\(bound)"
+            let router = ServiceRouter(context: context, origin: { hostHeader in
+                if wildcard, let hostHeader, PurserService.isPlainHost(hostHeader) { return "http://\(hostHeader)" }
+                return origin
+            }, live: {
+                var figures = live()
+                if let load = serverBox.withLock({ $0?.load }) { (figures.connections, figures.exchanges) = (load.connections, load.exchanges) }
+                return figures
+            }, log: log)
+            made.withLock { $0 = context }
+            return router
+        }
         serverBox.withLock { $0 = server }
+        self.server = server
+        keeper = BatchKeeper(context: made.withLock { $0! }, log: log)
         keeper.start()
     }
 

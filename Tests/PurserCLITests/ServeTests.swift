@@ -272,4 +272,24 @@ func makeKey(project: String, role: String = "submit", database: String) async t
         #expect(ended.contains(#""succeeded":40"#), "\(ended)")
         #expect(await third.terminate() == 0)
     }
+
+    /// A serve that cannot have its port says so, naming the flag, and leaves no database behind.
+    @Test func aServeWhosePortIsTakenSaysSoAndMakesNoDatabase() async throws {
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        try #require(bound)
+        let database = temporaryDatabasePath()
+        let run = await purser(["serve", "--listen", "127.0.0.1:\(UInt16(bigEndian: address.sin_port))", "--simulate"], database: database)
+        #expect(run.code == 1 && run.error.contains("cannot listen on 127.0.0.1:") && run.error.contains("--listen"), "\(run.error)")
+        #expect(!FileManager.default.fileExists(atPath: database) && !FileManager.default.fileExists(atPath: database + ".files"))
+        let usage = await purser(["serve", "--listen", "300.0.0.1:80", "--simulate"], database: database)
+        #expect(usage.code == 64 && usage.error.contains("--listen: '300.0.0.1' is not an IPv4 address"), "\(usage.error)")
+    }
 }

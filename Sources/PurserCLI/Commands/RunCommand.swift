@@ -71,8 +71,9 @@ enum RunCommand {
         return 1
     }
 
-    /// The run's options from its flags, each number bounded; the database must exist (a run never creates one).
-    static func options(_ arguments: ParsedArguments, context: CommandContext) async throws -> RunOptions {
+    /// The run's options from its flags, each number bounded; the database must exist (a run never creates one),
+    /// unless `databaseMustExist` is false (a serve, which makes its database once it has its port).
+    static func options(_ arguments: ParsedArguments, context: CommandContext, databaseMustExist: Bool = true) async throws -> RunOptions {
         var options = RunOptions(worker: LeaseOwner.current().description)
         options.simulate = arguments[Options.simulate]
         options.watch = arguments[Options.watch]
@@ -98,7 +99,7 @@ enum RunCommand {
         let path = context.databasePath(arguments)
         if let reference = arguments[Options.job] {
             options.job = try await context.openExistingDatabase(arguments).workspace.job(reference).id
-        } else {
+        } else if databaseMustExist {
             _ = try context.openExistingDatabase(arguments)
         }
         options.recovery = RecoveryFile(databasePath: path)

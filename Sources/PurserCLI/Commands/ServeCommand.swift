@@ -50,15 +50,19 @@ enum ServeCommand {
         guard parts.count == 2, let port = UInt16(parts[1]), !parts[0].isEmpty else {
             throw UsageError(message: "--listen: '\(text)' is not HOST:PORT (such as 127.0.0.1:8080).", spec: spec)
         }
-        return (String(parts[0]), port)
+        let host = parts[0] == "localhost" ? "127.0.0.1" : String(parts[0])
+        var address = in_addr()
+        guard inet_pton(AF_INET, host, &address) == 1 else {
+            throw UsageError(message: "--listen: '\(parts[0])' is not an IPv4 address (such as 127.0.0.1, or 0.0.0.0 for every interface).", spec: spec)
+        }
+        return (host, port)
     }
 
     static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let (host, port) = try listenAddress(arguments[Options.listen])
         let catalog = try context.loadCatalog(arguments)
         let path = context.databasePath(arguments)
-        _ = try context.openDatabase(arguments)  // a serve may start on no database: it makes one
-        var options = try await RunCommand.options(arguments, context: context)
+        var options = try await RunCommand.options(arguments, context: context, databaseMustExist: false)
         options.watch = true
         let live = Mutex(LiveFigures())
         live.withLock { $0.simulated = options.simulate }

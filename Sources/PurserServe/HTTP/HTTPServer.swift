@@ -1,4 +1,5 @@
 import Foundation
+import PurserCore
 import Synchronization
 
 /// What answers the server's requests.
@@ -28,9 +29,9 @@ public final class HTTPServer: Sendable {
 
     private let state = Mutex(State())
 
-    /// Binds `host:port` (port 0: any free one) and starts accepting.
-    public init(host: String, port: UInt16, limits: HTTPLimits = HTTPLimits(), handler: any HTTPHandler) throws {
-        self.handler = handler
+    /// Binds `host:port` (port 0: any free one), then makes its handler (so that nothing is opened for a port that
+    /// cannot be had) and starts accepting.
+    public init(host: String, port: UInt16, limits: HTTPLimits = HTTPLimits(), handler makeHandler: (_ port: UInt16) throws -> any HTTPHandler) throws {
         self.limits = limits
         self.host = host
         signal(SIGPIPE, SIG_IGN)
@@ -38,23 +39,29 @@ public final class HTTPServer: Sendable {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
-            throw HTTPFailure(0, "--listen: '\(host)' is not an IPv4 address (such as 127.0.0.1, or 0.0.0.0 for every interface)")
+            throw Problem("--listen: '\(host)' is not an IPv4 address (such as 127.0.0.1, or 0.0.0.0 for every interface)")
         }
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw HTTPFailure(0, "cannot open a socket: \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw Problem("cannot open a socket: \(String(cString: strerror(errno)))") }
         var yes: Int32 = 1
         setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard bound == 0, listen(descriptor, 1024) == 0 else {
             let reason = String(cString: strerror(errno))
             close(descriptor)
-            throw HTTPFailure(0, "cannot listen on \(host):\(port): \(reason); pass --listen HOST:PORT with a free port")
+            throw Problem("cannot listen on \(host):\(port): \(reason); pass --listen HOST:PORT with a free port")
         }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) } }
         listener = descriptor
         self.port = UInt16(bigEndian: actual.sin_port)
+        do {
+            handler = try makeHandler(self.port)
+        } catch {
+            close(descriptor)
+            throw error
+        }
         let thread = Thread { [self] in acceptLoop() }
         thread.name = "purser-serve-accept"
         thread.start()
