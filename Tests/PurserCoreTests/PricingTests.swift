@@ -47,7 +47,7 @@ private func problems(_ directory: String) -> [String] {
     #expect(problems(directory) == [
         "mistral.json: models[0].prices.input: negative price -0.5; prices are USD per million tokens, zero or more",
         "mistral.json: models[1].prices.output: missing; add it",
-        "mistral.json: models[1].prices.outptu: unknown key; known keys here: cached_input, input, output",
+        "mistral.json: models[1].prices.outptu: unknown key; known keys here: cache_write_1h, cache_write_5m, cached_input, input, output",
         "mistral.json: models[2].id: duplicate id 'mistral/mistral-large-latest', already defined in \(directory)/mistral.json",
     ].map { $0.replacingOccurrences(of: directory + "/", with: "") })
 }
@@ -147,4 +147,64 @@ func litellmImportConvertsTheRealFileAndAccountsForEveryEntry() throws {
     // The aliases are written out, and read back.
     let written = JSONWriter.string(PricingFileWriter.modelsDocument(result.models))
     #expect(written.contains(#""aliases":["gpt-4o-2024-08-06"]"#) || written.contains(#""aliases": ["gpt-4o-2024-08-06"]"#), "\(written.prefix(300))")
+}
+
+/// Each bundled model's caching rule, as its provider documents it: Anthropic's explicit breakpoints with their
+/// minimums and write prices (and best-effort hits, at half price, in batch), OpenAI's automatic 1,024-token prefixes
+/// in 128-token steps (none in batch before GPT-5), Gemini's cached reads not halved in batch.
+@Test func theBundledTablesCarryEachProvidersCachingRule() throws {
+    let catalog = try Fixtures.bundledCatalog()
+    func model(_ id: String) throws -> Model { try #require((catalog.models + catalog.references).first { $0.id == id }, "\(id)") }
+    let sonnet = try model("anthropic/claude-sonnet-4-5")
+    #expect(sonnet.caching == CachingRule(mode: .explicit, minimumPrefixTokens: 1_024, batch: .bestEffort, source: "https://platform.claude.com/docs/en/build-with-claude/prompt-caching"))
+    #expect(sonnet.prices.cacheWrite5m?.usdPerMillionText == "3.75" && sonnet.prices.cacheWrite1h?.usdPerMillionText == "6")
+    #expect(sonnet.batchPrices?.cacheWrite5m?.usdPerMillionText == "1.875" && sonnet.batchPrices?.cachedInput.usdPerMillionText == "0.15")
+    #expect(try model("anthropic/claude-haiku-4-5").caching?.minimumPrefixTokens == 4_096)
+    let gpt5 = try model("openai/gpt-5")
+    #expect(gpt5.caching?.mode == .automatic && gpt5.caching?.minimumPrefixTokens == 1_024 && gpt5.caching?.stepTokens == 128)
+    #expect(gpt5.caching?.batch == .halved && gpt5.caching?.flex == .halved && gpt5.prices.cacheWrite5m == nil)
+    #expect(try model("openai/gpt-4.1").caching?.batch == CachingRule.InMode.none)
+    #expect(try model("openai/gpt-3.5-turbo").caching == nil)
+    #expect(try model("google/gemini-2.5-flash").caching?.batch == .full)
+    #expect(try model("google/gemini-2.5-pro").caching?.minimumPrefixTokens == 4_096)
+    #expect(try model("mistral/mistral-large-latest").caching == nil, "a rule nobody documented is not guessed")
+}
+
+@Test func validationRefusesCachingRulesTheirPricesContradict() {
+    let directory = damagedTables("anthropic.json") { text in
+        text.replacingOccurrences(of: #""cache_write_5m": "6.25""#, with: #""cache_write_5m": "4""#)  // a write below input
+            .replacingOccurrences(of: #""mode": "explicit","#, with: #""mode": "sometimes","#)
+            .replacingOccurrences(of: #""cached_input": "0.15","#, with: #""cached_input": "1.5","#)  // batch read not below its input
+    }
+    let found = problems(directory)
+    #expect(found.contains("anthropic.json: models[0].prices.cache_write_5m: a cache write costs less than uncached input (5); check the provider's page"), "\(found)")
+    #expect(found.contains { $0.hasPrefix("anthropic.json: models[0].caching.mode: 'sometimes' is not one of automatic, explicit") }, "\(found)")
+    #expect(found.contains { $0.hasPrefix("anthropic.json: models[1].caching.batch: 'best_effort' caches in batch mode") }, "\(found)")
+
+    let openai = damagedTables("openai.json") { text in
+        // gpt-5's batch read no longer half its sync read, though the rule says halved.
+        text.replacingOccurrences(of: #""cached_input": "0.0625""#, with: #""cached_input": "0.07""#)
+    }
+    #expect(problems(openai).contains { $0.contains("models[0].caching.batch: 'halved' reads at half the cached price") }, "\(problems(openai))")
+}
+
+/// LiteLLM's cache fields become the tables' caching: writes for five minutes and an hour (in batch too), the minimum
+/// prefix, explicit for Anthropic; a write LiteLLM prices at zero or at input (DeepSeek, Databricks) is no fee.
+@Test func litellmImportReadsTheCacheFields() throws {
+    let document = try JSONParser.parse(Array(try #require(FileManager.default.contents(atPath: Fixtures.litellmExcerpt))))
+    let result = try LiteLLMImport.convert(document, existing: [], priceDate: "2026-12-06")
+    let haiku = try #require(result.models.first { $0.id == "anthropic/claude-haiku-4-5" })
+    #expect(haiku.prices.cacheWrite5m?.usdPerMillionText == "1.25" && haiku.prices.cacheWrite1h?.usdPerMillionText == "2")
+    #expect(haiku.batchPrices?.cacheWrite5m?.usdPerMillionText == "0.625")
+    #expect(haiku.caching?.mode == .explicit && haiku.caching?.minimumPrefixTokens == 4_096 && haiku.caching?.batch == .bestEffort)
+    let flash = try #require(result.models.first { $0.id == "deepseek/deepseek-flash" })
+    #expect(flash.prices.cacheWrite5m == nil)
+    // DeepSeek's minimum is in neither LiteLLM nor a current row: no rule is guessed.
+    #expect(flash.caching == nil)
+    // What it writes reads back as the same tables.
+    let written = JSONWriter.string(PricingFileWriter.modelsDocument([haiku]))
+    var problems: [PricingProblem] = []
+    let reread = PricingCatalog.readModel(try JSONParser.parse(written).objectValue!["models"]!.arrayValue![0], file: "x", path: "models[0]", problems: &problems)
+    #expect(problems.isEmpty, "\(problems)")
+    #expect(reread?.caching == haiku.caching && reread?.prices == haiku.prices && reread?.batchPrices == haiku.batchPrices)
 }

@@ -1,8 +1,17 @@
 /// What a call costs from its reported usage, at the prices of the mode it ran in.
 public enum Charges {
-    /// Anthropic bills 5-minute cache writes at 1.25× the input price
-    /// (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing).
+    /// Where the tables give no cache write price but a provider reports writes: Anthropic's 5-minute rate, 1.25× the
+    /// input price (https://platform.claude.com/docs/en/build-with-claude/prompt-caching).
     static let cacheWriteBasisPoints: Int64 = 12_500
+
+    /// A reported cache write at `prices`: the tables' 5-minute write price, else 1.25× input.
+    static func cacheWrite(_ prices: TokenPrices) -> TokenPrice { prices.cacheWrite5m ?? prices.input.scaled(basisPoints: cacheWriteBasisPoints) }
+
+    /// The dearest rate an input token can be billed at: an hour's cache write where the tables give one (a request may
+    /// carry its own one-hour breakpoint), else a five-minute write, and never below a cached read.
+    static func dearestInput(_ prices: TokenPrices) -> TokenPrice {
+        max(prices.cacheWrite1h ?? cacheWrite(prices), cacheWrite(prices), prices.cachedInput)
+    }
 
     /// The prices in force for `model` in `mode` at `moment` (epoch ms): flex prices on flex; otherwise list
     /// prices, discounted when the call falls inside one of the model's discount windows (providers bill
@@ -35,7 +44,7 @@ public enum Charges {
         case .sync, .offpeak: candidates = [model.prices] + model.discountWindows.map { model.prices.scaled(basisPoints: $0.multiplierBasisPoints) }
         }
         return candidates.map { prices in
-            max(prices.input.scaled(basisPoints: cacheWriteBasisPoints), prices.cachedInput).cost(tokens: inputTokens * inputBoundFactor)
+            dearestInput(prices).cost(tokens: inputTokens * inputBoundFactor)
                 + prices.output.cost(tokens: model.outputAllowance(maxOutputTokens))
         }.max() ?? .zero
     }
@@ -43,7 +52,7 @@ public enum Charges {
     public static func cost(of usage: Usage, prices: TokenPrices) -> Money {
         prices.input.cost(tokens: usage.inputTokens)
             + prices.cachedInput.cost(tokens: usage.cachedInputTokens)
-            + prices.input.scaled(basisPoints: cacheWriteBasisPoints).cost(tokens: usage.cacheWriteTokens)
+            + cacheWrite(prices).cost(tokens: usage.cacheWriteTokens)
             + prices.output.cost(tokens: usage.outputTokens)
     }
 }

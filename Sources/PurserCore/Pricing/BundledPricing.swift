@@ -13,12 +13,16 @@ public enum BundledPricing {
       "prices": {
         "input": "5",
         "output": "25",
-        "cached_input": "0.5"
+        "cached_input": "0.5",
+        "cache_write_5m": "6.25",
+        "cache_write_1h": "10"
       },
       "batch_prices": {
         "input": "2.5",
         "output": "12.5",
-        "cached_input": "0.25"
+        "cached_input": "0.25",
+        "cache_write_5m": "3.125",
+        "cache_write_1h": "5"
       },
       "context_window": 200000,
       "max_output_tokens": 64000,
@@ -39,6 +43,12 @@ public enum BundledPricing {
         "time_to_first_token_ms": 2000,
         "output_tokens_per_second": 50
       },
+      "caching": {
+        "mode": "explicit",
+        "min_prefix_tokens": 4096,
+        "batch": "best_effort",
+        "source": "https://platform.claude.com/docs/en/build-with-claude/prompt-caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://platform.claude.com/docs/en/about-claude/pricing"
     },
@@ -49,12 +59,16 @@ public enum BundledPricing {
       "prices": {
         "input": "3",
         "output": "15",
-        "cached_input": "0.3"
+        "cached_input": "0.3",
+        "cache_write_5m": "3.75",
+        "cache_write_1h": "6"
       },
       "batch_prices": {
         "input": "1.5",
         "output": "7.5",
-        "cached_input": "0.15"
+        "cached_input": "0.15",
+        "cache_write_5m": "1.875",
+        "cache_write_1h": "3"
       },
       "context_window": 200000,
       "max_output_tokens": 64000,
@@ -75,6 +89,12 @@ public enum BundledPricing {
         "time_to_first_token_ms": 1500,
         "output_tokens_per_second": 60
       },
+      "caching": {
+        "mode": "explicit",
+        "min_prefix_tokens": 1024,
+        "batch": "best_effort",
+        "source": "https://platform.claude.com/docs/en/build-with-claude/prompt-caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://platform.claude.com/docs/en/about-claude/pricing"
     },
@@ -85,12 +105,16 @@ public enum BundledPricing {
       "prices": {
         "input": "1",
         "output": "5",
-        "cached_input": "0.1"
+        "cached_input": "0.1",
+        "cache_write_5m": "1.25",
+        "cache_write_1h": "2"
       },
       "batch_prices": {
         "input": "0.5",
         "output": "2.5",
-        "cached_input": "0.05"
+        "cached_input": "0.05",
+        "cache_write_5m": "0.625",
+        "cache_write_1h": "1"
       },
       "context_window": 200000,
       "max_output_tokens": 64000,
@@ -110,6 +134,12 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 700,
         "output_tokens_per_second": 100
+      },
+      "caching": {
+        "mode": "explicit",
+        "min_prefix_tokens": 4096,
+        "batch": "best_effort",
+        "source": "https://platform.claude.com/docs/en/build-with-claude/prompt-caching"
       },
       "price_date": "2026-11-24",
       "price_source": "https://platform.claude.com/docs/en/about-claude/pricing"
@@ -199,6 +229,11 @@ public enum BundledPricing {
           "multiplier": "0.5"
         }
       ],
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1,
+        "source": "https://api-docs.deepseek.com/guides/kv_cache"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://api-docs.deepseek.com/quick_start/pricing"
     },
@@ -280,6 +315,11 @@ public enum BundledPricing {
           "multiplier": "0.5"
         }
       ],
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1,
+        "source": "https://api-docs.deepseek.com/guides/kv_cache"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://api-docs.deepseek.com/quick_start/pricing"
     }
@@ -327,6 +367,12 @@ public enum BundledPricing {
         "time_to_first_token_ms": 15000,
         "output_tokens_per_second": 130
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 4096,
+        "batch": "full",
+        "source": "https://ai.google.dev/gemini-api/docs/caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://ai.google.dev/gemini-api/docs/pricing"
     },
@@ -368,6 +414,12 @@ public enum BundledPricing {
         "time_to_first_token_ms": 5000,
         "output_tokens_per_second": 200
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "batch": "full",
+        "source": "https://ai.google.dev/gemini-api/docs/caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://ai.google.dev/gemini-api/docs/pricing"
     },
@@ -404,6 +456,12 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 500,
         "output_tokens_per_second": 300
+      },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "batch": "full",
+        "source": "https://ai.google.dev/gemini-api/docs/caching"
       },
       "price_date": "2026-11-24",
       "price_source": "https://ai.google.dev/gemini-api/docs/pricing"
@@ -671,6 +729,14 @@ public enum BundledPricing {
         "time_to_first_token_ms": 20000,
         "output_tokens_per_second": 80
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "halved",
+        "flex": "halved",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
     },
@@ -725,6 +791,14 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 10000,
         "output_tokens_per_second": 80
+      },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "halved",
+        "flex": "halved",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
       },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
@@ -781,6 +855,14 @@ public enum BundledPricing {
         "time_to_first_token_ms": 8000,
         "output_tokens_per_second": 120
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "halved",
+        "flex": "halved",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
     },
@@ -816,6 +898,13 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 600,
         "output_tokens_per_second": 80
+      },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "none",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
       },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
@@ -853,6 +942,13 @@ public enum BundledPricing {
         "time_to_first_token_ms": 500,
         "output_tokens_per_second": 70
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "none",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
     },
@@ -888,6 +984,13 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 500,
         "output_tokens_per_second": 90
+      },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "none",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
       },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
@@ -925,6 +1028,13 @@ public enum BundledPricing {
         "time_to_first_token_ms": 500,
         "output_tokens_per_second": 70
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "batch": "none",
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
+      },
       "price_date": "2026-11-24",
       "price_source": "https://developers.openai.com/api/docs/pricing"
     },
@@ -957,6 +1067,12 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 600,
         "output_tokens_per_second": 80
+      },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
       },
       "price_date": "2026-12-01",
       "price_source": "https://developers.openai.com/api/docs/pricing"
@@ -1004,6 +1120,12 @@ public enum BundledPricing {
         "time_to_first_token_ms": 8000,
         "output_tokens_per_second": 120
       },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
+      },
       "price_date": "2026-12-01",
       "price_source": "https://developers.openai.com/api/docs/pricing"
     },
@@ -1036,6 +1158,12 @@ public enum BundledPricing {
       "speed": {
         "time_to_first_token_ms": 400,
         "output_tokens_per_second": 140
+      },
+      "caching": {
+        "mode": "automatic",
+        "min_prefix_tokens": 1024,
+        "step_tokens": 128,
+        "source": "https://developers.openai.com/api/docs/guides/prompt-caching"
       },
       "price_date": "2026-12-01",
       "price_source": "https://developers.openai.com/api/docs/pricing"

@@ -50,9 +50,10 @@ public struct LiteLLMImport {
                 skip(name, "lacks input_cost_per_token or output_cost_per_token")
                 continue
             }
-            let prices: TokenPrices
+            var prices: TokenPrices
             do {
                 prices = try tokenPrices(input: inputText, output: outputText, cached: entry["cache_read_input_token_cost"]?.numberText)
+                try addWrites(&prices, entry, suffix: "")
             } catch {
                 skip(name, "price not representable: \(error)")
                 continue
@@ -83,6 +84,7 @@ public struct LiteLLMImport {
             var batch: TokenPrices?
             if let batchInput = entry["input_cost_per_token_batches"]?.numberText, let batchOutput = entry["output_cost_per_token_batches"]?.numberText {
                 batch = try? tokenPrices(input: batchInput, output: batchOutput, cached: entry["cache_read_input_token_cost_batches"]?.numberText)
+                if var priced = batch, (try? addWrites(&priced, entry, suffix: "_batches")) != nil { batch = priced }
             }
             var flex: TokenPrices?
             if provider == "openai", let flexInput = entry["input_cost_per_token_flex"]?.numberText,
@@ -115,6 +117,7 @@ public struct LiteLLMImport {
                 discountWindows: known?.discountWindows ?? [], priceDate: priceDate, priceSource: source)
             // What a model refuses and how it takes its limit are not in LiteLLM's file: the current row's are kept.
             model.parameters = known?.parameters ?? ModelParameters()
+            model.caching = cachingRule(entry, provider: provider, prices: prices, batch: model.batchPrices, flex: model.flexPrices, known: known?.caching)
             models.append(model)
         }
         return Result(models: foldSnapshots(models, skipped: &skipped), skipped: skipped)
@@ -147,6 +150,37 @@ public struct LiteLLMImport {
         return .failure(Problem("\(key) is \(value.kindName), not a number"))
     }
 
+    /// LiteLLM's cache write prices (`cache_creation_input_token_cost` for five minutes, `…_above_1hr` for an hour, with
+    /// `suffix` for a mode's own): a write at or below the input price is no fee, and is left out.
+    private static func addWrites(_ prices: inout TokenPrices, _ entry: JSONObject, suffix: String) throws(DecimalText.Failure) {
+        func write(_ key: String) throws(DecimalText.Failure) -> TokenPrice? {
+            guard let text = entry[key]?.numberText else { return nil }
+            let price = try TokenPrice(usdPerToken: text)
+            return price > prices.input && price <= TokenPrice.maximum ? price : nil
+        }
+        prices.cacheWrite5m = try write("cache_creation_input_token_cost" + suffix)
+        prices.cacheWrite1h = try write("cache_creation_input_token_cost_above_1hr" + suffix)
+    }
+
+    /// The caching rule an entry implies: where its cached read is dearer than nothing and cheaper than input.
+    /// Anthropic's is explicit (a breakpoint), the others automatic; the minimum is `prompt_cache_min_tokens`, else the
+    /// current row's, else OpenAI's documented 1,024 (other providers' minimums are not guessed: no rule); how batch and
+    /// flex treat caching is read off their prices.
+    static func cachingRule(_ entry: JSONObject, provider: String, prices: TokenPrices, batch: TokenPrices?, flex: TokenPrices?, known: CachingRule?) -> CachingRule? {
+        guard prices.cachedInput < prices.input else { return nil }
+        let stated = entry["prompt_cache_min_tokens"]?.intValue.flatMap { (1...CachingRule.maximumTokens).contains($0) ? $0 : nil }
+        guard let minimum = stated ?? known?.minimumPrefixTokens ?? (provider == "openai" ? 1_024 : nil) else { return nil }
+        func inMode(_ discounted: TokenPrices?) -> CachingRule.InMode {
+            guard let discounted, discounted.cachedInput < discounted.input else { return .none }
+            if discounted.cachedInput.microUSDPerMillion * 2 == prices.cachedInput.microUSDPerMillion { return provider == "anthropic" ? .bestEffort : .halved }
+            return discounted.cachedInput == prices.cachedInput ? .full : .bestEffort
+        }
+        return CachingRule(
+            mode: provider == "anthropic" ? .explicit : .automatic, minimumPrefixTokens: minimum,
+            stepTokens: min(known?.stepTokens ?? (provider == "openai" ? 128 : 1), minimum), batch: inMode(batch), flex: inMode(flex),
+            source: known?.source ?? "https://github.com/BerriAI/litellm/blob/main/model_prices_and_context_window.json")
+    }
+
     private static func tokenPrices(input: String, output: String, cached: String?) throws(DecimalText.Failure) -> TokenPrices {
         let inputPrice = try TokenPrice(usdPerToken: input)
         return TokenPrices(
@@ -161,10 +195,13 @@ public enum PricingFileWriter {
     }
 
     static func pricesValue(_ prices: TokenPrices) -> JSONValue {
-        .object(JSONObject([
+        var object = JSONObject([
             "input": .string(prices.input.usdPerMillionText), "output": .string(prices.output.usdPerMillionText),
             "cached_input": .string(prices.cachedInput.usdPerMillionText),
-        ]))
+        ])
+        if let write = prices.cacheWrite5m { object["cache_write_5m"] = .string(write.usdPerMillionText) }
+        if let write = prices.cacheWrite1h { object["cache_write_1h"] = .string(write.usdPerMillionText) }
+        return .object(object)
     }
 
     static func modelValue(_ model: Model) -> JSONValue {
@@ -208,6 +245,14 @@ public enum PricingFileWriter {
             }
             if let source = model.parameters.source { parameters["source"] = .string(source) }
             object["parameters"] = .object(parameters)
+        }
+        if let caching = model.caching {
+            var rule = JSONObject(["mode": .string(caching.mode.rawValue), "min_prefix_tokens": .number(String(caching.minimumPrefixTokens))])
+            if caching.stepTokens != 1 { rule["step_tokens"] = .number(String(caching.stepTokens)) }
+            if model.batchPrices != nil || caching.batch != .none { rule["batch"] = .string(caching.batch.rawValue) }
+            if model.flexPrices != nil || caching.flex != .none { rule["flex"] = .string(caching.flex.rawValue) }
+            rule["source"] = .string(caching.source)
+            object["caching"] = .object(rule)
         }
         object["price_date"] = .string(model.priceDate)
         object["price_source"] = .string(model.priceSource)

@@ -39,6 +39,8 @@ public struct Model: Sendable, Identifiable {
     public var referenceOnly = false
     /// Which request parameters it refuses, how its output limit is named, and how much reasoning it spends inside that limit.
     public var parameters = ModelParameters()
+    /// How it caches a repeated prefix; nil when the tables say nothing (then nothing is counted as cached).
+    public var caching: CachingRule?
 
     /// The output limit sent for a request allowing `requested` tokens of answer: that plus the model's reasoning room,
     /// so a reasoning model's thinking does not eat the answer. Worst cases, estimates and time are figured on it.
@@ -74,7 +76,12 @@ public struct Model: Sendable, Identifiable {
 public struct TokenPrices: Sendable, Hashable {
     public var input: TokenPrice
     public var output: TokenPrice
+    /// A prefix token read from the provider's cache.
     public var cachedInput: TokenPrice
+    /// A prefix token written to the cache for five minutes, and for an hour, where the provider bills writes
+    /// (Anthropic; OpenAI from GPT-5.6); nil where a write costs what uncached input does.
+    public var cacheWrite5m: TokenPrice?
+    public var cacheWrite1h: TokenPrice?
 
     public init(input: TokenPrice, output: TokenPrice, cachedInput: TokenPrice) {
         self.input = input
@@ -87,16 +94,22 @@ public struct TokenPrices: Sendable, Hashable {
     }
 
     public func scaled(basisPoints: Int64) -> TokenPrices {
-        TokenPrices(
+        var scaled = TokenPrices(
             input: input.scaled(basisPoints: basisPoints), output: output.scaled(basisPoints: basisPoints),
             cachedInput: cachedInput.scaled(basisPoints: basisPoints))
+        scaled.cacheWrite5m = cacheWrite5m?.scaled(basisPoints: basisPoints)
+        scaled.cacheWrite1h = cacheWrite1h?.scaled(basisPoints: basisPoints)
+        return scaled
     }
 
     /// The same prices with input (and cached input) scaled, for an input estimate known to run high or low
     /// (`InputCalibration`): an estimate of N tokens then costs what N × the scale would.
     public func scalingInput(basisPoints: Int64) -> TokenPrices {
         guard basisPoints != 10_000 else { return self }
-        return TokenPrices(input: input.scaled(basisPoints: basisPoints), output: output, cachedInput: cachedInput.scaled(basisPoints: basisPoints))
+        var scaled = TokenPrices(input: input.scaled(basisPoints: basisPoints), output: output, cachedInput: cachedInput.scaled(basisPoints: basisPoints))
+        scaled.cacheWrite5m = cacheWrite5m?.scaled(basisPoints: basisPoints)
+        scaled.cacheWrite1h = cacheWrite1h?.scaled(basisPoints: basisPoints)
+        return scaled
     }
 }
 

@@ -355,6 +355,11 @@ public struct PricingCatalog: Sendable {
             parameters = readParameters(&child)
             reader.absorb(&child)
         }
+        var caching: CachingRule?
+        if var child = reader.child("caching", required: false) {
+            caching = readCaching(&child, prices: prices, batchPrices: batchPrices, flexPrices: flexPrices)
+            reader.absorb(&child)
+        }
         if let contextWindow, let maxOutput, maxOutput > contextWindow {
             reader.problem("max_output_tokens", "\(maxOutput) is more than the context window (\(contextWindow))")
         }
@@ -373,7 +378,62 @@ public struct PricingCatalog: Sendable {
         model.aliases = aliases
         model.referenceOnly = referenceOnly
         model.parameters = parameters
+        model.caching = caching
         return model
+    }
+
+    /// A model's `caching`: `mode`, `min_prefix_tokens`, `step_tokens`, `batch` and `flex` (what caching does in
+    /// those modes) and the `source` they were read from, checked against the model's prices.
+    private static func readCaching(_ reader: inout PricingFieldReader, prices: TokenPrices?, batchPrices: TokenPrices?, flexPrices: TokenPrices?) -> CachingRule? {
+        func choice<Choice: RawRepresentable & CaseIterable>(_ key: String, _ type: Choice.Type, required: Bool = true) -> Choice? where Choice.RawValue == String {
+            guard let text = reader.string(key, required: required) else { return nil }
+            guard let value = Choice(rawValue: text) else {
+                reader.problem(key, "'\(text)' is not one of \(Choice.allCases.map(\.rawValue).joined(separator: ", "))")
+                return nil
+            }
+            return value
+        }
+        let mode = choice("mode", CachingRule.Mode.self)
+        let minimum = reader.integer("min_prefix_tokens", minimum: 1, maximum: CachingRule.maximumTokens)
+        let step = reader.integer("step_tokens", required: false, minimum: 1, maximum: CachingRule.maximumTokens) ?? 1
+        let batch = choice("batch", CachingRule.InMode.self, required: batchPrices != nil) ?? CachingRule.InMode.none
+        let flex = choice("flex", CachingRule.InMode.self, required: flexPrices != nil) ?? CachingRule.InMode.none
+        let source = reader.string("source")
+        if let source, !source.hasPrefix("https://") && !source.hasPrefix("http://") {
+            reader.problem("source", "'\(source)' is not a URL; cite the public page the caching rule was read from")
+        }
+        if let minimum, step > minimum { reader.problem("step_tokens", "\(step) is more than min_prefix_tokens (\(minimum))") }
+        if let prices, prices.cachedInput >= prices.input {
+            reader.problem("mode", "a model that caches needs prices.cached_input below prices.input (\(prices.input.usdPerMillionText))")
+        }
+        if mode == .explicit, prices?.cacheWrite5m == nil && prices?.cacheWrite1h == nil {
+            reader.problem("mode", "explicit caching bills its writes: give prices.cache_write_5m or cache_write_1h")
+        }
+        // What the discounted modes' prices must then say: a halved read is half the read's price, a full one the same,
+        // none means the mode charges every input token as uncached.
+        for (key, rule, discounted) in [("batch", batch, batchPrices), ("flex", flex, flexPrices)] {
+            guard let discounted, let prices else { continue }
+            switch rule {
+            case .halved:
+                if discounted.cachedInput.microUSDPerMillion * 2 != prices.cachedInput.microUSDPerMillion {
+                    reader.problem(key, "'halved' reads at half the cached price: \(key)_prices.cached_input should be \(TokenPrice(microUSDPerMillion: prices.cachedInput.microUSDPerMillion / 2).usdPerMillionText), found \(discounted.cachedInput.usdPerMillionText)")
+                }
+            case .bestEffort:
+                if discounted.cachedInput >= discounted.input {
+                    reader.problem(key, "'best_effort' caches in \(key) mode: \(key)_prices.cached_input should be below its input")
+                }
+            case .full:
+                if discounted.cachedInput != prices.cachedInput {
+                    reader.problem(key, "'full' reads at the cached price itself: \(key)_prices.cached_input should be \(prices.cachedInput.usdPerMillionText), found \(discounted.cachedInput.usdPerMillionText)")
+                }
+            case .none:
+                if discounted.cachedInput != discounted.input {
+                    reader.problem(key, "'none' caches nothing in \(key) mode: \(key)_prices.cached_input should be left out (or equal its input)")
+                }
+            }
+        }
+        guard let mode, let minimum, let source else { return nil }
+        return CachingRule(mode: mode, minimumPrefixTokens: minimum, stepTokens: step, batch: batch, flex: flex, source: source)
     }
 
     /// A model's `parameters`: `unsupported` (request parameters it refuses), `output_limit` (`max_tokens` or
@@ -431,9 +491,17 @@ public struct PricingCatalog: Sendable {
         let input = child.price("input")
         let output = child.price("output")
         let cached = child.price("cached_input", required: false)
+        let write5m = child.price("cache_write_5m", required: false)
+        let write1h = child.price("cache_write_1h", required: false)
+        if let input, let cached, cached > input { child.problem("cached_input", "a cached read costs more than uncached input (\(input.usdPerMillionText)); check the provider's page") }
+        for (name, write) in [("cache_write_5m", write5m), ("cache_write_1h", write1h)] {
+            if let input, let write, write < input { child.problem(name, "a cache write costs less than uncached input (\(input.usdPerMillionText)); check the provider's page") }
+        }
         reader.absorb(&child)
         guard let input, let output else { return nil }
-        return TokenPrices(input: input, output: output, cachedInput: cached ?? input)
+        var prices = TokenPrices(input: input, output: output, cachedInput: cached ?? input)
+        (prices.cacheWrite5m, prices.cacheWrite1h) = (write5m, write1h)
+        return prices
     }
 
     private static func readDiscountWindow(_ value: JSONValue, file: String, path: String, problems: inout [PricingProblem]) -> DiscountWindow? {
