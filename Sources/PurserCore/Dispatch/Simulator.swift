@@ -10,6 +10,8 @@ public struct Simulator: ModelCaller {
     public var speedup: Double
     /// Whose time the modelled latency passes in.
     public var clock: WallClock
+    /// The prompt cache the simulated providers keep, faithful to each model's caching rule.
+    public let cache = SimulatedCache()
 
     public init(speedup: Double = 1, clock: WallClock = .system) {
         self.speedup = max(speedup, 0.001)
@@ -17,7 +19,15 @@ public struct Simulator: ModelCaller {
     }
 
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
-        let response = Simulator.answer(call)
+        let now = clock.now()
+        // Caching applies only where the mode keeps it (none in a discounted mode whose rule says none).
+        let cacheKept = call.model.caching.map { rule in call.mode == .flex ? rule.flex != .none : call.mode == .batch ? rule.batch != .none : true } ?? false
+        let firstToken = Int64(Double(call.model.speed.timeToFirstTokenMilliseconds) / speedup)
+        let cached = cacheKept
+            ? cache.use(model: call.model, provider: call.provider.name, prefix: PromptPrefix(body: call.body, dialect: call.provider.dialect), now: now,
+                answerBegins: now + firstToken, speedup: speedup)
+            : (read: 0, written: 0)
+        let response = Simulator.answer(call, cached: cached)
         let milliseconds = min(Double(call.model.speed.callDuration(outputTokens: response.usage.outputTokens)) / speedup, 3_600_000)
         // Cancelled means the run is stopping: the answer is still given, and the run decides whether to keep it.
         await clock.pause(milliseconds: Int64(milliseconds))
@@ -41,7 +51,8 @@ public struct Simulator: ModelCaller {
         return (definition["name"]?.stringValue ?? "tool", arguments)
     }
 
-    public static func answer(_ call: ProviderCall) -> ProviderResponse {
+    /// `cached` is what the call read from the simulated cache and wrote to it, in tokens of Purser's estimate.
+    public static func answer(_ call: ProviderCall, cached cache: (read: Int, written: Int) = (0, 0)) -> ProviderResponse {
         var random = SplitMix64(seed: Simulator.seed(call.requestID, call.model.id))
         let limit = DialectTranslation.outputLimit(of: call.body)
         // Answers use between a third and nine tenths of what they may. A reasoning model first spends a quarter to
@@ -53,7 +64,11 @@ public struct Simulator: ModelCaller {
         let output = max(reasoning + answer, 1)
         let truncated = answer == 0
         let input = Simulator.reportedInputTokens(of: call.body, model: call.model, provider: call.provider, requestID: call.requestID)
-        let cached = random.below(4) == 0 ? input / 2 : 0
+        // The cache's counts are in the estimate's tokens; the provider reports them in its own, as it does the input.
+        let estimate = max(PromptPrefix(body: call.body, dialect: call.provider.dialect).totalTokens, 1)
+        let step = call.model.caching?.stepTokens ?? 1
+        let cached = min(input * cache.read / estimate, input) / step * step
+        let written = min(input * cache.written / estimate, input - cached)
         let text = truncated ? "" : "Simulated answer from \(call.model.id) to \(call.customID) (\(answer) tokens)."
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"
         let body: JSONObject
@@ -86,7 +101,7 @@ public struct Simulator: ModelCaller {
                 ])),
             ])
         case .anthropic:
-            usage = Usage(inputTokens: input - cached, cachedInputTokens: cached, outputTokens: output)
+            usage = Usage(inputTokens: input - cached - written, cachedInputTokens: cached, cacheWriteTokens: written, outputTokens: output)
             body = JSONObject([
                 "id": .string(id), "type": .string("message"), "role": .string("assistant"), "model": .string(call.model.providerModel),
                 "content": .array(tool.map { tool in
@@ -94,8 +109,8 @@ public struct Simulator: ModelCaller {
                 } ?? [.object(JSONObject(["type": .string("text"), "text": .string(text)]))]),
                 "stop_reason": .string(truncated ? "max_tokens" : tool == nil ? "end_turn" : "tool_use"), "stop_sequence": .null,
                 "usage": .object(JSONObject([
-                    "input_tokens": .number(String(input - cached)), "output_tokens": .number(String(output)),
-                    "cache_read_input_tokens": .number(String(cached)), "cache_creation_input_tokens": .number("0"),
+                    "input_tokens": .number(String(input - cached - written)), "output_tokens": .number(String(output)),
+                    "cache_read_input_tokens": .number(String(cached)), "cache_creation_input_tokens": .number(String(written)),
                 ])),
             ])
         }

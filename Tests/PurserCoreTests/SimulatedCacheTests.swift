@@ -1,0 +1,83 @@
+import Testing
+@testable import PurserCore
+
+/// The simulator caches as its providers document: nothing below the minimum, Anthropic only at breakpoints with
+/// writes billed, parallel first calls all missing until the first answer has begun, OpenAI in 128-token steps, and
+/// nothing by chance.
+struct SimulatedCacheTests {
+    let catalog: PricingCatalog
+    init() throws { catalog = try Fixtures.bundledCatalog() }
+
+    /// A body with a shared prefix of about `prefixTokens` and a unique part; Anthropic's with a breakpoint after the system prompt.
+    func call(_ id: Int64, model: String, prefixTokens: Int, breakpoint: Bool = true, ttl: String? = nil) throws -> ProviderCall {
+        let model = try #require(catalog.model(id: model))
+        let provider = try #require(catalog.providers[model.provider])
+        let shared = String(repeating: "Follow these instructions with care. ", count: prefixTokens * 4 / 37)
+        let text: String
+        if provider.dialect == .anthropic {
+            let control = breakpoint ? #", "cache_control": {"type": "ephemeral"\#(ttl.map { #", "ttl": "\#($0)""# } ?? "")}"# : ""
+            text = #"{"model": "m", "max_tokens": 50, "system": [{"type": "text", "text": "\#(shared)"\#(control)}], "messages": [{"role": "user", "content": "Item \#(id)"}]}"#
+        } else {
+            text = #"{"model": "m", "max_tokens": 50, "messages": [{"role": "system", "content": "\#(shared)"}, {"role": "user", "content": "Item \#(id)"}]}"#
+        }
+        let body = try #require(try JSONParser.parse(text).objectValue)
+        return ProviderCall(requestID: id, customID: "r\(id)", model: model, provider: provider, mode: .sync, body: body, timeoutSeconds: 10)
+    }
+
+    func usage(_ call: ProviderCall, cache: SimulatedCache, at now: Int64) -> Usage {
+        let read = cache.use(
+            model: call.model, provider: call.provider.name, prefix: PromptPrefix(body: call.body, dialect: call.provider.dialect), now: now,
+            answerBegins: now + 2_000, speedup: 1)
+        return Simulator.answer(call, cached: read).usage
+    }
+
+    @Test func anthropicWritesAtTheBreakpointThenReadsOnceTheFirstAnswerHasBegun() throws {
+        let cache = SimulatedCache()
+        let first = usage(try call(1, model: "anthropic/claude-sonnet-4-5", prefixTokens: 3_000), cache: cache, at: 0)
+        #expect(first.cachedInputTokens == 0 && first.cacheWriteTokens > 3_000)
+        // Sent before the first answer began: a miss, written again.
+        let parallel = usage(try call(2, model: "anthropic/claude-sonnet-4-5", prefixTokens: 3_000), cache: cache, at: 500)
+        #expect(parallel.cachedInputTokens == 0 && parallel.cacheWriteTokens > 3_000)
+        let after = usage(try call(3, model: "anthropic/claude-sonnet-4-5", prefixTokens: 3_000), cache: cache, at: 5_000)
+        // The same prefix, counted by each request's tokenizer reading (which varies a few percent from request to request).
+        #expect(abs(after.cachedInputTokens - first.cacheWriteTokens) <= first.cacheWriteTokens / 10 && after.cacheWriteTokens == 0, "\(after) after \(first)")
+        #expect(after.inputTokens < 30, "only the unique part is uncached: \(after)")
+        // Five minutes after its last use the entry is gone.
+        let late = usage(try call(4, model: "anthropic/claude-sonnet-4-5", prefixTokens: 3_000), cache: cache, at: 5_000 + 300_001)
+        #expect(late.cachedInputTokens == 0 && late.cacheWriteTokens > 0)
+        // An hour's breakpoint outlives that.
+        _ = usage(try call(5, model: "anthropic/claude-sonnet-4-5", prefixTokens: 2_000, ttl: "1h"), cache: cache, at: 0)
+        #expect(usage(try call(6, model: "anthropic/claude-sonnet-4-5", prefixTokens: 2_000, ttl: "1h"), cache: cache, at: 1_800_000).cachedInputTokens > 0)
+    }
+
+    @Test func anthropicCachesNothingWithoutABreakpointOrBelowItsMinimum() throws {
+        let cache = SimulatedCache()
+        for id in 1...3 {
+            let unmarked = usage(try call(Int64(id), model: "anthropic/claude-sonnet-4-5", prefixTokens: 3_000, breakpoint: false), cache: cache, at: Int64(id) * 10_000)
+            #expect(unmarked.cachedInputTokens == 0 && unmarked.cacheWriteTokens == 0)
+            // Haiku 4.5 caches from 4,096 tokens: 3,000 is processed uncached, with no error.
+            let short = usage(try call(Int64(id + 10), model: "anthropic/claude-haiku-4-5", prefixTokens: 3_000), cache: cache, at: Int64(id) * 10_000)
+            #expect(short.cachedInputTokens == 0 && short.cacheWriteTokens == 0)
+        }
+    }
+
+    @Test func openAIReadsAutomaticallyInStepsAndBillsNoWrites() throws {
+        let cache = SimulatedCache()
+        let first = usage(try call(1, model: "openai/gpt-5-mini", prefixTokens: 3_000), cache: cache, at: 0)
+        #expect(first.cachedInputTokens == 0 && first.cacheWriteTokens == 0)
+        let second = usage(try call(2, model: "openai/gpt-5-mini", prefixTokens: 3_000), cache: cache, at: 10_000)
+        #expect(second.cachedInputTokens > 2_500 && second.cachedInputTokens % 128 == 0 && second.cacheWriteTokens == 0, "\(second)")
+        // Under 1,024 tokens nothing is cached; another model has a cache of its own.
+        _ = usage(try call(3, model: "openai/gpt-5-mini", prefixTokens: 600), cache: cache, at: 0)
+        #expect(usage(try call(4, model: "openai/gpt-5-mini", prefixTokens: 600), cache: cache, at: 10_000).cachedInputTokens == 0)
+        #expect(usage(try call(5, model: "openai/gpt-5-nano", prefixTokens: 3_000), cache: cache, at: 10_000).cachedInputTokens == 0)
+    }
+
+    @Test func theSameCallAlwaysGetsTheSameUsageWithoutACache() throws {
+        // No more cache hits drawn at random: without a cache, nothing is cached.
+        for id in 1...40 {
+            let answer = Simulator.answer(try call(Int64(id), model: "openai/gpt-5-mini", prefixTokens: 2_000))
+            #expect(answer.usage.cachedInputTokens == 0)
+        }
+    }
+}
