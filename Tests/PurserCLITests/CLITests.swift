@@ -323,3 +323,25 @@ import PurserCore
     #expect(await purser(["--generate-completion-script", "zsh"]).out.hasPrefix("#compdef purser\n"))
     #expect(await purser(["--generate-completion-script", "tcsh"]).code == 64)
 }
+
+/// Submit stores each request's prefix group and its leading content's tokens, and the body as it was written.
+@Test func submitStoresEachRequestsPrefixGroupAndItsBodyUntouched() async throws {
+    let database = temporaryDatabasePath()
+    let system = String(repeating: "You label support tickets by urgency. ", count: 120)
+    var lines: [String] = []
+    for index in 0..<6 {
+        let lead = index < 4 ? system : "Different instructions \(index)."
+        lines.append(#"{"custom_id": "t\#(index)",  "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-5-mini",  "max_tokens": 20, "messages": [{"role": "system", "content": "\#(lead)"}, {"role": "user", "content": "Ticket \#(index)"}]}}"#)
+    }
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("groups-\(UUID().uuidString).jsonl")
+    try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+    #expect(await purser(["submit", file.path], database: database).code == 0)
+    let rows = try query(database, "SELECT custom_id, prefix_group, prefix_tokens FROM requests ORDER BY line_number")
+    let groups = rows.map { $0[1] }
+    #expect(Set(groups.prefix(4)).count == 1 && !groups[0].isEmpty, "\(rows)")
+    #expect(groups[4] != groups[0] && groups[5] != groups[4])
+    #expect((Int(rows[0][2]) ?? 0) > 1_000 && (Int(rows[4][2]) ?? 0) < 50)
+    // The body is stored byte for byte as the line had it (spacing and key order kept), so a cache sees the same bytes.
+    let body = try query(database, "SELECT b.body FROM request_bodies b JOIN requests r ON r.id = b.request_id WHERE r.custom_id = 't0'")[0][0]
+    #expect(body.hasPrefix(#"{"model": "gpt-5-mini",  "max_tokens": 20,"#), "\(body.prefix(60))")
+}

@@ -34,23 +34,25 @@ struct PlanKeptTests {
     }
 
     @Test func aCapacityBoundPlanServedAtItsRealLimitsMeetsEveryDeadline() async throws {
-        let pricing = try Self.pricing()
-        let database = temporaryDatabase()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
-        try Self.writeJob(to: path)
-        let submit = try await purser(["submit", path], database: database, pricing: pricing, key: nil)
-        #expect(submit.code == 0, "\(submit.error)")
-        let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
-        #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
-        // Simulated latency at a hundredth; the limits and deadlines run on the wall clock.
-        let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
-        #expect(run.code == 0, "\(run.error)")
-        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(800))")
-        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'expired'") == 0)
-        // No call finished after its request's deadline, so none started after its latest start.
-        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
-        // Every model served its share: none stood idle while another's requests waited.
-        #expect(try integer(database, "SELECT count(DISTINCT model) FROM results") == 4)
+        try await alone {
+            let pricing = try Self.pricing()
+            let database = temporaryDatabase()
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+            try Self.writeJob(to: path)
+            let submit = try await purser(["submit", path], database: database, pricing: pricing, key: nil)
+            #expect(submit.code == 0, "\(submit.error)")
+            let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
+            #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
+            // Simulated latency at a hundredth; the limits and deadlines run on the wall clock.
+            let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
+            #expect(run.code == 0, "\(run.error)")
+            #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(800))")
+            #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'expired'") == 0)
+            // No call finished after its request's deadline, so none started after its latest start.
+            #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+            // Every model served its share: none stood idle while another's requests waited.
+            #expect(try integer(database, "SELECT count(DISTINCT model) FROM results") == 4)
+        }
     }
 
     /// 360 requests due in 30 seconds, any model of quality 70 will do.
@@ -66,55 +68,59 @@ struct PlanKeptTests {
     /// time, over real HTTP to the fake provider, and none expires. Five models: the plan fills m1 to m3 and part of m4,
     /// leaving m4 and m5 room enough for m1's share.
     @Test func whenAModelsRealRateFallsShortItsRequestsMoveToModelsWithRoomInTime() async throws {
-        let server = try FakeProviderProcess(["--rate-limit-model", "m1", "--retry-after", "1"])
-        defer { server.stop() }
-        let pricing = try Self.pricing(models: 5, baseURL: "http://127.0.0.1:\(server.port)/v1")
-        let database = temporaryDatabase()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
-        try Self.writeJob(to: path)
-        #expect(try await purser(["submit", path], database: database, pricing: pricing).code == 0)
-        let plan = try await purser(["plan", "1"], database: database, pricing: pricing)
-        #expect(plan.code == 0 && plan.out.contains("limited/m1") && !plan.out.contains("limited/m5"), "\(plan.out)")
-        let run = try await purser(["run"], database: database, pricing: pricing)
-        #expect(run.code == 0, "\(run.error.suffix(1_500))")
-        #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(1_500))")
-        let lost = try query(database, """
-            SELECT r.custom_id, r.state, r.last_error, l.model, (SELECT count(*) FROM attempts a WHERE a.request_id = r.id)
-            FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line WHERE r.state IN ('expired', 'failed')
-            """)
-        #expect(lost.isEmpty, "\(lost)")
-        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
-        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m1'") == 0)
-        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") > 0)
+        try await alone {
+            let server = try FakeProviderProcess(["--rate-limit-model", "m1", "--retry-after", "1"])
+            defer { server.stop() }
+            let pricing = try Self.pricing(models: 5, baseURL: "http://127.0.0.1:\(server.port)/v1")
+            let database = temporaryDatabase()
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+            try Self.writeJob(to: path)
+            #expect(try await purser(["submit", path], database: database, pricing: pricing).code == 0)
+            let plan = try await purser(["plan", "1"], database: database, pricing: pricing)
+            #expect(plan.code == 0 && plan.out.contains("limited/m1") && !plan.out.contains("limited/m5"), "\(plan.out)")
+            let run = try await purser(["run"], database: database, pricing: pricing)
+            #expect(run.code == 0, "\(run.error.suffix(1_500))")
+            #expect(try integer(database, "SELECT count(*) FROM requests WHERE state = 'succeeded'") == 360, "\(run.out)\n\(run.error.suffix(1_500))")
+            let lost = try query(database, """
+                SELECT r.custom_id, r.state, r.last_error, l.model, (SELECT count(*) FROM attempts a WHERE a.request_id = r.id)
+                FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line WHERE r.state IN ('expired', 'failed')
+                """)
+            #expect(lost.isEmpty, "\(lost)")
+            #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+            #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m1'") == 0)
+            #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") > 0)
+        }
     }
 
     /// A plan is a promise made at the moment it was made: run eight seconds later, the three models filled to their
     /// limits have lost eight seconds of their rate, and the requests they can no longer reach by their latest start
     /// spill over to the fourth (the cheapest with room in time; a fifth, dearer, stands idle), instead of expiring. (Before: 322 served, 38 expired.)
     @Test func aPlanRunAWhileAfterItWasMadeMovesWhatItsModelsCanNoLongerReach() async throws {
-        let pricing = try Self.pricing(models: 5)
-        let database = temporaryDatabase()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
-        try Self.writeJob(to: path)
-        #expect(try await purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
-        let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
-        #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
-        await pause(seconds: 8)
-        let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
-        #expect(run.code == 0, "\(run.error)")
-        let served = try query(database, "SELECT model, count(*) FROM results GROUP BY model ORDER BY model").map { $0.joined(separator: " ") }
-        let lost = try query(database, """
-            SELECT r.custom_id, r.state, r.last_error, l.model, r.deadline_at - l.latest_start FROM requests r JOIN request_plans p ON p.request_id = r.id
-            JOIN plan_lines l ON l.id = p.line WHERE r.state != 'succeeded'
-            """)
-        #expect(lost.isEmpty, "\(served)\n\(lost)\n\(run.error.suffix(800))")
-        #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
-        // The fourth model served more than the plan gave it (12): the others' tail.
-        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m4'") > 12, "\(served)")
-        // All of it: the fourth has room for them in time, so none goes to the dearer fifth for having room a moment sooner.
-        #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") == 0, "\(served)")
-        // Each moved about once, not round and round between models at their limits.
-        let fallbacks = run.out.firstMatch(of: /(\d+) fallbacks?/).flatMap { Int($0.1) }
-        #expect(fallbacks.map { $0 <= 100 } == true, "\(run.out)")
+        try await alone {
+            let pricing = try Self.pricing(models: 5)
+            let database = temporaryDatabase()
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+            try Self.writeJob(to: path)
+            #expect(try await purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
+            let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
+            #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
+            await pause(seconds: 8)
+            let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
+            #expect(run.code == 0, "\(run.error)")
+            let served = try query(database, "SELECT model, count(*) FROM results GROUP BY model ORDER BY model").map { $0.joined(separator: " ") }
+            let lost = try query(database, """
+                SELECT r.custom_id, r.state, r.last_error, l.model, r.deadline_at - l.latest_start FROM requests r JOIN request_plans p ON p.request_id = r.id
+                JOIN plan_lines l ON l.id = p.line WHERE r.state != 'succeeded'
+                """)
+            #expect(lost.isEmpty, "\(served)\n\(lost)\n\(run.error.suffix(800))")
+            #expect(try integer(database, "SELECT count(*) FROM results s JOIN requests r ON r.id = s.request_id WHERE s.finished_at > r.deadline_at") == 0)
+            // The fourth model served more than the plan gave it (12): the others' tail.
+            #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m4'") > 12, "\(served)")
+            // All of it: the fourth has room for them in time, so none goes to the dearer fifth for having room a moment sooner.
+            #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") == 0, "\(served)")
+            // Each moved about once, not round and round between models at their limits.
+            let fallbacks = run.out.firstMatch(of: /(\d+) fallbacks?/).flatMap { Int($0.1) }
+            #expect(fallbacks.map { $0 <= 100 } == true, "\(run.out)")
+        }
     }
 }

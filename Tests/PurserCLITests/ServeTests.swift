@@ -115,25 +115,27 @@ func makeKey(project: String, role: String = "submit", database: String) async t
     }
 
     @Test func theOfficialSDKsDriveEveryEndpointAndEachProjectSeesOnlyItsOwn() async throws {
-        let database = temporaryDatabasePath()
-        let alpha = try await makeKey(project: "alpha", database: database)
-        let beta = try await makeKey(project: "beta", database: database)
-        let reader = try await makeKey(project: "alpha", role: "read", database: database)
-        let serve = try await ServeProcess(database: database)
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("sdk-work-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let (code, out) = try await ServeTests.python("sdk_serve_check.py", [serve.base, alpha, beta, reader, work.path])
-        #expect(code == 0, "\(out)\n--- serve's log:\n\(serve.errorLog)")
-        #expect(out.contains("all checks passed"))
-        // The hints in metadata reached the job: premium quality and an hour's deadline, except where a line said otherwise.
-        let hinted = try #require(out.firstMatch(of: /routing hints batch (batch_[0-9a-f]+)/).map { String($0.1) }, "\(out)")
-        let rows = try query(database, """
-            SELECT r.custom_id, r.quality_tier, r.deadline_at - j.submitted_at FROM requests r JOIN jobs j ON j.id = r.job_id
-            WHERE j.name = '\(hinted)' ORDER BY r.line_number
-            """).map { Array($0.prefix(3)) }
-        #expect(rows == [["req-200", "premium", "3600000"], ["req-201", "premium", "3600000"], ["req-202", "basic", "3600000"]], "\(rows)")
-        #expect(await serve.terminate() == 0)
-        for key in [alpha, beta, reader] { #expect(!serve.errorLog.contains(key), "a key appeared in the log") }
+        try await alone {
+            let database = temporaryDatabasePath()
+            let alpha = try await makeKey(project: "alpha", database: database)
+            let beta = try await makeKey(project: "beta", database: database)
+            let reader = try await makeKey(project: "alpha", role: "read", database: database)
+            let serve = try await ServeProcess(database: database)
+            let work = FileManager.default.temporaryDirectory.appendingPathComponent("sdk-work-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            let (code, out) = try await ServeTests.python("sdk_serve_check.py", [serve.base, alpha, beta, reader, work.path])
+            #expect(code == 0, "\(out)\n--- serve's log:\n\(serve.errorLog)")
+            #expect(out.contains("all checks passed"))
+            // The hints in metadata reached the job: premium quality and an hour's deadline, except where a line said otherwise.
+            let hinted = try #require(out.firstMatch(of: /routing hints batch (batch_[0-9a-f]+)/).map { String($0.1) }, "\(out)")
+            let rows = try query(database, """
+                SELECT r.custom_id, r.quality_tier, r.deadline_at - j.submitted_at FROM requests r JOIN jobs j ON j.id = r.job_id
+                WHERE j.name = '\(hinted)' ORDER BY r.line_number
+                """).map { Array($0.prefix(3)) }
+            #expect(rows == [["req-200", "premium", "3600000"], ["req-201", "premium", "3600000"], ["req-202", "basic", "3600000"]], "\(rows)")
+            #expect(await serve.terminate() == 0)
+            for key in [alpha, beta, reader] { #expect(!serve.errorLog.contains(key), "a key appeared in the log") }
+        }
     }
 
     @Test func keysAreStoredOnlyAsHashesAndRevokedKeysAreRefused() async throws {
@@ -195,46 +197,50 @@ func makeKey(project: String, role: String = "submit", database: String) async t
 
     /// The README's two SDK snippets run unchanged against a serve, from the repository's folder.
     @Test func theREADMEsSDKSnippetsRunAsShown() async throws {
-        let readme = try String(contentsOf: repository.appendingPathComponent("README.md"), encoding: .utf8).components(separatedBy: "\n")
-        let start = try #require(readme.firstIndex { $0.hasPrefix("## Service: `purser serve`") })
-        var snippets: [String] = []
-        var index = start + 1
-        while index < readme.count, !readme[index].hasPrefix("## ") {
-            if readme[index] == "```python", let close = readme[(index + 1)...].firstIndex(of: "```") {
-                snippets.append(readme[(index + 1)..<close].joined(separator: "\n"))
-                index = close
+        try await alone {
+            let readme = try String(contentsOf: repository.appendingPathComponent("README.md"), encoding: .utf8).components(separatedBy: "\n")
+            let start = try #require(readme.firstIndex { $0.hasPrefix("## Service: `purser serve`") })
+            var snippets: [String] = []
+            var index = start + 1
+            while index < readme.count, !readme[index].hasPrefix("## ") {
+                if readme[index] == "```python", let close = readme[(index + 1)...].firstIndex(of: "```") {
+                    snippets.append(readme[(index + 1)..<close].joined(separator: "\n"))
+                    index = close
+                }
+                index += 1
             }
-            index += 1
+            try #require(snippets.count == 2, "the service section should show one OpenAI and one Anthropic snippet")
+            let database = temporaryDatabasePath()
+            let key = try await makeKey(project: "search", database: database)
+            let serve = try await ServeProcess(database: database)
+            for (snippet, expected) in zip(snippets, ["completed 5 of 5", "note-3 succeeded"]) {
+                let file = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).py")
+                try snippet.write(to: file, atomically: true, encoding: .utf8)
+                let (code, said) = try await runPython(file.path, [], in: repository, environment: ["PURSER_URL": serve.base, "PURSER_KEY": key])
+                #expect(code == 0 && said.contains(expected), "\(said)")
+            }
+            #expect(await serve.terminate() == 0)
         }
-        try #require(snippets.count == 2, "the service section should show one OpenAI and one Anthropic snippet")
-        let database = temporaryDatabasePath()
-        let key = try await makeKey(project: "search", database: database)
-        let serve = try await ServeProcess(database: database)
-        for (snippet, expected) in zip(snippets, ["completed 5 of 5", "note-3 succeeded"]) {
-            let file = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).py")
-            try snippet.write(to: file, atomically: true, encoding: .utf8)
-            let (code, said) = try await runPython(file.path, [], in: repository, environment: ["PURSER_URL": serve.base, "PURSER_KEY": key])
-            #expect(code == 0 && said.contains(expected), "\(said)")
-        }
-        #expect(await serve.terminate() == 0)
     }
 
     /// The dashboard in a real headless Chromium (Debian's chromium and chromium-driver, which .ci/run installs):
     /// sign-in, a job's progress moving, and the month's figures equal to `purser report`'s.
     @Test func theDashboardShowsAJobMovingAndTheFiguresPurserReportGives() async throws {
-        for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-            try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is missing: apt-get install chromium chromium-driver (bash .ci/run does)")
+        try await alone {
+            for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+                try #require(FileManager.default.isExecutableFile(atPath: program), "\(program) is missing: apt-get install chromium chromium-driver (bash .ci/run does)")
+            }
+            let database = temporaryDatabasePath()
+            let admin = try await makeKey(project: "alpha", role: "admin", database: database)
+            let serve = try await ServeProcess(database: database, speedup: 60, extra: ["--concurrency", "4"])
+            let work = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            let (code, out) = try await ServeTests.python("dashboard_check.py", [
+                serve.base, admin, products.appendingPathComponent("purser").path, database, work.path,
+            ])
+            #expect(code == 0 && out.contains("all checks passed"), "\(out)\n--- serve's log:\n\(serve.errorLog)")
+            #expect(await serve.terminate() == 0)
         }
-        let database = temporaryDatabasePath()
-        let admin = try await makeKey(project: "alpha", role: "admin", database: database)
-        let serve = try await ServeProcess(database: database, speedup: 60, extra: ["--concurrency", "4"])
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let (code, out) = try await ServeTests.python("dashboard_check.py", [
-            serve.base, admin, products.appendingPathComponent("purser").path, database, work.path,
-        ])
-        #expect(code == 0 && out.contains("all checks passed"), "\(out)\n--- serve's log:\n\(serve.errorLog)")
-        #expect(await serve.terminate() == 0)
     }
 
     /// Two serves on one database see the same batches; SIGTERM lets each one's calls in flight finish and be stored

@@ -348,3 +348,33 @@ func runPython(_ file: String, _ arguments: [String], in folder: URL? = nil, env
     await exited(process)
     return (process.terminationStatus, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
 }
+
+/// Runs the tests that time themselves against the clock (PlanKeptTests, whose runs must start soon after their plans)
+/// one at a time with the heaviest tests (the SDK and browser tests of `purser serve`), so that a browser starting on
+/// one core does not make the other late. Waiting holds no thread.
+actor HeavyTestGate {
+    static let shared = HeavyTestGate()
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        guard busy else { busy = true; return }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+    }
+}
+
+func alone<T>(_ body: () async throws -> T) async rethrows -> T {
+    await HeavyTestGate.shared.acquire()
+    do {
+        let value = try await body()
+        await HeavyTestGate.shared.release()
+        return value
+    } catch {
+        await HeavyTestGate.shared.release()
+        throw error
+    }
+}

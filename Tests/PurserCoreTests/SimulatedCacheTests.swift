@@ -81,3 +81,26 @@ struct SimulatedCacheTests {
         }
     }
 }
+
+/// Submit puts requests whose leading content (tools, system prompt, all but the last message) is the same in one
+/// prefix group, with that content's estimated tokens, whatever the unique last message says.
+@Test func requestsWithTheSameLeadingContentShareAPrefixGroup() throws {
+    func group(_ text: String, _ dialect: Provider.Dialect = .openai) throws -> (id: String, tokens: Int)? {
+        PromptPrefix(body: try #require(try JSONParser.parse(text).objectValue), dialect: dialect, leadingOnly: true).group
+    }
+    let system = String(repeating: "Classify the ticket. ", count: 200)
+    let first = try #require(try group(#"{"messages": [{"role": "system", "content": "\#(system)"}, {"role": "user", "content": "Ticket 1"}]}"#))
+    let second = try #require(try group(#"{"max_tokens": 9, "messages": [{"role": "system", "content": "\#(system)"}, {"role": "user", "content": "Ticket 2, longer"}]}"#))
+    #expect(first.id == second.id && first.tokens == second.tokens && first.tokens > 1_000)
+    let other = try #require(try group(#"{"messages": [{"role": "system", "content": "\#(system)!"}, {"role": "user", "content": "Ticket 1"}]}"#))
+    #expect(other.id != first.id)
+    #expect(try group(#"{"messages": [{"role": "user", "content": "Only this"}]}"#) == nil)
+    // Anthropic: the system prompt and tools lead; the same group whatever the request's own message.
+    let tools = #"[{"name": "route", "input_schema": {"type": "object"}}]"#
+    let a = try group(#"{"system": "\#(system)", "tools": \#(tools), "messages": [{"role": "user", "content": "A"}]}"#, .anthropic)
+    let b = try group(#"{"system": "\#(system)", "tools": \#(tools), "messages": [{"role": "user", "content": [{"type": "text", "text": "B"}]}]}"#, .anthropic)
+    #expect(a != nil && a?.id == b?.id)
+    // The group's hash is the simulator's boundary hash at the same place: one definition of a shared prefix.
+    let full = PromptPrefix(body: try #require(try JSONParser.parse(#"{"messages": [{"role": "system", "content": "\#(system)"}, {"role": "user", "content": "Ticket 1"}]}"#).objectValue), dialect: .openai)
+    #expect(full.group?.id == first.id && full.boundaries.count == 2)
+}

@@ -86,17 +86,18 @@ enum ServeCommand {
                 }
                 reporter.report(event)
             })
-        // The address goes to standard output, alone on its line, so a script (or a test) can read the port.
-        console.print("purser serve: listening on http://\(service.host):\(service.port)\(options.simulate ? " (simulated: no provider is called)" : "")")
-        if host != "127.0.0.1" && host != "localhost" {
-            console.error("warning: listening on \(host), not only loopback: every request still needs a project key, but the traffic is plain HTTP; put TLS in front")
-        }
+        // Signals are watched before the address is printed: whoever reads it may stop the serve at once.
         let signals = SignalWatcher {
             // On a dispatch thread: the HTTP side stops first (its exchanges finish), then the calls drain.
             service.stop(waitingUpTo: 30)
             Task { await dispatcher.stop() }
         }
         defer { signals.cancel() }
+        // The address goes to standard output, alone on its line, so a script (or a test) can read the port.
+        console.print("purser serve: listening on http://\(service.host):\(service.port)\(options.simulate ? " (simulated: no provider is called)" : "")")
+        if host != "127.0.0.1" && host != "localhost" {
+            console.error("warning: listening on \(host), not only loopback: every request still needs a project key, but the traffic is plain HTTP; put TLS in front")
+        }
         let summary = try await dispatcher.run()
         service.stop(waitingUpTo: 30)
         guard let trouble = summary.trouble else { return 0 }

@@ -20,6 +20,9 @@ public struct RequestDraft: Sendable {
     public var deadlineAt: Int64
     public var maxCost: Money?
     public var tags: String?
+    /// The request's prefix group (its leading content's hash; see `PromptPrefix`) and that content's estimated tokens.
+    public var prefixGroup: String?
+    public var prefixTokens = 0
 }
 
 /// Why one line of a job file was not accepted.

@@ -239,9 +239,11 @@ public struct RequestLineParser {
             qualityFloor: floor, qualityTier: tier, inputTokens: summary.inputTokens, maxOutputTokens: maxOutputTokens,
             capabilities: summary.capabilities, pinnedModel: pinned ? reference?.id : nil, providers: providers)
         if let message = checkSomeModelFits(needs, maxCost: maxCost) { return problem(message) }
-        return .success(RequestDraft(
+        var draft = RequestDraft(
             lineNumber: lineNumber, customID: customID, shape: shape, body: bodyText, referenceModel: reference?.id, needs: needs,
-            deadlineAt: deadlineAt, maxCost: maxCost, tags: tags))
+            deadlineAt: deadlineAt, maxCost: maxCost, tags: tags)
+        if let group = PromptPrefix(body: body, dialect: shape.bodyDialect, leadingOnly: true).group { (draft.prefixGroup, draft.prefixTokens) = (group.id, group.tokens) }
+        return .success(draft)
     }
 
     /// A request no model could ever serve is rejected now rather than left to fail later.

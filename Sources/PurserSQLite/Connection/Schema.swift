@@ -432,6 +432,12 @@ public enum Schema {
             -- The dashboard's recent failures, without a scan of every request.
             CREATE INDEX requests_unsuccessful ON requests(id) WHERE state IN ('failed', 'expired');
             """),
+        Migration(version: 11, sql: """
+            -- Prompt caching: the group a request's leading content (tools, system prompt, all but its last message) puts
+            -- it in, as a hash, and that content's estimated tokens; requests of one group share a cacheable prefix.
+            ALTER TABLE requests ADD COLUMN prefix_group TEXT;
+            ALTER TABLE requests ADD COLUMN prefix_tokens INTEGER NOT NULL DEFAULT 0;
+            """),
     ])
 }
 

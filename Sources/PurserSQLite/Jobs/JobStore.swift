@@ -63,8 +63,9 @@ public struct JobStore {
         try RequestInserter(
             request: database.statement("""
                 INSERT INTO requests (job_id, line_number, custom_id, state, shape, reference_model, quality_floor, quality_tier,
-                    deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags, provider_filter)
-                VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    deadline_at, max_cost_pico, pinned_model, capabilities, input_tokens, max_output_tokens, tags, provider_filter,
+                    prefix_group, prefix_tokens)
+                VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (job_id, custom_id) DO NOTHING
                 """),
             body: database.statement("INSERT INTO request_bodies (request_id, body) VALUES (?, ?)"), database: database)
@@ -207,6 +208,8 @@ struct RequestInserter {
                 try request.bind(Int64(draft.needs.maxOutputTokens), at: 13)
                 try request.bind(draft.tags, at: 14)
                 try request.bind(draft.needs.providers?.json, at: 15)
+                try request.bind(draft.prefixGroup, at: 16)
+                try request.bind(Int64(draft.prefixTokens), at: 17)
                 try request.executeBound()
                 return database.changes == 1
             }
