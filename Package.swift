@@ -22,7 +22,7 @@ let package = Package(
         .executableTarget(name: "purser-crash-test", dependencies: ["PurserCLI", "PurserCore"]),
         .executableTarget(name: "purser-bench", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore"]),
         .executableTarget(name: "purser-jobgen", dependencies: ["PurserCore"]),
-        .executableTarget(name: "purser-fake-provider"),
+        .executableTarget(name: "purser-fake-provider", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser-fuzz", dependencies: ["PurserFuzz"]),
         .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
         .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore", "PurserFuzz"]),

@@ -27,7 +27,8 @@ enum Answers {
         return (definition["name"] as? String ?? "tool", arguments)
     }
 
-    static func openai(id: String, model: String, text: String, input: Int, output: Int, tool: (name: String, arguments: String)? = nil) -> String {
+    /// `cached`: prompt tokens read from the cache, reported as OpenAI does (part of `prompt_tokens`).
+    static func openai(id: String, model: String, text: String, input: Int, output: Int, tool: (name: String, arguments: String)? = nil, cached: Int = 0) -> String {
         let message = tool.map { tool in
             let arguments = tool.arguments.replacingOccurrences(of: "\"", with: "\\\"")
             return "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_\(id)\",\"type\":\"function\",\"function\":{\"name\":\"\(tool.name)\",\"arguments\":\"\(arguments)\"}}]}"
@@ -35,17 +36,20 @@ enum Answers {
         return """
         {"id":"\(id)","object":"chat.completion","created":\(Int(Date().timeIntervalSince1970)),"model":"\(model)","choices":[{"index":0,\
         "message":\(message),"finish_reason":"\(tool == nil ? "stop" : "tool_calls")"}],"usage":{"prompt_tokens":\(input),\
-        "completion_tokens":\(output),"total_tokens":\(input + output),"prompt_tokens_details":{"cached_tokens":0}}}
+        "completion_tokens":\(output),"total_tokens":\(input + output),"prompt_tokens_details":{"cached_tokens":\(cached)}}}
         """
     }
 
-    static func anthropic(id: String, model: String, text: String, input: Int, output: Int, tool: (name: String, arguments: String)? = nil) -> String {
+    /// `cached`: tokens read from the cache and written to it, reported as Anthropic does (apart from `input_tokens`).
+    static func anthropic(
+        id: String, model: String, text: String, input: Int, output: Int, tool: (name: String, arguments: String)? = nil, cached: (read: Int, written: Int) = (0, 0)
+    ) -> String {
         let content = tool.map { "[{\"type\":\"tool_use\",\"id\":\"toolu_\(id)\",\"name\":\"\($0.name)\",\"input\":\($0.arguments)}]" }
             ?? "[{\"type\":\"text\",\"text\":\"\(text)\"}]"
         return """
         {"id":"\(id)","type":"message","role":"assistant","model":"\(model)","content":\(content),\
-        "stop_reason":"\(tool == nil ? "end_turn" : "tool_use")","stop_sequence":null,"usage":{"input_tokens":\(input),"output_tokens":\(output),\
-        "cache_read_input_tokens":0,"cache_creation_input_tokens":0}}
+        "stop_reason":"\(tool == nil ? "end_turn" : "tool_use")","stop_sequence":null,"usage":{"input_tokens":\(input - cached.read - cached.written),\
+        "output_tokens":\(output),"cache_read_input_tokens":\(cached.read),"cache_creation_input_tokens":\(cached.written)}}
         """
     }
 }

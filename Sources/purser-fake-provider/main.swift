@@ -1,4 +1,5 @@
 import Foundation
+import PurserCore
 import Synchronization
 
 // purser-fake-provider: a local stand-in for OpenAI- and Anthropic-dialect endpoints, bound to 127.0.0.1,
@@ -7,6 +8,9 @@ import Synchronization
 //
 //   POST /v1/chat/completions, /chat/completions   openai dialect
 //   POST /v1/messages                              anthropic dialect
+//   --cache automatic|explicit [--cache-min N] [--cache-step N]: a prompt cache per model as the providers keep one
+//   (the simulator's: matched at content-block boundaries, Anthropic's only at cache_control breakpoints, readable once
+//   the answer that wrote it has begun), reported in each dialect's usage fields.
 //   GET  /stats                                    calls in all and per X-Purser-Request id, early retries, most calls at once,
 //                                                  batches created, batch lines per custom_id, files uploaded, and how many
 //                                                  requests carried a credential (Authorization or x-api-key)
@@ -55,6 +59,11 @@ struct Settings: Sendable {
     var cutResultsLine = false
     var unreadableUsage = false
     var noFilesList = false
+    /// Prompt caching as a provider keeps it: automatic (OpenAI's) or explicit (Anthropic's breakpoints), from
+    /// `cacheMinimum` tokens in steps of `cacheStep`; nil caches nothing.
+    var cacheMode: CachingRule.Mode?
+    var cacheMinimum = 1_024
+    var cacheStep: Int?
 
     init(_ arguments: [String]) {
         var index = 0
@@ -95,6 +104,9 @@ struct Settings: Sendable {
             case "--cut-results-line": cutResultsLine = true
             case "--unreadable-usage": unreadableUsage = true
             case "--no-files-list": noFilesList = true
+            case "--cache": cacheMode = CachingRule.Mode(rawValue: next())
+            case "--cache-min": cacheMinimum = Int(next()) ?? cacheMinimum
+            case "--cache-step": cacheStep = Int(next())
             default:
                 FileHandle.standardError.write(Data("purser-fake-provider: unknown option \(arguments[index])\n".utf8))
                 exit(64)
@@ -167,6 +179,27 @@ final class Server: Sendable {
     let settings: Settings
     let ledger = Ledger()
     let batches: FakeBatches
+    let cache = SimulatedCache()
+
+    /// What a live call reads from the fake's prompt cache and writes to it, in tokens, scaled to the fake's own count
+    /// of the body's input (a quarter of its bytes).
+    func cacheUse(body: [UInt8], anthropic: Bool, model name: String, input: Int) -> (read: Int, written: Int) {
+        guard let mode = settings.cacheMode, let object = (try? JSONParser.parse(body))?.objectValue else { return (0, 0) }
+        let step = settings.cacheStep ?? (mode == .automatic ? 128 : 1)
+        var model = Model(
+            id: "fake/\(name)", provider: "fake", providerModel: name,
+            prices: TokenPrices(input: TokenPrice(microUSDPerMillion: 2), output: TokenPrice(microUSDPerMillion: 2), cachedInput: TokenPrice(microUSDPerMillion: 1)),
+            contextWindow: 1_000_000, maxOutputTokens: 1_000, quality: 50, qualitySource: "fake",
+            rateLimits: RateLimits(requestsPerMinute: 1, tokensPerMinute: 1), speed: Speed(timeToFirstTokenMilliseconds: 1, outputTokensPerSecond: 1),
+            priceDate: "2026-12-06", priceSource: "https://example.com")
+        model.caching = CachingRule(mode: mode, minimumPrefixTokens: settings.cacheMinimum, stepTokens: min(step, settings.cacheMinimum), batch: .none, source: "https://example.com")
+        let prefix = PromptPrefix(body: object, dialect: anthropic ? .anthropic : .openai)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let used = cache.use(model: model, provider: "fake", prefix: prefix, now: now, answerBegins: now + Int64(settings.latencyMilliseconds), speedup: 1)
+        let estimate = max(prefix.totalTokens, 1)
+        let read = min(input * used.read / estimate, input) / step * step
+        return (read, min(input * used.written / estimate, input - read))
+    }
 
     init(settings: Settings) {
         self.settings = settings
@@ -281,15 +314,16 @@ final class Server: Sendable {
             return true
         }
         let (input, output, model) = Answers.shape(of: text, bytes: body.count)
+        let cached = cacheUse(body: body, anthropic: anthropic, model: model, input: input)
         ledger.succeeded(request)
         if anthropic {
             send(descriptor, status: 200, reason: "OK", body: Answers.anthropic(
-                id: "msg_fake_\(total)", model: model, text: "fake answer \(call)", input: input, output: output, tool: Answers.tool(in: text, anthropic: true)),
-                headers: ["request-id: req_fake_\(total)"])
+                id: "msg_fake_\(total)", model: model, text: "fake answer \(call)", input: input, output: output, tool: Answers.tool(in: text, anthropic: true),
+                cached: cached), headers: ["request-id: req_fake_\(total)"])
         } else {
             send(descriptor, status: 200, reason: "OK", body: Answers.openai(
-                id: "chatcmpl-fake-\(total)", model: model, text: "fake answer \(call)", input: input, output: output, tool: Answers.tool(in: text, anthropic: false)),
-                headers: ["x-request-id: req_fake_\(total)"])
+                id: "chatcmpl-fake-\(total)", model: model, text: "fake answer \(call)", input: input, output: output, tool: Answers.tool(in: text, anthropic: false),
+                cached: cached.read), headers: ["x-request-id: req_fake_\(total)"])
         }
         return true
     }

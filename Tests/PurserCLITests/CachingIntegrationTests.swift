@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+import PurserCore
+@testable import PurserSQLite
+
+/// Prompt caching over real HTTP: the fake provider caches as Anthropic does (only at the request's breakpoint, from
+/// 1,024 tokens, readable once the answer that wrote it has begun) and reports it in Anthropic's usage fields; Purser
+/// reads them and charges each result at the tables' rates for reads and writes.
+struct CachingIntegrationTests {
+    @Test func reportedCacheReadsAndWritesAreChargedAtTheTablesRates() async throws {
+        let server = try FakeProviderProcess(["--latency-ms", "20", "--cache", "explicit", "--cache-min", "1024"])
+        defer { server.stop() }
+        let directory = try fakePricing(port: server.port)
+        let models = URL(fileURLWithPath: directory).appendingPathComponent("models.json")
+        var text = try String(contentsOf: models, encoding: .utf8)
+        let medium = try #require(text.range(of: #""id": "fakeanthropic/medium""#))
+        var tail = String(text[medium.lowerBound...])
+        tail = tail.replacingOccurrences(of: #""prices": {"input": "1", "output": "5"}"#, with: #""prices": {"input": "1", "output": "5", "cached_input": "0.1", "cache_write_5m": "1.25"}"#)
+        tail = tail.replacingOccurrences(of: #""price_date""#, with: #""caching": {"mode": "explicit", "min_prefix_tokens": 1024, "batch": "none", "source": "https://example.com/caching"}, "price_date""#)
+        text = String(text[..<medium.lowerBound]) + tail
+        try text.write(to: models, atomically: true, encoding: .utf8)
+        let database = temporaryDatabase()
+        let shared = String(repeating: "Label each support ticket as urgent, normal or low, with one reason. ", count: 110)
+        var lines = ""
+        for index in 0..<12 {
+            lines += #"{"custom_id": "c\#(index)", "pin": true, "params": {"model": "medium", "max_tokens": 16, "system": [{"type": "text", "text": "\#(shared)", "cache_control": {"type": "ephemeral"}}], "messages": [{"role": "user", "content": "Ticket \#(index)"}]}}"# + "\n"
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("caching-\(UUID().uuidString).jsonl")
+        try lines.write(to: file, atomically: true, encoding: .utf8)
+        #expect(try await purser(["submit", file.path], database: database, pricing: directory).code == 0)
+        // One call at a time: each finds the prefix the one before it wrote.
+        let run = try await purser(["run", "--concurrency", "1"], database: database, pricing: directory)
+        #expect(run.code == 0, "\(run.error)")
+        let rows = try query(database, "SELECT input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_pico FROM results ORDER BY finished_at")
+            .map { $0.prefix(5).map { Int64($0) ?? -1 } }
+        try #require(rows.count == 12)
+        #expect(rows[0][1] == 0 && rows[0][2] > 1_500, "the first call writes the prefix: \(rows[0])")
+        #expect(rows.dropFirst().allSatisfy { $0[1] > 1_500 && $0[2] == 0 }, "the others read it: \(rows)")
+        // Each charge is the tables' rates: input $1, cached reads $0.10, five-minute writes $1.25, output $5 per million.
+        for row in rows {
+            #expect(row[4] == row[0] * 1_000_000 + row[1] * 100_000 + row[2] * 1_250_000 + row[3] * 5_000_000, "\(row)")
+        }
+        let charged = rows.reduce(0) { $0 + $1[4] }
+        let uncached = rows.reduce(0) { $0 + ($1[0] + $1[1] + $1[2]) * 1_000_000 + $1[3] * 5_000_000 }
+        #expect(charged * 100 < uncached * 30, "caching cut the bill by less than 70%: \(charged) against \(uncached)")
+        #expect(try integer(database, "SELECT sum(charged_pico) FROM monthly_charges") == Int(charged))
+    }
+}
