@@ -44,5 +44,11 @@ struct CachingIntegrationTests {
         let uncached = rows.reduce(0) { $0 + ($1[0] + $1[1] + $1[2]) * 1_000_000 + $1[3] * 5_000_000 }
         #expect(charged * 100 < uncached * 30, "caching cut the bill by less than 70%: \(charged) against \(uncached)")
         #expect(try integer(database, "SELECT sum(charged_pico) FROM monthly_charges") == Int(charged))
+        // The report's JSON counts the cached and the written tokens; results carry both.
+        let report = await purser(["report", "--month", "all", "--json"], database: database)
+        let total = try JSONParser.parse(report.out).objectValue?["total"]?.objectValue
+        #expect(total?["cached_tokens"]?.intValue == Int(rows.reduce(0) { $0 + $1[1] }) && total?["cache_write_tokens"]?.intValue == Int(rows[0][2]), "\(report.out.prefix(600))")
+        let results = await purser(["results", "1", "--format", "jsonl"], database: database)
+        #expect(results.out.contains(#""cache_write_tokens":\#(rows[0][2])"#), "\(results.out.prefix(400))")
     }
 }

@@ -9,7 +9,8 @@ extension SpendReport {
         func lineMembers(_ line: Line, share: Int64) -> [JSONObject.Member] {
             [
                 .init(key: "requests", value: .number(String(line.requests))), .init(key: "input_tokens", value: .number(String(line.inputTokens))),
-                .init(key: "cached_tokens", value: .number(String(line.cachedTokens))), .init(key: "output_tokens", value: .number(String(line.outputTokens))),
+                .init(key: "cached_tokens", value: .number(String(line.cachedTokens))),
+                .init(key: "cache_write_tokens", value: .number(String(line.cacheWriteTokens))), .init(key: "output_tokens", value: .number(String(line.outputTokens))),
                 .init(key: "cost_usd", value: .string(line.cost.exactUSD)), .init(key: "share_basis_points", value: .number(String(share))),
                 .init(key: "baseline_usd", value: .string(line.baseline.exactUSD)), .init(key: "savings_usd", value: .string(line.savings.exactUSD)),
             ]

@@ -35,6 +35,8 @@ public struct SpendReport: Sendable {
         /// Input tokens billed at the input rate (cache writes included).
         public var inputTokens: Int64
         public var cachedTokens: Int64
+        /// Of `inputTokens`, those written to a provider's prompt cache (billed at its write rate).
+        public var cacheWriteTokens: Int64 = 0
         public var outputTokens: Int64
         public var cost: Money
         /// What the same usage would have cost on each request's reference model, sync, at list price.
@@ -43,10 +45,12 @@ public struct SpendReport: Sendable {
         public var savings: Money { baseline - cost }
 
         package static func + (lhs: Line, rhs: Line) -> Line {
-            Line(
+            var sum = Line(
                 key: lhs.key, requests: lhs.requests + rhs.requests, inputTokens: lhs.inputTokens + rhs.inputTokens,
                 cachedTokens: lhs.cachedTokens + rhs.cachedTokens, outputTokens: lhs.outputTokens + rhs.outputTokens, cost: lhs.cost + rhs.cost,
                 baseline: lhs.baseline + rhs.baseline)
+            sum.cacheWriteTokens = lhs.cacheWriteTokens + rhs.cacheWriteTokens
+            return sum
         }
 
         package init(

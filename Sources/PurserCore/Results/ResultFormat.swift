@@ -79,6 +79,7 @@ public enum ResultFormat: String, Sendable, CaseIterable {
             object["mode"] = .string(answer.mode)
             object["input_tokens"] = .number(String(answer.usage.inputTokens + answer.usage.cachedInputTokens + answer.usage.cacheWriteTokens))
             object["cached_input_tokens"] = .number(String(answer.usage.cachedInputTokens))
+            object["cache_write_tokens"] = .number(String(answer.usage.cacheWriteTokens))
             object["output_tokens"] = .number(String(answer.usage.outputTokens))
             object["cost_usd"] = .string(answer.cost.exactUSD)
             object["simulated"] = .bool(answer.simulated)
