@@ -51,4 +51,35 @@ struct CachingIntegrationTests {
         let results = await purser(["results", "1", "--format", "jsonl"], database: database)
         #expect(results.out.contains(#""cache_write_tokens":\#(rows[0][2])"#), "\(results.out.prefix(400))")
     }
+
+    /// Requests of one job that share a long prefix are sent to Anthropic with a breakpoint at its end (they marked
+    /// none), so all but the first calls read it from the cache; a request whose prefix no other shares is sent as it
+    /// was, and writes nothing.
+    @Test func anthropicCallsSharingAPrefixGetABreakpointAndReadIt() async throws {
+        let database = temporaryDatabasePath()
+        let shared = String(repeating: "Extract the invoice number, the total and the due date as JSON. ", count: 90)
+        var lines = ""
+        for index in 0..<20 {
+            lines += #"{"custom_id": "s\#(index)", "pin": true, "deadline": "hour", "params": {"model": "claude-sonnet-4-5", "max_tokens": 40, "system": "\#(shared)", "messages": [{"role": "user", "content": "Invoice \#(index)"}]}}"# + "\n"
+        }
+        lines += #"{"custom_id": "alone", "pin": true, "deadline": "hour", "params": {"model": "claude-sonnet-4-5", "max_tokens": 40, "system": "\#(shared) Only this one.", "messages": [{"role": "user", "content": "Invoice X"}]}}"# + "\n"
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("breakpoints-\(UUID().uuidString).jsonl")
+        try lines.write(to: file, atomically: true, encoding: .utf8)
+        // The real executable, on the real clock: a cache entry is readable once its answer has begun, which a clock
+        // standing still (the in-process runs') never reaches.
+        let pricing = repository.appendingPathComponent("pricing").path
+        #expect(try await purser(["submit", file.path], database: database, pricing: pricing).code == 0)
+        let run = try await purser(["run", "--simulate", "--speedup", "600", "--concurrency", "2"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        let rows = try query(database, """
+            SELECT r.custom_id, s.cached_input_tokens, s.cache_write_tokens FROM results s JOIN requests r ON r.id = s.request_id ORDER BY s.finished_at
+            """)
+        try #require(rows.count == 21)
+        let group = rows.filter { $0[0] != "alone" }
+        let reads = group.filter { (Int($0[1]) ?? 0) > 1_000 }.count
+        let writes = group.filter { (Int($0[2]) ?? 0) > 1_000 }.count
+        // The first calls, made before any answer had begun, write; every later one reads.
+        #expect(writes >= 1 && writes <= 2 && reads == 20 - writes, "\(rows)")
+        #expect(rows.first { $0[0] == "alone" }.map { $0[1] == "0" && $0[2] == "0" } == true, "\(rows)")
+    }
 }

@@ -19,6 +19,8 @@ public struct ClaimedRequest: Sendable {
     /// provider's 429s hold it below the rate the plan counted on, or the plan was made a while before the run): a
     /// model with room now serves it instead.
     public var spillsOver = false
+    /// The request's prefix group: its leading content's estimated tokens and how many requests of its job share it.
+    public var prefixGroup: PrefixGroup?
 
     public var plannable: PlannableRequest {
         PlannableRequest(id: id, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)
@@ -72,5 +74,20 @@ public struct AttemptRecord: Sendable {
         self.error = error
         self.usage = usage
         self.simulated = simulated
+    }
+}
+
+/// A request's place among its job's requests that begin with the same content (`PromptPrefix.group`).
+public struct PrefixGroup: Sendable, Hashable {
+    public var id: String
+    /// The shared content's estimated tokens.
+    public var tokens: Int
+    /// Requests of the job in the group, this one among them.
+    public var requests: Int
+
+    public init(id: String, tokens: Int, requests: Int) {
+        self.id = id
+        self.tokens = tokens
+        self.requests = requests
     }
 }

@@ -525,8 +525,9 @@ public final class Dispatcher: Sendable {
         }
         let body: JSONObject
         do {
-            body = try DialectTranslation.requestBody(
-                stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode)
+            body = PromptCaching.withBreakpoint(
+                try DialectTranslation.requestBody(stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode),
+                model: model, provider: provider, group: request.prefixGroup)
         } catch {
             await limiter.release(slot)
             await fail(request, "\(error)", attempt: nil)

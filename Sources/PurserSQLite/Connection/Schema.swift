@@ -438,6 +438,11 @@ public enum Schema {
             ALTER TABLE requests ADD COLUMN prefix_group TEXT;
             ALTER TABLE requests ADD COLUMN prefix_tokens INTEGER NOT NULL DEFAULT 0;
             """),
+        Migration(version: 12, sql: """
+            -- A claimed request's group size, counted as it is claimed (Anthropic requests get a breakpoint only where
+            -- others share the prefix).
+            CREATE INDEX requests_by_prefix_group ON requests(job_id, prefix_group) WHERE prefix_group IS NOT NULL;
+            """),
     ])
 }
 

@@ -140,13 +140,14 @@ public actor DispatchStore {
         claim.requests = try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
                 r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, l.model, l.mode, b.body,
-                l.latest_start, r.provider_filter
+                l.latest_start, r.provider_filter, r.prefix_group, r.prefix_tokens,
+                (SELECT count(*) FROM requests g WHERE g.job_id = r.job_id AND g.prefix_group = r.prefix_group)
             FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE r.id IN (SELECT value FROM json_each(?))
             ORDER BY r.deadline_at, r.id
             """).rows([.text(claimedIDs)]) { row in
-            ClaimedRequest(
+            var request = ClaimedRequest(
                 id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
                 needs: RequestNeeds(
                     qualityFloor: row.int(4), qualityTier: row.text(5), inputTokens: row.int(6), maxOutputTokens: row.int(7),
@@ -155,6 +156,8 @@ public actor DispatchStore {
                 referenceModel: row.optionalText(10), deadlineAt: row.int64(11), maxCost: row.optionalInt64(12).map { Money(picoUSD: $0) },
                 attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16),
                 latestStart: row.int64(17), spillsOver: claim.spilling.contains(row.int64(0)))
+            if let group = row.optionalText(19) { request.prefixGroup = PrefixGroup(id: group, tokens: row.int(20), requests: row.int(21)) }
+            return request
         }
         return claim
     }
