@@ -27,6 +27,7 @@ public final class Dispatcher: Sendable {
     let baseline: Baseline
     private let state: RunState
     private let batches: BatchRunner
+    private let primers = CachePrimers()
 
     public init(
         storage: RunStorage, caller: any ModelCaller, catalog: PricingCatalog, environment: [String: String], options: RunOptions,
@@ -498,6 +499,35 @@ public final class Dispatcher: Sendable {
                 return
             }
         }
+        // A call that can read a cache its group's first call writes waits for that call's answer, but never past the
+        // moment it must start by, nor much longer than a few calls' time (a primer that hangs does not hold its group):
+        // caching is never a reason to miss a deadline.
+        var primer: String?
+        var primerDone = false
+        // A primer that returns before its call (no room by its latest start, a body that cannot be sent) hands the turn on.
+        defer { if let primer, !primerDone { Task { await self.primers.failed(primer) } } }
+        let primedLifetime = Int64(300_000 / (options.simulate ? max(options.simulationSpeedup, 0.001) : 1)) + 1
+        if let group = request.prefixGroup, group.requests >= 2, let rule = model.caching, group.tokens >= rule.minimumPrefixTokens,
+           mode == .sync || mode == .offpeak || (mode == .flex && rule.flex != .none) {
+            let key = CachePrimers.key(group: group.id, model: model.id)
+            let scale = options.simulate ? max(options.simulationSpeedup, 0.001) : 1
+            let callTime = Int64(Double(model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))) / scale) + 1
+            let step = max(callTime / 8, 1)
+            let started = clock.now()
+            let limit = min(latestStart(of: request, on: model) ?? Int64.max, started + 4 * callTime + 250)
+            waiting: while true {
+                let now = clock.now()
+                switch await primers.turn(key, now: now, lifetime: primedLifetime) {
+                case .prime: primer = key; break waiting
+                case .go: break waiting
+                case .wait:
+                    if now + step > limit { break waiting }
+                    await clock.pause(milliseconds: step)
+                }
+            }
+        }
+        // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
+        // its model's limits leave no room by then, a model with room now takes it, or it expires.
         // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
         // its model's limits leave no room by then, a model with room now takes it, or it expires.
         let tokens = request.needs.rateLimitTokens
@@ -540,6 +570,10 @@ public final class Dispatcher: Sendable {
         let outcome = await caller.call(call)
         await limiter.release(slot)
         let finished = clock.now()
+        if let primer {
+            if case .success = outcome { await primers.primed(primer, now: finished, lifetime: primedLifetime) } else { await primers.failed(primer) }
+            primerDone = true
+        }
         func attempt(_ outcome: String, status: Int?, error: String?, usage: Usage?, simulated: Bool) -> AttemptRecord {
             AttemptRecord(
                 model: model.id, provider: provider.name, mode: mode, startedAt: callStarted, latencyMilliseconds: finished - callStarted,
