@@ -141,7 +141,8 @@ public actor DispatchStore {
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
                 r.capabilities, r.pinned_model, r.reference_model, r.deadline_at, r.max_cost_pico, r.attempts, l.model, l.mode, b.body,
                 l.latest_start, r.provider_filter, r.prefix_group, r.prefix_tokens,
-                (SELECT count(*) FROM requests g WHERE g.job_id = r.job_id AND g.prefix_group = r.prefix_group)
+                CASE WHEN r.prefix_group IS NULL THEN 0 ELSE
+                    (SELECT count(*) FROM requests g WHERE g.job_id = r.job_id AND g.prefix_group IS NOT NULL AND g.prefix_group = r.prefix_group) END
             FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE r.id IN (SELECT value FROM json_each(?))
