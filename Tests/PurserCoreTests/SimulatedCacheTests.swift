@@ -104,3 +104,37 @@ struct SimulatedCacheTests {
     let full = PromptPrefix(body: try #require(try JSONParser.parse(#"{"messages": [{"role": "system", "content": "\#(system)"}, {"role": "user", "content": "Ticket 1"}]}"#).objectValue), dialect: .openai)
     #expect(full.group?.id == first.id && full.boundaries.count == 2)
 }
+
+/// What the dispatcher adds for caching: an Anthropic breakpoint at the end of a shared prefix, an OpenAI
+/// `prompt_cache_key` naming the group in buckets of about 150 requests; nothing where the prefix is not shared or
+/// too short, where the request set its own, or for a provider that may not know the field.
+@Test func dispatchMarksSharedPrefixesForEachProvidersCache() throws {
+    let catalog = try Fixtures.bundledCatalog()
+    let sonnet = try #require(catalog.model(id: "anthropic/claude-sonnet-4-5")), gpt = try #require(catalog.model(id: "openai/gpt-5-mini"))
+    let oss = try #require(catalog.model(id: "groq/openai/gpt-oss-120b"))
+    let anthropic = try #require(catalog.providers["anthropic"]), openai = try #require(catalog.providers["openai"]), groq = try #require(catalog.providers["groq"])
+    let system = String(repeating: "Shared instructions. ", count: 400)
+    let group = PrefixGroup(id: "00000000000000ab", tokens: 2_100, requests: 400)
+    func object(_ text: String) throws -> JSONObject { try #require(try JSONParser.parse(text).objectValue) }
+
+    let claude = try object(#"{"model": "claude-sonnet-4-5", "max_tokens": 9, "system": "\#(system)", "messages": [{"role": "user", "content": "Q"}]}"#)
+    let marked = PromptCaching.withBreakpoint(claude, model: sonnet, provider: anthropic, group: group)
+    let block = marked["system"]?.arrayValue?.first?.objectValue
+    #expect(block?["text"]?.stringValue == system && block?["cache_control"]?.objectValue?["type"]?.stringValue == "ephemeral")
+    #expect(marked["messages"] == claude["messages"], "the request's own message is left as it was")
+    #expect(PromptCaching.withBreakpoint(claude, model: sonnet, provider: anthropic, group: PrefixGroup(id: "x", tokens: 2_100, requests: 1)) == claude)
+    #expect(PromptCaching.withBreakpoint(claude, model: sonnet, provider: anthropic, group: PrefixGroup(id: "x", tokens: 800, requests: 50)) == claude)
+    #expect(PromptCaching.withBreakpoint(marked, model: sonnet, provider: anthropic, group: group) == marked, "its own breakpoints are kept")
+    // A multi-turn request: the breakpoint ends the turn before its last message.
+    let turns = try object(#"{"system": "s", "messages": [{"role": "user", "content": "\#(system)"}, {"role": "assistant", "content": "A"}, {"role": "user", "content": "Q"}]}"#)
+    let markedTurns = PromptCaching.withBreakpoint(turns, model: sonnet, provider: anthropic, group: group)
+    #expect(markedTurns["messages"]?.arrayValue?[1].objectValue?["content"]?.arrayValue?.first?.objectValue?["cache_control"] != nil)
+
+    let chat = try object(#"{"model": "gpt-5-mini", "messages": [{"role": "system", "content": "\#(system)"}, {"role": "user", "content": "Q"}]}"#)
+    let keys = Set((0..<400).compactMap { PromptCaching.withCacheKey(chat, requestID: Int64($0), model: gpt, provider: openai, group: group)["prompt_cache_key"]?.stringValue })
+    #expect(keys.count == 3 && keys.allSatisfy { $0.hasPrefix("purser-00000000000000ab-") }, "\(keys)")
+    #expect(PromptCaching.withCacheKey(chat, requestID: 1, model: oss, provider: groq, group: group)["prompt_cache_key"] == nil)
+    var own = chat
+    own["prompt_cache_key"] = .string("mine")
+    #expect(PromptCaching.withCacheKey(own, requestID: 1, model: gpt, provider: openai, group: group)["prompt_cache_key"]?.stringValue == "mine")
+}

@@ -555,9 +555,11 @@ public final class Dispatcher: Sendable {
         }
         let body: JSONObject
         do {
-            body = PromptCaching.withBreakpoint(
-                try DialectTranslation.requestBody(stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode),
-                model: model, provider: provider, group: request.prefixGroup)
+            body = PromptCaching.withCacheKey(
+                PromptCaching.withBreakpoint(
+                    try DialectTranslation.requestBody(stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode),
+                    model: model, provider: provider, group: request.prefixGroup),
+                requestID: request.id, model: model, provider: provider, group: request.prefixGroup)
         } catch {
             await limiter.release(slot)
             await fail(request, "\(error)", attempt: nil)

@@ -38,6 +38,24 @@ public enum PromptCaching {
         return body
     }
 
+    /// An OpenAI call of a group gets a `prompt_cache_key` naming the group, so that its requests reach the machines
+    /// that hold its prefix; the group is spread over buckets of about 150 requests each, as OpenAI advises keeping a
+    /// prefix and key under about 15 requests a minute (a bucket's share of a group served over ten minutes). Only
+    /// OpenAI itself is sent the field (other OpenAI-dialect providers may refuse a parameter they do not know), and a
+    /// body that names its own key keeps it.
+    public static func withCacheKey(_ body: JSONObject, requestID: Int64, model: Model, provider: Provider, group: PrefixGroup?) -> JSONObject {
+        guard provider.name == "openai", provider.dialect == .openai, let rule = model.caching, rule.mode == .automatic, let group,
+              group.requests >= 2, group.tokens >= rule.minimumPrefixTokens, body["prompt_cache_key"] == nil
+        else { return body }
+        let buckets = Int64(max(1, (group.requests + bucketRequests - 1) / bucketRequests))
+        var body = body
+        body["prompt_cache_key"] = .string("purser-\(group.id)-\(requestID % buckets)")
+        return body
+    }
+
+    /// Requests of a group per `prompt_cache_key` bucket.
+    public static let bucketRequests = 150
+
     /// Whether any block of the body already carries `cache_control`.
     static func marksBreakpoints(_ value: JSONValue) -> Bool {
         switch value {
