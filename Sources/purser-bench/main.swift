@@ -25,14 +25,15 @@ struct Bench {
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|service|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|service|caching|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
                             [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
                                   batch: a week-long job through the fake batch API; service: purser serve through
-                                  the official SDK beside purser submit, and pollers beside calls in flight; estimate: input-token estimates
+                                  the official SDK beside purser submit, and pollers beside calls in flight; caching: a
+                                  prefix-heavy job through the caching fake, cache-aware and cache-blind; estimate: input-token estimates
                                   before and after calibration; hard: plan every kind of hard instance
                                   (1,500 to 100,000 requests) and print time, gap and bound; crosscheck:
                                   write planning instances for scripts/crosscheck-planner.sh
@@ -115,7 +116,7 @@ func rate(_ count: Int, _ time: Double) -> String { "\(Int(Double(count) / time)
 
 let bench = Bench(arguments: Array(CommandLine.arguments.dropFirst()))
 // The live and batch phases run the real executables beside this one.
-if ["all", "dispatch", "faults", "batch", "service"].contains(bench.phase) {
+if ["all", "dispatch", "faults", "batch", "service", "caching"].contains(bench.phase) {
     let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let missing = ["purser", "purser-fake-provider"].filter { !FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent($0).path) }
     if !missing.isEmpty {
@@ -421,4 +422,28 @@ if bench.phase == "all" || bench.phase == "service" {
     row("200 clients polling batches.retrieve", "\(Int(Double(polls.answers) / polls.seconds).formatted()) answers/s",
         String(format: "p50 %.1f ms, p99 %.1f ms; %d errors; run service %d calls in flight after, at most %d at the fake (5 s a call)",
             polls.p50Milliseconds, polls.p99Milliseconds, polls.errors, polls.inFlightDuring, polls.peakInFlight))
+}
+
+// Caching: 10,000 requests sharing a 3,000-token prefix with 300 tokens of their own, through the fake provider caching as
+// Anthropic does, served with caching in the tables (breakpoints, one primer per group) and without (no breakpoint).
+if bench.phase == "all" || bench.phase == "caching" {
+    print()
+    let requests = 10_000
+    let fake = try DispatchBench.FakeServer(latencyMilliseconds: 20, faults: ["--cache", "explicit", "--cache-min", "1024"])
+    let job = bench.work + "/caching-job.jsonl"
+    try CachingBench.writeJob(requests: requests, prefixTokens: 3_000, uniqueTokens: 300, to: job)
+    let aware = bench.work + "/caching-pricing-aware", blind = bench.work + "/caching-pricing-blind"
+    try CachingBench.writePricing(port: fake.port, pricing: bench.pricing, to: aware, caching: true)
+    try CachingBench.writePricing(port: fake.port, pricing: bench.pricing, to: blind, caching: false)
+    let withCache = try CachingBench.run(job: job, pricing: aware, work: bench.work, name: "aware")
+    let without = try CachingBench.run(job: job, pricing: blind, work: bench.work, name: "blind")
+    fake.stop()
+    func error(_ figures: CachingBench.Figures) -> String {
+        String(format: "%+.1f%%", (Double(figures.estimated.picoUSD) / Double(max(figures.billed.picoUSD, 1)) - 1) * 100)
+    }
+    row("cache-blind, billed input", without.billedInput.formatted, "\(without.results.formatted()) results in \(String(format: "%.1f", without.seconds)) s; \(without.reads) read the cache; estimate \(error(without)) of the billed \(without.billed.formatted)")
+    row("cache-aware, billed input", withCache.billedInput.formatted,
+        String(format: "goal ≥ 60%% lower: %.1f%% lower; ", (1 - Double(withCache.billedInput.picoUSD) / Double(max(without.billedInput.picoUSD, 1))) * 100)
+            + "\(withCache.reads) of \(withCache.results - 1) possible read the cache (goal ≥ 95%), \(withCache.writes) wrote it; \(String(format: "%.1f", withCache.seconds)) s")
+    row("cache-aware, estimate against billed", error(withCache), "goal within 5%: the plan does not price caching yet (estimate \(withCache.estimated.formatted), billed \(withCache.billed.formatted))")
 }
