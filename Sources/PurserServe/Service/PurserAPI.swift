@@ -198,7 +198,9 @@ struct PurserAPI {
                 let totals = try store.jobs.planTotals(job: id)
                 let spent = try store.results.spend(job: id).cost
                 let elapsed = max(now - job.submittedAt, 1)
-                let eta: JSONValue = done > 0 && done < total ? .number(String(Int64(total - done) * elapsed / Int64(done) / 1000)) : .null
+                // At the pace so far, in seconds (in floating point: a rough figure, and no product of counts can overflow).
+                let eta: JSONValue = done > 0 && done < total
+                    ? .number(String(Int64(min(Double(total - done) * Double(elapsed) / Double(done) / 1000, 1e12)))) : .null
                 for batch in try store.jobs.openBatches(job: id) {
                     openBatches.append(.object(JSONObject([
                         "job": .number(String(id)), "provider": .string(batch.provider), "model": .string(batch.model), "requests": .number(String(batch.requests)),
