@@ -48,6 +48,12 @@ struct CachingIntegrationTests {
         let report = await purser(["report", "--month", "all", "--json"], database: database)
         let total = try JSONParser.parse(report.out).objectValue?["total"]?.objectValue
         #expect(total?["cached_tokens"]?.intValue == Int(rows.reduce(0) { $0 + $1[1] }) && total?["cache_write_tokens"]?.intValue == Int(rows[0][2]), "\(report.out.prefix(600))")
+        // What caching saved: reads at $1 less $0.10, less writes at $1.25 beyond $1, per million tokens.
+        let saved = rows.reduce(Int64(0)) { $0 + $1[1] * 900_000 - $1[2] * 250_000 }
+        #expect(total?["cache_saving_usd"]?.stringValue == Money(picoUSD: saved).exactUSD, "\(report.out.prefix(900))")
+        #expect(saved == uncached - charged)
+        let table = await purser(["report", "--month", "all"], database: database)
+        #expect(table.out.contains("of which prompt caching saved \(Money(picoUSD: saved).formatted)"), "\(table.out)")
         let results = await purser(["results", "1", "--format", "jsonl"], database: database)
         #expect(results.out.contains(#""cache_write_tokens":\#(rows[0][2])"#), "\(results.out.prefix(400))")
     }

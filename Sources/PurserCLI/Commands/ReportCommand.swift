@@ -93,6 +93,9 @@ enum ReportCommand {
             out += "\namounts rounded to \(display.decimals) places so that lines add up to the total; --format json or csv gives them exactly\n"
             if report.total.baseline.picoUSD > 0 {
                 out += "saved \(report.total.savings.formatted) (\(percentText(report.total.savings.basisPoints(of: report.total.baseline) ?? 0))) against every request on its reference model at list price\n"
+                if report.total.cacheSaving != .zero {
+                    out += "of which prompt caching saved \(report.total.cacheSaving.formatted): \(grouped(report.total.cachedTokens)) tokens read from the providers' caches, \(grouped(report.total.cacheWriteTokens)) written\n"
+                }
             }
             if report.unsettled.calls > 0 { out += BudgetCommand.unsettledLine(calls: report.unsettled.calls, amount: report.unsettled.amount) + "\n" }
         }

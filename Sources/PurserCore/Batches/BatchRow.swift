@@ -106,7 +106,7 @@ public struct BatchMember: Sendable {
 
 /// What becomes of a request after its batch line was read.
 public enum BatchDecision: Sendable {
-    case succeed(ProviderResponse, cost: Money, baseline: Money)
+    case succeed(ProviderResponse, cost: Money, baseline: Money, cacheSaving: Money)
     /// Planned again (a later batch, or live if the deadline is near), this try counted.
     case replan(String)
     /// Planned again for a live call (the batch expired on it, or was cancelled to meet its deadline).

@@ -365,9 +365,10 @@ final class BatchRunner: Sendable {
         guard let model = catalog.model(id: batch.model) else { return .replan("\(batch.model) is no longer in the pricing tables") }
         switch outcome {
         case .succeeded(let response):
-            let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: .batch, at: now))
+            let prices = Charges.prices(of: model, mode: .batch, at: now)
+            let cost = Charges.cost(of: response.usage, prices: prices)
             let baselineCost = baseline.model(for: member.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
-            return .succeed(response, cost: cost, baseline: baselineCost)
+            return .succeed(response, cost: cost, baseline: baselineCost, cacheSaving: Charges.cacheSaving(of: response.usage, prices: prices))
         case .expired:
             // The provider could not serve it in its window: planned for a live call rather than another day's wait.
             return .replanLive("batch \(batch.id)'s window ended before it was served; planned for a live call")

@@ -49,6 +49,13 @@ public enum Charges {
         }.max() ?? .zero
     }
 
+    /// What caching saved on `usage` at `prices`: reads at input price less reads at the cached price, less writes at
+    /// their price beyond input.
+    public static func cacheSaving(of usage: Usage, prices: TokenPrices) -> Money {
+        prices.input.cost(tokens: usage.cachedInputTokens) - prices.cachedInput.cost(tokens: usage.cachedInputTokens)
+            - (cacheWrite(prices).cost(tokens: usage.cacheWriteTokens) - prices.input.cost(tokens: usage.cacheWriteTokens))
+    }
+
     public static func cost(of usage: Usage, prices: TokenPrices) -> Money {
         prices.input.cost(tokens: usage.inputTokens)
             + prices.cachedInput.cost(tokens: usage.cachedInputTokens)

@@ -586,15 +586,17 @@ public final class Dispatcher: Sendable {
             // A paid answer is kept even when the run is stopping.
             if let change = await health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
             await limiter.recovered(model, latencyMilliseconds: finished - callStarted)
-            let cost = Charges.cost(of: response.usage, prices: Charges.prices(of: model, mode: mode, at: windowOpening ?? callStarted))
+            let prices = Charges.prices(of: model, mode: mode, at: windowOpening ?? callStarted)
+            let cost = Charges.cost(of: response.usage, prices: prices)
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
             let baselineCost = baseline.model(for: request.plannable).map { Charges.cost(of: response.usage, prices: $0.prices) } ?? cost
-            let answer = PaidAnswer(
+            var answer = PaidAnswer(
                 requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier,
                 maxOutputTokens: model.outputAllowance(request.needs.maxOutputTokens), model: model.id, provider: provider.name,
                 dialect: provider.dialect, mode: mode, response: response, cost: cost, baseline: baselineCost,
                 attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
                 finishedAt: finished)
+            answer.cacheSaving = Charges.cacheSaving(of: response.usage, prices: prices)
             let kept = await storeAnswer(answer, of: request)
             if kept { await state.succeeded(cost: cost) }
         case .failure where Task.isCancelled:

@@ -16,6 +16,9 @@ public struct PaidAnswer: Sendable {
     public var response: ProviderResponse
     public var cost: Money
     public var baseline: Money
+    /// What caching saved on this answer: its cached reads at the input price less what they cost, less what its cache
+    /// writes cost beyond the input price (`Charges.cacheSaving`); negative when writes were not paid back.
+    public var cacheSaving = Money.zero
     public var attempt: AttemptRecord
     public var finishedAt: Int64
 

@@ -140,7 +140,8 @@ extension PaidAnswer {
             "body": .string(response.body), "simulated": .bool(response.simulated),
             "input_tokens": number(Int64(response.usage.inputTokens)), "cached_input_tokens": number(Int64(response.usage.cachedInputTokens)),
             "cache_write_tokens": number(Int64(response.usage.cacheWriteTokens)), "output_tokens": number(Int64(response.usage.outputTokens)),
-            "cost_pico": number(cost.picoUSD), "baseline_pico": number(baseline.picoUSD), "finished_at": number(finishedAt),
+            "cost_pico": number(cost.picoUSD), "baseline_pico": number(baseline.picoUSD), "cache_saving_pico": number(cacheSaving.picoUSD),
+            "finished_at": number(finishedAt),
             "started_at": number(attempt.startedAt), "latency_ms": number(attempt.latencyMilliseconds),
         ]))
     }
@@ -168,5 +169,7 @@ extension PaidAnswer {
                 model: model, provider: provider, mode: mode, startedAt: started, latencyMilliseconds: latency, status: Int(status),
                 outcome: "succeeded", error: nil, usage: usage, simulated: simulated),
             finishedAt: finished)
+        // Written by this purser and later; a file an older one wrote has none (then nothing is counted as saved).
+        cacheSaving = Money(picoUSD: int("cache_saving_pico") ?? 0)
     }
 }

@@ -49,7 +49,7 @@ public struct ReportDisplay: Sendable {
 }
 
 /// 1234567 → "1,234,567".
-func grouped(_ value: Int64) -> String {
+public func grouped(_ value: Int64) -> String {
     let digits = String(value.magnitude)
     var text = ""
     for (index, character) in digits.enumerated() {

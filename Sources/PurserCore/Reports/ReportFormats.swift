@@ -13,6 +13,7 @@ extension SpendReport {
                 .init(key: "cache_write_tokens", value: .number(String(line.cacheWriteTokens))), .init(key: "output_tokens", value: .number(String(line.outputTokens))),
                 .init(key: "cost_usd", value: .string(line.cost.exactUSD)), .init(key: "share_basis_points", value: .number(String(share))),
                 .init(key: "baseline_usd", value: .string(line.baseline.exactUSD)), .init(key: "savings_usd", value: .string(line.savings.exactUSD)),
+                .init(key: "cache_saving_usd", value: .string(line.cacheSaving.exactUSD)),
             ]
         }
         let shares = self.shares

@@ -37,6 +37,8 @@ public struct SpendReport: Sendable {
         public var cachedTokens: Int64
         /// Of `inputTokens`, those written to a provider's prompt cache (billed at its write rate).
         public var cacheWriteTokens: Int64 = 0
+        /// What caching saved (`PaidAnswer.cacheSaving`, summed).
+        public var cacheSaving = Money.zero
         public var outputTokens: Int64
         public var cost: Money
         /// What the same usage would have cost on each request's reference model, sync, at list price.
@@ -50,6 +52,7 @@ public struct SpendReport: Sendable {
                 cachedTokens: lhs.cachedTokens + rhs.cachedTokens, outputTokens: lhs.outputTokens + rhs.outputTokens, cost: lhs.cost + rhs.cost,
                 baseline: lhs.baseline + rhs.baseline)
             sum.cacheWriteTokens = lhs.cacheWriteTokens + rhs.cacheWriteTokens
+            sum.cacheSaving = lhs.cacheSaving + rhs.cacheSaving
             return sum
         }
 

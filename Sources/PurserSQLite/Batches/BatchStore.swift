@@ -360,13 +360,14 @@ extension DispatchStore {
                 let reservation = billedUnread ? nil : try dropReservation(member.requestID, owner: owner)
                 if billedUnread { try ledger.unsettle(requests: [member.requestID], now: now) }
                 switch decision {
-                case .succeed(let response, let cost, let baseline):
+                case .succeed(let response, let cost, let baseline, let cacheSaving):
                     guard try lifecycle.endLease(member.requestID, owner: owner, state: .succeeded, error: nil) else { continue }
-                    let answer = PaidAnswer(
+                    var answer = PaidAnswer(
                         requestID: member.requestID, jobID: member.jobID, tier: member.needs.qualityTier,
                         maxOutputTokens: model?.outputAllowance(member.needs.maxOutputTokens) ?? member.needs.maxOutputTokens, model: batch.model,
                         provider: batch.provider, dialect: batch.dialect, mode: .batch, response: response, cost: cost, baseline: baseline,
                         attempt: attempt("succeeded", response.statusCode, nil, response.usage, response.simulated), finishedAt: now)
+                    answer.cacheSaving = cacheSaving
                     try storeAnswer(answer, estimatedInputTokens: member.needs.inputTokens, reservation: reservation, worker: owner, into: &totals)
                     counts.succeeded += 1
                     counts.spend += cost

@@ -443,6 +443,11 @@ public enum Schema {
             -- others share the prefix).
             CREATE INDEX requests_by_prefix_group ON requests(job_id, prefix_group) WHERE prefix_group IS NOT NULL;
             """),
+        Migration(version: 13, sql: """
+            -- What caching saved on each answer (its reads at input price less their cost, less its writes' cost beyond
+            -- input), in pico-USD; negative when writes were not paid back. Answers stored before are counted as saving nothing.
+            ALTER TABLE results ADD COLUMN cache_saving_pico INTEGER NOT NULL DEFAULT 0;
+            """),
     ])
 }
 

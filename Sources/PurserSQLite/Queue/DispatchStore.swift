@@ -316,14 +316,14 @@ public actor DispatchStore {
         let response = answer.response
         try database.statement("""
             INSERT INTO results (request_id, model, provider, dialect, mode, status_code, provider_request_id, body, input_tokens,
-                cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at, billed_at, baseline_pico)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                cached_input_tokens, cache_write_tokens, output_tokens, cost_pico, simulated, finished_at, billed_at, baseline_pico, cache_saving_pico)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute([
             .integer(answer.requestID), .text(answer.model), .text(answer.provider), .text(answer.dialect.rawValue), .text(answer.mode.rawValue),
             .int(response.statusCode), .optionalText(response.providerRequestID), .text(response.body), .int(response.usage.inputTokens),
             .int(response.usage.cachedInputTokens), .int(response.usage.cacheWriteTokens), .int(response.usage.outputTokens),
             .integer(answer.cost.picoUSD), .int(response.simulated ? 1 : 0), .integer(answer.finishedAt), .integer(billedAt),
-            .integer(answer.baseline.picoUSD),
+            .integer(answer.baseline.picoUSD), .integer(answer.cacheSaving.picoUSD),
         ])
         try insertAttempt(answer.attempt, request: answer.requestID, worker: worker)
         totals.add(answer, project: project, billedAt: billedAt, estimatedInputTokens: estimatedInputTokens)

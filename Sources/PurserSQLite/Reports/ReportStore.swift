@@ -70,7 +70,7 @@ public struct ReportStore {
         }
         return try database.statement("""
             SELECT \(key), count(*), sum(s.input_tokens + s.cache_write_tokens), sum(s.cached_input_tokens), sum(s.output_tokens),
-                sum(s.cost_pico), sum(s.baseline_pico), sum(s.cache_write_tokens)
+                sum(s.cost_pico), sum(s.baseline_pico), sum(s.cache_write_tokens), sum(s.cache_saving_pico)
             FROM results s JOIN requests r ON r.id = s.request_id JOIN jobs j ON j.id = r.job_id
             WHERE s.simulated = ?1 AND s.billed_at >= ?2 AND s.billed_at < ?3 AND (?4 IS NULL OR j.project = ?4) AND (?5 IS NULL OR j.id = ?5)
             GROUP BY 1 ORDER BY \(grouping == .day || grouping == .month ? "1" : "6 DESC, 1")
@@ -79,6 +79,7 @@ public struct ReportStore {
                 key: row.text(0), requests: row.int64(1), inputTokens: row.int64(2), cachedTokens: row.int64(3), outputTokens: row.int64(4),
                 cost: Money(picoUSD: row.int64(5)), baseline: Money(picoUSD: row.int64(6)))
             line.cacheWriteTokens = row.int64(7)
+            line.cacheSaving = Money(picoUSD: row.int64(8))
             return line
         }
     }
