@@ -83,8 +83,15 @@ public struct LiteLLMImport {
             seen.insert(id)
             var batch: TokenPrices?
             if let batchInput = entry["input_cost_per_token_batches"]?.numberText, let batchOutput = entry["output_cost_per_token_batches"]?.numberText {
-                batch = try? tokenPrices(input: batchInput, output: batchOutput, cached: entry["cache_read_input_token_cost_batches"]?.numberText)
-                if var priced = batch, (try? addWrites(&priced, entry, suffix: "_batches")) != nil { batch = priced }
+                // A batch price (or batch write price) that cannot be represented leaves the model without batch prices, as
+                // the current row's are then kept (below): never half a mode's prices.
+                do {
+                    var priced = try tokenPrices(input: batchInput, output: batchOutput, cached: entry["cache_read_input_token_cost_batches"]?.numberText)
+                    try addWrites(&priced, entry, suffix: "_batches")
+                    batch = priced
+                } catch {
+                    batch = nil
+                }
             }
             var flex: TokenPrices?
             if provider == "openai", let flexInput = entry["input_cost_per_token_flex"]?.numberText,

@@ -51,7 +51,10 @@ final class HTTPConnection: @unchecked Sendable {
             if stopping() { return false }
             var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, 250)
-            if ready > 0 { return (try? fill()) == true }
+            if ready > 0 {
+                // A read that fails here is a client gone or silent: the connection just ends.
+                do { return try fill() } catch { return false }
+            }
             if ready < 0 && errno != EINTR { return false }
             waited += 250
         }
@@ -175,41 +178,20 @@ final class HTTPConnection: @unchecked Sendable {
         case .file(let path, let length):
             head += "Content-Length: \(length)\r\n\r\n"
             try write(Array(head.utf8))
-            guard !headOnly, let handle = FileHandle(forReadingAtPath: path) else { return }
-            defer { try? handle.close() }
+            guard !headOnly else { return }
+            let file = open(path, O_RDONLY)
+            guard file >= 0 else { throw HTTPFailure.closed }
+            defer { Foundation.close(file) }
             var left = length
+            var piece = [UInt8](repeating: 0, count: 1 << 20)
             while left > 0 {
-                guard let data = try handle.read(upToCount: Int(min(left, 1 << 20))), !data.isEmpty else { throw HTTPFailure.closed }
-                try write([UInt8](data))
-                left -= Int64(data.count)
+                let count = read(file, &piece, Int(min(left, Int64(piece.count))))
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { throw HTTPFailure.closed }
+                try write(Array(piece[0..<count]))
+                left -= Int64(count)
             }
-        case .stream(let produce):
-            head += "Transfer-Encoding: chunked\r\n\r\n"
-            try write(Array(head.utf8))
-            let sink = ChunkedSink(connection: self)
-            try produce(sink)
-            try sink.flush()
-            try write(Array("0\r\n\r\n".utf8))
         }
-    }
-}
-
-/// Gathers small writes into chunks of about 64 KiB.
-final class ChunkedSink: ChunkSink, @unchecked Sendable {
-    let connection: HTTPConnection
-    private var pending: [UInt8] = []
-
-    init(connection: HTTPConnection) { self.connection = connection }
-
-    func write(_ bytes: [UInt8]) throws {
-        pending += bytes
-        if pending.count >= 65_536 { try flush() }
-    }
-
-    func flush() throws {
-        guard !pending.isEmpty else { return }
-        try connection.write(Array((String(pending.count, radix: 16) + "\r\n").utf8) + pending + [13, 10])
-        pending.removeAll(keepingCapacity: true)
     }
 }
 
@@ -222,24 +204,18 @@ public final class HTTPBody: @unchecked Sendable {
     private var ended = false
     public private(set) var received: Int64 = 0
     public let limit: Int64
-    /// The length the client declared, when it did.
-    public let declaredLength: Int64?
 
     init(connection: HTTPConnection, request: HTTPRequest, limit: Int64) throws {
         self.connection = connection
         self.limit = limit
         chunked = request.headers["transfer-encoding"]?.lowercased().contains("chunked") == true
-        if chunked {
-            declaredLength = nil
-        } else if let text = request.headers["content-length"] {
+        if !chunked, let text = request.headers["content-length"] {
             guard let length = Int64(text), length >= 0 else { throw HTTPFailure(400, "Content-Length '\(text)' is not a length") }
-            declaredLength = length
+            guard length <= limit else { throw HTTPFailure(413, "the body is \(length) bytes; at most \(limit) are accepted here") }
             remaining = length
-        } else {
-            declaredLength = 0
+        } else if !chunked {
             remaining = 0
         }
-        if let declaredLength, declaredLength > limit { throw HTTPFailure(413, "the body is \(declaredLength) bytes; at most \(limit) are accepted here") }
         ended = remaining == 0
     }
 
@@ -284,12 +260,6 @@ public final class HTTPBody: @unchecked Sendable {
         var bytes: [UInt8] = []
         while try read(into: &bytes, upTo: 65_536) > 0 {}
         return bytes
-    }
-
-    /// Reads and drops what is left, so the connection can carry the next request.
-    func drain() throws {
-        var scratch: [UInt8] = []
-        while try read(into: &scratch, upTo: 65_536) > 0 { scratch.removeAll(keepingCapacity: true) }
     }
 
     var isFinished: Bool { ended }

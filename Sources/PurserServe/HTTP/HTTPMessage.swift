@@ -28,13 +28,12 @@ public struct HTTPRequest: Sendable {
     }
 }
 
-/// An answer: its status, headers and body (bytes, a file streamed from disk, or rows written as they are made).
+/// An answer: its status, headers and body (bytes, or a file streamed from disk).
 public struct HTTPResponse: Sendable {
     public enum Body: Sendable {
         case bytes([UInt8])
+        /// A file streamed from disk.
         case file(path: String, length: Int64)
-        /// Written in chunks as the closure makes them (chunked transfer encoding).
-        case stream(@Sendable (ChunkSink) throws -> Void)
     }
 
     public var status: Int
@@ -78,11 +77,6 @@ public struct HTTPResponse: Sendable {
         default: "Status"
         }
     }
-}
-
-/// Where a streamed body's chunks go.
-public protocol ChunkSink: Sendable {
-    func write(_ bytes: [UInt8]) throws
 }
 
 /// Why the server stopped reading a request, and how it answers.

@@ -24,7 +24,6 @@ public final class HTTPServer: Sendable {
         var connections = 0
         var exchanges = 0
         var stopping = false
-        var served = 0
     }
 
     private let state = Mutex(State())
@@ -68,7 +67,7 @@ public final class HTTPServer: Sendable {
     }
 
     /// Connections open and exchanges being answered now.
-    public var load: (connections: Int, exchanges: Int, served: Int) { state.withLock { ($0.connections, $0.exchanges, $0.served) } }
+    public var load: (connections: Int, exchanges: Int) { state.withLock { ($0.connections, $0.exchanges) } }
 
     private var stopping: Bool { state.withLock { $0.stopping } }
 
@@ -86,9 +85,7 @@ public final class HTTPServer: Sendable {
                 return true
             }
             guard admitted else {
-                let refusal = HTTPConnection(descriptor: connection, limits: limits)
-                try? refusal.send(handler.failed(HTTPFailure(503, "the server has \(limits.connections) connections open; retry shortly"), request: nil),
-                    requestID: HTTPConnection.newRequestID(), close: true)
+                refuse(HTTPConnection(descriptor: connection, limits: limits), HTTPFailure(503, "the server has \(limits.connections) connections open; retry shortly"), request: nil)
                 close(connection)
                 continue
             }
@@ -105,23 +102,25 @@ public final class HTTPServer: Sendable {
     private func serve(_ connection: HTTPConnection) {
         while connection.awaitRequest(stopping: { stopping }) {
             state.withLock { $0.exchanges += 1 }
-            defer { state.withLock { $0.exchanges -= 1; $0.served += 1 } }
+            defer { state.withLock { $0.exchanges -= 1 } }
             let request: HTTPRequest
             do {
                 guard let read = try connection.readHead() else { return }
                 request = read
             } catch let failure as HTTPFailure {
-                if failure.status > 0 { try? connection.send(handler.failed(failure, request: nil), requestID: HTTPConnection.newRequestID(), close: true) }
+                if failure.status > 0 { refuse(connection, failure, request: nil) }
                 return
             } catch { return }
             let body: HTTPBody
             do {
                 body = try HTTPBody(connection: connection, request: request, limit: handler.bodyLimit(for: request))
             } catch let failure as HTTPFailure {
-                try? connection.send(handler.failed(failure, request: request), requestID: request.id, close: true)
+                refuse(connection, failure, request: request)
                 return
             } catch { return }
-            if request.headers["expect"]?.lowercased() == "100-continue" { try? connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) }
+            if request.headers["expect"]?.lowercased() == "100-continue" {
+                do { try connection.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) } catch { return }  // the client is gone
+            }
             var response = handler.respond(to: request, body: body)
             // A body the handler left unread is not drained (it may be large): the connection closes after the answer.
             let keepAlive = body.isFinished && !stopping && request.headers["connection"]?.lowercased() != "close"
@@ -131,6 +130,14 @@ public final class HTTPServer: Sendable {
             } catch { return }
             if !keepAlive { return }
         }
+    }
+
+    /// Answers a request the server could not read with its refusal and ends the exchange. A client gone meanwhile is
+    /// not told: nothing was stored for it and nothing is owed.
+    private func refuse(_ connection: HTTPConnection, _ failure: HTTPFailure, request: HTTPRequest?) {
+        do {
+            try connection.send(handler.failed(failure, request: request), requestID: request?.id ?? HTTPConnection.newRequestID(), close: true)
+        } catch {}
     }
 
     /// Stops accepting, lets exchanges in flight finish (for up to `seconds`), and closes idle connections.

@@ -89,30 +89,38 @@ struct MultipartUpload {
                       let handle = FileHandle(forWritingAtPath: destination) else {
                     throw HTTPFailure(500, "cannot write the upload to the server's work folder")
                 }
-                defer { try? handle.close() }
-                var hasher = SHA256()
-                while true {
-                    if let found = find(delimiter, from: start) {
-                        try write(buffer[start..<found])
-                        start = found + delimiter.count
-                        break
+                do {
+                    var hasher = SHA256()
+                    while true {
+                        if let found = find(delimiter, from: start) {
+                            try write(buffer[start..<found])
+                            start = found + delimiter.count
+                            break
+                        }
+                        // Keep the tail that may be the start of a delimiter.
+                        let safe = buffer.count - (delimiter.count - 1)
+                        if safe > start {
+                            try write(buffer[start..<safe])
+                            start = safe
+                        }
+                        guard try more() else { throw HTTPFailure(400, "the multipart body ends inside the '\(fileField)' part") }
                     }
-                    // Keep the tail that may be the start of a delimiter.
-                    let safe = buffer.count - (delimiter.count - 1)
-                    if safe > start {
-                        try write(buffer[start..<safe])
-                        start = safe
+                    func write(_ bytes: ArraySlice<UInt8>) throws {
+                        guard !bytes.isEmpty else { return }
+                        upload.fileBytes += Int64(bytes.count)
+                        if upload.fileBytes > maximumFileBytes { throw HTTPFailure(413, "the file passes \(maximumFileBytes) bytes, the most accepted") }
+                        bytes.withUnsafeBytes { hasher.update($0) }
+                        try handle.write(contentsOf: Data(bytes))
                     }
-                    guard try more() else { throw HTTPFailure(400, "the multipart body ends inside the '\(fileField)' part") }
+                    upload.sha256 = hasher.hex()
+                    // Flushed and closed before the file is counted as stored: a failed close is a failed upload.
+                    try handle.synchronize()
+                    try handle.close()
+                } catch {
+                    // Failing already (the caller removes the file): the descriptor is let go whatever its close says.
+                    _ = try? handle.close()
+                    throw error
                 }
-                func write(_ bytes: ArraySlice<UInt8>) throws {
-                    guard !bytes.isEmpty else { return }
-                    upload.fileBytes += Int64(bytes.count)
-                    if upload.fileBytes > maximumFileBytes { throw HTTPFailure(413, "the file passes \(maximumFileBytes) bytes, the most accepted") }
-                    bytes.withUnsafeBytes { hasher.update($0) }
-                    try handle.write(contentsOf: Data(bytes))
-                }
-                upload.sha256 = hasher.hex()
             } else {
                 while true {
                     if let found = find(delimiter, from: start) {

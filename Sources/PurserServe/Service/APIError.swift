@@ -66,3 +66,25 @@ struct APIError: Error {
         return .json(status, JSONWriter.string(.object(body)), headers: headers)
     }
 }
+
+/// Reading a request's body for the APIs: its read failures (too large, too slow, cut short) and a body that is not
+/// the JSON object asked for become the API's own refusals, saying where the JSON stops being JSON.
+extension APIError {
+    init(_ failure: HTTPFailure, param: String? = nil) {
+        self.init(status: failure.status == 0 ? 400 : failure.status, type: "invalid_request_error", message: failure.message, param: param, code: nil)
+    }
+
+    static func bodyBytes(_ body: HTTPBody) throws -> [UInt8] {
+        do { return try body.readAll() } catch let failure as HTTPFailure { throw APIError(failure) }
+    }
+
+    /// The body as a JSON object; `expected` says what it should be, for the refusal.
+    static func jsonObject(_ bytes: [UInt8], expected: String, param: String? = nil) throws -> JSONObject {
+        let value: JSONValue
+        do { value = try JSONParser.parse(bytes) } catch {
+            throw APIError.invalid("The request body is not JSON (byte \(error.column): \(error.reason)); it must be \(expected).", param: param)
+        }
+        guard let object = value.objectValue else { throw APIError.invalid("The request body is \(value.kindName), not \(expected).", param: param) }
+        return object
+    }
+}

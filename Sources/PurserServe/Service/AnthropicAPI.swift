@@ -46,17 +46,15 @@ struct AnthropicAPI {
 
     private func create(_ body: HTTPBody, key: ProjectKey, origin: String) throws -> HTTPResponse {
         try OpenAIAPI.requireSubmit(key)
-        let bytes: [UInt8]
-        do { bytes = try body.readAll() } catch let failure as HTTPFailure {
-            throw APIError(status: failure.status == 0 ? 400 : failure.status, type: "invalid_request_error", message: failure.message)
-        }
+        let bytes = try APIError.bodyBytes(body)
         let createKey = SHA256.hex(of: Array((key.project + "\u{0}").utf8) + bytes)
         let now = context.now()
         if let existing = try context.withStore({ try $0.service.batch(createKey: createKey, project: key.project, since: now - context.retryWindowMilliseconds) }) {
             return try show(existing, origin: origin)
         }
-        guard let object = (try? JSONParser.parse(bytes))?.objectValue, let requests = object["requests"]?.arrayValue else {
-            throw APIError.invalid("The body must be a JSON object with a 'requests' array of {custom_id, params}.", param: "requests")
+        let shape = "a JSON object with a 'requests' array of {custom_id, params}"
+        guard let requests = try APIError.jsonObject(bytes, expected: shape, param: "requests")["requests"]?.arrayValue else {
+            throw APIError.invalid("The body must be \(shape).", param: "requests")
         }
         guard !requests.isEmpty, requests.count <= context.maximumBatchRequests else {
             throw APIError.invalid("requests must hold from 1 to \(context.maximumBatchRequests) requests; it holds \(requests.count).", param: "requests")

@@ -140,7 +140,8 @@ final class BatchKeeper: @unchecked Sendable {
             try fail(batch, [(0, "input_file_missing", "the input file \(batch.inputFileID ?? "-") was deleted or expired before the batch was checked")])
             return
         }
-        let metadata = batch.metadata.flatMap { try? JSONParser.parse($0).objectValue } ?? JSONObject()
+        // The metadata the create stored and checked: a row that no longer parses stops here, said in the log.
+        let metadata = try batch.metadata.map { try JSONParser.parse($0).objectValue ?? JSONObject() } ?? JSONObject()
         let deadline = metadata["purser_deadline"]?.stringValue ?? batch.completionWindow
         let quality = metadata["purser_quality"].map { value -> JSONValue in
             if let text = value.stringValue, let number = Int(text) { return .number(String(number)) }

@@ -22,11 +22,17 @@ struct JobFigures: Sendable {
 struct BatchView {
     var batch: ServiceBatch
     var figures = JobFigures()
+    /// The batch's validation errors and metadata, read back from the JSON the service stored (a row that does not
+    /// parse is an error, not an empty list).
+    var errors: JSONValue = .null
+    var metadata: JSONValue = .null
 
     /// The batch with its job's figures, which may be up to `JobFiguresCache.freshMilliseconds` old (many clients
     /// polling one batch read its job once, not once each); the batch's own status is always read fresh.
     init(_ batch: ServiceBatch, store: StoreFile, cache: JobFiguresCache? = nil) throws {
         self.batch = batch
+        if let text = batch.errors { errors = try JSONParser.parse(text) }
+        if let text = batch.metadata { metadata = try JSONParser.parse(text) }
         guard let job = batch.jobID else { return }
         if batch.status.isEnded || cache == nil {
             figures = try JobFigures(job: job, store: store)
@@ -70,16 +76,11 @@ struct BatchView {
     var openAI: JSONObject {
         func seconds(_ milliseconds: Int64?) -> JSONValue { milliseconds.map { .number(String($0 / 1000)) } ?? .null }
         let ended = batch.endedAt
-        var errors: JSONValue = .null
-        if let text = batch.errors, let list = try? JSONParser.parse(text) {
-            errors = .object(JSONObject(["object": .string("list"), "data": list]))
-        }
-        let metadata: JSONValue = batch.metadata.flatMap { try? JSONParser.parse($0) } ?? .null
         return JSONObject([
             "id": .string(batch.id),
             "object": .string("batch"),
             "endpoint": .string(batch.endpoint),
-            "errors": errors,
+            "errors": errors.isNull ? .null : .object(JSONObject(["object": .string("list"), "data": errors])),
             "input_file_id": batch.inputFileID.map(JSONValue.string) ?? .null,
             "completion_window": .string(batch.completionWindow),
             "status": .string(batch.status.rawValue),

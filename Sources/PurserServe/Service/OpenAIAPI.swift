@@ -51,7 +51,7 @@ struct OpenAIAPI {
         do {
             upload = try MultipartUpload.read(body, boundary: boundary, fileField: "file", destination: path, maximumFileBytes: context.maximumUploadBytes)
         } catch let failure as HTTPFailure {
-            throw APIError(status: failure.status == 0 ? 400 : failure.status, type: "invalid_request_error", message: failure.message, param: "file", code: nil)
+            throw APIError(failure, param: "file")
         }
         guard let filename = upload.filename else { throw APIError.invalid("The upload has no 'file' part.", param: "file") }
         guard let purpose = upload.fields["purpose"] else { throw APIError.invalid("Missing required parameter: 'purpose'.", param: "purpose") }
@@ -192,14 +192,7 @@ struct OpenAIAPI {
     }
 
     static func jsonObject(_ body: HTTPBody) throws -> JSONObject {
-        let bytes: [UInt8]
-        do { bytes = try body.readAll() } catch let failure as HTTPFailure {
-            throw APIError(status: failure.status == 0 ? 400 : failure.status, type: "invalid_request_error", message: failure.message)
-        }
-        guard let object = (try? JSONParser.parse(bytes))?.objectValue else {
-            throw APIError.invalid("The request body is not a JSON object.")
-        }
-        return object
+        try APIError.jsonObject(try APIError.bodyBytes(body), expected: "a JSON object")
     }
 
     /// OpenAI's metadata limits: at most 16 pairs, keys up to 64 characters, string values up to 512.
