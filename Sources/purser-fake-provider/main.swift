@@ -195,10 +195,8 @@ final class Server: Sendable {
         model.caching = CachingRule(mode: mode, minimumPrefixTokens: settings.cacheMinimum, stepTokens: min(step, settings.cacheMinimum), batch: .none, source: "https://example.com")
         let prefix = PromptPrefix(body: object, dialect: anthropic ? .anthropic : .openai)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let used = cache.use(model: model, provider: "fake", prefix: prefix, now: now, answerBegins: now + Int64(settings.latencyMilliseconds), speedup: 1)
-        let estimate = max(prefix.totalTokens, 1)
-        let read = min(input * used.read / estimate, input) / step * step
-        return (read, min(input * used.written / estimate, input - read))
+        return cache.use(model: model, provider: "fake", prefix: prefix, now: now, answerBegins: now + Int64(settings.latencyMilliseconds), speedup: 1)
+            .reported(input: input, step: step)
     }
 
     init(settings: Settings) {

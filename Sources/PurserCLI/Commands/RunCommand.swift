@@ -55,20 +55,32 @@ enum RunCommand {
     static func run(_ arguments: ParsedArguments, context: CommandContext) async throws -> Int32 {
         let catalog = try context.loadCatalog(arguments)
         let options = try await options(arguments, context: context)
-        let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
-        let caller: any ModelCaller = options.simulate
-            ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
-            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
-        let reporter = RunReporter(console: context.console, json: arguments[SharedOptions.json], quiet: arguments[Options.quiet], simulated: options.simulate)
-        let dispatcher = Dispatcher(
-            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
-            onEvent: reporter.report)
+        let dispatcher = try dispatcher(options: options, catalog: catalog, arguments: arguments, context: context)
         let signals = SignalWatcher { Task { await dispatcher.stop() } }
         defer { signals.cancel() }
         let summary = try await dispatcher.run()
         guard let trouble = summary.trouble else { return 0 }
         context.console.error("Error: \(RunReporter.words(trouble))")
         return 1
+    }
+
+    /// The run service for `options` on the command's database: the simulator or real HTTP, its events worded on the
+    /// console, and `onEvent` told of each first (the service's live figures).
+    static func dispatcher(
+        options: RunOptions, catalog: PricingCatalog, arguments: ParsedArguments, context: CommandContext,
+        onEvent: @escaping @Sendable (RunEvent) -> Void = { _ in }
+    ) throws -> Dispatcher {
+        let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
+        let caller: any ModelCaller = options.simulate
+            ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
+            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
+        let reporter = RunReporter(console: context.console, json: arguments[SharedOptions.json], quiet: arguments[Options.quiet], simulated: options.simulate)
+        return Dispatcher(
+            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
+            onEvent: { event in
+                onEvent(event)
+                reporter.report(event)
+            })
     }
 
     /// The run's options from its flags, each number bounded; the database must exist (a run never creates one),

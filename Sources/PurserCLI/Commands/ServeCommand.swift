@@ -70,22 +70,13 @@ enum ServeCommand {
         let service = try PurserService(
             databasePath: path, catalog: catalog, clock: context.clock, host: host, port: port,
             live: { live.withLock { $0 } }, log: { console.error($0) })
-        let caller: any ModelCaller = options.simulate
-            ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
-            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
-        let reporter = RunReporter(console: console, json: arguments[SharedOptions.json], quiet: arguments[RunCommand.Options.quiet], simulated: options.simulate)
-        let store = try DispatchStore(path: path, owner: options.worker)
-        let dispatcher = Dispatcher(
-            storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,
-            onEvent: { event in
-                if case .progress(let progress) = event {
-                    live.withLock { figures in
-                        (figures.inFlight, figures.retried, figures.fellBack, figures.slowDowns) =
-                            (progress.inFlight, progress.retried, progress.fellBack, progress.slowDowns)
-                    }
-                }
-                reporter.report(event)
-            })
+        let dispatcher = try RunCommand.dispatcher(options: options, catalog: catalog, arguments: arguments, context: context) { event in
+            guard case .progress(let progress) = event else { return }
+            live.withLock { figures in
+                (figures.inFlight, figures.retried, figures.fellBack, figures.slowDowns) =
+                    (progress.inFlight, progress.retried, progress.fellBack, progress.slowDowns)
+            }
+        }
         // Signals are watched before the address is printed: whoever reads it may stop the serve at once.
         let signals = SignalWatcher {
             // On a dispatch thread: the HTTP side stops first (its exchanges finish), then the calls drain.

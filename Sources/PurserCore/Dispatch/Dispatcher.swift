@@ -508,7 +508,7 @@ public final class Dispatcher: Sendable {
         defer { if let primer, !primerDone { Task { await self.primers.failed(primer) } } }
         let primedLifetime = Int64(300_000 / (options.simulate ? max(options.simulationSpeedup, 0.001) : 1)) + 1
         if let group = request.prefixGroup, group.requests >= 2, let rule = model.caching, group.tokens >= rule.minimumPrefixTokens,
-           mode == .sync || mode == .offpeak || (mode == .flex && rule.flex != .none) {
+           rule.keepsCache(in: mode) {
             let key = CachePrimers.key(group: group.id, model: model.id)
             let scale = options.simulate ? max(options.simulationSpeedup, 0.001) : 1
             let callTime = Int64(Double(model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))) / scale) + 1
@@ -555,10 +555,8 @@ public final class Dispatcher: Sendable {
         }
         let body: JSONObject
         do {
-            body = PromptCaching.withCacheKey(
-                PromptCaching.withBreakpoint(
-                    try DialectTranslation.requestBody(stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode),
-                    model: model, provider: provider, group: request.prefixGroup),
+            body = PromptCaching.prepared(
+                try DialectTranslation.requestBody(stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode),
                 requestID: request.id, model: model, provider: provider, group: request.prefixGroup)
         } catch {
             await limiter.release(slot)

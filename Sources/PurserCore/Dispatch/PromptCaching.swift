@@ -1,5 +1,10 @@
 /// What Purser adds to a call so that the provider's cache earns what a shared prefix can save.
 public enum PromptCaching {
+    /// The body as it is sent: with whatever its provider's cache needs to keep the group's shared prefix.
+    public static func prepared(_ body: JSONObject, requestID: Int64, model: Model, provider: Provider, group: PrefixGroup?) -> JSONObject {
+        withCacheKey(withBreakpoint(body, model: model, provider: provider, group: group), requestID: requestID, model: model, provider: provider, group: group)
+    }
+
     /// An Anthropic call gets a five-minute breakpoint (`cache_control`) at the end of its leading content when the
     /// model caches only at breakpoints, others of its job share that content, and it is long enough to be cached:
     /// without one, Anthropic caches nothing. A body that marks its own breakpoints is sent as it is, and so is one

@@ -32,17 +32,35 @@ public final class SimulatedCache: Sendable {
 
     public init() {}
 
+    /// What one call read from the cache and wrote to it, in the tokens of Purser's estimate of its body.
+    public struct Use: Sendable {
+        public var read = 0
+        public var written = 0
+        /// The body's whole input, as the cache counted it.
+        public var estimate = 0
+
+        public static let none = Use()
+
+        /// The same counts in a provider's own count of the body's input (`input` tokens), reads in whole `step`s, as
+        /// the provider reports them.
+        public func reported(input: Int, step: Int) -> (read: Int, written: Int) {
+            guard estimate > 0 else { return (0, 0) }
+            let cached = min(input * read / estimate, input) / max(step, 1) * max(step, 1)
+            return (cached, min(input * written / estimate, input - cached))
+        }
+    }
+
     /// What a call of `model` with this body reads from the cache and writes to it at `now`, and keeps the prefixes it
     /// leaves for later calls, readable from `answerBegins`. Lifetimes are divided by `speedup`, as the simulator's latency is.
     public func use(
         model: Model, provider: String, prefix: PromptPrefix, now: Int64, answerBegins: Int64, speedup: Double
-    ) -> (read: Int, written: Int) {
-        guard let rule = model.caching else { return (0, 0) }
+    ) -> Use {
+        guard let rule = model.caching else { return .none }
         let scope = provider + "|" + model.id + "|"
         func key(_ boundary: PromptPrefix.Boundary) -> String { scope + String(boundary.hash, radix: 16) }
         func scaled(_ milliseconds: Int64) -> Int64 { max(Int64(Double(milliseconds) / max(speedup, 0.001)), 1) }
         let eligible = prefix.boundaries.filter { $0.tokens >= rule.minimumPrefixTokens && (rule.mode == .automatic || $0.breakpoint) }
-        guard !eligible.isEmpty else { return (0, 0) }
+        guard !eligible.isEmpty else { return .none }
         return entries.withLock { entries in
             if entries.count > SimulatedCache.maximumEntries {
                 entries = entries.filter { $0.value.expiresAt > now }
@@ -74,7 +92,7 @@ public final class SimulatedCache: Sendable {
                 }
                 if rule.mode == .explicit { written = max(written, boundary.tokens - read) }
             }
-            return (read, written)
+            return Use(read: read, written: written, estimate: prefix.totalTokens)
         }
     }
 }

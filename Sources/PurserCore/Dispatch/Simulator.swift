@@ -21,12 +21,12 @@ public struct Simulator: ModelCaller {
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
         let now = clock.now()
         // Caching applies only where the mode keeps it (none in a discounted mode whose rule says none).
-        let cacheKept = call.model.caching.map { rule in call.mode == .flex ? rule.flex != .none : call.mode == .batch ? rule.batch != .none : true } ?? false
+        let cacheKept = call.model.caching?.keepsCache(in: call.mode) ?? false
         let firstToken = Int64(Double(call.model.speed.timeToFirstTokenMilliseconds) / speedup)
         let cached = cacheKept
             ? cache.use(model: call.model, provider: call.provider.name, prefix: PromptPrefix(body: call.body, dialect: call.provider.dialect), now: now,
                 answerBegins: now + firstToken, speedup: speedup)
-            : (read: 0, written: 0)
+            : .none
         let response = Simulator.answer(call, cached: cached)
         let milliseconds = min(Double(call.model.speed.callDuration(outputTokens: response.usage.outputTokens)) / speedup, 3_600_000)
         // Cancelled means the run is stopping: the answer is still given, and the run decides whether to keep it.
@@ -51,8 +51,8 @@ public struct Simulator: ModelCaller {
         return (definition["name"]?.stringValue ?? "tool", arguments)
     }
 
-    /// `cached` is what the call read from the simulated cache and wrote to it, in tokens of Purser's estimate.
-    public static func answer(_ call: ProviderCall, cached cache: (read: Int, written: Int) = (0, 0)) -> ProviderResponse {
+    /// `cached` is what the call read from the simulated cache and wrote to it.
+    public static func answer(_ call: ProviderCall, cached cache: SimulatedCache.Use = .none) -> ProviderResponse {
         var random = SplitMix64(seed: Simulator.seed(call.requestID, call.model.id))
         let limit = DialectTranslation.outputLimit(of: call.body)
         // Answers use between a third and nine tenths of what they may. A reasoning model first spends a quarter to
@@ -65,10 +65,7 @@ public struct Simulator: ModelCaller {
         let truncated = answer == 0
         let input = Simulator.reportedInputTokens(of: call.body, model: call.model, provider: call.provider, requestID: call.requestID)
         // The cache's counts are in the estimate's tokens; the provider reports them in its own, as it does the input.
-        let estimate = max(PromptPrefix(body: call.body, dialect: call.provider.dialect).totalTokens, 1)
-        let step = call.model.caching?.stepTokens ?? 1
-        let cached = min(input * cache.read / estimate, input) / step * step
-        let written = min(input * cache.written / estimate, input - cached)
+        let (cached, written) = cache.reported(input: input, step: call.model.caching?.stepTokens ?? 1)
         let text = truncated ? "" : "Simulated answer from \(call.model.id) to \(call.customID) (\(answer) tokens)."
         let id = "sim-\(call.requestID)-\(random.next() % 1_000_000)"
         let body: JSONObject

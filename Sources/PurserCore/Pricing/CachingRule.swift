@@ -25,6 +25,15 @@ public struct CachingRule: Sendable, Hashable {
     /// The public page the rule was read from.
     public var source: String
 
+    /// Whether calls in `mode` are cached at all (the discounted modes as their rule says).
+    public func keepsCache(in mode: DispatchMode) -> Bool {
+        switch mode {
+        case .sync, .offpeak: true
+        case .flex: flex != .none
+        case .batch: batch != .none
+        }
+    }
+
     /// The most tokens a minimum or a step may be.
     public static let maximumTokens = 1_000_000
 

@@ -75,12 +75,14 @@ public struct ServiceStore {
     }
 
     public func insertFile(_ file: ServiceFile) throws {
-        try database.writeTransaction {
-            try database.statement("INSERT INTO service_files (\(ServiceStore.fileColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").execute([
-                .text(file.id), .text(file.project), .text(file.filename), .text(file.purpose), .integer(file.bytes), .text(file.sha256),
-                .text(file.path), .integer(file.createdAt), .optionalInt64(file.expiresAt),
-            ])
-        }
+        try database.writeTransaction { try insertFileRow(file) }
+    }
+
+    private func insertFileRow(_ file: ServiceFile) throws {
+        try database.statement("INSERT INTO service_files (\(ServiceStore.fileColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").execute([
+            .text(file.id), .text(file.project), .text(file.filename), .text(file.purpose), .integer(file.bytes), .text(file.sha256),
+            .text(file.path), .integer(file.createdAt), .optionalInt64(file.expiresAt),
+        ])
     }
 
     /// The project's file with this id, unless deleted or expired.
@@ -287,12 +289,7 @@ public struct ServiceStore {
                 WHERE id = ? AND status IN ('finalizing', 'cancelling', 'validating')
                 """).execute([.text(status.rawValue), .optionalText(output), .optionalText(error), .integer(now), .text(id)])
             guard database.changes > 0 else { return false }
-            for file in files {
-                try database.statement("INSERT INTO service_files (\(ServiceStore.fileColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").execute([
-                    .text(file.id), .text(file.project), .text(file.filename), .text(file.purpose), .integer(file.bytes), .text(file.sha256),
-                    .text(file.path), .integer(file.createdAt), .optionalInt64(file.expiresAt),
-                ])
-            }
+            for file in files { try insertFileRow(file) }
             return true
         }
     }

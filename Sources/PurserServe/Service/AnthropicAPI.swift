@@ -84,10 +84,7 @@ struct AnthropicAPI {
             return try show(stored.batch, origin: origin)
         }
         do {
-            let job = try BatchValidation.submit(path: inputPath, name: id, project: key.project, deadline: "24h", quality: nil, context: context)
-            if try !context.withStore({ try $0.service.startBatch(id, job: job.id, at: context.now()) }) {
-                _ = try context.withStore { try $0.results.cancel(job: job.id) }  // cancelled meanwhile
-            }
+            _ = try BatchValidation.check(path: inputPath, batch: id, project: key.project, deadline: "24h", quality: nil, context: context)
         } catch let rejected as SubmissionRejected {
             try context.withStore { try $0.service.discardBatch(id, at: context.now()) }
             unlink(inputPath)

@@ -2,16 +2,24 @@ import Foundation
 import PurserCore
 import PurserSQLite
 
-/// Checks a batch file and stores it as a job (the same submit as `purser submit`, one job per batch).
+/// Checks a batch's lines and stores them as its job (the same submit as `purser submit`, one job per batch, named by
+/// the batch), then starts the batch; a batch cancelled meanwhile has its job's requests cancelled instead. A job a
+/// crashed keeper or create already stored under the batch's name is taken, not stored again. Returns whether the
+/// batch started.
 enum BatchValidation {
-    /// The job for batch `name`: one a crashed keeper already stored under that name, or a new one from `path`.
-    static func submit(path: String, name: String, project: String, deadline: String, quality: JSONValue?, context: ServiceContext) throws -> Job {
-        let store = try StoreFile.open(path: context.databasePath)
-        if let job = try store.jobs.job(reference: name), job.project == project { return job }
-        var options = SubmitOptions(name: name, project: project, quality: quality, deadline: deadline, force: true, listedProblemLimit: 100)
-        options.force = true
-        let submitted = try StoreFile.submit(files: [path], options: options, catalog: context.catalog, clock: context.clock, path: context.databasePath)
-        return submitted[0].job
+    static func check(path: String, batch: String, project: String, deadline: String, quality: JSONValue?, context: ServiceContext) throws -> Bool {
+        let job: Job
+        if let stored = try context.withStore({ try $0.jobs.job(reference: batch) }), stored.project == project {
+            job = stored
+        } else {
+            let options = SubmitOptions(name: batch, project: project, quality: quality, deadline: deadline, force: true, listedProblemLimit: 100)
+            job = try StoreFile.submit(files: [path], options: options, catalog: context.catalog, clock: context.clock, path: context.databasePath)[0].job
+        }
+        guard try context.withStore({ try $0.service.startBatch(batch, job: job.id, at: context.now()) }) else {
+            _ = try context.withStore { try $0.results.cancel(job: job.id) }
+            return false
+        }
+        return true
     }
 }
 
@@ -82,6 +90,11 @@ final class BatchKeeper: @unchecked Sendable {
         }
     }
 
+    /// The job's requests not finished yet (only the counts: the keeper asks every quarter second).
+    private func openRequests(job: Int64) throws -> Int {
+        try context.withStore { try $0.jobs.stateCounts(job: job) }.filter { !$0.key.isFinished }.values.reduce(0, +)
+    }
+
     private func claim(_ batch: ServiceBatch) throws -> Bool {
         try context.withStore { try $0.service.claimBatch(batch.id, keeper: name, for: 120_000, now: context.now()) }
     }
@@ -92,8 +105,7 @@ final class BatchKeeper: @unchecked Sendable {
             guard try claim(batch) else { return }
             try validate(batch)
         case .inProgress:
-            let view = try context.withStore { try BatchView(batch, store: $0) }
-            guard view.total > 0, view.open == 0, try claim(batch) else { return }
+            guard let job = batch.jobID, try openRequests(job: job) == 0, try claim(batch) else { return }
             if try context.withStore({ try $0.service.finalizeBatch(batch.id, at: context.now()) }) {
                 var finalizing = batch
                 finalizing.status = .finalizing
@@ -106,8 +118,7 @@ final class BatchKeeper: @unchecked Sendable {
             if let job = batch.jobID {
                 // Requests that came back to the queue (a retry, a call given up) are cancelled too.
                 _ = try context.withStore { try $0.results.cancel(job: job) }
-                let view = try context.withStore { try BatchView(batch, store: $0) }
-                guard view.open == 0 else { return }
+                guard try openRequests(job: job) == 0 else { return }
             }
             guard try claim(batch) else { return }
             try finish(batch)
@@ -122,10 +133,7 @@ final class BatchKeeper: @unchecked Sendable {
             // A create cut short after storing the batch: its requests are still in their file, unless it was the job that was stored.
             let path = context.path(forFile: AnthropicAPI.inputFileName(batch.id))
             do {
-                let job = try BatchValidation.submit(path: path, name: batch.id, project: batch.project, deadline: batch.completionWindow, quality: nil, context: context)
-                if try !context.withStore({ try $0.service.startBatch(batch.id, job: job.id, at: context.now()) }) {
-                    _ = try context.withStore { try $0.results.cancel(job: job.id) }
-                }
+                _ = try BatchValidation.check(path: path, batch: batch.id, project: batch.project, deadline: batch.completionWindow, quality: nil, context: context)
                 unlink(path)
             } catch is SubmissionRejected {
                 try fail(batch, [(0, "invalid_request", "the batch's requests did not pass the check")])
@@ -148,10 +156,8 @@ final class BatchKeeper: @unchecked Sendable {
             return value
         }
         do {
-            let job = try BatchValidation.submit(path: input.path, name: batch.id, project: batch.project, deadline: deadline, quality: quality, context: context)
-            if try !context.withStore({ try $0.service.startBatch(batch.id, job: job.id, at: context.now()) }) {
-                // Cancelled while it was checked: its requests go with it.
-                _ = try context.withStore { try $0.results.cancel(job: job.id) }
+            if try !BatchValidation.check(path: input.path, batch: batch.id, project: batch.project, deadline: deadline, quality: quality, context: context) {
+                // Cancelled while it was checked: its requests went with it, and the claim goes so its end is written.
                 try context.withStore { store in _ = try store.service.claimBatch(batch.id, keeper: name, for: 0, now: context.now()) }
             }
         } catch let rejected as SubmissionRejected {
