@@ -77,6 +77,11 @@ enum PlanOutput {
                 "placed_baseline_cost_usd": plan.placedBaselineCost.jsonUSD,
                 "baseline_feasible": .bool(plan.baseline.isFeasible), "baseline_requests_over": .number(String(plan.baseline.requestsOver)),
                 "saving_usd": plan.baseline.isFeasible && !plan.placesNothing ? plan.saving.jsonUSD : .null,
+                "routing_saving_usd": plan.baseline.isFeasible && !plan.placesNothing ? plan.routingSaving.jsonUSD : .null,
+                "caching": .object(JSONObject([
+                    "requests": .number(String(plan.cachingRequests)), "cached_tokens": .number(String(plan.expectedCachedTokens)),
+                    "saving_usd": plan.cacheSaving.jsonUSD,
+                ])),
                 "solver": .object(JSONObject([
                     "request_rows": .number(String(plan.solver.requestRows)), "token_rows": .number(String(plan.solver.tokenRows)),
                     "contested_classes": .number(String(plan.solver.contestedClasses)), "iterations": .number(String(plan.solver.iterations)),
@@ -121,6 +126,11 @@ enum PlanOutput {
             lines.append("baseline (each request on its reference model, sync): \(plan.baselineCost.formatted), but not achievable: "
                 + "\(count(plan.baseline.requestsOver, "request")) could not start on \(plan.baseline.requestsOver == 1 ? "its" : "their") reference model before \(plan.baseline.requestsOver == 1 ? "its" : "their") deadline within its rate limits, so no saving is claimed")
         }
+        if plan.cachingRequests > 0 || plan.cacheSaving != .zero {
+            let routing = plan.baseline.isFeasible ? "; routing saves the rest, \(plan.routingSaving.formatted)" : ""
+            lines.append("prompt caching: \(count(plan.cachingRequests, "request")) expected to read a shared prefix from the cache "
+                + "(\(grouped(plan.expectedCachedTokens)) tokens), saving \(plan.cacheSaving.formatted) against the same plan uncached\(routing)")
+        }
         let bound = "lower bound: \(plan.lowerBound.formatted) (no plan within these limits that places as many requests costs less)"
         if plan.isOptimal {
             lines.append(bound + "; this plan costs exactly that: optimal")
@@ -142,11 +152,20 @@ enum PlanOutput {
                 "custom_id": .string(customID), "quality_floor": .number(String(request.needs.qualityFloor)),
                 "input_tokens": .number(String(request.needs.inputTokens)), "max_output_tokens": .number(String(request.needs.maxOutputTokens)),
                 "baseline_cost_usd": explanation.baselineCost.jsonUSD, "batch_note": explanation.batchNote.map { .string($0) } ?? .null,
+                "prefix_group": explanation.prefixGroup.map { group in
+                    .object(JSONObject(["tokens": .number(String(group.tokens)), "requests": .number(String(group.requests))]))
+                } ?? .null,
                 "candidates": .array(explanation.candidates.map { candidate in
                     var object = JSONObject(["model": .string(candidate.model), "quality": .number(String(candidate.quality))])
                     if let cost = candidate.bestCost { object["cost_usd"] = cost.jsonUSD }
                     if let mode = candidate.bestMode { object["mode"] = .string(mode.rawValue) }
                     if let exclusion = candidate.exclusion { object["excluded"] = .string(exclusion.description) }
+                    if let cache = candidate.cache {
+                        object["cache"] = .object(JSONObject([
+                            "cached_tokens": .number(String(cache.tokens)), "hit_percent": .string(DecimalText.format(cache.hitBasisPoints, decimals: 2)),
+                            "cached_price_per_million_usd": .string(cache.pricePerMillion.usdPerMillionText), "group_write_usd": cache.write.jsonUSD,
+                        ]))
+                    }
                     object["chosen"] = .bool(candidate.chosen)
                     return .object(object)
                 }),
@@ -156,19 +175,33 @@ enum PlanOutput {
         let console = context.console
         console.print("Request \(JSONWriter.quoted(customID)): quality floor \(request.needs.qualityFloor) (\(request.needs.qualityTier)), ~\(request.needs.inputTokens) input tokens, max_tokens \(request.needs.maxOutputTokens)"
             + (request.referenceModel.map { ", reference \($0)" } ?? ""))
+        if let group = explanation.prefixGroup {
+            console.print("prefix group: ~\(grouped(Int64(group.tokens))) tokens of leading content shared by \(count(group.requests, "request")) of this plan; "
+                + "a model that caches it prices them as cached reads, and its cost carries a share of the one write the group pays there")
+        }
         console.print()
-        var table = TextTable(headers: ["", "model", "quality", "est. cost", "mode", "why not"], rightAligned: [2, 3])
+        let caching = explanation.candidates.contains { $0.cache != nil }
+        var table = TextTable(
+            headers: ["", "model", "quality", "est. cost", "mode"] + (caching ? ["cache"] : []) + ["why not"], rightAligned: [2, 3])
         let chosenCost = explanation.candidates.first { $0.chosen }?.bestCost
         for candidate in explanation.candidates {
             table.rows.append([
                 candidate.chosen ? "*" : "", candidate.model, String(candidate.quality), candidate.bestCost?.formatted ?? "-",
-                candidate.bestMode?.rawValue ?? "-", candidate.exclusion?.description ?? reason(candidate, chosenCost: chosenCost),
+                candidate.bestMode?.rawValue ?? "-",
+            ] + (caching ? [candidate.cache.map(cacheText) ?? "-"] : []) + [
+                candidate.exclusion?.description ?? reason(candidate, chosenCost: chosenCost),
             ])
         }
         console.print(table.render())
         console.print()
         if let note = explanation.batchNote { console.print(note) }
         console.print("baseline: \(explanation.baselineCost.formatted)")
+    }
+
+    /// A model's cache terms in a few words: `2,944 at $0.30/M, group write $0.0110`, with the hit rate when not every call reads.
+    static func cacheText(_ cache: PlanExplanation.CacheUse) -> String {
+        let hits = cache.hitBasisPoints < 10_000 ? " (\(DecimalText.format(cache.hitBasisPoints, decimals: 2))% read)" : ""
+        return "\(grouped(Int64(cache.tokens))) at $\(cache.pricePerMillion.usdPerMillionText)/M\(hits), group write \(cache.write.formatted)"
     }
 
     /// Why a model that could serve the request was not chosen, against the chosen one's cost.

@@ -61,6 +61,11 @@ public struct Plan: Sendable {
     public var unfitHeld: [HeldCapacity]
     public var baseline: BaselineCheck
     public var solver: SolverFigures
+    /// Prompt caching in the plan: the requests expected to read a shared prefix from the provider's cache, the tokens
+    /// they are expected to read, and what caching takes off the plan's cost (its reads less its writes' extra).
+    public var cachingRequests = 0
+    public var expectedCachedTokens: Int64 = 0
+    public var cacheSaving = Money.zero
 
     /// The baseline of the requests the plan places: a saving is claimed only on what it serves.
     public var placedBaselineCost: Money {
@@ -71,6 +76,9 @@ public struct Plan: Sendable {
     }
 
     public var saving: Money { placedBaselineCost - estimatedCost }
+
+    /// The part of the saving that comes from routing (models, modes and times), the rest being caching's.
+    public var routingSaving: Money { saving - cacheSaving }
 
     /// The saving as a share of the placed requests' baseline, in basis points (exact integer division, rounded down).
     public var savingBasisPoints: Int64 {
@@ -123,6 +131,18 @@ public struct PlanExplanation: Sendable {
         public var bestMode: DispatchMode?
         public var exclusion: Exclusion?
         public var chosen: Bool
+        /// What prompt caching does to that cost, when the model caches the request's shared prefix there.
+        public var cache: CacheUse? = nil
+    }
+
+    /// A model's cache terms for the request: the prefix tokens priced as cached, their expected price (a read, or the
+    /// mix of reads and writes a best-effort batch gets), the share of calls expected to read, and the write its
+    /// prefix group pays once on the model (each request's cost carries its share of it).
+    public struct CacheUse: Sendable, Hashable {
+        public var tokens: Int
+        public var hitBasisPoints: Int64
+        public var pricePerMillion: TokenPrice
+        public var write: Money
     }
 
     public var request: PlannableRequest
@@ -130,4 +150,6 @@ public struct PlanExplanation: Sendable {
     /// Why no candidate goes by batch, when some model sells batches (nil when one does, or none sells them).
     public var batchNote: String?
     public var baselineCost: Money
+    /// The request's prefix group, when others planned with it share its leading content: its tokens and its requests.
+    public var prefixGroup: (tokens: Int, requests: Int)? = nil
 }

@@ -109,9 +109,11 @@ struct PlanSolver {
         // A few requests: the real problem's own optimum where the search finds it, else the program's bound.
         var bound = (exhaustive ? relaxedOptimum(placed: problem.requests.count - unplaced, unfitHeld: unfitHeld) : nil)
             ?? lowerBound(solution: solution, program: program, unplaced: unplaced)
-        bound = min(bound, assignment.totalCost)
+        // Prefix groups pay their writes where they fall: the plan's cost is never less than the program's shared writes.
+        let costs = problem.groups.isEmpty ? assignment.cost : problem.exactCosts(optionOfRequest: assignment.option)
+        bound = min(bound, costs.reduce(0, &+))
         return Outcome(
-            optionOfRequest: assignment.option, costOfRequest: assignment.cost, lowerBound: bound, unplaced: unplaced, unfitHeld: unfitHeld,
+            optionOfRequest: assignment.option, costOfRequest: costs, lowerBound: bound, unplaced: unplaced, unfitHeld: unfitHeld,
             linearProgramOptimal: solution?.optimal ?? true, iterations: solution?.iterations ?? 0, requestRows: program.requestRows,
             tokenRows: program.tokenRows, contestedClasses: contested.count, exhaustive: exhaustive)
     }
@@ -373,7 +375,9 @@ struct PlanSolver {
             let signature = problem.signatures[Int(problem.signatureOfRequest[request])]
             base.add(signature.options[Int(assignment.option[request])], requests: -1, tokens: -Int64(problem.requests[request].rateLimitTokens))
         }
-        let start = (placed: count - assignment.option.filter { $0 < 0 }.count, cost: assignment.totalCost, choice: assignment.option)
+        let start = (
+            placed: count - assignment.option.filter { $0 < 0 }.count, cost: problem.exactCosts(optionOfRequest: assignment.option).reduce(0, &+),
+            choice: assignment.option)
         guard let best = bestAssignment(room: base, start: start) else { return false }
         residuals = base
         for request in 0..<count {
@@ -406,8 +410,18 @@ struct PlanSolver {
     private func bestAssignment(room: Residuals, start: (placed: Int, cost: Int64, choice: [Int32])) -> (placed: Int, cost: Int64, choice: [Int32])? {
         let count = problem.requests.count
         var base = room
-        let ranked = (0..<count).map(rankedOptions)
-        let cheapest = ranked.map { $0.first?.cost ?? 0 }
+        // Costs as they fall: each call's own price, and a prefix group's write on the first of its calls on a family.
+        let ranked = (0..<count).map { request in
+            rankedOptions(request).map { candidate -> (index: Int32, option: PlanningProblem.Option, cost: Int64, write: Int64, primer: Int64) in
+                guard let cache = candidate.option.cost(input: problem.requests[request].needs.inputTokens).cache else {
+                    return (candidate.index, candidate.option, candidate.cost, 0, -1)
+                }
+                return (candidate.index, candidate.option, candidate.cost - cache.writeShare, cache.write,
+                        Int64(problem.groupOfRequest[request]) << 32 | Int64(candidate.option.family))
+            }
+        }
+        var primed: [Int64: Int] = [:]
+        let cheapest = ranked.map { $0.map(\.cost).min() ?? 0 }
         var suffixCheapest = [Int64](repeating: 0, count: count + 1)
         for request in stride(from: count - 1, through: 0, by: -1) { suffixCheapest[request] = suffixCheapest[request + 1] + cheapest[request] }
         var best = (placed: start.placed, cost: start.cost, preference: Int64.max)
@@ -432,7 +446,13 @@ struct PlanSolver {
             for candidate in ranked[request] where base.fits(candidate.option, requests: 1, tokens: tokens) {
                 base.add(candidate.option, requests: 1, tokens: tokens)
                 choice[request] = candidate.index
-                search(request + 1, placed: placed + 1, cost: cost + candidate.cost, preference: preference &+ candidate.option.preference)
+                var write: Int64 = 0
+                if candidate.primer >= 0 {
+                    if primed[candidate.primer, default: 0] == 0 { write = candidate.write }
+                    primed[candidate.primer, default: 0] += 1
+                }
+                search(request + 1, placed: placed + 1, cost: cost + candidate.cost + write, preference: preference &+ candidate.option.preference)
+                if candidate.primer >= 0 { primed[candidate.primer]! -= 1 }
                 base.add(candidate.option, requests: -1, tokens: -tokens)
                 if !completed { return }
             }
@@ -515,6 +535,9 @@ struct PlanSolver {
             terms.sort(by: >)
             total -= terms.prefix(leftOut).reduce(0, +)
         }
+        if unplaced == 0, !problem.groups.isEmpty, let whole = groupedTotal(requestPrice: requestPrice, tokenPrice: tokenPrice, scale: scale) {
+            total = max(total, whole)
+        }
         for requestClass in problem.classes where requestClass.held >= 0 {
             let option = problem.option(requestClass, requestClass.options[0])
             let family = Int(option.family), boundary = Int(option.boundary)
@@ -527,6 +550,80 @@ struct PlanSolver {
         }
         let bound = max(total - subtracted, penalized - subtracted - penalty * Int128(unplaced)) / scale
         return Int64(clamping: max(bound, 0))
+    }
+
+    /// The same sum with prefix groups' writes counted whole, for plans placing every request: each request outside a
+    /// group at its cheapest priced option, and each group at the least it can pay at those prices, where a call's own
+    /// price leaves the write out and every family a group uses costs its write once (a small facility-location problem,
+    /// bounded below by its best plan on no cached family, on one, or its cheapest calls and two writes). The shared
+    /// writes of the program count a split group's writes only in part; this counts them as a plan pays them.
+    private func groupedTotal(requestPrice: [[Int128]], tokenPrice: [[Int128]], scale: Int128) -> Int128? {
+        struct Family {
+            var write: Int128
+            /// Over members with an option here: the least they pay using it or an uncached option, less what they would
+            /// pay on their uncached options alone (members with none of those pay their option here in full).
+            var saving: Int128 = 0
+            var membersWithoutUncached = 0
+        }
+        struct Group {
+            var uncached: Int128 = 0
+            var membersWithoutUncached = 0
+            var cheapest: Int128 = 0
+            var families: [Int32: Family] = [:]
+        }
+        var groups = [Group](repeating: Group(), count: problem.groups.count)
+        var total: Int128 = 0
+        for (request, value) in problem.requests.enumerated() {
+            let tokens = Int128(value.rateLimitTokens)
+            let group = Int(problem.groupOfRequest[request])
+            var uncached: Int128?, cheapest: Int128?
+            var cached: [Int32: (term: Int128, write: Int128)] = [:]
+            for option in problem.signatures[Int(problem.signatureOfRequest[request])].options {
+                let family = Int(option.family), boundary = Int(option.boundary)
+                let priced = option.cost(input: value.needs.inputTokens)
+                let write = group >= 0 ? priced.cache.map { Int128($0.write) } ?? 0 : 0
+                let own = Int128(priced.cost) - (write > 0 ? Int128(priced.cache!.writeShare) : 0)
+                let term = own * scale + requestPrice[family][boundary] + tokenPrice[family][boundary] * tokens
+                cheapest = min(cheapest ?? term, term)
+                if write > 0 {
+                    let known = cached[option.family]
+                    cached[option.family] = (min(known?.term ?? term, term), min(known?.write ?? write, write))
+                } else {
+                    uncached = min(uncached ?? term, term)
+                }
+            }
+            guard let cheapest else { return nil }
+            guard group >= 0 else {
+                total += cheapest
+                continue
+            }
+            groups[group].cheapest += cheapest
+            if let uncached { groups[group].uncached += uncached } else { groups[group].membersWithoutUncached += 1 }
+            for (family, option) in cached {
+                var entry = groups[group].families[family] ?? Family(write: option.write * scale)
+                entry.write = min(entry.write, option.write * scale)
+                if let uncached { entry.saving += min(option.term - uncached, 0) } else {
+                    entry.saving += option.term
+                    entry.membersWithoutUncached += 1
+                }
+                groups[group].families[family] = entry
+            }
+        }
+        for group in groups {
+            var least: Int128? = group.membersWithoutUncached == 0 ? group.uncached : nil
+            for family in group.families.values where family.membersWithoutUncached == group.membersWithoutUncached {
+                let one = family.write + group.uncached + family.saving
+                least = min(least ?? one, one)
+            }
+            let writes = group.families.values.map(\.write).sorted()
+            if writes.count >= 2 {
+                let several = writes[0] + writes[1] + group.cheapest
+                least = min(least ?? several, several)
+            }
+            guard let least else { return nil }
+            total += least
+        }
+        return total
     }
 
     static func fixedPoint(_ value: Double, scale: Int128) -> Int128 {

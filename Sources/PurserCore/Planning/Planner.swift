@@ -28,11 +28,26 @@ public struct Planner {
         var mixRequests = [[Int]](repeating: [Int](repeating: 0, count: DispatchMode.allCases.count), count: models.count)
         var mixCost = [[Money]](repeating: [Money](repeating: .zero, count: DispatchMode.allCases.count), count: models.count)
         var estimated = Money.zero
+        var uncached = Money.zero
+        var cachingRequests = 0
+        var cachedTokens: Int64 = 0
         for request in 0..<count {
             let optionIndex = outcome.optionOfRequest[request]
             guard optionIndex >= 0 else { continue }
             let option = problem.signatures[Int(problem.signatureOfRequest[request])].options[Int(optionIndex)]
-            let mode = option.cost(input: requests[request].needs.inputTokens).mode
+            let priced = option.cost(input: requests[request].needs.inputTokens)
+            let mode = priced.mode
+            if let cache = priced.cache {
+                uncached += Money(picoUSD: option.uncachedCost(input: requests[request].needs.inputTokens))
+                // The primer (whose cost carries the write) reads nothing; the others read at the expected hit rate.
+                let primer = cache.write > 0 && outcome.costOfRequest[request] > priced.cost - cache.writeShare
+                if !primer && cache.hitBasisPoints > 0 {
+                    cachingRequests += 1
+                    cachedTokens += Int64(cache.tokens) * cache.hitBasisPoints / 10_000
+                }
+            } else {
+                uncached += Money(picoUSD: outcome.costOfRequest[request])
+            }
             let latest = problem.latestStart(option)
             var start = context.now
             if mode == .offpeak {
@@ -73,7 +88,8 @@ public struct Planner {
             baseline: baseline.check(requests, held: held),
             solver: Plan.SolverFigures(
                 requestRows: outcome.requestRows, tokenRows: outcome.tokenRows, contestedClasses: outcome.contestedClasses,
-                iterations: outcome.iterations, linearProgramOptimal: outcome.linearProgramOptimal, exhaustive: outcome.exhaustive))
+                iterations: outcome.iterations, linearProgramOptimal: outcome.linearProgramOptimal, exhaustive: outcome.exhaustive),
+            cachingRequests: cachingRequests, expectedCachedTokens: cachedTokens, cacheSaving: uncached - estimated)
     }
 
     public func baselineCost(of request: PlannableRequest) -> Money { Baseline(context: context).cost(of: request) }
@@ -81,7 +97,10 @@ public struct Planner {
     /// Every model's standing for the request at `index`: its cheapest way to serve it, or why it cannot.
     public func explain(_ requests: [PlannableRequest], index: Int, plan: Plan) -> PlanExplanation {
         let request = requests[index]
-        let single = PlanningProblem(requests: [request], context: context, pruneDominated: false)
+        // Counted with the rest of its prefix group, as the plan counts it.
+        let groupSize = request.prefix.map { prefix in requests.lazy.filter { $0.prefix?.id == prefix.id }.count } ?? 0
+        let single = PlanningProblem(
+            requests: [request], context: context, pruneDominated: false, groupSizes: request.prefix.map { [$0.id: groupSize] })
         let options = single.signatures.first?.options ?? []
         let models = context.catalog.models
         let chosen = plan.entry(index).model
@@ -98,6 +117,11 @@ public struct Planner {
                 {
                     candidate.bestCost = Money(picoUSD: best.cost)
                     candidate.bestMode = best.mode
+                    candidate.cache = best.cache.map { cache in
+                        PlanExplanation.CacheUse(
+                            tokens: Int(cache.tokens), hitBasisPoints: cache.hitBasisPoints,
+                            pricePerMillion: TokenPrice(microUSDPerMillion: cache.price), write: Money(picoUSD: cache.write))
+                    }
                 } else {
                     candidate.exclusion = single.whyNoOption(model: modelIndex, request: request)
                 }
@@ -115,6 +139,9 @@ public struct Planner {
         }
         var explanation = PlanExplanation(request: request, candidates: candidates, baselineCost: plan.entry(index).estimatedCost == .zero && chosen == nil
             ? Baseline(context: context).cost(of: request) : Money(picoUSD: plan.baselineOfRequest[index]))
+        if let prefix = request.prefix, groupSize >= 2 {
+            explanation.prefixGroup = (tokens: min(prefix.tokens, request.needs.inputTokens), requests: groupSize)
+        }
         explanation.batchNote = batchNote(request, candidates: candidates)
         return explanation
     }

@@ -11,9 +11,16 @@ public struct PlannableRequest: Sendable {
     public var job: Int64
     /// Served by a live call only: a batch already expired on it, or it was taken back from one to meet its deadline.
     public var liveOnly: Bool
+    /// The prefix group its leading content belongs to (found at submit), whose cache reads and writes the plan prices.
+    /// Its `requests` is not read: a plan counts the group's members among the requests it plans.
+    public var prefix: PrefixGroup?
 
-    public init(id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?, job: Int64 = 0, liveOnly: Bool = false) {
+    public init(
+        id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?, job: Int64 = 0, liveOnly: Bool = false,
+        prefix: PrefixGroup? = nil
+    ) {
         self.id = id
+        self.prefix = prefix
         self.needs = needs
         self.referenceModel = referenceModel
         self.deadlineAt = deadlineAt
@@ -53,14 +60,18 @@ public struct PlanningContext: Sendable {
     public var flexMinimumLeadMilliseconds: Int64
     /// Deadlines further away are planned as if they fell here, which bounds the planner's work.
     public var horizonMilliseconds: Int64
+    /// How often batches of each model read a shared prefix from the cache (caching in a batch is best effort).
+    public var cacheHits: CacheHitHistory
 
     public static let defaultHorizonMilliseconds: Int64 = 366 * 86_400_000
 
     public init(
         catalog: PricingCatalog, now: Int64, usableProviders: Set<String>, history: OutputHistory = OutputHistory(),
         inputCalibration: InputCalibration = InputCalibration(), batchCompletion: BatchCompletionHistory = BatchCompletionHistory(),
-        flexMinimumLeadMilliseconds: Int64 = 3_600_000, horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds
+        flexMinimumLeadMilliseconds: Int64 = 3_600_000, horizonMilliseconds: Int64 = PlanningContext.defaultHorizonMilliseconds,
+        cacheHits: CacheHitHistory = CacheHitHistory()
     ) {
+        self.cacheHits = cacheHits
         self.catalog = catalog
         self.now = now
         self.usableProviders = usableProviders
@@ -160,14 +171,36 @@ final class PlanningProblem {
         var flexOutputPrice: Int64 = -1
         /// Orders options of equal cost: lower is preferred (higher quality, then faster, then name, then mode).
         var preference: Int64
+        /// What caching does to a request of a prefix group here, at the option's prices and at its flex prices.
+        var cache: CacheTerms?
+        var flexCache: CacheTerms?
 
-        /// The exact cost of a request with `input` tokens, and the mode it is sent in.
+        /// The cost of a request with `input` tokens as the linear program prices it (a group's write shared over its
+        /// members), the mode it is sent in, and what caching does to it there.
         @inline(__always)
-        func cost(input: Int) -> (cost: Int64, mode: DispatchMode) {
-            let list = Int64(input) &* inputPrice &+ Int64(expectedOutput) &* outputPrice
-            guard flexInputPrice >= 0 else { return (list, mode) }
-            let flex = Int64(input) &* flexInputPrice &+ Int64(expectedOutput) &* flexOutputPrice
-            return flex < list ? (flex, .flex) : (list, mode)
+        func cost(input: Int) -> (cost: Int64, mode: DispatchMode, cache: CacheTerms?) {
+            let list = Option.price(input: input, output: expectedOutput, inputPrice, outputPrice, cache)
+            guard flexInputPrice >= 0 else { return (list, mode, cache) }
+            let flex = Option.price(input: input, output: expectedOutput, flexInputPrice, flexOutputPrice, flexCache)
+            return flex < list ? (flex, .flex, flexCache) : (list, mode, cache)
+        }
+
+        @inline(__always)
+        private static func price(input: Int, output: Int32, _ inputPrice: Int64, _ outputPrice: Int64, _ cache: CacheTerms?) -> Int64 {
+            let plain = Int64(input) &* inputPrice &+ Int64(output) &* outputPrice
+            guard let cache else { return plain }
+            return plain &+ cache.adjustment(inputPrice: inputPrice) &+ cache.writeShare
+        }
+
+        /// True when a prefix group's write is shared into its price.
+        var sharesWrite: Bool { (cache?.write ?? 0) > 0 || (flexCache?.write ?? 0) > 0 }
+
+        /// The same without caching: what the request would cost if its prefix were processed like the rest of its input.
+        func uncachedCost(input: Int) -> Int64 {
+            var plain = self
+            plain.cache = nil
+            plain.flexCache = nil
+            return plain.cost(input: input).cost
         }
     }
 
@@ -180,6 +213,9 @@ final class PlanningProblem {
         var tier: Int32
         var maxOutput: Int32
         var liveOnly: Bool
+        /// The prefix its requests share with the rest of their group, and how many requests the group has (0, 0: none).
+        var prefixTokens: Int32 = 0
+        var groupSize: Int32 = 0
     }
 
     struct RequestClass {
@@ -222,6 +258,17 @@ final class PlanningProblem {
     private(set) var tierOfRequest: [Int32] = []
     private var eligibleModels: [[Int32]] = []
 
+    /// A prefix group of two or more requests: those the provider's cache can share a prefix between.
+    struct Group {
+        var id: String
+        var size: Int32
+    }
+    /// The prefix groups of the requests planned: counted among them, or as `groupSizes` says (a request explained
+    /// alone is counted with the rest of its job).
+    private(set) var groups: [Group] = []
+    /// Per request: its group in `groups`, or -1.
+    private(set) var groupOfRequest: [Int32] = []
+
     /// A signature's requests are split into at most about this many classes in all, so the program stays small.
     static let classBudget = 3_000
 
@@ -231,7 +278,11 @@ final class PlanningProblem {
     }
 
     /// `pruneDominated: false` keeps every option (for `--explain`, which shows what each model would cost).
-    init(requests: [PlannableRequest], held: [HeldCapacity] = [], context: PlanningContext, pruneDominated: Bool = true) {
+    /// `groupSizes`: how many requests each prefix group has, when not only those given here.
+    init(
+        requests: [PlannableRequest], held: [HeldCapacity] = [], context: PlanningContext, pruneDominated: Bool = true,
+        groupSizes: [String: Int]? = nil
+    ) {
         self.pruneDominated = pruneDominated
         self.context = context
         self.requests = requests
@@ -259,6 +310,7 @@ final class PlanningProblem {
         }
         tierNames = names
         samplesByTier = names.map { byTier.samples(tier: $0) }
+        buildGroups(sizes: groupSizes)
         buildSignatures()
         buildOptions()
         buildHeld()
@@ -269,6 +321,31 @@ final class PlanningProblem {
 
     var now: Int64 { context.now }
     var horizonEnd: Int64 { now + context.horizonMilliseconds }
+
+    // MARK: - Prefix groups
+
+    private func buildGroups(sizes: [String: Int]?) {
+        var counts = sizes ?? [:]
+        if sizes == nil {
+            for request in requests {
+                if let prefix = request.prefix, prefix.tokens > 0 { counts[prefix.id, default: 0] += 1 }
+            }
+        }
+        var index: [String: Int32] = [:]
+        groupOfRequest = requests.map { request in
+            guard let prefix = request.prefix, prefix.tokens > 0, let size = counts[prefix.id], size >= 2 else { return -1 }
+            if let known = index[prefix.id] { return known }
+            let group = Int32(groups.count)
+            index[prefix.id] = group
+            groups.append(Group(id: prefix.id, size: Int32(clamping: size)))
+            return group
+        }
+    }
+
+    /// The request's shared prefix in tokens, never more than its whole input.
+    func prefixTokensOfRequest(_ index: Int) -> Int32 {
+        Int32(clamping: min(requests[index].prefix?.tokens ?? 0, requests[index].needs.inputTokens))
+    }
 
     // MARK: - Signatures
 
@@ -291,6 +368,8 @@ final class PlanningProblem {
         /// The exact input size for requests with a ceiling (their options depend on it), else -1.
         var input: Int32
         var liveOnly: Bool
+        var prefixTokens: Int32
+        var groupSize: Int32
     }
 
     private func buildSignatures() {
@@ -341,10 +420,12 @@ final class PlanningProblem {
                 })
             }
             let ceiling = request.maxCost?.picoUSD ?? -1
+            let group = groupOfRequest[index]
             let key = SignatureKey(
                 eligibility: eligibility, tier: tierOfRequest[index], deadline: min(request.deadlineAt, horizonEnd),
                 maxOutput: Int32(clamping: needs.maxOutputTokens), ceiling: ceiling, input: ceiling >= 0 ? Int32(clamping: needs.inputTokens) : -1,
-                liveOnly: request.liveOnly)
+                liveOnly: request.liveOnly, prefixTokens: group >= 0 ? prefixTokensOfRequest(index) : 0,
+                groupSize: group >= 0 ? groups[Int(group)].size : 0)
             if let known = signatureIndex[key] {
                 signatureOfRequest[index] = known
                 counts[Int(known)] += 1
@@ -354,7 +435,8 @@ final class PlanningProblem {
                 signatureOfRequest[index] = signature
                 counts.append(1)
                 signatures.append(Signature(
-                    deadline: key.deadline, ceiling: ceiling, eligibility: eligibility, tier: key.tier, maxOutput: key.maxOutput, liveOnly: key.liveOnly))
+                    deadline: key.deadline, ceiling: ceiling, eligibility: eligibility, tier: key.tier, maxOutput: key.maxOutput, liveOnly: key.liveOnly,
+                    prefixTokens: key.prefixTokens, groupSize: key.groupSize))
             }
         }
         // Members grouped by signature, each group sorted by input size.
@@ -451,14 +533,21 @@ final class PlanningProblem {
                 let batchPrices = signature.liveOnly || context.catalog.providers[facts.provider]?.batchDialect == nil ? nil : facts.batchPrices
                 let batchLatest = deadline - Tiers.BatchTiming.windowMilliseconds - timing.marginMilliseconds
                 let fullBatch = batchPrices != nil && batchLatest > now
+                func caching(_ mode: DispatchMode, _ prices: TokenPrices) -> CacheTerms? {
+                    guard signature.groupSize >= 2 else { return nil }
+                    return CacheTerms.terms(
+                        model: facts, mode: mode, prices: prices, prefixTokens: Int(signature.prefixTokens), groupSize: Int(signature.groupSize),
+                        batchHitBasisPoints: context.cacheHits.batchHitBasisPoints(model: facts.id))
+                }
                 if latest > now {
                     var list = Option(
                         family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .sync,
                         inputPrice: facts.prices.input.microUSDPerMillion, outputPrice: facts.prices.output.microUSDPerMillion,
-                        preference: preference(model: model, duration: duration, mode: .sync))
+                        preference: preference(model: model, duration: duration, mode: .sync), cache: caching(.sync, facts.prices))
                     if let flex = facts.flexPrices, !fullBatch, deadline - now >= context.flexMinimumLeadMilliseconds {
                         list.flexInputPrice = flex.input.microUSDPerMillion
                         list.flexOutputPrice = flex.output.microUSDPerMillion
+                        list.flexCache = caching(.flex, flex)
                     }
                     addOption(list, to: index, kind: .list, latest: latest)
                     for basisPoints in Set(facts.discountWindows.map(\.multiplierBasisPoints)).sorted() {
@@ -466,7 +555,8 @@ final class PlanningProblem {
                         addOption(Option(
                             family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .offpeak,
                             inputPrice: prices.input.microUSDPerMillion, outputPrice: prices.output.microUSDPerMillion,
-                            preference: preference(model: model, duration: duration, mode: .offpeak)), to: index, kind: .window(basisPoints: basisPoints), latest: latest)
+                            preference: preference(model: model, duration: duration, mode: .offpeak), cache: caching(.offpeak, prices)),
+                            to: index, kind: .window(basisPoints: basisPoints), latest: latest)
                     }
                     let pullBack = latest - timing.pullBackMilliseconds
                     if let batch = batchPrices, !fullBatch, pullBack > now {
@@ -490,7 +580,8 @@ final class PlanningProblem {
                     addOption(Option(
                         family: 0, boundary: 0, model: Int32(model), expectedOutput: Int32(clamping: output), mode: .batch,
                         inputPrice: batch.input.microUSDPerMillion, outputPrice: batch.output.microUSDPerMillion,
-                        preference: preference(model: model, duration: Tiers.BatchTiming.windowMilliseconds, mode: .batch)),
+                        preference: preference(model: model, duration: Tiers.BatchTiming.windowMilliseconds, mode: .batch),
+                        cache: caching(.batch, batch)),
                         to: index, kind: .batch, latest: batchLatest)
                 }
             }
@@ -701,7 +792,10 @@ final class PlanningProblem {
     }
 
     /// True when `winner` costs no more than `loser` over the input range (checked at both ends; costs are linear).
+    /// Neither may carry a share of a prefix group's write: what a member costs there depends on whether another member
+    /// pays the write, so only the search that counts writes whole may rule either out.
     private func dominates(_ winner: Option, _ loser: Option, low: Int, high: Int) -> Bool {
+        guard !winner.sharesWrite && !loser.sharesWrite else { return false }
         let at = { (option: Option, input: Int) in (option.cost(input: input).cost, option.preference) }
         return at(winner, low) <= at(loser, low) && at(winner, high) <= at(loser, high)
     }
@@ -811,15 +905,39 @@ final class PlanningProblem {
 
     func option(_ requestClass: RequestClass, _ index: Int32) -> Option { signatures[Int(requestClass.signature)].options[Int(index)] }
 
-    /// The class's average cost per request on an option, in pico-USD.
+    /// The class's average cost per request on an option, in pico-USD (a group's write shared over its members).
     func averageCost(_ requestClass: RequestClass, _ option: Option) -> Double {
         guard requestClass.count > 0 else { return 0 }
         let input = Double(requestClass.inputSum) / Double(requestClass.count)
-        var cost = input * Double(option.inputPrice) + Double(option.expectedOutput) * Double(option.outputPrice)
+        func priced(_ inputPrice: Int64, _ outputPrice: Int64, _ cache: CacheTerms?) -> Double {
+            let plain = input * Double(inputPrice) + Double(option.expectedOutput) * Double(outputPrice)
+            guard let cache else { return plain }
+            return plain + Double(cache.adjustment(inputPrice: inputPrice)) + Double(cache.writeShare)
+        }
+        var cost = priced(option.inputPrice, option.outputPrice, option.cache)
         if option.flexInputPrice >= 0 {
-            cost = min(cost, input * Double(option.flexInputPrice) + Double(option.expectedOutput) * Double(option.flexOutputPrice))
+            cost = min(cost, priced(option.flexInputPrice, option.flexOutputPrice, option.flexCache))
         }
         return cost
+    }
+
+    // MARK: - Caching's exact charge
+
+    /// Each placed request's expected cost with the writes charged as they fall: every call of a group on a family pays
+    /// its per-request price, and the group's first there (the primer; the lowest index here) its write too. Sums to
+    /// no less than the linear program's shared writes, and to exactly that for a group placed whole.
+    func exactCosts(optionOfRequest: [Int32]) -> [Int64] {
+        var costs = [Int64](repeating: 0, count: requests.count)
+        var primed = Set<Int64>()
+        for request in requests.indices where optionOfRequest[request] >= 0 {
+            let option = signatures[Int(signatureOfRequest[request])].options[Int(optionOfRequest[request])]
+            let priced = option.cost(input: requests[request].needs.inputTokens)
+            costs[request] = priced.cost
+            guard let cache = priced.cache, cache.write > 0 || cache.writeShare > 0 else { continue }
+            costs[request] &-= cache.writeShare
+            if primed.insert(Int64(groupOfRequest[request]) << 32 | Int64(option.family)).inserted { costs[request] &+= cache.write }
+        }
+        return costs
     }
 
     /// Why an eligible, usable model has no option for the (single) request: too slow for its deadline, or

@@ -16,7 +16,8 @@ public struct JobPlanning {
             catalog: request.catalog, now: request.now, usableProviders: request.usableProviders,
             history: try JobStore(database: database).outputHistory(),
             inputCalibration: try JobStore(database: database).inputCalibration(simulated: request.simulated),
-            batchCompletion: try JobPlanning.batchCompletion(database))
+            batchCompletion: try JobPlanning.batchCompletion(database),
+            cacheHits: try JobPlanning.cacheHits(database, catalog: request.catalog, simulated: request.simulated))
         let planner = Planner(context: context, shouldStop: request.shouldStop)
         var jobs = Array(Set(request.jobs)).sorted()
         var requests = try store.plannableRequests(jobs: jobs)
@@ -29,6 +30,24 @@ public struct JobPlanning {
         }
         if request.save { try store.save(plan, requests: requests, jobs: jobs, now: request.now) }
         return PlanningOutcome(plan: plan, context: context, requests: requests, jobs: jobs)
+    }
+
+    /// How often this database's batch calls of a shared prefix (one another request of their job shares, long enough
+    /// for the model to cache) read it from the cache, per model, over one ledger's results.
+    static func cacheHits(_ database: Database, catalog: PricingCatalog, simulated: Bool) throws -> CacheHitHistory {
+        var history = CacheHitHistory()
+        try database.statement("""
+            SELECT res.model, r.prefix_tokens, count(*), sum(res.cached_input_tokens > 0) FROM results res JOIN requests r ON r.id = res.request_id
+            WHERE res.mode = 'batch' AND res.simulated = ? AND r.prefix_group IS NOT NULL AND EXISTS (
+                SELECT 1 FROM requests g WHERE g.job_id = r.job_id AND g.prefix_group = r.prefix_group AND g.id <> r.id)
+            GROUP BY res.model, r.prefix_tokens
+            """).forEachRow([.int(simulated ? 1 : 0)]) { row in
+            let model = row.text(0)
+            guard let rule = catalog.model(id: model)?.caching, row.int(1) >= rule.minimumPrefixTokens else { return }
+            history.calls[model, default: 0] += row.int(2)
+            history.hits[model, default: 0] += row.int(3)
+        }
+        return history
     }
 
     /// How long this database's batches took, from creation to the provider's end, for those that finished

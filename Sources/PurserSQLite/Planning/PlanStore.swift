@@ -19,7 +19,7 @@ public struct PlanStore {
             for job in jobs.sorted() {
                 try database.statement("""
                     SELECT id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
-                        reference_model, deadline_at, max_cost_pico, live_only, provider_filter
+                        reference_model, deadline_at, max_cost_pico, live_only, provider_filter, prefix_group, prefix_tokens
                     FROM requests WHERE job_id = ? AND \(PlanStore.notStarted) ORDER BY id
                     """).forEachRow([.integer(job)]) { row in
                     requests.append(PlannableRequest(
@@ -29,7 +29,8 @@ public struct PlanStore {
                             capabilities: Capabilities(rawValue: row.int(5)), pinnedModel: row.optionalText(6),
                             providers: try ProviderFilter.stored(row.optionalText(11))),
                         referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) },
-                        job: job, liveOnly: row.int(10) == 1))
+                        job: job, liveOnly: row.int(10) == 1,
+                        prefix: row.optionalText(12).map { PrefixGroup(id: $0, tokens: row.int(13), requests: 0) }))
                 }
             }
         }
