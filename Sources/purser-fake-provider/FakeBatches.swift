@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import PurserCore
 
 /// The answer bodies both the live endpoints and the batches give.
 enum Answers {
@@ -301,15 +302,32 @@ final class FakeBatches: Sendable {
         return Reply(status: 200, body: batch.anthropic ? anthropicJSON(batch, host: host) : openAIJSON(batch))
     }
 
+    /// What each line of a batch reads from the fake's prompt cache and writes to it, in the fake's own count of its input
+    /// (`--cache`: worked through as the simulator works through its batches, `SimulatedCache.batch`).
+    private func cacheUses(_ batch: Batch) -> [(read: Int, written: Int)] {
+        let parsed = batch.lines.map { line -> (model: Model, provider: String, prefix: PromptPrefix)? in
+            let model = Answers.shape(of: line.body, bytes: line.body.utf8.count).model
+            guard let caching = settings.cachingModel(model), let object = (try? JSONParser.parse(line.body))?.objectValue else { return nil }
+            return (caching, "fake", PromptPrefix(body: object, dialect: batch.anthropic ? .anthropic : .openai))
+        }
+        guard parsed.allSatisfy({ $0 != nil }) else { return batch.lines.map { _ in (0, 0) } }
+        let calls = parsed.compactMap { $0 }
+        return zip(SimulatedCache.batch(calls), zip(batch.lines, calls)).map { use, member in
+            use.reported(input: Answers.shape(of: member.0.body, bytes: member.0.body.utf8.count).input, step: member.1.model.caching?.stepTokens ?? 1)
+        }
+    }
+
     /// OpenAI: the output file (answers) and the error file (errors, expiries, cancellations), lines shuffled.
     private func writeFiles(_ id: String) {
         guard let batch = state.withLock({ $0.batches[id] }) else { return }
         var output: [String] = [], errors: [String] = []
+        let cached = cacheUses(batch)
         for (index, line) in batch.lines.enumerated() {
             let (input, outputTokens, model) = Answers.shape(of: line.body, bytes: line.body.utf8.count)
             switch fate(line, in: batch) {
             case "succeeded":
-                var answer = Answers.openai(id: "chatcmpl-batch-\(index)", model: model, text: "batch answer \(index)", input: input, output: outputTokens)
+                var answer = Answers.openai(
+                    id: "chatcmpl-batch-\(index)", model: model, text: "batch answer \(index)", input: input, output: outputTokens, cached: cached[index].read)
                 if settings.unreadableUsage { answer = answer.replacingOccurrences(of: "\"usage\":{", with: "\"usage\":\"unreadable\",\"was\":{") }
                 output.append("{\"id\":\"batch_req_\(index)\",\"custom_id\":\"\(line.customID)\",\"response\":{\"status_code\":200,\"request_id\":\"req_\(index)\",\"body\":\(answer)},\"error\":null}")
             case "errored":
@@ -340,12 +358,14 @@ final class FakeBatches: Sendable {
         guard let batch = state.withLock({ $0.batches[id] }), ["completed", "cancelled"].contains(phase(batch)) else {
             return error(404, "batch \(id) has not ended", anthropic: true)
         }
+        let cached = cacheUses(batch)
         let lines = batch.lines.enumerated().map { index, line -> String in
             let (input, output, model) = Answers.shape(of: line.body, bytes: line.body.utf8.count)
             let result: String
             switch fate(line, in: batch) {
             case "succeeded":
-                var answer = Answers.anthropic(id: "msg_batch_\(index)", model: model, text: "batch answer \(index)", input: input, output: output)
+                var answer = Answers.anthropic(
+                    id: "msg_batch_\(index)", model: model, text: "batch answer \(index)", input: input, output: output, cached: cached[index])
                 if settings.unreadableUsage { answer = answer.replacingOccurrences(of: "\"usage\":{", with: "\"usage\":\"unreadable\",\"was\":{") }
                 result = "{\"type\":\"succeeded\",\"message\":\(answer)}"
             case "errored":

@@ -116,6 +116,24 @@ struct Settings: Sendable {
     }
 }
 
+extension Settings {
+    /// A model named `name` caching as `--cache` says (for the simulator's cache, which keeps one per model), or nil when
+    /// the fake caches nothing. Its batches cache on a best-effort basis, as the providers' do.
+    func cachingModel(_ name: String) -> Model? {
+        guard let mode = cacheMode else { return nil }
+        let step = cacheStep ?? (mode == .automatic ? 128 : 1)
+        var model = Model(
+            id: "fake/\(name)", provider: "fake", providerModel: name,
+            prices: TokenPrices(input: TokenPrice(microUSDPerMillion: 2), output: TokenPrice(microUSDPerMillion: 2), cachedInput: TokenPrice(microUSDPerMillion: 1)),
+            contextWindow: 1_000_000, maxOutputTokens: 1_000, quality: 50, qualitySource: "fake",
+            rateLimits: RateLimits(requestsPerMinute: 1, tokensPerMinute: 1), speed: Speed(timeToFirstTokenMilliseconds: 1, outputTokensPerSecond: 1),
+            priceDate: "2026-12-06", priceSource: "https://example.com")
+        model.caching = CachingRule(
+            mode: mode, minimumPrefixTokens: cacheMinimum, stepTokens: min(step, cacheMinimum), batch: .bestEffort, source: "https://example.com")
+        return model
+    }
+}
+
 /// Counts shared by the connection threads.
 final class Ledger: Sendable {
     struct State {
@@ -184,19 +202,11 @@ final class Server: Sendable {
     /// What a live call reads from the fake's prompt cache and writes to it, in tokens, scaled to the fake's own count
     /// of the body's input (a quarter of its bytes).
     func cacheUse(body: [UInt8], anthropic: Bool, model name: String, input: Int) -> (read: Int, written: Int) {
-        guard let mode = settings.cacheMode, let object = (try? JSONParser.parse(body))?.objectValue else { return (0, 0) }
-        let step = settings.cacheStep ?? (mode == .automatic ? 128 : 1)
-        var model = Model(
-            id: "fake/\(name)", provider: "fake", providerModel: name,
-            prices: TokenPrices(input: TokenPrice(microUSDPerMillion: 2), output: TokenPrice(microUSDPerMillion: 2), cachedInput: TokenPrice(microUSDPerMillion: 1)),
-            contextWindow: 1_000_000, maxOutputTokens: 1_000, quality: 50, qualitySource: "fake",
-            rateLimits: RateLimits(requestsPerMinute: 1, tokensPerMinute: 1), speed: Speed(timeToFirstTokenMilliseconds: 1, outputTokensPerSecond: 1),
-            priceDate: "2026-12-06", priceSource: "https://example.com")
-        model.caching = CachingRule(mode: mode, minimumPrefixTokens: settings.cacheMinimum, stepTokens: min(step, settings.cacheMinimum), batch: .none, source: "https://example.com")
+        guard let model = settings.cachingModel(name), let object = (try? JSONParser.parse(body))?.objectValue else { return (0, 0) }
         let prefix = PromptPrefix(body: object, dialect: anthropic ? .anthropic : .openai)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         return cache.use(model: model, provider: "fake", prefix: prefix, now: now, answerBegins: now + Int64(settings.latencyMilliseconds), speedup: 1)
-            .reported(input: input, step: step)
+            .reported(input: input, step: model.caching?.stepTokens ?? 1)
     }
 
     init(settings: Settings) {

@@ -80,6 +80,22 @@ struct SimulatedCacheTests {
             #expect(answer.usage.cachedInputTokens == 0)
         }
     }
+
+    @Test func aBatchReadsWhatItsEarlierCallsLeftOnceItsFirstWaveHasBegun() throws {
+        func uses(_ model: String, count: Int, breakpoint: Bool = true) throws -> [SimulatedCache.Use] {
+            let calls = try (1...count).map { try call(Int64($0), model: model, prefixTokens: 3_000, breakpoint: breakpoint) }
+            return SimulatedCache.batch(calls.map { ($0.model, $0.provider.name, PromptPrefix(body: $0.body, dialect: $0.provider.dialect)) }, parallel: 32)
+        }
+        // gpt-5-mini caches batches (halved): the first 32 calls are worked at once and miss, the later ones read.
+        let gpt = try uses("openai/gpt-5-mini", count: 100)
+        #expect(gpt.prefix(32).allSatisfy { $0.read == 0 } && gpt.dropFirst(32).allSatisfy { $0.read >= 2_944 })
+        // A batch read twice caches the same way; a batch of one wave reads nothing.
+        #expect(try uses("openai/gpt-5-mini", count: 100).map(\.read) == gpt.map(\.read))
+        #expect(try uses("openai/gpt-5-mini", count: 20).allSatisfy { $0.read == 0 })
+        // gpt-4.1 does not cache in batches; Claude caches only at breakpoints, which Purser's batches do not carry.
+        #expect(try uses("openai/gpt-4.1", count: 100).allSatisfy { $0.read == 0 && $0.written == 0 })
+        #expect(try uses("anthropic/claude-sonnet-4-5", count: 100, breakpoint: false).allSatisfy { $0.read == 0 && $0.written == 0 })
+    }
 }
 
 /// Submit puts requests whose leading content (tools, system prompt, all but the last message) is the same in one

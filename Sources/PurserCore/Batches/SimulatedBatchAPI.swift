@@ -29,8 +29,12 @@ struct SimulatedBatchAPI: BatchAPI {
     }
 
     func readResults(of status: BatchStatus, batchID: String, chunk body: ([BatchResultLine]) async throws -> Void) async throws {
-        let lines = try await calls(batchID).map { member in
-            BatchResultLine(customID: member.customID, outcome: .succeeded(Simulator.answer(member.call)))
+        let members = try await calls(batchID)
+        let cached = SimulatedCache.batch(members.map { member in
+            (member.call.model, member.call.provider.name, PromptPrefix(body: member.call.body, dialect: member.call.provider.dialect))
+        })
+        let lines = zip(members, cached).map { member, cached in
+            BatchResultLine(customID: member.customID, outcome: .succeeded(Simulator.answer(member.call, cached: cached)))
         }
         for start in stride(from: 0, to: lines.count, by: BatchResultFile.chunkLines) {
             try await body(Array(lines[start..<min(start + BatchResultFile.chunkLines, lines.count)]))

@@ -50,6 +50,21 @@ public final class SimulatedCache: Sendable {
         }
     }
 
+    /// What each call of one batch reads from the cache and writes to it, in order, when the provider works through the
+    /// batch `parallel` calls at a time, each wave a second after the last with its answers begun half a second in: the
+    /// calls of the first wave all miss (an entry is readable only once the answer that wrote it has begun) and later
+    /// calls read what earlier ones left, where the model's rule caches in batches. This is the best effort providers
+    /// describe for their batches, made exact: the same batch always caches the same way, on a cache of its own (a
+    /// batch read twice answers twice alike), so a small batch reads little and a large one nearly everything.
+    public static func batch(_ calls: [(model: Model, provider: String, prefix: PromptPrefix)], parallel: Int = 32) -> [Use] {
+        let cache = SimulatedCache()
+        return calls.enumerated().map { index, call in
+            guard call.model.caching?.keepsCache(in: .batch) ?? false else { return .none }
+            let start = Int64(index / max(parallel, 1)) * 1_000
+            return cache.use(model: call.model, provider: call.provider, prefix: call.prefix, now: start, answerBegins: start + 500, speedup: 1)
+        }
+    }
+
     /// What a call of `model` with this body reads from the cache and writes to it at `now`, and keeps the prefixes it
     /// leaves for later calls, readable from `answerBegins`. Lifetimes are divided by `speedup`, as the simulator's latency is.
     public func use(
