@@ -88,4 +88,87 @@ struct CachingIntegrationTests {
         #expect(writes == 1 && reads == 19, "\(rows)")
         #expect(rows.first { $0[0] == "alone" }.map { $0[1] == "0" && $0[2] == "0" } == true, "\(rows)")
     }
+
+    /// The fake tables with both models caching as their providers do: fakeopenai/small automatically from 1,024 tokens in
+    /// 128-token steps (its batches too, at half price), fakeanthropic/medium at breakpoints (reads $0.10, writes $1.25).
+    func cachingFakePricing(port: Int, batches: Bool) async throws -> String {
+        let directory = try fakePricing(port: port, batches: batches)
+        let models = URL(fileURLWithPath: directory).appendingPathComponent("models.json")
+        var text = try String(contentsOf: models, encoding: .utf8)
+        text = text.replacingOccurrences(of: #""prices": {"input": "0.1", "output": "0.4"}"#, with: #""prices": {"input": "0.1", "output": "0.4", "cached_input": "0.01"}"#)
+            .replacingOccurrences(of: #""batch_prices": {"input": "0.05", "output": "0.2"}"#, with: #""batch_prices": {"input": "0.05", "output": "0.2", "cached_input": "0.005"}"#)
+            .replacingOccurrences(of: #""prices": {"input": "1", "output": "5"}"#, with: #""prices": {"input": "1", "output": "5", "cached_input": "0.1", "cache_write_5m": "1.25"}"#)
+            .replacingOccurrences(of: #""batch_prices": {"input": "0.5", "output": "2.5"}"#, with: #""batch_prices": {"input": "0.5", "output": "2.5", "cached_input": "0.05", "cache_write_5m": "0.625"}"#)
+        let small = try #require(text.range(of: #""id": "fakeopenai/small""#)), medium = try #require(text.range(of: #""id": "fakeanthropic/medium""#))
+        let automatic = #""caching": {"mode": "automatic", "min_prefix_tokens": 1024, "step_tokens": 128, "batch": "halved", "source": "https://example.com/caching"}, "price_date""#
+        let explicit = #""caching": {"mode": "explicit", "min_prefix_tokens": 1024, "batch": "best_effort", "source": "https://example.com/caching"}, "price_date""#
+        let first = String(text[small.lowerBound..<medium.lowerBound]).replacingOccurrences(of: #""price_date""#, with: automatic)
+        let second = String(text[medium.lowerBound...]).replacingOccurrences(of: #""price_date""#, with: explicit)
+        text = String(text[..<small.lowerBound]) + first + second
+        try text.write(to: models, atomically: true, encoding: .utf8)
+        #expect(try await purser(["pricing", "validate"], database: temporaryDatabase(), pricing: directory).code == 0)
+        return directory
+    }
+
+    /// A job of `count` lines sharing a system prompt of about 1,500 tokens, each with its own short question, pinned to `model`.
+    func prefixJob(_ count: Int, model: String, deadline: String, anthropic: Bool) throws -> URL {
+        let shared = String(repeating: "Answer as the support desk of a bank would, in two sentences at most, citing the policy. ", count: 68)
+        let lines = (0..<count).map { index in
+            anthropic
+                ? #"{"custom_id": "p\#(index)", "pin": true, "deadline": "\#(deadline)", "params": {"model": "\#(model)", "max_tokens": 16, "system": "\#(shared)", "messages": [{"role": "user", "content": "Question \#(index)"}]}}"#
+                : #"{"custom_id": "p\#(index)", "pin": true, "deadline": "\#(deadline)", "body": {"model": "\#(model)", "max_tokens": 16, "messages": [{"role": "system", "content": "\#(shared)"}, {"role": "user", "content": "Question \#(index)"}]}}"#
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("prefix-job-\(UUID().uuidString).jsonl")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    /// Issue 20's promise: on a prefix-heavy job the plan prices the group's write and reads, the dispatcher earns them,
+    /// and the bill comes within 5% of the estimate (before caching was planned, the estimate was five times the bill).
+    @Test func aPrefixGroupIsBilledWithinFivePercentOfWhatItsPlanEstimated() async throws {
+        let server = try FakeProviderProcess(["--latency-ms", "20", "--cache", "explicit", "--cache-min", "1024"])
+        defer { server.stop() }
+        let pricing = try await cachingFakePricing(port: server.port, batches: false)
+        let database = temporaryDatabase()
+        #expect(try await purser(["submit", try prefixJob(60, model: "medium", deadline: "hour", anthropic: true).path], database: database, pricing: pricing).code == 0)
+        let plan = try await purser(["plan", "1", "--json"], database: database, pricing: pricing)
+        let caching = try #require(try JSONParser.parse(plan.out).objectValue?["caching"]?.objectValue, "\(plan.out)")
+        #expect(caching["requests"]?.intValue == 59, "\(plan.out)")
+        let run = try await purser(["run", "--concurrency", "8"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE cached_input_tokens > 1000") == 59)
+        let estimated = try integer(database, "SELECT sum(cost_pico) FROM request_plans"), billed = try integer(database, "SELECT sum(cost_pico) FROM results")
+        #expect(abs(estimated - billed) * 100 <= billed * 5, "estimated \(estimated), billed \(billed)")
+        let uncached = try integer(database, "SELECT sum((input_tokens + cached_input_tokens + cache_write_tokens) * 1000000 + output_tokens * 5000000) FROM results")
+        #expect(billed * 100 < uncached * 40, "caching cut the bill by less than 60%: \(billed) against \(uncached)")
+    }
+
+    /// A batch of a model that caches automatically reads what its earlier calls left (the fake works 32 at a time, as the
+    /// simulator does), each read charged at the batch's cached price, and the next plan counts on the hit rate it saw.
+    @Test func aBatchReadsItsSharedPrefixAndTheNextPlanCountsOnTheHitRateItSaw() async throws {
+        let server = try FakeProviderProcess(["--batch-delay-ms", "200", "--cache", "automatic", "--cache-min", "1024"])
+        defer { server.stop() }
+        let pricing = try await cachingFakePricing(port: server.port, batches: true)
+        // Live calls of small cost forty times the batch's price (reads twice): otherwise the job would be cheaper live, its
+        // prefix read at a tenth, than in a batch expected to read at a conservative 30%, as the plan rightly finds.
+        let models = URL(fileURLWithPath: pricing).appendingPathComponent("models.json")
+        try String(contentsOf: models, encoding: .utf8)
+            .replacingOccurrences(of: #""prices": {"input": "0.1", "output": "0.4", "cached_input": "0.01"}"#, with: #""prices": {"input": "2", "output": "8", "cached_input": "0.04"}"#)
+            .replacingOccurrences(of: #""batch_prices": {"input": "0.05", "output": "0.2", "cached_input": "0.005"}"#, with: #""batch_prices": {"input": "0.05", "output": "0.2", "cached_input": "0.02"}"#)
+            .write(to: models, atomically: true, encoding: .utf8)
+        let database = temporaryDatabase()
+        #expect(try await purser(["submit", try prefixJob(100, model: "small", deadline: "week", anthropic: false).path], database: database, pricing: pricing).code == 0)
+        let run = try await purser(["run"], database: database, pricing: pricing)
+        #expect(run.code == 0, "\(run.error)")
+        let batched = try integer(database, "SELECT count(*) FROM results WHERE mode = 'batch'")
+        #expect(batched == 100)
+        // The first 32 of the batch miss; every later one reads the prefix.
+        let read = try integer(database, "SELECT count(*) FROM results WHERE mode = 'batch' AND cached_input_tokens >= 1024")
+        #expect(read == batched - 32)
+        // Charged at the batch's rates: input $0.05, cached $0.02, output $0.20 per million.
+        #expect(try integer(database, "SELECT count(*) FROM results WHERE cost_pico != input_tokens * 50000 + cached_input_tokens * 20000 + output_tokens * 200000") == 0)
+        let catalog = try PricingCatalog.load(directory: pricing)
+        let seen = try JobPlanning.cacheHits(try PurserDatabase.open(path: database), catalog: catalog, simulated: false)
+        #expect(seen.batchHitBasisPoints(model: "fakeopenai/small") == Int64(read * 10_000 / batched))
+    }
 }
