@@ -11,10 +11,13 @@ enum CrossCheck {
     /// contested), and `spread` (wide, each request with a deadline of its own anywhere from ten minutes to a week, as
     /// lines with RFC 3339 deadlines have: too many latest starts to keep exactly, so they are rounded onto the grid).
     /// `two-jobs` (wide, half the requests planned first as one job, the other half planned beside what it holds, as a
-    /// second job submitted later would be; the figures are the second job's).
+    /// second job submitted later would be; the figures are the second job's). `cached` (wide, with the requests in
+    /// eight prefix groups of 1,100 to 4,000 shared tokens (a job's few prompts), and three models caching them: the
+    /// cheap-by-tokens one automatically, the night and middle ones at breakpoints with writes at 1.25×).
     enum Kind: String, CaseIterable {
         case capacity, wide, pinned, spread
         case twoJobs = "two-jobs"
+        case cached
     }
 
     /// Five models (two cheap ones bound by requests/min or by tokens/min, one half price at night, one in the
@@ -53,9 +56,22 @@ enum CrossCheck {
             for index in [0, 3, 4] { models[index].batchPrices = models[index].prices.scaled(basisPoints: 5_000) }
             deadlines = [600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 86_400_000, 259_200_000, 604_800_000]
         }
+        var prefixes: [Int] = []
+        if kind == .cached {
+            models[1].caching = CachingRule(mode: .automatic, minimumPrefixTokens: 1_024, stepTokens: 128, batch: .halved, source: "https://example.com/caching")
+            for index in [2, 3] {
+                models[index].prices.cacheWrite5m = models[index].prices.input.scaled(basisPoints: 12_500)
+                models[index].caching = CachingRule(mode: .explicit, minimumPrefixTokens: 1_024, batch: .bestEffort, source: "https://example.com/caching")
+            }
+            let write = models[3].prices.cacheWrite5m?.scaled(basisPoints: 5_000)
+            models[3].batchPrices?.cacheWrite5m = write
+            prefixes = (0..<8).map { _ in 1_100 + random.below(2_900) }
+        }
         let requests = (0..<count).map { index in
-            let input = Int(exp(Double(random.below(1_000)) / 1_000 * log(3_000.0))) + 20
+            var input = Int(exp(Double(random.below(1_000)) / 1_000 * log(3_000.0))) + 20
             let pinned = kind == .pinned && index % 50 == 0
+            let group = prefixes.isEmpty ? -1 : random.below(prefixes.count)
+            if group >= 0 { input = input / 3 + prefixes[group] }
             return PlannableRequest(
                 id: Int64(index + 1),
                 needs: RequestNeeds(
@@ -63,7 +79,7 @@ enum CrossCheck {
                     maxOutputTokens: [20, 100, 400][random.below(3)], capabilities: [], pinnedModel: pinned ? "x/cheap-small" : nil),
                 referenceModel: nil,
                 deadlineAt: now + (kind == .spread ? 600_000 + Int64(random.below(604_200_000)) : deadlines[random.below(deadlines.count)]),
-                maxCost: nil)
+                maxCost: nil, prefix: group >= 0 ? PrefixGroup(id: "g\(group)", tokens: prefixes[group], requests: 0) : nil)
         }
         return (PricingCatalog(models: models, providers: ["x": provider], tiers: tiers), requests, now)
     }
@@ -113,8 +129,8 @@ enum CrossCheck {
                     ])),
                     "problem": planner.problemDocument(requests),
                 ]))
-                // The exact solver's documents carry no held capacity, so the second job of two is not written for it.
-                if held.isEmpty {
+                // The exact solver's documents carry no held capacity and no cache writes, so those kinds are not written for it.
+                if held.isEmpty && kind != .cached {
                     let path = "\(directory)/instance-\(kind.rawValue)-\(size)-\(seed).json"
                     try JSONWriter.string(document).write(toFile: path, atomically: true, encoding: .utf8)
                 }

@@ -578,7 +578,7 @@ struct PlanSolver {
             let group = Int(problem.groupOfRequest[request])
             var uncached: Int128?, cheapest: Int128?
             var cached: [Int32: (term: Int128, write: Int128)] = [:]
-            for option in problem.signatures[Int(problem.signatureOfRequest[request])].options {
+            for option in problem.unprunedOptions[Int(problem.signatureOfRequest[request])] {
                 let family = Int(option.family), boundary = Int(option.boundary)
                 let priced = option.cost(input: value.needs.inputTokens)
                 let write = group >= 0 ? priced.cache.map { Int128($0.write) } ?? 0 : 0

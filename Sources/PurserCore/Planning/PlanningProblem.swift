@@ -244,6 +244,9 @@ final class PlanningProblem {
     private(set) var classes: [RequestClass] = []
     /// Request indexes grouped by signature (then by class), each group sorted by input size.
     private(set) var members: [Int32] = []
+    /// Where requests share prefix groups: each signature's options before dominated ones were dropped, which the bound
+    /// that counts each group's writes whole reads (a group may do best on an option dropped for its shared price).
+    private(set) var unprunedOptions: [[Option]] = []
     private(set) var signatureOfRequest: [Int32] = []
     /// Held groups that can no longer start in time on their model: their plans must be made again.
     private(set) var unfitHeld: [Int] = []
@@ -735,6 +738,7 @@ final class PlanningProblem {
     /// whose family has room for everything are dropped (they would never be needed), which can show more
     /// rows to be free, so the two steps repeat until nothing changes.
     private func markBindingRows() {
+        if !groups.isEmpty { unprunedOptions = signatures.map(\.options) }
         for index in families.indices {
             families[index].requestRowBinds = families[index].boundaries.map { _ in true }
             families[index].tokenRowBinds = families[index].boundaries.map { _ in true }
@@ -792,10 +796,11 @@ final class PlanningProblem {
     }
 
     /// True when `winner` costs no more than `loser` over the input range (checked at both ends; costs are linear).
-    /// Neither may carry a share of a prefix group's write: what a member costs there depends on whether another member
-    /// pays the write, so only the search that counts writes whole may rule either out.
+    /// In a plan small enough to search exhaustively, neither may carry a share of a prefix group's write: what a member
+    /// costs there depends on whether another member pays the write, so only the search that counts writes whole may rule
+    /// either out. Larger plans prune on the shared price, which keeps the program small; their bound reads every option.
     private func dominates(_ winner: Option, _ loser: Option, low: Int, high: Int) -> Bool {
-        guard !winner.sharesWrite && !loser.sharesWrite else { return false }
+        guard requests.count > PlanSolver.exhaustiveLimit || (!winner.sharesWrite && !loser.sharesWrite) else { return false }
         let at = { (option: Option, input: Int) in (option.cost(input: input).cost, option.preference) }
         return at(winner, low) <= at(loser, low) && at(winner, high) <= at(loser, high)
     }
