@@ -297,15 +297,16 @@ struct DispatchIntegrationTests {
     }
 
     @Test func anUnreachableEndpointEndsTheRunWithItsError() async throws {
-        // A port nothing listens on: bound, then closed.
+        // A port nothing listens on: bound, never listened on, and held until the test ends, so that no server another test
+        // starts meanwhile can be given it (connections to it are refused).
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        close(listener)
         let port = Int(UInt16(bigEndian: address.sin_port))
         let pricing = try fakePricing(port: port)
         let database = temporaryDatabase()
