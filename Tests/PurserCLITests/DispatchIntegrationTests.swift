@@ -364,3 +364,43 @@ struct DispatchIntegrationTests {
         #expect(try String(contentsOf: output, encoding: .utf8).hasPrefix("OVERVIEW: Purser's benchmark"))
     }
 }
+
+/// Issue 21: each call in flight holds a socket, so a run raises its soft limit on open files to the hard limit at start
+/// and holds no more calls than that leaves room for, saying so when `--concurrency` asks for more.
+@Test func aRunRaisesItsOpenFileLimitAndHoldsNoMoreCallsThanItCanOpen() async throws {
+    let server = try FakeProviderProcess(["--latency-ms", "300"])
+    defer { server.stop() }
+    let pricing = try fakePricing(port: server.port)
+    /// `purser run --concurrency N` under a shell's `ulimit` flags: its exit code and what it wrote to standard error.
+    func run(ulimit flags: String, concurrency: Int) async throws -> (code: Int32, error: String) {
+        let database = temporaryDatabase()
+        #expect(try await purser(["submit", try jobFile(120)], database: database, pricing: pricing).code == 0)
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("ulimit-\(UUID().uuidString).txt")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", "ulimit \(flags) && exec \"$0\" run --concurrency \(concurrency)", products.appendingPathComponent("purser").path]
+        var environment = ProcessInfo.processInfo.environment
+        (environment["PURSER_DB"], environment["PURSER_PRICING"], environment["FAKE_KEY"]) = (database, pricing, "test-key")
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        await exited(process)
+        return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    }
+    // A hard limit of 100 open files leaves room for 36 calls beside the 64 kept for the rest: 500 asked for are capped.
+    let capped = try await run(ulimit: "-n 100", concurrency: 500)
+    #expect(capped.code == 0, "\(capped.error)")
+    #expect(capped.error.contains("warning: --concurrency 500 is more calls than this process can hold open: its limit on open files is 100"), "\(capped.error)")
+    #expect(capped.error.contains("calls in flight are capped at 36"))
+    let peak = try #require(try server.stats()["peak_in_flight"]?.intValue)
+    #expect(peak <= 36, "the fake saw \(peak) calls at once")
+    // A soft limit of 120 under a higher hard one is raised: 100 calls at once need no cap.
+    var hard = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &hard)
+    if hard.rlim_max >= 400 {
+        let raised = try await run(ulimit: "-S -n 120", concurrency: 100)
+        #expect(raised.code == 0 && !raised.error.contains("warning: --concurrency"), "\(raised.error)")
+    }
+}

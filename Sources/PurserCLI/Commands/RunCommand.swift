@@ -93,6 +93,15 @@ enum RunCommand {
         options.detachBatches = arguments[Options.detach]
         options.afterBatchCall = context.afterBatchCall
         if let value = try arguments[Options.concurrency] { options.concurrency = value }
+        // Each call in flight holds a socket: no more calls than the process can hold open.
+        let openFiles = OpenFileLimit.raised()
+        if options.concurrency > OpenFileLimit.callsInFlight(allowedBy: openFiles) {
+            let allowed = OpenFileLimit.callsInFlight(allowedBy: openFiles)
+            context.console.error("warning: --concurrency \(options.concurrency) is more calls than this process can hold open: its limit on open files "
+                + "is \(openFiles) (raised to the system's hard limit) and each call holds one, beside \(OpenFileLimit.reserved) kept for the rest; "
+                + "calls in flight are capped at \(allowed). Raise the hard limit ('ulimit -Hn', or LimitNOFILE for a service) to hold more.")
+            options.concurrency = allowed
+        }
         if let value = try arguments[Options.speedup] {
             guard options.simulate else { throw UsageError(message: "--speedup shortens the simulator's latency: it goes with --simulate.", spec: spec) }
             options.simulationSpeedup = value
