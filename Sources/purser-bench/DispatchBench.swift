@@ -157,6 +157,15 @@ enum DispatchBench {
         var stored: Int
         var failed: Int
         var exitCode: Int32
+        /// The run's CPU time, user and system (the children this benchmark reaped while it ran: the run alone).
+        var cpuSeconds: Double = 0
+    }
+
+    /// CPU seconds, user and system, of the children reaped so far.
+    static func childrenCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
     /// Submits `calls` requests for the fake model to a fresh database and serves them with the `purser run`
@@ -179,14 +188,17 @@ enum DispatchBench {
         defer { try? handle.close() }
         process.standardOutput = handle
         process.standardError = handle
+        let cpuBefore = childrenCPUSeconds()
         let started = DispatchTime.now().uptimeNanoseconds
         try process.run()
         process.waitUntilExit()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let cpu = childrenCPUSeconds() - cpuBefore
         let database = try PurserDatabase.open(path: path)
         return CommandFigures(
             seconds: seconds, stored: Int(try database.scalarInt("SELECT count(*) FROM results") ?? 0),
-            failed: Int(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'failed'") ?? 0), exitCode: process.terminationStatus)
+            failed: Int(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'failed'") ?? 0), exitCode: process.terminationStatus,
+            cpuSeconds: cpu)
     }
 
     /// Submits `calls` requests for the fake model to a fresh database and serves them all with `purser run`'s
@@ -213,4 +225,34 @@ enum DispatchBench {
     }
 
     static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// What the plain client (`scripts/plain_client.py`, Python's asyncio streams) did with `calls` calls, `inFlight` at once.
+    struct PlainFigures {
+        var seconds: Double
+        var cpuSeconds: Double
+        var answers: Int
+        var errors: Int
+    }
+
+    static func plainClient(port: Int, calls: Int, inFlight: Int, work: String) throws -> PlainFigures {
+        let script = "scripts/plain_client.py"
+        guard FileManager.default.fileExists(atPath: script) else { throw Problem("\(script) is missing: run the benchmark from the repository's folder") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, String(port), String(calls), String(inFlight)]
+        let output = work + "/plain-client.json"
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        defer { try? handle.close() }
+        process.standardOutput = handle
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let text = try String(contentsOf: URL(fileURLWithPath: output), encoding: .utf8)
+        guard process.terminationStatus == 0, let figures = try JSONParser.parse(text.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue else {
+            throw Problem("the plain client failed (exit \(process.terminationStatus)): \(text.prefix(300))")
+        }
+        func number(_ key: String) -> Double { figures[key].flatMap { value -> Double? in if case .number(let text) = value { Double(text) } else { nil } } ?? 0 }
+        return PlainFigures(seconds: number("seconds"), cpuSeconds: number("cpu_seconds"), answers: Int(number("answers")), errors: Int(number("errors")))
+    }
 }

@@ -25,12 +25,13 @@ struct Bench {
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|faults|batch|service|caching|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|inflight|faults|batch|service|caching|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
                             [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
-                                  ingest stored; dispatch: dispatch alone; faults: the fault mix beside a plain retrying loop;
+                                  ingest stored; dispatch: dispatch alone; inflight: CPU per answer at 100, 1,000 and 5,000 calls in
+                                  flight (5 s a call) beside a plain asyncio client; faults: the fault mix beside a plain retrying loop;
                                   batch: a week-long job through the fake batch API; service: purser serve through
                                   the official SDK beside purser submit, and pollers beside calls in flight; caching: a
                                   prefix-heavy job through the caching fake, cache-aware and cache-blind; estimate: input-token estimates
@@ -116,7 +117,9 @@ func rate(_ count: Int, _ time: Double) -> String { "\(Int(Double(count) / time)
 
 let bench = Bench(arguments: Array(CommandLine.arguments.dropFirst()))
 // The live and batch phases run the real executables beside this one.
-if ["all", "dispatch", "faults", "batch", "service", "caching"].contains(bench.phase) {
+if ["all", "dispatch", "inflight", "faults", "batch", "service", "caching"].contains(bench.phase) {
+    // The fake server and the clients hold thousands of sockets: the children inherit the raised limit.
+    _ = OpenFileLimit.raised()
     let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let missing = ["purser", "purser-fake-provider"].filter { !FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent($0).path) }
     if !missing.isEmpty {
@@ -422,6 +425,34 @@ if bench.phase == "all" || bench.phase == "service" {
     row("200 clients polling batches.retrieve", "\(Int(Double(polls.answers) / polls.seconds).formatted()) answers/s",
         String(format: "p50 %.1f ms, p99 %.1f ms; %d errors; run service %d calls in flight after, at most %d at the fake (5 s a call)",
             polls.p50Milliseconds, polls.p99Milliseconds, polls.errors, polls.inFlightDuring, polls.peakInFlight))
+}
+
+// Calls in flight (issue 21): at 5 s a call, four waves of 100, 1,000 and 5,000 calls at once, through a plain client
+// (Python's asyncio streams, scripts/plain_client.py) and through `purser run`, each on a fake server of its own: wall
+// time against the ideal of four waves, and CPU per answer, which should not grow with the calls in flight.
+if bench.phase == "inflight" {
+    print()
+    for inFlight in [100, 1_000, 5_000] {
+        let calls = inFlight * 4
+        let plainServer = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
+        let plain = try DispatchBench.plainClient(port: plainServer.port, calls: calls, inFlight: inFlight, work: bench.work)
+        let plainPeak = plainServer.peakInFlight()
+        plainServer.stop()
+        let server = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
+        let pricing = bench.work + "/inflight-pricing"
+        try DispatchBench.writePricing(port: server.port, pricing: bench.pricing, to: pricing)
+        let run = try DispatchBench.commandRun(calls: calls, concurrency: inFlight, work: bench.work, pricing: pricing)
+        let peak = server.peakInFlight()
+        server.stop()
+        func perAnswer(_ cpu: Double, _ answers: Int) -> String { String(format: "%.2f ms", cpu * 1000 / Double(max(answers, 1))) }
+        row("plain client, \(inFlight.formatted()) in flight", String(format: "%.1f s", plain.seconds),
+            "\(calls.formatted()) calls, ideal 20.0 s; \(plain.answers) answers, \(plain.errors) errors; at most \(plainPeak) at once; "
+            + "CPU \(perAnswer(plain.cpuSeconds, plain.answers)) an answer")
+        row("purser run, \(inFlight.formatted()) in flight", String(format: "%.1f s", run.seconds),
+            String(format: "%.2f× the plain client; ", run.seconds / max(plain.seconds, 0.001)) + "\(run.stored) results stored, \(run.failed) failed; "
+            + "at most \(peak) at once; CPU \(perAnswer(run.cpuSeconds, run.stored)) an answer "
+            + String(format: "(%.1f× the plain client's)", (run.cpuSeconds / Double(max(run.stored, 1))) / max(plain.cpuSeconds / Double(max(plain.answers, 1)), 1e-9)))
+    }
 }
 
 // Caching: 10,000 requests sharing a 3,000-token prefix with 300 tokens of their own, through the fake provider caching as
