@@ -168,4 +168,25 @@ public struct Row {
     }
 
     public func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+
+    /// A column of up to 16 hexadecimal digits as the number they write, read in place (no string is made); nil when
+    /// NULL, empty, longer, or not hexadecimal.
+    public func hexadecimal(_ column: Int32) -> UInt64? {
+        guard let pointer = sqlite3_column_text(statement.sqliteStatement, column) else { return nil }
+        let count = Int(sqlite3_column_bytes(statement.sqliteStatement, column))
+        guard count > 0, count <= 16 else { return nil }
+        var value: UInt64 = 0
+        for index in 0..<count {
+            let byte = pointer[index]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(digit)
+        }
+        return value
+    }
 }

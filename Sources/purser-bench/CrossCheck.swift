@@ -79,7 +79,7 @@ enum CrossCheck {
                     maxOutputTokens: [20, 100, 400][random.below(3)], capabilities: [], pinnedModel: pinned ? "x/cheap-small" : nil),
                 referenceModel: nil,
                 deadlineAt: now + (kind == .spread ? 600_000 + Int64(random.below(604_200_000)) : deadlines[random.below(deadlines.count)]),
-                maxCost: nil, prefix: group >= 0 ? PrefixGroup(id: "g\(group)", tokens: prefixes[group], requests: 0) : nil)
+                maxCost: nil, prefix: group >= 0 ? SharedPrefix(group: UInt64(group), tokens: prefixes[group]) : nil)
         }
         return (PricingCatalog(models: models, providers: ["x": provider], tiers: tiers), requests, now)
     }

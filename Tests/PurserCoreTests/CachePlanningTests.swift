@@ -30,7 +30,9 @@ private func cachingModel(
 
 private func grouped(_ request: PlannableRequest, _ group: String, prefix: Int) -> PlannableRequest {
     var request = request
-    request.prefix = PrefixGroup(id: group, tokens: prefix, requests: 0)
+    var hasher = Hasher()
+    hasher.combine(group)
+    request.prefix = SharedPrefix(group: UInt64(bitPattern: Int64(hasher.finalize())), tokens: prefix)
     return request
 }
 
@@ -163,7 +165,7 @@ private func exhaustiveOptimumWithGroups(_ requests: [PlannableRequest], catalog
         var key: String?
     }
     let check = LimitCheck(catalog: catalog, now: now)
-    let sizes = Dictionary(grouping: requests.compactMap(\.prefix?.id)) { $0 }.mapValues(\.count)
+    let sizes = Dictionary(grouping: requests.compactMap(\.prefix?.group)) { $0 }.mapValues(\.count)
     let choices: [[Choice]] = requests.map { request in
         catalog.models.flatMap { model -> [Choice] in
             guard model.quality >= request.needs.qualityFloor else { return [] }
@@ -172,14 +174,14 @@ private func exhaustiveOptimumWithGroups(_ requests: [PlannableRequest], catalog
             guard latest > now else { return [] }
             func priced(_ prices: TokenPrices, _ kind: String, _ mode: DispatchMode) -> Choice {
                 var cached = 0
-                if let prefix = request.prefix, let rule = model.caching, sizes[prefix.id, default: 0] >= 2, prefix.tokens >= rule.minimumPrefixTokens {
-                    cached = prefix.tokens / rule.stepTokens * rule.stepTokens
+                if let prefix = request.prefix, let rule = model.caching, sizes[prefix.group, default: 0] >= 2, prefix.tokens >= rule.minimumPrefixTokens {
+                    cached = Int(prefix.tokens) / rule.stepTokens * rule.stepTokens
                 }
                 let read = prices.cachedInput.microUSDPerMillion, write = (prices.cacheWrite5m ?? prices.input).microUSDPerMillion
                 let cost = Int64(input - cached) * prices.input.microUSDPerMillion + Int64(cached) * read + Int64(output) * prices.output.microUSDPerMillion
                 return Choice(
                     model: model.id, mode: mode, latest: latest, cost: cost, write: Int64(cached) * (write - read),
-                    key: cached > 0 ? "\(request.prefix!.id)|\(model.id)|\(kind)" : nil)
+                    key: cached > 0 ? "\(request.prefix!.group)|\(model.id)|\(kind)" : nil)
             }
             var result = [priced(model.prices, "list", .sync)]
             for multiplier in Set(model.discountWindows.map(\.multiplierBasisPoints)) {

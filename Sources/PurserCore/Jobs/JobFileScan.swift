@@ -33,7 +33,7 @@ public struct JobFileScan: Sendable {
                         firstLineOfCustomID[draft.customID] = draft.lineNumber
                         scan.requests.append(PlannableRequest(
                             id: Int64(draft.lineNumber), needs: draft.needs, referenceModel: draft.referenceModel, deadlineAt: draft.deadlineAt,
-                            maxCost: draft.maxCost, prefix: draft.prefixGroup.map { PrefixGroup(id: $0, tokens: draft.prefixTokens, requests: 0) }))
+                            maxCost: draft.maxCost, prefix: draft.prefixGroup.flatMap { SharedPrefix(id: $0, tokens: draft.prefixTokens) }))
                     }
                 }
             case .finished:

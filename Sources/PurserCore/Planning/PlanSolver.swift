@@ -107,11 +107,12 @@ struct PlanSolver {
         }
         let unplaced = assignment.option.lazy.filter { $0 < 0 }.count
         // A few requests: the real problem's own optimum where the search finds it, else the program's bound.
-        var bound = (exhaustive ? relaxedOptimum(placed: problem.requests.count - unplaced, unfitHeld: unfitHeld) : nil)
-            ?? lowerBound(solution: solution, program: program, unplaced: unplaced)
         // Prefix groups pay their writes where they fall: the plan's cost is never less than the program's shared writes.
         let costs = problem.groups.isEmpty ? assignment.cost : problem.exactCosts(optionOfRequest: assignment.option)
-        bound = min(bound, costs.reduce(0, &+))
+        let cost = costs.reduce(0, &+)
+        var bound = (exhaustive ? relaxedOptimum(placed: problem.requests.count - unplaced, unfitHeld: unfitHeld) : nil)
+            ?? lowerBound(solution: solution, program: program, unplaced: unplaced, planCost: cost)
+        bound = min(bound, cost)
         return Outcome(
             optionOfRequest: assignment.option, costOfRequest: costs, lowerBound: bound, unplaced: unplaced, unfitHeld: unfitHeld,
             linearProgramOptimal: solution?.optimal ?? true, iterations: solution?.iterations ?? 0, requestRows: program.requestRows,
@@ -471,7 +472,9 @@ struct PlanSolver {
     /// rounded-down grid the program keeps to), so the bound holds for every real plan, not only for those on the
     /// grid. The prices come from the program, rounded to a fixed point; everything else is exact integers, so the
     /// bound holds whatever the floating-point solve did.
-    private func lowerBound(solution: AssignmentLP.Solution?, program: ProgramIndex, unplaced: Int) -> Int64 {
+    /// `planCost`: the plan's own cost; the bound that counts prefix groups' writes whole is worked out only when the
+    /// shared writes' bound leaves it more than a basis point above (on a million requests it is a pass over every option).
+    private func lowerBound(solution: AssignmentLP.Solution?, program: ProgramIndex, unplaced: Int, planCost: Int64) -> Int64 {
         let scale = PlanSolver.priceScale
         // The held penalty is relative to the dearest option of any request, so no real cost is cut short by it.
         var dearest = program.costScale
@@ -535,9 +538,7 @@ struct PlanSolver {
             terms.sort(by: >)
             total -= terms.prefix(leftOut).reduce(0, +)
         }
-        if unplaced == 0, !problem.groups.isEmpty, let whole = groupedTotal(requestPrice: requestPrice, tokenPrice: tokenPrice, scale: scale) {
-            total = max(total, whole)
-        }
+        var heldTerms: Int128 = 0
         for requestClass in problem.classes where requestClass.held >= 0 {
             let option = problem.option(requestClass, requestClass.options[0])
             let family = Int(option.family), boundary = Int(option.boundary)
@@ -545,10 +546,15 @@ struct PlanSolver {
             let held = largest <= heldPenalty
                 ? requestPrice[family][boundary] * Int128(requestClass.count) + tokenPrice[family][boundary] * Int128(requestClass.tokenSum)
                 : heldPenalty * Int128(requestClass.count)
-            total += held
+            heldTerms += held
             penalized += held
         }
-        let bound = max(total - subtracted, penalized - subtracted - penalty * Int128(unplaced)) / scale
+        var bound = max(total + heldTerms - subtracted, penalized - subtracted - penalty * Int128(unplaced)) / scale
+        if unplaced == 0, !problem.groups.isEmpty, (Int128(planCost) - bound) * 10_000 > Int128(planCost),
+           let whole = groupedTotal(requestPrice: requestPrice, tokenPrice: tokenPrice, scale: scale)
+        {
+            bound = max(bound, (whole + heldTerms - subtracted) / scale)
+        }
         return Int64(clamping: max(bound, 0))
     }
 
@@ -573,11 +579,13 @@ struct PlanSolver {
         }
         var groups = [Group](repeating: Group(), count: problem.groups.count)
         var total: Int128 = 0
+        // One request's cheapest term and write per cached family, reused from request to request (a handful of families).
+        var cached: [(family: Int32, term: Int128, write: Int128)] = []
         for (request, value) in problem.requests.enumerated() {
             let tokens = Int128(value.rateLimitTokens)
             let group = Int(problem.groupOfRequest[request])
             var uncached: Int128?, cheapest: Int128?
-            var cached: [Int32: (term: Int128, write: Int128)] = [:]
+            cached.removeAll(keepingCapacity: true)
             for option in problem.unprunedOptions[Int(problem.signatureOfRequest[request])] {
                 let family = Int(option.family), boundary = Int(option.boundary)
                 let priced = option.cost(input: value.needs.inputTokens)
@@ -586,8 +594,11 @@ struct PlanSolver {
                 let term = own * scale + requestPrice[family][boundary] + tokenPrice[family][boundary] * tokens
                 cheapest = min(cheapest ?? term, term)
                 if write > 0 {
-                    let known = cached[option.family]
-                    cached[option.family] = (min(known?.term ?? term, term), min(known?.write ?? write, write))
+                    if let known = cached.firstIndex(where: { $0.family == option.family }) {
+                        cached[known] = (option.family, min(cached[known].term, term), min(cached[known].write, write))
+                    } else {
+                        cached.append((option.family, term, write))
+                    }
                 } else {
                     uncached = min(uncached ?? term, term)
                 }
@@ -599,7 +610,8 @@ struct PlanSolver {
             }
             groups[group].cheapest += cheapest
             if let uncached { groups[group].uncached += uncached } else { groups[group].membersWithoutUncached += 1 }
-            for (family, option) in cached {
+            for option in cached {
+                let family = option.family
                 var entry = groups[group].families[family] ?? Family(write: option.write * scale)
                 entry.write = min(entry.write, option.write * scale)
                 if let uncached { entry.saving += min(option.term - uncached, 0) } else {

@@ -98,9 +98,9 @@ public struct Planner {
     public func explain(_ requests: [PlannableRequest], index: Int, plan: Plan) -> PlanExplanation {
         let request = requests[index]
         // Counted with the rest of its prefix group, as the plan counts it.
-        let groupSize = request.prefix.map { prefix in requests.lazy.filter { $0.prefix?.id == prefix.id }.count } ?? 0
+        let groupSize = request.prefix.map { prefix in requests.lazy.filter { $0.prefix?.group == prefix.group }.count } ?? 0
         let single = PlanningProblem(
-            requests: [request], context: context, pruneDominated: false, groupSizes: request.prefix.map { [$0.id: groupSize] })
+            requests: [request], context: context, pruneDominated: false, groupSizes: request.prefix.map { [$0.group: groupSize] })
         let options = single.signatures.first?.options ?? []
         let models = context.catalog.models
         let chosen = plan.entry(index).model
@@ -140,7 +140,7 @@ public struct Planner {
         var explanation = PlanExplanation(request: request, candidates: candidates, baselineCost: plan.entry(index).estimatedCost == .zero && chosen == nil
             ? Baseline(context: context).cost(of: request) : Money(picoUSD: plan.baselineOfRequest[index]))
         if let prefix = request.prefix, groupSize >= 2 {
-            explanation.prefixGroup = (tokens: min(prefix.tokens, request.needs.inputTokens), requests: groupSize)
+            explanation.prefixGroup = (tokens: min(Int(prefix.tokens), request.needs.inputTokens), requests: groupSize)
         }
         explanation.batchNote = batchNote(request, candidates: candidates)
         return explanation

@@ -12,12 +12,11 @@ public struct PlannableRequest: Sendable {
     /// Served by a live call only: a batch already expired on it, or it was taken back from one to meet its deadline.
     public var liveOnly: Bool
     /// The prefix group its leading content belongs to (found at submit), whose cache reads and writes the plan prices.
-    /// Its `requests` is not read: a plan counts the group's members among the requests it plans.
-    public var prefix: PrefixGroup?
+    public var prefix: SharedPrefix?
 
     public init(
         id: Int64, needs: RequestNeeds, referenceModel: String?, deadlineAt: Int64, maxCost: Money?, job: Int64 = 0, liveOnly: Bool = false,
-        prefix: PrefixGroup? = nil
+        prefix: SharedPrefix? = nil
     ) {
         self.id = id
         self.prefix = prefix
@@ -31,6 +30,24 @@ public struct PlannableRequest: Sendable {
 
     /// What the request counts against a model's tokens/min: its input and all the output it may ask for.
     public var rateLimitTokens: Int { needs.rateLimitTokens }
+}
+
+/// A request's prefix group as planning needs it, small enough for millions of requests: the group (the 64-bit hash
+/// submit stored as 16 hex digits, `PromptPrefix.group`) and the tokens of leading content its members share.
+public struct SharedPrefix: Sendable, Hashable {
+    public var group: UInt64
+    public var tokens: Int32
+
+    public init(group: UInt64, tokens: Int) {
+        self.group = group
+        self.tokens = Int32(clamping: tokens)
+    }
+
+    /// From a group's id as submit writes it (16 hex digits); nil for anything else.
+    public init?(id: String, tokens: Int) {
+        guard !id.isEmpty, id.utf8.count <= 16, let group = UInt64(id, radix: 16) else { return nil }
+        self.init(group: group, tokens: tokens)
+    }
 }
 
 /// How a planned request will be sent.
@@ -263,7 +280,7 @@ final class PlanningProblem {
 
     /// A prefix group of two or more requests: those the provider's cache can share a prefix between.
     struct Group {
-        var id: String
+        var id: UInt64
         var size: Int32
     }
     /// The prefix groups of the requests planned: counted among them, or as `groupSizes` says (a request explained
@@ -284,7 +301,7 @@ final class PlanningProblem {
     /// `groupSizes`: how many requests each prefix group has, when not only those given here.
     init(
         requests: [PlannableRequest], held: [HeldCapacity] = [], context: PlanningContext, pruneDominated: Bool = true,
-        groupSizes: [String: Int]? = nil
+        groupSizes: [UInt64: Int]? = nil
     ) {
         self.pruneDominated = pruneDominated
         self.context = context
@@ -327,27 +344,31 @@ final class PlanningProblem {
 
     // MARK: - Prefix groups
 
-    private func buildGroups(sizes: [String: Int]?) {
+    private func buildGroups(sizes: [UInt64: Int]?) {
         var counts = sizes ?? [:]
         if sizes == nil {
             for request in requests {
-                if let prefix = request.prefix, prefix.tokens > 0 { counts[prefix.id, default: 0] += 1 }
+                if let prefix = request.prefix, prefix.tokens > 0 { counts[prefix.group, default: 0] += 1 }
             }
         }
-        var index: [String: Int32] = [:]
+        guard !counts.isEmpty else {
+            groupOfRequest = [Int32](repeating: -1, count: requests.count)
+            return
+        }
+        var index: [UInt64: Int32] = [:]
         groupOfRequest = requests.map { request in
-            guard let prefix = request.prefix, prefix.tokens > 0, let size = counts[prefix.id], size >= 2 else { return -1 }
-            if let known = index[prefix.id] { return known }
+            guard let prefix = request.prefix, prefix.tokens > 0, let size = counts[prefix.group], size >= 2 else { return -1 }
+            if let known = index[prefix.group] { return known }
             let group = Int32(groups.count)
-            index[prefix.id] = group
-            groups.append(Group(id: prefix.id, size: Int32(clamping: size)))
+            index[prefix.group] = group
+            groups.append(Group(id: prefix.group, size: Int32(clamping: size)))
             return group
         }
     }
 
     /// The request's shared prefix in tokens, never more than its whole input.
     func prefixTokensOfRequest(_ index: Int) -> Int32 {
-        Int32(clamping: min(requests[index].prefix?.tokens ?? 0, requests[index].needs.inputTokens))
+        min(requests[index].prefix?.tokens ?? 0, Int32(clamping: requests[index].needs.inputTokens))
     }
 
     // MARK: - Signatures

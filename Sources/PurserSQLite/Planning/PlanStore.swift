@@ -30,7 +30,7 @@ public struct PlanStore {
                             providers: try ProviderFilter.stored(row.optionalText(11))),
                         referenceModel: row.optionalText(7), deadlineAt: row.int64(8), maxCost: row.optionalInt64(9).map { Money(picoUSD: $0) },
                         job: job, liveOnly: row.int(10) == 1,
-                        prefix: row.optionalText(12).map { PrefixGroup(id: $0, tokens: row.int(13), requests: 0) }))
+                        prefix: row.hexadecimal(12).map { SharedPrefix(group: $0, tokens: row.int(13)) }))
                 }
             }
         }
