@@ -106,10 +106,10 @@ struct PlanSolver {
             exhaustive = searchExhaustively(residuals: &residuals, assignment: &assignment)
         }
         let unplaced = assignment.option.lazy.filter { $0 < 0 }.count
-        // A few requests: the real problem's own optimum where the search finds it, else the program's bound.
         // Prefix groups pay their writes where they fall: the plan's cost is never less than the program's shared writes.
         let costs = problem.groups.isEmpty ? assignment.cost : problem.exactCosts(optionOfRequest: assignment.option)
         let cost = costs.reduce(0, &+)
+        // A few requests: the real problem's own optimum where the search finds it, else the program's bound.
         var bound = (exhaustive ? relaxedOptimum(placed: problem.requests.count - unplaced, unfitHeld: unfitHeld) : nil)
             ?? lowerBound(solution: solution, program: program, unplaced: unplaced, planCost: cost)
         bound = min(bound, cost)
