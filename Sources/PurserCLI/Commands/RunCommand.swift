@@ -84,8 +84,11 @@ enum RunCommand {
     }
 
     /// The run's options from its flags, each number bounded; the database must exist (a run never creates one),
-    /// unless `databaseMustExist` is false (a serve, which makes its database once it has its port).
-    static func options(_ arguments: ParsedArguments, context: CommandContext, databaseMustExist: Bool = true) async throws -> RunOptions {
+    /// unless `databaseMustExist` is false (a serve, which makes its database once it has its port). `otherFiles`: the
+    /// descriptors the process holds beside its calls and the usual few (a serve's connections).
+    static func options(
+        _ arguments: ParsedArguments, context: CommandContext, databaseMustExist: Bool = true, otherFiles: Int = 0
+    ) async throws -> RunOptions {
         var options = RunOptions(worker: LeaseOwner.current().description)
         options.simulate = arguments[Options.simulate]
         options.watch = arguments[Options.watch]
@@ -95,10 +98,10 @@ enum RunCommand {
         if let value = try arguments[Options.concurrency] { options.concurrency = value }
         // Each call in flight holds a socket: no more calls than the process can hold open.
         let openFiles = OpenFileLimit.raised()
-        if options.concurrency > OpenFileLimit.callsInFlight(allowedBy: openFiles) {
-            let allowed = OpenFileLimit.callsInFlight(allowedBy: openFiles)
+        let allowed = OpenFileLimit.callsInFlight(allowedBy: openFiles - otherFiles)
+        if options.concurrency > allowed {
             context.console.error("warning: --concurrency \(options.concurrency) is more calls than this process can hold open: its limit on open files "
-                + "is \(openFiles) (raised to the system's hard limit) and each call holds one, beside \(OpenFileLimit.reserved) kept for the rest; "
+                + "is \(openFiles) (raised to the system's hard limit) and each call holds one, beside \(OpenFileLimit.reserved + otherFiles) kept for the rest; "
                 + "calls in flight are capped at \(allowed). Raise the hard limit ('ulimit -Hn', or LimitNOFILE for a service) to hold more.")
             options.concurrency = allowed
         }

@@ -62,7 +62,8 @@ enum ServeCommand {
         let (host, port) = try listenAddress(arguments[Options.listen])
         let catalog = try context.loadCatalog(arguments)
         let path = context.databasePath(arguments)
-        var options = try await RunCommand.options(arguments, context: context, databaseMustExist: false)
+        // Its clients' connections are open files too.
+        var options = try await RunCommand.options(arguments, context: context, databaseMustExist: false, otherFiles: HTTPLimits().connections)
         options.watch = true
         let live = Mutex(LiveFigures())
         live.withLock { $0.simulated = options.simulate }
