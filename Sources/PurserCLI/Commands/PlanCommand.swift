@@ -127,7 +127,8 @@ enum PlanOutput {
                 + "\(count(plan.baseline.requestsOver, "request")) could not start on \(plan.baseline.requestsOver == 1 ? "its" : "their") reference model before \(plan.baseline.requestsOver == 1 ? "its" : "their") deadline within its rate limits, so no saving is claimed")
         }
         if plan.cachingRequests > 0 || plan.cacheSaving != .zero {
-            let routing = plan.baseline.isFeasible ? "; routing saves the rest, \(plan.routingSaving.formatted)" : ""
+            let routing = !plan.baseline.isFeasible ? ""
+                : plan.routingSaving > .zero ? "; routing saves the rest, \(plan.routingSaving.formatted)" : "; routing saves nothing more"
             lines.append("prompt caching: \(count(plan.cachingRequests, "request")) expected to read a shared prefix from the cache "
                 + "(\(grouped(plan.expectedCachedTokens)) tokens), saving \(plan.cacheSaving.formatted) against the same plan uncached\(routing)")
         }
