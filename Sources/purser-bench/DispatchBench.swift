@@ -243,11 +243,11 @@ enum DispatchBench {
         let output = work + "/plain-client.json"
         _ = FileManager.default.createFile(atPath: output, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        defer { try? handle.close() }
         process.standardOutput = handle
         process.standardError = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
+        try handle.close()
         let text = try String(contentsOf: URL(fileURLWithPath: output), encoding: .utf8)
         guard process.terminationStatus == 0, let figures = try JSONParser.parse(text.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue else {
             throw Problem("the plain client failed (exit \(process.terminationStatus)): \(text.prefix(300))")

@@ -307,7 +307,7 @@ final class FakeBatches: Sendable {
     private func cacheUses(_ batch: Batch) -> [(read: Int, written: Int)] {
         let parsed = batch.lines.map { line -> (model: Model, provider: String, prefix: PromptPrefix)? in
             let model = Answers.shape(of: line.body, bytes: line.body.utf8.count).model
-            guard let caching = settings.cachingModel(model), let object = (try? JSONParser.parse(line.body))?.objectValue else { return nil }
+            guard let caching = settings.cachingModel(model), let object = Settings.cacheableBody(Array(line.body.utf8)) else { return nil }
             return (caching, "fake", PromptPrefix(body: object, dialect: batch.anthropic ? .anthropic : .openai))
         }
         guard parsed.allSatisfy({ $0 != nil }) else { return batch.lines.map { _ in (0, 0) } }

@@ -132,6 +132,12 @@ extension Settings {
             mode: mode, minimumPrefixTokens: cacheMinimum, stepTokens: min(step, cacheMinimum), batch: .bestEffort, source: "https://example.com")
         return model
     }
+
+    /// A request body as the fake's cache reads it; nil when it is not a JSON object, which then caches nothing (the
+    /// answer itself is made without it).
+    static func cacheableBody(_ bytes: [UInt8]) -> JSONObject? {
+        do { return try JSONParser.parse(bytes).objectValue } catch { return nil }
+    }
 }
 
 /// Counts shared by the connection threads.
@@ -202,7 +208,7 @@ final class Server: Sendable {
     /// What a live call reads from the fake's prompt cache and writes to it, in tokens, scaled to the fake's own count
     /// of the body's input (a quarter of its bytes).
     func cacheUse(body: [UInt8], anthropic: Bool, model name: String, input: Int) -> (read: Int, written: Int) {
-        guard let model = settings.cachingModel(name), let object = (try? JSONParser.parse(body))?.objectValue else { return (0, 0) }
+        guard let model = settings.cachingModel(name), let object = Settings.cacheableBody(body) else { return (0, 0) }
         let prefix = PromptPrefix(body: object, dialect: anthropic ? .anthropic : .openai)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         return cache.use(model: model, provider: "fake", prefix: prefix, now: now, answerBegins: now + Int64(settings.latencyMilliseconds), speedup: 1)

@@ -418,7 +418,7 @@ struct PlanSolver {
                     return (candidate.index, candidate.option, candidate.cost, 0, -1)
                 }
                 return (candidate.index, candidate.option, candidate.cost - cache.writeShare, cache.write,
-                        Int64(problem.groupOfRequest[request]) << 32 | Int64(candidate.option.family))
+                        problem.writeKey(request: request, family: candidate.option.family))
             }
         }
         var primed: [Int64: Int] = [:]

@@ -278,14 +278,10 @@ final class PlanningProblem {
     private(set) var tierOfRequest: [Int32] = []
     private var eligibleModels: [[Int32]] = []
 
-    /// A prefix group of two or more requests: those the provider's cache can share a prefix between.
-    struct Group {
-        var id: UInt64
-        var size: Int32
-    }
-    /// The prefix groups of the requests planned: counted among them, or as `groupSizes` says (a request explained
-    /// alone is counted with the rest of its job).
-    private(set) var groups: [Group] = []
+    /// The prefix groups of two or more requests (those the provider's cache can share a prefix between), by how many
+    /// requests each has: counted among those planned, or as `groupSizes` says (a request explained alone is counted with
+    /// the rest of its job).
+    private(set) var groups: [Int32] = []
     /// Per request: its group in `groups`, or -1.
     private(set) var groupOfRequest: [Int32] = []
 
@@ -361,7 +357,7 @@ final class PlanningProblem {
             if let known = index[prefix.group] { return known }
             let group = Int32(groups.count)
             index[prefix.group] = group
-            groups.append(Group(id: prefix.group, size: Int32(clamping: size)))
+            groups.append(Int32(clamping: size))
             return group
         }
     }
@@ -449,7 +445,7 @@ final class PlanningProblem {
                 eligibility: eligibility, tier: tierOfRequest[index], deadline: min(request.deadlineAt, horizonEnd),
                 maxOutput: Int32(clamping: needs.maxOutputTokens), ceiling: ceiling, input: ceiling >= 0 ? Int32(clamping: needs.inputTokens) : -1,
                 liveOnly: request.liveOnly, prefixTokens: group >= 0 ? prefixTokensOfRequest(index) : 0,
-                groupSize: group >= 0 ? groups[Int(group)].size : 0)
+                groupSize: group >= 0 ? groups[Int(group)] : 0)
             if let known = signatureIndex[key] {
                 signatureOfRequest[index] = known
                 counts[Int(known)] += 1
@@ -949,6 +945,9 @@ final class PlanningProblem {
 
     // MARK: - Caching's exact charge
 
+    /// What a prefix group's write is paid once for: the request's group on one family.
+    func writeKey(request: Int, family: Int32) -> Int64 { Int64(groupOfRequest[request]) << 32 | Int64(family) }
+
     /// Each placed request's expected cost with the writes charged as they fall: every call of a group on a family pays
     /// its per-request price, and the group's first there (the primer; the lowest index here) its write too. Sums to
     /// no less than the linear program's shared writes, and to exactly that for a group placed whole.
@@ -961,7 +960,7 @@ final class PlanningProblem {
             costs[request] = priced.cost
             guard let cache = priced.cache, cache.write > 0 || cache.writeShare > 0 else { continue }
             costs[request] &-= cache.writeShare
-            if primed.insert(Int64(groupOfRequest[request]) << 32 | Int64(option.family)).inserted { costs[request] &+= cache.write }
+            if primed.insert(writeKey(request: request, family: option.family)).inserted { costs[request] &+= cache.write }
         }
         return costs
     }
