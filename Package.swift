@@ -12,8 +12,13 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
-        .target(name: "PurserCore"),
+        .target(name: "PurserCore", dependencies: ["CCurl"]),
         .target(name: "PurserSQLite", dependencies: ["PurserCore", "SQLiteStore"]),
         .target(name: "PurserServe", dependencies: ["PurserCore", "PurserSQLite"]),
         .target(name: "PurserCLI", dependencies: ["PurserCore", "PurserSQLite", "PurserServe"]),

@@ -67,7 +67,7 @@ enum BatchBench {
         let events = Mutex<[BatchEvent]>([])
         let dispatcher = Dispatcher(
             storage: try DispatchStore(path: path, owner: "bench").storage,
-            caller: HTTPProviderClient(maximumConnectionsPerHost: 16, timeoutSeconds: 60, environment: environment),
+            caller: HTTPProviderClient(environment: environment),
             catalog: catalog, environment: environment, options: options, onEvent: { event in
                 if case .batch(let batch) = event { events.withLock { $0.append(batch) } }
             })

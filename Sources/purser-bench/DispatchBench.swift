@@ -1,6 +1,7 @@
 import Foundation
 import PurserCore
 import PurserSQLite
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -73,27 +74,6 @@ enum DispatchBench {
         return PricingCatalog(models: [model], providers: ["fake": provider], tiers: tiers)
     }
 
-    /// Plain URLSession POSTs of a body like Purser's, `concurrency` at a time, each waiting for its answer; seconds taken.
-    static func rawSeconds(port: Int, calls: Int, concurrency: Int) -> Double {
-        let session = plainSession(concurrency: concurrency)
-        let slots = DispatchSemaphore(value: concurrency)
-        let group = DispatchGroup()
-        let started = DispatchTime.now().uptimeNanoseconds
-        for index in 0..<calls {
-            slots.wait()
-            group.enter()
-            let request = chatRequest(port: port, index: index, name: "raw-\(index)")
-            session.dataTask(with: request) { _, _, _ in
-                slots.signal()
-                group.leave()
-            }.resume()
-        }
-        group.wait()
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        session.finishTasksAndInvalidate()
-        return seconds
-    }
-
     /// A URLSession as a plain client would set one up: `concurrency` connections, a minute per call.
     static func plainSession(concurrency: Int, timeoutSeconds: Double = 60) -> URLSession {
         let configuration = URLSessionConfiguration.ephemeral
@@ -159,6 +139,8 @@ enum DispatchBench {
         var exitCode: Int32
         /// The run's CPU time, user and system (the children this benchmark reaped while it ran: the run alone).
         var cpuSeconds: Double = 0
+        /// The run's peak resident memory (its VmHWM, read while it ran).
+        var peakMemoryBytes = 0
     }
 
     /// CPU seconds, user and system, of the children reaped so far.
@@ -191,14 +173,32 @@ enum DispatchBench {
         let cpuBefore = childrenCPUSeconds()
         let started = DispatchTime.now().uptimeNanoseconds
         try process.run()
+        let peak = Mutex(0)
+        let watching = Atomic<Bool>(true)
+        let watcher = Thread {
+            while watching.load(ordering: .relaxed) {
+                if let kilobytes = peakResidentKilobytes(process.processIdentifier) { peak.withLock { $0 = max($0, kilobytes * 1024) } }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        watcher.start()
         process.waitUntilExit()
+        watching.store(false, ordering: .relaxed)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let cpu = childrenCPUSeconds() - cpuBefore
         let database = try PurserDatabase.open(path: path)
         return CommandFigures(
             seconds: seconds, stored: Int(try database.scalarInt("SELECT count(*) FROM results") ?? 0),
             failed: Int(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'failed'") ?? 0), exitCode: process.terminationStatus,
-            cpuSeconds: cpu)
+            cpuSeconds: cpu, peakMemoryBytes: peak.withLock { $0 })
+    }
+
+    /// The peak resident set of process `id` so far (`VmHWM` in /proc), in KiB; nil once it has exited.
+    static func peakResidentKilobytes(_ id: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(id)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return nil }
+        return Int(line.split(separator: " ").dropFirst().first ?? "")
     }
 
     /// Submits `calls` requests for the fake model to a fresh database and serves them all with `purser run`'s
@@ -215,7 +215,7 @@ enum DispatchBench {
         let environment = ["FAKE_KEY": "bench"]
         let dispatcher = Dispatcher(
             storage: try DispatchStore(path: path, owner: "bench").storage,
-            caller: HTTPProviderClient(maximumConnectionsPerHost: concurrency, timeoutSeconds: options.timeoutSeconds, environment: environment),
+            caller: HTTPProviderClient(environment: environment),
             catalog: catalog, environment: environment, options: options, onEvent: { _ in })
         let started = DispatchTime.now().uptimeNanoseconds
         let summary = try await dispatcher.run()

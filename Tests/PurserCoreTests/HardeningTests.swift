@@ -378,18 +378,19 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
 
 @Test func networkErrorsAreSaidInWordsAndTellUnreachableFromRetryable() throws {
     let url = try #require(URL(string: "http://127.0.0.1:9/v1/chat/completions"))
-    let timedOut = NetworkTrouble.failure(URLError(.timedOut), url: url)
+    let timedOut = NetworkTrouble.failure(.timedOut, url: url)
     #expect(timedOut.message == "no answer from 127.0.0.1:9 in time (timed out)")
     #expect(timedOut.kind == .retryable)
-    let refused = NetworkTrouble.failure(URLError(.cannotConnectToHost), url: url)
+    let refused = NetworkTrouble.failure(.refused, url: url)
     #expect(refused.message == "connection refused by 127.0.0.1:9")
     #expect(refused.kind == .unreachable)
-    #expect(NetworkTrouble.failure(URLError(.cannotFindHost), url: url).kind == .unreachable)
-    #expect(NetworkTrouble.failure(URLError(.networkConnectionLost), url: url).kind == .retryable)
-    for code in [URLError.Code.timedOut, .cannotConnectToHost, .networkConnectionLost, .badServerResponse, .secureConnectionFailed] {
-        let message = NetworkTrouble.failure(URLError(code), url: url).message
-        #expect(!message.contains("NSURLErrorDomain") && !message.contains("-10"), "\(message)")
-    }
+    #expect(NetworkTrouble.failure(.noSuchHost, url: url).kind == .unreachable)
+    #expect(NetworkTrouble.failure(.insecure, url: url).kind == .unreachable)
+    #expect(NetworkTrouble.failure(.dropped, url: url).kind == .retryable)
+    #expect(NetworkTrouble.failure(.misdirected("elsewhere"), url: url).kind == .misdirected)
+    #expect(NetworkTrouble.failure(.tooLarge(limit: 67_108_864), url: url).kind == .permanent)
+    #expect(NetworkTrouble.failure(.other("Failure when receiving data from the peer"), url: url).message
+        == "the call to 127.0.0.1:9 failed: Failure when receiving data from the peer")
 }
 
 @Test func moneySaturatesInsteadOfTrappingAndSharesNeverOverflow() {

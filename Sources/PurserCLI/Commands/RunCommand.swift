@@ -73,7 +73,7 @@ enum RunCommand {
         let store = try DispatchStore(path: context.databasePath(arguments), owner: options.worker)
         let caller: any ModelCaller = options.simulate
             ? Simulator(speedup: options.simulationSpeedup, clock: context.clock)
-            : HTTPProviderClient(maximumConnectionsPerHost: options.concurrency, timeoutSeconds: options.timeoutSeconds, environment: context.environment)
+            : HTTPProviderClient(environment: context.environment)
         let reporter = RunReporter(console: context.console, json: arguments[SharedOptions.json], quiet: arguments[Options.quiet], simulated: options.simulate)
         return Dispatcher(
             storage: store.storage, caller: caller, catalog: catalog, environment: context.environment, options: options, clock: context.clock,

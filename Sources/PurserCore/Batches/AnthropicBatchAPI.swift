@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Anthropic's Message Batches: `POST /v1/messages/batches` with the requests inline (the body is written to
 /// disk and sent from there), polled with `GET /v1/messages/batches/{id}`, results streamed from `results_url`.
@@ -36,7 +33,7 @@ struct AnthropicBatchAPI: BatchAPI {
 
     func create(key: String, database: String, inputFileID: String?, file: URL) async throws(BatchAPIError) -> String {
         var request = try http.request(try http.url("/v1/messages/batches"), method: "POST")
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setHeader("Content-Type", "application/json")
         let batch = try await http.upload(request, file: file)
         guard let id = batch["id"]?.stringValue else {
             throw BatchAPIError(CallFailure(kind: .retryable, status: 200, message: "the batch was created without an id in the answer"))

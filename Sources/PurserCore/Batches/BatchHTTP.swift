@@ -1,31 +1,27 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// The HTTP exchanges of the batch APIs: JSON calls, a file upload from disk and a download to disk, so that
-/// inputs and results of any size pass through without being held in memory. Each ends at its answer, its
-/// timeout or the cancellation of the calling task. Keys are read from the environment per call.
+/// inputs and results of any size pass through without being held in memory. Each goes through the process's one
+/// HTTP engine and ends at its answer, its timeout, a stall of two minutes or the cancellation of the calling task.
 final class BatchHTTP: Sendable {
-    private let session: URLSession
     let provider: Provider
     /// Where every step's request is built and checked: the key goes to the provider's origin only.
     private let endpoint: Result<ProviderEndpoint, CallFailure>
+    /// A JSON call's whole time, and a file transfer's (which also ends when no byte moves for `stalledSeconds`).
+    private let timeoutSeconds: Double
+    private let transferSeconds: Double = 6 * 3600
+    private let stalledSeconds: Double = 120
+
+    /// The largest results file read: 16 GiB, far above the providers' limits on a batch's results.
+    static let resultsLimit: Int64 = 16 << 30
 
     init(provider: Provider, environment: [String: String], timeoutSeconds: Double = 600) {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeoutSeconds
-        configuration.timeoutIntervalForResource = timeoutSeconds
-        configuration.urlCache = nil
-        configuration.httpCookieStorage = nil
-        session = URLSession(configuration: configuration, delegate: SameOriginRedirects(), delegateQueue: nil)
         self.provider = provider
+        self.timeoutSeconds = timeoutSeconds
         endpoint = Result { () throws(CallFailure) in
             try ProviderEndpoint(provider: provider, dialect: provider.batchDialect ?? provider.dialect, environment: environment)
         }
     }
-
-    deinit { session.finishTasksAndInvalidate() }
 
     private func checkedEndpoint() throws(BatchAPIError) -> ProviderEndpoint {
         switch endpoint {
@@ -47,8 +43,11 @@ final class BatchHTTP: Sendable {
         try withEndpoint { endpoint throws(CallFailure) in try endpoint.resolve(reference) }
     }
 
-    func request(_ url: URL, method: String) throws(BatchAPIError) -> URLRequest {
-        try withEndpoint { endpoint throws(CallFailure) in try endpoint.request(url, method: method) }
+    /// A JSON call's request to `url`, with the provider's credentials.
+    func request(_ url: URL, method: String) throws(BatchAPIError) -> HTTPRequest {
+        try withEndpoint { endpoint throws(CallFailure) in
+            try endpoint.request(url, method: method, timeoutSeconds: timeoutSeconds, stalledSeconds: stalledSeconds)
+        }
     }
 
     /// Provider text with the key taken out.
@@ -62,51 +61,44 @@ final class BatchHTTP: Sendable {
         let url = try url(path)
         var request = try request(url, method: method)
         if let body {
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = Data(JSONWriter.string(.object(body)).utf8)
+            request.setHeader("Content-Type", "application/json")
+            request.body = .bytes(Array(JSONWriter.string(.object(body)).utf8))
         }
-        let prepared = request
-        let (data, response) = try await exchange(prepared) { session, handler in session.dataTask(with: prepared, completionHandler: handler) }
-        return try object(data ?? Data(), response: response, method: method, url: url)
+        let answer = try await exchange(request)
+        return try object(answer, method: method, url: url)
     }
 
     /// POSTs the file at `file` as the body (multipart bodies are written to disk first).
-    func upload(_ request: URLRequest, file: URL) async throws(BatchAPIError) -> JSONObject {
-        let (data, response) = try await exchange(request) { session, handler in
-            session.uploadTask(with: request, fromFile: file, completionHandler: handler)
-        }
-        return try object(data ?? Data(), response: response, method: "POST", url: request.url!)
+    func upload(_ request: HTTPRequest, file: URL) async throws(BatchAPIError) -> JSONObject {
+        var request = request
+        request.body = .file(path: file.path)
+        request.timeoutSeconds = transferSeconds
+        let answer = try await exchange(request)
+        return try object(answer, method: request.method, url: request.url)
     }
 
     /// Downloads `url` into `folder`, to a file of its own (the caller removes it).
     func download(_ url: URL, into folder: WorkFolder) async throws(BatchAPIError) -> URL {
-        let request = try request(url, method: "GET")
+        var request = try request(url, method: "GET")
         let kept: URL
         do { kept = try folder.newPath("results") } catch {
             throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not make a file for the results: \(error)"))
         }
-        let moved = MovedFile()
-        let (_, response) = try await exchange(request) { session, handler in
-            session.downloadTask(with: request) { location, response, error in
-                // The temporary file is gone once this handler returns: it is moved first.
-                if let location { moved.error = Result { try FileManager.default.moveItem(at: location, to: kept) }.failure }
-                handler(nil, response, error)
-            }
+        request.sink = .file(path: kept.path, limit: BatchHTTP.resultsLimit)
+        request.timeoutSeconds = transferSeconds
+        let answer: HTTPResponse
+        do { answer = try await exchange(request, leavingWithoutCredentials: true) } catch {
+            try? FileManager.default.removeItem(at: kept)
+            throw error
         }
-        if let error = moved.error {
-            throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not keep the downloaded results: \(error)"))
-        }
-        let http = response as? HTTPURLResponse
-        guard let status = http?.statusCode, (200..<300).contains(status) else {
-            let status = http?.statusCode ?? 0
+        guard (200..<300).contains(answer.status) else {
             let body = (try? String(contentsOf: kept, encoding: .utf8)) ?? ""
             try? FileManager.default.removeItem(at: kept)
-            if let http, let refused = try checkedEndpoint().refusedRedirect(
-                status: status, location: http.value(forHTTPHeaderField: "Location"), method: "GET", url: url)
-            {
+            if let refused = try checkedEndpoint().refusedRedirect(status: answer.status, location: answer.headers["location"], method: "GET", url: url) {
                 throw BatchAPIError(refused)
             }
-            throw BatchAPIError(DialectTranslation.classify(status: status, body: mask(String(body.prefix(100_000))), retryAfterMilliseconds: nil))
+            throw BatchAPIError(DialectTranslation.classify(
+                status: answer.status, body: mask(String(body.prefix(100_000))), retryAfterMilliseconds: nil))
         }
         do { try folder.restrict(kept) } catch {
             try? FileManager.default.removeItem(at: kept)
@@ -115,62 +107,25 @@ final class BatchHTTP: Sendable {
         return kept
     }
 
-    private final class MovedFile: @unchecked Sendable { var error: (any Error)? }
-
-    private final class TaskBox: @unchecked Sendable {
-        let lock = NSLock()
-        var task: URLSessionTask?
-        var cancelled = false
-    }
-
-    private func exchange(
-        _ request: URLRequest,
-        make: @escaping @Sendable (URLSession, @escaping @Sendable (Data?, URLResponse?, (any Error)?) -> Void) -> URLSessionTask
-    ) async throws(BatchAPIError) -> (Data?, URLResponse?) {
-        let box = TaskBox()
-        let session = session
-        let result: Result<(Data?, URLResponse?), any Error> = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
-                    let task = make(session) { data, response, error in
-                        if let error, response == nil { continuation.resume(returning: .failure(error)) } else {
-                            continuation.resume(returning: .success((data, response)))
-                        }
-                    }
-                    box.lock.withLock {
-                        box.task = task
-                        if box.cancelled { task.cancel() }
-                    }
-                    task.resume()
-                }
-            }
-        } onCancel: {
-            DispatchQueue.global().async { box.lock.withLock { box.cancelled = true; box.task?.cancel() } }
-        }
-        switch result {
+    private func exchange(_ request: HTTPRequest, leavingWithoutCredentials: Bool = false) async throws(BatchAPIError) -> HTTPResponse {
+        switch try await checkedEndpoint().exchange(request, leavingWithoutCredentials: leavingWithoutCredentials) {
         case .success(let answer): return answer
-        case .failure(let error):
-            guard let url = request.url else { throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "\(error)")) }
-            throw BatchAPIError(NetworkTrouble.failure(error, url: url))
+        case .failure(let failure): throw BatchAPIError(NetworkTrouble.failure(failure, url: request.url))
         }
     }
 
     /// A JSON answer's object, or the failure its status, redirect or body stands for.
-    private func object(_ data: Data, response: URLResponse?, method: String, url: URL) throws(BatchAPIError) -> JSONObject {
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let http = response as? HTTPURLResponse
-        if let http, let refused = try checkedEndpoint().refusedRedirect(
-            status: status, location: http.value(forHTTPHeaderField: "Location"), method: method, url: url)
-        {
+    private func object(_ answer: HTTPResponse, method: String, url: URL) throws(BatchAPIError) -> JSONObject {
+        if let refused = try checkedEndpoint().refusedRedirect(status: answer.status, location: answer.headers["location"], method: method, url: url) {
             throw BatchAPIError(refused)
         }
-        let body = mask(String(decoding: data, as: UTF8.self))
-        guard (200..<300).contains(status) else {
+        let body = mask(String(decoding: answer.body, as: UTF8.self))
+        guard (200..<300).contains(answer.status) else {
             throw BatchAPIError(DialectTranslation.classify(
-                status: status, body: body, retryAfterMilliseconds: http.flatMap { RetryAfter.milliseconds(from: $0, now: Date()) }))
+                status: answer.status, body: body, retryAfterMilliseconds: RetryAfter.milliseconds(header: { answer.headers[$0] }, now: Date())))
         }
         guard let object = (try? JSONParser.parse(body))?.objectValue else {
-            throw BatchAPIError(CallFailure(kind: .retryable, status: status, message: "the batch API sent a body that is not a JSON object"))
+            throw BatchAPIError(CallFailure(kind: .retryable, status: answer.status, message: "the batch API sent a body that is not a JSON object"))
         }
         return object
     }

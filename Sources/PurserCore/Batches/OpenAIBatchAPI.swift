@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// OpenAI's Batch API and its clones (Groq, Together, OpenRouter…): the input uploaded as a JSONL file
 /// (`POST /files`, `purpose=batch`), then `POST /batches` with `metadata.purser_batch` set to Purser's key,
@@ -51,7 +48,7 @@ struct OpenAIBatchAPI: BatchAPI {
             throw BatchAPIError(CallFailure(kind: .retryable, status: nil, message: "could not write the upload to disk: \(error)"))
         }
         var request = try http.request(try http.url("/files"), method: "POST")
-        request.setValue("multipart/form-data; boundary=\(boundary)", forHTTPHeaderField: "Content-Type")
+        request.setHeader("Content-Type", "multipart/form-data; boundary=\(boundary)")
         let answer = try await http.upload(request, file: body)
         guard let id = answer["id"]?.stringValue else {
             throw BatchAPIError(CallFailure(kind: .retryable, status: 200, message: "the file upload answered without an id"))

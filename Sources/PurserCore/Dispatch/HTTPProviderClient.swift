@@ -1,69 +1,17 @@
 import Foundation
 import Synchronization
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Calls real endpoints over HTTP: `POST {base}/chat/completions` with a bearer key (openai dialect) or
-/// `POST {base}/v1/messages` with `x-api-key` and `anthropic-version` (anthropic dialect).
-/// Keys are read from the environment at each call and never kept anywhere else.
+/// `POST {base}/v1/messages` with `x-api-key` and `anthropic-version` (anthropic dialect), through the process's
+/// one HTTP engine. Keys are read from the environment once per provider and never kept anywhere else.
 public final class HTTPProviderClient: ModelCaller {
-    private let session: URLSession
     private let environment: [String: String]
-    private let deadlines = ExchangeDeadlines()
     /// Each provider's endpoint, made once (its base URL parsed, its key read) rather than on every call.
     private let endpoints = Mutex<[Provider: ProviderEndpoint]>([:])
     public static let anthropicVersion = "2023-06-01"
 
-    public init(maximumConnectionsPerHost: Int, timeoutSeconds: Double, environment: [String: String]) {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = maximumConnectionsPerHost
-        configuration.timeoutIntervalForRequest = timeoutSeconds
-        configuration.timeoutIntervalForResource = timeoutSeconds
-        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-        configuration.urlCache = nil
-        configuration.httpCookieStorage = nil
-        // Redirects are followed only within the provider's origin, where its key may go.
-        session = URLSession(configuration: configuration, delegate: SameOriginRedirects(), delegateQueue: nil)
+    public init(environment: [String: String]) {
         self.environment = environment
-    }
-
-    deinit {
-        deadlines.stop()
-        session.invalidateAndCancel()
-    }
-
-    enum Exchange: Sendable {
-        case answered(Data, URLResponse)
-        case timedOut
-        case cancelled
-        case failed(any Error)
-    }
-
-    /// One HTTP exchange that ends at the first of: the answer, the deadline, or cancellation of the
-    /// calling task. URLSession's task is cancelled from a Dispatch queue, never from Swift's
-    /// cooperative pool: on Linux that cancel can block, and blocked pool threads stall every worker.
-    private func send(_ request: URLRequest, timeoutSeconds: Double) async -> Exchange {
-        let pending = PendingExchange()
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Exchange, Never>) in
-                pending.attach(continuation)
-                deadlines.watch(pending, until: .now() + timeoutSeconds)
-                // Creating and starting a URLSession task waits on the session's own queue; that wait
-                // happens on a Dispatch thread so that it never holds one of the few cooperative threads.
-                let session = session
-                DispatchQueue.global().async {
-                    let task = session.dataTask(with: request) { data, response, error in
-                        if let data, let response { pending.finish(.answered(data, response)) }
-                        else { pending.finish(.failed(error ?? URLError(.badServerResponse))) }
-                    }
-                    pending.attach(task)
-                    task.resume()
-                }
-            }
-        } onCancel: {
-            pending.finish(.cancelled, cancellingTask: true)
-        }
     }
 
     private func endpoint(for provider: Provider) throws(CallFailure) -> ProviderEndpoint {
@@ -76,7 +24,7 @@ public final class HTTPProviderClient: ModelCaller {
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
         let endpoint: ProviderEndpoint
         let url: URL
-        var request: URLRequest
+        var request: HTTPRequest
         do {
             endpoint = try self.endpoint(for: call.provider)
             url = try endpoint.url(call.provider.dialect == .openai ? "/chat/completions" : "/v1/messages")
@@ -84,29 +32,20 @@ public final class HTTPProviderClient: ModelCaller {
         } catch {
             return .failure(error)
         }
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue(String(call.requestID), forHTTPHeaderField: "X-Purser-Request")
-        request.httpBody = Data(JSONWriter.string(.object(call.body)).utf8)
-        let data: Data
-        let response: URLResponse
-        switch await send(request, timeoutSeconds: call.timeoutSeconds) {
-        case .answered(let answerData, let answer):
-            (data, response) = (answerData, answer)
-        case .timedOut:
-            return .failure(CallFailure(kind: .retryable, status: nil, message: "timed out after \(call.timeoutSeconds)s"))
-        case .cancelled:
-            return .failure(CallFailure(kind: .retryable, status: nil, message: "cancelled (the run is stopping)"))
-        case .failed(let error):
-            return .failure(NetworkTrouble.failure(error, url: url))
+        request.setHeader("Content-Type", "application/json")
+        request.setHeader("X-Purser-Request", String(call.requestID))
+        request.body = .bytes(Array(JSONWriter.string(.object(call.body)).utf8))
+        let answer: HTTPResponse
+        switch await endpoint.exchange(request) {
+        case .success(let response): answer = response
+        case .failure(.timedOut): return .failure(CallFailure(kind: .retryable, status: nil, message: "timed out after \(call.timeoutSeconds)s"))
+        case .failure(let failure): return .failure(NetworkTrouble.failure(failure, url: url))
         }
-        guard let http = response as? HTTPURLResponse else {
-            return .failure(CallFailure(kind: .retryable, status: nil, message: "not an HTTP response"))
-        }
-        if let refused = endpoint.refusedRedirect(status: http.statusCode, location: http.value(forHTTPHeaderField: "Location"), method: "POST", url: url) {
+        if let refused = endpoint.refusedRedirect(status: answer.status, location: answer.headers["location"], method: "POST", url: url) {
             return .failure(refused)
         }
         return HTTPProviderClient.outcome(
-            status: http.statusCode, header: { http.value(forHTTPHeaderField: $0) }, body: data, dialect: call.provider.dialect, now: Date(),
+            status: answer.status, header: { answer.headers[$0] }, body: Data(answer.body), dialect: call.provider.dialect, now: Date(),
             mask: endpoint.mask)
     }
 
@@ -137,10 +76,6 @@ public final class HTTPProviderClient: ModelCaller {
 
 /// How long a provider asked us to wait, from whichever of its headers it sent.
 public enum RetryAfter {
-    public static func milliseconds(from response: HTTPURLResponse, now: Date) -> Int64? {
-        milliseconds(header: { response.value(forHTTPHeaderField: $0) }, now: now)
-    }
-
     /// The longest wait a provider's header is taken at: a day. A provider asking for more (or for `1e30`) is
     /// waited on for a day; the request's deadline decides what happens then.
     public static let maximumMilliseconds: Int64 = 86_400_000
@@ -207,105 +142,23 @@ public enum RetryAfter {
     }
 }
 
-/// Ends exchanges that pass their deadline, from one timer that looks every 100 ms (a timer per call
-/// costs Dispatch far more once thousands of calls are out).
-final class ExchangeDeadlines: Sendable {
-    private let watched = Mutex<[ObjectIdentifier: (deadline: DispatchTime, exchange: PendingExchange)]>([:])
-    /// Set up once in `init`; afterwards only cancelled, which Dispatch allows from any thread.
-    private let timer: UncheckedBox<any DispatchSourceTimer>
-
-    init() {
-        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "purser.exchange-deadlines"))
-        timer.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100), leeway: .milliseconds(20))
-        self.timer = UncheckedBox(timer)
-        timer.setEventHandler { [weak self] in self?.endOverdue() }
-        timer.resume()
-    }
-
-    private func endOverdue() {
-        let now = DispatchTime.now()
-        // One pass drops exchanges that ended by themselves and takes out the overdue ones.
-        let overdue = watched.withLock { watched -> [PendingExchange] in
-            var overdue: [PendingExchange] = []
-            watched = watched.filter { _, entry in
-                if entry.exchange.isEnded { return false }
-                if entry.deadline <= now { overdue.append(entry.exchange); return false }
-                return true
-            }
-            return overdue
-        }
-        for exchange in overdue { exchange.finish(.timedOut, cancellingTask: true) }
-    }
-
-    func watch(_ exchange: PendingExchange, until deadline: DispatchTime) {
-        watched.withLock { $0[ObjectIdentifier(exchange)] = (deadline, exchange) }
-    }
-
-    func stop() { timer.value.cancel() }
-}
-
-/// The state of one exchange: the first of answer, deadline or cancellation resumes the caller, once.
-final class PendingExchange: Sendable {
-    private struct State {
-        var ended = false
-        var endedWith: HTTPProviderClient.Exchange?
-        var continuation: CheckedContinuation<HTTPProviderClient.Exchange, Never>?
-        var task: UncheckedBox<URLSessionDataTask>?
-    }
-
-    private let state = Mutex(State())
-
-    var isEnded: Bool { state.withLock { $0.ended } }
-
-    func attach(_ continuation: CheckedContinuation<HTTPProviderClient.Exchange, Never>) {
-        // Cancelled before it started: answer at once.
-        let early = state.withLock { state -> HTTPProviderClient.Exchange? in
-            if state.ended { return state.endedWith }
-            state.continuation = continuation
-            return nil
-        }
-        if let early { continuation.resume(returning: early) }
-    }
-
-    func attach(_ task: URLSessionDataTask) {
-        let cancelNow = state.withLock { state -> Bool in
-            state.task = UncheckedBox(task)
-            return state.ended
-        }
-        if cancelNow { let box = UncheckedBox(task); DispatchQueue.global().async { box.value.cancel() } }
-    }
-
-    func finish(_ exchange: HTTPProviderClient.Exchange, cancellingTask: Bool = false) {
-        let (continuation, task) = state.withLock { state -> (CheckedContinuation<HTTPProviderClient.Exchange, Never>?, UncheckedBox<URLSessionDataTask>?) in
-            guard !state.ended else { return (nil, nil) }
-            state.ended = true
-            state.endedWith = exchange
-            defer { state.continuation = nil }
-            return (state.continuation, state.task)
-        }
-        continuation?.resume(returning: exchange)
-        if cancellingTask, let task { DispatchQueue.global().async { task.value.cancel() } }
-    }
-}
-
-/// A network error in words, and whether it means the endpoint cannot be reached at all.
+/// A network failure in words, and whether it means the endpoint cannot be reached at all.
 enum NetworkTrouble {
-    static func failure(_ error: any Error, url: URL) -> CallFailure {
+    static func failure(_ failure: ExchangeFailure, url: URL) -> CallFailure {
         let place = url.host.map { host in url.port.map { "\(host):\($0)" } ?? host } ?? url.absoluteString
-        guard let urlError = error as? URLError else {
-            return CallFailure(kind: .retryable, status: nil, message: "the call to \(place) failed: \(error)")
-        }
-        switch urlError.code {
+        switch failure {
         case .timedOut: return CallFailure(kind: .retryable, status: nil, message: "no answer from \(place) in time (timed out)")
-        case .cannotConnectToHost: return CallFailure(kind: .unreachable, status: nil, message: "connection refused by \(place)")
-        case .cannotFindHost, .dnsLookupFailed: return CallFailure(kind: .unreachable, status: nil, message: "no such host: \(place)")
-        case .notConnectedToInternet: return CallFailure(kind: .unreachable, status: nil, message: "no network connection to reach \(place)")
-        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate, .serverCertificateNotYetValid,
-            .serverCertificateHasUnknownRoot, .clientCertificateRejected:
-            return CallFailure(kind: .unreachable, status: nil, message: "the secure connection to \(place) failed (TLS)")
-        case .networkConnectionLost: return CallFailure(kind: .retryable, status: nil, message: "the connection to \(place) dropped")
-        case .badServerResponse, .cannotParseResponse: return CallFailure(kind: .retryable, status: nil, message: "\(place) sent a broken answer")
-        default: return CallFailure(kind: .retryable, status: nil, message: "the call to \(place) failed (network error \(urlError.code.rawValue))")
+        case .refused: return CallFailure(kind: .unreachable, status: nil, message: "connection refused by \(place)")
+        case .noSuchHost: return CallFailure(kind: .unreachable, status: nil, message: "no such host: \(place)")
+        case .insecure: return CallFailure(kind: .unreachable, status: nil, message: "the secure connection to \(place) failed (TLS)")
+        case .dropped: return CallFailure(kind: .retryable, status: nil, message: "the connection to \(place) dropped")
+        case .broken: return CallFailure(kind: .retryable, status: nil, message: "\(place) sent a broken answer")
+        case .tooLarge(let limit):
+            return CallFailure(kind: .permanent, status: nil, message: "\(place) sent an answer over \(limit.formatted()) bytes; it was not read")
+        case .misdirected(let why): return CallFailure(kind: .misdirected, status: nil, message: why)
+        case .localFile(let why): return CallFailure(kind: .retryable, status: nil, message: why)
+        case .cancelled: return CallFailure(kind: .retryable, status: nil, message: "cancelled (the run is stopping)")
+        case .other(let why): return CallFailure(kind: .retryable, status: nil, message: "the call to \(place) failed: \(why)")
         }
     }
 }

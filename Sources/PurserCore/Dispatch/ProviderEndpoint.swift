@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// Where a URL points: its scheme, host and port (the default port of the scheme when none is written).
 /// Credentials go to one origin only, the provider's.
@@ -77,18 +74,53 @@ struct ProviderEndpoint: Sendable {
     }
 
     /// A request to `url` with the provider's credentials, or a refusal when `url` is not on the provider's origin.
-    func request(_ url: URL, method: String, timeoutSeconds: Double? = nil) throws(CallFailure) -> URLRequest {
+    func request(_ url: URL, method: String, timeoutSeconds: Double, stalledSeconds: Double? = nil) throws(CallFailure) -> HTTPRequest {
         try check(url)
-        var request = timeoutSeconds.map { URLRequest(url: url, timeoutInterval: $0) } ?? URLRequest(url: url)
-        request.httpMethod = method
+        var request = HTTPRequest(method: method, url: url, timeoutSeconds: timeoutSeconds, stalledSeconds: stalledSeconds, origin: origin)
         switch dialect {
         case .openai:
-            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+            request.setHeader("Authorization", "Bearer \(key)")
         case .anthropic:
-            request.setValue(key, forHTTPHeaderField: "x-api-key")
-            request.setValue(HTTPProviderClient.anthropicVersion, forHTTPHeaderField: "anthropic-version")
+            request.setHeader("x-api-key", key)
+            request.setHeader("anthropic-version", HTTPProviderClient.anthropicVersion)
         }
         return request
+    }
+
+    /// The headers that carry credentials, taken off a request that leaves the origin.
+    static let credentialHeaders = ["Authorization", "x-api-key", "anthropic-version", "Cookie"]
+
+    /// The most redirects followed within the origin before the answer is taken as a redirect loop.
+    static let redirectHops = 5
+
+    /// Sends `request` through the engine, following a redirect only within the provider's origin. With
+    /// `leavingWithoutCredentials` (a results download) a redirect elsewhere is followed with the credentials taken
+    /// off, and they are never put back; https is never left for http. Any other redirect is not followed: its 3xx
+    /// answer is returned, and `refusedRedirect` says what it means.
+    func exchange(_ first: HTTPRequest, leavingWithoutCredentials: Bool = false) async -> Result<HTTPResponse, ExchangeFailure> {
+        var request = first
+        var hops = 0
+        while true {
+            let outcome = await HTTPEngine.shared.send(request)
+            guard hops < ProviderEndpoint.redirectHops, case .success(let answer) = outcome, [301, 302, 303, 307, 308].contains(answer.status),
+                let location = answer.headers["location"], let target = URL(string: location, relativeTo: request.url)?.absoluteURL,
+                let next = Origin(target)
+            else { return outcome }
+            hops += 1
+            if answer.status == 303 {
+                request.method = "GET"
+                request.body = .none
+            }
+            if next == origin, request.origin == origin {
+                request.url = target
+                continue
+            }
+            let downgrade = request.url.scheme?.lowercased() == "https" && next.scheme == "http"
+            guard leavingWithoutCredentials, ["http", "https"].contains(next.scheme), !downgrade else { return outcome }
+            for header in ProviderEndpoint.credentialHeaders { request.setHeader(header, nil) }
+            request.url = target
+            request.origin = next
+        }
     }
 
     private func check(_ url: URL) throws(CallFailure) {
@@ -125,28 +157,5 @@ struct ProviderEndpoint: Sendable {
         var masked = failure
         masked.message = mask(failure.message)
         return masked
-    }
-}
-
-/// A session delegate that follows a redirect only within the origin of the request it started from; a
-/// download's redirect to another origin is followed with its credentials taken off. Every other redirect
-/// elsewhere is refused, and the 3xx answer reaches the caller, which reports it (`refusedRedirect`).
-final class SameOriginRedirects: NSObject, URLSessionTaskDelegate, Sendable {
-    func urlSession(
-        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest,
-        completionHandler: @escaping @Sendable (URLRequest?) -> Void
-    ) {
-        completionHandler(SameOriginRedirects.follow(from: task.originalRequest?.url, to: request, isDownload: task is URLSessionDownloadTask))
-    }
-
-    /// What to send for a redirect from `start` to `request`: the request itself within the origin, the request
-    /// without credentials for a download elsewhere, or nil (not followed).
-    static func follow(from start: URL?, to request: URLRequest, isDownload: Bool) -> URLRequest? {
-        guard let start, let from = Origin(start), let target = request.url, let to = Origin(target) else { return nil }
-        if from == to { return request }
-        guard isDownload, ["http", "https"].contains(to.scheme), !(from.scheme == "https" && to.scheme == "http") else { return nil }
-        var bare = request
-        for header in ["Authorization", "x-api-key", "anthropic-version", "Cookie"] { bare.setValue(nil, forHTTPHeaderField: header) }
-        return bare
     }
 }

@@ -1,0 +1,484 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// Every HTTP exchange Purser makes, live calls and batch transfers alike, on libcurl's multi interface driven by one
+/// event loop: a thread waiting in `epoll` on the sockets libcurl asks it to watch and on libcurl's one timer. The
+/// cost of a call is what happens on its own socket, never a pass over every call in flight, so thousands of calls
+/// waiting on slow models cost nothing while they wait.
+///
+/// Connections are kept and reused across calls (HTTP/2 streams share one where the server offers it), TLS is
+/// verified, nothing is followed (redirects are the caller's decision, `ProviderEndpoint.exchange`), and every
+/// exchange ends at its answer, its timeout, a stall, a size limit or the cancellation of its task.
+public final class HTTPEngine: @unchecked Sendable {
+    /// The process's one engine, started on first use and kept for the life of the process.
+    public static let shared = HTTPEngine()
+
+    private enum Command {
+        case start(Transfer)
+        case cancel(Transfer)
+    }
+
+    // Set up in `init`, then read only.
+    private let multi: UnsafeMutableRawPointer
+    private let epoll: Int32
+    private let wake: Int32
+    private let inbox = Mutex<[Command]>([])
+    private let counter = Atomic<UInt64>(0)
+
+    // The loop thread's own state: touched only on that thread (libcurl calls back on it, inside socket_action).
+    private var running: [UnsafeMutableRawPointer: Transfer] = [:]
+    private var watched: Set<Int32> = []
+    private var timerDeadline: UInt64?
+
+    private init() {
+        guard curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK, let multi = curl_multi_init() else {
+            fatalError("libcurl could not start (curl_global_init or curl_multi_init failed); check that libcurl4 is installed")
+        }
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        let wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard epoll >= 0, wake >= 0, purser_epoll_control(epoll, wake, EPOLLIN.rawValue, EPOLL_CTL_ADD) == 0 else {
+            fatalError("the HTTP engine could not make its epoll set (errno \(errno)); the process is out of file descriptors")
+        }
+        self.multi = multi
+        self.epoll = epoll
+        self.wake = wake
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        _ = purser_multi_set_pointer(multi, CURLMOPT_SOCKETDATA, context)
+        _ = purser_multi_set_socket_callback(multi, HTTPEngine.watchSocket)
+        _ = purser_multi_set_pointer(multi, CURLMOPT_TIMERDATA, context)
+        _ = purser_multi_set_timer_callback(multi, HTTPEngine.setTimer)
+        _ = purser_multi_set_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        // Every connection that goes idle is kept for the next call (until it is two minutes idle, libcurl's default),
+        // rather than a cache sized by the calls in flight at the moment, which closes connections a wave of calls
+        // is about to reuse. There are never more of them than calls were in flight at once.
+        _ = purser_multi_set_long(multi, CURLMOPT_MAXCONNECTS, 100_000)
+        let thread = Thread { [self] in loop() }
+        thread.name = "purser.http"
+        thread.start()
+    }
+
+    /// Sends `request` and waits for its answer or failure. Cancelling the calling task ends the exchange at once.
+    public func send(_ request: HTTPRequest) async -> Result<HTTPResponse, ExchangeFailure> {
+        let transfer = Transfer(id: counter.add(1, ordering: .relaxed).newValue, request: request)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                transfer.finish = { continuation.resume(returning: $0) }
+                post(.start(transfer))
+            }
+        } onCancel: {
+            transfer.cancelled.store(true, ordering: .sequentiallyConsistent)
+            post(.cancel(transfer))
+        }
+    }
+
+    private func post(_ command: Command) {
+        let wasEmpty = inbox.withLock { inbox in
+            defer { inbox.append(command) }
+            return inbox.isEmpty
+        }
+        // One wake-up per batch of commands: the loop takes everything in the inbox when it wakes.
+        if wasEmpty {
+            var one: UInt64 = 1
+            _ = write(wake, &one, 8)
+        }
+    }
+
+    // MARK: - The loop
+
+    private func loop() {
+        let capacity: Int32 = 512
+        var descriptors = [Int32](repeating: 0, count: Int(capacity))
+        var events = [UInt32](repeating: 0, count: Int(capacity))
+        var stillRunning: Int32 = 0
+        while true {
+            var wait: Int32 = -1
+            if let deadline = timerDeadline {
+                let now = HTTPEngine.now()
+                wait = deadline <= now ? 0 : Int32(min((deadline - now + 999_999) / 1_000_000, 60_000))
+            }
+            let count = purser_epoll_wait(epoll, &descriptors, &events, capacity, wait)
+            if count < 0 {
+                // EINTR: a signal arrived; anything else cannot happen on a valid set, and is waited out rather than spun on.
+                if -count != EINTR { usleep(1_000) }
+                continue
+            }
+            for index in 0..<Int(count) {
+                let descriptor = descriptors[index]
+                if descriptor == wake {
+                    takeCommands()
+                    continue
+                }
+                let ready = events[index]
+                var flags: Int32 = 0
+                if ready & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
+                if ready & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
+                if ready & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
+                _ = curl_multi_socket_action(multi, descriptor, flags, &stillRunning)
+            }
+            if let deadline = timerDeadline, HTTPEngine.now() >= deadline {
+                timerDeadline = nil
+                _ = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &stillRunning)
+            }
+            collectFinished()
+        }
+    }
+
+    private func takeCommands() {
+        var value: UInt64 = 0
+        _ = read(wake, &value, 8)
+        for command in inbox.withLock({ inbox in defer { inbox.removeAll(keepingCapacity: true) }; return inbox }) {
+            switch command {
+            case .start(let transfer): begin(transfer)
+            case .cancel(let transfer):
+                // Unknown here: not begun yet (it sees its flag when it begins) or already finished.
+                guard let easy = transfer.easy, running[easy] != nil else { continue }
+                end(easy, with: .failure(.cancelled))
+            }
+        }
+    }
+
+    private func begin(_ transfer: Transfer) {
+        if transfer.cancelled.load(ordering: .sequentiallyConsistent) { return transfer.complete(.failure(.cancelled)) }
+        guard let easy = curl_easy_init() else { return transfer.complete(.failure(.other("libcurl could not make a handle"))) }
+        transfer.easy = easy
+        if let failure = transfer.configure(easy) {
+            transfer.release()
+            return transfer.complete(.failure(failure))
+        }
+        running[easy] = transfer
+        let added = curl_multi_add_handle(multi, easy)
+        if added != CURLM_OK {
+            running[easy] = nil
+            transfer.release()
+            transfer.complete(.failure(.other(String(cString: curl_multi_strerror(added)))))
+        }
+    }
+
+    private func collectFinished() {
+        var left: Int32 = 0
+        while let message = curl_multi_info_read(multi, &left) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
+            let code = message.pointee.data.result
+            guard let transfer = running[easy] else { continue }
+            end(easy, with: transfer.outcome(code))
+        }
+    }
+
+    /// Takes `easy` out of the loop, frees what it held and answers its caller.
+    private func end(_ easy: UnsafeMutableRawPointer, with outcome: Result<HTTPResponse, ExchangeFailure>) {
+        guard let transfer = running.removeValue(forKey: easy) else { return }
+        _ = curl_multi_remove_handle(multi, easy)
+        transfer.release()
+        transfer.complete(outcome)
+    }
+
+    // MARK: - libcurl's callbacks (on the loop thread, inside curl_multi_socket_action)
+
+    private static let watchSocket: curl_socket_callback = { _, socket, what, context, _ in
+        guard let context else { return -1 }
+        let engine = Unmanaged<HTTPEngine>.fromOpaque(context).takeUnretainedValue()
+        if what == CURL_POLL_REMOVE {
+            if engine.watched.remove(socket) != nil { _ = purser_epoll_control(engine.epoll, socket, 0, EPOLL_CTL_DEL) }
+            return 0
+        }
+        var events: UInt32 = 0
+        if what & CURL_POLL_IN != 0 { events |= EPOLLIN.rawValue }
+        if what & CURL_POLL_OUT != 0 { events |= EPOLLOUT.rawValue }
+        let known = engine.watched.contains(socket)
+        var result = purser_epoll_control(engine.epoll, socket, events, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD)
+        // A descriptor number libcurl reuses after closing one the set still held: replace the stale entry.
+        if result == EEXIST { result = purser_epoll_control(engine.epoll, socket, events, EPOLL_CTL_MOD) }
+        if result == ENOENT { result = purser_epoll_control(engine.epoll, socket, events, EPOLL_CTL_ADD) }
+        if result == 0 { engine.watched.insert(socket) }
+        return result == 0 ? 0 : -1
+    }
+
+    private static let setTimer: curl_multi_timer_callback = { _, milliseconds, context in
+        guard let context else { return -1 }
+        let engine = Unmanaged<HTTPEngine>.fromOpaque(context).takeUnretainedValue()
+        engine.timerDeadline = milliseconds < 0 ? nil : HTTPEngine.now() + UInt64(milliseconds) * 1_000_000
+        return 0
+    }
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+}
+
+/// One exchange: its request, what libcurl holds for it, and the answer as it arrives. Made by the caller, then touched
+/// only on the engine's loop thread, except `cancelled`, which the caller's cancellation sets.
+private final class Transfer: @unchecked Sendable {
+    let id: UInt64
+    let request: HTTPRequest
+    let cancelled = Atomic<Bool>(false)
+    var finish: (@Sendable (Result<HTTPResponse, ExchangeFailure>) -> Void)?
+
+    var easy: UnsafeMutableRawPointer?
+    private var url: OpaquePointer?
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let errorText = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    private var upload: Int32 = -1
+    private var outgoing: [UInt8] = []
+    private var sentBytes = 0
+    private var download: Int32 = -1
+
+    private var body: [UInt8] = []
+    private var written: Int64 = 0
+    private var headers = HTTPHeaders()
+    private var headerBytes = 0
+    private var passedLimit: Int64?
+    private var fileError: String?
+
+    /// The most header bytes an answer may carry: 1 MiB.
+    static let headerLimit = 1 << 20
+
+    init(id: UInt64, request: HTTPRequest) {
+        self.id = id
+        self.request = request
+        errorText.initialize(to: 0)
+    }
+
+    deinit { errorText.deallocate() }
+
+    func complete(_ outcome: Result<HTTPResponse, ExchangeFailure>) {
+        let finish = self.finish
+        self.finish = nil
+        finish?(outcome)
+    }
+
+    /// Sets up `easy` for the request; the failure when it cannot be sent as asked.
+    func configure(_ easy: UnsafeMutableRawPointer) -> ExchangeFailure? {
+        if let failure = setURL(easy) { return failure }
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        var codes: [CURLcode] = []
+        func set(_ option: CURLoption, _ value: Int) { codes.append(purser_easy_set_long(easy, option, value)) }
+        func set(_ option: CURLoption, _ value: String) { codes.append(purser_easy_set_pointer(easy, option, value)) }
+        set(CURLOPT_NOSIGNAL, 1)
+        set(CURLOPT_PROTOCOLS_STR, "http,https")
+        set(CURLOPT_FOLLOWLOCATION, 0)
+        set(CURLOPT_SSL_VERIFYPEER, 1)
+        set(CURLOPT_SSL_VERIFYHOST, 2)
+        set(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS)
+        // A new call waits for a connection that may multiplex rather than opening one beside it.
+        set(CURLOPT_PIPEWAIT, 1)
+        set(CURLOPT_TCP_KEEPALIVE, 1)
+        set(CURLOPT_ACCEPT_ENCODING, "")
+        codes.append(purser_easy_set_pointer(easy, CURLOPT_ERRORBUFFER, errorText))
+        let total = Transfer.milliseconds(request.timeoutSeconds)
+        set(CURLOPT_TIMEOUT_MS, total)
+        set(CURLOPT_CONNECTTIMEOUT_MS, min(total, 30_000))
+        if let stalled = request.stalledSeconds {
+            set(CURLOPT_LOW_SPEED_LIMIT, 1)
+            set(CURLOPT_LOW_SPEED_TIME, max(1, Transfer.milliseconds(stalled) / 1000))
+        }
+        codes.append(purser_easy_set_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.receiveHeader))
+        codes.append(purser_easy_set_pointer(easy, CURLOPT_HEADERDATA, context))
+        codes.append(purser_easy_set_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.receiveBody))
+        codes.append(purser_easy_set_pointer(easy, CURLOPT_WRITEDATA, context))
+
+        // "Expect:" takes off libcurl's 100-continue wait before large bodies.
+        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
+            guard let list = curl_slist_append(headerList, line) else { return .other("libcurl could not hold the request's headers") }
+            headerList = list
+        }
+        codes.append(purser_easy_set_pointer(easy, CURLOPT_HTTPHEADER, headerList))
+
+        // A body is handed to libcurl only through the read callback, which cannot rewind: libcurl then never sends a
+        // call again by itself (as it would on a kept connection that closed before answering), so every call a
+        // provider sees is an attempt the dispatcher counted.
+        switch request.body {
+        case .none:
+            if request.method != "GET" {
+                codes.append(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, 0))
+                set(CURLOPT_COPYPOSTFIELDS, "")
+            }
+        case .bytes(let bytes):
+            outgoing = bytes
+            set(CURLOPT_POST, 1)
+            codes.append(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
+            codes.append(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
+            codes.append(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
+        case .file(let path):
+            upload = open(path, O_RDONLY | O_CLOEXEC)
+            var status = stat()
+            guard upload >= 0, fstat(upload, &status) == 0 else {
+                return .localFile("could not read \(path) to send it: \(String(cString: strerror(errno)))")
+            }
+            set(CURLOPT_POST, 1)
+            codes.append(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(status.st_size)))
+            codes.append(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
+            codes.append(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
+        }
+        if request.method == "GET" {
+            if case .none = request.body { set(CURLOPT_HTTPGET, 1) } else { set(CURLOPT_CUSTOMREQUEST, "GET") }
+        } else if request.method != "POST" {
+            set(CURLOPT_CUSTOMREQUEST, request.method)
+        }
+
+        if case .file(let path, _) = request.sink {
+            download = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard download >= 0 else { return .localFile("could not write the answer to \(path): \(String(cString: strerror(errno)))") }
+        }
+        if let failed = codes.first(where: { $0 != CURLE_OK }) { return .other(String(cString: curl_easy_strerror(failed))) }
+        return nil
+    }
+
+    /// The URL as libcurl parses it, checked against the request's origin so that what is sent goes where the caller
+    /// checked it would.
+    private func setURL(_ easy: UnsafeMutableRawPointer) -> ExchangeFailure? {
+        guard let url = curl_url() else { return .other("libcurl could not hold a URL") }
+        self.url = url
+        guard curl_url_set(url, CURLUPART_URL, request.url.absoluteString, 0) == CURLUE_OK else {
+            return .misdirected("libcurl cannot read the URL \(String(request.url.absoluteString.prefix(200)))")
+        }
+        func part(_ which: CURLUPart, _ flags: UInt32 = 0) -> String? {
+            var text: UnsafeMutablePointer<CChar>?
+            guard curl_url_get(url, which, &text, flags) == CURLUE_OK, let text else { return nil }
+            defer { curl_free(text) }
+            return String(cString: text)
+        }
+        if let origin = request.origin {
+            let host = part(CURLUPART_HOST)?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            let seen = (part(CURLUPART_SCHEME)?.lowercased(), host, part(CURLUPART_PORT, UInt32(CURLU_DEFAULT_PORT)).flatMap { Int($0) })
+            guard seen.0 == origin.scheme, seen.1 == origin.host, seen.2 == origin.port else {
+                return .misdirected("libcurl reads \(String(request.url.absoluteString.prefix(200))) as pointing elsewhere than \(origin)")
+            }
+        }
+        guard purser_easy_set_pointer(easy, CURLOPT_CURLU, UnsafeRawPointer(url)) == CURLE_OK else {
+            return .other("libcurl would not take the URL")
+        }
+        return nil
+    }
+
+    /// Frees what libcurl held for this exchange and closes its files; the caller has taken `easy` out of the loop.
+    func release() {
+        if let easy { curl_easy_cleanup(easy) }
+        easy = nil
+        if let headerList { curl_slist_free_all(headerList) }
+        headerList = nil
+        if let url { curl_url_cleanup(url) }
+        url = nil
+        if upload >= 0 { close(upload) }
+        upload = -1
+        if download >= 0, close(download) != 0, fileError == nil {
+            fileError = "could not finish writing the answer: \(String(cString: strerror(errno)))"
+        }
+        download = -1
+    }
+
+    /// What the exchange came to, once libcurl says it is done with `code`. Read before `release`.
+    func outcome(_ code: CURLcode) -> Result<HTTPResponse, ExchangeFailure> {
+        if let passedLimit { return .failure(.tooLarge(limit: passedLimit)) }
+        if let fileError { return .failure(.localFile(fileError)) }
+        guard code == CURLE_OK else { return .failure(failure(code)) }
+        var status = 0
+        if let easy { _ = purser_easy_get_long(easy, CURLINFO_RESPONSE_CODE, &status) }
+        if download >= 0, close(download) != 0 {
+            download = -1
+            return .failure(.localFile("could not finish writing the answer: \(String(cString: strerror(errno)))"))
+        }
+        download = -1
+        return .success(HTTPResponse(status: status, headers: headers, body: body))
+    }
+
+    private func failure(_ code: CURLcode) -> ExchangeFailure {
+        switch code {
+        case CURLE_COULDNT_CONNECT: return .refused
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: return .noSuchHost
+        case CURLE_OPERATION_TIMEDOUT: return .timedOut
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE,
+            CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_ENGINE_INITFAILED:
+            return .insecure
+        case CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM:
+            return .dropped
+        case CURLE_SEND_FAIL_REWIND:
+            // The connection closed before any answer, and the call was not sent again (see `configure`).
+            return .dropped
+        case CURLE_WEIRD_SERVER_REPLY, CURLE_BAD_CONTENT_ENCODING, CURLE_UNSUPPORTED_PROTOCOL: return .broken
+        default:
+            let detail = String(cString: errorText)
+            return .other(detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+        }
+    }
+
+    static func milliseconds(_ seconds: Double) -> Int {
+        guard seconds.isFinite else { return seconds > 0 ? 86_400_000 : 1 }
+        return Int(min(max(seconds * 1000, 1), 86_400_000))
+    }
+
+    // MARK: - Bytes in and out (on the loop thread)
+
+    private static let receiveBody: purser_data_callback = { buffer, size, count, context in
+        guard let context, let buffer else { return 0 }
+        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+        let length = size * count
+        return transfer.keep(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
+    }
+
+    private func keep(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        switch request.sink {
+        case .memory(let limit):
+            guard body.count <= limit - bytes.count else { passedLimit = Int64(limit); return false }
+            body.append(contentsOf: bytes)
+            return true
+        case .file(_, let limit):
+            guard written <= limit - Int64(bytes.count) else { passedLimit = limit; return false }
+            var offset = 0
+            while offset < bytes.count {
+                let done = write(download, bytes.baseAddress! + offset, bytes.count - offset)
+                if done < 0 {
+                    if errno == EINTR { continue }
+                    fileError = "could not write the answer to disk: \(String(cString: strerror(errno)))"
+                    return false
+                }
+                offset += done
+            }
+            written += Int64(bytes.count)
+            return true
+        }
+    }
+
+    private static let receiveHeader: purser_data_callback = { buffer, size, count, context in
+        guard let context, let buffer else { return 0 }
+        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+        let length = size * count
+        return transfer.keepHeader(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
+    }
+
+    private func keepHeader(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        headerBytes += bytes.count
+        guard headerBytes <= Transfer.headerLimit else { passedLimit = Int64(Transfer.headerLimit); return false }
+        let line = String(decoding: bytes, as: UTF8.self)
+        // Each answer's headers start with its status line; an interim answer's (100 Continue) are dropped.
+        if line.hasPrefix("HTTP/") {
+            headers = HTTPHeaders()
+            return true
+        }
+        guard let colon = line.firstIndex(of: ":") else { return true }
+        let name = line[..<colon].trimmingCharacters(in: .whitespaces)
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        if !name.isEmpty { headers.add(name: name, value: value) }
+        return true
+    }
+
+    private static let sendBody: purser_data_callback = { buffer, size, count, context in
+        guard let context, let buffer else { return Int(CURL_READFUNC_ABORT) }
+        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+        let room = size * count
+        guard transfer.upload >= 0 else {
+            let length = min(room, transfer.outgoing.count - transfer.sentBytes)
+            guard length > 0 else { return 0 }
+            transfer.outgoing.withUnsafeBytes { bytes in
+                UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + transfer.sentBytes, byteCount: length)
+            }
+            transfer.sentBytes += length
+            return length
+        }
+        while true {
+            let done = read(transfer.upload, buffer, room)
+            if done >= 0 { return done }
+            if errno == EINTR { continue }
+            transfer.fileError = "could not read the file being sent: \(String(cString: strerror(errno)))"
+            return Int(CURL_READFUNC_ABORT)
+        }
+    }
+}

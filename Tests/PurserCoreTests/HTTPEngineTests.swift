@@ -1,0 +1,238 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import PurserCore
+
+/// The HTTP engine against a local server: what it sends and reads, the connections it keeps, and every way an
+/// exchange ends short of an answer.
+@Suite struct HTTPEngineTests {
+    private func request(_ server: LocalHTTPServer, _ path: String = "/v1/echo", method: String = "GET", timeout: Double = 10) -> HTTPRequest {
+        HTTPRequest(method: method, url: URL(string: "http://127.0.0.1:\(server.port)\(path)")!, timeoutSeconds: timeout)
+    }
+
+    @Test func anExchangeSendsItsMethodHeadersAndBodyAndReadsTheAnswer() async throws {
+        let server = try LocalHTTPServer { received in
+            .answer(status: 201, headers: ["X-Seen: \(received.body.count)", "Set-Thing: a", "set-thing: b"], body: Array("{\"ok\":true}".utf8))
+        }
+        defer { server.stop() }
+        var outgoing = request(server, method: "POST")
+        outgoing.setHeader("Authorization", "Bearer sk-test")
+        outgoing.setHeader("Content-Type", "application/json")
+        outgoing.body = .bytes(Array("{\"model\":\"small\"}".utf8))
+        let answer = try await HTTPEngine.shared.send(outgoing).get()
+        #expect(answer.status == 201)
+        #expect(String(decoding: answer.body, as: UTF8.self) == "{\"ok\":true}")
+        #expect(answer.headers["x-seen"] == "17" && answer.headers["X-SEEN"] == "17")
+        #expect(answer.headers["set-thing"] == "a, b", "a header sent twice is read as both values")
+        let received = try #require(server.requests.first)
+        #expect(received.method == "POST" && received.path == "/v1/echo")
+        #expect(received.headers["authorization"] == "Bearer sk-test" && received.headers["content-type"] == "application/json")
+        #expect(received.headers["expect"] == nil, "no 100-continue wait is asked for")
+        #expect(String(decoding: received.body, as: UTF8.self) == "{\"model\":\"small\"}")
+    }
+
+    @Test func callsOneAfterAnotherShareOneConnection() async throws {
+        let server = try LocalHTTPServer { _ in .answer(status: 200, body: Array("ok".utf8)) }
+        defer { server.stop() }
+        for _ in 0..<20 { #expect(try await HTTPEngine.shared.send(request(server)).get().status == 200) }
+        #expect(server.requests.count == 20)
+        #expect(server.connections == 1, "the connection is kept and reused")
+    }
+
+    @Test func manyCallsAtOnceAreAllAnswered() async throws {
+        let server = try LocalHTTPServer { received in
+            Thread.sleep(forTimeInterval: 0.05)
+            return .answer(status: 200, body: Array(received.path.utf8))
+        }
+        defer { server.stop() }
+        let answers = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<300 {
+                group.addTask { (try? await HTTPEngine.shared.send(request(server, "/call/\(index)")).get().body) == Array("/call/\(index)".utf8) }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(answers == 300, "every call got its own answer")
+    }
+
+    @Test func aServerThatNeverAnswersTimesOut() async throws {
+        let server = try LocalHTTPServer { _ in .silence }
+        defer { server.stop() }
+        let outcome = await HTTPEngine.shared.send(request(server, timeout: 0.5))
+        #expect(outcome.failure == .timedOut)
+    }
+
+    @Test func anAnswerThatStopsComingEndsAsStalledBeforeItsTotalTime() async throws {
+        let server = try LocalHTTPServer { _ in .stall(length: 1_000, sent: Array(repeating: 65, count: 10)) }
+        defer { server.stop() }
+        var outgoing = request(server, timeout: 3_600)
+        outgoing.stalledSeconds = 1
+        let outcome = await HTTPEngine.shared.send(outgoing)
+        #expect(outcome.failure == .timedOut)
+    }
+
+    @Test func cancellingTheCallingTaskEndsTheExchangeAndClosesItsConnection() async throws {
+        let server = try LocalHTTPServer { _ in .silence }
+        defer { server.stop() }
+        let call = Task { await HTTPEngine.shared.send(request(server, timeout: 3_600)) }
+        while server.requests.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        call.cancel()
+        #expect(await call.value.failure == .cancelled)
+        var waited = 0
+        while server.closedByClient == 0, waited < 1_000 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        #expect(server.closedByClient == 1, "the engine closed the connection it gave up on")
+    }
+
+    @Test func aTaskCancelledBeforeItsCallSendsNothing() async throws {
+        let server = try LocalHTTPServer { _ in .answer(status: 200) }
+        defer { server.stop() }
+        let call = Task {
+            while !Task.isCancelled { await Task.yield() }
+            return await HTTPEngine.shared.send(request(server))
+        }
+        call.cancel()
+        #expect(await call.value.failure == .cancelled)
+        #expect(server.connections == 0)
+    }
+
+    @Test func anAnswerOverItsLimitIsNotRead() async throws {
+        let server = try LocalHTTPServer { _ in .answer(status: 200, body: Array(repeating: 120, count: 200_000)) }
+        defer { server.stop() }
+        var outgoing = request(server)
+        outgoing.sink = .memory(limit: 1_000)
+        #expect(await HTTPEngine.shared.send(outgoing).failure == .tooLarge(limit: 1_000))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        outgoing.sink = .file(path: file, limit: 5_000)
+        #expect(await HTTPEngine.shared.send(outgoing).failure == .tooLarge(limit: 5_000))
+        outgoing.sink = .file(path: file, limit: 1 << 20)
+        let whole = try await HTTPEngine.shared.send(outgoing).get()
+        let size = try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int
+        #expect(whole.body.isEmpty && size == 200_000)
+    }
+
+    @Test func aFileIsSentFromDisk() async throws {
+        let server = try LocalHTTPServer { received in .answer(status: 200, body: Array(String(received.body.count).utf8)) }
+        defer { server.stop() }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let contents = Array((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 % 251) })
+        try Data(contents).write(to: file)
+        var outgoing = request(server, method: "POST")
+        outgoing.body = .file(path: file.path)
+        let answer = try await HTTPEngine.shared.send(outgoing).get()
+        #expect(String(decoding: answer.body, as: UTF8.self) == "3000000")
+        #expect(server.requests.first?.body == contents)
+        outgoing.body = .file(path: file.path + "-missing")
+        guard case .localFile(let why)? = await HTTPEngine.shared.send(outgoing).failure else { Issue.record("a missing file is a local failure"); return }
+        #expect(why.contains("-missing"))
+    }
+
+    @Test func nobodyListeningIsARefusedConnection() async throws {
+        let server = try LocalHTTPServer { _ in .answer(status: 200) }
+        let port = server.port
+        server.stop()
+        let outcome = await HTTPEngine.shared.send(HTTPRequest(method: "GET", url: URL(string: "http://127.0.0.1:\(port)/")!, timeoutSeconds: 5))
+        #expect(outcome.failure == .refused)
+    }
+
+    @Test func aURLOnAnotherOriginThanTheRequestsIsNeverSent() async throws {
+        let server = try LocalHTTPServer { _ in .answer(status: 200) }
+        defer { server.stop() }
+        var outgoing = request(server)
+        outgoing.origin = Origin(URL(string: "http://127.0.0.1:\(server.port + 1)")!)
+        guard case .misdirected? = await HTTPEngine.shared.send(outgoing).failure else { Issue.record("sent to another origin"); return }
+        outgoing.origin = Origin(URL(string: "http://127.0.0.1:\(server.port)")!)
+        #expect(try await HTTPEngine.shared.send(outgoing).get().status == 200)
+        #expect(server.requests.count == 1)
+    }
+
+    @Test func aCertificateNobodyVouchesForIsRefused() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let openssl = ["/usr/bin/openssl", "/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let binary = try #require(openssl, "openssl is needed for this test; .ci/run installs it")
+        func openSSL(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments
+            process.currentDirectoryURL = folder
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let made = try openSSL(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        made.waitUntilExit()
+        // A port that was free a moment ago, for openssl to listen on.
+        let probe = try LocalHTTPServer { _ in .silence }
+        let port = probe.port
+        probe.stop()
+        try await Task.sleep(for: .milliseconds(100))
+        let server = try openSSL(["s_server", "-accept", String(port), "-cert", "cert.pem", "-key", "key.pem", "-www", "-naccept", "20"])
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        var outcome: Result<HTTPResponse, ExchangeFailure> = .failure(.refused)
+        for _ in 0..<50 where outcome.failure == .refused {
+            try await Task.sleep(for: .milliseconds(100))
+            outcome = await HTTPEngine.shared.send(HTTPRequest(method: "GET", url: URL(string: "https://127.0.0.1:\(port)/")!, timeoutSeconds: 10))
+        }
+        #expect(outcome.failure == .insecure, "\(outcome)")
+    }
+}
+
+/// Redirects through `ProviderEndpoint.exchange`: followed within the provider's origin with its key, never elsewhere
+/// with it.
+@Suite struct ProviderRedirectTests {
+    private func endpoint(_ port: Int) throws -> ProviderEndpoint {
+        let provider = Provider(name: "local", dialect: .openai, baseURL: "http://127.0.0.1:\(port)/v1", apiKeyEnvironmentVariable: "LOCAL_KEY")
+        return try ProviderEndpoint(provider: provider, environment: ["LOCAL_KEY": "sk-local-123456"])
+    }
+
+    @Test func aRedirectWithinTheOriginIsFollowedWithTheKeyAndALoopEnds() async throws {
+        let server = try LocalHTTPServer { received in
+            switch received.path {
+            case "/v1/old": .answer(status: 307, headers: ["Location: /v1/new"])
+            case "/v1/new": .answer(status: 200, body: Array("moved".utf8))
+            default: .answer(status: 302, headers: ["Location: /v1/loop"])
+            }
+        }
+        defer { server.stop() }
+        let endpoint = try endpoint(server.port)
+        var request = try endpoint.request(try endpoint.url("/old"), method: "POST", timeoutSeconds: 10)
+        request.body = .bytes(Array("{}".utf8))
+        let answer = try await endpoint.exchange(request).get()
+        #expect(answer.status == 200 && answer.body == Array("moved".utf8))
+        #expect(server.requests.map(\.path) == ["/v1/old", "/v1/new"])
+        #expect(server.requests.allSatisfy { $0.headers["authorization"] == "Bearer sk-local-123456" && $0.body == Array("{}".utf8) })
+
+        let looped = try await endpoint.exchange(try endpoint.request(try endpoint.url("/loop"), method: "GET", timeoutSeconds: 10)).get()
+        #expect(looped.status == 302)
+        #expect(server.requests.count == 2 + 1 + ProviderEndpoint.redirectHops)
+        let refusal = try #require(endpoint.refusedRedirect(status: looped.status, location: looped.headers["location"], method: "GET", url: try endpoint.url("/loop")))
+        #expect(refusal.kind == .retryable && refusal.message.contains("again and again within its origin"))
+    }
+
+    @Test func aDownloadLeavesTheOriginWithoutItsKeyAndAnythingElseStays() async throws {
+        let elsewhere = try LocalHTTPServer(host: "127.0.0.2") { _ in .answer(status: 200, body: Array("results".utf8)) }
+        defer { elsewhere.stop() }
+        let server = try LocalHTTPServer { _ in .answer(status: 302, headers: ["Location: http://127.0.0.2:\(elsewhere.port)/files/results"]) }
+        defer { server.stop() }
+        let endpoint = try endpoint(server.port)
+        let request = try endpoint.request(try endpoint.url("/batches/1/results"), method: "GET", timeoutSeconds: 10)
+
+        let stayed = try await endpoint.exchange(request).get()
+        #expect(stayed.status == 302 && elsewhere.requests.isEmpty, "a call that is not a download is not followed elsewhere")
+
+        let downloaded = try await endpoint.exchange(request, leavingWithoutCredentials: true).get()
+        #expect(downloaded.body == Array("results".utf8))
+        let reached = try #require(elsewhere.requests.first)
+        #expect(reached.headers["authorization"] == nil && reached.headers["x-api-key"] == nil, "the key stayed home")
+    }
+}
+
+extension Result {
+    fileprivate var failure: Failure? { if case .failure(let error) = self { error } else { nil } }
+}
