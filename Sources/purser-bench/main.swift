@@ -31,7 +31,7 @@ struct Bench {
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; inflight: CPU per answer at 100, 1,000 and 5,000 calls in
-                                  flight (5 s a call) beside a plain asyncio client; faults: the fault mix beside a plain retrying loop;
+                                  flight (5 s a call) beside a plain asyncio client, then the most it can hold; faults: the fault mix beside a plain retrying loop;
                                   batch: a week-long job through the fake batch API; service: purser serve through
                                   the official SDK beside purser submit, and pollers beside calls in flight; caching: a
                                   prefix-heavy job through the caching fake, cache-aware and cache-blind; estimate: input-token estimates

@@ -10,8 +10,8 @@ import Testing
 @Test func flagsOutOfTheirRangeAreUsageErrorsNamingTheFlag() async {
     let database = temporaryDatabasePath()
     let cases: [([String], String)] = [
-        (["run", "--concurrency", "100000000"], "Error: --concurrency: '100000000' is not a whole number from 1 to 10000."),
-        (["run", "--concurrency", "0"], "Error: --concurrency: '0' is not a whole number from 1 to 10000."),
+        (["run", "--concurrency", "100000000"], "Error: --concurrency: '100000000' is not a whole number from 1 to 100000."),
+        (["run", "--concurrency", "0"], "Error: --concurrency: '0' is not a whole number from 1 to 100000."),
         (["submit", "x.jsonl", "--deadline", "106751991d"], "Error: --deadline: deadline '106751991d' is beyond the horizon of 366d; give one within it."),
         (["submit", "x.jsonl", "--deadline", "106751991167d"], "Error: --deadline: deadline '106751991167d' is beyond the horizon of 366d"),
         (["estimate", "x.jsonl", "--deadline", "99999999999999999999h"], "Error: --deadline: "),

@@ -3,7 +3,7 @@ import Foundation
 /// What `purser run` was asked to do.
 public struct RunOptions: Sendable {
     /// The most calls a run may have in flight (and so the most workers it starts).
-    public static let maximumConcurrency = 10_000
+    public static let maximumConcurrency = 100_000
 
     public var job: Int64?
     public var concurrency = 16

@@ -258,8 +258,10 @@ private final class Transfer: @unchecked Sendable {
         set(CURLOPT_SSL_VERIFYPEER, 1)
         set(CURLOPT_SSL_VERIFYHOST, 2)
         set(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS)
-        // A new call waits for a connection that may multiplex rather than opening one beside it.
-        set(CURLOPT_PIPEWAIT, 1)
+        // Over TLS a new call waits for a connection being set up that may multiplex (ALPN says so at the handshake)
+        // rather than opening one beside it. Never over plain HTTP: there libcurl would learn it cannot only from the
+        // first answer, and every call would wait for it.
+        if request.url.scheme?.lowercased() == "https" { set(CURLOPT_PIPEWAIT, 1) }
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_ACCEPT_ENCODING, "")
         codes.append(purser_easy_set_pointer(easy, CURLOPT_ERRORBUFFER, errorText))
