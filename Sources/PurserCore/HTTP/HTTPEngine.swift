@@ -409,12 +409,19 @@ private final class Transfer: @unchecked Sendable {
 
     // MARK: - Bytes in and out (on the loop thread)
 
-    private static let receiveBody: purser_data_callback = { buffer, size, count, context in
+    /// Hands the bytes libcurl gives (`size` × `count` of them, never more than its buffer) to `take` on the transfer
+    /// `context` names: all of them taken, or 0, which ends the transfer.
+    private static func hand(
+        _ buffer: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?,
+        to take: (Transfer, UnsafeRawBufferPointer) -> Bool
+    ) -> Int {
         guard let context, let buffer else { return 0 }
         let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
         let length = size * count
-        return transfer.keep(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
+        return take(transfer, UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
     }
+
+    private static let receiveBody: purser_data_callback = { hand($0, $1, $2, $3) { $0.keep($1) } }
 
     private func keep(_ bytes: UnsafeRawBufferPointer) -> Bool {
         switch request.sink {
@@ -439,12 +446,7 @@ private final class Transfer: @unchecked Sendable {
         }
     }
 
-    private static let receiveHeader: purser_data_callback = { buffer, size, count, context in
-        guard let context, let buffer else { return 0 }
-        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-        let length = size * count
-        return transfer.keepHeader(UnsafeRawBufferPointer(start: buffer, count: length)) ? length : 0
-    }
+    private static let receiveHeader: purser_data_callback = { hand($0, $1, $2, $3) { $0.keepHeader($1) } }
 
     private func keepHeader(_ bytes: UnsafeRawBufferPointer) -> Bool {
         headerBytes += bytes.count
