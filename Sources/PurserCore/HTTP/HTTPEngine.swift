@@ -24,7 +24,6 @@ public final class HTTPEngine: @unchecked Sendable {
     private let epoll: Int32
     private let wake: Int32
     private let inbox = Mutex<[Command]>([])
-    private let counter = Atomic<UInt64>(0)
 
     // The loop thread's own state: touched only on that thread (libcurl calls back on it, inside socket_action).
     private var running: [UnsafeMutableRawPointer: Transfer] = [:]
@@ -60,7 +59,7 @@ public final class HTTPEngine: @unchecked Sendable {
 
     /// Sends `request` and waits for its answer or failure. Cancelling the calling task ends the exchange at once.
     public func send(_ request: HTTPRequest) async -> Result<HTTPResponse, ExchangeFailure> {
-        let transfer = Transfer(id: counter.add(1, ordering: .relaxed).newValue, request: request)
+        let transfer = Transfer(request: request)
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 transfer.finish = { continuation.resume(returning: $0) }
@@ -207,7 +206,6 @@ public final class HTTPEngine: @unchecked Sendable {
 /// One exchange: its request, what libcurl holds for it, and the answer as it arrives. Made by the caller, then touched
 /// only on the engine's loop thread, except `cancelled`, which the caller's cancellation sets.
 private final class Transfer: @unchecked Sendable {
-    let id: UInt64
     let request: HTTPRequest
     let cancelled = Atomic<Bool>(false)
     var finish: (@Sendable (Result<HTTPResponse, ExchangeFailure>) -> Void)?
@@ -231,8 +229,7 @@ private final class Transfer: @unchecked Sendable {
     /// The most header bytes an answer may carry: 1 MiB.
     static let headerLimit = 1 << 20
 
-    init(id: UInt64, request: HTTPRequest) {
-        self.id = id
+    init(request: HTTPRequest) {
         self.request = request
         errorText.initialize(to: 0)
     }

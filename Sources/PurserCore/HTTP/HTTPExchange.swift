@@ -46,11 +46,6 @@ public struct HTTPRequest: Sendable {
     /// The most an answer held in memory may be: 64 MiB, far above any model's answer or batch API object.
     public static let answerLimit = 64 << 20
 
-    /// The value of header `name` (any case), if set.
-    public func header(_ name: String) -> String? {
-        headers.last { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
-    }
-
     /// Sets header `name` to `value` (nil removes it), replacing any value it had.
     public mutating func setHeader(_ name: String, _ value: String?) {
         headers.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
