@@ -156,18 +156,21 @@ import Testing
         let options = options(concurrency: 4, grace: grace)
         let store = MemoryStorage(owner: options.worker)
         for id in 1...requests { await store.add(request(Int64(id), model: "p/dear")) }
-        let caller = ScriptedCaller(clock: clock, latency: latency)
+        // The fourth call asks for the stop itself as it starts, before its own wait: a test task polling for it could
+        // be kept off the processor for longer than a call takes on a busy machine, and see more calls than four.
+        let stopper = Mutex<Dispatcher?>(nil)
+        let caller = ScriptedCaller(clock: clock, latency: latency, onCall: { count in
+            if count == 4, let dispatcher = stopper.withLock({ $0 }) { await dispatcher.stop() }
+        })
         let dispatcher = dispatcher(store, caller, options)
-        let run = Task { try await dispatcher.run() }
-        while caller.calls.count < 4 { try await Task.sleep(nanoseconds: 1_000_000) }
-        await dispatcher.stop()
-        return (store, caller, try await run.value)
+        stopper.withLock { $0 = dispatcher }
+        return (store, caller, try await dispatcher.run())
     }
 
     @Test func aStopLetsCallsInFlightFinishWithinTheGraceAndHandsTheRestBack() async throws {
-        let (store, caller, summary) = try await stoppedOnceFourCallsAreOut(requests: 40, latency: 20_000, grace: 60)
+        let (store, caller, summary) = try await stoppedOnceFourCallsAreOut(requests: 40, latency: 40_000, grace: 60)
 
-        // The four calls out when the stop came finish (20 s, within the 60 s grace) and are kept; nothing else starts.
+        // The four calls out when the stop came finish (40 s, within the 60 s grace) and are kept; nothing else starts.
         #expect(caller.calls.count == 4)
         #expect(summary.succeeded == 4)
         let states = try await store.stateCounts(job: nil)
@@ -214,25 +217,32 @@ final class ScriptedCaller: ModelCaller {
     let clock: WallClock
     let latency: Int64
     let script: @Sendable (ProviderCall, Int) -> CallFailure?
+    /// Told how many calls have started, as each one starts and before it waits.
+    let onCall: @Sendable (Int) async -> Void
     private let log = Mutex<(calls: [Call], inFlight: Int, mostInFlight: Int)>(([], 0, 0))
 
-    init(clock: WallClock, latency: Int64, script: @escaping @Sendable (ProviderCall, Int) -> CallFailure? = { _, _ in nil }) {
+    init(
+        clock: WallClock, latency: Int64, script: @escaping @Sendable (ProviderCall, Int) -> CallFailure? = { _, _ in nil },
+        onCall: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
         self.clock = clock
         self.latency = latency
         self.script = script
+        self.onCall = onCall
     }
 
     var calls: [Call] { log.withLock { $0.calls } }
     var mostInFlight: Int { log.withLock { $0.mostInFlight } }
 
     func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
-        let attempt = log.withLock { log in
+        let (attempt, started) = log.withLock { log in
             log.calls.append(Call(requestID: call.requestID, model: call.model.id, startedAt: clock.now()))
             log.inFlight += 1
             log.mostInFlight = max(log.mostInFlight, log.inFlight)
-            return log.calls.filter { $0.requestID == call.requestID }.count
+            return (log.calls.filter { $0.requestID == call.requestID }.count, log.calls.count)
         }
         defer { log.withLock { $0.inFlight -= 1 } }
+        await onCall(started)
         do { try await clock.sleep(milliseconds: latency) } catch {
             return .failure(CallFailure(kind: .retryable, status: nil, message: "cancelled"))
         }
