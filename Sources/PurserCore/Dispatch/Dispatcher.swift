@@ -273,9 +273,11 @@ public final class Dispatcher: Sendable {
     private func poll() async -> Int64? {
         let now = clock.now()
         do {
-            _ = try await queue.rescueExpiredLeases(now: now)
-            try await takeOverGoneRuns(now: now)
-            _ = try await queue.releaseEndedHolds(now: now)
+            if await state.tidyingIsDue(now: now) {
+                _ = try await queue.rescueExpiredLeases(now: now)
+                try await takeOverGoneRuns(now: now)
+                _ = try await queue.releaseEndedHolds(now: now)
+            }
             let planned = try await planNewJobs(now: now)
             // A write, so not every poll: after this run plans, and once a second for plans made elsewhere.
             if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
@@ -284,6 +286,9 @@ public final class Dispatcher: Sendable {
             let excluded = await excludedModels(now: now)
             let room = await state.room(for: options.concurrency)
             guard room > 0 else { return 20 }
+            // A busy run claims in groups (each claim is a write): with less room than a sixty-fourth of its concurrency,
+            // a poll waits up to 10 ms from the last claim for more calls to end.
+            if room < min(options.concurrency / 64, 100), let since = await state.sinceLastClaim(now: now), since < 10 { return 10 - since }
             // Per model, no more than its limits let start now, less what is claimed for it already: a model at its limit
             // holds no worker while the others' requests wait behind its own, and the room is shared by what can start.
             var allowances = await limiter.allowances(catalog.models)
@@ -294,6 +299,7 @@ public final class Dispatcher: Sendable {
             let claim = try await queue.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog, allowances: allowances)
+            await state.noteClaimed(claim.requests.count, now: now)
             await state.noteOverbooked(claim.overbooked)
             if claim.held > 0 { await state.countHeld(claim.held) }
             await reportBudget(holdReasons: claim.holdReasons, capUses: claim.capUses)
@@ -923,6 +929,29 @@ actor RunState {
     /// Paid answers that could be neither stored nor kept in the recovery file, by custom id.
     private(set) var lost: [String] = []
     func lostAnswer(_ customID: String) { lost.append(customID) }
+
+    /// When a poll last tidied the queue, and whether the last poll claimed anything.
+    private var tidiedAt: Int64?
+    private var lastPollClaimed = false
+
+    /// True when a poll should tidy the queue first (rescue lapsed leases, take over runs whose process is gone,
+    /// release ended holds): when the last poll claimed nothing, and otherwise once a second. Those are passes over
+    /// the requests running, and a busy run polls for every few calls that end.
+    func tidyingIsDue(now: Int64) -> Bool {
+        guard !lastPollClaimed || tidiedAt.map({ now - $0 >= 1_000 }) ?? true else { return false }
+        tidiedAt = now
+        return true
+    }
+
+    private var lastClaimAt: Int64?
+
+    func noteClaimed(_ count: Int, now: Int64) {
+        lastPollClaimed = count > 0
+        if count > 0 { lastClaimAt = now }
+    }
+
+    /// How long ago a poll last claimed requests, if one did.
+    func sinceLastClaim(now: Int64) -> Int64? { lastClaimAt.map { now - $0 } }
 
     /// When a sped-up rehearsal last made window-planned requests due (`DispatchStore.endPlannedWaits`).
     private var plannedWaitsEndedAt: Int64?

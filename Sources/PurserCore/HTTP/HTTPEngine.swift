@@ -3,9 +3,16 @@ import Foundation
 import Synchronization
 
 /// Every HTTP exchange Purser makes, live calls and batch transfers alike, on libcurl's multi interface driven by one
-/// event loop: a thread waiting in `epoll` on the sockets libcurl asks it to watch and on libcurl's one timer. The
+/// event loop: a thread waiting in `epoll` on the sockets libcurl asks it to watch and on libcurl's timers. The
 /// cost of a call is what happens on its own socket, never a pass over every call in flight, so thousands of calls
 /// waiting on slow models cost nothing while they wait.
+///
+/// The calls are spread over shards, each a multi handle with its own connections, of at most `transfersPerShard`
+/// calls each. libcurl 7.88 looks through a multi handle's connections to the host when a call starts (for one to
+/// reuse) and through all of them when it ends (for the connection it last used), so on one multi handle a call's cost
+/// grew with the calls in flight; in a shard it is bounded by the shard's size. A call goes to a shard where a call to
+/// its origin ended on a kept connection, so a connection is reused whenever one is idle, and otherwise to the least
+/// loaded shard, a new one when all are full.
 ///
 /// Connections are kept and reused across calls (HTTP/2 streams share one where the server offers it), TLS is
 /// verified, nothing is followed (redirects are the caller's decision, `ProviderEndpoint.exchange`), and every
@@ -19,39 +26,34 @@ public final class HTTPEngine: @unchecked Sendable {
         case cancel(Transfer)
     }
 
+    /// The most calls a shard takes before a new shard is made, and the most shards.
+    static let transfersPerShard = 64
+    static let mostShards = 4_096
+
     // Set up in `init`, then read only.
-    private let multi: UnsafeMutableRawPointer
     private let epoll: Int32
     private let wake: Int32
     private let inbox = Mutex<[Command]>([])
 
     // The loop thread's own state: touched only on that thread (libcurl calls back on it, inside socket_action).
+    private var shards: [Shard] = []
     private var running: [UnsafeMutableRawPointer: Transfer] = [:]
-    private var watched: Set<Int32> = []
-    private var timerDeadline: UInt64?
+    /// The sockets in the epoll set, each with the shard whose connection it is.
+    private var watched: [Int32: Int] = [:]
+    /// Per origin, a shard for each call that ended there on a connection left open: where the next call finds one idle.
+    private var idleConnections: [Origin?: [Int]] = [:]
 
     private init() {
-        guard curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK, let multi = curl_multi_init() else {
-            fatalError("libcurl could not start (curl_global_init or curl_multi_init failed); check that libcurl4 is installed")
+        guard curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK else {
+            fatalError("libcurl could not start (curl_global_init failed); check that libcurl4 is installed")
         }
         let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         let wake = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard epoll >= 0, wake >= 0, purser_epoll_control(epoll, wake, EPOLLIN.rawValue, EPOLL_CTL_ADD) == 0 else {
             fatalError("the HTTP engine could not make its epoll set (errno \(errno)); the process is out of file descriptors")
         }
-        self.multi = multi
         self.epoll = epoll
         self.wake = wake
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        _ = purser_multi_set_pointer(multi, CURLMOPT_SOCKETDATA, context)
-        _ = purser_multi_set_socket_callback(multi, HTTPEngine.watchSocket)
-        _ = purser_multi_set_pointer(multi, CURLMOPT_TIMERDATA, context)
-        _ = purser_multi_set_timer_callback(multi, HTTPEngine.setTimer)
-        _ = purser_multi_set_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
-        // Every connection that goes idle is kept for the next call (until it is two minutes idle, libcurl's default),
-        // rather than a cache sized by the calls in flight at the moment, which closes connections a wave of calls
-        // is about to reuse. There are never more of them than calls were in flight at once.
-        _ = purser_multi_set_long(multi, CURLMOPT_MAXCONNECTS, 100_000)
         let thread = Thread { [self] in loop() }
         thread.name = "purser.http"
         thread.start()
@@ -92,7 +94,7 @@ public final class HTTPEngine: @unchecked Sendable {
         var stillRunning: Int32 = 0
         while true {
             var wait: Int32 = -1
-            if let deadline = timerDeadline {
+            if let deadline = shards.lazy.compactMap(\.timerDeadline).min() {
                 let now = HTTPEngine.now()
                 wait = deadline <= now ? 0 : Int32(min((deadline - now + 999_999) / 1_000_000, 60_000))
             }
@@ -108,18 +110,24 @@ public final class HTTPEngine: @unchecked Sendable {
                     takeCommands()
                     continue
                 }
+                guard let shard = watched[descriptor] else { continue }
                 let ready = events[index]
                 var flags: Int32 = 0
                 if ready & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
                 if ready & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
                 if ready & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
-                _ = curl_multi_socket_action(multi, descriptor, flags, &stillRunning)
+                _ = curl_multi_socket_action(shards[shard].multi, descriptor, flags, &stillRunning)
+                shards[shard].hasNews = true
             }
-            if let deadline = timerDeadline, HTTPEngine.now() >= deadline {
-                timerDeadline = nil
-                _ = curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &stillRunning)
+            let now = HTTPEngine.now()
+            for shard in shards {
+                if let deadline = shard.timerDeadline, now >= deadline {
+                    shard.timerDeadline = nil
+                    _ = curl_multi_socket_action(shard.multi, CURL_SOCKET_TIMEOUT, 0, &stillRunning)
+                    shard.hasNews = true
+                }
+                if shard.hasNews { collectFinished(shard) }
             }
-            collectFinished()
         }
     }
 
@@ -145,18 +153,37 @@ public final class HTTPEngine: @unchecked Sendable {
             transfer.release()
             return transfer.complete(.failure(failure))
         }
+        guard let shard = shard(for: transfer.origin) else {
+            transfer.release()
+            return transfer.complete(.failure(.other("libcurl could not make a multi handle")))
+        }
         running[easy] = transfer
-        let added = curl_multi_add_handle(multi, easy)
+        transfer.shard = shard
+        let added = curl_multi_add_handle(shard.multi, easy)
         if added != CURLM_OK {
             running[easy] = nil
             transfer.release()
-            transfer.complete(.failure(.other(String(cString: curl_multi_strerror(added)))))
+            return transfer.complete(.failure(.other(String(cString: curl_multi_strerror(added)))))
         }
+        shard.load += 1
     }
 
-    private func collectFinished() {
+    /// Where a call to `origin` goes: a shard holding an idle connection to it, or else the least loaded shard, or a
+    /// new one when every shard is full. Nil only when libcurl cannot make a multi handle.
+    private func shard(for origin: Origin?) -> Shard? {
+        if let index = idleConnections[origin]?.popLast() { return shards[index] }
+        var least: Shard?
+        for shard in shards where shard.load < (least?.load ?? Int.max) { least = shard }
+        if let least, least.load < HTTPEngine.transfersPerShard || shards.count >= HTTPEngine.mostShards { return least }
+        guard let shard = Shard(index: shards.count, engine: self) else { return least }
+        shards.append(shard)
+        return shard
+    }
+
+    private func collectFinished(_ shard: Shard) {
+        shard.hasNews = false
         var left: Int32 = 0
-        while let message = curl_multi_info_read(multi, &left) {
+        while let message = curl_multi_info_read(shard.multi, &left) {
             guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
             let code = message.pointee.data.result
             guard let transfer = running[easy] else { continue }
@@ -166,8 +193,14 @@ public final class HTTPEngine: @unchecked Sendable {
 
     /// Takes `easy` out of the loop, frees what it held and answers its caller.
     private func end(_ easy: UnsafeMutableRawPointer, with outcome: Result<HTTPResponse, ExchangeFailure>) {
-        guard let transfer = running.removeValue(forKey: easy) else { return }
-        _ = curl_multi_remove_handle(multi, easy)
+        guard let transfer = running.removeValue(forKey: easy), let shard = transfer.shard else { return }
+        _ = curl_multi_remove_handle(shard.multi, easy)
+        shard.load -= 1
+        if case .success(let response) = outcome, response.headers["connection"]?.lowercased() != "close" {
+            if idleConnections[transfer.origin, default: []].count < HTTPEngine.transfersPerShard * HTTPEngine.mostShards {
+                idleConnections[transfer.origin, default: []].append(shard.index)
+            }
+        }
         transfer.release()
         transfer.complete(outcome)
     }
@@ -176,41 +209,77 @@ public final class HTTPEngine: @unchecked Sendable {
 
     private static let watchSocket: curl_socket_callback = { _, socket, what, context, _ in
         guard let context else { return -1 }
-        let engine = Unmanaged<HTTPEngine>.fromOpaque(context).takeUnretainedValue()
+        let shard = Unmanaged<Shard>.fromOpaque(context).takeUnretainedValue()
+        guard let engine = shard.engine else { return -1 }
         if what == CURL_POLL_REMOVE {
-            if engine.watched.remove(socket) != nil { _ = purser_epoll_control(engine.epoll, socket, 0, EPOLL_CTL_DEL) }
+            if engine.watched.removeValue(forKey: socket) != nil { _ = purser_epoll_control(engine.epoll, socket, 0, EPOLL_CTL_DEL) }
             return 0
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EPOLLIN.rawValue }
         if what & CURL_POLL_OUT != 0 { events |= EPOLLOUT.rawValue }
-        let known = engine.watched.contains(socket)
+        let known = engine.watched[socket] != nil
         var result = purser_epoll_control(engine.epoll, socket, events, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD)
         // A descriptor number libcurl reuses after closing one the set still held: replace the stale entry.
         if result == EEXIST { result = purser_epoll_control(engine.epoll, socket, events, EPOLL_CTL_MOD) }
         if result == ENOENT { result = purser_epoll_control(engine.epoll, socket, events, EPOLL_CTL_ADD) }
-        if result == 0 { engine.watched.insert(socket) }
+        if result == 0 { engine.watched[socket] = shard.index }
         return result == 0 ? 0 : -1
     }
 
     private static let setTimer: curl_multi_timer_callback = { _, milliseconds, context in
         guard let context else { return -1 }
-        let engine = Unmanaged<HTTPEngine>.fromOpaque(context).takeUnretainedValue()
-        engine.timerDeadline = milliseconds < 0 ? nil : HTTPEngine.now() + UInt64(milliseconds) * 1_000_000
+        let shard = Unmanaged<Shard>.fromOpaque(context).takeUnretainedValue()
+        shard.timerDeadline = milliseconds < 0 ? nil : HTTPEngine.now() + UInt64(milliseconds) * 1_000_000
         return 0
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// One multi handle, its connections and its timer; made and touched only on the loop thread, kept for the life of
+    /// the process.
+    fileprivate final class Shard {
+        let index: Int
+        let multi: UnsafeMutableRawPointer
+        weak var engine: HTTPEngine?
+        /// Calls running on it.
+        var load = 0
+        /// When libcurl asked to be called back for this shard's timeouts.
+        var timerDeadline: UInt64?
+        /// Whether sockets or timers moved since its finished calls were last collected.
+        var hasNews = false
+
+        init?(index: Int, engine: HTTPEngine) {
+            guard let multi = curl_multi_init() else { return nil }
+            self.index = index
+            self.multi = multi
+            self.engine = engine
+            let context = Unmanaged.passUnretained(self).toOpaque()
+            _ = purser_multi_set_pointer(multi, CURLMOPT_SOCKETDATA, context)
+            _ = purser_multi_set_socket_callback(multi, HTTPEngine.watchSocket)
+            _ = purser_multi_set_pointer(multi, CURLMOPT_TIMERDATA, context)
+            _ = purser_multi_set_timer_callback(multi, HTTPEngine.setTimer)
+            _ = purser_multi_set_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+            // Every connection that goes idle is kept for the next call (until it is two minutes idle, libcurl's
+            // default), rather than a cache sized by the calls in flight at the moment, which closes connections a wave
+            // of calls is about to reuse. There are never more of them than calls were in flight at once.
+            _ = purser_multi_set_long(multi, CURLMOPT_MAXCONNECTS, 100_000)
+        }
+    }
 }
 
 /// One exchange: its request, what libcurl holds for it, and the answer as it arrives. Made by the caller, then touched
 /// only on the engine's loop thread, except `cancelled`, which the caller's cancellation sets.
 private final class Transfer: @unchecked Sendable {
     let request: HTTPRequest
+    /// Where it goes, for finding a shard with a connection there.
+    let origin: Origin?
     let cancelled = Atomic<Bool>(false)
     var finish: (@Sendable (Result<HTTPResponse, ExchangeFailure>) -> Void)?
 
     var easy: UnsafeMutableRawPointer?
+    /// The shard it runs on, set when it is added to one.
+    var shard: HTTPEngine.Shard?
     private var url: OpaquePointer?
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private let errorText = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
@@ -231,6 +300,7 @@ private final class Transfer: @unchecked Sendable {
 
     init(request: HTTPRequest) {
         self.request = request
+        origin = request.origin ?? Origin(request.url)
         errorText.initialize(to: 0)
     }
 

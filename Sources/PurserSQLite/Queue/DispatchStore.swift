@@ -262,9 +262,19 @@ public actor DispatchStore {
             pendingSuccesses.append(PendingSuccess(answer: answer, estimatedInputTokens: estimatedInputTokens, continuation: continuation))
             if !commitScheduled {
                 commitScheduled = true
-                Task { self.commitSuccesses() }
+                Task {
+                    // A moment for the answers arriving with this one to share its commit: a commit writes every page it
+                    // touched to the log, so a group of a few dozen answers writes a fraction of what each alone would.
+                    if pendingSuccesses.count < 64 { await Self.pause(nanoseconds: 2_000_000) }
+                    self.commitSuccesses()
+                }
             }
         }
+    }
+
+    /// Waits `nanoseconds`, or less if the task is cancelled.
+    private static func pause(nanoseconds: UInt64) async {
+        do { try await Task.sleep(nanoseconds: nanoseconds) } catch {}
     }
 
     private func commitSuccesses() {
