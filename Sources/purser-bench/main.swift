@@ -446,8 +446,9 @@ if bench.phase == "inflight" {
     }
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    // The run keeps 64 descriptors for its database and files; the fake server needs one per call too.
-    let most = min(20_000, Int(min(limit.rlim_max, 1 << 30)) - 80)
+    // As many as the run holds under the hard limit (the descriptors it keeps for its database, files and HTTP engine
+    // aside); the fake server, one per call, has fewer to keep.
+    let most = min(20_000, OpenFileLimit.callsInFlight(allowedBy: Int(min(limit.rlim_max, 1 << 30))))
     let server = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
     let pricing = bench.work + "/inflight-pricing"
     try DispatchBench.writePricing(port: server.port, pricing: bench.pricing, to: pricing)

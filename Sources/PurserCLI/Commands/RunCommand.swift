@@ -101,7 +101,8 @@ enum RunCommand {
         let allowed = OpenFileLimit.callsInFlight(allowedBy: openFiles - otherFiles)
         if options.concurrency > allowed {
             context.console.error("warning: --concurrency \(options.concurrency) is more calls than this process can hold open: its limit on open files "
-                + "is \(openFiles) (raised to the system's hard limit) and each call holds one, beside \(OpenFileLimit.reserved + otherFiles) kept for the rest; "
+                + "is \(openFiles) (raised to the system's hard limit) and each call holds one (and each \(HTTPEngine.transfersPerShard) calls \(HTTPEngine.descriptorsPerShard) more, for the HTTP engine), "
+                + "beside \(OpenFileLimit.reserved + otherFiles) kept for the rest; "
                 + "calls in flight are capped at \(allowed). Raise the hard limit ('ulimit -Hn', or LimitNOFILE for a service) to hold more.")
             options.concurrency = allowed
         }

@@ -24,6 +24,12 @@ public enum OpenFileLimit {
         return Int(min(limit.rlim_cur, rlim_t(ceiling)))
     }
 
-    /// The calls in flight a soft limit of `openFiles` leaves room for, beside the descriptors kept for the rest.
-    public static func callsInFlight(allowedBy openFiles: Int) -> Int { max(openFiles - reserved, 1) }
+    /// The calls in flight a soft limit of `openFiles` leaves room for, beside the descriptors kept for the rest: a
+    /// socket each, and the HTTP engine's two per shard of calls (libcurl's wake-up pair in each multi handle). A
+    /// process out of descriptors cannot be allowed: libdispatch stops the process when it cannot open a file.
+    public static func callsInFlight(allowedBy openFiles: Int) -> Int {
+        let available = openFiles - reserved
+        let perShard = HTTPEngine.transfersPerShard
+        return max(available * perShard / (perShard + HTTPEngine.descriptorsPerShard), 1)
+    }
 }
