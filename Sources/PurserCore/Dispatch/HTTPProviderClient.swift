@@ -6,19 +6,21 @@ import Synchronization
 /// one HTTP engine. Keys are read from the environment once per provider and never kept anywhere else.
 public final class HTTPProviderClient: ModelCaller {
     private let environment: [String: String]
-    /// Each provider's endpoint, made once (its base URL parsed, its key read) rather than on every call.
-    private let endpoints = Mutex<[Provider: ProviderEndpoint]>([:])
+    /// Each provider's endpoint and the URL of its live calls, made once (its base URL parsed, its key read) rather than
+    /// on every call.
+    private let endpoints = Mutex<[Provider: (endpoint: ProviderEndpoint, url: URL)]>([:])
     public static let anthropicVersion = "2023-06-01"
 
     public init(environment: [String: String]) {
         self.environment = environment
     }
 
-    private func endpoint(for provider: Provider) throws(CallFailure) -> ProviderEndpoint {
+    private func endpoint(for provider: Provider) throws(CallFailure) -> (endpoint: ProviderEndpoint, url: URL) {
         if let known = endpoints.withLock({ $0[provider] }) { return known }
         let endpoint = try ProviderEndpoint(provider: provider, environment: environment)
-        endpoints.withLock { $0[provider] = endpoint }
-        return endpoint
+        let known = (endpoint, try endpoint.url(provider.dialect == .openai ? "/chat/completions" : "/v1/messages"))
+        endpoints.withLock { $0[provider] = known }
+        return known
     }
 
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
@@ -26,8 +28,7 @@ public final class HTTPProviderClient: ModelCaller {
         let url: URL
         var request: HTTPRequest
         do {
-            endpoint = try self.endpoint(for: call.provider)
-            url = try endpoint.url(call.provider.dialect == .openai ? "/chat/completions" : "/v1/messages")
+            (endpoint, url) = try self.endpoint(for: call.provider)
             request = try endpoint.request(url, method: "POST", timeoutSeconds: call.timeoutSeconds)
         } catch {
             return .failure(error)

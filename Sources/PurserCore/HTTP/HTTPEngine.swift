@@ -44,6 +44,11 @@ public final class HTTPEngine: @unchecked Sendable {
     private var watched: [Int32: Int] = [:]
     /// Per origin, a shard for each call that ended there on a connection left open: where the next call finds one idle.
     private var idleConnections: [Origin?: [Int]] = [:]
+    /// Handles of calls that ended, reset for the next ones.
+    private var spareHandles: [UnsafeMutableRawPointer] = []
+    static let spareHandleLimit = 1_024
+    /// URLs libcurl read as on their request's origin, each with that origin (at most 4,096, then forgotten).
+    private var checkedURLs: Set<String> = []
 
     private init() {
         guard curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK else {
@@ -149,14 +154,16 @@ public final class HTTPEngine: @unchecked Sendable {
 
     private func begin(_ transfer: Transfer) {
         if transfer.cancelled.load(ordering: .sequentiallyConsistent) { return transfer.complete(.failure(.cancelled)) }
-        guard let easy = curl_easy_init() else { return transfer.complete(.failure(.other("libcurl could not make a handle"))) }
+        guard let easy = spareHandles.popLast() ?? curl_easy_init() else {
+            return transfer.complete(.failure(.other("libcurl could not make a handle")))
+        }
         transfer.easy = easy
-        if let failure = transfer.configure(easy) {
-            transfer.release()
+        if let failure = transfer.configure(easy, checkedURLs: &checkedURLs) {
+            release(transfer)
             return transfer.complete(.failure(failure))
         }
         guard let shard = shard(for: transfer.origin) else {
-            transfer.release()
+            release(transfer)
             return transfer.complete(.failure(.other("libcurl could not make a multi handle")))
         }
         running[easy] = transfer
@@ -164,7 +171,7 @@ public final class HTTPEngine: @unchecked Sendable {
         let added = curl_multi_add_handle(shard.multi, easy)
         if added != CURLM_OK {
             running[easy] = nil
-            transfer.release()
+            release(transfer)
             return transfer.complete(.failure(.other(String(cString: curl_multi_strerror(added)))))
         }
         shard.load += 1
@@ -193,6 +200,20 @@ public final class HTTPEngine: @unchecked Sendable {
         }
     }
 
+    /// Frees what `transfer` held, keeping its handle, reset, for the next call (libcurl's own advice: a handle reused is
+    /// cheaper than a new one).
+    private func release(_ transfer: Transfer) {
+        if let easy = transfer.easy {
+            if spareHandles.count < HTTPEngine.spareHandleLimit {
+                curl_easy_reset(easy)
+                spareHandles.append(easy)
+            } else {
+                curl_easy_cleanup(easy)
+            }
+        }
+        transfer.release()
+    }
+
     /// Takes `easy` out of the loop, frees what it held and answers its caller.
     private func end(_ easy: UnsafeMutableRawPointer, with outcome: Result<HTTPResponse, ExchangeFailure>) {
         guard let transfer = running.removeValue(forKey: easy), let shard = transfer.shard else { return }
@@ -203,7 +224,7 @@ public final class HTTPEngine: @unchecked Sendable {
                 idleConnections[transfer.origin, default: []].append(shard.index)
             }
         }
-        transfer.release()
+        release(transfer)
         transfer.complete(outcome)
     }
 
@@ -315,12 +336,13 @@ private final class Transfer: @unchecked Sendable {
     }
 
     /// Sets up `easy` for the request; the failure when it cannot be sent as asked.
-    func configure(_ easy: UnsafeMutableRawPointer) -> ExchangeFailure? {
-        if let failure = setURL(easy) { return failure }
+    func configure(_ easy: UnsafeMutableRawPointer, checkedURLs: inout Set<String>) -> ExchangeFailure? {
+        if let failure = setURL(easy, checkedURLs: &checkedURLs) { return failure }
         let context = Unmanaged.passUnretained(self).toOpaque()
-        var codes: [CURLcode] = []
-        func set(_ option: CURLoption, _ value: Int) { codes.append(purser_easy_set_long(easy, option, value)) }
-        func set(_ option: CURLoption, _ value: String) { codes.append(purser_easy_set_pointer(easy, option, value)) }
+        var failed = CURLE_OK
+        func check(_ code: CURLcode) { if failed == CURLE_OK { failed = code } }
+        func set(_ option: CURLoption, _ value: Int) { check(purser_easy_set_long(easy, option, value)) }
+        func set(_ option: CURLoption, _ value: String) { check(purser_easy_set_pointer(easy, option, value)) }
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_PROTOCOLS_STR, "http,https")
         set(CURLOPT_FOLLOWLOCATION, 0)
@@ -330,10 +352,10 @@ private final class Transfer: @unchecked Sendable {
         // Over TLS a new call waits for a connection being set up that may multiplex (ALPN says so at the handshake)
         // rather than opening one beside it. Never over plain HTTP: there libcurl would learn it cannot only from the
         // first answer, and every call would wait for it.
-        if request.url.scheme?.lowercased() == "https" { set(CURLOPT_PIPEWAIT, 1) }
+        if origin?.scheme == "https" { set(CURLOPT_PIPEWAIT, 1) }
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_ACCEPT_ENCODING, "")
-        codes.append(purser_easy_set_pointer(easy, CURLOPT_ERRORBUFFER, errorText))
+        check(purser_easy_set_pointer(easy, CURLOPT_ERRORBUFFER, errorText))
         let total = Transfer.milliseconds(request.timeoutSeconds)
         set(CURLOPT_TIMEOUT_MS, total)
         set(CURLOPT_CONNECTTIMEOUT_MS, min(total, 30_000))
@@ -341,17 +363,17 @@ private final class Transfer: @unchecked Sendable {
             set(CURLOPT_LOW_SPEED_LIMIT, 1)
             set(CURLOPT_LOW_SPEED_TIME, max(1, Transfer.milliseconds(stalled) / 1000))
         }
-        codes.append(purser_easy_set_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.receiveHeader))
-        codes.append(purser_easy_set_pointer(easy, CURLOPT_HEADERDATA, context))
-        codes.append(purser_easy_set_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.receiveBody))
-        codes.append(purser_easy_set_pointer(easy, CURLOPT_WRITEDATA, context))
+        check(purser_easy_set_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.receiveHeader))
+        check(purser_easy_set_pointer(easy, CURLOPT_HEADERDATA, context))
+        check(purser_easy_set_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.receiveBody))
+        check(purser_easy_set_pointer(easy, CURLOPT_WRITEDATA, context))
 
         // "Expect:" takes off libcurl's 100-continue wait before large bodies.
         for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
             guard let list = curl_slist_append(headerList, line) else { return .other("libcurl could not hold the request's headers") }
             headerList = list
         }
-        codes.append(purser_easy_set_pointer(easy, CURLOPT_HTTPHEADER, headerList))
+        check(purser_easy_set_pointer(easy, CURLOPT_HTTPHEADER, headerList))
 
         // A body is handed to libcurl only through the read callback, which cannot rewind: libcurl then never sends a
         // call again by itself (as it would on a kept connection that closed before answering), so every call a
@@ -359,7 +381,7 @@ private final class Transfer: @unchecked Sendable {
         switch request.body {
         case .none:
             if request.method != "GET" {
-                codes.append(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, 0))
+                check(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, 0))
                 set(CURLOPT_COPYPOSTFIELDS, "")
             }
         case .bytes(let bytes):
@@ -368,9 +390,9 @@ private final class Transfer: @unchecked Sendable {
             // The smallest buffer libcurl takes (16 KiB) rather than its 64 KiB, allocated for every call: a body in
             // memory is a prompt, and thousands of calls in flight would otherwise hold a gigabyte of upload buffers.
             set(CURLOPT_UPLOAD_BUFFERSIZE, 16 << 10)
-            codes.append(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
-            codes.append(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
-            codes.append(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
+            check(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
+            check(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
+            check(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
         case .file(let path):
             upload = open(path, O_RDONLY | O_CLOEXEC)
             var status = stat()
@@ -378,9 +400,9 @@ private final class Transfer: @unchecked Sendable {
                 return .localFile("could not read \(path) to send it: \(String(cString: strerror(errno)))")
             }
             set(CURLOPT_POST, 1)
-            codes.append(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(status.st_size)))
-            codes.append(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
-            codes.append(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
+            check(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(status.st_size)))
+            check(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
+            check(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
         }
         if request.method == "GET" {
             if case .none = request.body { set(CURLOPT_HTTPGET, 1) } else { set(CURLOPT_CUSTOMREQUEST, "GET") }
@@ -392,17 +414,18 @@ private final class Transfer: @unchecked Sendable {
             download = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard download >= 0 else { return .localFile("could not write the answer to \(path): \(String(cString: strerror(errno)))") }
         }
-        if let failed = codes.first(where: { $0 != CURLE_OK }) { return .other(String(cString: curl_easy_strerror(failed))) }
+        if failed != CURLE_OK { return .other(String(cString: curl_easy_strerror(failed))) }
         return nil
     }
 
     /// The URL as libcurl parses it, checked against the request's origin so that what is sent goes where the caller
     /// checked it would.
-    private func setURL(_ easy: UnsafeMutableRawPointer) -> ExchangeFailure? {
+    private func setURL(_ easy: UnsafeMutableRawPointer, checkedURLs: inout Set<String>) -> ExchangeFailure? {
         guard let url = curl_url() else { return .other("libcurl could not hold a URL") }
         self.url = url
-        guard curl_url_set(url, CURLUPART_URL, request.url.absoluteString, 0) == CURLUE_OK else {
-            return .misdirected("libcurl cannot read the URL \(String(request.url.absoluteString.prefix(200)))")
+        let text = request.url.absoluteString
+        guard curl_url_set(url, CURLUPART_URL, text, 0) == CURLUE_OK else {
+            return .misdirected("libcurl cannot read the URL \(String(text.prefix(200)))")
         }
         func part(_ which: CURLUPart, _ flags: UInt32 = 0) -> String? {
             var text: UnsafeMutablePointer<CChar>?
@@ -410,12 +433,15 @@ private final class Transfer: @unchecked Sendable {
             defer { curl_free(text) }
             return String(cString: text)
         }
-        if let origin = request.origin {
+        // libcurl reads a URL the same way every time: one it read as on this origin before is not read apart again.
+        if let origin = request.origin, case let checked = "\(origin) \(text)", !checkedURLs.contains(checked) {
             let host = part(CURLUPART_HOST)?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             let seen = (part(CURLUPART_SCHEME)?.lowercased(), host, part(CURLUPART_PORT, UInt32(CURLU_DEFAULT_PORT)).flatMap { Int($0) })
             guard seen.0 == origin.scheme, seen.1 == origin.host, seen.2 == origin.port else {
-                return .misdirected("libcurl reads \(String(request.url.absoluteString.prefix(200))) as pointing elsewhere than \(origin)")
+                return .misdirected("libcurl reads \(String(text.prefix(200))) as pointing elsewhere than \(origin)")
             }
+            if checkedURLs.count >= 4_096 { checkedURLs.removeAll() }
+            checkedURLs.insert(checked)
         }
         guard purser_easy_set_pointer(easy, CURLOPT_CURLU, UnsafeRawPointer(url)) == CURLE_OK else {
             return .other("libcurl would not take the URL")
@@ -423,9 +449,8 @@ private final class Transfer: @unchecked Sendable {
         return nil
     }
 
-    /// Frees what libcurl held for this exchange and closes its files; the caller has taken `easy` out of the loop.
+    /// Frees what libcurl held for this exchange and closes its files, once the engine has reset or freed `easy`.
     func release() {
-        if let easy { curl_easy_cleanup(easy) }
         easy = nil
         if let headerList { curl_slist_free_all(headerList) }
         headerList = nil
@@ -523,17 +548,25 @@ private final class Transfer: @unchecked Sendable {
     private func keepHeader(_ bytes: UnsafeRawBufferPointer) -> Bool {
         headerBytes += bytes.count
         guard headerBytes <= Transfer.headerLimit else { passedLimit = Int64(Transfer.headerLimit); return false }
-        let line = String(decoding: bytes, as: UTF8.self)
         // Each answer's headers start with its status line; an interim answer's (100 Continue) are dropped.
-        if line.hasPrefix("HTTP/") {
+        if bytes.starts(with: "HTTP/".utf8) {
             headers = HTTPHeaders()
             return true
         }
-        guard let colon = line.firstIndex(of: ":") else { return true }
-        let name = line[..<colon].trimmingCharacters(in: .whitespaces)
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        if !name.isEmpty { headers.add(name: name, value: value) }
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return true }
+        let name = Transfer.trimmed(bytes[..<colon])
+        let value = Transfer.trimmed(bytes[(colon + 1)...])
+        if !name.isEmpty { headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)) }
         return true
+    }
+
+    /// `bytes` without the spaces, tabs and line ends around them.
+    private static func trimmed(_ bytes: Slice<UnsafeRawBufferPointer>) -> Slice<UnsafeRawBufferPointer> {
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else {
+            return bytes[bytes.startIndex..<bytes.startIndex]
+        }
+        return bytes[first...last]
     }
 
     private static let sendBody: purser_data_callback = { buffer, size, count, context in

@@ -265,7 +265,7 @@ public actor DispatchStore {
                 Task {
                     // A moment for the answers arriving with this one to share its commit: a commit writes every page it
                     // touched to the log, so a group of a few dozen answers writes a fraction of what each alone would.
-                    if pendingSuccesses.count < 64 { await Self.pause(nanoseconds: 2_000_000) }
+                    if pendingSuccesses.count < 64 { await Self.pause(nanoseconds: 10_000_000) }
                     self.commitSuccesses()
                 }
             }
