@@ -414,35 +414,46 @@ if bench.phase == "all" || bench.phase == "service" {
 }
 
 // Calls in flight: at 5 s a call, four waves of 100, 1,000 and 5,000 calls at once, through a plain client (Python's
-// asyncio streams, scripts/plain_client.py) and through `purser run`, each on a fake server of its own: wall time
-// against the ideal of four waves, and CPU per answer, which should not grow with the calls in flight. Then the most
+// asyncio streams, scripts/plain_client.py) and through `purser run`, each on a fake server of its own, three rounds
+// of each: wall time against the ideal of four waves, and CPU per answer, which should not grow with the calls in flight. Then the most
 // calls one process can hold at once (20,000, or what its open-file limit allows), two waves.
 if bench.phase == "inflight" {
     print()
     func perAnswer(_ cpu: Double, _ answers: Int) -> Double { cpu * 1000 / Double(max(answers, 1)) }
     var purserAtHundred = 0.0
+    // Three rounds at each level, the plain client and the run taking turns, each figure the median of its three: this
+    // machine's CPU time for the same work varies by a tenth from one minute to the next.
+    let rounds = 3
     for inFlight in [100, 1_000, 5_000] {
         let calls = inFlight * 4
-        let plainServer = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
-        let plain = try DispatchBench.plainClient(port: plainServer.port, calls: calls, inFlight: inFlight, work: bench.work)
-        let plainPeak = plainServer.peakInFlight()
-        plainServer.stop()
-        let server = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
-        let pricing = bench.work + "/inflight-pricing"
-        try DispatchBench.writePricing(port: server.port, pricing: bench.pricing, to: pricing)
-        let run = try DispatchBench.commandRun(calls: calls, concurrency: inFlight, work: bench.work, pricing: pricing)
-        let peak = server.peakInFlight()
-        server.stop()
-        let plainCPU = perAnswer(plain.cpuSeconds, plain.answers), purserCPU = perAnswer(run.cpuSeconds, run.stored)
+        var plains: [DispatchBench.PlainFigures] = [], runs: [DispatchBench.CommandFigures] = []
+        var plainPeak = 0, peak = 0
+        for _ in 0..<rounds {
+            let plainServer = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
+            plains.append(try DispatchBench.plainClient(port: plainServer.port, calls: calls, inFlight: inFlight, work: bench.work))
+            plainPeak = max(plainPeak, plainServer.peakInFlight())
+            plainServer.stop()
+            let server = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
+            let pricing = bench.work + "/inflight-pricing"
+            try DispatchBench.writePricing(port: server.port, pricing: bench.pricing, to: pricing)
+            runs.append(try DispatchBench.commandRun(calls: calls, concurrency: inFlight, work: bench.work, pricing: pricing))
+            peak = max(peak, server.peakInFlight())
+            server.stop()
+        }
+        let plainCPUs = plains.map { perAnswer($0.cpuSeconds, $0.answers) }, purserCPUs = runs.map { perAnswer($0.cpuSeconds, $0.stored) }
+        let plainCPU = DispatchBench.median(plainCPUs), purserCPU = DispatchBench.median(purserCPUs)
+        let plainSeconds = DispatchBench.median(plains.map(\.seconds)), purserSeconds = DispatchBench.median(runs.map(\.seconds))
         if inFlight == 100 { purserAtHundred = purserCPU }
-        row("plain client, \(inFlight.formatted()) in flight", String(format: "%.1f s", plain.seconds),
-            "\(calls.formatted()) calls, ideal 20.0 s; \(plain.answers) answers, \(plain.errors) errors; at most \(plainPeak) at once; "
-                + String(format: "CPU %.2f ms an answer", plainCPU))
-        row("purser run, \(inFlight.formatted()) in flight", String(format: "%.1f s", run.seconds),
-            String(format: "%.2f× the plain client's time (goal ≤ 1.10×); ", run.seconds / max(plain.seconds, 0.001))
-                + "\(run.stored) results stored, \(run.failed) failed; at most \(peak) at once; "
+        let eachRound = zip(purserCPUs, plainCPUs).map { String(format: "%.2f/%.2f", $0, $1) }.joined(separator: ", ")
+        row("plain client, \(inFlight.formatted()) in flight", String(format: "%.1f s", plainSeconds),
+            "\(calls.formatted()) calls, ideal 20.0 s; \(plains.map(\.answers).min() ?? 0) answers, \(plains.map(\.errors).max() ?? 0) errors; "
+                + "at most \(plainPeak) at once; " + String(format: "CPU %.2f ms an answer", plainCPU))
+        row("purser run, \(inFlight.formatted()) in flight", String(format: "%.1f s", purserSeconds),
+            String(format: "%.2f× the plain client's time (goal ≤ 1.10×); ", purserSeconds / max(plainSeconds, 0.001))
+                + "\(runs.map(\.stored).min() ?? 0) results stored, \(runs.map(\.failed).max() ?? 0) failed; at most \(peak) at once; "
                 + String(format: "CPU %.2f ms an answer, %.2f× the plain client's (goal ≤ 1.5×) and %.2f× its own at 100 in flight; peak memory %d MiB",
-                    purserCPU, purserCPU / max(plainCPU, 1e-9), purserCPU / max(purserAtHundred, 1e-9), run.peakMemoryBytes >> 20))
+                    purserCPU, purserCPU / max(plainCPU, 1e-9), purserCPU / max(purserAtHundred, 1e-9), (runs.map(\.peakMemoryBytes).max() ?? 0) >> 20)
+                + " (ms an answer, purser/plain, each round: \(eachRound))")
     }
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
