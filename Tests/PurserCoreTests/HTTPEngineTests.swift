@@ -156,7 +156,7 @@ import Testing
         #expect(server.requests.count == 1)
     }
 
-    @Test func aCertificateNobodyVouchesForIsRefused() async throws {
+    @Test func aCertificateNobodyVouchesForIsRefusedUnlessTheRequestNamesItsAuthority() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -172,7 +172,10 @@ import Testing
             try process.run()
             return process
         }
-        let made = try openSSL(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        let made = try openSSL([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ])
         made.waitUntilExit()
         // A port that was free a moment ago, for openssl to listen on.
         let probe = try LocalHTTPServer { _ in .silence }
@@ -187,6 +190,10 @@ import Testing
             outcome = await HTTPEngine.shared.send(HTTPRequest(method: "GET", url: URL(string: "https://127.0.0.1:\(port)/")!, timeoutSeconds: 10))
         }
         #expect(outcome.failure == .insecure, "\(outcome)")
+        // A gateway with a private authority: the provider's ca_file vouches for it, and the same server is trusted.
+        var vouched = HTTPRequest(method: "GET", url: URL(string: "https://127.0.0.1:\(port)/")!, timeoutSeconds: 10)
+        vouched.certificateAuthorities = folder.appendingPathComponent("cert.pem").path
+        #expect(try await HTTPEngine.shared.send(vouched).get().status == 200)
     }
 }
 

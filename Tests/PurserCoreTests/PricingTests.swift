@@ -52,6 +52,26 @@ private func problems(_ directory: String) -> [String] {
     ].map { $0.replacingOccurrences(of: directory + "/", with: "") })
 }
 
+@Test func aProvidersCertificateAuthoritiesAreReadBesideItsTablesAndCheckedWhenLoaded() throws {
+    let broken = damagedTables("providers.json") { text in
+        text.replacingOccurrences(of: #""api_key_env": "OPENAI_API_KEY","#, with: #""api_key_env": "OPENAI_API_KEY", "ca_file": "missing.pem","#)
+            .replacingOccurrences(of: #""api_key_env": "ANTHROPIC_API_KEY","#, with: #""api_key_env": "ANTHROPIC_API_KEY", "ca_file": "notes.txt","#)
+    }
+    _ = Fixtures.write("not a certificate", to: "notes.txt", in: URL(fileURLWithPath: broken))
+    #expect(problems(broken) == [
+        "providers.json: providers[0].ca_file: cannot read missing.pem; give a readable PEM file of certificate authorities",
+        "providers.json: providers[1].ca_file: notes.txt holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)",
+    ])
+
+    let good = damagedTables("providers.json") { text in
+        text.replacingOccurrences(of: #""api_key_env": "OPENAI_API_KEY","#, with: #""api_key_env": "OPENAI_API_KEY", "ca_file": "gateway-ca.pem","#)
+    }
+    let authorities = Fixtures.write("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", to: "gateway-ca.pem", in: URL(fileURLWithPath: good))
+    let catalog = try PricingCatalog.load(directory: good)
+    #expect(catalog.providers["openai"]?.certificateAuthorities == authorities)
+    #expect(catalog.providers["anthropic"]?.certificateAuthorities == nil)
+}
+
 @Test func validationFindsTiersNamingNothing() {
     let directory = damagedTables("tiers.json") { text in
         text.replacingOccurrences(of: #""frontier": 62"#, with: #""frontier": 99"#)

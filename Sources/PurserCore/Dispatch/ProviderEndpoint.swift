@@ -77,6 +77,7 @@ struct ProviderEndpoint: Sendable {
     func request(_ url: URL, method: String, timeoutSeconds: Double, stalledSeconds: Double? = nil) throws(CallFailure) -> HTTPRequest {
         try check(url)
         var request = HTTPRequest(method: method, url: url, timeoutSeconds: timeoutSeconds, stalledSeconds: stalledSeconds, origin: origin)
+        request.certificateAuthorities = provider.certificateAuthorities
         switch dialect {
         case .openai:
             request.setHeader("Authorization", "Bearer \(key)")
@@ -118,6 +119,8 @@ struct ProviderEndpoint: Sendable {
             let downgrade = request.url.scheme?.lowercased() == "https" && next.scheme == "http"
             guard leavingWithoutCredentials, ["http", "https"].contains(next.scheme), !downgrade else { return outcome }
             for header in ProviderEndpoint.credentialHeaders { request.setHeader(header, nil) }
+            // The provider's own authorities vouch for its origin only; elsewhere the system's do.
+            request.certificateAuthorities = nil
             request.url = target
             request.origin = next
         }

@@ -348,6 +348,7 @@ private final class Transfer: @unchecked Sendable {
         set(CURLOPT_FOLLOWLOCATION, 0)
         set(CURLOPT_SSL_VERIFYPEER, 1)
         set(CURLOPT_SSL_VERIFYHOST, 2)
+        if let authorities = request.certificateAuthorities { set(CURLOPT_CAINFO, authorities) }
         set(CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS)
         // Over TLS a new call waits for a connection being set up that may multiplex (ALPN says so at the handshake)
         // rather than opening one beside it. Never over plain HTTP: there libcurl would learn it cannot only from the

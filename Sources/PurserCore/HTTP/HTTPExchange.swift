@@ -28,6 +28,9 @@ public struct HTTPRequest: Sendable {
     public var stalledSeconds: Double?
     /// The origin the URL must be on as libcurl itself reads it, or the request is refused unsent.
     public var origin: Origin?
+    /// A PEM file of the certificate authorities that vouch for the server, in place of the system's (a gateway with a
+    /// private authority); nil for the system's.
+    public var certificateAuthorities: String?
 
     public init(
         method: String, url: URL, headers: [(name: String, value: String)] = [], body: Body = .none,

@@ -172,16 +172,42 @@ public struct PricingCatalog: Sendable {
                     }
                 }
                 _ = reader.string("notes", required: false)
+                let authorities = reader.string("ca_file", required: false).map { caFile(path: $0, file: file, baseURL: baseURL, reader: &reader) } ?? nil
                 if let name, result[name] != nil { reader.problem("name", "duplicate provider '\(name)'") }
                 if let name, let dialect, let baseURL, let keyVariable, batchKnown {
                     result[name] = Provider(
-                        name: name, dialect: dialect, baseURL: baseURL, apiKeyEnvironmentVariable: keyVariable, batchDialect: batchDialect)
+                        name: name, dialect: dialect, baseURL: baseURL, apiKeyEnvironmentVariable: keyVariable, batchDialect: batchDialect,
+                        certificateAuthorities: authorities)
                 }
                 reader.finish(into: &problems)
             }
         }
         root.finish(into: &problems)
         return result
+    }
+
+    /// A provider's `ca_file`, relative to the folder of `file` unless absolute: a readable PEM file of certificates, for
+    /// an https `base_url`. Nil, with a problem said, when it is not.
+    private static func caFile(path: String, file: String, baseURL: String?, reader: inout PricingFieldReader) -> String? {
+        let resolved = path.hasPrefix("/") ? path : URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(path).path
+        if let baseURL, URL(string: baseURL)?.scheme?.lowercased() != "https" {
+            reader.problem("ca_file", "names certificate authorities for a base_url that is not https; drop it or use https")
+            return nil
+        }
+        let start: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: resolved))
+            defer { try? handle.close() }
+            start = try handle.read(upToCount: 1 << 20) ?? Data()
+        } catch {
+            reader.problem("ca_file", "cannot read \(resolved); give a readable PEM file of certificate authorities")
+            return nil
+        }
+        guard String(decoding: start, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+            reader.problem("ca_file", "\(resolved) holds no PEM certificate (no -----BEGIN CERTIFICATE----- line)")
+            return nil
+        }
+        return resolved
     }
 
     private static func readTiers(_ value: JSONValue, file: String, problems: inout [PricingProblem]) -> Tiers? {
