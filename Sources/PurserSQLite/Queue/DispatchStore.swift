@@ -255,8 +255,8 @@ public actor DispatchStore {
     /// Writes the result, its cost and the attempt, and turns the request's reservation into its charge
     /// (the result is billed to the month it was reserved in); returns once they are committed. False when
     /// the lease was lost (another worker took the request over), in which case nothing is written.
-    /// Successes that arrive while a commit is being written share the next transaction (group
-    /// commit), so a burst of answers costs one commit rather than one each.
+    /// Successes share a transaction (group commit): those that arrive within 10 ms of the first (or until 64 are
+    /// waiting) and while a commit is being written, so a stream of answers costs a commit per group rather than each.
     public func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool {
         try await withCheckedThrowingContinuation { continuation in
             pendingSuccesses.append(PendingSuccess(answer: answer, estimatedInputTokens: estimatedInputTokens, continuation: continuation))
