@@ -4,8 +4,9 @@ import Testing
 @testable import PurserCore
 
 /// The HTTP engine against a local server: what it sends and reads, the connections it keeps, and every way an
-/// exchange ends short of an answer.
-@Suite struct HTTPEngineTests {
+/// exchange ends short of an answer. One test at a time: the process has one engine, and the connections a test counts
+/// are its own only when no other test's calls share the engine's shards.
+@Suite(.serialized) struct HTTPEngineTests {
     private func request(_ server: LocalHTTPServer, _ path: String = "/v1/echo", method: String = "GET", timeout: Double = 10) -> HTTPRequest {
         HTTPRequest(method: method, url: URL(string: "http://127.0.0.1:\(server.port)\(path)")!, timeoutSeconds: timeout)
     }
@@ -157,32 +158,10 @@ import Testing
     }
 
     @Test func aCertificateNobodyVouchesForIsRefusedUnlessTheRequestNamesItsAuthority() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tls-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let openssl = ["/usr/bin/openssl", "/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        let binary = try #require(openssl, "openssl is needed for this test; .ci/run installs it")
-        func openSSL(_ arguments: [String]) throws -> Process {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments
-            process.currentDirectoryURL = folder
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            return process
-        }
-        let made = try openSSL([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ])
-        made.waitUntilExit()
-        // A port that was free a moment ago, for openssl to listen on.
-        let probe = try LocalHTTPServer { _ in .silence }
-        let port = probe.port
-        probe.stop()
-        try await Task.sleep(for: .milliseconds(100))
-        let server = try openSSL(["s_server", "-accept", String(port), "-cert", "cert.pem", "-key", "key.pem", "-www", "-naccept", "20"])
+        let tls = try SelfSignedServerFolder()
+        defer { tls.remove() }
+        let port = try await LocalHTTPServer.freePort()
+        let server = try tls.run(tls.openssl, ["s_server", "-accept", String(port), "-cert", "cert.pem", "-key", "key.pem", "-www", "-naccept", "20"])
         defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
         var outcome: Result<HTTPResponse, ExchangeFailure> = .failure(.refused)
         for _ in 0..<50 where outcome.failure == .refused {
@@ -192,9 +171,98 @@ import Testing
         #expect(outcome.failure == .insecure, "\(outcome)")
         // A gateway with a private authority: the provider's ca_file vouches for it, and the same server is trusted.
         var vouched = HTTPRequest(method: "GET", url: URL(string: "https://127.0.0.1:\(port)/")!, timeoutSeconds: 10)
-        vouched.certificateAuthorities = folder.appendingPathComponent("cert.pem").path
+        vouched.certificateAuthorities = tls.certificate
         #expect(try await HTTPEngine.shared.send(vouched).get().status == 200)
     }
+
+    /// nginx offers HTTP/2 over TLS, as the providers do, and answers each call after a wait: calls made at once are
+    /// streams of one connection, which its log shows.
+    @Test func callsAtOnceToAnHTTP2ServerAreStreamsOfOneConnection() async throws {
+        let tls = try SelfSignedServerFolder()
+        defer { tls.remove() }
+        let nginx = try #require(["/usr/sbin/nginx", "/usr/bin/nginx"].first { FileManager.default.isExecutableFile(atPath: $0) },
+            "nginx is needed for this test; .ci/run installs it")
+        let echo = try #require(["/usr/lib/nginx/modules/ngx_http_echo_module.so"].first { FileManager.default.fileExists(atPath: $0) },
+            "nginx's echo module is needed for this test; .ci/run installs libnginx-mod-http-echo")
+        let port = try await LocalHTTPServer.freePort()
+        let folder = tls.folder.path
+        try """
+            load_module \(echo);
+            worker_processes 1;
+            pid \(folder)/nginx.pid;
+            error_log \(folder)/error.log warn;
+            daemon off;
+            events { worker_connections 256; }
+            http {
+                log_format streams '$connection $server_protocol $status';
+                access_log \(folder)/access.log streams;
+                client_body_temp_path \(folder)/body;
+                server {
+                    listen 127.0.0.1:\(port) ssl http2;
+                    ssl_certificate \(folder)/cert.pem;
+                    ssl_certificate_key \(folder)/key.pem;
+                    location / { echo_read_request_body; echo_sleep 0.5; echo ok; }
+                }
+            }
+            """.write(toFile: folder + "/nginx.conf", atomically: true, encoding: .utf8)
+        let server = try tls.run(nginx, ["-c", folder + "/nginx.conf", "-e", folder + "/error.log"])
+        // SIGTERM: nginx's fast shutdown, its worker with it (SIGKILL would leave the worker behind).
+        defer { kill(server.processIdentifier, SIGTERM); server.waitUntilExit() }
+        func call() -> HTTPRequest {
+            var request = HTTPRequest(method: "POST", url: URL(string: "https://127.0.0.1:\(port)/v1/chat/completions")!, body: .bytes(Array("{}".utf8)), timeoutSeconds: 10)
+            request.certificateAuthorities = tls.certificate
+            return request
+        }
+        var first: Result<HTTPResponse, ExchangeFailure> = .failure(.refused)
+        for _ in 0..<50 where first.failure == .refused {
+            try await Task.sleep(for: .milliseconds(100))
+            first = await HTTPEngine.shared.send(call())
+        }
+        #expect(try first.get().status == 200)
+        let answered = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<40 { group.addTask { (try? await HTTPEngine.shared.send(call()).get().status) ?? 0 } }
+            return await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(answered == Array(repeating: 200, count: 40))
+        // nginx writes each line of its log as the call ends.
+        let lines = try String(contentsOfFile: folder + "/access.log", encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 41)
+        #expect(lines.allSatisfy { $0.hasSuffix("HTTP/2.0 200") }, "\(lines.prefix(3))")
+        // The forty overlapped (half a second each) and went as streams of the first call's connection.
+        #expect(Set(lines.map { $0.split(separator: " ")[0] }).count == 1, "\(lines)")
+    }
+}
+
+/// A temporary folder holding a certificate for 127.0.0.1 that no authority vouches for (`cert.pem`, `key.pem`), made
+/// with openssl, and a way to run servers in it.
+private struct SelfSignedServerFolder {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tls-\(UUID().uuidString)")
+    let openssl: String
+    var certificate: String { folder.appendingPathComponent("cert.pem").path }
+
+    init() throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        openssl = try #require(["/usr/bin/openssl", "/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) },
+            "openssl is needed for this test; .ci/run installs it")
+        let made = try run(openssl, [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ])
+        made.waitUntilExit()
+    }
+
+    func run(_ binary: String, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = folder
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: folder) }
 }
 
 /// Redirects through `ProviderEndpoint.exchange`: followed within the provider's origin with its key, never elsewhere

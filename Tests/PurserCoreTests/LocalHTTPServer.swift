@@ -51,6 +51,15 @@ final class LocalHTTPServer: @unchecked Sendable {
     /// Connections whose client closed them.
     var closedByClient: Int { state.withLock { $0.closed } }
 
+    /// A port that was free a moment ago, for another server (openssl, nginx) to listen on.
+    static func freePort() async throws -> Int {
+        let probe = try LocalHTTPServer { _ in .silence }
+        let port = probe.port
+        probe.stop()
+        try await Task.sleep(for: .milliseconds(100))
+        return port
+    }
+
     func stop() {
         let open = state.withLock { state -> [Int32] in
             guard !state.stopped else { return [] }

@@ -11,8 +11,8 @@ import Synchronization
 /// calls each. libcurl 7.88 looks through a multi handle's connections to the host when a call starts (for one to
 /// reuse) and through all of them when it ends (for the connection it last used), so on one multi handle a call's cost
 /// grew with the calls in flight; in a shard it is bounded by the shard's size. A call goes to a shard where a call to
-/// its origin ended on a kept connection, so a connection is reused whenever one is idle, and otherwise to the least
-/// loaded shard, a new one when all are full.
+/// its origin ended on a kept connection, so a connection is reused whenever one is idle, and otherwise to the first
+/// shard with room, a new one when all are full.
 ///
 /// Connections are kept and reused across calls (HTTP/2 streams share one where the server offers it), TLS is
 /// verified, nothing is followed (redirects are the caller's decision, `ProviderEndpoint.exchange`), and every
@@ -177,16 +177,17 @@ public final class HTTPEngine: @unchecked Sendable {
         shard.load += 1
     }
 
-    /// Where a call to `origin` goes: a shard holding an idle connection to it, or else the least loaded shard, or a
-    /// new one when every shard is full. Nil only when libcurl cannot make a multi handle.
+    /// Where a call to `origin` goes: a shard holding an idle connection to it, or else the first shard with room (so
+    /// that calls starting together share a shard, and over HTTP/2 its connection), or a new one when every shard is
+    /// full, or at the last the least loaded. Nil only when libcurl cannot make a multi handle.
     private func shard(for origin: Origin?) -> Shard? {
         if let index = idleConnections[origin]?.popLast() { return shards[index] }
-        var least: Shard?
-        for shard in shards where shard.load < (least?.load ?? Int.max) { least = shard }
-        if let least, least.load < HTTPEngine.transfersPerShard || shards.count >= HTTPEngine.mostShards { return least }
-        guard let shard = Shard(index: shards.count, engine: self) else { return least }
-        shards.append(shard)
-        return shard
+        if let open = shards.first(where: { $0.load < HTTPEngine.transfersPerShard }) { return open }
+        if shards.count < HTTPEngine.mostShards, let shard = Shard(index: shards.count, engine: self) {
+            shards.append(shard)
+            return shard
+        }
+        return shards.min { $0.load < $1.load }
     }
 
     private func collectFinished(_ shard: Shard) {
