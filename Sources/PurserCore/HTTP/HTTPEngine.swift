@@ -254,7 +254,8 @@ public final class HTTPEngine: @unchecked Sendable {
     private static let setTimer: curl_multi_timer_callback = { _, milliseconds, context in
         guard let context else { return -1 }
         let shard = Unmanaged<Shard>.fromOpaque(context).takeUnretainedValue()
-        shard.timerDeadline = milliseconds < 0 ? nil : HTTPEngine.now() + UInt64(milliseconds) * 1_000_000
+        // At most a day ahead: the loop wakes at least once a minute anyway, and no product of libcurl's number overflows.
+        shard.timerDeadline = milliseconds < 0 ? nil : HTTPEngine.now() + UInt64(min(milliseconds, 86_400_000)) * 1_000_000
         return 0
     }
 
