@@ -20,6 +20,9 @@ static inline CURLcode purser_easy_set_pointer(CURL *easy, CURLoption option, co
 static inline CURLcode purser_easy_set_callback(CURL *easy, CURLoption option, purser_data_callback value) {
     return curl_easy_setopt(easy, option, value);
 }
+static inline CURLcode purser_easy_set_prereq(CURL *easy, curl_prereq_callback value) {
+    return curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, value);
+}
 static inline CURLcode purser_easy_get_long(CURL *easy, CURLINFO info, long *value) {
     return curl_easy_getinfo(easy, info, value);
 }

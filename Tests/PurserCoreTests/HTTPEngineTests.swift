@@ -62,6 +62,24 @@ import Testing
         #expect(server.connections == opened, "the second wave reused the first's \(opened) connections")
     }
 
+    @Test func aCallWhoseKeptConnectionClosesBeforeAnsweringIsNotSentAgain() async throws {
+        // The second call goes out on the first's kept connection, which the server closes without answering. libcurl
+        // would send it again on a new connection by itself; the provider may have billed the first, so it is not.
+        let server = try LocalHTTPServer { received in
+            received.path == "/second" ? .hangUp : .answer(status: 200, body: Array("ok".utf8))
+        }
+        defer { server.stop() }
+        for method in ["POST", "DELETE"] {
+            var first = request(server, "/first", method: method)
+            first.body = .bytes(Array("{\"n\":1}".utf8))
+            #expect(try await HTTPEngine.shared.send(first).get().status == 200)
+            var second = request(server, "/second", method: method)
+            second.body = .bytes(Array("{\"n\":2}".utf8))
+            #expect(await HTTPEngine.shared.send(second).failure == .dropped, "\(method)")
+        }
+        #expect(server.requests.map(\.path) == ["/first", "/second", "/first", "/second"], "each call reached the server once")
+    }
+
     @Test func aServerThatNeverAnswersTimesOut() async throws {
         let server = try LocalHTTPServer { _ in .silence }
         defer { server.stop() }

@@ -117,6 +117,25 @@ import Testing
     #expect(await health.permit("p", now: now + 1) == .wait(until: until))
 }
 
+@Test func theOutcomeWindowKeepsTheRecentCallsAndTheirFailuresAsARecountWould() {
+    // Calls at uneven times, a third failing, through many compactions: after each, the window holds what a recount
+    // of every outcome so far gives (those in the last 30 s, at most the newest 1,000) and counts their failures.
+    var window = ProviderHealth.OutcomeWindow()
+    var all: [(at: Int64, failed: Bool)] = []
+    var now: Int64 = 0
+    var random = SystemRandomNumberGenerator()
+    for index in 0..<20_000 {
+        now += index % 500 < 400 ? Int64.random(in: 0...3, using: &random) : Int64.random(in: 50...400, using: &random)
+        let failed = Int.random(in: 0..<3, using: &random) == 0
+        window.append(at: now, failed: failed, keepingFrom: now - 30_000, limit: 1_000)
+        all.append((now, failed))
+        if index % 97 == 0 || index > 19_900 {
+            let kept = all.filter { $0.at >= now - 30_000 }.suffix(1_000)
+            #expect(window.count == kept.count && window.failures == kept.filter(\.failed).count, "after call \(index)")
+        }
+    }
+}
+
 @Test func aProbeDecidesWhetherAPausedProviderResumesAndAPauseNeverOutlastsTheDeadline() async {
     let health = ProviderHealth()
     var now: Int64 = 0

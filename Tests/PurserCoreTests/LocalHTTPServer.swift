@@ -15,6 +15,8 @@ final class LocalHTTPServer: @unchecked Sendable {
         case answer(status: Int, headers: [String] = [], body: [UInt8] = [])
         /// Reads the request and never answers.
         case silence
+        /// Reads the request and closes the connection without a word, as a server closing a kept connection does.
+        case hangUp
         /// Sends the status line, headers and `sent` of a body of `length`, then nothing more.
         case stall(length: Int, sent: [UInt8])
     }
@@ -99,6 +101,8 @@ final class LocalHTTPServer: @unchecked Sendable {
                 guard send(connection, Array(head.utf8) + body) else { return }
             case .silence:
                 waitForClose(connection)
+                return
+            case .hangUp:
                 return
             case .stall(let length, let sent):
                 guard send(connection, Array("HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n".utf8) + sent) else { return }

@@ -36,8 +36,33 @@ public actor ProviderHealth {
         case unreachable(reason: String)
     }
 
+    /// The outcomes of a provider's recent calls, oldest first, and how many of them failed. Old ones are dropped by
+    /// moving a start index, and the storage compacted only once most of it is dropped: every call records an
+    /// outcome, and shifting or copying a thousand entries each time was a tenth of a busy run's work per call.
+    struct OutcomeWindow {
+        private var entries: [(at: Int64, failed: Bool)] = []
+        private var start = 0
+        private(set) var failures = 0
+
+        var count: Int { entries.count - start }
+
+        /// Records an outcome at `now`, then drops those before `oldest` and any beyond the newest `limit`.
+        mutating func append(at now: Int64, failed: Bool, keepingFrom oldest: Int64, limit: Int) {
+            entries.append((now, failed))
+            if failed { failures += 1 }
+            while start < entries.count, entries[start].at < oldest || entries.count - start > limit {
+                if entries[start].failed { failures -= 1 }
+                start += 1
+            }
+            if start >= 64 && start * 2 >= entries.count {
+                entries.removeFirst(start)
+                start = 0
+            }
+        }
+    }
+
     private struct Record {
-        var outcomes: [(at: Int64, failed: Bool)] = []
+        var outcomes = OutcomeWindow()
         var pausedUntil: Int64?
         var pause: Int64 = 0
         var probing = false
@@ -69,7 +94,8 @@ public actor ProviderHealth {
     }
 
     public func recordSuccess(_ provider: String, now: Int64) -> Change? {
-        var record = records[provider] ?? Record()
+        // Taken out while it changes, so that its outcomes are not copied to be appended to.
+        var record = records.removeValue(forKey: provider) ?? Record()
         record.lastSuccess = now
         record.unreachableSince = nil
         record.unreachableCalls = 0
@@ -86,7 +112,7 @@ public actor ProviderHealth {
     /// caller can afford to wait (its nearest deadline).
     public func recordFailure(_ provider: String, now: Int64, unreachable: Bool, message: String, longestPause: Int64) -> Change? {
         guard disabled[provider] == nil else { return nil }
-        var record = records[provider] ?? Record()
+        var record = records.removeValue(forKey: provider) ?? Record()
         record.lastError = message
         append(&record, now: now, failed: true)
         defer { records[provider] = record }
@@ -104,8 +130,8 @@ public actor ProviderHealth {
         }
         // A failed probe pauses again, longer; otherwise a pause starts only when the rate is high.
         let failedProbe = record.probing
-        let failures = record.outcomes.filter(\.failed).count
-        let percent = record.outcomes.isEmpty ? 0 : failures * 100 / record.outcomes.count
+        let failures = record.outcomes.failures
+        let percent = record.outcomes.count == 0 ? 0 : failures * 100 / record.outcomes.count
         guard failedProbe || (record.pausedUntil == nil && record.outcomes.count >= settings.minimumCalls && percent >= settings.failurePercent)
         else { return nil }
         record.pause = min(max(record.pause * 2, settings.pauseMilliseconds), settings.longestPauseMilliseconds)
@@ -134,9 +160,6 @@ public actor ProviderHealth {
     public func lastError(_ provider: String) -> String? { records[provider].flatMap { $0.lastError.isEmpty ? nil : $0.lastError } }
 
     private func append(_ record: inout Record, now: Int64, failed: Bool) {
-        record.outcomes.append((now, failed))
-        let oldest = now - settings.windowMilliseconds
-        if let first = record.outcomes.firstIndex(where: { $0.at >= oldest }), first > 0 { record.outcomes.removeFirst(first) }
-        if record.outcomes.count > 1_000 { record.outcomes.removeFirst(record.outcomes.count - 1_000) }
+        record.outcomes.append(at: now, failed: failed, keepingFrom: now - settings.windowMilliseconds, limit: 1_000)
     }
 }

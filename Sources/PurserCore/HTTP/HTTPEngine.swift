@@ -309,8 +309,9 @@ private final class Transfer: @unchecked Sendable {
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private let errorText = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     private var upload: Int32 = -1
-    private var outgoing: [UInt8] = []
-    private var sentBytes = 0
+    /// How many times libcurl was about to send the request, and whether it was stopped from sending it again.
+    private var sends = 0
+    private var resendRefused = false
     private var download: Int32 = -1
 
     private var body: [UInt8] = []
@@ -378,9 +379,14 @@ private final class Transfer: @unchecked Sendable {
         }
         check(purser_easy_set_pointer(easy, CURLOPT_HTTPHEADER, headerList))
 
-        // A body is handed to libcurl only through the read callback, which cannot rewind: libcurl then never sends a
-        // call again by itself (as it would on a kept connection that closed before answering), so every call a
-        // provider sees is an attempt the dispatcher counted.
+        // libcurl sends a request again by itself when a kept connection closes before any answer (or an HTTP/2 stream
+        // is refused). The provider may have read and billed the first, so a call that is not a GET is sent once: the
+        // pre-request callback, which runs before each send, refuses a second, and the call ends as dropped. Every call
+        // a provider sees is then an attempt the dispatcher counted.
+        if request.method != "GET" {
+            check(purser_easy_set_prereq(easy, Transfer.beforeSending))
+            check(purser_easy_set_pointer(easy, CURLOPT_PREREQDATA, context))
+        }
         switch request.body {
         case .none:
             if request.method != "GET" {
@@ -388,14 +394,15 @@ private final class Transfer: @unchecked Sendable {
                 set(CURLOPT_COPYPOSTFIELDS, "")
             }
         case .bytes(let bytes):
-            outgoing = bytes
+            // Copied to libcurl, which sends a body under 64 KiB in the same write as the headers: one segment for a
+            // prompt rather than two, and no upload buffer held for each call in flight.
             set(CURLOPT_POST, 1)
-            // The smallest buffer libcurl takes (16 KiB) rather than its 64 KiB, allocated for every call: a body in
-            // memory is a prompt, and thousands of calls in flight would otherwise hold a gigabyte of upload buffers.
-            set(CURLOPT_UPLOAD_BUFFERSIZE, 16 << 10)
             check(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
-            check(purser_easy_set_callback(easy, CURLOPT_READFUNCTION, Transfer.sendBody))
-            check(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
+            if bytes.isEmpty {
+                set(CURLOPT_COPYPOSTFIELDS, "")
+            } else {
+                bytes.withUnsafeBytes { check(purser_easy_set_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress)) }
+            }
         case .file(let path):
             upload = open(path, O_RDONLY | O_CLOEXEC)
             var status = stat()
@@ -471,6 +478,8 @@ private final class Transfer: @unchecked Sendable {
     func outcome(_ code: CURLcode) -> Result<HTTPResponse, ExchangeFailure> {
         if let passedLimit { return .failure(.tooLarge(limit: passedLimit)) }
         if let fileError { return .failure(.localFile(fileError)) }
+        // The connection closed before any answer, and the call was not sent again (see `configure`).
+        if resendRefused { return .failure(.dropped) }
         guard code == CURLE_OK else { return .failure(failure(code)) }
         var status = 0
         if let easy { _ = purser_easy_get_long(easy, CURLINFO_RESPONSE_CODE, &status) }
@@ -493,7 +502,7 @@ private final class Transfer: @unchecked Sendable {
         case CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM:
             return .dropped
         case CURLE_SEND_FAIL_REWIND:
-            // The connection closed before any answer, and the call was not sent again (see `configure`).
+            // The connection closed before any answer, and the file being sent could not be read again from its start.
             return .dropped
         case CURLE_WEIRD_SERVER_REPLY, CURLE_BAD_CONTENT_ENCODING, CURLE_UNSUPPORTED_PROTOCOL: return .broken
         default:
@@ -572,25 +581,28 @@ private final class Transfer: @unchecked Sendable {
         return bytes[first...last]
     }
 
+    /// Reads the next part of the file being sent.
     private static let sendBody: purser_data_callback = { buffer, size, count, context in
         guard let context, let buffer else { return Int(CURL_READFUNC_ABORT) }
         let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-        let room = size * count
-        guard transfer.upload >= 0 else {
-            let length = min(room, transfer.outgoing.count - transfer.sentBytes)
-            guard length > 0 else { return 0 }
-            transfer.outgoing.withUnsafeBytes { bytes in
-                UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + transfer.sentBytes, byteCount: length)
-            }
-            transfer.sentBytes += length
-            return length
-        }
         while true {
-            let done = read(transfer.upload, buffer, room)
+            let done = read(transfer.upload, buffer, size * count)
             if done >= 0 { return done }
             if errno == EINTR { continue }
             transfer.fileError = "could not read the file being sent: \(String(cString: strerror(errno)))"
             return Int(CURL_READFUNC_ABORT)
         }
+    }
+
+    /// Lets the request be sent the first time only.
+    private static let beforeSending: curl_prereq_callback = { context, _, _, _, _ in
+        guard let context else { return Int32(CURL_PREREQFUNC_ABORT) }
+        let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+        transfer.sends += 1
+        guard transfer.sends == 1 else {
+            transfer.resendRefused = true
+            return Int32(CURL_PREREQFUNC_ABORT)
+        }
+        return Int32(CURL_PREREQFUNC_OK)
     }
 }
