@@ -23,6 +23,10 @@ static inline CURLcode purser_easy_set_callback(CURL *easy, CURLoption option, p
 static inline CURLcode purser_easy_set_prereq(CURL *easy, curl_prereq_callback value) {
     return curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, value);
 }
+static inline CURLcode purser_easy_set_socket_callbacks(CURL *easy, curl_opensocket_callback open, curl_closesocket_callback close) {
+    CURLcode result = curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open);
+    return result == CURLE_OK ? curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close) : result;
+}
 static inline CURLcode purser_easy_get_long(CURL *easy, CURLINFO info, long *value) {
     return curl_easy_getinfo(easy, info, value);
 }

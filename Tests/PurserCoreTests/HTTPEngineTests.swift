@@ -80,6 +80,22 @@ import Testing
         #expect(server.requests.map(\.path) == ["/first", "/second", "/first", "/second"], "each call reached the server once")
     }
 
+    @Test func anIdleConnectionItsServerClosesIsLetGoAndTheNextCallOpensAnother() async throws {
+        // The engine leaves an idle connection's socket in its epoll set. When the server closes it, the socket is
+        // readable for good: the loop must take it out rather than wake for it again and again, and the next call must
+        // find a connection that works.
+        let server = try LocalHTTPServer { _ in .answerThenClose(status: 200, body: Array("ok".utf8)) }
+        defer { server.stop() }
+        #expect(try await HTTPEngine.shared.send(request(server)).get().status == 200)
+        try await Task.sleep(for: .milliseconds(400))
+        let before = HTTPEngine.shared.wakes.load(ordering: .relaxed)
+        try await Task.sleep(for: .milliseconds(500))
+        let woken = HTTPEngine.shared.wakes.load(ordering: .relaxed) - before
+        #expect(woken < 1_000, "the loop woke \(woken) times in half a second with nothing to do")
+        #expect(try await HTTPEngine.shared.send(request(server)).get().status == 200)
+        #expect(server.connections == 2)
+    }
+
     @Test func aServerThatNeverAnswersTimesOut() async throws {
         let server = try LocalHTTPServer { _ in .silence }
         defer { server.stop() }

@@ -17,6 +17,8 @@ final class LocalHTTPServer: @unchecked Sendable {
         case silence
         /// Reads the request and closes the connection without a word, as a server closing a kept connection does.
         case hangUp
+        /// Answers, then closes the connection a moment later, as a server closing an idle connection does.
+        case answerThenClose(status: Int, body: [UInt8])
         /// Sends the status line, headers and `sent` of a body of `length`, then nothing more.
         case stall(length: Int, sent: [UInt8])
     }
@@ -103,6 +105,10 @@ final class LocalHTTPServer: @unchecked Sendable {
                 waitForClose(connection)
                 return
             case .hangUp:
+                return
+            case .answerThenClose(let status, let body):
+                _ = send(connection, Array("HTTP/1.1 \(status) Answer\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)
+                Thread.sleep(forTimeInterval: 0.2)
                 return
             case .stall(let length, let sent):
                 guard send(connection, Array("HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n".utf8) + sent) else { return }

@@ -36,12 +36,26 @@ public final class HTTPEngine: @unchecked Sendable {
     private let epoll: Int32
     private let wake: Int32
     private let inbox = Mutex<[Command]>([])
+    /// How many times the loop has woken, for tests that check it sleeps while nothing happens.
+    let wakes = Atomic<Int>(0)
 
     // The loop thread's own state: touched only on that thread (libcurl calls back on it, inside socket_action).
     private var shards: [Shard] = []
     private var running: [UnsafeMutableRawPointer: Transfer] = [:]
-    /// The sockets in the epoll set, each with the shard whose connection it is.
-    private var watched: [Int32: Int] = [:]
+    /// The sockets in the epoll set, each with the shard whose connection it is, the events it is registered for, and
+    /// whether libcurl still watches it. A connection's socket libcurl stops watching (its call ended and the connection
+    /// went idle) stays in the set as it was: the next call on that connection usually waits for the same event, so a
+    /// kept connection costs no epoll change per call. Should an idle one stir (its server closes it), it is taken out
+    /// then. Only sockets the engine opened for libcurl are kept so, since their closing is known (`closeSocket`); any
+    /// other libcurl watches (its resolver's) leaves the set when libcurl stops watching it.
+    private struct Watch {
+        var shard: Int
+        var events: UInt32
+        var wanted: Bool
+    }
+    private var watched: [Int32: Watch] = [:]
+    /// The connections' sockets the engine opened for libcurl and it has not closed.
+    private var connectionSockets: Set<Int32> = []
     /// Per origin, a shard for each call that ended there on a connection left open: where the next call finds one idle.
     private var idleConnections: [Origin?: [Int]] = [:]
     /// Handles of calls that ended, reset for the next ones.
@@ -106,6 +120,7 @@ public final class HTTPEngine: @unchecked Sendable {
                 wait = deadline <= now ? 0 : Int32(min((deadline - now + 999_999) / 1_000_000, 60_000))
             }
             let count = purser_epoll_wait(epoll, &descriptors, &events, capacity, wait)
+            wakes.add(1, ordering: .relaxed)
             if count < 0 {
                 // EINTR: a signal arrived; anything else cannot happen on a valid set, and is waited out rather than spun on.
                 if -count != EINTR { usleep(1_000) }
@@ -117,7 +132,13 @@ public final class HTTPEngine: @unchecked Sendable {
                     takeCommands()
                     continue
                 }
-                guard let shard = watched[descriptor] else { continue }
+                guard let watch = watched[descriptor] else { continue }
+                guard watch.wanted else {
+                    watched[descriptor] = nil
+                    _ = purser_epoll_control(epoll, descriptor, 0, EPOLL_CTL_DEL)
+                    continue
+                }
+                let shard = watch.shard
                 let ready = events[index]
                 var flags: Int32 = 0
                 if ready & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
@@ -236,18 +257,26 @@ public final class HTTPEngine: @unchecked Sendable {
         let shard = Unmanaged<Shard>.fromOpaque(context).takeUnretainedValue()
         guard let engine = shard.engine else { return -1 }
         if what == CURL_POLL_REMOVE {
-            if engine.watched.removeValue(forKey: socket) != nil { _ = purser_epoll_control(engine.epoll, socket, 0, EPOLL_CTL_DEL) }
+            if engine.connectionSockets.contains(socket) {
+                engine.watched[socket]?.wanted = false
+            } else if engine.watched.removeValue(forKey: socket) != nil {
+                _ = purser_epoll_control(engine.epoll, socket, 0, EPOLL_CTL_DEL)
+            }
             return 0
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EPOLLIN.rawValue }
         if what & CURL_POLL_OUT != 0 { events |= EPOLLOUT.rawValue }
-        let known = engine.watched[socket] != nil
-        var result = purser_epoll_control(engine.epoll, socket, events, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD)
-        // A descriptor number libcurl reuses after closing one the set still held: replace the stale entry.
+        let known = engine.watched[socket]
+        if let known, known.events == events, engine.connectionSockets.contains(socket) {
+            engine.watched[socket] = Watch(shard: shard.index, events: events, wanted: true)
+            return 0
+        }
+        var result = purser_epoll_control(engine.epoll, socket, events, known != nil ? EPOLL_CTL_MOD : EPOLL_CTL_ADD)
+        // A descriptor number reused after libcurl closed one: the set dropped the old one by itself, or still holds it.
         if result == EEXIST { result = purser_epoll_control(engine.epoll, socket, events, EPOLL_CTL_MOD) }
         if result == ENOENT { result = purser_epoll_control(engine.epoll, socket, events, EPOLL_CTL_ADD) }
-        if result == 0 { engine.watched[socket] = shard.index }
+        engine.watched[socket] = result == 0 ? Watch(shard: shard.index, events: events, wanted: true) : nil
         return result == 0 ? 0 : -1
     }
 
@@ -257,6 +286,21 @@ public final class HTTPEngine: @unchecked Sendable {
         // At most a day ahead: the loop wakes at least once a minute anyway, and no product of libcurl's number overflows.
         shard.timerDeadline = milliseconds < 0 ? nil : HTTPEngine.now() + UInt64(min(milliseconds, 86_400_000)) * 1_000_000
         return 0
+    }
+
+    /// Opens a connection's socket for libcurl, noting it as one whose closing the engine will hear of.
+    fileprivate static let openSocket: curl_opensocket_callback = { _, _, address in
+        guard let address else { return CURL_SOCKET_BAD }
+        let socket = Glibc.socket(address.pointee.family, address.pointee.socktype | Int32(SOCK_CLOEXEC.rawValue), address.pointee.protocol)
+        if socket >= 0 { HTTPEngine.shared.connectionSockets.insert(socket) }
+        return socket
+    }
+
+    /// Closes a connection's socket for libcurl; closing takes it out of the epoll set.
+    fileprivate static let closeSocket: curl_closesocket_callback = { _, socket in
+        HTTPEngine.shared.connectionSockets.remove(socket)
+        HTTPEngine.shared.watched[socket] = nil
+        return close(socket)
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -358,6 +402,7 @@ private final class Transfer: @unchecked Sendable {
         // first answer, and every call would wait for it.
         if origin?.scheme == "https" { set(CURLOPT_PIPEWAIT, 1) }
         set(CURLOPT_TCP_KEEPALIVE, 1)
+        check(purser_easy_set_socket_callbacks(easy, HTTPEngine.openSocket, HTTPEngine.closeSocket))
         set(CURLOPT_ACCEPT_ENCODING, "")
         check(purser_easy_set_pointer(easy, CURLOPT_ERRORBUFFER, errorText))
         let total = Transfer.milliseconds(request.timeoutSeconds)
