@@ -201,7 +201,7 @@ public final class Dispatcher: Sendable {
     /// at the provider for the next run.
     private func batchLoop() async {
         while !Task.isCancelled {
-            let failed = await state.storageFailure != nil
+            let failed = state.storageFailure != nil
             if state.stopWasRequested || failed { return }
             let excluded = await excludedModels(now: clock.now())
             do {
@@ -234,8 +234,7 @@ public final class Dispatcher: Sendable {
     private func workerLoop() async {
         while !Task.isCancelled {
             guard let request = await nextRequest() else { return }
-            await serve(request)
-            await state.finishedOne()
+            await state.finishedOne(paid: await serve(request))
         }
     }
 
@@ -393,7 +392,7 @@ public final class Dispatcher: Sendable {
         var lastError: (any Error)?
         // Once the database has refused a write, answers still coming in go straight to the recovery file: a write
         // that gets through now (in the space given back for that file) would only leave the next answer none.
-        let databaseFailed = await state.storageFailure
+        let databaseFailed = state.storageFailure
         if let databaseFailed { lastError = Problem(databaseFailed) }
         for pause in databaseFailed == nil ? [0, 200, 1_000] as [Int64] : [] {
             if pause > 0 { await clock.pause(milliseconds: pause) }
@@ -425,16 +424,17 @@ public final class Dispatcher: Sendable {
 
     // MARK: - One request
 
-    private func serve(_ request: ClaimedRequest) async {
+    /// Serves one claimed request; the cost of its answer when one was paid for and kept.
+    private func serve(_ request: ClaimedRequest) async -> Money? {
         let now = clock.now()
         if !options.allowLate && request.deadlineAt < now {
             await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request) }
             await state.count(.expired)
-            return
+            return nil
         }
         guard var model = catalog.model(id: request.plannedModel), var provider = catalog.providers[model.provider] else {
             await fail(request, "its planned model \(request.plannedModel) is no longer in the pricing tables", attempt: nil)
-            return
+            return nil
         }
         var mode = request.plannedMode
         switch await health.permit(provider.name, now: now) {
@@ -444,7 +444,7 @@ public final class Dispatcher: Sendable {
             await persist("return \(request.customID) to the queue") {
                 try await self.queue.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name): \(reason)")
             }
-            return
+            return nil
         case .wait(let until):
             // Routed around the paused provider when another model can serve it; otherwise it waits.
             let paused = "provider \(provider.name) is paused" + (await health.lastError(provider.name).map { " after: \($0)" } ?? "")
@@ -452,13 +452,13 @@ public final class Dispatcher: Sendable {
                 await persist("return \(request.customID) to the queue") {
                     try await self.queue.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
-                return
+                return nil
             }
             guard await move(request, to: alternative, now: now) else {
                 await persist("return \(request.customID) to the queue") {
                     try await self.queue.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
                 }
-                return
+                return nil
             }
             (model, provider, mode) = alternative
         }
@@ -476,7 +476,7 @@ public final class Dispatcher: Sendable {
                 await persist("return \(request.customID) to the queue") {
                     try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
                 }
-                return
+                return nil
             }
             await state.count(.fellBack)
             guard withRoom.contains(alternative.0.id), await move(request, to: alternative, now: now) else {
@@ -484,7 +484,7 @@ public final class Dispatcher: Sendable {
                 await persist("return \(request.customID) to the queue") {
                     try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: nil)
                 }
-                return
+                return nil
             }
             (model, provider, mode) = alternative
         }
@@ -502,7 +502,7 @@ public final class Dispatcher: Sendable {
                 await persist("return \(request.customID) to wait for its window") {
                     try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
                 }
-                return
+                return nil
             }
         }
         // A call that can read a cache its group's first call writes waits for that call's answer, but never past the
@@ -551,13 +551,13 @@ public final class Dispatcher: Sendable {
             }
         } catch {
             await persist("return \(request.customID) to the queue") { try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil) }
-            return
+            return nil
         }
         guard let slot = acquired else {
             let reason = "no model's rate limits left room to start it by its latest start (its deadline less the call's time)"
             await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request, reason: reason) }
             await state.count(.expired)
-            return
+            return nil
         }
         let body: JSONObject
         do {
@@ -567,15 +567,20 @@ public final class Dispatcher: Sendable {
         } catch {
             await limiter.release(slot)
             await fail(request, "\(error)", attempt: nil)
-            return
+            return nil
         }
         let call = ProviderCall(
             requestID: request.id, customID: request.customID, model: model, provider: provider, mode: mode, body: body,
             timeoutSeconds: options.timeoutSeconds)
         let callStarted = clock.now()
         let outcome = await caller.call(call)
-        await limiter.release(slot)
         let finished = clock.now()
+        // A success also lets a model slowed by 429s climb back, in the same step.
+        if case .success = outcome {
+            await limiter.release(slot, answeredAfter: finished - callStarted)
+        } else {
+            await limiter.release(slot)
+        }
         if let primer {
             if case .success = outcome { await primers.primed(primer, now: finished, lifetime: primedLifetime) } else { await primers.failed(primer) }
             primerDone = true
@@ -589,7 +594,6 @@ public final class Dispatcher: Sendable {
         case .success(let response):
             // A paid answer is kept even when the run is stopping.
             if let change = await health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
-            await limiter.recovered(model, latencyMilliseconds: finished - callStarted)
             let prices = Charges.prices(of: model, mode: mode, at: windowOpening ?? callStarted)
             let cost = Charges.cost(of: response.usage, prices: prices)
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
@@ -601,8 +605,7 @@ public final class Dispatcher: Sendable {
                 attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
                 finishedAt: finished)
             answer.cacheSaving = Charges.cacheSaving(of: response.usage, prices: prices)
-            let kept = await storeAnswer(answer, of: request)
-            if kept { await state.succeeded(cost: cost) }
+            return await storeAnswer(answer, of: request) ? cost : nil
         case .failure where Task.isCancelled:
             // Stopped after the grace period, mid-call: the provider may have billed it.
             await persist("return \(request.customID) to the queue") {
@@ -614,6 +617,7 @@ public final class Dispatcher: Sendable {
             let record = attempt(failure.kind.rawValue, status: failure.status, error: failure.message, usage: nil, simulated: false)
             await handle(failure, of: request, model: model, provider: provider, attempt: record)
         }
+        return nil
     }
 
     private func report(_ change: ProviderHealth.Change, provider: Provider) {
@@ -790,7 +794,7 @@ public final class Dispatcher: Sendable {
         let totals = await state.totals
         let disabled = await health.disabledProviders
         var leftQueued = disabled.sorted(by: { $0.key < $1.key }).map { LeftQueued.providerDisabled(provider: $0.key, reason: $0.value) }
-        let storageFailure = await state.storageFailure
+        let storageFailure = state.storageFailure
         var remaining: WorkRemaining?
         if storageFailure == nil {
             let excluded = await excludedModels(now: clock.now())
@@ -850,8 +854,10 @@ actor RunState {
     nonisolated var stopWasRequested: Bool { stopFlag.isSet }
     /// Set when the polling worker found nothing left: every worker then stops.
     private(set) var exhausted = false
-    /// Set when the database refused a write: the run claims nothing more.
-    private(set) var storageFailure: String?
+    /// Set when the database refused a write: the run claims nothing more. Read without waiting on the actor, by every
+    /// answer about to be stored.
+    private nonisolated let storageFailureText = Mutex<String?>(nil)
+    nonisolated var storageFailure: String? { storageFailureText.withLock { $0 } }
     private(set) var keptCount = 0
     private var polling = false
     /// Workers with nothing to do, waiting for a claim, the end of a poll, or the end of the run.
@@ -918,8 +924,10 @@ actor RunState {
 
     /// Records the first storage failure; true when it is the first.
     func failStorage(_ message: String) -> Bool {
-        guard storageFailure == nil else { return false }
-        storageFailure = message
+        guard storageFailureText.withLock({ failure in
+            defer { failure = failure ?? message }
+            return failure == nil
+        }) else { return false }
         wakeWaiters()
         return true
     }
@@ -1022,15 +1030,15 @@ actor RunState {
         if let wakesAt = pollerWakesAt, time < wakesAt { pollerPause?.cancel() }
     }
 
-    func finishedOne() {
+    /// A request served: its answer's cost when one was paid for and kept.
+    func finishedOne(paid cost: Money?) {
         inFlight -= 1
         if inFlight == 0 { pollerPause?.cancel() }
-    }
-
-    func succeeded(cost: Money) {
-        totals.succeeded += 1
-        totals.spend += cost
-        remaining -= 1
+        if let cost {
+            totals.succeeded += 1
+            totals.spend += cost
+            remaining -= 1
+        }
     }
 
     /// Results a batch brought back, and requests batching held under a cap.

@@ -188,10 +188,13 @@ public actor RateLimiter {
     /// The in-flight cap a 429 has put on `model`, if it is slowed.
     func slowedInFlightCap(_ model: Model) -> Int? { slowdowns[model.id].map { max(Int($0.inFlight), 1) } }
 
-    public func release(_ slot: Slot) {
+    /// Gives back a call's slot; `answeredAfter`, the milliseconds its call took when it succeeded, counts as
+    /// `recovered` would, in the same step.
+    public func release(_ slot: Slot, answeredAfter latencyMilliseconds: Int64? = nil) {
         guard startedAt[slot.model]?.removeValue(forKey: slot.ticket) != nil else { return }
         inFlightByModel[slot.model, default: 1] -= 1
         inFlightByProvider[slot.provider, default: 1] -= 1
+        if let latencyMilliseconds { recovered(slot.model, latencyMilliseconds: latencyMilliseconds) }
     }
 
     /// Calls of `model` in flight that are answering: all but those running four times longer than its calls
@@ -218,16 +221,18 @@ public actor RateLimiter {
     /// A success from `model` that took `latencyMilliseconds`: a slowed model climbs back (one more call at
     /// once, and a hundredth of its rates, per success), until it is no longer slowed. Under a real overload
     /// successes are few and the cut holds; after a stray 429 among many answers it is undone within a moment.
-    public func recovered(_ model: Model, latencyMilliseconds: Int64) {
+    public func recovered(_ model: Model, latencyMilliseconds: Int64) { recovered(model.id, latencyMilliseconds: latencyMilliseconds) }
+
+    private func recovered(_ model: String, latencyMilliseconds: Int64) {
         let latency = Double(min(max(latencyMilliseconds, 0), 3_600_000))
-        typicalLatency[model.id] = typicalLatency[model.id].map { $0 * 0.9 + latency * 0.1 } ?? latency
-        guard var slowdown = slowdowns[model.id] else { return }
+        typicalLatency[model] = typicalLatency[model].map { $0 * 0.9 + latency * 0.1 } ?? latency
+        guard var slowdown = slowdowns[model] else { return }
         slowdown.inFlight += 1
         slowdown.rateFactor = min(slowdown.rateFactor + 0.01, 1)
-        if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(answering(model.id, now: clock.now()) + 16) {
-            slowdowns[model.id] = nil
+        if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(answering(model, now: clock.now()) + 16) {
+            slowdowns[model] = nil
         } else {
-            slowdowns[model.id] = slowdown
+            slowdowns[model] = slowdown
         }
     }
 }

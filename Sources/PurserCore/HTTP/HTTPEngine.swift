@@ -58,9 +58,11 @@ public final class HTTPEngine: @unchecked Sendable {
     private var connectionSockets: Set<Int32> = []
     /// Per origin, a shard for each call that ended there on a connection left open: where the next call finds one idle.
     private var idleConnections: [Origin?: [Int]] = [:]
-    /// Handles of calls that ended, reset for the next ones.
+    /// The commands last taken from the inbox, being carried out.
+    private var takenCommands: [Command] = []
+    /// Handles of calls that ended, reset for the next ones: no more than were in flight at once, and at most 8,192.
     private var spareHandles: [UnsafeMutableRawPointer] = []
-    static let spareHandleLimit = 1_024
+    static let spareHandleLimit = 8_192
     /// URLs libcurl read as on their request's origin, each with that origin (at most 4,096, then forgotten).
     private var checkedURLs: Set<String> = []
 
@@ -162,7 +164,10 @@ public final class HTTPEngine: @unchecked Sendable {
     private func takeCommands() {
         var value: UInt64 = 0
         _ = read(wake, &value, 8)
-        for command in inbox.withLock({ inbox in defer { inbox.removeAll(keepingCapacity: true) }; return inbox }) {
+        // The inbox and this spare array change places, so that neither is copied or allocated again on each wake.
+        inbox.withLock { swap(&$0, &takenCommands) }
+        defer { takenCommands.removeAll(keepingCapacity: true) }
+        for command in takenCommands {
             switch command {
             case .start(let transfer): begin(transfer)
             case .cancel(let transfer):

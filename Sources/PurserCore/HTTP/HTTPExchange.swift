@@ -51,7 +51,7 @@ public struct HTTPRequest: Sendable {
 
     /// Sets header `name` to `value` (nil removes it), replacing any value it had.
     public mutating func setHeader(_ name: String, _ value: String?) {
-        headers.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        headers.removeAll { $0.name.equalsIgnoringASCIICase(name) }
         if let value { headers.append((name, value)) }
     }
 }
@@ -66,7 +66,8 @@ public struct HTTPResponse: Sendable {
 
 /// Response headers by name in any case; a name sent more than once has its values joined with ", ".
 public struct HTTPHeaders: Sendable {
-    private var values: [String: String] = [:]
+    /// Room for the dozen or so headers an answer carries, made once rather than grown header by header.
+    private var values = [String: String](minimumCapacity: 16)
 
     public init() {}
 
