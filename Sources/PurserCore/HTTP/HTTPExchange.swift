@@ -66,8 +66,7 @@ public struct HTTPResponse: Sendable {
 
 /// Response headers by name in any case; a name sent more than once has its values joined with ", ".
 public struct HTTPHeaders: Sendable {
-    /// Room for the dozen or so headers an answer carries, made once rather than grown header by header.
-    private var values = [String: String](minimumCapacity: 16)
+    private var values: [String: String] = [:]
 
     public init() {}
 
@@ -75,6 +74,8 @@ public struct HTTPHeaders: Sendable {
 
     mutating func add(name: String, value: String) {
         let key = name.lowercased()
+        // Room for the dozen or so headers an answer carries, made once rather than grown header by header.
+        if values.isEmpty { values.reserveCapacity(16) }
         if let earlier = values[key] { values[key] = earlier + ", " + value } else { values[key] = value }
     }
 }

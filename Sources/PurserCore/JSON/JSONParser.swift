@@ -114,6 +114,8 @@ public struct JSONParser {
         var members: [JSONObject.Member] = []
         skipWhitespace()
         if peek() == UInt8(ascii: "}") { position += 1; return .object(JSONObject(members)) }
+        // Room for the handful of members most objects have, made once rather than grown one by one.
+        members.reserveCapacity(8)
         while true {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else {
