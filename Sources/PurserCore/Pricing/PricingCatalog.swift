@@ -6,7 +6,9 @@ import Foundation
 /// each `{"models": [...]}`.
 public struct PricingCatalog: Sendable {
     /// The models Purser serves.
-    public var models: [Model]
+    public var models: [Model] { didSet { modelIndex = PricingCatalog.index(models) } }
+    /// Where each model's id is in `models` (the first, should one be named twice): a run looks models up for every call.
+    private var modelIndex: [String: Int] = [:]
     /// Models a request may name as its reference but Purser does not serve (`reference_only`): for floors and baselines.
     public var references: [Model]
     public var providers: [String: Provider]
@@ -19,12 +21,19 @@ public struct PricingCatalog: Sendable {
             return model
         }
         self.models = models.map(withDialect)
+        modelIndex = PricingCatalog.index(self.models)
         self.references = references.map(withDialect)
         self.providers = providers
         self.tiers = tiers
     }
 
-    public func model(id: String) -> Model? { models.first { $0.id == id } }
+    public func model(id: String) -> Model? { modelIndex[id].map { models[$0] } }
+
+    private static func index(_ models: [Model]) -> [String: Int] {
+        var index: [String: Int] = [:]
+        for (position, model) in models.enumerated() where index[model.id] == nil { index[model.id] = position }
+        return index
+    }
 
     /// A served model or a reference row, by Purser id.
     public func modelOrReference(id: String) -> Model? { model(id: id) ?? references.first { $0.id == id } }
