@@ -141,6 +141,8 @@ enum DispatchBench {
         var cpuSeconds: Double = 0
         /// The run's peak resident memory (its VmHWM, read while it ran).
         var peakMemoryBytes = 0
+        /// The most descriptors the run held open at once (read while it ran, when asked for).
+        var peakDescriptors = 0
     }
 
     /// CPU seconds, user and system, of the children reaped so far.
@@ -152,7 +154,7 @@ enum DispatchBench {
 
     /// Submits `calls` requests for the fake model to a fresh database and serves them with the `purser run`
     /// command, in a process of its own as a user runs it (its start, planning and exit are in the time).
-    static func commandRun(calls: Int, concurrency: Int, work: String, pricing: String) throws -> CommandFigures {
+    static func commandRun(calls: Int, concurrency: Int, work: String, pricing: String, countDescriptors: Bool = false) throws -> CommandFigures {
         let path = work + "/dispatch-command.db"
         try submitJob(calls: calls, path: path, work: work, catalog: try PricingCatalog.load(directory: pricing))
         let process = Process()
@@ -173,11 +175,14 @@ enum DispatchBench {
         let cpuBefore = childrenCPUSeconds()
         let started = DispatchTime.now().uptimeNanoseconds
         try process.run()
-        let peak = Mutex(0)
+        let peak = Mutex(0), peakDescriptors = Mutex(0)
         let watching = Atomic<Bool>(true)
         let watcher = Thread {
             while watching.load(ordering: .relaxed) {
                 if let kilobytes = peakResidentKilobytes(process.processIdentifier) { peak.withLock { $0 = max($0, kilobytes * 1024) } }
+                if countDescriptors, let open = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd").count {
+                    peakDescriptors.withLock { $0 = max($0, open) }
+                }
                 Thread.sleep(forTimeInterval: 0.1)
             }
         }
@@ -190,7 +195,7 @@ enum DispatchBench {
         return CommandFigures(
             seconds: seconds, stored: Int(try database.scalarInt("SELECT count(*) FROM results") ?? 0),
             failed: Int(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'failed'") ?? 0), exitCode: process.terminationStatus,
-            cpuSeconds: cpu, peakMemoryBytes: peak.withLock { $0 })
+            cpuSeconds: cpu, peakMemoryBytes: peak.withLock { $0 }, peakDescriptors: peakDescriptors.withLock { $0 })
     }
 
     /// The peak resident set of process `id` so far (`VmHWM` in /proc), in KiB; nil once it has exited.

@@ -25,13 +25,13 @@ struct Bench {
     static let usage = """
         OVERVIEW: Purser's benchmark: each figure beside its bar and the ceilings measured in the same run (release build).
 
-        USAGE: purser-bench [--phase all|ingest|plan|dispatch|inflight|faults|batch|service|caching|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
+        USAGE: purser-bench [--phase all|ingest|plan|dispatch|inflight|most|faults|batch|service|caching|estimate|hard|crosscheck] [--lines N] [--dispatch-calls N]
                             [--batch-requests N] [--sizes N,N,...] [--instances N] [--pricing DIR] [--work DIR]
 
         OPTIONS:
           --phase <phase>         all (default): ingest, plan and dispatch; ingest: ingest and plan; plan: plan what the last
                                   ingest stored; dispatch: dispatch alone; inflight: CPU per answer at 100, 1,000 and 5,000 calls in
-                                  flight (5 s a call) beside a plain asyncio client, then the most it can hold; faults: the fault mix beside a plain retrying loop;
+                                  flight (5 s a call) beside a plain asyncio client, then the most it holds over HTTP/1.1 and 20,000 over HTTP/2 (nginx); most: those last two alone; faults: the fault mix beside a plain retrying loop;
                                   batch: a week-long job through the fake batch API; service: purser serve through
                                   the official SDK beside purser submit, and pollers beside calls in flight; caching: a
                                   prefix-heavy job through the caching fake, cache-aware and cache-blind; estimate: input-token estimates
@@ -117,7 +117,7 @@ func rate(_ count: Int, _ time: Double) -> String { "\(Int(Double(count) / time)
 
 let bench = Bench(arguments: Array(CommandLine.arguments.dropFirst()))
 // The live and batch phases run the real executables beside this one.
-if ["all", "dispatch", "inflight", "faults", "batch", "service", "caching"].contains(bench.phase) {
+if ["all", "dispatch", "inflight", "most", "faults", "batch", "service", "caching"].contains(bench.phase) {
     // The fake server and the clients hold thousands of sockets: the children inherit the raised limit.
     _ = OpenFileLimit.raised()
     let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -416,10 +416,11 @@ if bench.phase == "all" || bench.phase == "service" {
 // Calls in flight: at 5 s a call, four waves of 100, 1,000 and 5,000 calls at once, through a plain client (Python's
 // asyncio streams, scripts/plain_client.py) and through `purser run`, each on a fake server of its own, three rounds
 // of each: wall time against the ideal of four waves, and CPU per answer, which should not grow with the calls in flight. Then the most
-// calls one process can hold at once (20,000, or what its open-file limit allows), two waves.
+// calls one process can hold at once, two waves: over HTTP/1.1 (what its open-file limit allows, up to 20,000) and over
+// HTTP/2 (20,000). `--phase most` for those alone.
+func perAnswer(_ cpu: Double, _ answers: Int) -> Double { cpu * 1000 / Double(max(answers, 1)) }
 if bench.phase == "inflight" {
     print()
-    func perAnswer(_ cpu: Double, _ answers: Int) -> Double { cpu * 1000 / Double(max(answers, 1)) }
     var purserAtHundred = 0.0
     // Three rounds at each level, the plain client and the run taking turns, each figure the median of its three: this
     // machine's CPU time for the same work varies by a tenth from one minute to the next.
@@ -455,21 +456,37 @@ if bench.phase == "inflight" {
                     purserCPU, purserCPU / max(plainCPU, 1e-9), purserCPU / max(purserAtHundred, 1e-9), (runs.map(\.peakMemoryBytes).max() ?? 0) >> 20)
                 + " (ms an answer, purser/plain, each round: \(eachRound))")
     }
+}
+if bench.phase == "inflight" || bench.phase == "most" {
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    // As many as the run holds under the hard limit (the descriptors it keeps for its database, files and HTTP engine
-    // aside); the fake server, one per call, has fewer to keep.
-    let most = min(20_000, OpenFileLimit.callsInFlight(allowedBy: Int(min(limit.rlim_max, 1 << 30))))
+    let hardLimit = Int(min(limit.rlim_max, 1 << 30))
+    // Over HTTP/1.1, a socket a call: as many as the run opens under the hard limit (the descriptors it keeps for its
+    // database, files and HTTP engine aside); the fake server, one per call, has fewer to keep.
+    let most = min(20_000, OpenFileLimit.connections(within: hardLimit - OpenFileLimit.reserved))
     let server = try DispatchBench.FakeServer(latencyMilliseconds: 5_000)
     let pricing = bench.work + "/inflight-pricing"
     try DispatchBench.writePricing(port: server.port, pricing: bench.pricing, to: pricing)
     let run = try DispatchBench.commandRun(calls: most * 2, concurrency: most, work: bench.work, pricing: pricing)
     let peak = server.peakInFlight()
     server.stop()
-    row("purser run, \(most.formatted()) in flight", String(format: "%.1f s", run.seconds),
-        "\((most * 2).formatted()) calls, ideal 10.0 s; \(run.stored) results stored, \(run.failed) failed, exit \(run.exitCode); at most \(peak) at once; "
+    row("purser run over HTTP/1.1, \(most.formatted())", String(format: "%.1f s", run.seconds),
+        "\((most * 2).formatted()) calls, \(most.formatted()) in flight, ideal 10.0 s; \(run.stored) results stored, \(run.failed) failed, exit \(run.exitCode); at most \(peak) at once; "
             + String(format: "CPU %.2f ms an answer; peak memory %d MiB", perAnswer(run.cpuSeconds, run.stored), run.peakMemoryBytes >> 20)
-            + (most < 20_000 ? "; the open-file hard limit here is \(limit.rlim_max), so 20,000 cannot be held" : ""))
+            + (most < 20_000 ? "; a connection a call, and the open-file hard limit here is \(limit.rlim_max)" : ""))
+    // Over HTTP/2 with TLS, as the providers serve: calls share connections as streams, so the open-file limit does
+    // not bound them.
+    let h2 = try H2Server(latencySeconds: 5, work: bench.work)
+    let h2Pricing = bench.work + "/inflight-h2-pricing"
+    try h2.writePricing(pricing: bench.pricing, to: h2Pricing)
+    let h2Calls = 20_000
+    let h2Run = try DispatchBench.commandRun(calls: h2Calls * 2, concurrency: h2Calls, work: bench.work, pricing: h2Pricing, countDescriptors: true)
+    let h2Peak = h2.peakInFlight()
+    h2.stop()
+    row("purser run over HTTP/2, \(h2Calls.formatted())", String(format: "%.1f s", h2Run.seconds),
+        "\((h2Calls * 2).formatted()) calls, \(h2Calls.formatted()) in flight, to nginx over TLS, ideal 10.0 s (goal 20,000 in flight without error); "
+            + "\(h2Run.stored) results stored, \(h2Run.failed) failed, exit \(h2Run.exitCode); at most \(h2Peak) at once, on at most \(h2Run.peakDescriptors) open files; "
+            + String(format: "CPU %.2f ms an answer; peak memory %d MiB", perAnswer(h2Run.cpuSeconds, h2Run.stored), h2Run.peakMemoryBytes >> 20))
 }
 
 // Caching: 10,000 requests sharing a 3,000-token prefix with 300 tokens of their own, through the fake provider caching as

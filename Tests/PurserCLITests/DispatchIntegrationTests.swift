@@ -365,9 +365,10 @@ struct DispatchIntegrationTests {
     }
 }
 
-/// Issue 21: each call in flight holds a socket, so a run raises its soft limit on open files to the hard limit at start
-/// and holds no more calls than that leaves room for, saying so when `--concurrency` asks for more.
-@Test func aRunRaisesItsOpenFileLimitAndHoldsNoMoreCallsThanItCanOpen() async throws {
+/// Issue 21: each connection holds a socket, so a run raises its soft limit on open files to the hard limit at start and
+/// opens no more connections than that leaves room for, saying so when `--concurrency` asks for more; the calls beyond
+/// them wait for a connection rather than fail.
+@Test func aRunRaisesItsOpenFileLimitAndOpensNoMoreConnectionsThanItCanHold() async throws {
     let server = try FakeProviderProcess(["--latency-ms", "300"])
     defer { server.stop() }
     let pricing = try fakePricing(port: server.port)
@@ -389,14 +390,17 @@ struct DispatchIntegrationTests {
         await exited(process)
         return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
-    // A hard limit of 100 open files leaves 36 beside the 64 kept for the rest: 34 calls and the HTTP engine's shard
-    // for them (two descriptors). 500 asked for are capped.
+    // A hard limit of 100 open files leaves 36 beside the 64 kept for the rest: 34 connections and the HTTP engine's
+    // shard for them (two descriptors). 500 calls asked for go 34 at a time over the fake's HTTP/1.1, every request
+    // served.
     let capped = try await run(ulimit: "-n 100", concurrency: 500)
     #expect(capped.code == 0, "\(capped.error)")
-    #expect(capped.error.contains("warning: --concurrency 500 is more calls than this process can hold open: its limit on open files is 100"), "\(capped.error)")
-    #expect(capped.error.contains("calls in flight are capped at 34"))
-    let peak = try #require(try server.stats()["peak_in_flight"]?.intValue)
+    #expect(capped.error.contains("warning: --concurrency 500 is more connections than this process can hold open: its limit on open files is 100"), "\(capped.error)")
+    #expect(capped.error.contains("over HTTP/1.1 at most 34 go at once"), "\(capped.error)")
+    let stats = try server.stats()
+    let peak = try #require(stats["peak_in_flight"]?.intValue), calls = try #require(stats["calls"]?.intValue)
     #expect(peak <= 34, "the fake saw \(peak) calls at once")
+    #expect(calls >= 120, "the fake answered \(calls) calls of 120 requests")
     // A soft limit of 120 under a higher hard one is raised: 100 calls at once need no cap.
     var hard = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &hard)

@@ -96,15 +96,18 @@ enum RunCommand {
         options.detachBatches = arguments[Options.detach]
         options.afterBatchCall = context.afterBatchCall
         if let value = try arguments[Options.concurrency] { options.concurrency = value }
-        // Each call in flight holds a socket: no more calls than the process can hold open.
+        // Each connection holds a socket: the engine opens no more than the process can hold open, beside its own
+        // descriptors and the ones kept for the rest. Calls beyond them share connections over HTTP/2 or wait for one.
         let openFiles = OpenFileLimit.raised()
-        let allowed = OpenFileLimit.callsInFlight(allowedBy: openFiles - otherFiles)
-        if options.concurrency > allowed {
-            context.console.error("warning: --concurrency \(options.concurrency) is more calls than this process can hold open: its limit on open files "
-                + "is \(openFiles) (raised to the system's hard limit) and each call holds one (and each \(HTTPEngine.transfersPerShard) calls \(HTTPEngine.descriptorsPerShard) more, for the HTTP engine), "
-                + "beside \(OpenFileLimit.reserved + otherFiles) kept for the rest; "
-                + "calls in flight are capped at \(allowed). Raise the hard limit ('ulimit -Hn', or LimitNOFILE for a service) to hold more.")
-            options.concurrency = allowed
+        let descriptors = openFiles - OpenFileLimit.reserved - otherFiles
+        HTTPEngine.shared.limitDescriptors(to: descriptors)
+        let connections = OpenFileLimit.connections(within: descriptors)
+        if options.concurrency > connections {
+            context.console.error("warning: --concurrency \(options.concurrency) is more connections than this process can hold open: its limit on open files "
+                + "is \(openFiles) (raised to the system's hard limit), which leaves room for \(connections) beside the HTTP engine's own descriptors "
+                + "(\(HTTPEngine.descriptorsPerShard) for each \(HTTPEngine.transfersPerShard) connections) and \(OpenFileLimit.reserved + otherFiles) kept for the rest. "
+                + "Calls to a provider that multiplexes them over HTTP/2 share connections; over HTTP/1.1 at most \(connections) go at once and the rest wait for a connection. "
+                + "Raise the hard limit ('ulimit -Hn', or LimitNOFILE for a service) to open more.")
         }
         if let value = try arguments[Options.speedup] {
             guard options.simulate else { throw UsageError(message: "--speedup shortens the simulator's latency: it goes with --simulate.", spec: spec) }

@@ -14,6 +14,11 @@ import Synchronization
 /// its origin ended on a kept connection, so a connection is reused whenever one is idle, and otherwise to the first
 /// shard with room, a new one when all are full.
 ///
+/// The engine never opens more sockets than the process may: it makes no more shards than its descriptors leave room
+/// for (`OpenFileLimit.shards(within:)`), and each shard opens at most its share of connections. A call beyond them is
+/// not refused: libcurl carries it as another stream of a connection that multiplexes (HTTP/2), or keeps it waiting
+/// until a connection is free, closing the oldest idle one to another origin if it must.
+///
 /// Connections are kept and reused across calls (HTTP/2 streams share one where the server offers it), TLS is
 /// verified, nothing is followed (redirects are the caller's decision, `ProviderEndpoint.exchange`), and every
 /// exchange ends at its answer, its timeout, a stall, a size limit or the cancellation of its task.
@@ -26,9 +31,9 @@ public final class HTTPEngine: @unchecked Sendable {
         case cancel(Transfer)
     }
 
-    /// The most calls a shard takes before a new shard is made, and the most shards.
+    /// The most calls a shard takes before a new shard is made (and the most connections it opens), and the most shards.
     public static let transfersPerShard = 64
-    static let mostShards = 4_096
+    public static let mostShards = 4_096
     /// The descriptors a shard holds beside its calls' sockets: libcurl's wake-up socket pair.
     public static let descriptorsPerShard = 2
 
@@ -36,6 +41,8 @@ public final class HTTPEngine: @unchecked Sendable {
     private let epoll: Int32
     private let wake: Int32
     private let inbox = Mutex<[Command]>([])
+    /// The descriptors the engine may hold for its shards and their connections (`limitDescriptors(to:)`).
+    private let descriptors = Atomic<Int>(OpenFileLimit.current() - OpenFileLimit.reserved)
     /// How many times the loop has woken, for tests that check it sleeps while nothing happens.
     let wakes = Atomic<Int>(0)
 
@@ -80,6 +87,12 @@ public final class HTTPEngine: @unchecked Sendable {
         let thread = Thread { [self] in loop() }
         thread.name = "purser.http"
         thread.start()
+    }
+
+    /// Holds the engine's shards and connections within `count` descriptors from now on: what the process's limit on
+    /// open files leaves beside the ones it keeps for the rest. Shards already made keep their share.
+    public func limitDescriptors(to count: Int) {
+        descriptors.store(max(count, 1), ordering: .relaxed)
     }
 
     /// Sends `request` and waits for its answer or failure. Cancelling the calling task ends the exchange at once.
@@ -205,11 +218,13 @@ public final class HTTPEngine: @unchecked Sendable {
 
     /// Where a call to `origin` goes: a shard holding an idle connection to it, or else the first shard with room (so
     /// that calls starting together share a shard, and over HTTP/2 its connection), or a new one when every shard is
-    /// full, or at the last the least loaded. Nil only when libcurl cannot make a multi handle.
+    /// full and the descriptors allow one, or at the last the least loaded. Nil only when libcurl cannot make a multi
+    /// handle.
     private func shard(for origin: Origin?) -> Shard? {
         if let index = idleConnections[origin]?.popLast() { return shards[index] }
         if let open = shards.first(where: { $0.load < HTTPEngine.transfersPerShard }) { return open }
-        if shards.count < HTTPEngine.mostShards, let shard = Shard(index: shards.count, engine: self) {
+        let plan = OpenFileLimit.shards(within: descriptors.load(ordering: .relaxed))
+        if shards.count < plan.shards, let shard = Shard(index: shards.count, engine: self, connections: plan.connectionsEach) {
             shards.append(shard)
             return shard
         }
@@ -323,7 +338,9 @@ public final class HTTPEngine: @unchecked Sendable {
         /// Whether sockets or timers moved since its finished calls were last collected.
         var hasNews = false
 
-        init?(index: Int, engine: HTTPEngine) {
+        /// `connections`: the most it holds open at once; a call beyond them waits for one (or rides one as an HTTP/2
+        /// stream).
+        init?(index: Int, engine: HTTPEngine, connections: Int) {
             guard let multi = curl_multi_init() else { return nil }
             self.index = index
             self.multi = multi
@@ -336,8 +353,10 @@ public final class HTTPEngine: @unchecked Sendable {
             _ = purser_multi_set_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
             // Every connection that goes idle is kept for the next call (until it is two minutes idle, libcurl's
             // default), rather than a cache sized by the calls in flight at the moment, which closes connections a wave
-            // of calls is about to reuse. There are never more of them than calls were in flight at once.
+            // of calls is about to reuse. Open and idle together they are at most the shard's share: a call that needs
+            // one more waits for one to be free, or has libcurl close the oldest idle one to another origin.
             _ = purser_multi_set_long(multi, CURLMOPT_MAXCONNECTS, 100_000)
+            _ = purser_multi_set_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, connections)
         }
     }
 }
