@@ -231,12 +231,32 @@ public final class Dispatcher: Sendable {
 
     // MARK: - Workers
 
+    /// Serves requests one after another. A paid answer waits for its group commit while the worker goes on with its
+    /// next calls: a call's cycle is then the call, not the call and a commit's wait. A worker has at most
+    /// `answersStoringPerWorker` answers waiting (the database's pace holds the calls back beyond that), and it does not
+    /// stop before its last answer is stored.
     private func workerLoop() async {
+        var storing: [Task<Void, Never>] = []
         while !Task.isCancelled {
-            guard let request = await nextRequest() else { return }
-            await state.finishedOne(paid: await serve(request))
+            guard let request = await nextRequest() else { break }
+            guard let answer = await serve(request) else {
+                await state.finishedOne()
+                continue
+            }
+            await state.answered()
+            // Commits end in the order their answers came, so the oldest is the first to wait for.
+            if storing.count >= Dispatcher.answersStoringPerWorker { await storing.removeFirst().value }
+            storing.append(Task {
+                let kept = await self.storeAnswer(answer, of: request)
+                await self.state.stored(paid: kept ? answer.cost : nil)
+            })
         }
+        for task in storing { await task.value }
     }
+
+    /// The most paid answers one worker has waiting for their commit: enough for calls that take a millisecond to go on
+    /// through a group commit's 10 ms wait.
+    static let answersStoringPerWorker = 16
 
     /// The next request to serve: from this run's claimed batch, claiming more when it runs low; nil when
     /// nothing in scope is left, a stop was requested or the database failed. One worker at a time polls the
@@ -309,12 +329,12 @@ public final class Dispatcher: Sendable {
             // Held requests left the queue: look again at once for others that fit.
             if claim.held > 0 { return nil }
             let remaining = try await queue.remaining(job: options.job, excludedModels: excluded, waitForBatches: !options.detachBatches)
-            let inFlight = await state.inFlight
-            if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && remaining.openBatches == 0 && inFlight == 0 {
+            let unfinished = await state.unfinished
+            if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && remaining.openBatches == 0 && unfinished == 0 {
                 await state.markExhausted()
                 return nil
             }
-            if remaining.running > inFlight { try await reportLeasesHeldElsewhere() }
+            if remaining.running > unfinished { try await reportLeasesHeldElsewhere() }
             // Something is due later (a retry time, a lease held elsewhere) or this run's own calls are
             // still out and may come back as retries.
             return min(max((remaining.soonest ?? now + 250) - now, 50), 1_000)
@@ -424,8 +444,9 @@ public final class Dispatcher: Sendable {
 
     // MARK: - One request
 
-    /// Serves one claimed request; the cost of its answer when one was paid for and kept.
-    private func serve(_ request: ClaimedRequest) async -> Money? {
+    /// Serves one claimed request; its paid answer, to be stored, when the call brought one, and nil when it ended
+    /// otherwise (retried, expired, failed, moved or given back, each already written).
+    private func serve(_ request: ClaimedRequest) async -> PaidAnswer? {
         let now = clock.now()
         if !options.allowLate && request.deadlineAt < now {
             await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request) }
@@ -605,7 +626,7 @@ public final class Dispatcher: Sendable {
                 attempt: attempt("succeeded", status: response.statusCode, error: nil, usage: response.usage, simulated: response.simulated),
                 finishedAt: finished)
             answer.cacheSaving = Charges.cacheSaving(of: response.usage, prices: prices)
-            return await storeAnswer(answer, of: request) ? cost : nil
+            return answer
         case .failure where Task.isCancelled:
             // Stopped after the grace period, mid-call: the provider may have billed it.
             await persist("return \(request.customID) to the queue") {
@@ -847,6 +868,10 @@ actor RunState {
     private var claimed: [ClaimedRequest] = []
     private(set) var totals = Totals()
     private(set) var inFlight = 0
+    /// Paid answers waiting for their commit.
+    private(set) var storing = 0
+    /// Requests this run started and has not finished: calls in flight and answers being stored.
+    var unfinished: Int { inFlight + storing }
     private(set) var remaining = 0
     private(set) var stopRequested = false
     /// Read without waiting on the actor, by the planner's stop check and the shutdown watch.
@@ -1030,10 +1055,22 @@ actor RunState {
         if let wakesAt = pollerWakesAt, time < wakesAt { pollerPause?.cancel() }
     }
 
-    /// A request served: its answer's cost when one was paid for and kept.
-    func finishedOne(paid cost: Money?) {
+    /// A request's call ended without an answer to store (each outcome already written).
+    func finishedOne() {
         inFlight -= 1
-        if inFlight == 0 { pollerPause?.cancel() }
+        if unfinished == 0 { pollerPause?.cancel() }
+    }
+
+    /// A request's call brought a paid answer, which is being stored.
+    func answered() {
+        inFlight -= 1
+        storing += 1
+    }
+
+    /// An answer was stored: its cost when it was kept (not when its lease was lost, or it went to the recovery file).
+    func stored(paid cost: Money?) {
+        storing -= 1
+        if unfinished == 0 { pollerPause?.cancel() }
         if let cost {
             totals.succeeded += 1
             totals.spend += cost
