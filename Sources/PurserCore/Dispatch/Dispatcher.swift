@@ -97,6 +97,7 @@ public final class Dispatcher: Sendable {
             group.addTask { await self.batchLoop(); return .batches }
             for await role in group where role == .pool || role == .graceOver { group.cancelAll() }
         }
+        await state.everyAnswerStored()
         for request in await state.drainClaimed() {
             await persist("return a claimed request to the queue") { try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil) }
         }
@@ -232,31 +233,27 @@ public final class Dispatcher: Sendable {
     // MARK: - Workers
 
     /// Serves requests one after another. A paid answer waits for its group commit while the worker goes on with its
-    /// next calls: a call's cycle is then the call, not the call and a commit's wait. A worker has at most
-    /// `answersStoringPerWorker` answers waiting (the database's pace holds the calls back beyond that), and it does not
-    /// stop before its last answer is stored.
+    /// next calls: a call's cycle is then the call, not the call and a commit's wait. Beyond `storingLimit` answers
+    /// waiting in the run, a worker waits for one to be stored (the database's pace holds the calls back); the run
+    /// ends only once every answer is stored (`run`).
     private func workerLoop() async {
-        var storing: [Task<Void, Never>] = []
         while !Task.isCancelled {
-            guard let request = await nextRequest() else { break }
+            guard let request = await nextRequest() else { return }
             guard let answer = await serve(request) else {
                 await state.finishedOne()
                 continue
             }
-            await state.answered()
-            // Commits end in the order their answers came, so the oldest is the first to wait for.
-            if storing.count >= Dispatcher.answersStoringPerWorker { await storing.removeFirst().value }
-            storing.append(Task {
+            await state.answered(storingAtMost: storingLimit)
+            Task {
                 let kept = await self.storeAnswer(answer, of: request)
                 await self.state.stored(paid: kept ? answer.cost : nil)
-            })
+            }
         }
-        for task in storing { await task.value }
     }
 
-    /// The most paid answers one worker has waiting for their commit: enough for calls that take a millisecond to go on
-    /// through a group commit's 10 ms wait.
-    static let answersStoringPerWorker = 16
+    /// The most paid answers waiting for their commit before workers wait for them: enough for calls answered in a
+    /// millisecond to go on through a group commit's 10 ms wait, and at least one for each call in flight.
+    private var storingLimit: Int { max(options.concurrency, 2_048) }
 
     /// The next request to serve: from this run's claimed batch, claiming more when it runs low; nil when
     /// nothing in scope is left, a stop was requested or the database failed. One worker at a time polls the
@@ -868,8 +865,9 @@ actor RunState {
     private var claimed: [ClaimedRequest] = []
     private(set) var totals = Totals()
     private(set) var inFlight = 0
-    /// Paid answers waiting for their commit.
+    /// Paid answers waiting for their commit, and the workers and the run's end waiting for fewer of them.
     private(set) var storing = 0
+    private var storeWaiters: [CheckedContinuation<Void, Never>] = []
     /// Requests this run started and has not finished: calls in flight and answers being stored.
     var unfinished: Int { inFlight + storing }
     private(set) var remaining = 0
@@ -1061,10 +1059,17 @@ actor RunState {
         if unfinished == 0 { pollerPause?.cancel() }
     }
 
-    /// A request's call brought a paid answer, which is being stored.
-    func answered() {
+    /// A request's call brought a paid answer, about to be stored; returns once no more than `limit` answers (this one
+    /// among them) are waiting for their commit.
+    func answered(storingAtMost limit: Int) async {
         inFlight -= 1
         storing += 1
+        while storing > limit { await withCheckedContinuation { storeWaiters.append($0) } }
+    }
+
+    /// Returns once every answer is stored.
+    func everyAnswerStored() async {
+        while storing > 0 { await withCheckedContinuation { storeWaiters.append($0) } }
     }
 
     /// An answer was stored: its cost when it was kept (not when its lease was lost, or it went to the recovery file).
@@ -1076,6 +1081,10 @@ actor RunState {
             totals.spend += cost
             remaining -= 1
         }
+        // Each waiter looks again at the count it waits on.
+        let waiters = storeWaiters
+        storeWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Results a batch brought back, and requests batching held under a cap.
