@@ -1,35 +1,48 @@
 import Foundation
 import PurserCore
 
-/// nginx offering HTTP/2 over TLS, as the providers do, and answering every chat completion with a fixed one after a
-/// wait (its echo module): the server for the calls-in-flight row that one process's open-file limit would not allow
-/// over HTTP/1.1, a socket a call. Its certificate is self-signed for 127.0.0.1 and handed to the run as the provider's
-/// `ca_file`; the folder holding it all goes with `stop`.
-struct H2Server {
+/// nginx answering every chat completion with a fixed one, the same server for the plain client and for Purser, and
+/// one whose own cost per call is small and steady (about 0.014 ms): over plain HTTP/1.1 at once (with a length, which
+/// the plain client reads), or over HTTP/2 with TLS, as the providers serve, after a wait (its echo module). The
+/// certificate is self-signed for 127.0.0.1 and handed to the run as the provider's `ca_file`; the folder holding it all
+/// goes with `stop`.
+struct NginxServer {
+    enum Kind { case http1, http2OverTLS }
+
     let port: Int
     let folder: String
+    let kind: Kind
     var certificate: String { folder + "/cert.pem" }
     private let process: Process
 
-    init(latencySeconds: Int, work: String) throws {
+    /// `latencySeconds` above 0 only over HTTP/2.
+    init(_ kind: Kind, latencySeconds: Int = 0, work: String) throws {
         guard let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
             let openssl = ["/usr/bin/openssl", "/bin/openssl"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        else { throw Problem("the HTTP/2 row needs nginx and openssl: apt-get install -y nginx-light libnginx-mod-http-echo openssl") }
+        else { throw Problem("the benchmark's server is nginx, with openssl for its certificate: apt-get install -y nginx-light libnginx-mod-http-echo openssl") }
         let echo = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
-        guard FileManager.default.fileExists(atPath: echo) else { throw Problem("the HTTP/2 row needs nginx's echo module: apt-get install -y libnginx-mod-http-echo") }
-        folder = work + "/h2-server"
+        guard FileManager.default.fileExists(atPath: echo) else { throw Problem("the benchmark's server needs nginx's echo module: apt-get install -y libnginx-mod-http-echo") }
+        self.kind = kind
+        folder = work + "/nginx-\(kind)"
         try? FileManager.default.removeItem(atPath: folder)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let made = try H2Server.start(openssl, [
+        let made = try NginxServer.start(openssl, [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1",
             "-addext", "subjectAltName=IP:127.0.0.1",
         ], in: folder)
         made.waitUntilExit()
         guard made.terminationStatus == 0 else { throw Problem("openssl could not make a certificate in \(folder)") }
-        port = try H2Server.freePort()
-        // One worker (the other core is the run's); streams up to nginx's default 128 a connection; a connection kept
-        // for as many calls as the row makes.
-        let answer = #"{"id":"chatcmpl-h2","object":"chat.completion","created":1,"model":"small","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#
+        port = try NginxServer.freePort()
+        // One worker (the other core is the client's); streams up to nginx's default 128 a connection; a connection
+        // kept for as many calls as a row makes.
+        let answer = #"{"id":"chatcmpl-nginx","object":"chat.completion","created":1,"model":"small","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#
+        let listen = switch kind {
+        case .http1:
+            "listen 127.0.0.1:\(port); location / { default_type application/json; return 200 '\(answer)'; }"
+        case .http2OverTLS:
+            "listen 127.0.0.1:\(port) ssl http2; ssl_certificate \(folder)/cert.pem; ssl_certificate_key \(folder)/key.pem; "
+                + "location / { default_type application/json; echo_read_request_body; echo_sleep \(latencySeconds); echo '\(answer)'; }"
+        }
         try """
             load_module \(echo);
             worker_processes 1;
@@ -45,26 +58,24 @@ struct H2Server {
                 keepalive_requests 1000000;
                 keepalive_timeout 120s;
                 server {
-                    listen 127.0.0.1:\(port) ssl http2;
-                    ssl_certificate \(folder)/cert.pem;
-                    ssl_certificate_key \(folder)/key.pem;
-                    location / { default_type application/json; echo_read_request_body; echo_sleep \(latencySeconds); echo '\(answer)'; }
+                    \(listen)
                 }
             }
             """.write(toFile: folder + "/nginx.conf", atomically: true, encoding: .utf8)
-        process = try H2Server.start(nginx, ["-c", folder + "/nginx.conf", "-e", folder + "/error.log"], in: folder)
+        process = try NginxServer.start(nginx, ["-c", folder + "/nginx.conf", "-e", folder + "/error.log"], in: folder)
         // Listening once a connection is taken.
         for _ in 0..<500 {
-            if H2Server.accepts(port) { return }
+            if NginxServer.accepts(port) { return }
             Thread.sleep(forTimeInterval: 0.01)
         }
         stop()
         throw Problem("nginx did not start on port \(port); see \(folder)/error.log")
     }
 
-    /// Writes a pricing folder whose one provider is this server, its certificate vouched for by `ca_file`.
+    /// Writes a pricing folder whose one provider is this server, over TLS its certificate vouched for by `ca_file`.
     func writePricing(pricing: String, to directory: String) throws {
         try DispatchBench.writePricing(port: port, pricing: pricing, to: directory)
+        guard kind == .http2OverTLS else { return }
         try """
             {"providers": [{"name": "fake", "dialect": "openai", "base_url": "https://127.0.0.1:\(port)/v1", "api_key_env": "FAKE_KEY", "batch_api": false, "ca_file": "\(certificate)"}]}
             """.write(toFile: directory + "/providers.json", atomically: true, encoding: .utf8)
