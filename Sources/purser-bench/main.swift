@@ -483,7 +483,7 @@ if bench.phase == "inflight" || bench.phase == "most" {
     try h2.writePricing(pricing: bench.pricing, to: h2Pricing)
     let h2Calls = 20_000
     let h2Run = try DispatchBench.commandRun(calls: h2Calls * 2, concurrency: h2Calls, work: bench.work, pricing: h2Pricing, countDescriptors: true)
-    let h2Peak = h2.peakInFlight()
+    let h2Peak = try h2.peakInFlight()
     h2.stop()
     row("purser run over HTTP/2, \(h2Calls.formatted())", String(format: "%.1f s", h2Run.seconds),
         "\((h2Calls * 2).formatted()) calls, \(h2Calls.formatted()) in flight, to nginx over TLS, ideal 10.0 s (goal 20,000 in flight without error); "

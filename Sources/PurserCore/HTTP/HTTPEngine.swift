@@ -33,7 +33,7 @@ public final class HTTPEngine: @unchecked Sendable {
 
     /// The most calls a shard takes before a new shard is made (and the most connections it opens), and the most shards.
     public static let transfersPerShard = 64
-    public static let mostShards = 4_096
+    static let mostShards = 4_096
     /// The descriptors a shard holds beside its calls' sockets: libcurl's wake-up socket pair.
     public static let descriptorsPerShard = 2
 
