@@ -117,6 +117,23 @@ import Testing
         #expect(await store.reservationCount == 0)
     }
 
+    /// A run whose lease on a request was taken over (it lapsed while the run was held up) writes nothing for it and
+    /// does not count it: the run that took it over did.
+    @Test func aRefusalForARequestWhoseLeaseWasTakenOverIsNeitherWrittenNorCounted() async throws {
+        let options = options()
+        let store = MemoryStorage(owner: options.worker)
+        await store.add(request(1, pinned: true))
+        await store.add(request(2, pinned: true))
+        let caller = ScriptedCaller(clock: clock, latency: 10, script: { call, _ in
+            call.requestID == 1 ? CallFailure(kind: .permanent, status: 400, message: "messages: field required") : nil
+        }, onCall: { started in if started == 1 { await store.servedElsewhere(1) } })
+        let summary = try await dispatcher(store, caller, options).run()
+
+        #expect(summary.succeeded == 1 && summary.failed == 0)
+        let entry = try #require(await store.entry(1))
+        #expect(entry.state == .succeeded && entry.lastError == nil)
+    }
+
     @Test func aRateLimitedRequestMovesToAModelWithRoomAndIsBilledThere() async throws {
         let options = options()
         let store = MemoryStorage(owner: options.worker)

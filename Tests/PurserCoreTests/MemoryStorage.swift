@@ -54,6 +54,11 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
     func setCap(job: Int64, _ cap: Money) { jobCaps[job] = cap }
 
     func entry(_ id: Int64) -> Entry? { entries[id] }
+    /// Ends a running request `succeeded` as another run would that took over its lapsed lease and served it.
+    func servedElsewhere(_ id: Int64) {
+        entries[id]!.state = .succeeded
+        entries[id]!.leaseOwner = nil
+    }
     func charged(project: String) -> Money { (projectCharges[project] ?? [:]).values.reduce(.zero, +) }
     func unsettled(project: String) -> Money { (projectUnsettled[project] ?? [:]).values.reduce(.zero, +) }
     var reservationCount: Int { entries.values.filter { $0.reservation != nil }.count }
@@ -135,16 +140,18 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
         entries[request.id]!.notBefore = at
     }
 
-    func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws {
-        guard leased(request.id) != nil else { return }
+    func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws -> Bool {
+        guard leased(request.id) != nil else { return false }
         endLease(request.id, state: .failed, attempt: attempt)
         entries[request.id]!.lastError = error
+        return true
     }
 
-    func recordExpiry(_ request: ClaimedRequest, reason: String) throws {
-        guard leased(request.id) != nil else { return }
+    func recordExpiry(_ request: ClaimedRequest, reason: String) throws -> Bool {
+        guard leased(request.id) != nil else { return false }
         endLease(request.id, state: .expired, attempt: nil)
         entries[request.id]!.lastError = reason
+        return true
     }
 
     func release(

@@ -389,6 +389,14 @@ public final class Dispatcher: Sendable {
         }
     }
 
+    /// A write that ends this run's lease of a request: true when it was written, false when it failed or the lease
+    /// was lost meanwhile (another run serves the request now, and counts it).
+    private func persistKept(_ what: String, _ write: () async throws -> Bool) async -> Bool {
+        var kept = false
+        guard await persist(what, { kept = try await write() }) else { return false }
+        return kept
+    }
+
     /// A read the run cannot do without: on failure the run stops claiming, and `fallback` stands in.
     private func read<T>(_ what: String, fallback: T, _ body: () async throws -> T) async -> T {
         do { return try await body() } catch {
@@ -446,8 +454,7 @@ public final class Dispatcher: Sendable {
     private func serve(_ request: ClaimedRequest) async -> PaidAnswer? {
         let now = clock.now()
         if !options.allowLate && request.deadlineAt < now {
-            await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request) }
-            await state.count(.expired)
+            if await persistKept("expire \(request.customID)", { try await self.queue.recordExpiry(request) }) { await state.count(.expired) }
             return nil
         }
         guard var model = catalog.model(id: request.plannedModel), var provider = catalog.providers[model.provider] else {
@@ -573,8 +580,7 @@ public final class Dispatcher: Sendable {
         }
         guard let slot = acquired else {
             let reason = "no model's rate limits left room to start it by its latest start (its deadline less the call's time)"
-            await persist("expire \(request.customID)") { try await self.queue.recordExpiry(request, reason: reason) }
-            await state.count(.expired)
+            if await persistKept("expire \(request.customID)", { try await self.queue.recordExpiry(request, reason: reason) }) { await state.count(.expired) }
             return nil
         }
         let body: JSONObject
@@ -775,8 +781,9 @@ public final class Dispatcher: Sendable {
     }
 
     private func fail(_ request: ClaimedRequest, _ message: String, attempt: AttemptRecord?) async {
-        await persist("record the failure of \(request.customID)") { try await self.queue.recordFailure(request, error: message, attempt: attempt) }
-        await state.count(.failed)
+        if await persistKept("record the failure of \(request.customID)", { try await self.queue.recordFailure(request, error: message, attempt: attempt) }) {
+            await state.count(.failed)
+        }
     }
 
     /// The cheapest model, other than `excluding`, that can still serve the request now.

@@ -16,8 +16,10 @@ public protocol RequestQueue: Sendable {
     /// Stores a paid answer from the recovery file once; false when the request already has a result.
     func storeRecovered(_ answer: PaidAnswer) async throws -> Bool
     func recordRetry(_ request: ClaimedRequest, at: Int64, attempt: AttemptRecord) async throws
-    func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) async throws
-    func recordExpiry(_ request: ClaimedRequest, reason: String) async throws
+    /// Ends the lease of a request `failed`; false, writing nothing, when the lease was lost meanwhile.
+    func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) async throws -> Bool
+    /// Ends the lease of a request `expired`; false, writing nothing, when the lease was lost meanwhile.
+    func recordExpiry(_ request: ClaimedRequest, reason: String) async throws -> Bool
     /// Puts a claimed request back in the queue (`notBefore`: not before then); `mayHaveBeenBilled` keeps its
     /// reservation counted as an unsettled charge.
     func release(
@@ -62,7 +64,8 @@ extension RequestQueue {
             allowances: nil)
     }
 
-    public func recordExpiry(_ request: ClaimedRequest) async throws {
+    @discardableResult
+    public func recordExpiry(_ request: ClaimedRequest) async throws -> Bool {
         try await recordExpiry(request, reason: "the deadline passed before it could be served")
     }
 

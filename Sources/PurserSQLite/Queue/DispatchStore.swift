@@ -347,16 +347,19 @@ public actor DispatchStore {
         }
     }
 
-    public func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws {
+    @discardableResult
+    public func recordFailure(_ request: ClaimedRequest, error: String, attempt: AttemptRecord?) throws -> Bool {
         try database.writeTransaction {
-            guard try finish(request.id, state: .failed, error: error) else { return }
+            guard try finish(request.id, state: .failed, error: error) else { return false }
             if let attempt { try insertAttempt(attempt, request: request.id) }
+            return true
         }
     }
 
-    public func recordExpiry(_ request: ClaimedRequest, reason: String = "the deadline passed before it could be served") throws {
+    @discardableResult
+    public func recordExpiry(_ request: ClaimedRequest, reason: String = "the deadline passed before it could be served") throws -> Bool {
         try database.writeTransaction {
-            _ = try finish(request.id, state: .expired, error: reason)
+            try finish(request.id, state: .expired, error: reason)
         }
     }
 
