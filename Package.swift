@@ -29,10 +29,14 @@ let package = Package(
         .executableTarget(name: "purser-jobgen", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser-fake-provider", dependencies: ["PurserCore"]),
         .executableTarget(name: "purser-fuzz", dependencies: ["PurserFuzz"]),
-        .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore"]),
-        .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore", "PurserFuzz"]),
-        .testTarget(name: "PurserServeTests", dependencies: ["PurserServe", "PurserCore"]),
-        .testTarget(name: "PurserCLITests", dependencies: ["PurserCLI", "PurserCore", "PurserSQLite", "purser", "purser-crash-test", "purser-fake-provider"]),
+        // Where the tests keep their files, removed when the test process exits.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SQLiteStoreTests", dependencies: ["SQLiteStore", "TestSupport"]),
+        .testTarget(name: "PurserCoreTests", dependencies: ["PurserCore", "PurserSQLite", "SQLiteStore", "PurserFuzz", "TestSupport"]),
+        .testTarget(name: "PurserServeTests", dependencies: ["PurserServe", "PurserCore", "TestSupport"]),
+        .testTarget(
+            name: "PurserCLITests",
+            dependencies: ["PurserCLI", "PurserCore", "PurserSQLite", "purser", "purser-crash-test", "purser-fake-provider", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

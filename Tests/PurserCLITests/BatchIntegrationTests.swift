@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+import TestSupport
 
 @Suite(.serialized)
 struct BatchIntegrationTests {
@@ -153,7 +154,7 @@ struct BatchIntegrationTests {
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port, batches: true)
         let database = temporaryDatabase()
-        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-refused-\(UUID().uuidString).jsonl").path
+        let job = testFiles.appendingPathComponent("purser-batch-refused-\(UUID().uuidString).jsonl").path
         try (0..<12).map { #"{"custom_id": "user-\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "deadline": "week"}"# }
             .joined(separator: "\n").write(toFile: job, atomically: true, encoding: .utf8)
         try await purser(["submit", job], database: database, pricing: pricing)
@@ -266,7 +267,7 @@ struct BatchIntegrationTests {
 
 /// The quickstart's prompts without their own deadlines, so that `--deadline` decides.
 private func quickstartWithoutDeadlines() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("quickstart-\(UUID().uuidString).jsonl").path
+    let path = testFiles.appendingPathComponent("quickstart-\(UUID().uuidString).jsonl").path
     var lines: [String] = []
     for line in try String(contentsOf: repository.appendingPathComponent("jobs/quickstart.jsonl"), encoding: .utf8).split(separator: "\n") {
         var object = try #require(try JSONParser.parse(String(line)).objectValue)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PurserCore
 @testable import PurserSQLite
+import TestSupport
 
 /// Budgets end to end, in-process on the simulator, with the clock set where each test needs it.
 @Suite struct BudgetTests {
@@ -10,7 +11,7 @@ import PurserCore
 
     /// Twenty identical requests submitted an hour before December, with a month to finish.
     func submitJob(maxCost: String? = nil) async throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("budget-job-\(UUID().uuidString).jsonl").path
+        let path = testFiles.appendingPathComponent("budget-job-\(UUID().uuidString).jsonl").path
         let lines = (1...20).map { #"{"custom_id": "q\#($0)", "prompt": "Summarise the attached quarterly report in three sentences.", "max_tokens": 400}"# }
         try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         let submitted = await purser(["submit", path, "--deadline", "30d"] + (maxCost.map { ["--max-cost", $0] } ?? []), database: database, at: december - 3_600_000)

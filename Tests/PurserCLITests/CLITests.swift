@@ -3,6 +3,7 @@ import Testing
 @testable import PurserCLI
 import PurserCore
 @testable import PurserSQLite
+import TestSupport
 
 @Test func rootHelpListsTheSubcommands() async {
     let run = await purser(["--help"])
@@ -169,7 +170,7 @@ import PurserCore
 
 @Test func rejectedSubmitExitsOneAndStoresNothing() async {
     let database = temporaryDatabasePath()
-    let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).jsonl").path
+    let file = testFiles.appendingPathComponent("bad-\(UUID().uuidString).jsonl").path
     _ = FileManager.default.createFile(atPath: file, contents: Data("{\"prompt\": \"ok\"}\n{oops\n".utf8))
     let run = await purser(["submit", file], database: database)
     #expect(run.code == 1)
@@ -200,7 +201,7 @@ import PurserCore
 }
 
 @Test func importLiteLLMWritesValidTablesAndCountsWhatItSkipped() async throws {
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("import-\(UUID().uuidString).json").path
+    let output = testFiles.appendingPathComponent("import-\(UUID().uuidString).json").path
     let litellm = repository.appendingPathComponent("Tests/Fixtures/litellm-excerpt.json").path
     let run = await purser(["pricing", "import-litellm", litellm, "--providers", "openai,anthropic", "--output", output, "--price-date", "2026-11-24"])
     #expect(run.code == 0)
@@ -248,7 +249,7 @@ import PurserCore
         #expect(text == file, "\(name) differs from pricing/\(name): run scripts/bundle-pricing.sh")
     }
     // The executable, run in a folder with no tables and no PURSER_PRICING, plans with the built-in ones.
-    let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("purser-no-tables-\(UUID().uuidString)")
+    let elsewhere = testFiles.appendingPathComponent("purser-no-tables-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
     let process = Process()
     process.executableURL = products.appendingPathComponent("purser")
@@ -297,7 +298,7 @@ import PurserCore
 @Test func completionScriptsCompleteCommandsSubcommandsFlagsAndChoices() async throws {
     let script = await purser(["--generate-completion-script", "bash"])
     #expect(script.code == 0)
-    let file = FileManager.default.temporaryDirectory.appendingPathComponent("purser-completion-\(UUID().uuidString).bash")
+    let file = testFiles.appendingPathComponent("purser-completion-\(UUID().uuidString).bash")
     try script.out.write(to: file, atomically: true, encoding: .utf8)
     defer { try? FileManager.default.removeItem(at: file) }
     func completions(_ words: [String]) async throws -> Set<String> {
@@ -333,7 +334,7 @@ import PurserCore
         let lead = index < 4 ? system : "Different instructions \(index)."
         lines.append(#"{"custom_id": "t\#(index)",  "method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-5-mini",  "max_tokens": 20, "messages": [{"role": "system", "content": "\#(lead)"}, {"role": "user", "content": "Ticket \#(index)"}]}}"#)
     }
-    let file = FileManager.default.temporaryDirectory.appendingPathComponent("groups-\(UUID().uuidString).jsonl")
+    let file = testFiles.appendingPathComponent("groups-\(UUID().uuidString).jsonl")
     try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
     #expect(await purser(["submit", file.path], database: database).code == 0)
     let rows = try query(database, "SELECT custom_id, prefix_group, prefix_tokens FROM requests ORDER BY line_number")

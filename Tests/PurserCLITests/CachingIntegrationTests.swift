@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PurserCore
 @testable import PurserSQLite
+import TestSupport
 
 /// Prompt caching over real HTTP: the fake provider caches as Anthropic does (only at the request's breakpoint, from
 /// 1,024 tokens, readable once the answer that wrote it has begun) and reports it in Anthropic's usage fields; Purser
@@ -25,7 +26,7 @@ struct CachingIntegrationTests {
         for index in 0..<12 {
             lines += #"{"custom_id": "c\#(index)", "pin": true, "params": {"model": "medium", "max_tokens": 16, "system": [{"type": "text", "text": "\#(shared)", "cache_control": {"type": "ephemeral"}}], "messages": [{"role": "user", "content": "Ticket \#(index)"}]}}"# + "\n"
         }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("caching-\(UUID().uuidString).jsonl")
+        let file = testFiles.appendingPathComponent("caching-\(UUID().uuidString).jsonl")
         try lines.write(to: file, atomically: true, encoding: .utf8)
         #expect(try await purser(["submit", file.path], database: database, pricing: directory).code == 0)
         // One call at a time: each finds the prefix the one before it wrote.
@@ -69,7 +70,7 @@ struct CachingIntegrationTests {
             lines += #"{"custom_id": "s\#(index)", "pin": true, "deadline": "hour", "params": {"model": "claude-sonnet-4-5", "max_tokens": 40, "system": "\#(shared)", "messages": [{"role": "user", "content": "Invoice \#(index)"}]}}"# + "\n"
         }
         lines += #"{"custom_id": "alone", "pin": true, "deadline": "hour", "params": {"model": "claude-sonnet-4-5", "max_tokens": 40, "system": "\#(shared) Only this one.", "messages": [{"role": "user", "content": "Invoice X"}]}}"# + "\n"
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("breakpoints-\(UUID().uuidString).jsonl")
+        let file = testFiles.appendingPathComponent("breakpoints-\(UUID().uuidString).jsonl")
         try lines.write(to: file, atomically: true, encoding: .utf8)
         // The real executable, on the real clock: a cache entry is readable once its answer has begun, which a clock
         // standing still (the in-process runs') never reaches.
@@ -118,7 +119,7 @@ struct CachingIntegrationTests {
                 ? #"{"custom_id": "p\#(index)", "pin": true, "deadline": "\#(deadline)", "params": {"model": "\#(model)", "max_tokens": 16, "system": "\#(shared)", "messages": [{"role": "user", "content": "Question \#(index)"}]}}"#
                 : #"{"custom_id": "p\#(index)", "pin": true, "deadline": "\#(deadline)", "body": {"model": "\#(model)", "max_tokens": 16, "messages": [{"role": "system", "content": "\#(shared)"}, {"role": "user", "content": "Question \#(index)"}]}}"#
         }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("prefix-job-\(UUID().uuidString).jsonl")
+        let file = testFiles.appendingPathComponent("prefix-job-\(UUID().uuidString).jsonl")
         try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
         return file
     }

@@ -5,6 +5,7 @@ import PurserCore
 @testable import PurserSQLite
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import TestSupport
 #endif
 
 @Suite(.serialized)
@@ -161,7 +162,7 @@ struct DispatchIntegrationTests {
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
         try await purser(["submit", try jobFile(300)], database: database, pricing: pricing)
-        let logs = (0..<2).map { FileManager.default.temporaryDirectory.appendingPathComponent("purser-two-\($0)-\(UUID().uuidString).txt") }
+        let logs = (0..<2).map { testFiles.appendingPathComponent("purser-two-\($0)-\(UUID().uuidString).txt") }
         let first = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing, errorLog: logs[0])
         let second = try startPurser(["run", "--concurrency", "8"], database: database, pricing: pricing, errorLog: logs[1])
         await exited(first)
@@ -277,7 +278,7 @@ struct DispatchIntegrationTests {
             let jobs = try query(database, "SELECT count(*), sum(request_count) FROM jobs")[0]
             #expect(jobs == ["4", "18", "", "", "", "", "", ""], "round \(round): \(jobs)")
             #expect(try query(database, "SELECT count(*) FROM requests")[0][0] == "18")
-            let leftovers = try FileManager.default.contentsOfDirectory(atPath: FileManager.default.temporaryDirectory.path)
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: testFiles.path)
                 .filter { $0.hasPrefix(URL(fileURLWithPath: database).lastPathComponent + ".building") }
             #expect(leftovers.isEmpty, "round \(round): \(leftovers)")
         }
@@ -355,7 +356,7 @@ struct DispatchIntegrationTests {
         let process = Process()
         process.executableURL = products.appendingPathComponent("purser-bench")
         process.arguments = ["--help"]
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-help-\(UUID().uuidString)")
+        let output = testFiles.appendingPathComponent("bench-help-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: output)
         try process.run()
@@ -376,7 +377,7 @@ struct DispatchIntegrationTests {
     func run(ulimit flags: String, concurrency: Int) async throws -> (code: Int32, error: String) {
         let database = temporaryDatabase()
         #expect(try await purser(["submit", try jobFile(120)], database: database, pricing: pricing).code == 0)
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("ulimit-\(UUID().uuidString).txt")
+        let log = testFiles.appendingPathComponent("ulimit-\(UUID().uuidString).txt")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")

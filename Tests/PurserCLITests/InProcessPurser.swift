@@ -1,6 +1,7 @@
 import Foundation
 @testable import PurserCLI
 import PurserCore
+import TestSupport
 
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -32,7 +33,7 @@ func purser(_ arguments: [String], environment: [String: String] = [:], database
 
 /// A database path in a fresh temporary folder.
 func temporaryDatabasePath() -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-cli-\(UUID().uuidString)")
+    let directory = testFiles.appendingPathComponent("purser-cli-\(UUID().uuidString)")
     try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return directory.appendingPathComponent("purser.db").path
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+import TestSupport
 
 /// Outcomes that are true: a run that can serve nothing says why and fails, plans made for providers that cannot
 /// be used now are made again, a plan that places nothing claims nothing, and a name two jobs share is no job.
@@ -41,7 +42,7 @@ struct OutcomesTests {
             .write(toFile: providers, atomically: true, encoding: .utf8)
         let database = temporaryDatabase()
         let lines = (0..<6).map { #"{"custom_id": "q\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "model": "medium", "deadline": "1h"}"# }
-        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-stranded-\(UUID().uuidString).jsonl").path
+        let job = testFiles.appendingPathComponent("purser-stranded-\(UUID().uuidString).jsonl").path
         try (lines.joined(separator: "\n") + "\n").write(toFile: job, atomically: true, encoding: .utf8)
         try await purser(["submit", job], database: database, pricing: pricing)
         // Planned while both providers could be used: every request on the cheaper one.
@@ -104,7 +105,7 @@ struct OutcomesTests {
         func line(_ id: String, _ providers: String?) -> String {
             #"{"custom_id": "\#(id)", "prompt": "Hi \#(id)", "max_tokens": 10, "model": "small", "deadline": "1h"\#(providers.map { ", \"providers\": \($0)" } ?? "")}"#
         }
-        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-providers-\(UUID().uuidString).jsonl").path
+        let job = testFiles.appendingPathComponent("purser-providers-\(UUID().uuidString).jsonl").path
         try ([line("only-anthropic", #"{"only": ["fakeanthropic"]}"#), line("not-openai", #"{"ignore": ["fakeopenai"]}"#), line("free", nil)]
             .joined(separator: "\n") + "\n").write(toFile: job, atomically: true, encoding: .utf8)
         let submitted = try await purser(["submit", job], database: database, pricing: pricing)
@@ -133,7 +134,7 @@ struct OutcomesTests {
         #expect(second?["mix"]?.arrayValue?.compactMap { $0.objectValue?["model"]?.stringValue } == ["fakeopenai/small"])
         let bad = try await purser(["submit", job, "--force", "--only-providers", "nobody"], database: database, pricing: pricing)
         #expect(bad.code == 64 && bad.error.contains("--only-providers: 'nobody' is not a provider of the tables"), "\(bad.error)")
-        let badLine = FileManager.default.temporaryDirectory.appendingPathComponent("purser-providers-bad-\(UUID().uuidString).jsonl").path
+        let badLine = testFiles.appendingPathComponent("purser-providers-bad-\(UUID().uuidString).jsonl").path
         try (line("x", #"{"only": ["nobody"]}"#) + "\n").write(toFile: badLine, atomically: true, encoding: .utf8)
         let rejected = try await purser(["submit", badLine], database: database, pricing: pricing)
         #expect(rejected.code == 1 && rejected.error.contains("providers.only names \"nobody\", which is not a provider of the tables"), "\(rejected.error)")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PurserCore
 @testable import PurserSQLite
+import TestSupport
 
 /// What `purser results` writes validates with the official SDKs' own types (pinned in .build/sdk-venv by
 /// scripts/sdk-venv.sh, as .ci/run makes it), for native, translated, simulated, failed, expired and cancelled
@@ -10,7 +11,7 @@ import PurserCore
 struct OutputShapesTests {
     /// Runs the SDK validator on `lines` written in `format`; its counts of line kinds.
     private func validate(_ format: String, _ text: String) async throws -> [String: Int] {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("purser-results-\(UUID().uuidString).jsonl")
+        let file = testFiles.appendingPathComponent("purser-results-\(UUID().uuidString).jsonl")
         try text.write(to: file, atomically: true, encoding: .utf8)
         let (code, said) = try await runPython(repository.appendingPathComponent("scripts/validate_sdk_shapes.py").path, [format, file.path])
         #expect(code == 0, "\(said)")
@@ -18,7 +19,7 @@ struct OutputShapesTests {
     }
 
     private func write(_ lines: [String]) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-shapes-\(UUID().uuidString).jsonl").path
+        let path = testFiles.appendingPathComponent("purser-shapes-\(UUID().uuidString).jsonl").path
         try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+import TestSupport
 
 /// Issue 17: a capacity-bound plan is kept when served. Four models limited to 240 requests a minute and 360 requests due
 /// in 30 seconds: the plan fills the three cheapest to what their limits allow by then (116 each) and puts the rest on
@@ -13,7 +14,7 @@ struct PlanKeptTests {
     /// `count` models m1… of one provider at `baseURL` (the simulator's, by default, which is never called), each
     /// limited to 240 requests a minute, m1 the cheapest.
     static func pricing(models count: Int = 4, baseURL: String = "http://127.0.0.1:9/v1") throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString)")
+        let directory = testFiles.appendingPathComponent("purser-plan-kept-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try """
             {"providers": [{"name": "limited", "dialect": "openai", "base_url": "\(baseURL)", "api_key_env": "FAKE_KEY", "batch_api": false}]}
@@ -37,7 +38,7 @@ struct PlanKeptTests {
         try await alone {
             let pricing = try Self.pricing()
             let database = temporaryDatabase()
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+            let path = testFiles.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
             try Self.writeJob(to: path)
             let submit = try await purser(["submit", path], database: database, pricing: pricing, key: nil)
             #expect(submit.code == 0, "\(submit.error)")
@@ -73,7 +74,7 @@ struct PlanKeptTests {
             defer { server.stop() }
             let pricing = try Self.pricing(models: 5, baseURL: "http://127.0.0.1:\(server.port)/v1")
             let database = temporaryDatabase()
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+            let path = testFiles.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
             try Self.writeJob(to: path)
             #expect(try await purser(["submit", path], database: database, pricing: pricing).code == 0)
             let plan = try await purser(["plan", "1"], database: database, pricing: pricing)
@@ -99,7 +100,7 @@ struct PlanKeptTests {
         try await alone {
             let pricing = try Self.pricing(models: 5)
             let database = temporaryDatabase()
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
+            let path = testFiles.appendingPathComponent("purser-plan-kept-\(UUID().uuidString).jsonl").path
             try Self.writeJob(to: path)
             #expect(try await purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
             let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)

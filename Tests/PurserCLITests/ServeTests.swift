@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PurserCore
 @testable import PurserSQLite
+import TestSupport
 
 /// `purser serve` as a child process on a free port of 127.0.0.1, on the simulator, stopped by the test.
 final class ServeProcess {
@@ -16,7 +17,7 @@ final class ServeProcess {
         var environment = ProcessInfo.processInfo.environment
         environment["PURSER_PRICING"] = repository.appendingPathComponent("pricing").path
         process.environment = environment
-        let directory = FileManager.default.temporaryDirectory
+        let directory = testFiles
         let out = directory.appendingPathComponent("serve-out-\(UUID().uuidString)")
         log = directory.appendingPathComponent("serve-err-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -121,7 +122,7 @@ func makeKey(project: String, role: String = "submit", database: String) async t
             let beta = try await makeKey(project: "beta", database: database)
             let reader = try await makeKey(project: "alpha", role: "read", database: database)
             let serve = try await ServeProcess(database: database)
-            let work = FileManager.default.temporaryDirectory.appendingPathComponent("sdk-work-\(UUID().uuidString)")
+            let work = testFiles.appendingPathComponent("sdk-work-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             let (code, out) = try await ServeTests.python("sdk_serve_check.py", [serve.base, alpha, beta, reader, work.path])
             #expect(code == 0, "\(out)\n--- serve's log:\n\(serve.errorLog)")
@@ -214,7 +215,7 @@ func makeKey(project: String, role: String = "submit", database: String) async t
             let key = try await makeKey(project: "search", database: database)
             let serve = try await ServeProcess(database: database)
             for (snippet, expected) in zip(snippets, ["completed 5 of 5", "note-3 succeeded"]) {
-                let file = FileManager.default.temporaryDirectory.appendingPathComponent("readme-snippet-\(UUID().uuidString).py")
+                let file = testFiles.appendingPathComponent("readme-snippet-\(UUID().uuidString).py")
                 try snippet.write(to: file, atomically: true, encoding: .utf8)
                 let (code, said) = try await runPython(file.path, [], in: repository, environment: ["PURSER_URL": serve.base, "PURSER_KEY": key])
                 #expect(code == 0 && said.contains(expected), "\(said)")
@@ -233,7 +234,7 @@ func makeKey(project: String, role: String = "submit", database: String) async t
             let database = temporaryDatabasePath()
             let admin = try await makeKey(project: "alpha", role: "admin", database: database)
             let serve = try await ServeProcess(database: database, speedup: 60, extra: ["--concurrency", "4"])
-            let work = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
+            let work = testFiles.appendingPathComponent("dashboard-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             let (code, out) = try await ServeTests.python("dashboard_check.py", [
                 serve.base, admin, products.appendingPathComponent("purser").path, database, work.path,

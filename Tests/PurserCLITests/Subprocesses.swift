@@ -5,6 +5,7 @@ import PurserCore
 @testable import PurserSQLite
 #if canImport(FoundationNetworking)
 import FoundationNetworking
+import TestSupport
 #endif
 
 // What the integration tests share: the real executables run as child processes, the fake provider, and
@@ -30,7 +31,7 @@ final class FakeProviderProcess {
         process.executableURL = products.appendingPathComponent("purser-fake-provider")
         process.arguments = ["--max-seconds", "120"] + arguments
         // A file, not a pipe: pipes leak into other tests' children and then never reach end of file.
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("fake-provider-\(UUID().uuidString).txt")
+        let output = testFiles.appendingPathComponent("fake-provider-\(UUID().uuidString).txt")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: output)
         try process.run()
@@ -66,7 +67,7 @@ final class FakeProviderProcess {
 
 /// A pricing folder whose two providers (one per dialect) point at the fake server.
 func fakePricing(port: Int, batches: Bool = false, tiers: ((String) -> String)? = nil) throws -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-fake-pricing-\(UUID().uuidString)")
+    let directory = testFiles.appendingPathComponent("purser-fake-pricing-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let tiersText = try String(contentsOf: products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("pricing/tiers.json"), encoding: .utf8)
@@ -98,7 +99,7 @@ func fakePricing(port: Int, batches: Bool = false, tiers: ((String) -> String)? 
 /// their route) and its key in FAKE_KEY; no batches, so everything is served live.
 func bundledPricingOnFake(port: Int) throws -> String {
     let source = products.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("pricing")
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-bundled-on-fake-\(UUID().uuidString)")
+    let directory = testFiles.appendingPathComponent("purser-bundled-on-fake-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     for name in try FileManager.default.contentsOfDirectory(atPath: source.path) where name.hasSuffix(".json") {
         var text = try String(contentsOf: source.appendingPathComponent(name), encoding: .utf8)
@@ -128,7 +129,7 @@ func purser(
 ) async throws -> (code: Int32, out: String, error: String) {
     let process = purserProcess(arguments, database: database, pricing: pricing, key: key, environment: extra, executable: executable)
     // Files, not pipes: a pipe leaks into children other tests start meanwhile and then never reaches end of file.
-    let directory = FileManager.default.temporaryDirectory
+    let directory = testFiles
     let out = directory.appendingPathComponent("purser-out-\(UUID().uuidString)"), error = directory.appendingPathComponent("purser-err-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
     _ = FileManager.default.createFile(atPath: error.path, contents: nil)
@@ -186,7 +187,7 @@ func startPurser(_ arguments: [String], database: String, pricing: String, error
 
 /// A job of `count` lines, split between the two dialects, each naming a fake model.
 func jobFile(_ count: Int, model: (Int) -> String = { $0 % 3 == 0 ? "medium" : "small" }) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-job-\(UUID().uuidString).jsonl").path
+    let path = testFiles.appendingPathComponent("purser-job-\(UUID().uuidString).jsonl").path
     var text = ""
     for index in 0..<count {
         let name = model(index)
@@ -201,7 +202,7 @@ func jobFile(_ count: Int, model: (Int) -> String = { $0 % 3 == 0 ? "medium" : "
 }
 
 func temporaryDatabase() -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("purser-dispatch-\(UUID().uuidString).db").path
+    testFiles.appendingPathComponent("purser-dispatch-\(UUID().uuidString).db").path
 }
 
 /// Rows of a query against the test's database, through the same SQLite the product uses.
@@ -276,7 +277,7 @@ func recordQuickBatches(_ database: String, model: String = "fakeopenai/small", 
 
 /// A job of `count` minimal lines for one fake model, with `deadline` (a `week` goes by batch).
 func batchJob(_ count: Int, model: String, deadline: String = "week") throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("purser-batch-job-\(UUID().uuidString).jsonl").path
+    let path = testFiles.appendingPathComponent("purser-batch-job-\(UUID().uuidString).jsonl").path
     let lines = (0..<count).map { #"{"custom_id": "user-\#($0)", "prompt": "Question \#($0)", "max_tokens": 20, "model": "\#(model)", "pin": true, "deadline": "\#(deadline)"}"# }
     try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
     return path
@@ -338,9 +339,11 @@ func runPython(_ file: String, _ arguments: [String], in folder: URL? = nil, env
     process.arguments = [file] + arguments
     if let folder { process.currentDirectoryURL = folder }
     var environment = ProcessInfo.processInfo.environment
+    // What the SDKs and the browser keep for themselves (Chromium's profile) goes with the tests' files.
+    environment["TMPDIR"] = testFiles.path
     for (name, value) in extra { environment[name] = value }
     process.environment = environment
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("python-\(UUID().uuidString).txt")
+    let output = testFiles.appendingPathComponent("python-\(UUID().uuidString).txt")
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: output)
     process.standardError = process.standardOutput

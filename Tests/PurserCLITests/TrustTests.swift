@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import PurserCore
+import TestSupport
 
 /// Credentials go only to the provider's origin, and a batch belongs to one database. A second fake on
 /// 127.0.0.2 stands for "another origin": it counts every request that reaches it and those that carry a key.
@@ -226,7 +227,7 @@ struct TrustTests {
 
     @Test func answersInFlightWhenTheDiskFillsUpAreKeptAndStoredByTheNextRunWithoutCallingAgain() async throws {
         // A small file system of its own (tmpfs; this machine's tests run as root, as CI does), filled while calls are out.
-        let disk = FileManager.default.temporaryDirectory.appendingPathComponent("purser-full-disk-\(UUID().uuidString)").path
+        let disk = testFiles.appendingPathComponent("purser-full-disk-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
         #expect(try system("/bin/mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", disk]) == 0, "mounting a small tmpfs needs root")
         defer { _ = try? system("/bin/umount", ["-l", disk]) }
@@ -235,7 +236,7 @@ struct TrustTests {
         let pricing = try fakePricing(port: server.port)
         let database = disk + "/purser.db"
         try await purser(["submit", try jobFile(40)], database: database, pricing: pricing)
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("purser-full-disk-\(UUID().uuidString).log")
+        let log = testFiles.appendingPathComponent("purser-full-disk-\(UUID().uuidString).log")
         let run = try startPurser(["run", "--concurrency", "40"], database: database, pricing: pricing, errorLog: log)
         // Once the run has set its recovery file's space aside and its calls are out, the disk is filled to the last byte.
         let recovery = database + ".recovery.\(run.processIdentifier)"
@@ -271,7 +272,7 @@ struct TrustTests {
         defer { server.stop() }
         let pricing = try fakePricing(port: server.port)
         let database = temporaryDatabase()
-        let job = FileManager.default.temporaryDirectory.appendingPathComponent("purser-retry-after-\(UUID().uuidString).jsonl").path
+        let job = testFiles.appendingPathComponent("purser-retry-after-\(UUID().uuidString).jsonl").path
         let lines = (0..<4).map { index in
             #"{"custom_id": "q\#(index)", "prompt": "Question \#(index)", "max_tokens": 20, "model": "small", "deadline": "1h"\#(index < 2 ? ", \"pin\": true" : "")}"#
         }

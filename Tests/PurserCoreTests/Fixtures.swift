@@ -1,6 +1,7 @@
 import Foundation
 @testable import PurserCore
 import SQLiteStore
+import TestSupport
 
 /// Paths and small builders shared by the core tests.
 enum Fixtures {
@@ -13,7 +14,7 @@ enum Fixtures {
     static let litellmExcerpt = repository.appendingPathComponent("Tests/Fixtures/litellm-excerpt.json").path
 
     static func temporaryDirectory() -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("purser-test-\(UUID().uuidString)")
+        let url = testFiles.appendingPathComponent("purser-test-\(UUID().uuidString)")
         try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import PurserCore
+import TestSupport
 
 /// The HTTP engine against a local server: what it sends and reads, the connections it keeps, and every way an
 /// exchange ends short of an answer. One test at a time: the process has one engine, and the connections a test counts
@@ -145,7 +146,7 @@ import Testing
         var outgoing = request(server)
         outgoing.sink = .memory(limit: 1_000)
         #expect(await HTTPEngine.shared.send(outgoing).failure == .tooLarge(limit: 1_000))
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)").path
+        let file = testFiles.appendingPathComponent("engine-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: file) }
         outgoing.sink = .file(path: file, limit: 5_000)
         #expect(await HTTPEngine.shared.send(outgoing).failure == .tooLarge(limit: 5_000))
@@ -158,7 +159,7 @@ import Testing
     @Test func aFileIsSentFromDisk() async throws {
         let server = try LocalHTTPServer { received in .answer(status: 200, body: Array(String(received.body.count).utf8)) }
         defer { server.stop() }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)")
+        let file = testFiles.appendingPathComponent("engine-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: file) }
         let contents = Array((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 % 251) })
         try Data(contents).write(to: file)
@@ -270,7 +271,7 @@ import Testing
 /// A temporary folder holding a certificate for 127.0.0.1 that no authority vouches for (`cert.pem`, `key.pem`), made
 /// with openssl, and a way to run servers in it.
 private struct SelfSignedServerFolder {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("engine-tls-\(UUID().uuidString)")
+    let folder = testFiles.appendingPathComponent("engine-tls-\(UUID().uuidString)")
     let openssl: String
     var certificate: String { folder.appendingPathComponent("cert.pem").path }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PurserCore
 @testable import PurserServe
+import TestSupport
 
 /// A connection over a socket pair: what the test writes into one end, the server's reader reads from the other.
 private func connection(sending bytes: [UInt8], limits: HTTPLimits = HTTPLimits()) throws -> HTTPConnection {
@@ -41,7 +42,7 @@ private func request(_ body: [UInt8], boundary: String) -> [UInt8] {
     let reader = try connection(sending: request(body, boundary: boundary))
     let head = try #require(try reader.readHead())
     #expect(head.method == "POST" && head.path == "/v1/files")
-    let destination = FileManager.default.temporaryDirectory.appendingPathComponent("upload-\(UUID().uuidString)").path
+    let destination = testFiles.appendingPathComponent("upload-\(UUID().uuidString)").path
     defer { unlink(destination) }
     let upload = try MultipartUpload.read(try HTTPBody(connection: reader, request: head, limit: 1 << 30), boundary: boundary, fileField: "file",
         destination: destination, maximumFileBytes: 1 << 30)
@@ -56,7 +57,7 @@ private func request(_ body: [UInt8], boundary: String) -> [UInt8] {
     let big = multipart(boundary: boundary, purpose: "batch", file: [UInt8](repeating: 65, count: 10_000))
     let reader = try connection(sending: request(big, boundary: boundary))
     let head = try #require(try reader.readHead())
-    let destination = FileManager.default.temporaryDirectory.appendingPathComponent("upload-\(UUID().uuidString)").path
+    let destination = testFiles.appendingPathComponent("upload-\(UUID().uuidString)").path
     defer { unlink(destination) }
     #expect(throws: HTTPFailure.self) {
         try MultipartUpload.read(try HTTPBody(connection: reader, request: head, limit: 1 << 20), boundary: boundary, fileField: "file",

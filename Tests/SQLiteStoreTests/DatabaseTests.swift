@@ -1,9 +1,10 @@
 import Foundation
 import Testing
 @testable import SQLiteStore
+import TestSupport
 
 private func temporaryPath(_ name: String = "test.db") -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("purser-sqlite-\(UUID().uuidString)")
+    let directory = testFiles.appendingPathComponent("purser-sqlite-\(UUID().uuidString)")
     try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return directory.appendingPathComponent(name).path
 }
