@@ -559,8 +559,6 @@ public final class Dispatcher: Sendable {
         }
         // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
         // its model's limits leave no room by then, a model with room now takes it, or it expires.
-        // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
-        // its model's limits leave no room by then, a model with room now takes it, or it expires.
         let tokens = request.needs.rateLimitTokens
         var acquired: RateLimiter.Slot?
         do {
