@@ -449,74 +449,52 @@ public final class Dispatcher: Sendable {
 
     // MARK: - One request
 
+    /// Where a call goes: its model, that model's provider, and the mode it is sent in. A reference, so that passing
+    /// one from step to step copies a pointer rather than a model and a provider into each step's frame (see `serve`).
+    private final class Route: Sendable {
+        let model: Model
+        let provider: Provider
+        let mode: DispatchMode
+
+        init(_ route: (Model, Provider, DispatchMode)) { (model, provider, mode) = route }
+    }
+
     /// Serves one claimed request; its paid answer, to be stored, when the call brought one, and nil when it ended
     /// otherwise (retried, expired, failed, moved or given back, each already written).
+    ///
+    /// What is seldom needed (routing around a paused provider, spilling over, a cache primer's turn, another model
+    /// when the planned one has no room) is in functions of its own: an async function's frame holds a place for every
+    /// value passed at each of its waits, and a worker's task keeps the largest frames it has needed for as long as it
+    /// runs. With all of them here, this frame took 33 KB, held by every call in flight.
     private func serve(_ request: ClaimedRequest) async -> PaidAnswer? {
         let now = clock.now()
         if !options.allowLate && request.deadlineAt < now {
             if await persistKept("expire \(request.customID)", { try await self.queue.recordExpiry(request) }) { await state.count(.expired) }
             return nil
         }
-        guard var model = catalog.model(id: request.plannedModel), var provider = catalog.providers[model.provider] else {
+        guard let planned = catalog.model(id: request.plannedModel), let plannedProvider = catalog.providers[planned.provider] else {
             await fail(request, "its planned model \(request.plannedModel) is no longer in the pricing tables", attempt: nil)
             return nil
         }
-        var mode = request.plannedMode
-        switch await health.permit(provider.name, now: now) {
+        var route = Route((planned, plannedProvider, request.plannedMode))
+        switch await health.permit(route.provider.name, now: now) {
         case .go, .probe:
             break
         case .disabled(let reason):
-            await persist("return \(request.customID) to the queue") {
-                try await self.queue.release(request, countAttempt: false, attempt: nil, reason: "provider \(provider.name): \(reason)")
-            }
+            await release(request, reason: "provider \(route.provider.name): \(reason)")
             return nil
         case .wait(let until):
-            // Routed around the paused provider when another model can serve it; otherwise it waits.
-            let paused = "provider \(provider.name) is paused" + (await health.lastError(provider.name).map { " after: \($0)" } ?? "")
-            guard let alternative = await alternative(for: request, excluding: [model.id]) else {
-                await persist("return \(request.customID) to the queue") {
-                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
-                }
-                return nil
-            }
-            guard await move(request, to: alternative, now: now) else {
-                await persist("return \(request.customID) to the queue") {
-                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: paused, notBefore: until)
-                }
-                return nil
-            }
-            (model, provider, mode) = alternative
+            guard let around = await routeAroundPause(request, route, until: until, now: now) else { return nil }
+            route = around
         }
-        if request.spillsOver && model.id == request.plannedModel {
-            // Its model's present rate would not reach it in time. The cheapest model that takes spills (not slowed, its
-            // own queue reached in time) serves it now if it has room, or is planned for it, to serve it as its limits
-            // free up: a spill is never sent to a dear model only because a cheap one is a few seconds from room.
-            // Never back onto a model it spilled off in this run: a spill can push the next model's own tail out of
-            // reach, and without this the same requests went round between models that were each at their limit.
-            let (takingSpills, withRoom) = await modelsTakingSpills()
-            let spilledOff = await state.spill(request.id, off: model.id)
-            guard let alternative = await alternative(
-                for: request, excluding: Set(catalog.models.map(\.id)).subtracting(takingSpills).union(spilledOff))
-            else {
-                await persist("return \(request.customID) to the queue") {
-                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: now + 250)
-                }
-                return nil
-            }
-            await state.count(.fellBack)
-            guard withRoom.contains(alternative.0.id), await move(request, to: alternative, now: now) else {
-                await replan(request, onto: alternative.0, mode: alternative.2, now: now)
-                await persist("return \(request.customID) to the queue") {
-                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: nil)
-                }
-                return nil
-            }
-            (model, provider, mode) = alternative
+        if request.spillsOver && route.model.id == request.plannedModel {
+            guard let spilled = await spill(request, off: route, now: now) else { return nil }
+            route = spilled
         }
         // When a rehearsal answers a request planned for a window ahead of time, it prices it at the window's opening.
         var windowOpening: Int64?
-        if mode == .offpeak, let opening = Dispatcher.nextWindowOpening(model, after: now), opening > now,
-            opening + model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens)) <= request.deadlineAt
+        if route.mode == .offpeak, let opening = Dispatcher.nextWindowOpening(route.model, after: now), opening > now,
+            opening + route.model.speed.callDuration(outputTokens: route.model.outputAllowance(request.needs.maxOutputTokens)) <= request.deadlineAt
         {
             if options.simulate && options.simulationSpeedup > 1 {
                 // A sped-up rehearsal does not wait hours of real time for the window: the simulator answers now, as the
@@ -524,63 +502,19 @@ public final class Dispatcher: Sendable {
                 windowOpening = opening
             } else {
                 // Planned for a discount window that is not open: wait for it, since it still leaves time.
-                await persist("return \(request.customID) to wait for its window") {
-                    try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil, notBefore: opening)
-                }
+                await release(request, notBefore: opening, what: "wait for its window")
                 return nil
             }
         }
-        // A call that can read a cache its group's first call writes waits for that call's answer, but never past the
-        // moment it must start by, nor much longer than a few calls' time (a primer that hangs does not hold its group):
-        // caching is never a reason to miss a deadline.
-        var primer: String?
+        let primedLifetime = Int64(300_000 / (options.simulate ? max(options.simulationSpeedup, 0.001) : 1)) + 1
+        let primer = await primerTurn(request, route, lifetime: primedLifetime)
         var primerDone = false
         // A primer that returns before its call (no room by its latest start, a body that cannot be sent) hands the turn on.
         defer { if let primer, !primerDone { Task { await self.primers.failed(primer) } } }
-        let primedLifetime = Int64(300_000 / (options.simulate ? max(options.simulationSpeedup, 0.001) : 1)) + 1
-        if let group = request.prefixGroup, group.requests >= 2, let rule = model.caching, group.tokens >= rule.minimumPrefixTokens,
-           rule.keepsCache(in: mode) {
-            let key = CachePrimers.key(group: group.id, model: model.id)
-            let scale = options.simulate ? max(options.simulationSpeedup, 0.001) : 1
-            let callTime = Int64(Double(model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))) / scale) + 1
-            let step = max(callTime / 8, 1)
-            let started = clock.now()
-            let limit = min(latestStart(of: request, on: model) ?? Int64.max, started + 4 * callTime + 250)
-            waiting: while true {
-                let now = clock.now()
-                switch await primers.turn(key, now: now, lifetime: primedLifetime) {
-                case .prime: primer = key; break waiting
-                case .go: break waiting
-                case .wait:
-                    if now + step > limit { break waiting }
-                    await clock.pause(milliseconds: step)
-                }
-            }
-        }
-        // The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
-        // its model's limits leave no room by then, a model with room now takes it, or it expires.
-        let tokens = request.needs.rateLimitTokens
-        var acquired: RateLimiter.Slot?
-        do {
-            acquired = try await limiter.acquire(model, tokens: tokens, startBy: latestStart(of: request, on: model))
-            if acquired == nil {
-                let full = await limiter.allowances(catalog.models).filter { $0.value.requests == 0 }.map(\.key)
-                if let alternative = await alternative(for: request, excluding: Set(full + [model.id])), await move(request, to: alternative, now: clock.now()) {
-                    (model, provider, mode) = alternative
-                    windowOpening = nil
-                    await state.count(.fellBack)
-                    acquired = try await limiter.acquire(model, tokens: tokens, startBy: latestStart(of: request, on: model))
-                }
-            }
-        } catch {
-            await persist("return \(request.customID) to the queue") { try await self.queue.release(request, countAttempt: false, attempt: nil, reason: nil) }
-            return nil
-        }
-        guard let slot = acquired else {
-            let reason = "no model's rate limits left room to start it by its latest start (its deadline less the call's time)"
-            if await persistKept("expire \(request.customID)", { try await self.queue.recordExpiry(request, reason: reason) }) { await state.count(.expired) }
-            return nil
-        }
+        guard let (slot, slotRoute) = await rateLimitSlot(request, route) else { return nil }
+        if slotRoute.model.id != route.model.id { windowOpening = nil }
+        route = slotRoute
+        let (model, provider, mode) = (route.model, route.provider, route.mode)
         let body: JSONObject
         do {
             body = PromptCaching.prepared(
@@ -596,7 +530,20 @@ public final class Dispatcher: Sendable {
             timeoutSeconds: options.timeoutSeconds)
         let callStarted = clock.now()
         let outcome = await caller.call(call)
-        let finished = clock.now()
+        primerDone = true
+        return await settle(
+            request, call, slot: slot, primer: primer, primedLifetime: primedLifetime, windowOpening: windowOpening, started: callStarted,
+            outcome: outcome, finished: clock.now())
+    }
+
+    /// What a call's outcome comes to: its paid answer, to be stored, or nil when it failed (written, retried or handled).
+    /// Releases its rate-limit slot and, for a cache primer, tells the calls waiting on it how it went.
+    @inline(never)  // As `routeAroundPause`: every call comes here, but only once its wait is over.
+    private func settle(
+        _ request: ClaimedRequest, _ call: ProviderCall, slot: RateLimiter.Slot, primer: String?, primedLifetime: Int64, windowOpening: Int64?,
+        started callStarted: Int64, outcome: Result<ProviderResponse, CallFailure>, finished: Int64
+    ) async -> PaidAnswer? {
+        let (model, provider, mode) = (call.model, call.provider, call.mode)
         // A success also lets a model slowed by 429s climb back, in the same step.
         if case .success = outcome {
             await limiter.release(slot, answeredAfter: finished - callStarted)
@@ -605,7 +552,6 @@ public final class Dispatcher: Sendable {
         }
         if let primer {
             if case .success = outcome { await primers.primed(primer, now: finished, lifetime: primedLifetime) } else { await primers.failed(primer) }
-            primerDone = true
         }
         func attempt(_ outcome: String, status: Int?, error: String?, usage: Usage?, simulated: Bool) -> AttemptRecord {
             AttemptRecord(
@@ -640,6 +586,107 @@ public final class Dispatcher: Sendable {
             await handle(failure, of: request, model: model, provider: provider, attempt: record)
         }
         return nil
+    }
+
+    /// Returns a request to the queue, its attempt not counted: ready at once, or waiting until `notBefore`.
+    private func release(_ request: ClaimedRequest, reason: String? = nil, notBefore: Int64? = nil, what: String = "the queue") async {
+        await persist("return \(request.customID) to \(what)") {
+            try await self.queue.release(request, countAttempt: false, attempt: nil, reason: reason, notBefore: notBefore)
+        }
+    }
+
+    /// Its provider is paused: another model that can serve it now takes it, or it waits for the pause to end (nil).
+    @inline(never)  // Its frame is needed only here (see `serve`).
+    private func routeAroundPause(_ request: ClaimedRequest, _ route: Route, until: Int64, now: Int64) async -> Route? {
+        let paused = "provider \(route.provider.name) is paused" + (await health.lastError(route.provider.name).map { " after: \($0)" } ?? "")
+        guard let alternative = await alternative(for: request, excluding: [route.model.id]), await move(request, to: alternative, now: now) else {
+            await release(request, reason: paused, notBefore: until)
+            return nil
+        }
+        return Route(alternative)
+    }
+
+    /// Its model's present rate would not reach it in time. The cheapest model that takes spills (not slowed, its own
+    /// queue reached in time) serves it now if it has room (the route returned), or is planned for it, to serve it as
+    /// its limits free up (nil): a spill is never sent to a dear model only because a cheap one is a few seconds from
+    /// room. Never back onto a model it spilled off in this run: a spill can push the next model's own tail out of
+    /// reach, and without this the same requests went round between models that were each at their limit.
+    @inline(never)  // As `routeAroundPause`.
+    private func spill(_ request: ClaimedRequest, off route: Route, now: Int64) async -> Route? {
+        let (takingSpills, withRoom) = await modelsTakingSpills()
+        let spilledOff = await state.spill(request.id, off: route.model.id)
+        guard let alternative = await alternative(
+            for: request, excluding: Set(catalog.models.map(\.id)).subtracting(takingSpills).union(spilledOff))
+        else {
+            await release(request, notBefore: now + 250)
+            return nil
+        }
+        await state.count(.fellBack)
+        guard withRoom.contains(alternative.0.id), await move(request, to: alternative, now: now) else {
+            await replan(request, onto: alternative.0, mode: alternative.2, now: now)
+            await release(request)
+            return nil
+        }
+        return Route(alternative)
+    }
+
+    /// A call that can read a cache its group's first call writes waits for that call's answer, but never past the
+    /// moment it must start by, nor much longer than a few calls' time (a primer that hangs does not hold its group):
+    /// caching is never a reason to miss a deadline. Returns the group's key when this call is the one to write it.
+    @inline(never)  // As `routeAroundPause`.
+    private func primerTurn(_ request: ClaimedRequest, _ route: Route, lifetime primedLifetime: Int64) async -> String? {
+        let model = route.model
+        guard let group = request.prefixGroup, group.requests >= 2, let rule = model.caching, group.tokens >= rule.minimumPrefixTokens,
+            rule.keepsCache(in: route.mode)
+        else { return nil }
+        let key = CachePrimers.key(group: group.id, model: model.id)
+        let scale = options.simulate ? max(options.simulationSpeedup, 0.001) : 1
+        let callTime = Int64(Double(model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens))) / scale) + 1
+        let step = max(callTime / 8, 1)
+        let started = clock.now()
+        let limit = min(latestStart(of: request, on: model) ?? Int64.max, started + 4 * callTime + 250)
+        while true {
+            let now = clock.now()
+            switch await primers.turn(key, now: now, lifetime: primedLifetime) {
+            case .prime: return key
+            case .go: return nil
+            case .wait:
+                if now + step > limit { return nil }
+                await clock.pause(milliseconds: step)
+            }
+        }
+    }
+
+    /// The call starts by the latest moment that still finishes by the deadline, or not at all (unless --allow-late): when
+    /// its model's limits leave no room by then, a model with room now takes it, or it expires. Returns the slot taken
+    /// and the route it is for; nil when the request was given back or expired (written).
+    @inline(never)  // As `routeAroundPause`.
+    private func rateLimitSlot(_ request: ClaimedRequest, _ planned: Route) async -> (RateLimiter.Slot, Route)? {
+        do {
+            let startBy = latestStart(of: request, on: planned.model)
+            if let slot = try await limiter.acquire(planned.model, tokens: request.needs.rateLimitTokens, startBy: startBy) {
+                return (slot, planned)
+            }
+            if let elsewhere = try await slotElsewhere(request, planned) { return elsewhere }
+        } catch {
+            await release(request)
+            return nil
+        }
+        let reason = "no model's rate limits left room to start it by its latest start (its deadline less the call's time)"
+        if await persistKept("expire \(request.customID)", { try await self.queue.recordExpiry(request, reason: reason) }) { await state.count(.expired) }
+        return nil
+    }
+
+    /// The planned model's limits leave no room by the request's latest start: a model with room now takes it, if any.
+    @inline(never)  // As `routeAroundPause`.
+    private func slotElsewhere(_ request: ClaimedRequest, _ planned: Route) async throws -> (RateLimiter.Slot, Route)? {
+        let full = await limiter.allowances(catalog.models).filter { $0.value.requests == 0 }.map(\.key)
+        guard let alternative = await alternative(for: request, excluding: Set(full + [planned.model.id])),
+            await move(request, to: alternative, now: clock.now())
+        else { return nil }
+        await state.count(.fellBack)
+        let startBy = latestStart(of: request, on: alternative.0)
+        return try await limiter.acquire(alternative.0, tokens: request.needs.rateLimitTokens, startBy: startBy).map { ($0, Route(alternative)) }
     }
 
     private func report(_ change: ProviderHealth.Change, provider: Provider) {
