@@ -31,7 +31,11 @@ import Testing
         var options = RunOptions(worker: "dispatcher-test")
         options.concurrency = concurrency
         options.graceSeconds = grace
-        options.workFolder = WorkFolder(folder: Fixtures.temporaryDirectory().appendingPathComponent("work").path)
+        let folder = Fixtures.temporaryDirectory()
+        options.workFolder = WorkFolder(folder: folder.appendingPathComponent("work").path)
+        // As `purser run` does: each call noted before it is sent, so the run claims ahead of its calls; the file is
+        // written again every few calls (a real run does it every million).
+        options.startedCalls = StartedCalls(databasePath: folder.appendingPathComponent("purser.db").path, owner: options.worker, compactingSize: 64)
         return options
     }
 

@@ -452,3 +452,105 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     try await holder.recordBatchError(batch.id, message: "mine", retryAt: 3_000)
     #expect(try database.scalarText("SELECT last_error FROM batches WHERE id = \(batch.id)") == "mine")
 }
+
+// MARK: - A run claims ahead of its calls, and a crash counts only the calls it made
+
+@Test func startedCallsKeepEveryNoteAndRemoveTheirFileWhenOneCannotBeWritten() throws {
+    let directory = Fixtures.temporaryDirectory()
+    let path = directory.appendingPathComponent("purser.db").path
+    let owner = LeaseOwner.current().description
+    let calls = StartedCalls(databasePath: path, owner: owner)
+    #expect(!calls.isKept, "nothing is kept before the file is opened")
+    try calls.note(1)
+    try calls.open()
+    #expect(calls.isKept)
+    for id: Int64 in [7, 1 << 40, 3] { try calls.note(id) }
+    // Another run reads them back; a partial id (a write cut short) is ignored.
+    let reader = StartedCalls(databasePath: path, owner: "another")
+    #expect(reader.read(owner: owner) == [7, 1 << 40, 3])
+    let handle = try #require(FileHandle(forWritingAtPath: calls.path))
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data([1, 2, 3]))
+    try handle.close()
+    #expect(reader.read(owner: owner) == [7, 1 << 40, 3])
+    #expect(reader.read(owner: "no such run") == nil)
+    // A run that ends holding no lease removes its file.
+    calls.close(remove: true)
+    #expect(!FileManager.default.fileExists(atPath: calls.path))
+
+    // A note that cannot be written (the disk is full: here the file is /dev/full) removes the file, so a later run
+    // counts every lease as maybe billed, and no more notes are kept: the run claims no more than it can have in flight.
+    let full = StartedCalls(databasePath: path, owner: owner + "-full")
+    try FileManager.default.createSymbolicLink(atPath: full.path, withDestinationPath: "/dev/full")
+    try full.open()
+    try full.note(5)
+    #expect(!full.isKept)
+    #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: full.path)) == nil, "the file is gone")
+    #expect(reader.read(owner: owner + "-full") == nil)
+}
+
+@Test func aLongRunWritesItsStartedCallsAgainWithOnlyTheRequestsItHolds() throws {
+    let directory = Fixtures.temporaryDirectory()
+    let path = directory.appendingPathComponent("purser.db").path
+    let calls = StartedCalls(databasePath: path, owner: "run", compactingSize: 64)
+    let reader = StartedCalls(databasePath: path, owner: "reader")
+    try calls.open()
+    for id: Int64 in 1...7 { try calls.note(id) }
+    #expect(!calls.needsCompacting, "56 bytes")
+    try calls.note(8)
+    #expect(calls.needsCompacting)
+    try calls.beginCompacting()
+    #expect(!calls.needsCompacting, "once at a time")
+    // A call noted while the run reads its leases goes to both files.
+    try calls.note(9)
+    try calls.finishCompacting(leased: [7, 8])
+    #expect(reader.read(owner: "run") == [7, 8, 9])
+    #expect(!FileManager.default.fileExists(atPath: calls.path + ".new"))
+    // The next time waits for the file to reach 64 bytes again (twice what it holds, or more).
+    for id: Int64 in 10...14 { try calls.note(id) }
+    #expect(calls.needsCompacting)
+    // Leases that cannot be read: the file stays as it was, with every note, and the next attempt waits for twice its size.
+    try calls.beginCompacting()
+    try calls.note(15)
+    calls.abandonCompacting()
+    #expect(reader.read(owner: "run") == [7, 8, 9, 10, 11, 12, 13, 14, 15])
+    #expect(!FileManager.default.fileExists(atPath: calls.path + ".new"))
+    #expect(!calls.needsCompacting)
+    calls.close(remove: false)
+    #expect(reader.read(owner: "run") == [7, 8, 9, 10, 11, 12, 13, 14, 15], "a run that may hold leases leaves its file")
+}
+
+@Test func takingOverAGoneRunCountsOnlyTheCallsItNotedAsMaybeBilled() async throws {
+    let directory = Fixtures.temporaryDirectory()
+    let path = directory.appendingPathComponent("purser.db").path
+    var catalog = try Fixtures.bundledCatalog()
+    for index in catalog.models.indices { catalog.models[index].discountWindows = [] }
+    let lines = (1...12).map { #"{"custom_id": "q\#($0)", "prompt": "Name a river.", "max_tokens": 300}"# }
+    let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "job.jsonl", in: directory)
+    let now = WallClock.system.now()
+    _ = try JobSubmitter(database: try PurserDatabase.open(path: path), catalog: catalog, clock: .fixed(now)).submit(files: [file], options: SubmitOptions())
+    _ = try JobPlanning(database: try PurserDatabase.open(path: path))
+        .plan(PlanningRequest(jobs: [1], catalog: catalog, usableProviders: Set(catalog.providers.keys), now: now))
+    // A run on this host whose process is gone (no process has this pid) claimed eight and noted three as called.
+    let gone = LeaseOwner(host: LeaseOwner.hostName, pid: 2_000_000_000, start: 1, nonce: 1)
+    #expect(gone.isGoneFromThisHost)
+    let claim = try await DispatchStore(path: path, owner: gone.description).claim(
+        limit: 8, now: now, leaseUntil: now + 180_000, job: nil, excludedModels: [], simulated: false, catalog: catalog)
+    #expect(claim.requests.count == 8)
+    let called = Set(claim.requests.prefix(3).map(\.id))
+    let database = try PurserDatabase.open(path: path)
+    #expect(try database.scalarInt("SELECT count(*) FROM reservations") == 8)
+    let store = try DispatchStore(path: path, owner: LeaseOwner.current().description)
+    let taken = try await store.takeOverGoneOwners(now: now + 1) { $0 == gone.description ? called : nil }
+    #expect(taken.count == 1 && taken[0].owner == gone && taken[0].requests == 8 && taken[0].neverCalled == 5)
+    #expect(Set(try database.statement("SELECT request_id FROM unsettled_charges").rows { $0.int64(0) }) == called)
+    #expect(try database.scalarInt("SELECT count(*) FROM reservations") == 0)
+    #expect(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'queued'") == 12)
+    // With no notes (an older run, or its file removed after a failed note), every lease counts as maybe billed.
+    let other = LeaseOwner(host: LeaseOwner.hostName, pid: 2_000_000_001, start: 1, nonce: 2)
+    _ = try await DispatchStore(path: path, owner: other.description).claim(
+        limit: 4, now: now + 2, leaseUntil: now + 180_000, job: nil, excludedModels: [], simulated: false, catalog: catalog)
+    let takenWithoutNotes = try await store.takeOverGoneOwners(now: now + 3) { _ in nil }
+    #expect(takenWithoutNotes.count == 1 && takenWithoutNotes[0].requests == 4 && takenWithoutNotes[0].neverCalled == 0)
+    #expect(try database.scalarInt("SELECT count(*) FROM unsettled_charges") == 7)
+}

@@ -211,10 +211,16 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
     }
 
     func leasesHeldElsewhere() throws -> [(owner: String, requests: Int, until: Int64)] { [] }
-    func takeOverGoneOwners(now: Int64) throws -> [(owner: LeaseOwner, requests: Int)] { [] }
+    func takeOverGoneOwners(
+        now: Int64, startedCalls: @Sendable (String) -> Set<Int64>?
+    ) throws -> [(owner: LeaseOwner, requests: Int, neverCalled: Int)] { [] }
 
     func extendLeases(until: Int64) throws {
         for (id, entry) in entries where entry.state == .running && entry.leaseOwner == owner { entries[id]!.leaseUntil = until }
+    }
+
+    func leasedRequests() throws -> [Int64] {
+        entries.filter { $0.value.state == .running && $0.value.leaseOwner == owner }.map(\.key)
     }
 
     func expireOverdue(now: Int64, job: Int64?) throws -> Int {

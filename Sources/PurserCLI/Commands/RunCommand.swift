@@ -131,6 +131,7 @@ enum RunCommand {
             _ = try context.openExistingDatabase(arguments)
         }
         options.recovery = RecoveryFile(databasePath: path)
+        options.startedCalls = StartedCalls(databasePath: path, owner: options.worker)
         options.workFolder = WorkFolder(databasePath: path)
         return options
     }

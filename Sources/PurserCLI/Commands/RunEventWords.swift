@@ -11,9 +11,12 @@ extension RunReporter {
             return "stored \(count) paid answers an earlier run could not write (from \(recoveryPath).*); none was called again"
         case .recoveryCopyNotRemoved(let file, let recoveryPath, let error):
             return "cannot remove \(file) (its answers are back in \(recoveryPath)): \(error)"
-        case .tookOverGoneRun(let owner, let requests):
-            return "took over \(requests) requests leased by process \(owner.pid) on \(owner.host), which is gone; their calls may have been billed, "
-                + "so their reservations stay counted as unsettled"
+        case .tookOverGoneRun(let owner, let requests, let neverCalled):
+            let taken = "took over \(requests) requests leased by process \(owner.pid) on \(owner.host), which is gone; "
+            guard neverCalled > 0 else { return taken + "their calls may have been billed, so their reservations stay counted as unsettled" }
+            let called = requests - neverCalled
+            return taken + "\(called) had been called and may have been billed, so their reservations stay counted as unsettled; "
+                + "the other \(neverCalled) were claimed and never called, and go back to the queue"
         case .leasedElsewhere(let holder, let requests, let until):
             let who = LeaseOwner(holder).map { "process \($0.pid) on \($0.host)" } ?? holder
             return "\(requests) requests are leased by \(who) until \(timestampText(until)); this run serves them if that lease lapses"

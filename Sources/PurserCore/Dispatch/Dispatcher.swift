@@ -71,11 +71,15 @@ public final class Dispatcher: Sendable {
         let recovered = try await storeRecoveredAnswers()
         // Room for the answers of every call in flight, should the disk fill up while they are out.
         try options.recovery?.open(reserving: min(max(options.concurrency * 64 << 10, 8 << 20), 256 << 20))
+        try options.startedCalls?.open()
         defer {
             options.recovery?.close()
+            // A run that ends with a lease still held (the database failed) leaves the file to whoever takes it over.
+            options.startedCalls?.close(remove: state.storageFailure == nil)
             options.workFolder.removeIfEmpty()
         }
         try await takeOverGoneRuns(now: started)
+        options.startedCalls?.removeGoneRuns()
         if !options.allowLate { _ = try await queue.expireOverdue(now: started, job: options.job) }
         let stranded = try await queue.unplanStranded(onModels: keylessModels(), job: options.job)
         if stranded > 0 {
@@ -132,10 +136,13 @@ public final class Dispatcher: Sendable {
         return stored
     }
 
-    /// Takes over the leases of runs on this host whose process is gone, and says who holds the others.
+    /// Takes over the leases of runs on this host whose process is gone: those they noted as called stay counted
+    /// as maybe billed, the others go back to the queue (`StartedCalls`).
     private func takeOverGoneRuns(now: Int64) async throws {
-        for (owner, requests) in try await queue.takeOverGoneOwners(now: now) {
-            onEvent(.notice(.tookOverGoneRun(owner: owner, requests: requests)))
+        let startedCalls = options.startedCalls
+        for (owner, requests, neverCalled) in try await queue.takeOverGoneOwners(now: now, startedCalls: { startedCalls?.read(owner: $0) }) {
+            startedCalls?.remove(owner: owner.description)
+            onEvent(.notice(.tookOverGoneRun(owner: owner, requests: requests, neverCalled: neverCalled)))
         }
     }
 
@@ -239,6 +246,12 @@ public final class Dispatcher: Sendable {
     private func workerLoop() async {
         while !Task.isCancelled {
             guard let request = await nextRequest() else { return }
+            do { try options.startedCalls?.note(request.id) } catch {
+                await release(request)
+                await state.finishedOne()
+                await storageFailed("note a call as started", error)
+                return
+            }
             guard let answer = await serve(request) else {
                 await state.finishedOne()
                 continue
@@ -250,6 +263,11 @@ public final class Dispatcher: Sendable {
             }
         }
     }
+
+    /// How many requests a run claims beyond those it can have in flight, so that a worker whose call ends finds its
+    /// next one claimed: up to its concurrency (at most 256) while it notes each call before sending it, so that a
+    /// crash counts only those called as maybe billed (`StartedCalls`); none otherwise.
+    private var claimingAhead: Int { options.startedCalls?.isKept == true ? min(options.concurrency, 256) : 0 }
 
     /// The most paid answers waiting for their commit before workers wait for them: enough for calls answered in a
     /// millisecond to go on through a group commit's 10 ms wait, and at least one for each call in flight.
@@ -299,8 +317,9 @@ public final class Dispatcher: Sendable {
             if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
                 try await queue.endPlannedWaits(now: now)
             }
+            if let startedCalls = options.startedCalls, startedCalls.needsCompacting { await compact(startedCalls) }
             let excluded = await excludedModels(now: now)
-            let room = await state.room(for: options.concurrency)
+            let room = await state.room(for: options.concurrency + claimingAhead)
             guard room > 0 else { return 20 }
             // A busy run claims in groups (each claim is a write): with less room than a sixty-fourth of its concurrency,
             // a poll waits up to 10 ms from the last claim for more calls to end.
@@ -338,6 +357,17 @@ public final class Dispatcher: Sendable {
         } catch {
             await storageFailed("claiming requests", error)
             return nil
+        }
+    }
+
+    /// Writes the file of started calls again with only the requests this run holds leased, so that a long run's
+    /// stays small. When that fails the file stays as it was, every note in it.
+    private func compact(_ startedCalls: StartedCalls) async {
+        do {
+            try startedCalls.beginCompacting()
+            try startedCalls.finishCompacting(leased: try await queue.leasedRequests())
+        } catch {
+            startedCalls.abandonCompacting()
         }
     }
 
@@ -959,8 +989,8 @@ actor RunState {
         remaining -= count
     }
 
-    /// How many more requests may be claimed: no more than can be in flight at once.
-    func room(for concurrency: Int) -> Int { max(concurrency - inFlight - claimed.count, 0) }
+    /// How many more requests may be claimed: no more than `limit` in flight and claimed together.
+    func room(for limit: Int) -> Int { max(limit - inFlight - claimed.count, 0) }
 
     enum NextStep {
         case serve(ClaimedRequest)

@@ -10,8 +10,9 @@ public enum RunNotice: Sendable, Equatable {
     case recoveredAnswersStored(count: Int, recoveryPath: String)
     /// A taken copy of the recovery file could not be removed; its answers are back in `recoveryPath`.
     case recoveryCopyNotRemoved(file: String, recoveryPath: String, error: String)
-    /// The leases of a run on this host whose process is gone were taken over.
-    case tookOverGoneRun(owner: LeaseOwner, requests: Int)
+    /// The leases of a run on this host whose process is gone were taken over: `requests` in all, of which
+    /// `neverCalled` it had claimed and not called (the others stay counted as maybe billed).
+    case tookOverGoneRun(owner: LeaseOwner, requests: Int, neverCalled: Int)
     /// Requests this run waits for are leased by another run (`holder`, a lease owner) until `until`.
     case leasedElsewhere(holder: String, requests: Int, until: Int64)
 

@@ -23,6 +23,9 @@ public struct RunOptions: Sendable {
     public var health = ProviderHealth.Settings()
     /// Where paid answers go when the database cannot take them (`DB.recovery`); nil keeps none (the benchmark).
     public var recovery: RecoveryFile?
+    /// Where the run notes each call before sending it (`DB.started.WORKER`), so that it may claim ahead of its calls:
+    /// after a crash only the calls noted there count as maybe billed. Nil claims no more than can be in flight.
+    public var startedCalls: StartedCalls?
     /// Where batch inputs, uploads and downloaded results are kept while a batch step needs them (`DB.work`).
     public var workFolder = WorkFolder(folder: FileManager.default.temporaryDirectory.appendingPathComponent("purser.work").path)
     /// Names this process's leases; unique per run.

@@ -42,9 +42,15 @@ public protocol RequestQueue: Sendable {
     func rescueExpiredLeases(now: Int64) async throws -> Int
     /// Leases held by other processes' runs: owner, requests, until when.
     func leasesHeldElsewhere() async throws -> [(owner: String, requests: Int, until: Int64)]
-    /// Takes over the leases of runs on this host whose process is gone.
-    func takeOverGoneOwners(now: Int64) async throws -> [(owner: LeaseOwner, requests: Int)]
+    /// Takes over the leases of runs on this host whose process is gone: the requests `startedCalls` names for an
+    /// owner (nil: all of them) may have been billed and are counted unsettled, the others go back with their
+    /// reservations dropped. Per owner, how many requests it held and how many of them it never called.
+    func takeOverGoneOwners(
+        now: Int64, startedCalls: @Sendable (String) -> Set<Int64>?
+    ) async throws -> [(owner: LeaseOwner, requests: Int, neverCalled: Int)]
     func extendLeases(until: Int64) async throws
+    /// The requests this run holds leased.
+    func leasedRequests() async throws -> [Int64]
     /// Requests in scope past their deadline are expired; how many.
     func expireOverdue(now: Int64, job: Int64?) async throws -> Int
     /// Queued requests planned on `models` (which cannot be used) are planned again; how many.

@@ -111,7 +111,14 @@ public struct Ledger {
             SELECT request_id, job_id, project, month, simulated, amount_pico, reserved_at, ?, owner FROM reservations
             WHERE request_id IN (SELECT value FROM json_each(?))
             """).execute([.integer(now), ids])
-        try database.statement("DELETE FROM reservations WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids])
+        try dropReservations(requests: requests)
+    }
+
+    /// The reservations of requests claimed and never called are dropped: nothing can have been billed for them.
+    func dropReservations(requests: [Int64]) throws {
+        guard !requests.isEmpty else { return }
+        try database.statement("DELETE FROM reservations WHERE request_id IN (SELECT value FROM json_each(?))")
+            .execute([.text(PlanStore.idList(requests))])
     }
 
     /// A request's unsettled calls are settled when an answer for it is stored: its real charge replaces them.

@@ -192,18 +192,26 @@ public actor DispatchStore {
     }
 
     /// Takes over, at once, the leases of runs on this host whose process is gone (killed, crashed): no need to
-    /// wait for their leases to lapse. Their reservations become unsettled charges. Returns who was taken
-    /// over and how many requests each held.
-    public func takeOverGoneOwners(now: Int64) throws -> [(owner: LeaseOwner, requests: Int)] {
-        var taken: [(LeaseOwner, Int)] = []
+    /// wait for their leases to lapse. The reservations of the requests it may have called become unsettled charges;
+    /// `startedCalls` gives, per owner, the requests it noted as called (`StartedCalls`), and the others, claimed and
+    /// never called, go back with their reservations dropped. With no note for an owner, every lease counts as called.
+    /// Returns who was taken over, how many requests each held, and how many of those it never called.
+    public func takeOverGoneOwners(
+        now: Int64, startedCalls: @Sendable (String) -> Set<Int64>?
+    ) throws -> [(owner: LeaseOwner, requests: Int, neverCalled: Int)] {
+        var taken: [(LeaseOwner, Int, Int)] = []
         for (text, _, _) in try leasesHeldElsewhere() {
             guard let owner = LeaseOwner(text), owner.isGoneFromThisHost else { continue }
-            let requests = try database.writeTransaction {
+            let started = startedCalls(text)
+            let (requests, neverCalled) = try database.writeTransaction {
                 let ids = try lifecycle.takeOver(owner: text)
-                try Ledger(database: database).unsettle(requests: ids, now: now)
-                return ids.count
+                let called = started.map { started in ids.filter { started.contains($0) } } ?? ids
+                let notCalled = started.map { started in ids.filter { !started.contains($0) } } ?? []
+                try Ledger(database: database).unsettle(requests: called, now: now)
+                try Ledger(database: database).dropReservations(requests: notCalled)
+                return (ids.count, notCalled.count)
             }
-            if requests > 0 { taken.append((owner, requests)) }
+            if requests > 0 { taken.append((owner, requests, neverCalled)) }
         }
         return taken
     }
@@ -233,6 +241,11 @@ public actor DispatchStore {
         try database.writeTransaction {
             try lifecycle.extendLeases(owner: owner, until: until)
         }
+    }
+
+    /// The requests this run holds leased: what its file of started calls keeps when it is written again.
+    public func leasedRequests() throws -> [Int64] {
+        try database.statement("SELECT id FROM requests WHERE state = 'running' AND lease_owner = ?").rows([.text(owner)]) { $0.int64(0) }
     }
 
     /// Requests whose deadline passed while they waited end `expired`.
