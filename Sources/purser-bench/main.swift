@@ -133,7 +133,12 @@ if ["all", "dispatch", "inflight", "most", "faults", "batch", "service", "cachin
 /// Beijing, DeepSeek's peak hours, with its half-price window opening at 04:00 UTC.
 let benchNow: Int64 = 1_795_485_600_000
 try FileManager.default.createDirectory(atPath: bench.work, withIntermediateDirectories: true)
-let catalog = try PricingCatalog.load(directory: bench.pricing)
+let catalog: PricingCatalog
+do { catalog = try PricingCatalog.load(directory: bench.pricing) } catch {
+    // The usual cause: run from another folder than the repository's, where `pricing` is.
+    FileHandle.standardError.write(Data("Error: \(error) (the default is ./pricing: run the benchmark from the repository's folder)\n".utf8))
+    exit(1)
+}
 
 func generate(_ count: Int, name: String) throws -> String {
     let path = bench.work + "/" + name

@@ -301,9 +301,9 @@ public final class Dispatcher: Sendable {
         return nil
     }
 
-    /// Claims due requests into the batch, no more than can be in flight. Returns how long to wait before
-    /// polling again when nothing was due, or nil to look at the batch at once (and marks the run exhausted
-    /// when nothing is left).
+    /// Claims due requests into the batch, no more than can be in flight and `claimingAhead` beyond. Returns how long
+    /// to wait before polling again when nothing was due, or nil to look at the batch at once (and marks the run
+    /// exhausted when nothing is left).
     private func poll() async -> Int64? {
         let now = clock.now()
         do {
