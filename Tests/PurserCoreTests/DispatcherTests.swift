@@ -72,6 +72,27 @@ import Testing
         #expect(caller.mostInFlight > 1)
     }
 
+    @Test func aRunClaimsAheadOfItsCallsOnlyWhileItNotesEachCallItStarts() async throws {
+        // Noting: a worker whose call ends finds its next request claimed.
+        let noting = options(concurrency: 8)
+        let store = MemoryStorage(owner: noting.worker)
+        for id in 1...80 { await store.add(request(Int64(id), model: "p/dear")) }
+        let summary = try await dispatcher(store, ScriptedCaller(clock: clock, latency: 500), noting).run()
+        #expect(summary.succeeded == 80)
+        #expect(await store.largestClaim == 16, "8 in flight and 8 ahead")
+        #expect(!FileManager.default.fileExists(atPath: try #require(noting.startedCalls).path), "a run that ends holding no lease removes its notes")
+
+        // The file cannot be made (its folder is not there): the run says so and claims no more than it can have in flight.
+        var unnoted = options(concurrency: 8)
+        unnoted.startedCalls = StartedCalls(databasePath: "/nonexistent-purser-folder/purser.db", owner: unnoted.worker)
+        let other = MemoryStorage(owner: unnoted.worker)
+        for id in 1...80 { await other.add(request(Int64(id), model: "p/dear")) }
+        let unnotedSummary = try await dispatcher(other, ScriptedCaller(clock: clock, latency: 500), unnoted).run()
+        #expect(unnotedSummary.succeeded == 80)
+        #expect(await other.largestClaim == 8)
+        #expect(notices.all.contains { if case .startedCallsNotKept(let reason) = $0 { reason.contains("/nonexistent-purser-folder/") } else { false } })
+    }
+
     @Test func noCallStartsBeforeItsModelsRateLimitHasRoom() async throws {
         let options = options(concurrency: 16)
         let store = MemoryStorage(owner: options.worker)

@@ -461,10 +461,10 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     let owner = LeaseOwner.current().description
     let calls = StartedCalls(databasePath: path, owner: owner)
     #expect(!calls.isKept, "nothing is kept before the file is opened")
-    try calls.note(1)
+    #expect(try calls.note(1) == nil)
     try calls.open()
     #expect(calls.isKept)
-    for id: Int64 in [7, 1 << 40, 3] { try calls.note(id) }
+    for id: Int64 in [7, 1 << 40, 3] { #expect(try calls.note(id) == nil) }
     // Another run reads them back; a partial id (a write cut short) is ignored.
     let reader = StartedCalls(databasePath: path, owner: "another")
     #expect(reader.read(owner: owner) == [7, 1 << 40, 3])
@@ -483,8 +483,10 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     let full = StartedCalls(databasePath: path, owner: owner + "-full")
     try FileManager.default.createSymbolicLink(atPath: full.path, withDestinationPath: "/dev/full")
     try full.open()
-    try full.note(5)
+    let reason = try #require(try full.note(5))
+    #expect(reason.contains(full.path) && reason.contains("No space left on device"), "\(reason)")
     #expect(!full.isKept)
+    #expect(try full.note(6) == nil, "nothing more to say")
     #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: full.path)) == nil, "the file is gone")
     #expect(reader.read(owner: owner + "-full") == nil)
 }
@@ -495,23 +497,23 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     let calls = StartedCalls(databasePath: path, owner: "run", compactingSize: 64)
     let reader = StartedCalls(databasePath: path, owner: "reader")
     try calls.open()
-    for id: Int64 in 1...7 { try calls.note(id) }
+    for id: Int64 in 1...7 { _ = try calls.note(id) }
     #expect(!calls.needsCompacting, "56 bytes")
-    try calls.note(8)
+    _ = try calls.note(8)
     #expect(calls.needsCompacting)
     try calls.beginCompacting()
     #expect(!calls.needsCompacting, "once at a time")
     // A call noted while the run reads its leases goes to both files.
-    try calls.note(9)
+    _ = try calls.note(9)
     try calls.finishCompacting(leased: [7, 8])
     #expect(reader.read(owner: "run") == [7, 8, 9])
     #expect(!FileManager.default.fileExists(atPath: calls.path + ".new"))
     // The next time waits for the file to reach 64 bytes again (twice what it holds, or more).
-    for id: Int64 in 10...14 { try calls.note(id) }
+    for id: Int64 in 10...14 { _ = try calls.note(id) }
     #expect(calls.needsCompacting)
     // Leases that cannot be read: the file stays as it was, with every note, and the next attempt waits for twice its size.
     try calls.beginCompacting()
-    try calls.note(15)
+    _ = try calls.note(15)
     calls.abandonCompacting()
     #expect(reader.read(owner: "run") == [7, 8, 9, 10, 11, 12, 13, 14, 15])
     #expect(!FileManager.default.fileExists(atPath: calls.path + ".new"))

@@ -38,6 +38,8 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
     private(set) var highestCommitted: [String: Money] = [:]
     /// Claims made, for tests that look at how the dispatcher polls.
     private(set) var claims = 0
+    /// The most requests a claim was asked for.
+    private(set) var largestClaim = 0
 
     init(owner: String) { self.owner = owner }
 
@@ -70,6 +72,7 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
         allowances: [String: RateLimiter.Allowance]?
     ) throws -> Claim {
         claims += 1
+        largestClaim = max(largestClaim, limit)
         for (id, entry) in entries where entry.state == .waiting && (entry.notBefore ?? 0) <= now {
             entries[id]!.state = .queued
             entries[id]!.notBefore = nil

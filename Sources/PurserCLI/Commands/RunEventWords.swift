@@ -26,6 +26,8 @@ extension RunReporter {
                 + " and \(use.reserved.formatted) reserved of \(use.cap.formatted)\(simulated ? " (simulated)" : "")"
         case .storageFailed(let message):
             return "\(message); this run stops claiming and lets its calls in flight finish"
+        case .startedCallsNotKept(let reason):
+            return "\(reason); this run claims no more than it can have in flight (a run that takes its leases over counts each as maybe billed)"
         case .answerLost(let customID, let recoveryPath?, let error):
             return "the paid answer to \(customID) could be neither stored nor kept in \(recoveryPath) (\(error ?? "unknown")); it is lost, and its call was billed"
         case .answerLost(let customID, nil, _):

@@ -71,7 +71,7 @@ public final class Dispatcher: Sendable {
         let recovered = try await storeRecoveredAnswers()
         // Room for the answers of every call in flight, should the disk fill up while they are out.
         try options.recovery?.open(reserving: min(max(options.concurrency * 64 << 10, 8 << 20), 256 << 20))
-        try options.startedCalls?.open()
+        do { try options.startedCalls?.open() } catch { onEvent(.notice(.startedCallsNotKept(reason: "\(error)"))) }
         defer {
             options.recovery?.close()
             // A run that ends with a lease still held (the database failed) leaves the file to whoever takes it over.
@@ -246,7 +246,9 @@ public final class Dispatcher: Sendable {
     private func workerLoop() async {
         while !Task.isCancelled {
             guard let request = await nextRequest() else { return }
-            do { try options.startedCalls?.note(request.id) } catch {
+            do {
+                if let reason = try options.startedCalls?.note(request.id) { onEvent(.notice(.startedCallsNotKept(reason: reason))) }
+            } catch {
                 await release(request)
                 await state.finishedOne()
                 await storageFailed("note a call as started", error)

@@ -22,6 +22,8 @@ public enum RunNotice: Sendable, Equatable {
     case capPastWarning(CapUse, simulated: Bool)
     /// The database refused a write (`message` says which and why): the run stops claiming.
     case storageFailed(message: String)
+    /// The run keeps no file of the calls it started (`StartedCalls`): it claims no more than it can have in flight.
+    case startedCallsNotKept(reason: String)
     /// A paid answer could be neither stored nor kept in the recovery file (`recoveryPath`, nil when the run keeps none).
     case answerLost(customID: String, recoveryPath: String?, error: String?)
 

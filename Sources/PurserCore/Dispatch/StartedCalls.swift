@@ -42,7 +42,7 @@ public final class StartedCalls: Sendable {
 
     private var compactedPath: String { path + ".new" }
 
-    /// Creates the file, empty.
+    /// Creates the file, empty. A run that cannot keeps no notes, and claims no more than it can have in flight.
     public func open() throws {
         let path = path
         try files.withLock { files in
@@ -62,18 +62,19 @@ public final class StartedCalls: Sendable {
     public var isKept: Bool { files.withLock { $0.descriptor >= 0 } }
 
     /// Notes that the request's call is about to be sent. Nothing to do when no file is kept. When the note cannot be
-    /// written the file is removed and no more notes are kept; throws only when it cannot be removed either (a later
-    /// run would then take the requests called since for never called).
-    public func note(_ request: Int64) throws {
+    /// written the file is removed and no more notes are kept: returns why; throws only when the file cannot be removed
+    /// either (a later run would then take the requests called since for never called).
+    public func note(_ request: Int64) throws -> String? {
         try files.withLock { files in
-            guard files.descriptor >= 0 else { return }
+            guard files.descriptor >= 0 else { return nil }
             var failure = StartedCalls.append([request], to: files.descriptor)
             if failure == nil, files.compacted >= 0 { failure = StartedCalls.append([request], to: files.compacted) }
             guard let failure else {
                 files.size += 8
-                return
+                return nil
             }
             try giveUp(&files, because: failure)
+            return "cannot write \(path): \(failure)"
         }
     }
 
