@@ -90,9 +90,7 @@ public final class StartedCalls: Sendable {
     /// No more notes are kept: the files are closed and removed, so that a run taking this one's leases over counts
     /// every one of them as maybe billed. Throws when the file cannot be removed.
     private func giveUp(_ files: inout Files, because failure: String) throws {
-        for descriptor in [files.descriptor, files.compacted] where descriptor >= 0 { Foundation.close(descriptor) }
-        files = Files()
-        unlink(compactedPath)
+        shut(&files)
         guard unlink(path) == 0 || errno == ENOENT else {
             throw Problem("cannot note a call as started in \(path) (\(failure)), nor remove it (\(String(cString: strerror(errno)))); remove it by hand before the next run")
         }
@@ -156,14 +154,19 @@ public final class StartedCalls: Sendable {
     /// Closes the file; removes it when `remove` (the run ended holding no lease), or else leaves it for the run that
     /// takes the leases over.
     public func close(remove: Bool) {
-        let (path, compactedPath) = (path, compactedPath)
+        let path = path
         files.withLock { files in
             guard files.descriptor >= 0 else { return }
-            for descriptor in [files.descriptor, files.compacted] where descriptor >= 0 { Foundation.close(descriptor) }
-            files = Files()
-            unlink(compactedPath)
+            shut(&files)
             if remove { unlink(path) }
         }
+    }
+
+    /// Closes both files and removes the new one of an attempt to write the file again, if any: no notes are kept.
+    private func shut(_ files: inout Files) {
+        for descriptor in [files.descriptor, files.compacted] where descriptor >= 0 { Foundation.close(descriptor) }
+        files = Files()
+        unlink(compactedPath)
     }
 
     /// The requests another run (`owner`) noted as started; nil when it kept no file, or it cannot be read.
