@@ -36,8 +36,13 @@ public final class Statement {
             code = sqlite3_bind_null(sqliteStatement, index)
         case .integer(let integer):
             code = sqlite3_bind_int64(sqliteStatement, index, integer)
-        case .text(let text):
-            code = sqlite3_bind_text(sqliteStatement, index, text, -1, sqliteTransient)
+        case .text(var text):
+            // The string's own bytes (a short string's from the stack): passing a `String` to C copies it to the heap.
+            // SQLite binds a null pointer as NULL, not as '': an empty text points at a literal's bytes.
+            code = text.withUTF8 { bytes in
+                let start = UnsafeRawPointer(bytes.baseAddress ?? ("" as StaticString).utf8Start)
+                return sqlite3_bind_text(sqliteStatement, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
+            }
         }
         guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
     }

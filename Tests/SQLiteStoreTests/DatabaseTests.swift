@@ -73,3 +73,19 @@ private func temporaryPath(_ name: String = "test.db") -> String {
     try database.execute("PRAGMA user_version = 9")
     #expect(throws: SQLiteError.self) { try Migrator([Migration(version: 1, sql: "CREATE TABLE a(x)")]).migrate(database) }
 }
+
+@Test func textIsBoundWhole() throws {
+    let database = try Database(path: temporaryPath())
+    try database.execute("CREATE TABLE t(value TEXT)")
+    let long = String(repeating: "an answer ", count: 500)
+    for text in ["", "short", "a\u{0}b", "é ☃ 🙂", long] {
+        try database.statement("INSERT INTO t(value) VALUES (?)").execute([.text(text)])
+    }
+    // An empty text is '' (not NULL), and a NUL inside a text does not cut it short.
+    let stored = try database.statement("SELECT value IS NULL, length(CAST(value AS BLOB)), value FROM t ORDER BY rowid").rows {
+        ($0.int(0), $0.int(1), $0.text(2))
+    }
+    #expect(stored.map(\.0) == [0, 0, 0, 0, 0])
+    #expect(stored.map(\.1) == [0, 5, 3, "é ☃ 🙂".utf8.count, long.utf8.count])
+    #expect(stored.last?.2 == long)
+}

@@ -414,8 +414,10 @@ private final class Transfer: @unchecked Sendable {
         func check(_ code: CURLcode) { if failed == CURLE_OK { failed = code } }
         func set(_ option: CURLoption, _ value: Int) { check(purser_easy_set_long(easy, option, value)) }
         func set(_ option: CURLoption, _ value: String) { check(purser_easy_set_pointer(easy, option, value)) }
+        // A literal needs no copy on its way to libcurl (a short `String` is copied to the heap for C, once per call).
+        func set(_ option: CURLoption, literal value: StaticString) { check(purser_easy_set_pointer(easy, option, value.utf8Start)) }
         set(CURLOPT_NOSIGNAL, 1)
-        set(CURLOPT_PROTOCOLS_STR, "http,https")
+        set(CURLOPT_PROTOCOLS_STR, literal: "http,https")
         set(CURLOPT_FOLLOWLOCATION, 0)
         set(CURLOPT_SSL_VERIFYPEER, 1)
         set(CURLOPT_SSL_VERIFYHOST, 2)
@@ -427,7 +429,7 @@ private final class Transfer: @unchecked Sendable {
         if origin?.scheme == "https" { set(CURLOPT_PIPEWAIT, 1) }
         set(CURLOPT_TCP_KEEPALIVE, 1)
         check(purser_easy_set_socket_callbacks(easy, HTTPEngine.openSocket, HTTPEngine.closeSocket))
-        set(CURLOPT_ACCEPT_ENCODING, "")
+        set(CURLOPT_ACCEPT_ENCODING, literal: "")
         check(purser_easy_set_pointer(easy, CURLOPT_ERRORBUFFER, errorText))
         let total = Transfer.milliseconds(request.timeoutSeconds)
         set(CURLOPT_TIMEOUT_MS, total)
@@ -441,10 +443,15 @@ private final class Transfer: @unchecked Sendable {
         check(purser_easy_set_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.receiveBody))
         check(purser_easy_set_pointer(easy, CURLOPT_WRITEDATA, context))
 
-        // "Expect:" takes off libcurl's 100-continue wait before large bodies.
-        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
-            guard let list = curl_slist_append(headerList, line) else { return .other("libcurl could not hold the request's headers") }
+        func append(_ line: UnsafePointer<CChar>) -> Bool {
+            guard let list = curl_slist_append(headerList, line) else { return false }
             headerList = list
+            return true
+        }
+        // "Expect:" takes off libcurl's 100-continue wait before large bodies.
+        let expect = UnsafeRawPointer(("Expect:" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+        guard request.headers.allSatisfy({ "\($0.name): \($0.value)".withCString(append) }), append(expect) else {
+            return .other("libcurl could not hold the request's headers")
         }
         check(purser_easy_set_pointer(easy, CURLOPT_HTTPHEADER, headerList))
 
@@ -460,7 +467,7 @@ private final class Transfer: @unchecked Sendable {
         case .none:
             if request.method != "GET" {
                 check(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, 0))
-                set(CURLOPT_COPYPOSTFIELDS, "")
+                set(CURLOPT_COPYPOSTFIELDS, literal: "")
             }
         case .bytes(let bytes):
             // Copied to libcurl, which sends a body under 64 KiB in the same write as the headers: one segment for a
@@ -468,7 +475,7 @@ private final class Transfer: @unchecked Sendable {
             set(CURLOPT_POST, 1)
             check(purser_easy_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(bytes.count)))
             if bytes.isEmpty {
-                set(CURLOPT_COPYPOSTFIELDS, "")
+                set(CURLOPT_COPYPOSTFIELDS, literal: "")
             } else {
                 bytes.withUnsafeBytes { check(purser_easy_set_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress)) }
             }
@@ -484,7 +491,7 @@ private final class Transfer: @unchecked Sendable {
             check(purser_easy_set_pointer(easy, CURLOPT_READDATA, context))
         }
         if request.method == "GET" {
-            if case .none = request.body { set(CURLOPT_HTTPGET, 1) } else { set(CURLOPT_CUSTOMREQUEST, "GET") }
+            if case .none = request.body { set(CURLOPT_HTTPGET, 1) } else { set(CURLOPT_CUSTOMREQUEST, literal: "GET") }
         } else if request.method != "POST" {
             set(CURLOPT_CUSTOMREQUEST, request.method)
         }
