@@ -548,6 +548,9 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     #expect(Set(try database.statement("SELECT request_id FROM unsettled_charges").rows { $0.int64(0) }) == called)
     #expect(try database.scalarInt("SELECT count(*) FROM reservations") == 0)
     #expect(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'queued'") == 12)
+    // The attempt counted at the claim stands for the calls made, and is taken back for the others.
+    let attempts = Dictionary(uniqueKeysWithValues: try database.statement("SELECT id, attempts FROM requests").rows { ($0.int64(0), $0.int(1)) })
+    #expect(claim.requests.allSatisfy { attempts[$0.id] == (called.contains($0.id) ? 1 : 0) }, "\(attempts)")
     // With no notes (an older run, or its file removed after a failed note), every lease counts as maybe billed.
     let other = LeaseOwner(host: LeaseOwner.hostName, pid: 2_000_000_001, start: 1, nonce: 2)
     _ = try await DispatchStore(path: path, owner: other.description).claim(

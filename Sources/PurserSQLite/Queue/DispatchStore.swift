@@ -209,6 +209,7 @@ public actor DispatchStore {
                 let notCalled = started.map { started in ids.filter { !started.contains($0) } } ?? []
                 try Ledger(database: database).unsettle(requests: called, now: now)
                 try Ledger(database: database).dropReservations(requests: notCalled)
+                try lifecycle.uncountAttempts(notCalled)
                 return (ids.count, notCalled.count)
             }
             if requests > 0 { taken.append((owner, requests, neverCalled)) }

@@ -202,6 +202,14 @@ public struct RequestLifecycle {
         return taken
     }
 
+    /// Requests taken over that were claimed and never called: the attempt counted at their claim is taken back, as a
+    /// release of a request never called does.
+    func uncountAttempts(_ requests: [Int64]) throws {
+        guard !requests.isEmpty else { return }
+        try database.statement("UPDATE requests SET attempts = attempts - 1 WHERE id IN (SELECT value FROM json_each(?)) AND attempts > 0")
+            .execute([ids(requests)])
+    }
+
     /// A paid answer kept in the recovery file is stored: the request succeeds, whatever it was doing since
     /// (queued again, or leased by a run calling it anew, whose answer will then not be kept). False when it
     /// already succeeded.
