@@ -30,21 +30,11 @@ public final class Statement {
     }
 
     public func bind(_ value: SQLiteValue, at index: Int32) throws {
-        let code: Int32
         switch value {
-        case .null:
-            code = sqlite3_bind_null(sqliteStatement, index)
-        case .integer(let integer):
-            code = sqlite3_bind_int64(sqliteStatement, index, integer)
-        case .text(var text):
-            // The string's own bytes (a short string's from the stack): passing a `String` to C copies it to the heap.
-            // SQLite binds a null pointer as NULL, not as '': an empty text points at a literal's bytes.
-            code = text.withUTF8 { bytes in
-                let start = UnsafeRawPointer(bytes.baseAddress ?? ("" as StaticString).utf8Start)
-                return sqlite3_bind_text(sqliteStatement, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
-            }
+        case .null: try bind(nil as String?, at: index)
+        case .integer(let integer): try bind(integer, at: index)
+        case .text(let text): try bind(text, at: index)
         }
-        guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
     }
 
     public func bind(_ integer: Int64, at index: Int32) throws {
@@ -58,13 +48,15 @@ public final class Statement {
             guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
             return
         }
+        // The string's own bytes (a short string's from the stack): passing a `String` to C copies it to the heap.
         try text.withUTF8 { try bindText(UnsafeRawBufferPointer($0), at: index) }
     }
 
     /// Binds UTF-8 bytes as TEXT without building a `String` first (the ingest hot path).
     public func bindText(_ bytes: UnsafeRawBufferPointer, at index: Int32) throws {
-        let code = sqlite3_bind_text(
-            sqliteStatement, index, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
+        // SQLite binds a null pointer as NULL, not as '': empty bytes point at a literal's.
+        let start = bytes.baseAddress ?? UnsafeRawPointer(("" as StaticString).utf8Start)
+        let code = sqlite3_bind_text(sqliteStatement, index, start.assumingMemoryBound(to: CChar.self), Int32(bytes.count), sqliteTransient)
         guard code == SQLITE_OK else { throw database.error(code: code, sql: sql) }
     }
 

@@ -40,7 +40,9 @@ public final class StartedCalls: Sendable {
 
     static func path(databasePath: String, owner: String) -> String { databasePath + ".started." + owner }
 
-    private var compactedPath: String { path + ".new" }
+    /// Where the file is written again, beside it, until it replaces it.
+    private static let compactedSuffix = ".new"
+    private var compactedPath: String { path + StartedCalls.compactedSuffix }
 
     /// Creates the file, empty. A run that cannot keeps no notes, and claims no more than it can have in flight.
     public func open() throws {
@@ -186,7 +188,7 @@ public final class StartedCalls: Sendable {
     public func remove(owner: String) {
         let path = StartedCalls.path(databasePath: databasePath, owner: owner)
         unlink(path)
-        unlink(path + ".new")
+        unlink(path + StartedCalls.compactedSuffix)
     }
 
     /// Removes the files of runs on this host whose process is gone (their leases taken over already).
@@ -198,7 +200,10 @@ public final class StartedCalls: Sendable {
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch { return }
         for name in names where name.hasPrefix(prefix) {
             let ownerText = name.dropFirst(prefix.count)
-            guard let owner = LeaseOwner(String(ownerText.hasSuffix(".new") ? ownerText.dropLast(4) : ownerText)), owner.isGoneFromThisHost else { continue }
+            let compacted = ownerText.hasSuffix(StartedCalls.compactedSuffix)
+            guard let owner = LeaseOwner(String(compacted ? ownerText.dropLast(StartedCalls.compactedSuffix.count) : ownerText)),
+                owner.isGoneFromThisHost
+            else { continue }
             unlink(folder + "/" + name)
         }
     }
