@@ -93,6 +93,25 @@ import Testing
         #expect(notices.all.contains { if case .startedCallsNotKept(let reason) = $0 { reason.contains("/nonexistent-purser-folder/") } else { false } })
     }
 
+    @Test func aRunWhoseCallsEndFastClaimsWhatItStartsIn20MillisecondsAndNeverMoreThan256() async throws {
+        // How fast a run starts its calls, counted over a quarter second or more.
+        let state = RunState(clock: clock)
+        #expect(await state.callsStartedPerSecond(now: 1_000) == 0)
+        await state.addClaimed((1...600).map { request(Int64($0)) })
+        for _ in 0..<300 { guard case .serve = await state.nextStep(refillBelow: 0) else { Issue.record("nothing to serve"); return } }
+        #expect(await state.callsStartedPerSecond(now: 1_100) == 0, "under a quarter second: the last rate stands")
+        #expect(await state.callsStartedPerSecond(now: 1_250) == 1_200)
+        #expect(await state.callsStartedPerSecond(now: 1_750) == 0, "none started since")
+        #expect(await state.callsStartedPerSecond(now: 500) == 0, "a clock that went back counts again")
+
+        // Its concurrency ahead, or what it starts in 20 ms when that is more, at most 256; none when it cannot note its calls.
+        #expect(Dispatcher.claimingAhead(concurrency: 8, startingPerSecond: 16, notingCalls: true) == 8)
+        #expect(Dispatcher.claimingAhead(concurrency: 8, startingPerSecond: 6_000, notingCalls: true) == 120)
+        #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 20_000, notingCalls: true) == 256)
+        #expect(Dispatcher.claimingAhead(concurrency: 5_000, startingPerSecond: 1_000, notingCalls: true) == 256)
+        #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 20_000, notingCalls: false) == 0)
+    }
+
     @Test func noCallStartsBeforeItsModelsRateLimitHasRoom() async throws {
         let options = options(concurrency: 16)
         let store = MemoryStorage(owner: options.worker)

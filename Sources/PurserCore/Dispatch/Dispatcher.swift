@@ -267,9 +267,13 @@ public final class Dispatcher: Sendable {
     }
 
     /// How many requests a run claims beyond those it can have in flight, so that a worker whose call ends finds its
-    /// next one claimed: up to its concurrency (at most 256) while it notes each call before sending it, so that a
-    /// crash counts only those called as maybe billed (`StartedCalls`); none otherwise.
-    private var claimingAhead: Int { options.startedCalls?.isKept == true ? min(options.concurrency, 256) : 0 }
+    /// next one claimed, while it notes each call before sending it (so that a crash counts only those called as maybe
+    /// billed, `StartedCalls`); none otherwise. Its concurrency, or the calls it starts in 20 ms when that is more, and
+    /// at most 256: a claim is a write, and a run whose calls end by thousands a second claims a few hundred at a time
+    /// rather than a few dozen, while a slow one holds no more than it will soon call.
+    static func claimingAhead(concurrency: Int, startingPerSecond rate: Int, notingCalls: Bool) -> Int {
+        notingCalls ? min(max(concurrency, rate / 50), 256) : 0
+    }
 
     /// The most paid answers waiting for their commit before workers wait for them: enough for calls answered in a
     /// millisecond to go on through a group commit's 10 ms wait, and at least one for each call in flight.
@@ -321,7 +325,10 @@ public final class Dispatcher: Sendable {
             }
             if let startedCalls = options.startedCalls, startedCalls.needsCompacting { await compact(startedCalls) }
             let excluded = await excludedModels(now: now)
-            let room = await state.room(for: options.concurrency + claimingAhead)
+            let ahead = Dispatcher.claimingAhead(
+                concurrency: options.concurrency, startingPerSecond: await state.callsStartedPerSecond(now: now),
+                notingCalls: options.startedCalls?.isKept == true)
+            let room = await state.room(for: options.concurrency + ahead)
             guard room > 0 else { return 20 }
             // A busy run claims in groups (each claim is a write): with less room than a sixty-fourth of its concurrency,
             // a poll waits up to 10 ms from the last claim for more calls to end.
@@ -994,6 +1001,29 @@ actor RunState {
     /// How many more requests may be claimed: no more than `limit` in flight and claimed together.
     func room(for limit: Int) -> Int { max(limit - inFlight - claimed.count, 0) }
 
+    /// Calls started since `startsCountedSince`, and how many a second were started over the last quarter second or more.
+    private var startsCounted = 0
+    private var startsCountedSince: Int64?
+    private var startRate = 0
+
+    /// How many calls a second this run starts, over the last quarter second or more.
+    func callsStartedPerSecond(now: Int64) -> Int {
+        guard let since = startsCountedSince else {
+            startsCountedSince = now
+            return startRate
+        }
+        if now - since >= 250 {
+            startRate = startsCounted * 1_000 / Int(now - since)
+            startsCounted = 0
+            startsCountedSince = now
+        } else if now < since {
+            // The clock went back: count again from now.
+            startsCounted = 0
+            startsCountedSince = now
+        }
+        return startRate
+    }
+
     enum NextStep {
         case serve(ClaimedRequest)
         /// Serve this one after claiming more: the batch fell below the refill mark and no one was polling.
@@ -1010,6 +1040,7 @@ actor RunState {
         if stopRequested || exhausted || storageFailure != nil { return .stop }
         if let next = claimed.popLast() {
             inFlight += 1
+            startsCounted += 1
             guard claimed.count < mark, !polling else { return .serve(next) }
             polling = true
             return .refillThenServe(next)
