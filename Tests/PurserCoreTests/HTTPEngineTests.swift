@@ -14,7 +14,7 @@ import TestSupport
 
     @Test func anExchangeSendsItsMethodHeadersAndBodyAndReadsTheAnswer() async throws {
         let server = try LocalHTTPServer { received in
-            .answer(status: 201, headers: ["X-Seen: \(received.body.count)", "Set-Thing: a", "set-thing: b"], body: Array("{\"ok\":true}".utf8))
+            .answer(status: 201, headers: ["X-Seen: \(received.body.count)", "Set-Thing: a", "set-thing: b", "X-Where:   http://h:1/p  "], body: Array("{\"ok\":true}".utf8))
         }
         defer { server.stop() }
         var outgoing = request(server, method: "POST")
@@ -26,6 +26,8 @@ import TestSupport
         #expect(String(decoding: answer.body, as: UTF8.self) == "{\"ok\":true}")
         #expect(answer.headers["x-seen"] == "17" && answer.headers["X-SEEN"] == "17")
         #expect(answer.headers["set-thing"] == "a, b", "a header sent twice is read as both values")
+        #expect(answer.headers["x-where"] == "http://h:1/p", "a value is read whole from the first colon, without the spaces around it")
+        #expect(answer.headers["x-se"] == nil && answer.headers["x-seen-not"] == nil && answer.headers["missing"] == nil)
         let received = try #require(server.requests.first)
         #expect(received.method == "POST" && received.path == "/v1/echo")
         #expect(received.headers["authorization"] == "Bearer sk-test" && received.headers["content-type"] == "application/json")

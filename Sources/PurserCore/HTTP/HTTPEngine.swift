@@ -644,7 +644,7 @@ private final class Transfer: @unchecked Sendable {
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return true }
         let name = Transfer.trimmed(bytes[..<colon])
         let value = Transfer.trimmed(bytes[(colon + 1)...])
-        if !name.isEmpty { headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self)) }
+        if !name.isEmpty { headers.add(name: UnsafeRawBufferPointer(rebasing: name), value: UnsafeRawBufferPointer(rebasing: value)) }
         return true
     }
 

@@ -65,19 +65,53 @@ public struct HTTPResponse: Sendable {
 }
 
 /// Response headers by name in any case; a name sent more than once has its values joined with ", ".
+///
+/// Kept as the lines came (each name and value, trimmed), and read when asked for: an answer carries from a few headers
+/// to a few dozen and a caller asks for two or three, so one buffer a response costs less than a string for each name and
+/// value and a dictionary holding them, made on the engine's thread for every call.
 public struct HTTPHeaders: Sendable {
-    private var values: [String: String] = [:]
+    /// `name:value` lines, each ended by a line feed (which libcurl's trimmed header lines cannot hold).
+    private var lines: [UInt8] = []
 
     public init() {}
 
-    public subscript(name: String) -> String? { values[name.lowercased()] }
-
-    mutating func add(name: String, value: String) {
-        let key = name.lowercased()
-        // Room for the dozen or so headers an answer carries, made once rather than grown header by header.
-        if values.isEmpty { values.reserveCapacity(16) }
-        if let earlier = values[key] { values[key] = earlier + ", " + value } else { values[key] = value }
+    public subscript(name: String) -> String? {
+        var found: String?
+        var start = lines.startIndex
+        while start < lines.endIndex {
+            let end = lines[start...].firstIndex(of: 0x0A) ?? lines.endIndex
+            if let colon = lines[start..<end].firstIndex(of: UInt8(ascii: ":")), HTTPHeaders.sameName(lines[start..<colon], name) {
+                let value = String(decoding: lines[(colon + 1)..<end], as: UTF8.self)
+                found = found.map { $0 + ", " + value } ?? value
+            }
+            start = end + 1
+        }
+        return found
     }
+
+    /// Adds a header line's name and value, trimmed; a line feed in either (which HTTP does not allow) ends what is kept.
+    mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        // Room for the dozen or so headers an answer carries, made once rather than grown header by header.
+        if lines.isEmpty { lines.reserveCapacity(512) }
+        append(name)
+        lines.append(UInt8(ascii: ":"))
+        append(value)
+        lines.append(0x0A)
+    }
+
+    private mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        lines.append(contentsOf: bytes.firstIndex(of: 0x0A).map { UnsafeRawBufferPointer(rebasing: bytes[..<$0]) } ?? bytes)
+    }
+
+    private static func sameName(_ bytes: ArraySlice<UInt8>, _ name: String) -> Bool {
+        var wanted = name.utf8.makeIterator()
+        for byte in bytes {
+            guard let other = wanted.next(), lowercased(byte) == lowercased(other) else { return false }
+        }
+        return wanted.next() == nil
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }
 }
 
 /// Why an exchange ended without an answer, in terms the callers classify (`NetworkTrouble`).
