@@ -459,9 +459,14 @@ public actor DispatchStore {
     }
 
     /// Deletes this worker's reservation for a request, returning when and under which project it was made.
+    /// A read and a delete by the request's id (the table's row id) rather than `DELETE … RETURNING`, which gathers what it
+    /// returns in a temporary table it makes, with its own pager and page cache, each time: once for every answer stored.
     func dropReservation(_ id: Int64, owner: String? = nil) throws -> (reservedAt: Int64, project: String)? {
-        try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ? RETURNING reserved_at, project")
-            .firstRow([.integer(id), .text(owner ?? self.owner)]) { ($0.int64(0), $0.text(1)) }
+        guard let reservation = try database.statement("SELECT reserved_at, project FROM reservations WHERE request_id = ? AND owner = ?")
+            .firstRow([.integer(id), .text(owner ?? self.owner)], { (reservedAt: $0.int64(0), project: $0.text(1)) })
+        else { return nil }
+        try database.statement("DELETE FROM reservations WHERE request_id = ?").execute([.integer(id)])
+        return reservation
     }
 
     func insertAttempt(_ attempt: AttemptRecord, request: Int64, worker: String? = nil) throws {
