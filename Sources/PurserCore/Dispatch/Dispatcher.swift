@@ -164,9 +164,20 @@ public final class Dispatcher: Sendable {
 
     // MARK: - The siblings
 
+    /// The workers, in task groups of at most 64 under one: the Swift runtime walks a task group's children to add one
+    /// (to find the last) and to take a finished one out, so a single group of 20,000 workers cost some 200 million
+    /// steps as the run started and ended.
     private func workerPool(_ count: Int) async {
-        await withTaskGroup(of: Void.self) { group in
-            for _ in 0..<max(count, 1) { group.addTask { await self.workerLoop() } }
+        let count = max(count, 1), eachGroup = 64
+        await withTaskGroup(of: Void.self) { groups in
+            for first in stride(from: 0, to: count, by: eachGroup) {
+                let workers = min(eachGroup, count - first)
+                groups.addTask {
+                    await withTaskGroup(of: Void.self) { group in
+                        for _ in 0..<workers { group.addTask { await self.workerLoop() } }
+                    }
+                }
+            }
         }
     }
 
