@@ -70,7 +70,7 @@ public struct HTTPResponse: Sendable {
 /// to a few dozen and a caller asks for two or three, so one buffer a response costs less than a string for each name and
 /// value and a dictionary holding them, made on the engine's thread for every call.
 public struct HTTPHeaders: Sendable {
-    /// `name:value` lines, each ended by a line feed (which libcurl's trimmed header lines cannot hold).
+    /// `name:value` lines, each ended by a line feed (which `add` keeps out of every name and value).
     private var lines: [UInt8] = []
 
     public init() {}
