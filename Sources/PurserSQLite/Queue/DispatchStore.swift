@@ -505,7 +505,8 @@ public actor DispatchStore {
 
 
     /// `waitForBatches: false` leaves requests in batches already at a provider out of `running` (a run that
-    /// does not wait for them); requests in batches whose model cannot be used now are always left out.
+    /// does not wait for them); requests in batches whose model cannot be used now are always left out. Requests in
+    /// batches are read from the open batches' members, as in `requestsInBatches`.
     public func remaining(job: Int64?, excludedModels: [String], waitForBatches: Bool = true) throws -> WorkRemaining {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         let queue = try database.statement("""
@@ -525,7 +526,7 @@ public actor DispatchStore {
             """).firstRow([.optionalInt64(job)]) { ($0.int(0), $0.optionalInt64(1)) }
         let inBatches = try database.statement("""
             SELECT count(*), sum(b.state = 'created' AND ?2 = 0 OR b.model IN (SELECT value FROM json_each(?3)))
-            FROM batch_requests m JOIN batches b ON b.id = m.batch_id JOIN requests r ON r.id = m.request_id
+            FROM batch_requests m CROSS JOIN requests r ON r.id = m.request_id JOIN batches b ON b.id = m.batch_id
             WHERE (?1 IS NULL OR r.job_id = ?1)
             """).firstRow([.optionalInt64(job), .int(waitForBatches ? 1 : 0), .text(excluded)]) { ($0.int(0), $0.optionalInt64(1) ?? 0) }
         let held = try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'held' AND (?1 IS NULL OR job_id = ?1)", [.optionalInt64(job)])
@@ -539,10 +540,12 @@ public actor DispatchStore {
             unplanned: Int(unplanned), held: Int(held ?? 0), inBatches: inBatches?.0 ?? 0, openBatches: Int(openBatches))
     }
 
-    /// Requests in scope that are in batches (to be sent, at a provider, or with results to store).
+    /// Requests in scope that are in batches (to be sent, at a provider, or with results to store). Read from the open
+    /// batches' members, not from every request the database holds (a `CROSS JOIN` keeps that order in SQLite): it is
+    /// counted every second of a run.
     public func requestsInBatches(job: Int64?) throws -> Int {
         Int(try database.scalarInt("""
-            SELECT count(*) FROM batch_requests m JOIN requests r ON r.id = m.request_id WHERE ?1 IS NULL OR r.job_id = ?1
+            SELECT count(*) FROM batch_requests m CROSS JOIN requests r ON r.id = m.request_id WHERE ?1 IS NULL OR r.job_id = ?1
             """, [.optionalInt64(job)]) ?? 0)
     }
 
