@@ -324,26 +324,33 @@ public final class Dispatcher: Sendable {
     private func poll() async -> Int64? {
         let now = clock.now()
         do {
-            if await state.tidyingIsDue(now: now) {
+            let tidying = await state.tidyingIsDue(now: now)
+            if tidying {
                 _ = try await queue.rescueExpiredLeases(now: now)
                 try await takeOverGoneRuns(now: now)
                 _ = try await queue.releaseEndedHolds(now: now)
             }
-            let planned = try await planNewJobs(now: now)
-            // A write, so not every poll: after this run plans, and once a second for plans made elsewhere.
-            if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
-                try await queue.endPlannedWaits(now: now)
-            }
-            if let startedCalls = options.startedCalls, startedCalls.needsCompacting { await compact(startedCalls) }
-            let excluded = await excludedModels(now: now)
             let ahead = Dispatcher.claimingAhead(
                 concurrency: options.concurrency, startingPerSecond: await state.callsStartedPerSecond(now: now),
                 notingCalls: options.startedCalls?.isKept == true)
             let room = await state.room(for: options.concurrency + ahead)
-            guard room > 0 else { return 20 }
             // A busy run claims in groups (each claim is a write): with less room than a sixty-fourth of its concurrency,
             // a poll waits up to 10 ms from the last claim for more calls to end.
-            if room < min(options.concurrency / 64, 100), let since = await state.sinceLastClaim(now: now), since < 10 { return 10 - since }
+            var wait: Int64? = room > 0 ? nil : 20
+            if room > 0, room < min(options.concurrency / 64, 100), let since = await state.sinceLastClaim(now: now), since < 10 { wait = 10 - since }
+            // What a claim needs first, only when this poll claims (or once a second, with the tidying): a busy run polls
+            // as every few calls end, most times to find too little room yet, and the planner's look for jobs to plan is a
+            // read of the database each time.
+            if wait == nil || tidying {
+                let planned = try await planNewJobs(now: now)
+                // A write, so not every poll: after this run plans, and once a second for plans made elsewhere.
+                if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
+                    try await queue.endPlannedWaits(now: now)
+                }
+                if let startedCalls = options.startedCalls, startedCalls.needsCompacting { await compact(startedCalls) }
+            }
+            if let wait { return wait }
+            let excluded = await excludedModels(now: now)
             // Per model, no more than its limits let start now, less what is claimed for it already: a model at its limit
             // holds no worker while the others' requests wait behind its own, and the room is shared by what can start.
             var allowances = await limiter.allowances(catalog.models)
