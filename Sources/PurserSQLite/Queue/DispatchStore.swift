@@ -205,8 +205,7 @@ public actor DispatchStore {
             let started = startedCalls(text)
             let (requests, neverCalled) = try database.writeTransaction {
                 let ids = try lifecycle.takeOver(owner: text)
-                let called = started.map { started in ids.filter { started.contains($0) } } ?? ids
-                let notCalled = started.map { started in ids.filter { !started.contains($0) } } ?? []
+                let (called, notCalled) = started.map { started in (ids.filter(started.contains), ids.filter { !started.contains($0) }) } ?? (ids, [])
                 try Ledger(database: database).unsettle(requests: called, now: now)
                 try Ledger(database: database).dropReservations(requests: notCalled)
                 try lifecycle.uncountAttempts(notCalled)
