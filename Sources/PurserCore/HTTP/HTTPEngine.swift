@@ -67,11 +67,13 @@ public final class HTTPEngine: @unchecked Sendable {
     private var idleConnections: [Origin?: [Int]] = [:]
     /// The commands last taken from the inbox, being carried out.
     private var takenCommands: [Command] = []
+
+    // Shared with the callers, which set up their calls and reset their handles (`send`).
     /// Handles of calls that ended, reset for the next ones: no more than were in flight at once, and at most 8,192.
-    private var spareHandles: [UnsafeMutableRawPointer] = []
+    private let spareHandles = Mutex<[EasyHandle]>([])
     static let spareHandleLimit = 8_192
     /// URLs libcurl read as on their request's origin, each with that origin (at most 4,096, then forgotten).
-    private var checkedURLs: Set<String> = []
+    private let checkedURLs = Mutex<Set<String>>([])
 
     private init() {
         guard curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK else {
@@ -96,8 +98,16 @@ public final class HTTPEngine: @unchecked Sendable {
     }
 
     /// Sends `request` and waits for its answer or failure. Cancelling the calling task ends the exchange at once.
+    ///
+    /// The call is set up here, on the caller's thread, and its handle reset here once it ended: the loop thread, which
+    /// every call passes through, only starts it and hears it end.
     public func send(_ request: HTTPRequest) async -> Result<HTTPResponse, ExchangeFailure> {
-        let transfer = Transfer(request: request)
+        guard let easy = spareHandles.withLock({ $0.popLast() })?.pointer ?? curl_easy_init() else {
+            return .failure(.other("libcurl could not make a handle"))
+        }
+        let transfer = Transfer(request: request, easy: easy)
+        defer { keep(transfer) }
+        if let failure = transfer.configure(checkedURLs: checkedURLs) { return .failure(failure) }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 transfer.finish = { continuation.resume(returning: $0) }
@@ -107,6 +117,19 @@ public final class HTTPEngine: @unchecked Sendable {
             transfer.cancelled.store(true, ordering: .sequentiallyConsistent)
             post(.cancel(transfer))
         }
+    }
+
+    /// Frees what `transfer` held, once the loop is done with it, keeping its handle, reset, for the next call (libcurl's
+    /// own advice: a handle reused is cheaper than a new one).
+    private func keep(_ transfer: Transfer) {
+        curl_easy_reset(transfer.easy)
+        transfer.release()
+        let kept = spareHandles.withLock { spare in
+            guard spare.count < HTTPEngine.spareHandleLimit else { return false }
+            spare.append(EasyHandle(pointer: transfer.easy))
+            return true
+        }
+        if !kept { curl_easy_cleanup(transfer.easy) }
     }
 
     private func post(_ command: Command) {
@@ -184,33 +207,25 @@ public final class HTTPEngine: @unchecked Sendable {
             switch command {
             case .start(let transfer): begin(transfer)
             case .cancel(let transfer):
-                // Unknown here: not begun yet (it sees its flag when it begins) or already finished.
-                guard let easy = transfer.easy, running[easy] != nil else { continue }
-                end(easy, with: .failure(.cancelled))
+                // Not running: not begun yet (it sees its flag when it begins) or already finished, its handle perhaps
+                // running another call by now.
+                guard running[transfer.easy] === transfer else { continue }
+                end(transfer.easy, with: .failure(.cancelled))
             }
         }
     }
 
     private func begin(_ transfer: Transfer) {
         if transfer.cancelled.load(ordering: .sequentiallyConsistent) { return transfer.complete(.failure(.cancelled)) }
-        guard let easy = spareHandles.popLast() ?? curl_easy_init() else {
-            return transfer.complete(.failure(.other("libcurl could not make a handle")))
-        }
-        transfer.easy = easy
-        if let failure = transfer.configure(easy, checkedURLs: &checkedURLs) {
-            release(transfer)
-            return transfer.complete(.failure(failure))
-        }
         guard let shard = shard(for: transfer.origin) else {
-            release(transfer)
             return transfer.complete(.failure(.other("libcurl could not make a multi handle")))
         }
+        let easy = transfer.easy
         running[easy] = transfer
         transfer.shard = shard
         let added = curl_multi_add_handle(shard.multi, easy)
         if added != CURLM_OK {
             running[easy] = nil
-            release(transfer)
             return transfer.complete(.failure(.other(String(cString: curl_multi_strerror(added)))))
         }
         shard.load += 1
@@ -242,21 +257,7 @@ public final class HTTPEngine: @unchecked Sendable {
         }
     }
 
-    /// Frees what `transfer` held, keeping its handle, reset, for the next call (libcurl's own advice: a handle reused is
-    /// cheaper than a new one).
-    private func release(_ transfer: Transfer) {
-        if let easy = transfer.easy {
-            if spareHandles.count < HTTPEngine.spareHandleLimit {
-                curl_easy_reset(easy)
-                spareHandles.append(easy)
-            } else {
-                curl_easy_cleanup(easy)
-            }
-        }
-        transfer.release()
-    }
-
-    /// Takes `easy` out of the loop, frees what it held and answers its caller.
+    /// Takes `easy` out of the loop and answers its caller, which frees what it held.
     private func end(_ easy: UnsafeMutableRawPointer, with outcome: Result<HTTPResponse, ExchangeFailure>) {
         guard let transfer = running.removeValue(forKey: easy), let shard = transfer.shard else { return }
         _ = curl_multi_remove_handle(shard.multi, easy)
@@ -266,7 +267,6 @@ public final class HTTPEngine: @unchecked Sendable {
                 idleConnections[transfer.origin, default: []].append(shard.index)
             }
         }
-        release(transfer)
         transfer.complete(outcome)
     }
 
@@ -361,8 +361,14 @@ public final class HTTPEngine: @unchecked Sendable {
     }
 }
 
-/// One exchange: its request, what libcurl holds for it, and the answer as it arrives. Made by the caller, then touched
-/// only on the engine's loop thread, except `cancelled`, which the caller's cancellation sets.
+/// A libcurl easy handle, passed between the callers and the engine's spare handles.
+private struct EasyHandle: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+}
+
+/// One exchange: its request, what libcurl holds for it, and the answer as it arrives. Set up by the caller, then
+/// touched only on the engine's loop thread until it is answered, except `cancelled`, which the caller's cancellation
+/// sets; then freed by the caller.
 private final class Transfer: @unchecked Sendable {
     let request: HTTPRequest
     /// Where it goes, for finding a shard with a connection there.
@@ -370,10 +376,9 @@ private final class Transfer: @unchecked Sendable {
     let cancelled = Atomic<Bool>(false)
     var finish: (@Sendable (Result<HTTPResponse, ExchangeFailure>) -> Void)?
 
-    var easy: UnsafeMutableRawPointer?
+    let easy: UnsafeMutableRawPointer
     /// The shard it runs on, set when it is added to one.
     var shard: HTTPEngine.Shard?
-    private var url: OpaquePointer?
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private let errorText = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     private var upload: Int32 = -1
@@ -392,8 +397,9 @@ private final class Transfer: @unchecked Sendable {
     /// The most header bytes an answer may carry: 1 MiB.
     static let headerLimit = 1 << 20
 
-    init(request: HTTPRequest) {
+    init(request: HTTPRequest, easy: UnsafeMutableRawPointer) {
         self.request = request
+        self.easy = easy
         origin = request.origin ?? Origin(request.url)
         errorText.initialize(to: 0)
     }
@@ -407,8 +413,8 @@ private final class Transfer: @unchecked Sendable {
     }
 
     /// Sets up `easy` for the request; the failure when it cannot be sent as asked.
-    func configure(_ easy: UnsafeMutableRawPointer, checkedURLs: inout Set<String>) -> ExchangeFailure? {
-        if let failure = setURL(easy, checkedURLs: &checkedURLs) { return failure }
+    func configure(checkedURLs: borrowing Mutex<Set<String>>) -> ExchangeFailure? {
+        if let failure = setURL(checkedURLs: checkedURLs) { return failure }
         let context = Unmanaged.passUnretained(self).toOpaque()
         var failed = CURLE_OK
         func check(_ code: CURLcode) { if failed == CURLE_OK { failed = code } }
@@ -504,12 +510,29 @@ private final class Transfer: @unchecked Sendable {
         return nil
     }
 
-    /// The URL as libcurl parses it, checked against the request's origin so that what is sent goes where the caller
-    /// checked it would.
-    private func setURL(_ easy: UnsafeMutableRawPointer, checkedURLs: inout Set<String>) -> ExchangeFailure? {
-        guard let url = curl_url() else { return .other("libcurl could not hold a URL") }
-        self.url = url
+    /// The URL, checked against the request's origin as libcurl parses it, so that what is sent goes where the caller
+    /// checked it would. libcurl reads the text again when it sends it, the same way but for two things a URL that
+    /// passed here never needs: a scheme guessed when there is none, and schemes it does not know.
+    private func setURL(checkedURLs: borrowing Mutex<Set<String>>) -> ExchangeFailure? {
         let text = request.url.absoluteString
+        // A URL read as on this origin before is not read apart again.
+        if let origin = request.origin, case let checked = "\(origin) \(text)", !checkedURLs.withLock({ $0.contains(checked) }) {
+            if let failure = Transfer.check(text, on: origin) { return failure }
+            checkedURLs.withLock { checkedURLs in
+                if checkedURLs.count >= 4_096 { checkedURLs.removeAll() }
+                checkedURLs.insert(checked)
+            }
+        }
+        guard purser_easy_set_pointer(easy, CURLOPT_URL, text) == CURLE_OK else {
+            return .other("libcurl would not take the URL \(String(text.prefix(200)))")
+        }
+        return nil
+    }
+
+    /// Whether libcurl reads `text` as a URL on `origin`: nil when it does, else why not.
+    private static func check(_ text: String, on origin: Origin) -> ExchangeFailure? {
+        guard let url = curl_url() else { return .other("libcurl could not hold a URL") }
+        defer { curl_url_cleanup(url) }
         guard curl_url_set(url, CURLUPART_URL, text, 0) == CURLUE_OK else {
             return .misdirected("libcurl cannot read the URL \(String(text.prefix(200)))")
         }
@@ -519,29 +542,18 @@ private final class Transfer: @unchecked Sendable {
             defer { curl_free(text) }
             return String(cString: text)
         }
-        // libcurl reads a URL the same way every time: one it read as on this origin before is not read apart again.
-        if let origin = request.origin, case let checked = "\(origin) \(text)", !checkedURLs.contains(checked) {
-            let host = part(CURLUPART_HOST)?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            let seen = (part(CURLUPART_SCHEME)?.lowercased(), host, part(CURLUPART_PORT, UInt32(CURLU_DEFAULT_PORT)).flatMap { Int($0) })
-            guard seen.0 == origin.scheme, seen.1 == origin.host, seen.2 == origin.port else {
-                return .misdirected("libcurl reads \(String(text.prefix(200))) as pointing elsewhere than \(origin)")
-            }
-            if checkedURLs.count >= 4_096 { checkedURLs.removeAll() }
-            checkedURLs.insert(checked)
-        }
-        guard purser_easy_set_pointer(easy, CURLOPT_CURLU, UnsafeRawPointer(url)) == CURLE_OK else {
-            return .other("libcurl would not take the URL")
+        let host = part(CURLUPART_HOST)?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let seen = (part(CURLUPART_SCHEME)?.lowercased(), host, part(CURLUPART_PORT, UInt32(CURLU_DEFAULT_PORT)).flatMap { Int($0) })
+        guard seen.0 == origin.scheme, seen.1 == origin.host, seen.2 == origin.port else {
+            return .misdirected("libcurl reads \(String(text.prefix(200))) as pointing elsewhere than \(origin)")
         }
         return nil
     }
 
-    /// Frees what libcurl held for this exchange and closes its files, once the engine has reset or freed `easy`.
+    /// Frees what libcurl held for this exchange and closes its files, once `easy` is reset.
     func release() {
-        easy = nil
         if let headerList { curl_slist_free_all(headerList) }
         headerList = nil
-        if let url { curl_url_cleanup(url) }
-        url = nil
         if upload >= 0 { close(upload) }
         upload = -1
         if download >= 0, close(download) != 0, fileError == nil {
@@ -558,7 +570,7 @@ private final class Transfer: @unchecked Sendable {
         if resendRefused { return .failure(.dropped) }
         guard code == CURLE_OK else { return .failure(failure(code)) }
         var status = 0
-        if let easy { _ = purser_easy_get_long(easy, CURLINFO_RESPONSE_CODE, &status) }
+        _ = purser_easy_get_long(easy, CURLINFO_RESPONSE_CODE, &status)
         if download >= 0, close(download) != 0 {
             download = -1
             return .failure(.localFile("could not finish writing the answer: \(String(cString: strerror(errno)))"))
