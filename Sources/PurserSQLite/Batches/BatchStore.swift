@@ -18,10 +18,13 @@ extension DispatchStore {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         return try database.writeTransaction {
             try lifecycle.stage(now: now)
+            // Each ready request's plan line is read before its request (a `CROSS JOIN` keeps that order in SQLite), so
+            // the many planned for live calls are passed over without a read of their rows: this runs every second of
+            // a run, over every ready request (3.7 ms rather than 6.3 for 15,000 of them).
             let candidates = try database.statement("""
                 SELECT r.id, r.job_id, j.project, r.input_tokens, r.max_output_tokens, l.model, r.deadline_at, length(b.body)
-                FROM request_plans p JOIN requests r ON r.id = p.request_id JOIN plan_lines l ON l.id = p.line JOIN jobs j ON j.id = r.job_id
-                    JOIN request_bodies b ON b.request_id = r.id
+                FROM request_plans p CROSS JOIN plan_lines l ON l.id = p.line CROSS JOIN requests r ON r.id = p.request_id
+                    JOIN jobs j ON j.id = r.job_id JOIN request_bodies b ON b.request_id = r.id
                 WHERE p.queue = \(RequestLifecycle.Queue.ready.sql) AND l.mode = 'batch' AND (?1 IS NULL OR r.job_id = ?1) AND l.model NOT IN (SELECT value FROM json_each(?2))
                 ORDER BY l.model, p.deadline_at, p.request_id
                 """).rows([.optionalInt64(job), .text(excluded)]) { row in
