@@ -35,6 +35,38 @@ import TestSupport
         #expect(String(decoding: received.body, as: UTF8.self) == "{\"model\":\"small\"}")
     }
 
+    /// A call's handle is kept for the next call, set up as it was when the next call is of the same kind (method, kind of
+    /// body, authority, stall time) and reset when it is not: calls of every kind one after another, each on the handle
+    /// the last one left, carry nothing of the one before.
+    @Test func aKeptHandleCarriesNothingOfItsLastCallIntoTheNext() async throws {
+        let server = try LocalHTTPServer { _ in .answer(status: 200, body: Array("ok".utf8)) }
+        defer { server.stop() }
+        func send(_ method: String, body: [UInt8]?, header: (String, String)?, stalled: Double? = nil) async throws -> LocalHTTPServer.Received {
+            var outgoing = request(server, "/\(method.lowercased())", method: method)
+            if let body { outgoing.body = .bytes(body) }
+            if let header { outgoing.setHeader(header.0, header.1) }
+            outgoing.stalledSeconds = stalled
+            #expect(try await HTTPEngine.shared.send(outgoing).get().status == 200)
+            return try #require(server.requests.last)
+        }
+        var seen = try await send("POST", body: Array("first".utf8), header: ("X-First", "1"), stalled: 5)
+        #expect(seen.method == "POST" && seen.body == Array("first".utf8) && seen.headers["x-first"] == "1")
+        seen = try await send("POST", body: Array("second, longer".utf8), header: ("X-Second", "2"), stalled: 5)
+        #expect(seen.method == "POST" && seen.body == Array("second, longer".utf8), "the same kind of call sends its own body")
+        #expect(seen.headers["x-second"] == "2" && seen.headers["x-first"] == nil, "and its own headers only")
+        seen = try await send("GET", body: nil, header: nil)
+        #expect(seen.method == "GET" && seen.body.isEmpty && seen.headers["x-second"] == nil && seen.headers["content-length"] == nil)
+        seen = try await send("DELETE", body: nil, header: nil)
+        #expect(seen.method == "DELETE" && seen.body.isEmpty)
+        seen = try await send("POST", body: Array("third".utf8), header: nil)
+        #expect(seen.method == "POST" && seen.body == Array("third".utf8), "no method of the call before")
+        seen = try await send("POST", body: nil, header: nil)
+        #expect(seen.method == "POST" && seen.body.isEmpty && seen.headers["content-length"] == "0")
+        seen = try await send("GET", body: nil, header: ("X-Last", "3"))
+        #expect(seen.method == "GET" && seen.body.isEmpty && seen.headers["x-last"] == "3")
+        #expect(server.requests.count == 7)
+    }
+
     @Test func callsOneAfterAnotherShareOneConnection() async throws {
         let server = try LocalHTTPServer { _ in .answer(status: 200, body: Array("ok".utf8)) }
         defer { server.stop() }
