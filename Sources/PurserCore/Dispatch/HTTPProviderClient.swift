@@ -6,34 +6,37 @@ import Synchronization
 /// one HTTP engine. Keys are read from the environment once per provider and never kept anywhere else.
 public final class HTTPProviderClient: ModelCaller {
     private let environment: [String: String]
-    /// Each provider's endpoint and the URL of its live calls, made once (its base URL parsed, its key read) rather than
-    /// on every call.
-    private let endpoints = Mutex<[Provider: (endpoint: ProviderEndpoint, url: URL)]>([:])
+    /// Each provider's endpoint, the URL of its live calls and a request to it with the provider's credentials, made once
+    /// (its base URL parsed and checked, its key read) rather than on every call.
+    private let endpoints = Mutex<[Provider: LiveCalls]>([:])
+    private struct LiveCalls {
+        var endpoint: ProviderEndpoint
+        var url: URL
+        var request: HTTPRequest
+    }
     public static let anthropicVersion = "2023-06-01"
 
     public init(environment: [String: String]) {
         self.environment = environment
     }
 
-    private func endpoint(for provider: Provider) throws(CallFailure) -> (endpoint: ProviderEndpoint, url: URL) {
+    private func liveCalls(to provider: Provider) throws(CallFailure) -> LiveCalls {
         if let known = endpoints.withLock({ $0[provider] }) { return known }
         let endpoint = try ProviderEndpoint(provider: provider, environment: environment)
-        let known = (endpoint, try endpoint.url(provider.dialect == .openai ? "/chat/completions" : "/v1/messages"))
+        let url = try endpoint.url(provider.dialect == .openai ? "/chat/completions" : "/v1/messages")
+        var request = try endpoint.request(url, method: "POST", timeoutSeconds: 60)
+        request.setHeader("Content-Type", "application/json")
+        let known = LiveCalls(endpoint: endpoint, url: url, request: request)
         endpoints.withLock { $0[provider] = known }
         return known
     }
 
     public func call(_ call: ProviderCall) async -> Result<ProviderResponse, CallFailure> {
-        let endpoint: ProviderEndpoint
-        let url: URL
-        var request: HTTPRequest
-        do {
-            (endpoint, url) = try self.endpoint(for: call.provider)
-            request = try endpoint.request(url, method: "POST", timeoutSeconds: call.timeoutSeconds)
-        } catch {
-            return .failure(error)
-        }
-        request.setHeader("Content-Type", "application/json")
+        let live: LiveCalls
+        do { live = try liveCalls(to: call.provider) } catch { return .failure(error) }
+        let (endpoint, url) = (live.endpoint, live.url)
+        var request = live.request
+        request.timeoutSeconds = call.timeoutSeconds
         request.setHeader("X-Purser-Request", String(call.requestID))
         request.body = .bytes(Array(JSONWriter.string(.object(call.body)).utf8))
         let answer: HTTPResponse
