@@ -68,8 +68,8 @@ public final class HTTPEngine: @unchecked Sendable {
     /// The commands last taken from the inbox, being carried out.
     private var takenCommands: [Command] = []
 
-    // Shared with the callers, which set up their calls and reset their handles (`send`).
-    /// Handles of calls that ended, reset for the next ones: no more than were in flight at once, and at most 8,192.
+    // Shared with the callers, which set up their calls and keep their handles (`send`).
+    /// Handles of calls that ended, kept for the next ones (`keep`): no more than were in flight at once, and at most 8,192.
     private let spareHandles = Mutex<[EasyHandle]>([])
     static let spareHandleLimit = 8_192
     /// URLs libcurl read as on their request's origin, each with that origin (at most 4,096, then forgotten).
@@ -99,7 +99,7 @@ public final class HTTPEngine: @unchecked Sendable {
 
     /// Sends `request` and waits for its answer or failure. Cancelling the calling task ends the exchange at once.
     ///
-    /// The call is set up here, on the caller's thread, and its handle reset here once it ended: the loop thread, which
+    /// The call is set up here, on the caller's thread, and its handle kept here once it ended: the loop thread, which
     /// every call passes through, only starts it and hears it end.
     public func send(_ request: HTTPRequest) async -> Result<HTTPResponse, ExchangeFailure> {
         let spare = spareHandles.withLock { $0.popLast() }
@@ -422,7 +422,8 @@ private final class Transfer: @unchecked Sendable {
 
     /// What a handle is set up for beyond a single call: the options every call with the same of these shares. A spare
     /// handle last set up for the same is not reset, and only the call's own options are set on it (its URL, headers,
-    /// body, timeouts and the pointers to this transfer): about a tenth of the CPU a call costs the process at 0 ms.
+    /// body, timeouts and the pointers to this transfer), as libcurl means handles to be reused; the reset alone was
+    /// 1.6% of a 0 ms run's CPU (perf).
     struct Setup: Equatable {
         var method: String
         var body: BodyKind
