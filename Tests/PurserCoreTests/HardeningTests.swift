@@ -100,21 +100,21 @@ import Testing
     for index in 0..<100 {
         now += 10
         if index >= 50 && index < 55 {
-            #expect(await health.recordFailure("p", now: now, unreachable: false, message: "HTTP 500", longestPause: 60_000) == nil)
+            #expect(health.recordFailure("p", now: now, unreachable: false, message: "HTTP 500", longestPause: 60_000) == nil)
         } else {
-            _ = await health.recordSuccess("p", now: now)
+            _ = health.recordSuccess("p", now: now)
         }
     }
-    #expect(await health.permit("p", now: now) == .go)
+    #expect(health.permit("p", now: now) == .go)
     // Most recent calls failing is another matter.
     var change: ProviderHealth.Change?
     for _ in 0..<200 where change == nil {
         now += 10
-        change = await health.recordFailure("p", now: now, unreachable: false, message: "HTTP 503", longestPause: 60_000)
+        change = health.recordFailure("p", now: now, unreachable: false, message: "HTTP 503", longestPause: 60_000)
     }
     guard case .paused(let until, let percent, let last)? = change else { Issue.record("no pause"); return }
     #expect(percent >= 50 && last == "HTTP 503" && until == now + 30_000)
-    #expect(await health.permit("p", now: now + 1) == .wait(until: until))
+    #expect(health.permit("p", now: now + 1) == .wait(until: until))
 }
 
 @Test func theOutcomeWindowKeepsTheRecentCallsAndTheirFailuresAsARecountWould() {
@@ -141,21 +141,21 @@ import Testing
     var now: Int64 = 0
     for _ in 0..<30 {
         now += 10
-        _ = await health.recordFailure("p", now: now, unreachable: false, message: "HTTP 500", longestPause: 10_000)
+        _ = health.recordFailure("p", now: now, unreachable: false, message: "HTTP 500", longestPause: 10_000)
     }
     // The pause was cut to what the deadline allowed (10 s, not 30 s).
-    guard case .wait(let until) = await health.permit("p", now: now) else { Issue.record("not paused"); return }
+    guard case .wait(let until) = health.permit("p", now: now) else { Issue.record("not paused"); return }
     #expect(until <= now + 10_000)
     // After it, one probe; the others wait while it is out.
-    #expect(await health.permit("p", now: until) == .probe)
-    #expect(await health.permit("p", now: until + 1) == .wait(until: until + 1_001))
+    #expect(health.permit("p", now: until) == .probe)
+    #expect(health.permit("p", now: until + 1) == .wait(until: until + 1_001))
     // A failed probe pauses again, longer; a good one resumes.
-    guard case .paused(let again, _, _)? = await health.recordFailure("p", now: until + 5, unreachable: false, message: "HTTP 500", longestPause: 600_000)
+    guard case .paused(let again, _, _)? = health.recordFailure("p", now: until + 5, unreachable: false, message: "HTTP 500", longestPause: 600_000)
     else { Issue.record("a failed probe should pause again"); return }
     #expect(again - (until + 5) == 60_000)
-    #expect(await health.permit("p", now: again) == .probe)
-    #expect(await health.recordSuccess("p", now: again + 5) == .resumed)
-    #expect(await health.permit("p", now: again + 6) == .go)
+    #expect(health.permit("p", now: again) == .probe)
+    #expect(health.recordSuccess("p", now: again + 5) == .resumed)
+    #expect(health.permit("p", now: again + 6) == .go)
 }
 
 @Test func aProviderThatNeverConnectsIsUnreachableAfterTheGiveUpTime() async {
@@ -164,12 +164,12 @@ import Testing
     let health = ProviderHealth(settings: settings)
     var changes: [ProviderHealth.Change?] = []
     for second in 0...3 {
-        changes.append(await health.recordFailure(
+        changes.append(health.recordFailure(
             "p", now: Int64(second) * 1_000, unreachable: true, message: "connection refused by 127.0.0.1:9", longestPause: 600_000))
     }
     // Not at the first refusals: only once three calls failed to connect over the two seconds allowed.
     #expect(changes == [nil, nil, .unreachable(reason: "unreachable for 2s: connection refused by 127.0.0.1:9"), nil])
-    #expect(await health.permit("p", now: 5_000) == .disabled(reason: "unreachable for 2s: connection refused by 127.0.0.1:9"))
+    #expect(health.permit("p", now: 5_000) == .disabled(reason: "unreachable for 2s: connection refused by 127.0.0.1:9"))
 }
 
 @Test func a429SlowsItsModelAndSuccessesBringItBack() async throws {
@@ -177,13 +177,13 @@ import Testing
     let limiter = RateLimiter(limits: .init(), clock: .fixed(10_000))
     var slots: [RateLimiter.Slot] = []
     for _ in 0..<20 { slots.append(try await limiter.acquire(model, tokens: 10)) }
-    await limiter.slowDown(model)
-    #expect(await limiter.slowedInFlightCap(model) == 14, "seven tenths of the 20 in flight (plus one)")
-    await limiter.slowDown(model)
-    #expect(await limiter.slowedInFlightCap(model) == 14, "a burst of 429s within a second counts once")
-    for slot in slots { await limiter.release(slot) }
-    for _ in 0..<200 { await limiter.recovered(model, latencyMilliseconds: 50) }
-    #expect(await limiter.slowedInFlightCap(model) == nil, "back to normal after enough successes")
+    limiter.slowDown(model)
+    #expect(limiter.slowedInFlightCap(model) == 14, "seven tenths of the 20 in flight (plus one)")
+    limiter.slowDown(model)
+    #expect(limiter.slowedInFlightCap(model) == 14, "a burst of 429s within a second counts once")
+    for slot in slots { limiter.release(slot) }
+    for _ in 0..<200 { limiter.recovered(model, latencyMilliseconds: 50) }
+    #expect(limiter.slowedInFlightCap(model) == nil, "back to normal after enough successes")
 }
 
 @Test func hungCallsDoNotHoldASlowedModelStill() async throws {
@@ -192,20 +192,20 @@ import Testing
     let model = Fixtures.model("m", input: 1, output: 1, quality: 50)
     let now = Mutex<Int64>(10_000)
     let limiter = RateLimiter(limits: .init(), clock: WallClock { now.withLock { $0 } })
-    await limiter.recovered(model, latencyMilliseconds: 50)
+    limiter.recovered(model, latencyMilliseconds: 50)
     for _ in 0..<10 { try await limiter.acquire(model, tokens: 10) }
-    await limiter.slowDown(model)
-    #expect(await limiter.slowedInFlightCap(model) == 7)
-    #expect(await limiter.answering(model.id, now: 10_500) == 10, "half a second is not hung")
+    limiter.slowDown(model)
+    #expect(limiter.slowedInFlightCap(model) == 7)
+    #expect(limiter.answering(model.id, now: 10_500) == 10, "half a second is not hung")
     // A second later (20 times the 50 ms calls take) the ten are hung: the cap of 7 counts none of them.
     now.withLock { $0 = 11_001 }
-    try #require(await limiter.answering(model.id, now: 11_001) == 0, "else the acquires below would wait for ever")
+    try #require(limiter.answering(model.id, now: 11_001) == 0, "else the acquires below would wait for ever")
     for _ in 0..<7 { try await limiter.acquire(model, tokens: 10) }
-    #expect(await limiter.answering(model.id, now: 11_001) == 7, "the cap holds for calls that answer")
+    #expect(limiter.answering(model.id, now: 11_001) == 7, "the cap holds for calls that answer")
     // Before any call has succeeded nothing counts as hung.
     let fresh = Fixtures.model("n", input: 1, output: 1, quality: 50)
     try await limiter.acquire(fresh, tokens: 10)
-    #expect(await limiter.answering(fresh.id, now: 1_000_000) == 1)
+    #expect(limiter.answering(fresh.id, now: 1_000_000) == 1)
 }
 
 // MARK: - Takeover and money after a kill

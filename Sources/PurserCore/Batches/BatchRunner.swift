@@ -92,7 +92,7 @@ final class BatchRunner: Sendable {
             onEvent(.notice(.batchModelGone(batch: batch.id, model: batch.model, replanned: left)))
             return
         }
-        if await health.disabledProviders[provider.name] != nil { return }
+        if health.disabledProviders[provider.name] != nil { return }
         let api = self.api(for: batch, provider: provider)
         do {
             switch batch.state {
@@ -105,7 +105,7 @@ final class BatchRunner: Sendable {
             case .done:
                 break
             }
-            _ = await health.recordSuccess(provider.name, now: clock.now())
+            _ = health.recordSuccess(provider.name, now: clock.now())
             refusedSince.withLock { _ = $0.removeValue(forKey: batch.id) }
         } catch let error as BatchAPIError {
             // The run is ending: the step is left for the next one.
@@ -113,12 +113,12 @@ final class BatchRunner: Sendable {
             let failure = error.failure
             if failure.kind == .permanent || failure.kind == .modelRefused, try await refused(batch, failure: failure, now: now) { return }
             if failure.disablesProvider {
-                if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
+                if health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
                     onEvent(.notice(.providerDisabled(provider, failure)))
                 }
             } else {
                 // Counted with the provider's live calls: an endpoint that keeps refusing connections ends the run.
-                let change = await health.recordFailure(
+                let change = health.recordFailure(
                     provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message,
                     longestPause: max(batch.pullBackAt - now, 1_000))
                 if case .unreachable(let reason)? = change {

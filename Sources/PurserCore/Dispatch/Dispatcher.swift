@@ -353,7 +353,7 @@ public final class Dispatcher: Sendable {
             let excluded = await excludedModels(now: now)
             // Per model, no more than its limits let start now, less what is claimed for it already: a model at its limit
             // holds no worker while the others' requests wait behind its own, and the room is shared by what can start.
-            var allowances = await limiter.allowances(catalog.models)
+            var allowances = limiter.allowances(catalog.models)
             for (model, load) in await state.claimedLoad() {
                 allowances[model]?.requests -= load.requests
                 allowances[model]?.tokens -= load.tokens
@@ -426,7 +426,7 @@ public final class Dispatcher: Sendable {
     /// Models whose provider cannot be called in this run (disabled, unreachable, or keyless). Paused providers
     /// are not excluded: their requests are claimed and routed around.
     private func excludedModels(now: Int64) async -> [String] {
-        let unavailable = Set(await health.disabledProviders.keys)
+        let unavailable = Set(health.disabledProviders.keys)
         let usable = PlanningContext.usableProviders(catalog: catalog, environment: environment, simulate: options.simulate)
         return catalog.models.filter { unavailable.contains($0.provider) || !usable.contains($0.provider) }.map(\.id)
     }
@@ -536,7 +536,7 @@ public final class Dispatcher: Sendable {
             return nil
         }
         var route = Route((planned, plannedProvider, request.plannedMode))
-        switch await health.permit(route.provider.name, now: now) {
+        switch health.permit(route.provider.name, now: now) {
         case .go, .probe:
             break
         case .disabled(let reason):
@@ -580,7 +580,7 @@ public final class Dispatcher: Sendable {
                 try DialectTranslation.requestBody(stored: request.body, storedDialect: request.shape.bodyDialect, model: model, provider: provider, mode: mode),
                 requestID: request.id, model: model, provider: provider, group: request.prefixGroup)
         } catch {
-            await limiter.release(slot)
+            limiter.release(slot)
             await fail(request, "\(error)", attempt: nil)
             return nil
         }
@@ -605,9 +605,9 @@ public final class Dispatcher: Sendable {
         let (model, provider, mode) = (call.model, call.provider, call.mode)
         // A success also lets a model slowed by 429s climb back, in the same step.
         if case .success = outcome {
-            await limiter.release(slot, answeredAfter: finished - callStarted)
+            limiter.release(slot, answeredAfter: finished - callStarted)
         } else {
-            await limiter.release(slot)
+            limiter.release(slot)
         }
         if let primer {
             if case .success = outcome { await primers.primed(primer, now: finished, lifetime: primedLifetime) } else { await primers.failed(primer) }
@@ -620,7 +620,7 @@ public final class Dispatcher: Sendable {
         switch outcome {
         case .success(let response):
             // A paid answer is kept even when the run is stopping.
-            if let change = await health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
+            if let change = health.recordSuccess(provider.name, now: finished) { report(change, provider: provider) }
             let prices = Charges.prices(of: model, mode: mode, at: windowOpening ?? callStarted)
             let cost = Charges.cost(of: response.usage, prices: prices)
             // The same usage at the baseline model's list prices: what a one-request-at-a-time router would have paid.
@@ -657,7 +657,7 @@ public final class Dispatcher: Sendable {
     /// Its provider is paused: another model that can serve it now takes it, or it waits for the pause to end (nil).
     @inline(never)  // So that its frame is not part of `serve`'s, held during the call.
     private func routeAroundPause(_ request: ClaimedRequest, _ route: Route, until: Int64, now: Int64) async -> Route? {
-        let paused = "provider \(route.provider.name) is paused" + (await health.lastError(route.provider.name).map { " after: \($0)" } ?? "")
+        let paused = "provider \(route.provider.name) is paused" + (health.lastError(route.provider.name).map { " after: \($0)" } ?? "")
         guard let alternative = await alternative(for: request, excluding: [route.model.id]), await move(request, to: alternative, now: now) else {
             await release(request, reason: paused, notBefore: until)
             return nil
@@ -739,7 +739,7 @@ public final class Dispatcher: Sendable {
     /// The planned model's limits leave no room by the request's latest start: a model with room now takes it, if any.
     @inline(never)  // As `routeAroundPause`.
     private func slotElsewhere(_ request: ClaimedRequest, _ planned: Route) async throws -> (RateLimiter.Slot, Route)? {
-        let full = await limiter.allowances(catalog.models).filter { $0.value.requests == 0 }.map(\.key)
+        let full = limiter.allowances(catalog.models).filter { $0.value.requests == 0 }.map(\.key)
         guard let alternative = await alternative(for: request, excluding: Set(full + [planned.model.id])),
             await move(request, to: alternative, now: clock.now())
         else { return nil }
@@ -763,7 +763,7 @@ public final class Dispatcher: Sendable {
         let now = clock.now()
         switch failure.kind {
         case .auth, .quota, .misdirected:
-            if await health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
+            if health.disable(provider.name, reason: "\(failure.status.map { "HTTP \($0): " } ?? "")\(failure.message)") {
                 onEvent(.notice(.providerDisabled(provider, failure)))
             }
             await persist("return \(request.customID) to the queue") {
@@ -777,7 +777,7 @@ public final class Dispatcher: Sendable {
             let rateLimited = failure.status == 429
             if failure.kind != .modelRefused && !rateLimited {
                 let longestPause = max(request.deadlineAt - now - model.speed.callDuration(outputTokens: model.outputAllowance(request.needs.maxOutputTokens)), 1_000)
-                if let change = await health.recordFailure(
+                if let change = health.recordFailure(
                     provider.name, now: now, unreachable: failure.kind == .unreachable, message: failure.message, longestPause: longestPause)
                 {
                     report(change, provider: provider)
@@ -790,7 +790,7 @@ public final class Dispatcher: Sendable {
                 }
             }
             if rateLimited {
-                await limiter.slowDown(model)
+                limiter.slowDown(model)
                 await state.countSlowDown()
             }
             if request.attempts >= options.retry.maximumAttempts {
@@ -853,7 +853,7 @@ public final class Dispatcher: Sendable {
     /// The models that may take requests moved off others (not slowed by 429s, and at the last claim able to reach
     /// every request queued on them in time), and those whose limits have room now beyond the calls claimed for them.
     private func modelsTakingSpills() async -> (takingSpills: Set<String>, withRoom: Set<String>) {
-        var allowances = await limiter.allowances(catalog.models)
+        var allowances = limiter.allowances(catalog.models)
         for (model, load) in await state.claimedLoad() { allowances[model]?.requests -= load.requests }
         let overbooked = await state.overbooked
         let taking = Set(catalog.models.map(\.id).filter { allowances[$0]?.shortOfPlan == nil && !overbooked.contains($0) })
@@ -903,7 +903,7 @@ public final class Dispatcher: Sendable {
         for request: PlannableRequest, excluding: Set<String>, catalog: PricingCatalog, environment: [String: String], simulate: Bool,
         health: ProviderHealth, now: Int64, allowingBatch: Bool = false
     ) async -> (Model, Provider, DispatchMode)? {
-        let unavailable = await health.unavailableProviders(now: now)
+        let unavailable = health.unavailableProviders(now: now)
         var narrowed = catalog
         narrowed.models.removeAll { excluding.contains($0.id) || unavailable.contains($0.provider) }
         let usable = PlanningContext.usableProviders(catalog: narrowed, environment: environment, simulate: simulate)
@@ -921,7 +921,7 @@ public final class Dispatcher: Sendable {
 
     private func summary(started: Int64, recovered: Int) async throws -> RunSummary {
         let totals = await state.totals
-        let disabled = await health.disabledProviders
+        let disabled = health.disabledProviders
         var leftQueued = disabled.sorted(by: { $0.key < $1.key }).map { LeftQueued.providerDisabled(provider: $0.key, reason: $0.value) }
         let storageFailure = state.storageFailure
         var remaining: WorkRemaining?

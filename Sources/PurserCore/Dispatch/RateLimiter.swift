@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Per-model token buckets for requests/min and tokens/min, and in-flight caps per model and provider.
 /// Buckets hold five seconds' worth, so a burst cannot spend a whole minute's allowance at once.
 ///
@@ -9,7 +11,7 @@
 /// calls take (and at least a second) is hung, waiting for its timeout, and is no load the provider asked us
 /// to shed. Counted, a few hung calls would hold a cut cap full, and with no call left to succeed and raise it
 /// the model would stand still until they timed out.
-public actor RateLimiter {
+public final class RateLimiter: Sendable {
     struct Bucket {
         var capacity: Double
         var available: Double
@@ -66,22 +68,12 @@ public actor RateLimiter {
         var lastCut: Int64?
     }
 
-    private let limits: Limits
     private let clock: WallClock
-    private var requestBuckets: [String: Bucket] = [:]
-    private var tokenBuckets: [String: Bucket] = [:]
-    private var inFlightByModel: [String: Int] = [:]
-    private var inFlightByProvider: [String: Int] = [:]
-    private var slowdowns: [String: Slowdown] = [:]
-    /// When each call in flight started, by model and ticket.
-    private var startedAt: [String: [Int: Int64]] = [:]
-    private var nextTicket = 0
-    /// A moving average of how long a model's successful calls take, in milliseconds.
-    private var typicalLatency: [String: Double] = [:]
+    private let book: Mutex<Book>
 
     public init(limits: Limits, clock: WallClock) {
-        self.limits = limits
         self.clock = clock
+        book = Mutex(Book(limits: limits))
     }
 
     /// How much of a model's limits calls claimed now may use: what its buckets hold now.
@@ -107,37 +99,7 @@ public actor RateLimiter {
     /// limit never holds a worker that another model could use.
     public func allowances(_ models: [Model]) -> [String: Allowance] {
         let now = clock.now()
-        var result: [String: Allowance] = [:]
-        for model in models {
-            let (requests, tokens, factor) = refilledBuckets(model, now: now)
-            var calls = Int(requests.available)
-            let inFlight = inFlightByModel[model.id, default: 0]
-            if let cap = limits.inFlightPerModel { calls = min(calls, max(cap - inFlight, 0)) }
-            if let slowdown = slowdowns[model.id] { calls = min(calls, max(max(Int(slowdown.inFlight), 1) - answering(model.id, now: now), 0)) }
-            if let cap = limits.inFlightPerProvider { calls = min(calls, max(cap - inFlightByProvider[model.provider, default: 0], 0)) }
-            let rate = Double(limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute) * factor
-            result[model.id] = Allowance(
-                requests: max(calls, 0), tokens: Int(min(tokens.available, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))),
-                shortOfPlan: slowdowns[model.id].map { slowdown in
-                    // Calls held to `slowdown.inFlight` at once, each taking about its typical latency.
-                    guard let latency = typicalLatency[model.id], latency >= 1 else { return rate }
-                    return min(rate, max(slowdown.inFlight, 1) * 60_000 / latency)
-                },
-                callsPerMinute: rate, partialCall: requests.available - requests.available.rounded(.down))
-        }
-        return result
-    }
-
-    /// `model`'s request and token buckets refilled to `now` at the rate factor in force (new ones start full), and that factor.
-    private func refilledBuckets(_ model: Model, now: Int64) -> (requests: Bucket, tokens: Bucket, factor: Double) {
-        let factor = slowdowns[model.id]?.rateFactor ?? 1
-        var requests = requestBuckets[model.id]
-            ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
-        var tokens = tokenBuckets[model.id]
-            ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
-        requests.refill(now, factor: factor)
-        tokens.refill(now, factor: factor)
-        return (requests, tokens, factor)
+        return book.withLock { $0.allowances(models, now: now) }
     }
 
     /// Waits until `model` may take one more call of about `tokens` tokens, then takes it; nil, taking nothing, once it
@@ -148,7 +110,7 @@ public actor RateLimiter {
             try Task.checkCancellation()
             let now = clock.now()
             if let startBy, now > startBy { return nil }
-            let attempt = take(model, tokens: tokens, now: now)
+            let attempt = book.withLock { $0.take(model, tokens: tokens, now: now) }
             if let slot = attempt.slot { return slot }
             if let startBy, let wait = attempt.rateWait, now + wait > startBy { return nil }
             let sleep = min(max(attempt.rateWait ?? 5, 5), startBy.map { max($0 - now, 5) } ?? .max)
@@ -163,76 +125,140 @@ public actor RateLimiter {
         try await acquire(model, tokens: tokens, startBy: nil)!
     }
 
-    /// Takes a call of `model` now if its buckets and in-flight caps allow; otherwise how long its buckets need to
-    /// refill (nil when only an in-flight cap stands in the way: that frees when a call comes back).
-    private func take(_ model: Model, tokens: Int, now: Int64) -> (slot: Slot?, rateWait: Int64?) {
-        let slowdown = slowdowns[model.id]
-        let (requests, tokenBucket, factor) = refilledBuckets(model, now: now)
-        requestBuckets[model.id] = requests
-        tokenBuckets[model.id] = tokenBucket
-        let inFlight = inFlightByModel[model.id, default: 0]
-        let slotsFree = inFlight < (limits.inFlightPerModel ?? .max)
-            && slowdown.map { answering(model.id, now: now) < max(Int($0.inFlight), 1) } ?? true
-            && inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max)
-        let wait = max(requests.wait(for: 1, factor: factor), tokenBucket.wait(for: Double(tokens), factor: factor))
-        guard slotsFree && wait == 0 else { return (nil, wait > 0 ? wait : slotsFree ? 0 : nil) }
-        requestBuckets[model.id]!.available -= 1
-        tokenBuckets[model.id]!.available -= Double(tokens)
-        inFlightByModel[model.id, default: 0] += 1
-        inFlightByProvider[model.provider, default: 0] += 1
-        nextTicket += 1
-        startedAt[model.id, default: [:]][nextTicket] = now
-        return (Slot(model: model.id, provider: model.provider, ticket: nextTicket), nil)
-    }
-
     /// The in-flight cap a 429 has put on `model`, if it is slowed.
-    func slowedInFlightCap(_ model: Model) -> Int? { slowdowns[model.id].map { max(Int($0.inFlight), 1) } }
+    func slowedInFlightCap(_ model: Model) -> Int? { book.withLock { $0.slowdowns[model.id].map { max(Int($0.inFlight), 1) } } }
 
     /// Gives back a call's slot; `answeredAfter`, the milliseconds its call took when it succeeded, counts as
     /// `recovered` would, in the same step.
     public func release(_ slot: Slot, answeredAfter latencyMilliseconds: Int64? = nil) {
-        guard startedAt[slot.model]?.removeValue(forKey: slot.ticket) != nil else { return }
-        inFlightByModel[slot.model, default: 1] -= 1
-        inFlightByProvider[slot.provider, default: 1] -= 1
-        if let latencyMilliseconds { recovered(slot.model, latencyMilliseconds: latencyMilliseconds) }
+        let now = clock.now()
+        book.withLock { $0.release(slot, answeredAfter: latencyMilliseconds, now: now) }
     }
 
     /// Calls of `model` in flight that are answering: all but those running four times longer than its calls
     /// take, and at least a second (before any call succeeded, all of them).
-    func answering(_ model: String, now: Int64) -> Int {
-        let calls = startedAt[model] ?? [:]
-        guard let typical = typicalLatency[model] else { return calls.count }
-        let hungBefore = now - Int64(max(4 * typical, 1_000))
-        return calls.values.reduce(0) { $0 + ($1 > hungBefore ? 1 : 0) }
-    }
+    func answering(_ model: String, now: Int64) -> Int { book.withLock { $0.answering(model, now: now) } }
 
     /// A 429 from `model`: fewer calls at once and slower, at most once a second.
     public func slowDown(_ model: Model) {
         let now = clock.now()
-        let inFlight = Double(max(answering(model.id, now: now), 1))
-        var slowdown = slowdowns[model.id] ?? Slowdown(inFlight: inFlight + 1, rateFactor: 1, lastCut: nil)
-        if let lastCut = slowdown.lastCut, now - lastCut < 1_000 { return }
-        slowdown.inFlight = max(min(slowdown.inFlight, inFlight + 1) * 0.7, 1)
-        slowdown.rateFactor = max(slowdown.rateFactor * 0.8, 0.05)
-        slowdown.lastCut = now
-        slowdowns[model.id] = slowdown
+        book.withLock { $0.slowDown(model, now: now) }
     }
 
     /// A success from `model` that took `latencyMilliseconds`: a slowed model climbs back (one more call at
     /// once, and a hundredth of its rates, per success), until it is no longer slowed. Under a real overload
     /// successes are few and the cut holds; after a stray 429 among many answers it is undone within a moment.
-    public func recovered(_ model: Model, latencyMilliseconds: Int64) { recovered(model.id, latencyMilliseconds: latencyMilliseconds) }
+    public func recovered(_ model: Model, latencyMilliseconds: Int64) {
+        let now = clock.now()
+        book.withLock { $0.recovered(model.id, latencyMilliseconds: latencyMilliseconds, now: now) }
+    }
 
-    private func recovered(_ model: String, latencyMilliseconds: Int64) {
-        let latency = Double(min(max(latencyMilliseconds, 0), 3_600_000))
-        typicalLatency[model] = typicalLatency[model].map { $0 * 0.9 + latency * 0.1 } ?? latency
-        guard var slowdown = slowdowns[model] else { return }
-        slowdown.inFlight += 1
-        slowdown.rateFactor = min(slowdown.rateFactor + 0.01, 1)
-        if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(answering(model, now: clock.now()) + 16) {
-            slowdowns[model] = nil
-        } else {
-            slowdowns[model] = slowdown
+    /// The buckets, caps and calls in flight, behind a lock rather than in an actor: every call takes a slot before
+    /// it starts and gives it back when it ends, and an actor's answer cost each call two hops between executors.
+    private struct Book {
+        let limits: Limits
+        var requestBuckets: [String: Bucket] = [:]
+        var tokenBuckets: [String: Bucket] = [:]
+        var inFlightByModel: [String: Int] = [:]
+        var inFlightByProvider: [String: Int] = [:]
+        var slowdowns: [String: Slowdown] = [:]
+        /// When each call in flight started, by model and ticket.
+        var startedAt: [String: [Int: Int64]] = [:]
+        var nextTicket = 0
+        /// A moving average of how long a model's successful calls take, in milliseconds.
+        var typicalLatency: [String: Double] = [:]
+
+        func allowances(_ models: [Model], now: Int64) -> [String: Allowance] {
+            var result: [String: Allowance] = [:]
+            for model in models {
+                let (requests, tokens, factor) = refilledBuckets(model, now: now)
+                var calls = Int(requests.available)
+                let inFlight = inFlightByModel[model.id, default: 0]
+                if let cap = limits.inFlightPerModel { calls = min(calls, max(cap - inFlight, 0)) }
+                if let slowdown = slowdowns[model.id] { calls = min(calls, max(max(Int(slowdown.inFlight), 1) - answering(model.id, now: now), 0)) }
+                if let cap = limits.inFlightPerProvider { calls = min(calls, max(cap - inFlightByProvider[model.provider, default: 0], 0)) }
+                let rate = Double(limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute) * factor
+                result[model.id] = Allowance(
+                    requests: max(calls, 0), tokens: Int(min(tokens.available, Double(Int.max / 2))), tokenBucketSize: Int(min(tokens.capacity, Double(Int.max / 2))),
+                    shortOfPlan: slowdowns[model.id].map { slowdown in
+                        // Calls held to `slowdown.inFlight` at once, each taking about its typical latency.
+                        guard let latency = typicalLatency[model.id], latency >= 1 else { return rate }
+                        return min(rate, max(slowdown.inFlight, 1) * 60_000 / latency)
+                    },
+                    callsPerMinute: rate, partialCall: requests.available - requests.available.rounded(.down))
+            }
+            return result
+        }
+
+        /// `model`'s request and token buckets refilled to `now` at the rate factor in force (new ones start full), and that factor.
+        private func refilledBuckets(_ model: Model, now: Int64) -> (requests: Bucket, tokens: Bucket, factor: Double) {
+            let factor = slowdowns[model.id]?.rateFactor ?? 1
+            var requests = requestBuckets[model.id]
+                ?? Bucket(perMinute: limits.requestsPerMinuteOverride ?? model.rateLimits.requestsPerMinute, now: now)
+            var tokens = tokenBuckets[model.id]
+                ?? Bucket(perMinute: limits.tokensPerMinuteOverride ?? model.rateLimits.tokensPerMinute, now: now)
+            requests.refill(now, factor: factor)
+            tokens.refill(now, factor: factor)
+            return (requests, tokens, factor)
+        }
+
+        /// Takes a call of `model` now if its buckets and in-flight caps allow; otherwise how long its buckets need to
+        /// refill (nil when only an in-flight cap stands in the way: that frees when a call comes back).
+        mutating func take(_ model: Model, tokens: Int, now: Int64) -> (slot: Slot?, rateWait: Int64?) {
+            let slowdown = slowdowns[model.id]
+            let (requests, tokenBucket, factor) = refilledBuckets(model, now: now)
+            requestBuckets[model.id] = requests
+            tokenBuckets[model.id] = tokenBucket
+            let inFlight = inFlightByModel[model.id, default: 0]
+            let slotsFree = inFlight < (limits.inFlightPerModel ?? .max)
+                && slowdown.map { answering(model.id, now: now) < max(Int($0.inFlight), 1) } ?? true
+                && inFlightByProvider[model.provider, default: 0] < (limits.inFlightPerProvider ?? .max)
+            let wait = max(requests.wait(for: 1, factor: factor), tokenBucket.wait(for: Double(tokens), factor: factor))
+            guard slotsFree && wait == 0 else { return (nil, wait > 0 ? wait : slotsFree ? 0 : nil) }
+            requestBuckets[model.id]!.available -= 1
+            tokenBuckets[model.id]!.available -= Double(tokens)
+            inFlightByModel[model.id, default: 0] += 1
+            inFlightByProvider[model.provider, default: 0] += 1
+            nextTicket += 1
+            startedAt[model.id, default: [:]][nextTicket] = now
+            return (Slot(model: model.id, provider: model.provider, ticket: nextTicket), nil)
+        }
+
+        mutating func release(_ slot: Slot, answeredAfter latencyMilliseconds: Int64?, now: Int64) {
+            guard startedAt[slot.model]?.removeValue(forKey: slot.ticket) != nil else { return }
+            inFlightByModel[slot.model, default: 1] -= 1
+            inFlightByProvider[slot.provider, default: 1] -= 1
+            if let latencyMilliseconds { recovered(slot.model, latencyMilliseconds: latencyMilliseconds, now: now) }
+        }
+
+        func answering(_ model: String, now: Int64) -> Int {
+            let calls = startedAt[model] ?? [:]
+            guard let typical = typicalLatency[model] else { return calls.count }
+            let hungBefore = now - Int64(max(4 * typical, 1_000))
+            return calls.values.reduce(0) { $0 + ($1 > hungBefore ? 1 : 0) }
+        }
+
+        mutating func slowDown(_ model: Model, now: Int64) {
+            let inFlight = Double(max(answering(model.id, now: now), 1))
+            var slowdown = slowdowns[model.id] ?? Slowdown(inFlight: inFlight + 1, rateFactor: 1, lastCut: nil)
+            if let lastCut = slowdown.lastCut, now - lastCut < 1_000 { return }
+            slowdown.inFlight = max(min(slowdown.inFlight, inFlight + 1) * 0.7, 1)
+            slowdown.rateFactor = max(slowdown.rateFactor * 0.8, 0.05)
+            slowdown.lastCut = now
+            slowdowns[model.id] = slowdown
+        }
+
+        mutating func recovered(_ model: String, latencyMilliseconds: Int64, now: Int64) {
+            let latency = Double(min(max(latencyMilliseconds, 0), 3_600_000))
+            typicalLatency[model] = typicalLatency[model].map { $0 * 0.9 + latency * 0.1 } ?? latency
+            guard var slowdown = slowdowns[model] else { return }
+            slowdown.inFlight += 1
+            slowdown.rateFactor = min(slowdown.rateFactor + 0.01, 1)
+            if slowdown.rateFactor >= 1 && slowdown.inFlight >= Double(answering(model, now: now) + 16) {
+                slowdowns[model] = nil
+            } else {
+                slowdowns[model] = slowdown
+            }
         }
     }
 }
