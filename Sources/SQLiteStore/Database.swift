@@ -60,8 +60,8 @@ public final class Database {
     }
 
     /// Set before the process's first connection: statement journals stay in memory up to 4 MiB. A claim's lease of a
-    /// few hundred requests journals more than SQLite's 64 KiB, and each one made a temporary file and deleted it
-    /// (about two a second in a run at thousands of calls a second).
+    /// few hundred requests journals more than SQLite's 64 KiB, and each one made a temporary file and deleted it (241 of
+    /// them in a run of 20,000 calls at 0 ms).
     private static let configured: Void = { _ = purser_sqlite_set_statement_journal_spill(4 << 20) }()
 
     private static func connect(_ name: String, flags: Int32) throws -> OpaquePointer {
