@@ -83,7 +83,6 @@ public final class ProviderHealth: Sendable {
         var records: [String: Record] = [:]
         var disabled: [String: String] = [:]
 
-        /// Whether a call to `provider` may start now. `longestPause` caps a new pause (the nearest deadline).
         mutating func permit(_ provider: String, now: Int64) -> Permit {
             if let reason = disabled[provider] { return .disabled(reason: reason) }
             guard var record = records[provider], let until = record.pausedUntil else { return .go }
@@ -111,8 +110,6 @@ public final class ProviderHealth: Sendable {
             return wasPaused ? .resumed : nil
         }
 
-        /// Counts a failed call; `unreachable` when it could not connect at all. `longestPause` is how long the
-        /// caller can afford to wait (its nearest deadline).
         mutating func recordFailure(_ provider: String, now: Int64, unreachable: Bool, message: String, longestPause: Int64) -> Change? {
             guard disabled[provider] == nil else { return nil }
             var record = records.removeValue(forKey: provider) ?? Record()
@@ -146,7 +143,6 @@ public final class ProviderHealth: Sendable {
             return .paused(until: now + pause, failurePercent: percent, lastError: message)
         }
 
-        /// True the first time a provider is disabled (its key or quota was refused).
         mutating func disable(_ provider: String, reason: String) -> Bool {
             guard disabled[provider] == nil else { return false }
             disabled[provider] = reason
@@ -157,7 +153,6 @@ public final class ProviderHealth: Sendable {
             Set(disabled.keys).union(records.filter { ($0.value.pausedUntil ?? 0) > now }.map(\.key))
         }
 
-        /// The last error a provider answered with, for requests that wait on it to say why.
         func lastError(_ provider: String) -> String? { records[provider].flatMap { $0.lastError.isEmpty ? nil : $0.lastError } }
 
         private func append(_ record: inout Record, now: Int64, failed: Bool) {
