@@ -12,8 +12,9 @@ private struct LedgerWorkspace {
     let store: DispatchStore
     var path: String { directory.appendingPathComponent("purser.db").path }
 
-    init(requests: Int) async throws {
-        let lines = (1...requests).map { #"{"custom_id": "r\#($0)", "prompt": "Name three rivers.", "max_tokens": 100, "deadline": "30d"}"# }
+    /// `deadline`: line `n`'s deadline, as a job file writes it.
+    init(requests: Int, deadline: (Int) -> String = { _ in "30d" }) async throws {
+        let lines = (1...requests).map { #"{"custom_id": "r\#($0)", "prompt": "Name three rivers.", "max_tokens": 100, "deadline": "\#(deadline($0))"}"# }
         let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "job.jsonl", in: directory)
         _ = try JobSubmitter(database: try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path), catalog: catalog, clock: .fixed(submitTime))
             .submit(files: [file], options: SubmitOptions())
@@ -32,6 +33,15 @@ private struct LedgerWorkspace {
             model: try #require(catalog.model(id: request.plannedModel)), mode: request.plannedMode, inputTokens: request.needs.inputTokens,
             maxOutputTokens: request.needs.maxOutputTokens)
     }
+}
+
+@Test func aClaimHandsItsRequestsOutEarliestDeadlineFirst() async throws {
+    // Each line's deadline is a day before the line above's, so the requests' ids run against their deadlines.
+    let workspace = try await LedgerWorkspace(requests: 6, deadline: { "\(31 - $0)d" })
+    let claimed = try await workspace.claim(6, at: submitTime + 1_000).requests
+    try #require(claimed.count >= 2)
+    #expect(claimed.map(\.deadlineAt) == claimed.map(\.deadlineAt).sorted())
+    #expect(claimed.map(\.id) == claimed.map(\.id).sorted(by: >), "the latest line first: its deadline is the earliest")
 }
 
 @Test func aCallIsBilledToTheMonthItsMoneyWasReservedIn() async throws {

@@ -135,7 +135,8 @@ public actor DispatchStore {
             return leased
         }
         guard !ids.isEmpty else { return claim }
-        // One read for the whole claim, in deadline order.
+        // One read for the whole claim, put in deadline order here: SQLite's sort carried every row, its body with it,
+        // through a sorter (0.75 ms rather than 0.55 for 200 requests, sqlite3's `.timer`).
         let claimedIDs = JSONWriter.string(.array(ids.map { .number(String($0)) }))
         claim.requests = try database.statement("""
             SELECT r.id, r.job_id, r.custom_id, r.shape, r.quality_floor, r.quality_tier, r.input_tokens, r.max_output_tokens,
@@ -146,7 +147,6 @@ public actor DispatchStore {
             FROM requests r JOIN request_plans p ON p.request_id = r.id JOIN plan_lines l ON l.id = p.line
                 JOIN request_bodies b ON b.request_id = r.id
             WHERE r.id IN (SELECT value FROM json_each(?))
-            ORDER BY r.deadline_at, r.id
             """).rows([.text(claimedIDs)]) { row in
             var request = ClaimedRequest(
                 id: row.int64(0), jobID: row.int64(1), customID: row.text(2), shape: RequestShape(rawValue: row.text(3)) ?? .openaiBatch,
@@ -160,6 +160,7 @@ public actor DispatchStore {
             if let group = row.optionalText(19) { request.prefixGroup = PrefixGroup(id: group, tokens: row.int(20), requests: row.int(21)) }
             return request
         }
+        claim.requests.sort { ($0.deadlineAt, $0.id) < ($1.deadlineAt, $1.id) }
         return claim
     }
 
