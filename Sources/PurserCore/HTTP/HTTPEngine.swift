@@ -264,7 +264,7 @@ public final class HTTPEngine: @unchecked Sendable {
         guard let transfer = running.removeValue(forKey: easy), let shard = transfer.shard else { return }
         _ = curl_multi_remove_handle(shard.multi, easy)
         shard.load -= 1
-        if case .success(let response) = outcome, response.headers["connection"]?.lowercased() != "close" {
+        if case .success(let response) = outcome, response.headers["connection"]?.equalsIgnoringASCIICase("close") != true {
             if idleConnections[transfer.origin, default: []].count < HTTPEngine.transfersPerShard * HTTPEngine.mostShards {
                 idleConnections[transfer.origin, default: []].append(shard.index)
             }

@@ -106,12 +106,10 @@ public struct HTTPHeaders: Sendable {
     private static func sameName(_ bytes: ArraySlice<UInt8>, _ name: String) -> Bool {
         var wanted = name.utf8.makeIterator()
         for byte in bytes {
-            guard let other = wanted.next(), lowercased(byte) == lowercased(other) else { return false }
+            guard let other = wanted.next(), byte.asciiLowercased == other.asciiLowercased else { return false }
         }
         return wanted.next() == nil
     }
-
-    private static func lowercased(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }
 }
 
 /// Why an exchange ended without an answer, in terms the callers classify (`NetworkTrouble`).
