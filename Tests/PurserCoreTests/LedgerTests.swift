@@ -28,6 +28,22 @@ private struct LedgerWorkspace {
         try await store.claim(limit: limit, now: now, leaseUntil: now + 60_000, job: nil, excludedModels: [], simulated: false, catalog: catalog)
     }
 
+    /// A paid answer to `request` on its planned model, `body` its text, finished at `finishedAt`.
+    func answer(to request: ClaimedRequest, body: String = "{}", finishedAt: Int64) throws -> PaidAnswer {
+        let model = try #require(catalog.model(id: request.plannedModel))
+        let provider = try #require(catalog.providers[model.provider])
+        let usage = Usage(inputTokens: request.needs.inputTokens, outputTokens: 40)
+        let cost = Charges.cost(of: usage, prices: model.prices)
+        return PaidAnswer(
+            requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens,
+            model: model.id, provider: provider.name, dialect: provider.dialect, mode: request.plannedMode,
+            response: ProviderResponse(statusCode: 200, providerRequestID: "x", body: body, usage: usage, simulated: false), cost: cost, baseline: cost,
+            attempt: AttemptRecord(
+                model: model.id, provider: provider.name, mode: request.plannedMode, startedAt: finishedAt - 2_000, latencyMilliseconds: 2_000,
+                status: 200, outcome: "succeeded", error: nil, usage: usage, simulated: false),
+            finishedAt: finishedAt)
+    }
+
     func worstCase(of request: ClaimedRequest) throws -> Money {
         Charges.worstCase(
             model: try #require(catalog.model(id: request.plannedModel)), mode: request.plannedMode, inputTokens: request.needs.inputTokens,
@@ -51,18 +67,8 @@ private struct LedgerWorkspace {
     let november = try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 11), simulated: false)
     #expect(november.reserved == (try workspace.worstCase(of: request)))
 
-    let model = try #require(workspace.catalog.model(id: request.plannedModel))
-    let provider = try #require(workspace.catalog.providers[model.provider])
-    let usage = Usage(inputTokens: request.needs.inputTokens, outputTokens: 40)
-    let cost = Charges.cost(of: usage, prices: model.prices)
-    let answer = PaidAnswer(
-        requestID: request.id, jobID: request.jobID, tier: request.needs.qualityTier, maxOutputTokens: request.needs.maxOutputTokens,
-        model: model.id, provider: provider.name, dialect: provider.dialect, mode: request.plannedMode,
-        response: ProviderResponse(statusCode: 200, providerRequestID: "x", body: "{}", usage: usage, simulated: false), cost: cost, baseline: cost,
-        attempt: AttemptRecord(
-            model: model.id, provider: provider.name, mode: request.plannedMode, startedAt: december - 900, latencyMilliseconds: 2_000, status: 200,
-            outcome: "succeeded", error: nil, usage: usage, simulated: false),
-        finishedAt: december + 1_100)
+    let answer = try workspace.answer(to: request, finishedAt: december + 1_100)
+    let cost = answer.cost
     let kept = try await workspace.store.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
     #expect(kept)
     // Finished in December, charged to November, whose cap admitted it; the reservation became the charge.
@@ -70,6 +76,33 @@ private struct LedgerWorkspace {
     #expect(after.charged == cost && after.reserved == .zero)
     #expect(try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 12), simulated: false).charged == .zero)
     #expect(cost <= november.reserved)
+}
+
+@Test func answersHandedOverTogetherEachGetTheirOwnOutcome() async throws {
+    let workspace = try await LedgerWorkspace(requests: 3)
+    let now = submitTime + 1_000
+    let claimed = try await workspace.claim(3, at: now).requests
+    try #require(claimed.count == 3)
+    // A store that may grow the file by a few pages: room for a small answer, none for a 2 MiB one.
+    let pages = try #require(try PurserDatabase.open(path: workspace.path).scalarInt("PRAGMA page_count"))
+    let store = try DispatchStore(path: workspace.path, owner: "worker-1", maximumPageCount: Int(pages) + 8)
+    let answers = [
+        try workspace.answer(to: claimed[0], finishedAt: now + 2_000),
+        try workspace.answer(to: claimed[1], body: String(repeating: "x", count: 2 << 20), finishedAt: now + 2_000),
+        try workspace.answer(to: claimed[2], finishedAt: now + 2_000),
+        // The first request again: its lease ended with the first answer, so this one is not kept.
+        try workspace.answer(to: claimed[0], finishedAt: now + 2_100),
+    ]
+    let outcomes = await store.recordSuccesses(answers.map { StoringAnswer(answer: $0, estimatedInputTokens: 10) })
+    try #require(outcomes.count == 4)
+    #expect((try? outcomes[0].get()) == true)
+    #expect((try? outcomes[1].get()) == nil, "the answer the file has no room for fails alone")
+    #expect((try? outcomes[2].get()) == true)
+    #expect((try? outcomes[3].get()) == false)
+    let database = try PurserDatabase.open(path: workspace.path)
+    let stored = try database.statement("SELECT request_id FROM results ORDER BY request_id").rows { $0.int64(0) }
+    #expect(stored == [claimed[0].id, claimed[2].id].sorted())
+    #expect(try database.scalarText("SELECT state FROM requests WHERE id = ?", [.integer(claimed[1].id)]) == "running", "its lease is still held")
 }
 
 @Test func aCallMovedToAnotherModelMustFitUnderTheCapAgain() async throws {

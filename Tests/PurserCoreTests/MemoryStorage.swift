@@ -131,6 +131,10 @@ actor MemoryStorage: RequestQueue, PlanBook, BatchBook {
         return true
     }
 
+    func recordSuccesses(_ answers: [StoringAnswer]) -> [Result<Bool, any Error>] {
+        answers.map { stored in Result { try recordSuccess(stored.answer, estimatedInputTokens: stored.estimatedInputTokens) } }
+    }
+
     func storeRecovered(_ answer: PaidAnswer) throws -> Bool {
         guard let entry = entries[answer.requestID], entry.answer == nil else { return false }
         store(answer, of: entry)

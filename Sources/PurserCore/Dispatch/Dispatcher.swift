@@ -270,10 +270,50 @@ public final class Dispatcher: Sendable {
                 continue
             }
             await state.answered(storingAtMost: storingLimit)
-            Task {
-                let kept = await self.storeAnswer(answer, of: request)
-                await self.state.stored(paid: kept ? answer.cost : nil)
+            let startHandingOver = unstored.withLock { unstored in
+                unstored.answers.append((answer, request))
+                defer { unstored.handingOver = true }
+                return !unstored.handingOver
             }
+            if startHandingOver { Task { await self.handOverAnswers() } }
+        }
+    }
+
+    /// Paid answers waiting to be handed to the store, and whether a task is handing them over. One task hands over
+    /// whatever has gathered, in one call, and counts it stored in one step: a task and two hops between actors for each
+    /// answer were a tenth of a run's scheduling at 0 ms (`perf stat` on the runtime's enqueues).
+    private let unstored = Mutex(UnstoredAnswers())
+
+    private struct UnstoredAnswers {
+        var answers: [(answer: PaidAnswer, request: ClaimedRequest)] = []
+        var handingOver = false
+    }
+
+    /// Hands the answers gathered in `unstored` to the store until none is left. One whose write failed, or that came
+    /// once the database had failed, goes the way of `storeAnswer` on its own: written again, else kept for recovery.
+    private func handOverAnswers() async {
+        while true {
+            var batch: [(answer: PaidAnswer, request: ClaimedRequest)] = []
+            unstored.withLock { unstored in
+                swap(&batch, &unstored.answers)
+                if batch.isEmpty { unstored.handingOver = false }
+            }
+            guard !batch.isEmpty else { return }
+            let outcomes = state.storageFailure != nil ? [] : await queue.recordSuccesses(batch.map {
+                StoringAnswer(answer: $0.answer, estimatedInputTokens: $0.request.needs.inputTokens)
+            })
+            var paid: [Money?] = []
+            for (index, (answer, request)) in batch.enumerated() {
+                if index < outcomes.count, case .success(let kept) = outcomes[index] {
+                    paid.append(kept ? answer.cost : nil)
+                } else {
+                    Task {
+                        let kept = await self.storeAnswer(answer, of: request)
+                        await self.state.stored(paid: [kept ? answer.cost : nil])
+                    }
+                }
+            }
+            if !paid.isEmpty { await state.stored(paid: paid) }
         }
     }
 
@@ -1207,11 +1247,11 @@ actor RunState {
         while storing > 0 { await withCheckedContinuation { storeWaiters.append($0) } }
     }
 
-    /// An answer was stored: its cost when it was kept (not when its lease was lost, or it went to the recovery file).
-    func stored(paid cost: Money?) {
-        storing -= 1
+    /// Answers were stored: each one's cost when it was kept (not when its lease was lost, or it went to the recovery file).
+    func stored(paid costs: [Money?]) {
+        storing -= costs.count
         if unfinished == 0 { pollerPause?.cancel() }
-        if let cost {
+        for case let cost? in costs {
             totals.succeeded += 1
             totals.spend += cost
             remaining -= 1

@@ -76,3 +76,15 @@ package struct AnswerTotals {
         inputs[input]!.reported += response.usage.allInputTokens
     }
 }
+
+/// A live call's paid answer on its way to the store (`RequestQueue.recordSuccesses`), with the input tokens its request
+/// was estimated at, for the history that corrects the estimates.
+public struct StoringAnswer: Sendable {
+    public var answer: PaidAnswer
+    public var estimatedInputTokens: Int
+
+    public init(answer: PaidAnswer, estimatedInputTokens: Int) {
+        self.answer = answer
+        self.estimatedInputTokens = estimatedInputTokens
+    }
+}

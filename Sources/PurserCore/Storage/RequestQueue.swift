@@ -13,6 +13,9 @@ public protocol RequestQueue: Sendable {
 
     /// Stores a paid answer with its cost and attempt, ending the lease; false when the lease was lost meanwhile.
     func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool
+    /// Stores each of `answers` as `recordSuccess` does, together where the backend can: for each, in order, whether it
+    /// was kept, or the error its write met (one answer's failed write leaves the others stored).
+    func recordSuccesses(_ answers: [StoringAnswer]) async -> [Result<Bool, any Error>]
     /// Stores a paid answer from the recovery file once; false when the request already has a result.
     func storeRecovered(_ answer: PaidAnswer) async throws -> Bool
     func recordRetry(_ request: ClaimedRequest, at: Int64, attempt: AttemptRecord) async throws

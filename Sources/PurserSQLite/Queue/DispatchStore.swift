@@ -256,30 +256,38 @@ public actor DispatchStore {
 
     // MARK: - Finishing (each guarded by the lease)
 
-    /// A success waiting for the next group commit.
-    private struct PendingSuccess {
-        var answer: PaidAnswer
-        var estimatedInputTokens: Int
-        var continuation: CheckedContinuation<Bool, any Error>
+    /// Paid answers handed over together, waiting for the next group commit, and the caller waiting for their outcomes.
+    private struct PendingSuccesses {
+        var answers: [StoringAnswer]
+        var continuation: CheckedContinuation<[Result<Bool, any Error>], Never>
     }
 
-    private var pendingSuccesses: [PendingSuccess] = []
+    private var pendingSuccesses: [PendingSuccesses] = []
+    private var pendingCount = 0
     private var commitScheduled = false
 
     /// Writes the result, its cost and the attempt, and turns the request's reservation into its charge
-    /// (the result is billed to the month it was reserved in); returns once they are committed. False when
-    /// the lease was lost (another worker took the request over), in which case nothing is written.
+    /// (the result is billed to the month it was reserved in); returns once they are committed. False when the lease
+    /// was lost (another worker took the request over), in which case nothing is written.
+    public func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool {
+        try await recordSuccesses([StoringAnswer(answer: answer, estimatedInputTokens: estimatedInputTokens)])[0].get()
+    }
+
+    /// Stores each of `answers` as `recordSuccess` does, and returns once they are committed: for each, in order, whether
+    /// it was kept, or the error its write met.
     /// Successes share a transaction (group commit): those that arrive within 10 ms of the first (or until 64 are
     /// waiting) and while a commit is being written, so a stream of answers costs a commit per group rather than each.
-    public func recordSuccess(_ answer: PaidAnswer, estimatedInputTokens: Int) async throws -> Bool {
-        try await withCheckedThrowingContinuation { continuation in
-            pendingSuccesses.append(PendingSuccess(answer: answer, estimatedInputTokens: estimatedInputTokens, continuation: continuation))
+    public func recordSuccesses(_ answers: [StoringAnswer]) async -> [Result<Bool, any Error>] {
+        guard !answers.isEmpty else { return [] }
+        return await withCheckedContinuation { continuation in
+            pendingSuccesses.append(PendingSuccesses(answers: answers, continuation: continuation))
+            pendingCount += answers.count
             if !commitScheduled {
                 commitScheduled = true
                 Task {
-                    // A moment for the answers arriving with this one to share its commit: a commit writes every page it
+                    // A moment for the answers arriving with these to share their commit: a commit writes every page it
                     // touched to the log, so a group of a few dozen answers writes a fraction of what each alone would.
-                    if pendingSuccesses.count < 64 { await Self.pause(nanoseconds: 10_000_000) }
+                    if pendingCount < 64 { await Self.pause(nanoseconds: 10_000_000) }
                     self.commitSuccesses()
                 }
             }
@@ -292,35 +300,42 @@ public actor DispatchStore {
     }
 
     private func commitSuccesses() {
-        let batch = pendingSuccesses
+        let groups = pendingSuccesses
         pendingSuccesses = []
+        pendingCount = 0
         commitScheduled = false
+        let answers = groups.flatMap(\.answers)
+        var outcomes: [Result<Bool, any Error>]
         do {
-            let kept = try database.writeTransaction {
+            outcomes = try database.writeTransaction {
                 var totals = AnswerTotals()
-                let kept = try batch.map { try writeSuccess($0, into: &totals) }
+                let kept = try answers.map { try writeSuccess($0, into: &totals) }
                 try totals.write(to: database)
-                return kept
+                return kept.map { .success($0) }
             }
-            for (success, wasKept) in zip(batch, kept) { success.continuation.resume(returning: wasKept) }
         } catch {
             // One bad write must not sink the others: each gets a transaction of its own.
-            for success in batch {
-                success.continuation.resume(with: Result {
+            outcomes = answers.map { answer in
+                Result {
                     try database.writeTransaction {
                         var totals = AnswerTotals()
-                        let kept = try writeSuccess(success, into: &totals)
+                        let kept = try writeSuccess(answer, into: &totals)
                         try totals.write(to: database)
                         return kept
                     }
-                })
+                }
             }
+        }
+        var next = 0
+        for group in groups {
+            group.continuation.resume(returning: Array(outcomes[next..<next + group.answers.count]))
+            next += group.answers.count
         }
     }
 
     /// Ends the lease of a live call's request `succeeded` and stores its answer; false, storing nothing, when the lease
     /// was lost.
-    private func writeSuccess(_ success: PendingSuccess, into totals: inout AnswerTotals) throws -> Bool {
+    private func writeSuccess(_ success: StoringAnswer, into totals: inout AnswerTotals) throws -> Bool {
         let reservation = try dropReservation(success.answer.requestID)
         guard try endLease(success.answer.requestID, state: .succeeded, error: nil) else { return false }
         try storeAnswer(success.answer, estimatedInputTokens: success.estimatedInputTokens, reservation: reservation, worker: nil, into: &totals)
