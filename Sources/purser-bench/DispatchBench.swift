@@ -233,7 +233,10 @@ enum DispatchBench {
 
     /// What the plain client (`scripts/plain_client.py`, Python's asyncio streams) did with `calls` calls, `inFlight` at once.
     struct PlainFigures {
+        /// From the start of its loop of calls to their end, as the client times itself.
         var seconds: Double
+        /// From launching the process to its exit, as `commandRun` times `purser run`: the interpreter's start included.
+        var processSeconds: Double
         var cpuSeconds: Double
         var answers: Int
         var errors: Int
@@ -250,14 +253,16 @@ enum DispatchBench {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.standardOutput = handle
         process.standardError = FileHandle.nullDevice
+        let started = DispatchTime.now().uptimeNanoseconds
         try process.run()
         process.waitUntilExit()
+        let processSeconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         try handle.close()
         let text = try String(contentsOf: URL(fileURLWithPath: output), encoding: .utf8)
         guard process.terminationStatus == 0, let figures = try JSONParser.parse(text.trimmingCharacters(in: .whitespacesAndNewlines)).objectValue else {
             throw Problem("the plain client failed (exit \(process.terminationStatus)): \(text.prefix(300))")
         }
         func number(_ key: String) -> Double { figures[key].flatMap { value -> Double? in if case .number(let text) = value { Double(text) } else { nil } } ?? 0 }
-        return PlainFigures(seconds: number("seconds"), cpuSeconds: number("cpu_seconds"), answers: Int(number("answers")), errors: Int(number("errors")))
+        return PlainFigures(seconds: number("seconds"), processSeconds: processSeconds, cpuSeconds: number("cpu_seconds"), answers: Int(number("answers")), errors: Int(number("errors")))
     }
 }
