@@ -292,13 +292,18 @@ public final class Dispatcher: Sendable {
     /// Hands the answers gathered in `unstored` to the store until none is left. One whose write failed, or that came
     /// once the database had failed, goes the way of `storeAnswer` on its own: written again, else kept for recovery.
     private func handOverAnswers() async {
+        var gathered = 64
         while true {
+            // The list the next answers gather in, as large as the last batch: grown one answer at a time, it was copied
+            // over and over.
             var batch: [(answer: PaidAnswer, request: ClaimedRequest)] = []
+            batch.reserveCapacity(gathered)
             unstored.withLock { unstored in
                 swap(&batch, &unstored.answers)
                 if batch.isEmpty { unstored.handingOver = false }
             }
             guard !batch.isEmpty else { return }
+            gathered = batch.count
             let outcomes = state.storageFailure != nil ? [] : await queue.recordSuccesses(batch.map {
                 StoringAnswer(answer: $0.answer, estimatedInputTokens: $0.request.needs.inputTokens)
             })
