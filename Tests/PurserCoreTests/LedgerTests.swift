@@ -60,16 +60,22 @@ private struct LedgerWorkspace {
     #expect(claimed.map(\.id) == claimed.map(\.id).sorted(by: >), "the latest line first: its deadline is the earliest")
 }
 
-@Test func aCallIsBilledToTheMonthItsMoneyWasReservedIn() async throws {
+/// `handedBack`: the answer comes with the reservation its claim made (as a run's do), else the store reads it.
+@Test(arguments: [false, true]) func aCallIsBilledToTheMonthItsMoneyWasReservedIn(handedBack: Bool) async throws {
     let workspace = try await LedgerWorkspace(requests: 1)
     let december = BudgetMonth(year: 2026, month: 12).start
     let request = try #require(try await workspace.claim(1, at: december - 1_000).requests.first)
+    #expect(request.reservation == ClaimedRequest.Reservation(reservedAt: december - 1_000, project: "default"))
     let november = try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 11), simulated: false)
     #expect(november.reserved == (try workspace.worstCase(of: request)))
 
     let answer = try workspace.answer(to: request, finishedAt: december + 1_100)
     let cost = answer.cost
-    let kept = try await workspace.store.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
+    let kept = handedBack
+        ? try await workspace.store.recordSuccesses([
+            StoringAnswer(answer: answer, estimatedInputTokens: request.needs.inputTokens, reservation: request.reservation)
+        ])[0].get()
+        : try await workspace.store.recordSuccess(answer, estimatedInputTokens: request.needs.inputTokens)
     #expect(kept)
     // Finished in December, charged to November, whose cap admitted it; the reservation became the charge.
     let after = try workspace.ledger.spending(project: "default", month: BudgetMonth(year: 2026, month: 11), simulated: false)

@@ -21,6 +21,21 @@ public struct ClaimedRequest: Sendable {
     public var spillsOver = false
     /// The request's prefix group: its leading content's estimated tokens and how many requests of its job share it.
     public var prefixGroup: PrefixGroup?
+    /// Its worst case's reservation as the claim made it, handed back with the answer so that storing it need not read
+    /// the reservation again (`StoringAnswer`); nil where the store does not say.
+    public var reservation: Reservation?
+
+    /// When a claimed request's worst case was reserved, and under which project: the month and project its answer is
+    /// billed to. A reservation moved to another model keeps both (`RequestQueue.moveReservation`).
+    public struct Reservation: Sendable, Equatable {
+        public var reservedAt: Int64
+        public var project: String
+
+        public init(reservedAt: Int64, project: String) {
+            self.reservedAt = reservedAt
+            self.project = project
+        }
+    }
 
     public var plannable: PlannableRequest {
         PlannableRequest(id: id, needs: needs, referenceModel: referenceModel, deadlineAt: deadlineAt, maxCost: maxCost)

@@ -305,7 +305,7 @@ public final class Dispatcher: Sendable {
             guard !batch.isEmpty else { return }
             gathered = batch.count
             let outcomes = state.storageFailure != nil ? [] : await queue.recordSuccesses(batch.map {
-                StoringAnswer(answer: $0.answer, estimatedInputTokens: $0.request.needs.inputTokens)
+                StoringAnswer(answer: $0.answer, estimatedInputTokens: $0.request.needs.inputTokens, reservation: $0.request.reservation)
             })
             var paid: [Money?] = []
             for (index, (answer, request)) in batch.enumerated() {

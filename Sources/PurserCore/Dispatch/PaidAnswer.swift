@@ -78,13 +78,15 @@ package struct AnswerTotals {
 }
 
 /// A live call's paid answer on its way to the store (`RequestQueue.recordSuccesses`), with the input tokens its request
-/// was estimated at, for the history that corrects the estimates.
+/// was estimated at, for the history that corrects the estimates, and its reservation as the claim made it, if known.
 public struct StoringAnswer: Sendable {
     public var answer: PaidAnswer
     public var estimatedInputTokens: Int
+    public var reservation: ClaimedRequest.Reservation?
 
-    public init(answer: PaidAnswer, estimatedInputTokens: Int) {
+    public init(answer: PaidAnswer, estimatedInputTokens: Int, reservation: ClaimedRequest.Reservation? = nil) {
         self.answer = answer
         self.estimatedInputTokens = estimatedInputTokens
+        self.reservation = reservation
     }
 }

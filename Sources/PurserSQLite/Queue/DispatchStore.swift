@@ -67,7 +67,8 @@ public actor DispatchStore {
         let excluded = JSONWriter.string(.array(excludedModels.map { .string($0) }))
         let scanLimit = max(limit * 64, 4_096)
         var claim = Claim()
-        let ids: [Int64] = try database.writeTransaction {
+        // The requests leased, each with the project its reservation is under.
+        let leasedProjects: [Int64: String] = try database.writeTransaction {
             try lifecycle.stage(now: now)
             var allowances = allowances ?? [:]
             // A due request as the scan reads it.
@@ -118,7 +119,7 @@ public actor DispatchStore {
             candidates += spilling
             claim.spilling = Set(spilling.map(\.id))
             // Admitted after the scan: holding a request writes to the rows the scan reads.
-            var leased: [Int64] = []
+            var leased: [Int64: String] = [:]
             var admission = try Ledger(database: database).admission(
                 for: candidates.map { ($0.project, $0.job) }, month: BudgetMonth(containing: now), simulated: simulated)
             for candidate in candidates {
@@ -127,14 +128,15 @@ public actor DispatchStore {
                     Charges.worstCase(model: $0, mode: candidate.mode, inputTokens: candidate.input, maxOutputTokens: candidate.output)
                 } ?? .zero
                 if try admit(candidate.id, amount: amount, job: candidate.job, project: candidate.project, at: now, admission: &admission, tally: &claim) {
-                    leased.append(candidate.id)
+                    leased[candidate.id] = candidate.project
                 }
             }
             claim.capUses = admission.uses
-            try lifecycle.lease(leased, owner: owner, until: leaseUntil)
+            try lifecycle.lease(Array(leased.keys), owner: owner, until: leaseUntil)
             return leased
         }
-        guard !ids.isEmpty else { return claim }
+        guard !leasedProjects.isEmpty else { return claim }
+        let ids = Array(leasedProjects.keys)
         // One read for the whole claim, put in deadline order here: SQLite's sort carried every row, its body with it,
         // through a sorter (0.75 ms rather than 0.55 for 200 requests, sqlite3's `.timer`).
         let claimedIDs = JSONWriter.string(.array(ids.map { .number(String($0)) }))
@@ -158,6 +160,7 @@ public actor DispatchStore {
                 attempts: row.int(13), plannedModel: row.text(14), plannedMode: DispatchMode(rawValue: row.text(15)) ?? .sync, body: row.text(16),
                 latestStart: row.int64(17), spillsOver: claim.spilling.contains(row.int64(0)))
             if let group = row.optionalText(19) { request.prefixGroup = PrefixGroup(id: group, tokens: row.int(20), requests: row.int(21)) }
+            request.reservation = leasedProjects[request.id].map { ClaimedRequest.Reservation(reservedAt: now, project: $0) }
             return request
         }
         claim.requests.sort { ($0.deadlineAt, $0.id) < ($1.deadlineAt, $1.id) }
@@ -336,7 +339,15 @@ public actor DispatchStore {
     /// Ends the lease of a live call's request `succeeded` and stores its answer; false, storing nothing, when the lease
     /// was lost.
     private func writeSuccess(_ success: StoringAnswer, into totals: inout AnswerTotals) throws -> Bool {
-        let reservation = try dropReservation(success.answer.requestID)
+        let reservation: (reservedAt: Int64, project: String)?
+        if let claimed = success.reservation {
+            // The claim's own record of the reservation, taken if the reservation is still this run's: no read of it.
+            try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ?")
+                .execute([.integer(success.answer.requestID), .text(owner)])
+            reservation = database.changes == 1 ? (claimed.reservedAt, claimed.project) : nil
+        } else {
+            reservation = try dropReservation(success.answer.requestID)
+        }
         guard try endLease(success.answer.requestID, state: .succeeded, error: nil) else { return false }
         try storeAnswer(success.answer, estimatedInputTokens: success.estimatedInputTokens, reservation: reservation, worker: nil, into: &totals)
         return true
