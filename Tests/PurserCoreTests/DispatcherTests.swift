@@ -93,23 +93,47 @@ import Testing
         #expect(notices.all.contains { if case .startedCallsNotKept(let reason) = $0 { reason.contains("/nonexistent-purser-folder/") } else { false } })
     }
 
-    @Test func aRunWhoseCallsEndFastClaimsWhatItStartsIn20MillisecondsAndNeverMoreThan256() async throws {
-        // How fast a run starts its calls, counted over a quarter second or more.
+    @Test func aRunWhoseCallsEndFastClaimsWhatItStartsIn20MillisecondsAndNeverMoreThan512() async throws {
+        // How fast a run starts its calls, counted over a quarter second or more; before the first quarter second is
+        // over, over what has passed of it (20 ms at least).
         let state = RunState(clock: clock)
         #expect(await state.callsStartedPerSecond(now: 1_000) == 0)
         await state.addClaimed((1...600).map { request(Int64($0)) })
         for _ in 0..<300 { guard case .serve = await state.nextStep(refillBelow: 0) else { Issue.record("nothing to serve"); return } }
-        #expect(await state.callsStartedPerSecond(now: 1_100) == 0, "under a quarter second: the last rate stands")
+        #expect(await state.callsStartedPerSecond(now: 1_010) == 0, "under 20 ms: no rate yet")
+        #expect(await state.callsStartedPerSecond(now: 1_100) == 3_000, "the first quarter second so far")
         #expect(await state.callsStartedPerSecond(now: 1_250) == 1_200)
-        #expect(await state.callsStartedPerSecond(now: 1_750) == 0, "none started since")
+        for _ in 0..<30 { _ = await state.nextStep(refillBelow: 0) }
+        #expect(await state.callsStartedPerSecond(now: 1_400) == 1_200, "under a quarter second since: the last rate stands")
+        #expect(await state.callsStartedPerSecond(now: 1_750) == 60)
+        #expect(await state.callsStartedPerSecond(now: 2_000) == 0, "none started since")
         #expect(await state.callsStartedPerSecond(now: 500) == 0, "a clock that went back counts again")
 
-        // Its concurrency ahead, or what it starts in 20 ms when that is more, at most 256; none when it cannot note its calls.
+        // Its concurrency ahead, or what it starts in 20 ms when that is more, at most 512; none when it cannot note its calls.
         #expect(Dispatcher.claimingAhead(concurrency: 8, startingPerSecond: 16, notingCalls: true) == 8)
         #expect(Dispatcher.claimingAhead(concurrency: 8, startingPerSecond: 6_000, notingCalls: true) == 120)
-        #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 20_000, notingCalls: true) == 256)
-        #expect(Dispatcher.claimingAhead(concurrency: 5_000, startingPerSecond: 1_000, notingCalls: true) == 256)
+        #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 18_000, notingCalls: true) == 360)
+        #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 40_000, notingCalls: true) == 512)
+        #expect(Dispatcher.claimingAhead(concurrency: 5_000, startingPerSecond: 1_000, notingCalls: true) == 512)
         #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 20_000, notingCalls: false) == 0)
+    }
+
+    @Test func aRunRefillsItsClaimedRequestsBeforeHalfOfWhatItClaimsAheadIsGone() async throws {
+        let state = RunState(clock: clock)
+        await state.addClaimed((1...400).map { request(Int64($0)) })
+        // Claiming 300 ahead of 100 in flight (what it starts in 20 ms at 15,000 a second): the refill comes at 149 left,
+        // not at half its concurrency.
+        #expect(await state.room(concurrency: 100, claimingAhead: 300) == 0)
+        var served = 0
+        while true {
+            let step = await state.nextStep(refillBelow: 50)
+            guard case .serve = step else {
+                guard case .refillThenServe = step else { Issue.record("\(step)"); return }
+                break
+            }
+            served += 1
+        }
+        #expect(400 - served - 1 == 149, "refilled with \(400 - served - 1) left")
     }
 
     @Test func noCallStartsBeforeItsModelsRateLimitHasRoom() async throws {

@@ -325,10 +325,10 @@ public final class Dispatcher: Sendable {
     /// How many requests a run claims beyond those it can have in flight, so that a worker whose call ends finds its
     /// next one claimed, while it notes each call before sending it (so that a crash counts only those called as maybe
     /// billed, `StartedCalls`); none otherwise. Its concurrency, or the calls it starts in 20 ms when that is more, and
-    /// at most 256: a claim is a write, and a run whose calls end by thousands a second claims a few hundred at a time
+    /// at most 512: a claim is a write, and a run whose calls end by thousands a second claims a few hundred at a time
     /// rather than a few dozen, while a slow one holds no more than it will soon call.
     static func claimingAhead(concurrency: Int, startingPerSecond rate: Int, notingCalls: Bool) -> Int {
-        notingCalls ? min(max(concurrency, rate / 50), 256) : 0
+        notingCalls ? min(max(concurrency, rate / 50), 512) : 0
     }
 
     /// The most paid answers waiting for their commit before workers wait for them: enough for calls answered in a
@@ -378,7 +378,7 @@ public final class Dispatcher: Sendable {
             let ahead = Dispatcher.claimingAhead(
                 concurrency: options.concurrency, startingPerSecond: await state.callsStartedPerSecond(now: now),
                 notingCalls: options.startedCalls?.isKept == true)
-            let room = await state.room(for: options.concurrency + ahead)
+            let room = await state.room(concurrency: options.concurrency, claimingAhead: ahead)
             // A busy run claims in groups (each claim is a write): with less room than a sixty-fourth of its concurrency,
             // a poll waits up to 10 ms from the last claim for more calls to end.
             var wait: Int64? = room > 0 ? nil : 20
@@ -1061,8 +1061,14 @@ actor RunState {
         remaining -= count
     }
 
-    /// How many more requests may be claimed: no more than `limit` in flight and claimed together.
-    func room(for limit: Int) -> Int { max(limit - inFlight - claimed.count, 0) }
+    /// How many requests the run claims beyond its concurrency (`Dispatcher.claimingAhead`), as its last poll counted.
+    private var claimingAhead = 0
+
+    /// How many more requests may be claimed: no more than `concurrency` and `ahead` in flight and claimed together.
+    func room(concurrency: Int, claimingAhead ahead: Int) -> Int {
+        claimingAhead = ahead
+        return max(concurrency + ahead - inFlight - claimed.count, 0)
+    }
 
     /// Calls started since `startsCountedSince`, and how many a second were started over the last quarter second or more.
     private var startsCounted = 0
@@ -1083,6 +1089,10 @@ actor RunState {
             // The clock went back: count again from now.
             startsCounted = 0
             startsCountedSince = now
+        } else if startRate == 0, now - since >= 20 {
+            // No rate yet (the run's first quarter second, or none started in the last): what this one shows so far, so
+            // that a run starting calls by thousands a second claims ahead for them from its first claims on.
+            return startsCounted * 1_000 / Int(now - since)
         }
         return startRate
     }
@@ -1099,12 +1109,15 @@ actor RunState {
     }
 
     /// What an idle worker does next, decided in one step so that no wake-up can fall between a check and the wait.
+    /// The claimed requests are refilled below `mark`, or below half what the run claims ahead when that is more: a claim
+    /// waits its turn behind the database's commits, and with a refill at 50 of 100 in flight the calls that end in that
+    /// time (18 a millisecond at 0 ms) emptied the batch a few times in every 50 ms, leaving every worker waiting.
     func nextStep(refillBelow mark: Int) -> NextStep {
         if stopRequested || exhausted || storageFailure != nil { return .stop }
         if let next = claimed.popLast() {
             inFlight += 1
             startsCounted += 1
-            guard claimed.count < mark, !polling else { return .serve(next) }
+            guard claimed.count < max(mark, claimingAhead / 2), !polling else { return .serve(next) }
             polling = true
             return .refillThenServe(next)
         }
