@@ -118,6 +118,24 @@ import Testing
         #expect(Dispatcher.claimingAhead(concurrency: 100, startingPerSecond: 20_000, notingCalls: false) == 0)
     }
 
+    @Test func aPollLooksForJobsToPlanUnlessTheLastClaimFilledItsRoom() async throws {
+        let state = RunState(clock: clock)
+        var chores = await state.choresDue(now: 1_000)
+        #expect(chores.tidy && chores.lookForPlans, "the first poll does both")
+        await state.noteClaimed(100, of: 100, now: 1_000)
+        chores = await state.choresDue(now: 1_100)
+        #expect(!chores.tidy && !chores.lookForPlans, "after a claim that filled its room, planned work is to spare")
+        await state.noteClaimed(40, of: 100, now: 1_200)
+        chores = await state.choresDue(now: 1_300)
+        #expect(!chores.tidy && chores.lookForPlans, "a claim that fell short: look")
+        await state.noteClaimed(100, of: 100, now: 1_400)
+        chores = await state.choresDue(now: 2_000)
+        #expect(chores.tidy && chores.lookForPlans, "once a second, with the tidying, whatever the last claim")
+        await state.noteClaimed(0, of: 100, now: 2_100)
+        chores = await state.choresDue(now: 2_200)
+        #expect(chores.tidy && chores.lookForPlans, "after a claim of nothing")
+    }
+
     @Test func aRunRefillsItsClaimedRequestsBeforeHalfOfWhatItClaimsAheadIsGone() async throws {
         let state = RunState(clock: clock)
         await state.addClaimed((1...400).map { request(Int64($0)) })

@@ -369,7 +369,7 @@ public final class Dispatcher: Sendable {
     private func poll() async -> Int64? {
         let now = clock.now()
         do {
-            let tidying = await state.tidyingIsDue(now: now)
+            let (tidying, lookForPlans) = await state.choresDue(now: now)
             if tidying {
                 _ = try await queue.rescueExpiredLeases(now: now)
                 try await takeOverGoneRuns(now: now)
@@ -385,9 +385,9 @@ public final class Dispatcher: Sendable {
             if room > 0, room < min(options.concurrency / 64, 100), let since = await state.sinceLastClaim(now: now), since < 10 { wait = 10 - since }
             // What a claim needs first, only when this poll claims (or once a second, with the tidying): a busy run polls
             // as every few calls end, most times to find too little room yet, and the planner's look for jobs to plan is a
-            // read of the database each time.
+            // read of the database each time, waiting its turn behind the commits.
             if wait == nil || tidying {
-                let planned = try await planNewJobs(now: now)
+                let planned = lookForPlans ? try await planNewJobs(now: now) : false
                 // A write, so not every poll: after this run plans, and once a second for plans made elsewhere.
                 if options.simulate && options.simulationSpeedup > 1, await state.plannedWaitsAreDue(now: now, planned: planned) {
                     try await queue.endPlannedWaits(now: now)
@@ -406,7 +406,7 @@ public final class Dispatcher: Sendable {
             let claim = try await queue.claim(
                 limit: room, now: now, leaseUntil: now + Int64(options.leaseSeconds * 1000), job: options.job,
                 excludedModels: excluded, simulated: options.simulate, catalog: catalog, allowances: allowances)
-            await state.noteClaimed(claim.requests.count, now: now)
+            await state.noteClaimed(claim.requests.count, of: room, now: now)
             await state.noteOverbooked(claim.overbooked)
             if claim.held > 0 { await state.countHeld(claim.held) }
             await reportBudget(holdReasons: claim.holdReasons, capUses: claim.capUses)
@@ -416,6 +416,8 @@ public final class Dispatcher: Sendable {
             }
             // Held requests left the queue: look again at once for others that fit.
             if claim.held > 0 { return nil }
+            // Nothing claimed by a poll that did not look for jobs to plan: the next one looks, before anything is concluded.
+            if !lookForPlans { return nil }
             let remaining = try await queue.remaining(job: options.job, excludedModels: excluded, waitForBatches: !options.detachBatches)
             let unfinished = await state.unfinished
             if !options.watch && remaining.dispatchable == 0 && remaining.running == 0 && remaining.openBatches == 0 && unfinished == 0 {
@@ -1158,19 +1160,27 @@ actor RunState {
     private var tidiedAt: Int64?
     private var lastPollClaimed = false
 
-    /// True when a poll should tidy the queue first (rescue lapsed leases, take over runs whose process is gone,
-    /// release ended holds): when the last poll claimed nothing, and otherwise once a second. Those are passes over
-    /// the requests running, and a busy run polls for every few calls that end.
-    func tidyingIsDue(now: Int64) -> Bool {
-        guard !lastPollClaimed || tidiedAt.map({ now - $0 >= 1_000 }) ?? true else { return false }
+    /// Whether the last claim took all the room it had: then planned work is to spare.
+    private var lastClaimFilledItsRoom = false
+
+    /// What a poll does before it claims. It tidies the queue (rescues lapsed leases, takes over runs whose process is
+    /// gone, releases ended holds) when the last poll claimed nothing, and otherwise once a second: those are passes over
+    /// the requests running, and a busy run polls for every few calls that end. It looks for jobs to plan with the
+    /// tidying and whenever the last claim fell short of its room: after one that filled it, the look (a read waiting
+    /// its turn behind the database's commits, a millisecond or more at 0 ms, while the workers used up what was claimed)
+    /// waits for the tidying.
+    func choresDue(now: Int64) -> (tidy: Bool, lookForPlans: Bool) {
+        guard !lastPollClaimed || tidiedAt.map({ now - $0 >= 1_000 }) ?? true else { return (false, !lastClaimFilledItsRoom) }
         tidiedAt = now
-        return true
+        return (true, true)
     }
 
     private var lastClaimAt: Int64?
 
-    func noteClaimed(_ count: Int, now: Int64) {
+    /// A poll claimed `count` requests where it had room for `room`.
+    func noteClaimed(_ count: Int, of room: Int, now: Int64) {
         lastPollClaimed = count > 0
+        lastClaimFilledItsRoom = count > 0 && count >= room
         if count > 0 { lastClaimAt = now }
     }
 
