@@ -1091,10 +1091,6 @@ actor RunState {
             // The clock went back: count again from now.
             startsCounted = 0
             startsCountedSince = now
-        } else if startRate == 0, now - since >= 20 {
-            // No rate yet (the run's first quarter second, or none started in the last): what this one shows so far, so
-            // that a run starting calls by thousands a second claims ahead for them from its first claims on.
-            return startsCounted * 1_000 / Int(now - since)
         }
         return startRate
     }
