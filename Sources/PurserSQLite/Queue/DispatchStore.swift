@@ -266,7 +266,6 @@ public actor DispatchStore {
     }
 
     private var pendingSuccesses: [PendingSuccesses] = []
-    private var pendingCount = 0
     private var commitScheduled = false
 
     /// Writes the result, its cost and the attempt, and turns the request's reservation into its charge
@@ -284,13 +283,12 @@ public actor DispatchStore {
         guard !answers.isEmpty else { return [] }
         return await withCheckedContinuation { continuation in
             pendingSuccesses.append(PendingSuccesses(answers: answers, continuation: continuation))
-            pendingCount += answers.count
             if !commitScheduled {
                 commitScheduled = true
                 Task {
                     // A moment for the answers arriving with these to share their commit: a commit writes every page it
                     // touched to the log, so a group of a few dozen answers writes a fraction of what each alone would.
-                    if pendingCount < 64 { await Self.pause(nanoseconds: 10_000_000) }
+                    if pendingSuccesses.reduce(0, { $0 + $1.answers.count }) < 64 { await Self.pause(nanoseconds: 10_000_000) }
                     self.commitSuccesses()
                 }
             }
@@ -305,7 +303,6 @@ public actor DispatchStore {
     private func commitSuccesses() {
         let groups = pendingSuccesses
         pendingSuccesses = []
-        pendingCount = 0
         commitScheduled = false
         let answers = groups.flatMap(\.answers)
         var outcomes: [Result<Bool, any Error>]
