@@ -336,15 +336,7 @@ public actor DispatchStore {
     /// Ends the lease of a live call's request `succeeded` and stores its answer; false, storing nothing, when the lease
     /// was lost.
     private func writeSuccess(_ success: StoringAnswer, into totals: inout AnswerTotals) throws -> Bool {
-        let reservation: (reservedAt: Int64, project: String)?
-        if let claimed = success.reservation {
-            // The claim's own record of the reservation, taken if the reservation is still this run's: no read of it.
-            try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ?")
-                .execute([.integer(success.answer.requestID), .text(owner)])
-            reservation = database.changes == 1 ? (claimed.reservedAt, claimed.project) : nil
-        } else {
-            reservation = try dropReservation(success.answer.requestID)
-        }
+        let reservation = try dropReservation(success.answer.requestID, claimed: success.reservation)
         guard try endLease(success.answer.requestID, state: .succeeded, error: nil) else { return false }
         try storeAnswer(success.answer, estimatedInputTokens: success.estimatedInputTokens, reservation: reservation, worker: nil, into: &totals)
         return true
@@ -484,7 +476,14 @@ public actor DispatchStore {
     /// Deletes this worker's reservation for a request, returning when and under which project it was made.
     /// A read and a delete by the request's id (the table's row id) rather than `DELETE … RETURNING`, which gathers what it
     /// returns in a temporary table it makes, with its own pager and page cache, each time: once for every answer stored.
-    func dropReservation(_ id: Int64, owner: String? = nil) throws -> (reservedAt: Int64, project: String)? {
+    /// With `claimed`, the claim's own record of the reservation, there is no read: the record holds if a row was deleted.
+    func dropReservation(
+        _ id: Int64, owner: String? = nil, claimed: ClaimedRequest.Reservation? = nil
+    ) throws -> (reservedAt: Int64, project: String)? {
+        if let claimed {
+            try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ?").execute([.integer(id), .text(owner ?? self.owner)])
+            return database.changes == 1 ? (claimed.reservedAt, claimed.project) : nil
+        }
         guard let reservation = try database.statement("SELECT reserved_at, project FROM reservations WHERE request_id = ? AND owner = ?")
             .firstRow([.integer(id), .text(owner ?? self.owner)], { (reservedAt: $0.int64(0), project: $0.text(1)) })
         else { return nil }
