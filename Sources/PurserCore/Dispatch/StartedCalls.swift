@@ -7,11 +7,12 @@ import Synchronization
 /// billed) only the requests in this file; those it had claimed and never called go back to the queue with their
 /// reservations dropped.
 ///
-/// The file has the durability of the database's own commits (`synchronous = NORMAL`): a write reaches the kernel
-/// before the call is sent, so it outlives the process, not the machine. A note that cannot be written removes the
-/// file, so a later run counts every lease of this one as maybe billed, as it would with no file at all. A long run
-/// (`--watch`, a serve) keeps the file small by writing it again with only the requests it still holds
-/// (`beginCompacting`, `finishCompacting`).
+/// The file has the durability of the database's own commits (`synchronous = NORMAL`): a note reaches the kernel
+/// before the call is sent, so it outlives the process, not the machine. Notes go through a shared mapping of room
+/// reserved on disk ahead of them (`NoteFile`): a store to memory rather than a `write` per call, which was 2.6% of a
+/// 0 ms run's CPU. A note that cannot be written removes the file, so a later run counts every lease of this one as
+/// maybe billed, as it would with no file at all. A long run (`--watch`, a serve) keeps the file small by writing it
+/// again with only the requests it still holds (`beginCompacting`, `finishCompacting`).
 public final class StartedCalls: Sendable {
     /// This run's file.
     public let path: String
@@ -20,13 +21,12 @@ public final class StartedCalls: Sendable {
     let compactingSize: Int64
 
     private struct Files {
-        /// The open file; -1 before `open`, after `close`, or once a note failed.
-        var descriptor: Int32 = -1
-        var size: Int64 = 0
+        /// The open file; nil before `open`, after `close`, or once a note failed.
+        var notes: NoteFile?
         /// The size at which the file is next written again: further off after an attempt failed.
         var compactAt: Int64 = 0
         /// While the file is written again: the new one, which takes every note as well until it replaces the old.
-        var compacted: Int32 = -1
+        var compacted: NoteFile?
     }
 
     private let files = Mutex(Files())
@@ -48,45 +48,27 @@ public final class StartedCalls: Sendable {
     public func open() throws {
         let path = path
         try files.withLock { files in
-            guard files.descriptor < 0 else { return }
-            files.descriptor = try StartedCalls.create(path)
-            (files.size, files.compactAt) = (0, compactingSize)
+            guard files.notes == nil else { return }
+            files.notes = try NoteFile(creating: path)
+            files.compactAt = compactingSize
         }
     }
 
-    private static func create(_ path: String) throws -> Int32 {
-        let opened = Foundation.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
-        guard opened >= 0 else { throw Problem("cannot create \(path): \(String(cString: strerror(errno)))") }
-        return opened
-    }
-
     /// True while notes are being kept: a run claims ahead of its calls only then.
-    public var isKept: Bool { files.withLock { $0.descriptor >= 0 } }
+    public var isKept: Bool { files.withLock { $0.notes != nil } }
 
     /// Notes that the request's call is about to be sent. Nothing to do when no file is kept. When the note cannot be
     /// written the file is removed and no more notes are kept: returns why; throws only when the file cannot be removed
     /// either (a later run would then take the requests called since for never called).
     public func note(_ request: Int64) throws -> String? {
         try files.withLock { files in
-            guard files.descriptor >= 0 else { return nil }
-            var failure = StartedCalls.append([request], to: files.descriptor)
-            if failure == nil, files.compacted >= 0 { failure = StartedCalls.append([request], to: files.compacted) }
-            guard let failure else {
-                files.size += 8
-                return nil
-            }
+            guard files.notes != nil else { return nil }
+            var failure = withUnsafeBytes(of: request.littleEndian) { files.notes!.append($0) }
+            if failure == nil, files.compacted != nil { failure = withUnsafeBytes(of: request.littleEndian) { files.compacted!.append($0) } }
+            guard let failure else { return nil }
             try giveUp(&files, because: failure)
             return "cannot write \(path): \(failure)"
         }
-    }
-
-    /// Appends ids; the error's words when the write failed or fell short.
-    private static func append(_ ids: [Int64], to descriptor: Int32) -> String? {
-        let bytes = ids.map(\.littleEndian)
-        let written = bytes.withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
-        guard written != bytes.count * 8 else { return nil }
-        // A short write leaves a partial id, which `read` ignores; the file goes anyway, as after a failed one.
-        return written < 0 ? String(cString: strerror(errno)) : "only \(written) of \(bytes.count * 8) bytes were written"
     }
 
     /// No more notes are kept: the files are closed and removed, so that a run taking this one's leases over counts
@@ -99,7 +81,12 @@ public final class StartedCalls: Sendable {
     }
 
     /// True when the file has grown past its size for writing again, and that has not begun.
-    public var needsCompacting: Bool { files.withLock { $0.descriptor >= 0 && $0.compacted < 0 && $0.size >= $0.compactAt } }
+    public var needsCompacting: Bool {
+        files.withLock { files in
+            guard let notes = files.notes, files.compacted == nil else { return false }
+            return notes.size >= files.compactAt
+        }
+    }
 
     /// Starts writing the file again: from now on every note goes to the new file as well. The run then reads the
     /// requests it holds leased and hands them to `finishCompacting`: every call noted before this moment and still
@@ -107,8 +94,8 @@ public final class StartedCalls: Sendable {
     public func beginCompacting() throws {
         let compactedPath = compactedPath
         try files.withLock { files in
-            guard files.descriptor >= 0, files.compacted < 0 else { return }
-            files.compacted = try StartedCalls.create(compactedPath)
+            guard files.notes != nil, files.compacted == nil else { return }
+            files.compacted = try NoteFile(creating: compactedPath)
         }
     }
 
@@ -116,22 +103,22 @@ public final class StartedCalls: Sendable {
     public func finishCompacting(leased: [Int64]) throws {
         let (path, compactedPath) = (path, compactedPath)
         try files.withLock { files in
-            guard files.descriptor >= 0, files.compacted >= 0 else { return }
-            var failure = StartedCalls.append(leased, to: files.compacted).map { "cannot write \(compactedPath) (\($0))" }
+            guard let notes = files.notes, files.compacted != nil else { return }
+            let bytes = leased.map(\.littleEndian)
+            var failure = bytes.withUnsafeBytes { files.compacted!.append($0) }.map { "cannot write \(compactedPath) (\($0))" }
             if failure == nil, rename(compactedPath, path) != 0 {
                 failure = "cannot replace \(path) with \(compactedPath) (\(String(cString: strerror(errno))))"
             }
             if let failure {
                 // The old file still holds every note: only the new one goes, and the next attempt waits for twice the size.
                 StartedCalls.drop(&files.compacted, at: compactedPath)
-                files.compactAt = files.size * 2
+                files.compactAt = notes.size * 2
                 throw Problem("\(failure); \(path) stays as it is")
             }
-            Foundation.close(files.descriptor)
-            var status = stat()
-            files.size = fstat(files.compacted, &status) == 0 ? Int64(status.st_size) : 0
-            files.compactAt = max(compactingSize, files.size * 2)
-            (files.descriptor, files.compacted) = (files.compacted, -1)
+            files.notes?.close()
+            files.notes = files.compacted
+            files.compacted = nil
+            files.compactAt = max(compactingSize, files.notes!.size * 2)
         }
     }
 
@@ -140,16 +127,16 @@ public final class StartedCalls: Sendable {
     public func abandonCompacting() {
         let compactedPath = compactedPath
         files.withLock { files in
-            guard files.compacted >= 0 else { return }
+            guard files.compacted != nil else { return }
             StartedCalls.drop(&files.compacted, at: compactedPath)
-            files.compactAt = files.size * 2
+            files.compactAt = (files.notes?.size ?? 0) * 2
         }
     }
 
     /// Closes and removes the new file of an attempt to write the file again.
-    private static func drop(_ descriptor: inout Int32, at path: String) {
-        Foundation.close(descriptor)
-        descriptor = -1
+    private static func drop(_ file: inout NoteFile?, at path: String) {
+        file?.close()
+        file = nil
         unlink(path)
     }
 
@@ -158,7 +145,7 @@ public final class StartedCalls: Sendable {
     public func close(remove: Bool) {
         let path = path
         files.withLock { files in
-            guard files.descriptor >= 0 else { return }
+            guard files.notes != nil else { return }
             shut(&files)
             if remove { unlink(path) }
         }
@@ -166,7 +153,8 @@ public final class StartedCalls: Sendable {
 
     /// Closes both files and removes the new one of an attempt to write the file again, if any: no notes are kept.
     private func shut(_ files: inout Files) {
-        for descriptor in [files.descriptor, files.compacted] where descriptor >= 0 { Foundation.close(descriptor) }
+        files.notes?.close()
+        files.compacted?.close()
         files = Files()
         unlink(compactedPath)
     }
@@ -178,7 +166,9 @@ public final class StartedCalls: Sendable {
         ids.reserveCapacity(data.count / 8)
         data.withUnsafeBytes { bytes in
             for offset in stride(from: 0, to: bytes.count - 7, by: 8) {
-                ids.insert(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self)))
+                // Zeros: room reserved past the last note (a run killed before it closed its file). No request's id is 0.
+                let id = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+                if id != 0 { ids.insert(id) }
             }
         }
         return ids
@@ -206,5 +196,82 @@ public final class StartedCalls: Sendable {
             else { continue }
             unlink(folder + "/" + name)
         }
+    }
+}
+
+/// An append-only file of notes written through a shared mapping of room reserved on disk ahead of them. A note is a
+/// copy to memory the kernel already holds for the file, so it outlives the process the moment it is made, as a
+/// `write` would. The room is reserved (`posix_fallocate`) before it is mapped, so a full disk is met when room is
+/// taken, as a refused note, never as a fault on a store. A file that cannot have room reserved (a device) is written
+/// with `pwrite` instead.
+struct NoteFile {
+    private let descriptor: Int32
+    /// The room reserved and mapped, when notes go through a mapping.
+    private var mapping: UnsafeMutableRawPointer?
+    private var room = 0
+    /// Whether the notes go by `pwrite`: the file cannot have room reserved.
+    private var written = false
+    /// The bytes noted.
+    private(set) var size: Int64 = 0
+
+    /// Room is taken 64 KiB (8,192 notes) at a time at first, then as much again as the file holds, at most 8 MiB more.
+    static let roomStep = 64 << 10
+    static let mostRoomAtOnce = 8 << 20
+
+    /// Creates the file at `path`, empty, or empties it.
+    init(creating path: String) throws {
+        let opened = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard opened >= 0 else { throw Problem("cannot create \(path): \(String(cString: strerror(errno)))") }
+        descriptor = opened
+    }
+
+    /// Appends `bytes`; the error's words when they cannot be.
+    mutating func append(_ bytes: UnsafeRawBufferPointer) -> String? {
+        guard let source = bytes.baseAddress, !bytes.isEmpty else { return nil }
+        let end = Int(size) + bytes.count
+        if !written, end > room, let failure = reserve(atLeast: end) { return failure }
+        guard !written, let mapping else { return write(bytes) }
+        (mapping + Int(size)).copyMemory(from: source, byteCount: bytes.count)
+        size = Int64(end)
+        return nil
+    }
+
+    /// Reserves and maps room for at least `needed` bytes; the error's words when the disk has none (or the mapping
+    /// fails). A file that cannot have room reserved is written from then on.
+    private mutating func reserve(atLeast needed: Int) -> String? {
+        let wanted = max(needed, room + min(max(room, NoteFile.roomStep), NoteFile.mostRoomAtOnce))
+        let grown = (wanted + NoteFile.roomStep - 1) / NoteFile.roomStep * NoteFile.roomStep
+        let reserved = posix_fallocate(descriptor, 0, off_t(grown))
+        if reserved == ENODEV || reserved == ESPIPE {
+            written = true
+            return nil
+        }
+        guard reserved == 0 else { return String(cString: strerror(reserved)) }
+        let mapped = mmap(nil, grown, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0)
+        guard let mapped, mapped != MAP_FAILED else { return "cannot map it: \(String(cString: strerror(errno)))" }
+        if let mapping { munmap(mapping, room) }
+        (mapping, room) = (mapped, grown)
+        return nil
+    }
+
+    private mutating func write(_ bytes: UnsafeRawBufferPointer) -> String? {
+        let done = pwrite(descriptor, bytes.baseAddress, bytes.count, off_t(size))
+        guard done != bytes.count else {
+            size += Int64(done)
+            return nil
+        }
+        // A short write leaves a partial id, which `StartedCalls.read` ignores; the file goes anyway, as after a failed one.
+        return done < 0 ? String(cString: strerror(errno)) : "only \(done) of \(bytes.count) bytes were written"
+    }
+
+    /// Unmaps and closes the file, cutting off the room reserved past the last note. Should the cut fail, the zeros
+    /// left are skipped when the file is read.
+    mutating func close() {
+        if let mapping {
+            munmap(mapping, room)
+            _ = ftruncate(descriptor, off_t(size))
+        }
+        (mapping, room) = (nil, 0)
+        Foundation.close(descriptor)
     }
 }
