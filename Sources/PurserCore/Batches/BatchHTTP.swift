@@ -62,7 +62,7 @@ final class BatchHTTP: Sendable {
         var request = try request(url, method: method)
         if let body {
             request.setHeader("Content-Type", "application/json")
-            request.body = .bytes(Array(JSONWriter.string(.object(body)).utf8))
+            request.body = .bytes(JSONWriter.bytes(.object(body)))
         }
         let answer = try await exchange(request)
         return try object(answer, method: method, url: url)

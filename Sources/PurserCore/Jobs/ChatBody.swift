@@ -32,7 +32,7 @@ enum ChatBody {
             case nil, .null?:
                 // An assistant message may carry only tool calls.
                 guard role == "assistant", object["tool_calls"] != nil else { return .failure(Problem("missing \(field).content")) }
-                summary.textBytes += JSONWriter.string(object["tool_calls"]!).utf8.count
+                summary.textBytes += JSONWriter.bytes(object["tool_calls"]!).count
             case .string(let text)?:
                 summary.textBytes += text.utf8.count
             case .array(let parts)?:
@@ -50,7 +50,7 @@ enum ChatBody {
         }
         if let tools = body["tools"], case .array(let list) = tools, !list.isEmpty {
             summary.capabilities.insert(.tools)
-            summary.textBytes += JSONWriter.string(tools).utf8.count
+            summary.textBytes += JSONWriter.bytes(tools).count
         }
         switch body["response_format"]?.objectValue?["type"]?.stringValue {
         case "json_object"?: summary.capabilities.insert(.jsonMode)
@@ -93,7 +93,7 @@ enum ChatBody {
             summary.capabilities.insert(.vision)
         default:
             if let text = object["text"]?.stringValue { summary.textBytes += text.utf8.count }
-            else if let content = object["content"] { summary.textBytes += JSONWriter.string(content).utf8.count }
+            else if let content = object["content"] { summary.textBytes += JSONWriter.bytes(content).count }
         }
     }
 
