@@ -2,15 +2,18 @@ import Foundation
 import PurserCore
 import SQLiteStore
 
-/// The dispatch side of the database, owned by one actor so that a process uses one connection.
-/// Every finishing update is guarded by the lease (`WHERE id = ? AND state = 'running' AND lease_owner = ?`),
-/// and a result is written with its cost in the same transaction, so a request never has two results.
+/// The dispatch side of the database, owned by one actor so that a process uses one connection, its work on a thread
+/// of its own (`DatabaseThread`). Every finishing update is guarded by the lease
+/// (`WHERE id = ? AND state = 'running' AND lease_owner = ?`), and a result is written with its cost in the same
+/// transaction, so a request never has two results.
 public actor DispatchStore {
     let database: Database
     let owner: String
     let lifecycle: RequestLifecycle
     /// The database's own random id (`database_identity`), in every batch's custom ids and metadata.
     public nonisolated let databaseID: String
+    private nonisolated let thread: DatabaseThread
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
 
     /// `maximumPageCount` caps how large this connection may grow the file (SQLite's `max_page_count`), so a
     /// test can run out of disk on purpose.
@@ -26,7 +29,11 @@ public actor DispatchStore {
             throw Problem("\(path) has no database id (its database_identity table is empty); it was changed by hand")
         }
         databaseID = identity
+        // Made last, once nothing can fail: a store that is never made starts no thread.
+        thread = DatabaseThread(name: "purser.store")
     }
+
+    deinit { thread.stop() }
 
     // MARK: - Claiming
 
