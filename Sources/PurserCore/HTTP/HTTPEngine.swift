@@ -86,8 +86,7 @@ public final class HTTPEngine: @unchecked Sendable {
         }
         self.epoll = epoll
         self.wake = wake
-        let thread = Thread { [self] in loop() }
-        thread.name = "purser.http"
+        let thread = Thread.named("purser.http") { [self] in loop() }
         thread.start()
     }
 

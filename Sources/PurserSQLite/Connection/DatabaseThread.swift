@@ -18,8 +18,7 @@ final class DatabaseThread: SerialExecutor, @unchecked Sendable {
 
     init(name: String) {
         // The thread holds the executor until it ends.
-        let thread = Thread { [self] in run() }
-        thread.name = name
+        let thread = Thread.named(name) { [self] in run() }
         thread.start()
     }
 

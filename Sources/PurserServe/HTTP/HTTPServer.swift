@@ -61,8 +61,7 @@ public final class HTTPServer: Sendable {
             close(descriptor)
             throw error
         }
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "purser-serve-accept"
+        let thread = Thread.named("purser.accept") { [self] in acceptLoop() }
         thread.start()
     }
 

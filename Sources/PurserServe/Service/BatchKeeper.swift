@@ -43,7 +43,7 @@ final class BatchKeeper: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        let thread = Thread.named("purser.keeper") { [self] in
             while !isStopping {
                 tick()
                 stopped.lock()
@@ -55,7 +55,6 @@ final class BatchKeeper: @unchecked Sendable {
             stopped.broadcast()
             stopped.unlock()
         }
-        thread.name = "purser-serve-keeper"
         thread.start()
     }
 
