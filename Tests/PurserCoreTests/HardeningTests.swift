@@ -499,7 +499,7 @@ final class CountingCaller: ModelCaller, @unchecked Sendable {
     try calls.open()
     // 20,000 notes are 160,000 bytes: past the first room reserved (64 KiB) and the second.
     for id: Int64 in 1...20_000 { #expect(try calls.note(id) == nil) }
-    // Read while the run holds the file, as a run taking over a killed one does: the room past the notes reads as zeros.
+    // Read while the run holds the file, as a run taking over a killed one does: the room past the notes is zeros.
     #expect(reader.read(owner: "run") == Set(1...20_000))
     let reserved = try #require(try FileManager.default.attributesOfItem(atPath: calls.path)[.size] as? Int)
     #expect(reserved > 160_000 && reserved % (64 << 10) == 0, "\(reserved)")

@@ -49,7 +49,8 @@ public final class HTTPProviderClient: ModelCaller {
             return .failure(refused)
         }
         return HTTPProviderClient.outcome(
-            status: answer.status, header: { answer.headers[$0] }, body: answer.body, dialect: call.provider.dialect, now: Date(),
+            status: answer.status, header: { answer.headers[$0] }, body: answer.body, dialect: call.provider.dialect,
+            now: Date(),
             mask: endpoint.mask)
     }
 
@@ -57,7 +58,8 @@ public final class HTTPProviderClient: ModelCaller {
     /// classified failure. Everything here comes from outside, so any bytes give one or the other.
     /// `mask` takes the key out of any text the provider sent, before it is cut, kept or shown.
     public static func outcome(
-        status: Int, header: (String) -> String?, body data: some Collection<UInt8>, dialect: Provider.Dialect, now: Date, mask: (String) -> String = { $0 }
+        status: Int, header: (String) -> String?, body data: some Collection<UInt8>, dialect: Provider.Dialect,
+        now: Date, mask: (String) -> String = { $0 }
     ) -> Result<ProviderResponse, CallFailure> {
         let body = mask(String(decoding: data, as: UTF8.self))
         guard (200..<300).contains(status) else {

@@ -126,7 +126,9 @@ public struct Simulator: ModelCaller {
         let estimate: Int
         switch ChatBody.summarize(body, dialect: provider.dialect, fieldPrefix: "body.") {
         case .success(let summary): estimate = summary.inputTokens
-        case .failure: estimate = TokenEstimator.inputTokens(textBytes: JSONWriter.bytes(.object(body)).count, messages: 1, images: 0)
+        case .failure:
+            let bytes = JSONWriter.bytes(.object(body)).count
+            estimate = TokenEstimator.inputTokens(textBytes: bytes, messages: 1, images: 0)
         }
         var random = SplitMix64(seed: Simulator.seed(requestID, model.id) ^ 0x746F_6B65_6E69_7A65)
         let percent = (tokenizerPercent[provider.name] ?? 100) * (94 + random.below(13))

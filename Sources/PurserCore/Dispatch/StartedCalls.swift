@@ -64,7 +64,9 @@ public final class StartedCalls: Sendable {
         try files.withLock { files in
             guard files.notes != nil else { return nil }
             var failure = withUnsafeBytes(of: request.littleEndian) { files.notes!.append($0) }
-            if failure == nil, files.compacted != nil { failure = withUnsafeBytes(of: request.littleEndian) { files.compacted!.append($0) } }
+            if failure == nil, files.compacted != nil {
+                failure = withUnsafeBytes(of: request.littleEndian) { files.compacted!.append($0) }
+            }
             guard let failure else { return nil }
             try giveUp(&files, because: failure)
             return "cannot write \(path): \(failure)"
@@ -105,7 +107,8 @@ public final class StartedCalls: Sendable {
         try files.withLock { files in
             guard let notes = files.notes, files.compacted != nil else { return }
             let bytes = leased.map(\.littleEndian)
-            var failure = bytes.withUnsafeBytes { files.compacted!.append($0) }.map { "cannot write \(compactedPath) (\($0))" }
+            var failure = bytes.withUnsafeBytes { files.compacted!.append($0) }
+                .map { "cannot write \(compactedPath) (\($0))" }
             if failure == nil, rename(compactedPath, path) != 0 {
                 failure = "cannot replace \(path) with \(compactedPath) (\(String(cString: strerror(errno))))"
             }
@@ -166,7 +169,8 @@ public final class StartedCalls: Sendable {
         ids.reserveCapacity(data.count / 8)
         data.withUnsafeBytes { bytes in
             for offset in stride(from: 0, to: bytes.count - 7, by: 8) {
-                // Zeros: room reserved past the last note (a run killed before it closed its file). No request's id is 0.
+                // Zeros: room reserved past the last note (a run killed before it closed its file). No request's id
+                // is 0.
                 let id = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
                 if id != 0 { ids.insert(id) }
             }
@@ -260,7 +264,8 @@ struct NoteFile {
             size += Int64(done)
             return nil
         }
-        // A short write leaves a partial id, which `StartedCalls.read` ignores; the file goes anyway, as after a failed one.
+        // A short write leaves a partial id, which `StartedCalls.read` ignores; the file goes anyway, as after a
+        // failed one.
         return done < 0 ? String(cString: strerror(errno)) : "only \(done) of \(bytes.count) bytes were written"
     }
 

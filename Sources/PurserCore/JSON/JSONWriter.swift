@@ -67,6 +67,8 @@ public enum JSONWriter {
         return String(decoding: output, as: UTF8.self)
     }
 
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
     /// Appends `text` as a JSON string. Runs of bytes that need no escape are copied whole, which
     /// matters: results and request bodies are written on every call.
     static func appendQuoted(_ text: String, to output: inout [UInt8]) {
@@ -85,10 +87,9 @@ public enum JSONWriter {
                 case UInt8(ascii: "\r"): output.append(UInt8(ascii: "r"))
                 case UInt8(ascii: "\t"): output.append(UInt8(ascii: "t"))
                 default:
-                    let hex = Array("0123456789abcdef".utf8)
                     output.append(contentsOf: "u00".utf8)
-                    output.append(hex[Int(byte >> 4)])
-                    output.append(hex[Int(byte & 0x0F)])
+                    output.append(hexDigits[Int(byte >> 4)])
+                    output.append(hexDigits[Int(byte & 0x0F)])
                 }
                 runStart = index + 1
             }
