@@ -237,7 +237,7 @@ public actor DispatchStore {
             else { return false }
             // Whichever run reserved its call, the reservation (or unsettled charge) becomes this charge.
             let reservation = try database.statement("DELETE FROM reservations WHERE request_id = ? RETURNING reserved_at, project")
-                .firstRow([.integer(id)]) { (reservedAt: $0.int64(0), project: $0.text(1)) }
+                .firstRow([.integer(id)]) { ClaimedRequest.Reservation(reservedAt: $0.int64(0), project: $0.text(1)) }
             try Ledger(database: database).settle(request: id)
             let estimate = try database.scalarInt("SELECT input_tokens FROM requests WHERE id = ?", [.integer(id)]) ?? 0
             var totals = AnswerTotals()
@@ -353,7 +353,7 @@ public actor DispatchStore {
     /// has ended `succeeded`: its result and attempt, billed to the month its call was reserved in (the month it finished,
     /// without a reservation), and its cost and tokens counted in `totals`, which the caller writes in the same transaction.
     func storeAnswer(
-        _ answer: PaidAnswer, estimatedInputTokens: Int, reservation: (reservedAt: Int64, project: String)?, worker: String?,
+        _ answer: PaidAnswer, estimatedInputTokens: Int, reservation: ClaimedRequest.Reservation?, worker: String?,
         into totals: inout AnswerTotals
     ) throws {
         let billedAt = reservation?.reservedAt ?? answer.finishedAt
@@ -486,13 +486,15 @@ public actor DispatchStore {
     /// With `claimed`, the claim's own record of the reservation, there is no read: the record holds if a row was deleted.
     func dropReservation(
         _ id: Int64, owner: String? = nil, claimed: ClaimedRequest.Reservation? = nil
-    ) throws -> (reservedAt: Int64, project: String)? {
+    ) throws -> ClaimedRequest.Reservation? {
         if let claimed {
             try database.statement("DELETE FROM reservations WHERE request_id = ? AND owner = ?").execute([.integer(id), .text(owner ?? self.owner)])
-            return database.changes == 1 ? (claimed.reservedAt, claimed.project) : nil
+            return database.changes == 1 ? claimed : nil
         }
-        guard let reservation = try database.statement("SELECT reserved_at, project FROM reservations WHERE request_id = ? AND owner = ?")
-            .firstRow([.integer(id), .text(owner ?? self.owner)], { (reservedAt: $0.int64(0), project: $0.text(1)) })
+        let read = "SELECT reserved_at, project FROM reservations WHERE request_id = ? AND owner = ?"
+        guard let reservation = try database.statement(read).firstRow([.integer(id), .text(owner ?? self.owner)], {
+            ClaimedRequest.Reservation(reservedAt: $0.int64(0), project: $0.text(1))
+        })
         else { return nil }
         try database.statement("DELETE FROM reservations WHERE request_id = ?").execute([.integer(id)])
         return reservation
