@@ -59,10 +59,15 @@ public final class Database {
         try execute("PRAGMA foreign_keys = ON")
     }
 
-    /// Set before the process's first connection: statement journals stay in memory up to 4 MiB. A claim's lease of a
-    /// few hundred requests journals more than SQLite's 64 KiB, and each one made a temporary file and deleted it (241 of
-    /// them in a run of 20,000 calls at 0 ms).
-    private static let configured: Void = { _ = purser_sqlite_set_statement_journal_spill(4 << 20) }()
+    /// Set before the process's first connection: statement journals stay in memory up to `statementJournalInMemory`
+    /// bytes. A claim's lease of a few hundred requests journals more than SQLite's 64 KiB, and each one made a temporary
+    /// file and deleted it (241 of them in a run of 20,000 calls at 0 ms).
+    private static let configured: Void = { _ = purser_sqlite_set_statement_journal_spill(Database.statementJournalInMemory) }()
+
+    /// The most SQLite's Unix layer writes at once (its `seekAndWriteFd` keeps a length's low 17 bits): a journal that
+    /// outgrows memory is written to its file in pieces as large as this setting, and a larger piece fails its statement
+    /// with "database or disk is full". At 4 MiB, planning a million requests did (`aStatementChangingMegabytes…`).
+    static let statementJournalInMemory: Int32 = 0x1_FFFF
 
     private static func connect(_ name: String, flags: Int32) throws -> OpaquePointer {
         _ = Database.configured

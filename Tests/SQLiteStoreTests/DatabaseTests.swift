@@ -89,3 +89,21 @@ private func temporaryPath(_ name: String = "test.db") -> String {
     #expect(stored.map(\.1) == [0, 5, 3, "é ☃ 🙂".utf8.count, long.utf8.count])
     #expect(stored.last?.2 == long)
 }
+
+/// A statement that changes many rows inside a transaction keeps a journal of its own, to undo itself alone; past the
+/// size this process keeps in memory, SQLite writes it to a file in pieces as large as that size, and its Unix layer
+/// writes at most 128 KiB at once. A larger setting failed such a statement with "database or disk is full" (planning
+/// a job of a million requests did), so this one changes about 6 MiB of pages in one statement, on 16 KiB pages.
+@Test func aStatementChangingMegabytesInATransactionIsWritten() throws {
+    let database = try Database(path: temporaryPath(), pageSize: 16_384)
+    try database.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, value TEXT NOT NULL CHECK (length(value) > 0))")
+    let rows = 20_000
+    try database.writeTransaction {
+        let insert = try database.statement("INSERT INTO t (value) VALUES (?)")
+        for index in 0..<rows { try insert.execute([.text(String(repeating: "v", count: 300) + String(index))]) }
+    }
+    try database.writeTransaction {
+        try database.statement("UPDATE t SET value = value || 'x'").execute()
+    }
+    #expect(try database.scalarInt("SELECT count(*) FROM t WHERE value LIKE '%x'") == Int64(rows))
+}
