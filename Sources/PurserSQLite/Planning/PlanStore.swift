@@ -80,7 +80,6 @@ public struct PlanStore {
                 DELETE FROM request_plans WHERE job_id IN (SELECT value FROM json_each(?1)) AND (queue = \(RequestLifecycle.Queue.ready.sql) OR (queue = \(RequestLifecycle.Queue.waiting.sql)
                     AND request_id IN (SELECT id FROM requests WHERE state = 'waiting' AND attempts = 0 AND job_id IN (SELECT value FROM json_each(?1)))))
                 """).execute([.text(jobList)])
-            try lifecycle.unwaitForReplanning(jobs: jobs)
             var lines: [LineKey: Int64] = [:]
             let findLine = try database.statement("SELECT id FROM plan_lines WHERE model = ? AND mode = ? AND latest_start = ?")
             let insertLine = try database.statement("INSERT INTO plan_lines (model, mode, latest_start) VALUES (?, ?, ?)")
@@ -97,9 +96,11 @@ public struct PlanStore {
                 lines[key] = id
                 return id
             }
+            // A request planned to start later (in a discount window) gets its plan row waiting, and its request waits
+            // with it: one write of each row, not a ready row moved to the waiting queue after.
             let insert = try database.statement("""
                 INSERT INTO request_plans (request_id, job_id, line, cost_pico, baseline_pico, deadline_at, tokens, queue)
-                VALUES (?, ?, ?, ?, ?, ?, ?, \(RequestLifecycle.Queue.ready.sql)) ON CONFLICT (request_id) DO NOTHING
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING
                 """)
             for index in 0..<plan.count {
                 let model = plan.modelOfRequest[index]
@@ -113,11 +114,14 @@ public struct PlanStore {
                 try insert.bind(plan.baselineOfRequest[index], at: 5)
                 try insert.bind(request.deadlineAt, at: 6)
                 try insert.bind(Int64(request.rateLimitTokens), at: 7)
+                let waits = plan.startOfRequest[index] > now
+                try insert.bind((waits ? RequestLifecycle.Queue.waiting : .ready).rawValue, at: 8)
                 try insert.executeBound()
-                if plan.startOfRequest[index] > now, database.changes == 1 {
+                if waits, database.changes == 1 {
                     try lifecycle.waitForStart(plan.requestIDs[index], until: plan.startOfRequest[index])
                 }
             }
+            try lifecycle.endWaitsNoLongerPlanned(jobs: jobs)
             try lifecycle.markPlanned(jobs: jobs)
         }
     }

@@ -37,11 +37,25 @@ public struct RequestLifecycle {
 
     // MARK: - Planning
 
-    /// A freshly planned request that should not start yet waits until `start`.
+    /// A freshly planned request that should not start yet waits until `start`; its plan row was written waiting. A
+    /// request planned again to the same wait is left as it is: a quarter of a million-request job waiting for a window
+    /// was a quarter of its rows written twice over each time it was planned again (made queued, then waiting).
     func waitForStart(_ id: Int64, until start: Int64) throws {
-        try database.statement("UPDATE requests SET state = 'waiting', next_attempt_at = ? WHERE id = ? AND \(RequestLifecycle.notStarted)")
-            .execute([.integer(start), .integer(id)])
-        try database.statement("UPDATE request_plans SET queue = \(Queue.waiting.sql) WHERE request_id = ?").execute([.integer(id)])
+        try database.statement("""
+            UPDATE requests SET state = 'waiting', next_attempt_at = ?1
+            WHERE id = ?2 AND \(RequestLifecycle.notStarted) AND (state != 'waiting' OR next_attempt_at IS NOT ?1)
+            """).execute([.integer(start), .integer(id)])
+    }
+
+    /// Once `jobs` are planned again (each request planned to wait has its waiting plan row, `waitForStart`), requests
+    /// that waited only for a discount window and are no longer planned to become plain queued ones.
+    func endWaitsNoLongerPlanned(jobs: [Int64]) throws {
+        // `+job_id` keeps SQLite on the small index of waiting requests rather than walking the job's requests.
+        try database.statement("""
+            UPDATE requests SET state = 'queued', next_attempt_at = NULL
+            WHERE state = 'waiting' AND attempts = 0 AND +job_id IN (SELECT value FROM json_each(?))
+                AND NOT EXISTS (SELECT 1 FROM request_plans p WHERE p.request_id = requests.id AND p.queue = \(Queue.waiting.sql))
+            """).execute([ids(jobs)])
     }
 
     /// In a sped-up rehearsal, requests planned to wait (for a discount window) are due now: the simulator answers them
