@@ -446,3 +446,39 @@ private func capacityBoundInstance(requests count: Int, seed: UInt64) -> (catalo
     #expect(later.plan.entries.filter { $0.model == "p/cheap" }.count <= 2, "half a minute of five a minute")
     #expect(try database.scalarInt("SELECT count(*) FROM request_plans WHERE queue = 1") == 10)
 }
+
+@Test func planningAgainKeepsTheWaitsThatStayAndEndsTheOthers() throws {
+    // Half price every day from 02:00 to 06:00 UTC on "night"; now is midnight.
+    let window = DiscountWindow(weekdays: Set(1...7), startMinute: 120, endMinute: 360, timeZoneIdentifier: "UTC", multiplierBasisPoints: 5_000)
+    let night = Fixtures.model("night", input: 400_000, output: 400_000, quality: 50, windows: [window])
+    let steady = Fixtures.model("steady", input: 300_000, output: 300_000, quality: 50)
+    let directory = Fixtures.temporaryDirectory()
+    let database = try PurserDatabase.open(path: directory.appendingPathComponent("purser.db").path)
+    let midnight: Int64 = 1_795_478_400_000  // 2026-11-24T00:00:00Z
+    // Three can wait for the window; the fourth is due before it opens.
+    let lines = (1...4).map { #"{"custom_id": "r\#($0)", "prompt": "Name a river.", "max_tokens": 10, "quality": 50, "deadline": "\#($0 == 4 ? "1h" : "8h")"}"# }
+    let file = Fixtures.write(lines.joined(separator: "\n") + "\n", to: "job.jsonl", in: directory)
+    _ = try JobSubmitter(database: database, catalog: Fixtures.catalog([night, steady]), clock: .fixed(midnight)).submit(files: [file], options: SubmitOptions())
+    func plan(_ models: [Model], at moment: Int64) throws {
+        _ = try JobPlanning(database: database).plan(PlanningRequest(jobs: [1], catalog: Fixtures.catalog(models), usableProviders: ["p"], now: moment))
+    }
+    func states() throws -> [String] {
+        try database.statement("""
+            SELECT r.custom_id || ' ' || r.state || ' ' || coalesce(r.next_attempt_at - \(midnight), 'none') || ' ' || p.queue
+            FROM requests r JOIN request_plans p ON p.request_id = r.id ORDER BY r.id
+            """).rows { $0.text(0) }
+    }
+    let twoHours = 2 * 3_600_000
+    let waiting = ["r1 waiting \(twoHours) 2", "r2 waiting \(twoHours) 2", "r3 waiting \(twoHours) 2", "r4 queued none 1"]
+    try plan([night, steady], at: midnight)
+    #expect(try states() == waiting)
+    // A minute later the same plan: the same waits, the window's opening unchanged.
+    try plan([night, steady], at: midnight + 60_000)
+    #expect(try states() == waiting)
+    // Without its window "night" is dearer than "steady": nothing waits any more, and every plan row is ready.
+    var noWindow = night
+    noWindow.discountWindows = []
+    try plan([noWindow, steady], at: midnight + 120_000)
+    #expect(try states() == ["r1 queued none 1", "r2 queued none 1", "r3 queued none 1", "r4 queued none 1"])
+    #expect(try database.scalarInt("SELECT count(*) FROM requests WHERE state = 'waiting'") == 0)
+}
