@@ -20,12 +20,12 @@ private func needs(_ capabilities: Capabilities, maxOutput: Int = 1_024) -> Requ
     let catalog = try Fixtures.bundledCatalog()
     let nano = try #require(catalog.model(id: "openai/gpt-5-nano"))
     let mini4o = try #require(catalog.model(id: "openai/gpt-4o-mini"))
-    #expect(Eligibility.staticExclusion(of: nano, for: needs([.temperature])) == .parameters(refused: ["temperature"]))
+    #expect(Eligibility.staticExclusion(of: nano, for: needs([.temperature])) == .parameters(refused: .temperature))
     #expect(Eligibility.staticExclusion(of: nano, for: needs([.temperature]))?.description.contains("does not accept temperature") == true)
     #expect(Eligibility.staticExclusion(of: mini4o, for: needs([.temperature, .topP])) == nil)
     // A feature it lacks is said before a parameter it refuses.
     #expect(Eligibility.staticExclusion(of: try #require(catalog.model(id: "anthropic/claude-haiku-4-5")), for: needs([.jsonMode]))
-        == .capabilities(missing: ["json_mode"]))
+        == .capabilities(missing: .jsonMode))
 }
 
 @Test func aReasoningModelIsSentItsRoomAndPricedOnIt() throws {
@@ -122,7 +122,7 @@ private func needs(_ capabilities: Capabilities, maxOutput: Int = 1_024) -> Requ
     // JSON mode without a schema has no Anthropic form: Claude's rows do not list it, so such a line is not planned there.
     let catalog = try Fixtures.bundledCatalog()
     let sonnet = try #require(catalog.model(id: "anthropic/claude-sonnet-4-5"))
-    #expect(Eligibility.staticExclusion(of: sonnet, for: needs([.jsonMode])) == .capabilities(missing: ["json_mode"]))
+    #expect(Eligibility.staticExclusion(of: sonnet, for: needs([.jsonMode])) == .capabilities(missing: .jsonMode))
     #expect(Eligibility.staticExclusion(of: sonnet, for: needs([.jsonSchema])) == nil)
 }
 
@@ -160,7 +160,7 @@ private func needs(_ capabilities: Capabilities, maxOutput: Int = 1_024) -> Requ
     let mini4o = try #require(catalog.model(id: "openai/gpt-4o-mini"))
     let haiku = try #require(catalog.model(id: "anthropic/claude-haiku-4-5"))
     let exclusion = Eligibility.staticExclusion(of: mini4o, for: needs([.topK]))
-    #expect(exclusion == .parameters(refused: ["top_k"]))
+    #expect(exclusion == .parameters(refused: .topK))
     #expect(exclusion?.description.contains("OpenAI dialect, which has no top_k") == true)
     #expect(Eligibility.staticExclusion(of: haiku, for: needs([.topK])) == nil)
     // A line that keeps top_k is served by a Claude model, never silently without it.

@@ -249,14 +249,12 @@ public struct RequestLineParser {
     /// A request no model could ever serve is rejected now rather than left to fail later.
     private func checkSomeModelFits(_ needs: RequestNeeds, maxCost: Money?) -> String? {
         var cheapest: Money?
-        var exclusions: [Exclusion] = []
         let samples = historyByTier.samples(tier: needs.qualityTier)
-        for index in facts.indices {
+        func exclusion(_ index: Int) -> Exclusion? {
             let isPinned = needs.pinnedModel != nil && needs.pinnedModel == catalog.models[index].id
-            if let exclusion = Eligibility.staticExclusion(of: facts[index], isPinnedModel: isPinned, for: needs) {
-                exclusions.append(exclusion)
-                continue
-            }
+            return Eligibility.staticExclusion(of: facts[index], isPinnedModel: isPinned, for: needs)
+        }
+        for index in facts.indices where exclusion(index) == nil {
             let output = OutputHistoryByTier.expectedOutputTokens(
                 samples, model: index, maxOutputTokens: facts[index].outputAllowance(needs.maxOutputTokens))
             let cost = cheapestSyncPrices[index].cost(inputTokens: needs.inputTokens, outputTokens: output)
@@ -268,6 +266,8 @@ public struct RequestLineParser {
             if total > largest {
                 return "prompt of ~\(needs.inputTokens) tokens plus max_tokens \(needs.maxOutputTokens) fits no model's context (the largest is \(largest))"
             }
+            // Why, read only now that no model is left.
+            let exclusions = facts.indices.compactMap(exclusion)
             let reasons = Set(exclusions.filter { if case .pinnedElsewhere = $0 { false } else { true } }.map(\.description)).sorted()
             return "no model can serve this request: " + reasons.prefix(3).joined(separator: "; ")
         }

@@ -33,8 +33,10 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
     case quality(score: Int, floor: Int)
     case context(needed: Int, window: Int)
     case maxOutput(requested: Int, limit: Int)
-    case capabilities(missing: [String])
-    case parameters(refused: [String])
+    /// What it lacks, kept as the set and named only when said: a loop over a million requests excludes models by the
+    /// million, and their names are read only when no model is left.
+    case capabilities(missing: Capabilities)
+    case parameters(refused: Capabilities)
     case reasoningRoom(requested: Int, room: Int, limit: Int)
     case providerNotAllowed(String)
     case noKey(provider: String, variable: String)
@@ -48,11 +50,11 @@ public enum Exclusion: Sendable, Hashable, CustomStringConvertible {
         case .quality(let score, let floor): "quality \(score) is below the floor \(floor)"
         case .context(let needed, let window): "needs ~\(needed) tokens of context, the window is \(window)"
         case .maxOutput(let requested, let limit): "max_tokens \(requested) is above the model's \(limit)"
-        case .capabilities(let missing): "lacks \(missing.joined(separator: ", "))"
+        case .capabilities(let missing): "lacks \(missing.names.joined(separator: ", "))"
         case .parameters(let refused):
-            refused == ["top_k"]
+            refused == .topK
                 ? "does not accept top_k (it is spoken to in the OpenAI dialect, which has no top_k)"
-                : "does not accept \(refused.joined(separator: ", ")) (see parameters.unsupported in its tables)"
+                : "does not accept \(refused.names.joined(separator: ", ")) (see parameters.unsupported in its tables)"
         case .reasoningRoom(let requested, let room, let limit):
             "max_tokens \(requested) plus its \(room) tokens of reasoning room is above its output limit \(limit)"
         case .providerNotAllowed(let provider): "provider \(provider) is not allowed for this request (its providers only/ignore)"
@@ -118,8 +120,8 @@ public enum Eligibility {
         }
         let missing = needs.capabilities.subtracting(model.capabilities)
         let refused = missing.intersection(Capabilities.allParameters), lacking = missing.subtracting(refused)
-        if !lacking.isEmpty { return .capabilities(missing: lacking.names) }
-        if !refused.isEmpty { return .parameters(refused: refused.names) }
+        if !lacking.isEmpty { return .capabilities(missing: lacking) }
+        if !refused.isEmpty { return .parameters(refused: refused) }
         if let filter = needs.providers, !filter.allows(model.provider) { return .providerNotAllowed(model.provider) }
         return nil
     }
