@@ -17,10 +17,17 @@ public struct PlanStore {
         var requests: [PlannableRequest] = []
         try database.readTransaction {
             for job in jobs.sorted() {
+                // A job's requests are stored together, so they are read along the table between its first and last id,
+                // in id order as they lie: by the job's index they came in custom-id order, and SQLite's sort of them was
+                // half the read (sqlite3's `.timer`, a million requests: 0.49-0.67 s this way, 1.06-1.34 s that way).
+                // `+job_id` keeps SQLite off that index; it still says which rows in the range are the job's.
                 try database.statement("""
                     SELECT id, quality_floor, quality_tier, input_tokens, max_output_tokens, capabilities, pinned_model,
                         reference_model, deadline_at, max_cost_pico, live_only, provider_filter, prefix_group, prefix_tokens
-                    FROM requests WHERE job_id = ? AND \(PlanStore.notStarted) ORDER BY id
+                    FROM requests
+                    WHERE id BETWEEN (SELECT min(id) FROM requests WHERE job_id = ?1) AND (SELECT max(id) FROM requests WHERE job_id = ?1)
+                        AND +job_id = ?1 AND \(PlanStore.notStarted)
+                    ORDER BY id
                     """).forEachRow([.integer(job)]) { row in
                     requests.append(PlannableRequest(
                         id: row.int64(0),
