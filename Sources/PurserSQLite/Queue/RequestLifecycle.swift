@@ -104,13 +104,17 @@ public struct RequestLifecycle {
     }
 
     /// Leases ready requests to `owner`; their attempt is counted now.
+    /// `OR FAIL`: a statement that may stop part-way on a constraint keeps a journal of its own to undo itself alone, and a
+    /// claim's few hundred requests outgrew the part kept in memory (a temporary file made and deleted, 42 in a run of
+    /// 20,000 calls at 0 ms); undoing it alone is never needed, since a failed statement fails its whole transaction.
     func lease(_ leased: [Int64], owner: String, until: Int64) throws {
         guard !leased.isEmpty else { return }
         try database.statement("""
-            UPDATE requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
+            UPDATE OR FAIL requests SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, next_attempt_at = NULL
             WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
             """).execute([.text(owner), .integer(until), ids(leased)])
-        try database.statement("UPDATE request_plans SET queue = \(Queue.out.sql) WHERE request_id IN (SELECT value FROM json_each(?))").execute([ids(leased)])
+        try database.statement("UPDATE OR FAIL request_plans SET queue = \(Queue.out.sql) WHERE request_id IN (SELECT value FROM json_each(?))")
+            .execute([ids(leased)])
     }
 
     /// Ready requests go into a batch: running under the batch's lease (`batch:ID`), which lapses only with the
