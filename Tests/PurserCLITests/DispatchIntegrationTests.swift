@@ -193,6 +193,22 @@ struct DispatchIntegrationTests {
         #expect(try query(database, "SELECT count(*) FROM requests WHERE attempts > 0 AND state = 'queued'")[0][0] == "0", "released requests are not counted as tried")
     }
 
+    /// "Every result lives in one SQLite file": once a run has exited, the file alone holds every result, with no log
+    /// left beside it. Its last connection writes the log into the file as it closes; a run whose signal handler still
+    /// held the run when the process exited never closed it, and a copy of the file alone lacked its last results.
+    @Test func aRunLeavesEveryResultInTheDatabaseFileAlone() async throws {
+        let server = try FakeProviderProcess(["--latency-ms", "5"])
+        defer { server.stop() }
+        let pricing = try fakePricing(port: server.port)
+        let database = temporaryDatabase()
+        try await purser(["submit", try jobFile(300, model: { _ in "small" })], database: database, pricing: pricing)
+        #expect(try await purser(["run", "--concurrency", "50"], database: database, pricing: pricing).code == 0)
+        #expect(!FileManager.default.fileExists(atPath: database + "-wal"))
+        let copy = temporaryDatabase()
+        try FileManager.default.copyItem(atPath: database, toPath: copy)
+        #expect(try query(copy, "SELECT count(*) FROM results")[0][0] == "300")
+    }
+
     @Test func resultsReadLikeTheProvidersBatchOutputAndAddUpExactly() async throws {
         let server = try FakeProviderProcess(["--fail-5xx", "0.2", "--seed", "3"])
         defer { server.stop() }

@@ -56,7 +56,11 @@ enum RunCommand {
         let catalog = try context.loadCatalog(arguments)
         let options = try await options(arguments, context: context)
         let dispatcher = try dispatcher(options: options, catalog: catalog, arguments: arguments, context: context)
-        let signals = SignalWatcher { Task { await dispatcher.stop() } }
+        // The run is held weakly: a signal source lets its handler go on a queue of its own after it is cancelled, so a
+        // handler holding the run kept it, and its database connection, open past the process's exit. The connection's
+        // close is what writes the database's log into its file; without it a copy of the file alone lacked the last
+        // results (`aRunLeavesEveryResultInTheDatabaseFileAlone`).
+        let signals = SignalWatcher { [weak dispatcher] in Task { await dispatcher?.stop() } }
         defer { signals.cancel() }
         let summary = try await dispatcher.run()
         guard let trouble = summary.trouble else { return 0 }
