@@ -139,6 +139,21 @@ func makeKey(project: String, role: String = "submit", database: String) async t
         }
     }
 
+    /// A serve writes its database's log into the file as it stops: its threads may keep a connection open until the
+    /// process exits, and only the last connection's close does that by itself. Before, a serve on a new database left
+    /// the file holding nothing and its log holding all of it.
+    @Test func aStoppedServeLeavesEverythingInTheDatabaseFileAlone() async throws {
+        let database = temporaryDatabasePath()
+        let serve = try await ServeProcess(database: database)
+        #expect(await serve.terminate() == 0)
+        let log = (try? FileManager.default.attributesOfItem(atPath: database + "-wal"))?[.size] as? Int ?? 0
+        #expect(log == 0, "\(log) bytes of log left beside the database")
+        let copy = temporaryDatabasePath()
+        try FileManager.default.copyItem(atPath: database, toPath: copy)
+        let alone = try StoreFile.openForReading(path: copy)
+        #expect(try alone.jobs.jobs().isEmpty)
+    }
+
     @Test func keysAreStoredOnlyAsHashesAndRevokedKeysAreRefused() async throws {
         let database = temporaryDatabasePath()
         let token = try await makeKey(project: "alpha", role: "admin", database: database)

@@ -79,10 +79,12 @@ enum ServeCommand {
             }
         }
         // Signals are watched before the address is printed: whoever reads it may stop the serve at once.
-        let signals = SignalWatcher {
+        // Held weakly, as `purser run` holds its run: the handler outlives the serve by a moment (its source lets it go
+        // on a queue of its own).
+        let signals = SignalWatcher { [weak service, weak dispatcher] in
             // On a dispatch thread: the HTTP side stops first (its exchanges finish), then the calls drain.
-            service.stop(waitingUpTo: 30)
-            Task { await dispatcher.stop() }
+            service?.stop(waitingUpTo: 30)
+            Task { await dispatcher?.stop() }
         }
         defer { signals.cancel() }
         // The address goes to standard output, alone on its line, so a script (or a test) can read the port.
@@ -92,8 +94,22 @@ enum ServeCommand {
         }
         let summary = try await dispatcher.run()
         service.stop(waitingUpTo: 30)
+        writeLogIntoFile(path, console: console)
         guard let trouble = summary.trouble else { return 0 }
         console.error("Error: \(RunReporter.words(trouble))")
         return 1
+    }
+
+    /// The serve has stopped, but its threads (the accept loop, the keeper, each connection's) may still hold their
+    /// database connections as the process exits, and only the last one's close writes the log into the file: it is
+    /// written out here, so that a copy of the file alone holds everything the serve stored.
+    static func writeLogIntoFile(_ path: String, console: Console) {
+        do {
+            if try !StoreFile.open(path: path).writeLogIntoFile() {
+                console.error("warning: another process is using \(path), so its log (\(path)-wal) was not written into it; keep the two together")
+            }
+        } catch {
+            console.error("warning: could not write the log of \(path) into it (\(error)); keep \(path)-wal beside it, where SQLite reads it")
+        }
     }
 }

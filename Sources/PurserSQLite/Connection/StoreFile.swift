@@ -22,6 +22,14 @@ public struct StoreFile {
     public func submitter(catalog: PricingCatalog, clock: WallClock) -> JobSubmitter {
         JobSubmitter(database: database, catalog: catalog, clock: clock)
     }
+
+    /// Writes the database's log into its file and empties the log, so that the file alone holds everything stored. The
+    /// last connection to close does this by itself; a serve's threads may still hold theirs when the process exits.
+    /// False when the log could not be emptied (another process is reading or writing the database).
+    public func writeLogIntoFile() throws -> Bool {
+        // Its first column is 1 when a reader or writer kept the log from being written out and emptied.
+        try database.scalarInt("PRAGMA wal_checkpoint(TRUNCATE)") == 0
+    }
 }
 
 extension StoreFile {
