@@ -48,7 +48,7 @@ public struct RequestLifecycle {
     }
 
     /// Once `jobs` are planned again (each request planned to wait has its waiting plan row, `waitForStart`), requests
-    /// that waited only for a discount window and are no longer planned to become plain queued ones.
+    /// that waited only for a discount window and are no longer planned to wait become plain queued ones.
     func endWaitsNoLongerPlanned(jobs: [Int64]) throws {
         // `+job_id` keeps SQLite on the small index of waiting requests rather than walking the job's requests.
         try database.statement("""
