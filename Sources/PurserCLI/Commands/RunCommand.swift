@@ -56,11 +56,7 @@ enum RunCommand {
         let catalog = try context.loadCatalog(arguments)
         let options = try await options(arguments, context: context)
         let dispatcher = try dispatcher(options: options, catalog: catalog, arguments: arguments, context: context)
-        // The run is held weakly: a signal source lets its handler go on a queue of its own after it is cancelled, so a
-        // handler holding the run kept it, and its database connection, open past the process's exit. The connection's
-        // close is what writes the database's log into its file; without it a copy of the file alone lacked the last
-        // results (`aRunLeavesEveryResultInTheDatabaseFileAlone`).
-        let signals = SignalWatcher { [weak dispatcher] in Task { await dispatcher?.stop() } }
+        let signals = SignalWatcher { Task { await dispatcher.stop() } }
         defer { signals.cancel() }
         let summary = try await dispatcher.run()
         guard let trouble = summary.trouble else { return 0 }
@@ -144,8 +140,21 @@ enum RunCommand {
 /// Stops the run on SIGINT or SIGTERM instead of killing the process.
 final class SignalWatcher {
     private let sources: [any DispatchSourceSignal]
+    /// The handler, let go of as the watch is cancelled. A cancelled source lets go of its own handler only later, on
+    /// its queue, so a handler holding the run kept the run, and its database connection, open past the process's exit:
+    /// the connection's close, which writes the database's log into its file, never came, and a copy of the file alone
+    /// lacked the last results (`aRunLeavesEveryResultInTheDatabaseFileAlone`).
+    private let handler: HandlerBox
+
+    private final class HandlerBox: Sendable {
+        let handler: Mutex<(@Sendable () -> Void)?>
+        init(_ handler: @escaping @Sendable () -> Void) { self.handler = Mutex(handler) }
+        func call() { handler.withLock { $0 }?() }
+    }
 
     init(_ handler: @escaping @Sendable () -> Void) {
+        let box = HandlerBox(handler)
+        self.handler = box
         // A parent may have left these blocked; a blocked signal never reaches the source.
         var unblock = sigset_t()
         sigemptyset(&unblock)
@@ -155,13 +164,14 @@ final class SignalWatcher {
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler(handler: handler)
+            source.setEventHandler { box.call() }
             source.resume()
             return source
         }
     }
 
     func cancel() {
+        handler.handler.withLock { $0 = nil }
         for source in sources { source.cancel() }
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)

@@ -79,12 +79,10 @@ enum ServeCommand {
             }
         }
         // Signals are watched before the address is printed: whoever reads it may stop the serve at once.
-        // Held weakly, as `purser run` holds its run: the handler outlives the serve by a moment (its source lets it go
-        // on a queue of its own).
-        let signals = SignalWatcher { [weak service, weak dispatcher] in
+        let signals = SignalWatcher {
             // On a dispatch thread: the HTTP side stops first (its exchanges finish), then the calls drain.
-            service?.stop(waitingUpTo: 30)
-            Task { await dispatcher?.stop() }
+            service.stop(waitingUpTo: 30)
+            Task { await dispatcher.stop() }
         }
         defer { signals.cancel() }
         // The address goes to standard output, alone on its line, so a script (or a test) can read the port.
