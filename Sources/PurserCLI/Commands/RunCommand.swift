@@ -147,9 +147,10 @@ final class SignalWatcher {
     private let handler: HandlerBox
 
     private final class HandlerBox: Sendable {
-        let handler: Mutex<(@Sendable () -> Void)?>
+        private let handler: Mutex<(@Sendable () -> Void)?>
         init(_ handler: @escaping @Sendable () -> Void) { self.handler = Mutex(handler) }
         func call() { handler.withLock { $0 }?() }
+        func release() { handler.withLock { $0 = nil } }
     }
 
     init(_ handler: @escaping @Sendable () -> Void) {
@@ -171,7 +172,7 @@ final class SignalWatcher {
     }
 
     func cancel() {
-        handler.handler.withLock { $0 = nil }
+        handler.release()
         for source in sources { source.cancel() }
         signal(SIGINT, SIG_DFL)
         signal(SIGTERM, SIG_DFL)
