@@ -125,8 +125,15 @@ if ["all", "dispatch", "inflight", "most", "faults", "batch", "service", "cachin
     if !missing.isEmpty {
         FileHandle.standardError.write(Data((
             "Error: --phase \(bench.phase) runs \(missing.joined(separator: " and ")) from \(folder.path), where \(missing.count == 1 ? "it is" : "they are") missing; "
-            + "build every product first with 'swift build -c release'.\n").utf8))
+            + "build every product first with 'swift build -c release --static-swift-stdlib --scratch-path .build-static' (as scripts/install.sh builds purser).\n").utf8))
         exit(1)
+    }
+    // A purser that loads the Swift runtime as shared libraries resolves its symbols at every start and calls it through a
+    // table, so it is slower at 0 ms than the binary scripts/install.sh builds, which links it in (README, Benchmark).
+    let purser = folder.appendingPathComponent("purser").path
+    if let binary = FileManager.default.contents(atPath: purser), binary.range(of: Data("libswiftCore.so".utf8)) != nil {
+        print("note: \(purser) loads the Swift runtime as shared libraries; the installed purser links it in. To measure that one, "
+            + "build with 'swift build -c release --static-swift-stdlib --scratch-path .build-static' and run .build-static/release/purser-bench.\n")
     }
 }
 /// Submission and planning happen at a fixed moment, so runs compare: Tuesday 2026-11-24 02:00 UTC, 10:00 in
