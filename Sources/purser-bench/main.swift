@@ -5,7 +5,8 @@ import SQLiteStore
 
 // purser-bench [--lines N] [--pricing DIR] [--work DIR]
 // Measures SPEC §10's ingest and plan bars in a release build, each figure beside the ceiling
-// measured in the same run. Run: swift run -c release purser-bench
+// measured in the same run. Run (README, Benchmark): swift build -c release --static-swift-stdlib --scratch-path .build-static,
+// then .build-static/release/purser-bench
 
 struct Bench {
     var lines = 1_000_000
@@ -121,11 +122,13 @@ if ["all", "dispatch", "inflight", "most", "faults", "batch", "service", "cachin
     // The fake server and the clients hold thousands of sockets: the children inherit the raised limit.
     _ = OpenFileLimit.raised()
     let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    // How the README builds the products the benchmark runs: purser as scripts/install.sh builds it.
+    let installedBuild = "swift build -c release --static-swift-stdlib --scratch-path .build-static"
     let missing = ["purser", "purser-fake-provider"].filter { !FileManager.default.isExecutableFile(atPath: folder.appendingPathComponent($0).path) }
     if !missing.isEmpty {
         FileHandle.standardError.write(Data((
             "Error: --phase \(bench.phase) runs \(missing.joined(separator: " and ")) from \(folder.path), where \(missing.count == 1 ? "it is" : "they are") missing; "
-            + "build every product first with 'swift build -c release --static-swift-stdlib --scratch-path .build-static' (as scripts/install.sh builds purser).\n").utf8))
+            + "build every product first with '\(installedBuild)' (as scripts/install.sh builds purser).\n").utf8))
         exit(1)
     }
     // A purser that loads the Swift runtime as shared libraries resolves its symbols at every start and calls it through a
@@ -133,7 +136,7 @@ if ["all", "dispatch", "inflight", "most", "faults", "batch", "service", "cachin
     let purser = folder.appendingPathComponent("purser").path
     if let binary = FileManager.default.contents(atPath: purser), binary.range(of: Data("libswiftCore.so".utf8)) != nil {
         print("note: \(purser) loads the Swift runtime as shared libraries; the installed purser links it in. To measure that one, "
-            + "build with 'swift build -c release --static-swift-stdlib --scratch-path .build-static' and run .build-static/release/purser-bench.\n")
+            + "build with '\(installedBuild)' and run .build-static/release/purser-bench.\n")
     }
 }
 /// Submission and planning happen at a fixed moment, so runs compare: Tuesday 2026-11-24 02:00 UTC, 10:00 in
