@@ -105,7 +105,7 @@ struct PlanKeptTests {
             #expect(try await purser(["submit", path], database: database, pricing: pricing, key: nil).code == 0)
             let plan = try await purser(["plan", "1", "--simulate"], database: database, pricing: pricing, key: nil)
             #expect(plan.code == 0 && plan.out.contains("limited/m4"), "\(plan.out)")
-            let planned = Int(Date().timeIntervalSince1970 * 1000)
+            let plannedModels = try query(database, "SELECT p.request_id, l.model FROM request_plans p JOIN plan_lines l ON l.id = p.line")
             await pause(seconds: 8)
             let run = try await purser(["run", "--simulate", "--speedup", "100"], database: database, pricing: pricing, key: nil)
             #expect(run.code == 0, "\(run.error)")
@@ -120,13 +120,15 @@ struct PlanKeptTests {
             #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m4'") > 12, "\(served)")
             // All of it: the fourth has room for them in time, so none goes to the dearer fifth for having room a moment sooner.
             #expect(try integer(database, "SELECT count(*) FROM results WHERE model = 'limited/m5'") == 0, "\(served)")
-            // Each moved about once, not round and round between models at their limits: no more moves than the three
-            // models filled to their limits (12 requests a second between them) lost while the run waited to start, and a
-            // few. That wait is 8 s and a little more, more on a busy machine, so it is measured rather than taken as 8 s.
-            let firstCall = try integer(database, "SELECT min(started_at) FROM attempts")
-            let unreachable = 12 * (firstCall - planned) / 1000
+            // Each moved about once, not round and round between models at their limits: at most two moves for each
+            // request served on another model than the one planned, and a few (1.4-1.5 in runs here, idle or busy; 30
+            // when a spill could go back onto a model it had left). How many move depends on how late the run starts and
+            // how far a busy machine holds the models below their rate, so it is counted from what was served rather than
+            // foreseen from the wait, which a busy CI machine overran (123 moves against 96 + 20).
+            let servedModels = Dictionary(uniqueKeysWithValues: try query(database, "SELECT request_id, model FROM results").map { ($0[0], $0[1]) })
+            let moved = plannedModels.filter { servedModels[$0[0]] != $0[1] }.count
             let fallbacks = run.out.firstMatch(of: /(\d+) fallbacks?/).flatMap { Int($0.1) }
-            #expect(fallbacks.map { $0 <= unreachable + 20 } == true, "\(unreachable) could no longer be reached\n\(run.out)")
+            #expect(moved > 0 && fallbacks.map { $0 <= 2 * moved + 10 } == true, "\(moved) served on a model other than the planned one\n\(run.out)")
         }
     }
 }
