@@ -50,8 +50,7 @@ public final class HTTPProviderClient: ModelCaller {
         }
         return HTTPProviderClient.outcome(
             status: answer.status, header: { answer.headers[$0] }, body: answer.body, dialect: call.provider.dialect,
-            now: Date(),
-            mask: endpoint.mask)
+            now: Date(), mask: endpoint.mask)
     }
 
     /// What a provider's answer means: its status, headers and body read into a response with usage, or a
